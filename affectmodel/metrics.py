@@ -1,0 +1,179 @@
+"""ABAW metrics exactly as in DESIGN.md §3, on numpy arrays.
+
+Invalid labels (-1 for EXPR/AU, -5 for VA; in general anything outside the valid range) are
+dropped per task (per AU / per VA dimension) before scoring.
+"""
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from .tasks import AU_NAMES, MTL_METRIC, VA_NAMES, get_label_space, DEFAULT_EXPRESSION_SPACE
+
+
+# ------------------------------------------------------------------ validity masks
+
+def valid_expression(target: np.ndarray, num_classes: int) -> np.ndarray:
+    target = np.asarray(target)
+    return (target >= 0) & (target < num_classes)
+
+
+def valid_au(target: np.ndarray) -> np.ndarray:
+    """Per-element mask: an AU label is valid when it is 0 or 1."""
+    target = np.asarray(target, dtype=float)
+    return (target == 0) | (target == 1)
+
+
+def valid_va(target: np.ndarray) -> np.ndarray:
+    """Per-element mask: a valence/arousal value is valid when finite and within [-1, 1]."""
+    target = np.asarray(target, dtype=float)
+    return np.isfinite(target) & (target >= -1.0) & (target <= 1.0)
+
+
+# ------------------------------------------------------------------ F1
+
+def f1_binary(pred: np.ndarray, target: np.ndarray) -> float:
+    """Binary F1 of the positive class; 0 when there are no true or predicted positives."""
+    pred = np.asarray(pred).astype(bool)
+    target = np.asarray(target).astype(bool)
+    tp = np.sum(pred & target)
+    denom = 2 * tp + np.sum(pred & ~target) + np.sum(~pred & target)
+    return float(2 * tp / denom) if denom else 0.0
+
+
+def expression_f1(pred: np.ndarray, target: np.ndarray, num_classes: int) -> tuple[float, np.ndarray]:
+    """Macro F1 over all ``num_classes`` classes and the per-class F1.
+
+    ``pred`` is class indices (n,) or scores (n, C). Rows with invalid target are dropped.
+    Equal to sklearn ``f1_score(average="macro", labels=range(C), zero_division=0)``.
+    """
+    pred = np.asarray(pred)
+    if pred.ndim == 2:
+        pred = pred.argmax(axis=1)
+    target = np.asarray(target).astype(int)
+    keep = valid_expression(target, num_classes)
+    pred, target = pred[keep], target[keep]
+    per_class = np.array([f1_binary(pred == c, target == c) for c in range(num_classes)])
+    return float(per_class.mean()), per_class
+
+
+def au_f1(scores: np.ndarray, target: np.ndarray, thresholds: float | Sequence[float] = 0.5
+          ) -> tuple[float, np.ndarray]:
+    """Mean over AUs of the binary F1 of each AU, and the per-AU F1.
+
+    ``scores`` are probabilities (n, 12); an AU is on when ``score >= threshold``.
+    Invalid targets (-1) are dropped per AU.
+    """
+    scores = np.asarray(scores, dtype=float)
+    target = np.asarray(target, dtype=float)
+    thr = np.broadcast_to(np.asarray(thresholds, dtype=float), (scores.shape[1],))
+    mask = valid_au(target)
+    per_au = np.array([
+        f1_binary(scores[mask[:, j], j] >= thr[j], target[mask[:, j], j] == 1)
+        for j in range(scores.shape[1])
+    ])
+    return float(per_au.mean()), per_au
+
+
+def tune_au_thresholds(scores: np.ndarray, target: np.ndarray,
+                       grid: Sequence[float] = tuple(np.round(np.arange(0.05, 0.96, 0.05), 2))
+                       ) -> np.ndarray:
+    """Per-AU threshold maximising that AU's F1 on (validation) predictions.
+
+    Ties keep the threshold closest to 0.5; an AU without valid labels keeps 0.5.
+    """
+    scores = np.asarray(scores, dtype=float)
+    target = np.asarray(target, dtype=float)
+    mask = valid_au(target)
+    grid = np.asarray(sorted(grid, key=lambda t: abs(t - 0.5)))
+    best = np.full(scores.shape[1], 0.5)
+    for j in range(scores.shape[1]):
+        s, t = scores[mask[:, j], j], target[mask[:, j], j] == 1
+        if len(t) == 0:
+            continue
+        f1s = [f1_binary(s >= g, t) for g in grid]
+        best[j] = grid[int(np.argmax(f1s))]
+    return best
+
+
+# ------------------------------------------------------------------ CCC
+
+def ccc(x: np.ndarray, y: np.ndarray) -> float:
+    """Concordance correlation coefficient with population moments.
+
+    Degenerate input (empty, or both constant and equal) scores 0, not NaN.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    if x.size == 0:
+        return 0.0
+    mx, my = x.mean(), y.mean()
+    cov = np.mean((x - mx) * (y - my))
+    denom = x.var() + y.var() + (mx - my) ** 2
+    return float(2 * cov / denom) if denom > 0 else 0.0
+
+
+def va_ccc(pred: np.ndarray, target: np.ndarray) -> tuple[float, float, float]:
+    """(P_VA, CCC_valence, CCC_arousal); invalid targets are dropped per dimension."""
+    pred = np.asarray(pred, dtype=float)
+    target = np.asarray(target, dtype=float)
+    mask = valid_va(target)
+    v = ccc(pred[mask[:, 0], 0], target[mask[:, 0], 0])
+    a = ccc(pred[mask[:, 1], 1], target[mask[:, 1], 1])
+    return (v + a) / 2, v, a
+
+
+# ------------------------------------------------------------------ all tasks
+
+def evaluate(outputs: Mapping[str, np.ndarray], targets: Mapping[str, np.ndarray],
+             expression_space=DEFAULT_EXPRESSION_SPACE,
+             au_thresholds: float | Sequence[float] | None = None) -> dict:
+    """Score whichever tasks are present in ``outputs``.
+
+    ``outputs``: ``expr`` class probabilities or logits (n, C); ``au`` probabilities (n, 12);
+    ``va`` values (n, 2). Returns a flat dict with the headline metrics (P_EXPR, P_AU, P_VA,
+    P_MTL when more than one task), breakdowns and the number of valid samples per task.
+    """
+    space = get_label_space(expression_space)
+    result: dict = {}
+    headline = []
+    if "expr" in outputs:
+        p, per = expression_f1(outputs["expr"], targets["expr"], len(space))
+        result["P_EXPR"] = p
+        result["per_class_f1"] = dict(zip(space.labels, per.tolist()))
+        result["n_expr"] = int(valid_expression(targets["expr"], len(space)).sum())
+        headline.append(p)
+    if "au" in outputs:
+        thr = 0.5 if au_thresholds is None else au_thresholds
+        p, per = au_f1(outputs["au"], targets["au"], thr)
+        result["P_AU"] = p
+        result["per_au_f1"] = dict(zip(AU_NAMES, per.tolist()))
+        result["n_au"] = int(valid_au(targets["au"]).all(axis=1).sum())
+        headline.append(p)
+    if "va" in outputs:
+        p, v, a = va_ccc(outputs["va"], targets["va"])
+        result.update({"P_VA": p, "ccc_valence": v, "ccc_arousal": a})
+        result["n_va"] = int(valid_va(targets["va"]).all(axis=1).sum())
+        headline.append(p)
+    if len(headline) > 1:
+        result[MTL_METRIC] = float(sum(headline))
+    return result
+
+
+def confusion_matrix(pred: np.ndarray, target: np.ndarray, num_classes: int) -> np.ndarray:
+    """Rows = true class, columns = predicted class; invalid targets dropped."""
+    pred = np.asarray(pred)
+    if pred.ndim == 2:
+        pred = pred.argmax(axis=1)
+    target = np.asarray(target).astype(int)
+    keep = valid_expression(target, num_classes)
+    cm = np.zeros((num_classes, num_classes), dtype=np.int64)
+    np.add.at(cm, (target[keep], pred[keep].astype(int)), 1)
+    return cm
+
+
+__all__ = [
+    "valid_expression", "valid_au", "valid_va", "f1_binary", "expression_f1", "au_f1",
+    "tune_au_thresholds", "ccc", "va_ccc", "evaluate", "confusion_matrix", "VA_NAMES",
+]
