@@ -1,0 +1,18 @@
+"""Shared test settings. Tests make all their data themselves; nothing is downloaded."""
+import os
+
+# Never reach the network from tests (the Hub code is exercised offline; see tests/test_hub_*).
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+# Small models on a 2-core machine: fewer threads keeps runs predictable.
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
