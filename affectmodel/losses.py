@@ -31,15 +31,18 @@ def expression_loss(logits: torch.Tensor, target: torch.Tensor, kind: str = "ce"
     ``class_weights`` (see :func:`inverse_frequency_weights`); ``focal`` uses them as alpha when
     given. The weighted mean is normalised by the weights of the valid rows, as in PyTorch.
     """
+    # Configuration errors must surface even on a batch without valid labels.
+    if kind not in ("ce", "weighted_ce", "focal"):
+        raise ValueError(f"unknown expression loss {kind!r}; choose from {get_task('expr').losses}")
+    if kind == "weighted_ce" and class_weights is None:
+        raise ValueError("weighted_ce needs class_weights")
     target = target.long()
     valid = (target >= 0) & (target < logits.shape[1])
     if not valid.any():
         return _zero(logits)
     logits, target = logits[valid].float(), target[valid]
     if kind in ("ce", "weighted_ce"):
-        weight = class_weights if kind == "weighted_ce" else None
-        if kind == "weighted_ce" and weight is None:
-            raise ValueError("weighted_ce needs class_weights")
+        weight = class_weights.to(logits) if kind == "weighted_ce" else None
         return F.cross_entropy(logits, target, weight=weight, label_smoothing=label_smoothing)
     if kind == "focal":
         log_p = F.log_softmax(logits, dim=1)
@@ -64,12 +67,15 @@ def au_loss(logits: torch.Tensor, target: torch.Tensor, kind: str = "bce",
     Each AU element whose target is not 0/1 (e.g. -1) is ignored; the mean is over valid
     elements.
     """
+    if kind not in ("bce", "weighted_bce", "focal"):
+        raise ValueError(f"unknown AU loss {kind!r}; choose from {get_task('au').losses}")
+    if kind == "weighted_bce" and pos_weight is None:
+        raise ValueError("weighted_bce needs pos_weight")
     valid = (target == 0) | (target == 1)
     if not valid.any():
         return _zero(logits)
-    logits, target = logits.float(), target.float().clamp(0, 1)
-    if kind == "weighted_bce" and pos_weight is None:
-        raise ValueError("weighted_bce needs pos_weight")
+    # NaN targets must not leak into the sum through 0 * NaN: zero the invalid ones.
+    logits, target = logits.float(), torch.where(valid, target.float(), 0.0)
     pw = pos_weight.to(logits) if (pos_weight is not None and kind != "bce") else None
     if kind in ("bce", "weighted_bce"):
         per = F.binary_cross_entropy_with_logits(logits, target, pos_weight=pw, reduction="none")
@@ -80,7 +86,7 @@ def au_loss(logits: torch.Tensor, target: torch.Tensor, kind: str = "bce",
         per = (1 - p_t) ** focal_gamma * bce
     else:
         raise ValueError(f"unknown AU loss {kind!r}; choose from {get_task('au').losses}")
-    return (per * valid).sum() / valid.sum()
+    return torch.where(valid, per, 0.0).sum() / valid.sum()
 
 
 # ------------------------------------------------------------------ valence / arousal
@@ -100,12 +106,12 @@ def va_loss(pred: torch.Tensor, target: torch.Tensor, kind: str = "ccc",
     A dimension with fewer than 2 valid values in the batch gives no CCC term (CCC is
     undefined there); it still contributes its MSE.
     """
+    if kind not in ("ccc", "mse", "ccc+mse"):
+        raise ValueError(f"unknown VA loss {kind!r}; choose from {get_task('va').losses}")
     pred, target = pred.float(), target.float()
     valid = torch.isfinite(target) & (target >= -1) & (target <= 1)
     if not valid.any():
         return _zero(pred)
-    if kind not in ("ccc", "mse", "ccc+mse"):
-        raise ValueError(f"unknown VA loss {kind!r}; choose from {get_task('va').losses}")
     terms_ccc, terms_mse = [], []
     for d in range(pred.shape[1]):
         m = valid[:, d]

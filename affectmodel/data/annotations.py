@@ -81,10 +81,10 @@ def read_task_file(path: str | os.PathLike, task: str, expression_space: str | L
     """Read one per-video EXPR / AU / VA annotation file (task key or challenge name)."""
     path = Path(path)
     spec = get_task(task, expression_space)
-    lines = _read_lines(path)
+    lines = read_text_lines(path)
     if not lines:
         raise AnnotationError(path, 1, f"empty file; expected the header {','.join(spec.annotation_header)!r}")
-    header = _split_header(lines[0])
+    header = split_header(lines[0])
     body = lines[1:]
     bad: list[str] = []
 
@@ -131,49 +131,38 @@ def read_mtl_csv(path: str | os.PathLike, skip_bad_lines: bool = False,
     """
     path = Path(path)
     target_space = get_label_space(expression_space)
-    lines = _read_lines(path)
+    lines = read_text_lines(path)
     if not lines:
         raise AnnotationError(path, 1, f"empty file; expected the header {','.join(MTL_HEADER)!r}")
-    if _split_header(lines[0]) != _lower(MTL_HEADER):
+    if split_header(lines[0]) != _lower(MTL_HEADER):
         raise AnnotationError(path, 1, _header_reason(lines[0], [MTL_HEADER], "multi-task"))
     body = lines[1:]
     ncols = len(MTL_HEADER)
     bad: list[str] = []
 
-    # Column counts first: the image column is split off every line before numeric parsing.
-    counts_ok = all(line.count(",") == ncols - 1 for line in body)
-    if counts_ok:
-        tokens = ",".join(body).split(",") if body else []
-        images = [t.strip() for t in tokens[0::ncols]]
-        del tokens[0::ncols]
-        numeric_lines = None
-    else:
-        images, numeric_lines = [], []
-        for i, line in enumerate(body):
-            img, sep, rest = line.partition(",")
-            images.append(img.strip())
-            numeric_lines.append(rest if sep else "")
-        tokens = None
-
+    images, numeric_lines, tokens, reasons = split_first_column(body, ncols)
+    drop: set[int] = set()  # skipped rows that cannot be kept: no image, or a repeated one
     for i, img in enumerate(images):
-        reason = _image_problem(img)
-        if reason:
+        if not img:
+            reasons.setdefault(i, "empty image path")
+            drop.add(i)
+        elif (reason := _image_problem(img)) is not None:
             raise AnnotationError(path, i + 2, reason)
+    if len(set(images)) != len(images):
+        first_line: dict[str, int] = {}
+        for i, img in enumerate(images):
+            first = first_line.setdefault(img, i)
+            if img and first != i:
+                reasons.setdefault(i, f"image {img!r} already listed on line {first + 2}")
+                drop.add(i)
 
     invalid_row = np.array([-5.0, -5.0, -1.0] + [-1.0] * len(AU_NAMES))
-    if tokens is not None:
-        arr = _parse_tokens(path, tokens, body, len(body), ncols - 1, skip_bad_lines, bad,
-                            _mtl_problems, invalid_row, column_offset=1)
-    else:
-        arr = _parse_numeric(path, numeric_lines, ncols - 1, skip_bad_lines, bad, _mtl_problems,
-                             invalid_row, column_offset=1, display_lines=body)
-
-    seen: dict[str, int] = {}
-    for i, img in enumerate(images):
-        first = seen.setdefault(img, i)
-        if first != i:
-            _report(path, i + 2, f"image {img!r} already listed on line {first + 2}", skip_bad_lines, bad)
-            arr[i] = invalid_row
+    arr = parse_number_rows(path, tokens, numeric_lines, ncols - 1, skip_bad_lines, bad, _mtl_problems,
+                            invalid_row, column_offset=1, extra_reasons=reasons)
+    if drop:
+        keep = [i for i in range(len(images)) if i not in drop]
+        images = [images[i] for i in keep]
+        arr = arr[keep]
     expr = _map_expression(arr[:, _MTL_EXPR], ABAW8, target_space)
     return MTLAnnotations(path, images, expr, arr[:, _MTL_AU].astype(np.float32),
                           arr[:, _MTL_VA].astype(np.float32), bad, target_space.name)
@@ -181,7 +170,7 @@ def read_mtl_csv(path: str | os.PathLike, skip_bad_lines: bool = False,
 
 # ------------------------------------------------------------------ reading and headers
 
-def _read_lines(path: Path) -> list[str]:
+def read_text_lines(path: Path) -> list[str]:
     """Lines without line endings; BOM and trailing blank lines removed."""
     data = path.read_bytes()
     try:
@@ -201,7 +190,7 @@ def _lower(labels) -> tuple[str, ...]:
     return tuple(s.lower() for s in labels)
 
 
-def _split_header(line: str) -> tuple[str, ...]:
+def split_header(line: str) -> tuple[str, ...]:
     return tuple(f.strip().lower() for f in line.split(","))
 
 
@@ -211,8 +200,6 @@ def _header_reason(found: str, expected: list[tuple[str, ...]], what: str) -> st
 
 
 def _image_problem(img: str) -> str | None:
-    if not img:
-        return "empty image path"
     norm = img.replace("\\", "/")
     if norm.startswith("/") or (len(norm) > 1 and norm[1] == ":") or ".." in PurePosixPath(norm).parts:
         return f"image path {img!r} escapes the image folder (absolute or contains '..')"
@@ -227,23 +214,51 @@ def _report(path: Path, line: int, reason: str, skip: bool, bad: list[str]) -> N
 
 # ------------------------------------------------------------------ numeric parsing
 
+def split_first_column(body: list[str], ncols: int
+                       ) -> tuple[list[str], list[str], list[str] | None, dict[int, str]]:
+    """Split CSV lines of ``ncols`` columns into (first column, stripped), the rest of each line,
+    all numeric tokens at once (None when some line has the wrong column count) and
+    {line index: reason} for lines with the wrong column count."""
+    reasons: dict[int, str] = {}
+    if all(line.count(",") == ncols - 1 for line in body):
+        tokens = ",".join(body).split(",") if body else []
+        keys = [t.strip() for t in tokens[0::ncols]]
+        del tokens[0::ncols]
+    else:
+        tokens = None
+        for i, line in enumerate(body):
+            if not line.strip():
+                reasons[i] = f"empty line (expected {ncols} comma-separated values)"
+            elif line.count(",") != ncols - 1:
+                reasons[i] = f"expected {ncols} comma-separated values, found {line.count(',') + 1}"
+        keys = [line.partition(",")[0].strip() for line in body]
+    rest = [line.partition(",")[2] for line in body]
+    return keys, rest, tokens, reasons
+
+
 def _parse_numeric(path: Path, lines: list[str], ncols: int, skip: bool, bad: list[str], problems,
                    invalid_row: np.ndarray, column_offset: int = 0,
-                   display_lines: list[str] | None = None) -> np.ndarray:
-    """Parse ``lines`` (line k = file line k + 2) of ``ncols`` comma-separated numbers each."""
-    n = len(lines)
+                   extra_reasons: dict[int, str] | None = None) -> np.ndarray:
+    """Parse ``lines`` (list index k = file line k + 2) of ``ncols`` comma-separated numbers each."""
     tokens = None
     if all(line.count(",") == ncols - 1 for line in lines):
         tokens = ",".join(lines).split(",") if lines else []
-    return _parse_tokens(path, tokens, lines if display_lines is None else display_lines, n, ncols,
-                         skip, bad, problems, invalid_row, column_offset, numeric_lines=lines)
+    return parse_number_rows(path, tokens, lines, ncols, skip, bad, problems, invalid_row, column_offset,
+                         extra_reasons)
 
 
-def _parse_tokens(path: Path, tokens: list[str] | None, lines: list[str], n: int, ncols: int, skip: bool,
-                  bad: list[str], problems, invalid_row: np.ndarray, column_offset: int = 0,
-                  numeric_lines: list[str] | None = None) -> np.ndarray:
-    """Fast path over all tokens at once; on any failure, find and report the bad lines."""
-    numeric_lines = lines if numeric_lines is None else numeric_lines
+def parse_number_rows(path: Path, tokens: list[str] | None, numeric_lines: list[str], ncols: int,
+                      skip: bool, bad: list[str], problems, invalid_row: np.ndarray, column_offset: int = 0,
+                      extra_reasons: dict[int, str] | None = None) -> np.ndarray:
+    """Parse ``numeric_lines`` (index k = file line k + 2) into a float64 array (n, ncols).
+
+    ``tokens``: all values split at once (fast path), or None to parse line by line.
+    ``problems(arr) -> {row: reason}`` checks values; bad rows (and ``extra_reasons`` rows) are
+    reported in file order: the first raises :class:`AnnotationError` unless ``skip``, in which
+    case each message goes to ``bad`` and the row becomes ``invalid_row``.
+    ``column_offset``: columns before ``numeric_lines`` in the file, for messages.
+    """
+    n = len(numeric_lines)
     if n == 0:
         return np.zeros((0, ncols))
     arr = None
@@ -253,19 +268,20 @@ def _parse_tokens(path: Path, tokens: list[str] | None, lines: list[str], n: int
             arr = np.array(tokens, dtype=np.float64).reshape(n, ncols)
         except ValueError:
             arr = None
+    reasons: dict[int, str] = dict(extra_reasons or {})
     if arr is None:
         arr = np.empty((n, ncols))
         for i, line in enumerate(numeric_lines):
             row, reason = _parse_line(line, ncols, column_offset)
             if reason is not None:
-                _report(path, i + 2, reason, skip, bad)
+                reasons.setdefault(i, reason)
                 row = invalid_row
             arr[i] = row
-    reasons = problems(arr)
-    if reasons:
-        for i in sorted(reasons):
-            _report(path, i + 2, reasons[i], skip, bad)
-            arr[i] = invalid_row
+    for i, reason in problems(arr).items():
+        reasons.setdefault(i, reason)
+    for i in sorted(reasons):  # in file order, so that without skipping the first bad line raises
+        _report(path, i + 2, reasons[i], skip, bad)
+        arr[i] = invalid_row
     return arr
 
 
@@ -294,7 +310,7 @@ def _nonfinite(arr: np.ndarray, names: tuple[str, ...]) -> dict[int, str]:
     out: dict[int, str] = {}
     rows, cols = np.nonzero(~np.isfinite(arr))
     for i, j in zip(rows.tolist(), cols.tolist()):
-        out.setdefault(i, f"{names[j]} value {arr[i, j]!r} is not finite")
+        out.setdefault(i, f"{names[j]} value {float(arr[i, j])} is not finite")
     return out
 
 
@@ -364,5 +380,6 @@ def _valid_rows(task: str, values: np.ndarray, expression_space: str | None) -> 
 
 __all__ = [
     "AnnotationError", "TaskAnnotations", "MTLAnnotations", "read_task_file", "read_task_folder",
-    "read_mtl_csv", "EXPR_FILE_SPACES", "MTL_HEADER",
+    "read_mtl_csv", "EXPR_FILE_SPACES", "MTL_HEADER", "read_text_lines", "split_header",
+    "split_first_column", "parse_number_rows",
 ]

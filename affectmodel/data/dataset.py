@@ -1,0 +1,131 @@
+"""The in-memory labelled image set that every reader returns.
+
+An item is ``(image_tensor (3, H, W) float, {"expr": int64 scalar, "au": float32 (12,),
+"va": float32 (2,)})`` with all three keys always present; -1 / -5 mark missing labels
+(``affectmodel.tasks``). Labels live in numpy arrays (``.labels``) so samplers and loss
+statistics never need to open an image.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch.utils.data import Dataset
+
+from ..tasks import AU_NAMES, AU_TASK, TASK_KEYS, VA_NAMES, VA_TASK, get_label_space
+
+Transform = Callable[[Image.Image], torch.Tensor]
+
+
+class ImageReadError(ValueError):
+    """An image file exists but cannot be decoded (the message names the file)."""
+
+
+def load_image(path: str | Path) -> Image.Image:
+    """Open an image as RGB, with an error that names the file when it is missing or corrupt."""
+    try:
+        with Image.open(path) as img:
+            return img.convert("RGB")
+    except FileNotFoundError:
+        raise FileNotFoundError(f"image not found: {path}") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise ImageReadError(f"cannot read image {path}: {e}") from e
+
+
+def empty_labels(n: int) -> dict[str, np.ndarray]:
+    """Label arrays for ``n`` samples, all "not annotated"."""
+    return {
+        "expr": np.full(n, -1, dtype=np.int64),
+        "au": np.full((n, len(AU_NAMES)), AU_TASK.invalid_code, dtype=np.float32),
+        "va": np.full((n, len(VA_NAMES)), VA_TASK.invalid_code, dtype=np.float32),
+    }
+
+
+def valid_label_masks(labels: dict[str, np.ndarray], num_classes: int) -> dict[str, np.ndarray]:
+    """Per task, bool (n,): the sample carries a usable label (AU: at least one AU annotated)."""
+    expr, au, va = labels["expr"], labels["au"], labels["va"]
+    return {
+        "expr": (expr >= 0) & (expr < num_classes),
+        "au": ((au == 0) | (au == 1)).any(axis=1),
+        "va": ((va >= -1) & (va <= 1)).any(axis=1),
+    }
+
+
+@dataclass(eq=False)
+class ImageLabelDataset(Dataset):
+    """Images on disk + label arrays in memory (a ``torch.utils.data.Dataset``)."""
+
+    image_paths: list[Path]
+    labels: dict[str, np.ndarray]
+    tasks: tuple[str, ...] = TASK_KEYS
+    transform: Transform | None = None
+    expression_space: str = "abaw8"
+    dataset_name: str = "images"
+    synthetic: bool = False
+    root: Path | None = None
+    stats: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        n = len(self.image_paths)
+        for key, shape in (("expr", (n,)), ("au", (n, len(AU_NAMES))), ("va", (n, len(VA_NAMES)))):
+            if key not in self.labels or self.labels[key].shape != shape:
+                raise ValueError(f"labels[{key!r}] must have shape {shape}")
+        if self.transform is None:
+            from ..model import ModelConfig
+            from .transforms import build_transform
+            self.transform = build_transform("none", ModelConfig(expression_space=self.expression_space), False)
+
+    def __len__(self) -> int:
+        return len(self.image_paths)
+
+    def targets(self, index: int) -> dict[str, torch.Tensor]:
+        return {
+            "expr": torch.tensor(int(self.labels["expr"][index]), dtype=torch.int64),
+            "au": torch.from_numpy(self.labels["au"][index].astype(np.float32, copy=True)),
+            "va": torch.from_numpy(self.labels["va"][index].astype(np.float32, copy=True)),
+        }
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        image = load_image(self.image_paths[index])
+        return self.transform(image), self.targets(index)  # type: ignore[misc]
+
+    # -- label statistics (loss weights, samplers, reports)
+
+    @property
+    def num_classes(self) -> int:
+        return len(get_label_space(self.expression_space))
+
+    def valid_masks(self) -> dict[str, np.ndarray]:
+        return valid_label_masks(self.labels, self.num_classes)
+
+    def class_counts(self) -> np.ndarray:
+        """Samples per expression class (int64, one per class of ``expression_space``)."""
+        expr = self.labels["expr"]
+        return np.bincount(expr[self.valid_masks()["expr"]], minlength=self.num_classes).astype(np.int64)
+
+    def au_counts(self) -> tuple[np.ndarray, np.ndarray]:
+        """(positives, negatives) per AU over annotated samples (int64, 12 each)."""
+        au = self.labels["au"]
+        return (au == 1).sum(axis=0).astype(np.int64), (au == 0).sum(axis=0).astype(np.int64)
+
+    def au_positive_counts(self) -> np.ndarray:
+        return self.au_counts()[0]
+
+    def subset(self, indices: Sequence[int] | np.ndarray) -> "ImageLabelDataset":
+        """A copy holding only ``indices`` (same transform and metadata)."""
+        idx = np.asarray(indices, dtype=np.int64)
+        return self._copy_with(idx)
+
+    def _copy_with(self, idx: np.ndarray) -> "ImageLabelDataset":
+        import copy
+        new = copy.copy(self)
+        new.image_paths = [self.image_paths[i] for i in idx]
+        new.labels = {k: v[idx] for k, v in self.labels.items()}
+        return new
+
+
+__all__ = ["ImageLabelDataset", "ImageReadError", "empty_labels", "load_image", "valid_label_masks"]

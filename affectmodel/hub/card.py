@@ -1,0 +1,253 @@
+"""Model cards for published runs: results in ``model-index`` plus what a reader needs to use the
+model responsibly (data, label spaces, preprocessing, training setup, limits).
+
+The card is built as text and parsed by ``huggingface_hub.ModelCard``; it is written into the
+uploaded folder as ``README.md`` (``ModelCard.push_to_hub``/``validate`` would contact the Hub's
+fixed address, see DESIGN.md §7).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+from ..model import ModelConfig
+from ..records import SYNTHETIC_DATASET, RunRecord, run_factors
+from ..tasks import (ABAW_BASELINES, AU_DESCRIPTIONS, VA_DESCRIPTIONS, get_label_space, headline_metric,
+                     task_specs)
+
+# metrics.json key -> (name in the card, metric type, task key, what it is)
+CARD_METRICS: dict[str, tuple[str, str, str, str]] = {
+    "P_EXPR": ("P_EXPR", "f1", "expr", "macro F1 over all expression classes"),
+    "P_AU": ("P_AU", "f1", "au", "mean binary F1 over the 12 action units"),
+    "P_VA": ("P_VA", "ccc", "va", "mean of CCC_valence and CCC_arousal"),
+    "ccc_valence": ("CCC_valence", "ccc", "va", "concordance correlation of valence"),
+    "ccc_arousal": ("CCC_arousal", "ccc", "va", "concordance correlation of arousal"),
+    "P_MTL": ("P_MTL", "sum", "mtl", "P_EXPR + P_AU + P_VA (0 to 3)"),
+}
+# Each task gets its own model-index entry (the Hub groups results by task type and data set
+# config): the config is the ABAW challenge track whose annotations were used.
+_TASK_INDEX = {
+    "expr": ("image-classification", "Facial expression recognition", "EXPR"),
+    "au": ("image-classification", "Facial action unit detection (multi-label)", "AU"),
+    "va": ("other", "Valence and arousal estimation (regression)", "VA"),
+    "mtl": ("other", "Multi-task affect analysis", "MTL"),
+}
+_DATASET_NAMES = {SYNTHETIC_DATASET: "Synthetic affect benchmark (procedural faces, not real people)",
+                  "aff-wild2": "Aff-Wild2"}
+_DATASET_SHORT = {SYNTHETIC_DATASET: "the synthetic affect benchmark", "aff-wild2": "Aff-Wild2"}
+# Machine-specific options that say nothing about the model (paths, workers, resumption).
+_LOCAL_OPTIONS = ("data", "out", "resume", "workers", "device", "checkpoint_every")
+TAGS = ["affectmodel", "facial-expression-recognition", "action-units", "valence-arousal",
+        "affective-computing", "pytorch", "safetensors"]
+
+
+def _dataset(metrics: dict[str, Any]) -> dict[str, Any]:
+    raw = metrics.get("dataset") if isinstance(metrics.get("dataset"), dict) else {}
+    name = str(raw.get("name") or ("synthetic-affect" if raw.get("synthetic") else "aff-wild2"))
+    return {"name": name, "synthetic": bool(raw.get("synthetic", False)),
+            "split": str(raw.get("split") or "validation")}
+
+
+def _dataset_type(name: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-") or "unknown"
+
+
+def model_config_of(run: RunRecord) -> ModelConfig:
+    """The model's own config.json (the source of label spaces); the run config if it is absent."""
+    path = run.model_dir / "config.json"
+    data = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {
+        "tasks": run.tasks, "expression_space": run.config.get("expression_space", "abaw8"),
+        "input_size": run.config.get("image_size", 112)}
+    return ModelConfig(**{k: v for k, v in data.items() if k in ModelConfig.__dataclass_fields__})
+
+
+def eval_results(run: RunRecord) -> list[EvalResult]:
+    """One ``EvalResult`` per task metric present (numeric) in the run's metrics.json."""
+    ds = _dataset(run.metrics)
+    results = []
+    for key, (name, metric_type, task, _) in CARD_METRICS.items():
+        value = run.metrics.get(key)
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            continue
+        task_type, task_name, config = _TASK_INDEX[task]
+        results.append(EvalResult(
+            task_type=task_type, task_name=task_name,
+            dataset_type=_dataset_type(ds["name"]), dataset_name=_DATASET_NAMES.get(ds["name"], ds["name"]),
+            dataset_config=config, dataset_split=ds["split"],
+            metric_type=metric_type, metric_name=name, metric_value=float(value)))
+    return results
+
+
+def metrics_from_card(card: ModelCard) -> tuple[dict[str, float], dict[str, Any]]:
+    """Inverse of :func:`eval_results`: ``({metrics.json key: value}, dataset dict)``."""
+    by_name = {name: key for key, (name, *_) in CARD_METRICS.items()}
+    values, dataset = {}, {}
+    for result in getattr(card.data, "eval_results", None) or []:
+        key = by_name.get(result.metric_name or "")
+        if key is None:
+            continue
+        values[key] = float(result.metric_value)
+        dataset = {"name": result.dataset_type, "split": result.dataset_split,
+                   "synthetic": result.dataset_type == _dataset_type(SYNTHETIC_DATASET)}
+    return values, dataset
+
+
+# ------------------------------------------------------------------ card text
+
+def _fmt(value: Any) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def _named(values: Any, labels: list[str]) -> dict[str, float]:
+    """Per-class values as ``{label: value}`` whether metrics.json stores a dict or a list."""
+    if isinstance(values, dict):
+        return {str(k): float(v) for k, v in values.items() if isinstance(v, (int, float))}
+    if isinstance(values, list) and len(values) == len(labels):
+        return {label: float(v) for label, v in zip(labels, values) if isinstance(v, (int, float))}
+    return {}
+
+
+def _results_section(run: RunRecord, ds: dict[str, Any], config: ModelConfig) -> str:
+    lines = [f"## Results ({ds['split']} split of {_DATASET_SHORT.get(ds['name'], ds['name'])})", "",
+             "| Metric | Value | What it is | ABAW baseline on Aff-Wild2 |", "|---|---|---|---|"]
+    for key, (name, _, _, what) in CARD_METRICS.items():
+        if isinstance(run.metrics.get(key), (int, float)):
+            base = ABAW_BASELINES.get(key)
+            lines.append(f"| {name} | {_fmt(float(run.metrics[key]))} | {what} | "
+                         f"{_fmt(base) if base is not None else '-'} |")
+    if ds["synthetic"]:
+        lines += ["", "The baselines refer to real Aff-Wild2 data and are **not comparable** with "
+                      "results on the synthetic benchmark."]
+    per_class = _named(run.metrics.get("per_class_f1"), config.labels.get("expr", []))
+    per_au = _named(run.metrics.get("per_au_f1"), config.labels.get("au", []))
+    for title, values in (("Per-class F1 (expression)", per_class), ("Per-AU F1", per_au)):
+        if values:
+            lines += ["", f"{title}:", "", "| " + " | ".join(values) + " |",
+                      "|" + "---|" * len(values), "| " + " | ".join(_fmt(v) for v in values.values()) + " |"]
+    facts = [(k, run.metrics[k]) for k in ("headline_metric", "best_epoch", "parameters",
+                                           "train_time_s", "images_per_second") if k in run.metrics]
+    if facts:
+        lines += ["", "Run facts: " + ", ".join(f"{k} = {_fmt(v)}" for k, v in facts) + "."]
+    return "\n".join(lines)
+
+
+def _labels_section(config: ModelConfig) -> str:
+    specs = task_specs(config.tasks, config.expression_space)
+    lines = ["## Outputs and label spaces", ""]
+    if "expr" in specs:
+        space = get_label_space(config.expression_space)
+        lines += [f"- `expr`: {len(space)} logits, expression label space `{space.name}` ({space.description}); "
+                  "softmax for probabilities. Index = class:",
+                  "  " + ", ".join(f"{i} {label}" for i, label in enumerate(space.labels))]
+    if "au" in specs:
+        thresholds = config.au_thresholds or [0.5] * len(specs["au"].labels)
+        lines += ["- `au`: 12 logits, one per action unit (sigmoid; active when above its threshold):",
+                  "  " + ", ".join(f"{au} {AU_DESCRIPTIONS[au]} (threshold {t:.2f})"
+                                   for au, t in zip(specs["au"].labels, thresholds))]
+    if "va" in specs:
+        lines += ["- `va`: 2 values in [-1, 1] (tanh): "
+                  + "; ".join(f"{name} - {VA_DESCRIPTIONS[name]}" for name in specs["va"].labels)]
+    return "\n".join(lines)
+
+
+def _preprocessing_section(config: ModelConfig) -> str:
+    return "\n".join([
+        "## Input and preprocessing", "",
+        f"- One face crop per image, RGB, resized to {config.input_size}x{config.input_size} "
+        "(Aff-Wild2's `cropped_aligned` faces are 112x112; `affectmodel.inference` detects and crops "
+        "faces in photos and videos for you).",
+        f"- Pixel values scaled to [0, 1], then normalised with mean {config.mean} and std {config.std}.",
+        f"- Backbone: {config.backbone} trunk shared by one linear head per task "
+        f"({', '.join(config.tasks)}); dropout {config.dropout}.",
+    ])
+
+
+def _training_section(run: RunRecord, ds: dict[str, Any]) -> str:
+    tasks = run.tasks
+    factors = run_factors(run.config)
+    shown = {k: v for k, v in run.config.items() if k not in _LOCAL_OPTIONS}
+    setting = ("multi-task: one network trained jointly on " + ", ".join(tasks)) if len(tasks) > 1 \
+        else f"uni-task: trained on {tasks[0] if tasks else '?'} only"
+    return "\n".join([
+        "## Training", "",
+        f"- Setting: {setting}; checkpoint chosen by {run.metrics.get('headline_metric') or headline_metric(tasks)} "
+        "on validation data.",
+        f"- Data: {_DATASET_NAMES.get(ds['name'], ds['name'])}; the results above are on its {ds['split']} split.",
+        "- Study factors: " + "; ".join(f"{k} {v}" for k, v in factors.items() if v) + ".",
+        "- Full configuration (the uploaded `training_config.json`; local paths and machine settings omitted here):",
+        "", "```json", json.dumps(shown, indent=2, default=str), "```",
+    ])
+
+
+def _usage_section(repo_id: str) -> str:
+    return "\n".join([
+        "## How to use", "",
+        "```python",
+        "from affectmodel import load_model",
+        "",
+        f'model = load_model("{repo_id}")  # strict, safetensors only; revision="..." for a branch',
+        "outputs = model(images)  # images: (n, 3, H, W) normalised face crops, see above",
+        "```", "",
+        "Command line: `python -m affectmodel predict --help` (images, folders and videos, with face detection).",
+    ])
+
+
+_RESPONSIBLE_USE = """## Intended use
+Research on facial affect analysis: comparing uni- and multi-task learning, studying expressions,
+action units and valence/arousal in recorded video, and demonstrations. Predictions describe the
+visible facial display of a face crop, not what a person feels.
+
+## Limitations
+- Affect recognition is uncertain: expect many errors, especially for rare expressions and rare
+  action units, low resolution, strong poses, occlusion and poor lighting.
+- Facial displays and their meaning depend on culture, context and the person; one face crop is
+  not enough to infer an emotional state.
+- Performance on people, cameras and settings unlike the training data is unknown and may be
+  unequal across demographic groups; it has not been audited for fairness.
+
+## Ethical considerations
+Do not use this model to make or support decisions about people (hiring, education, policing,
+health, insurance, border control, or similar), for surveillance, or to infer emotions of people
+who have not agreed to it. Aff-Wild2 is licensed by its owners for research only; models trained on
+it may inherit those terms."""
+
+
+def _synthetic_notice() -> str:
+    return ("> **Synthetic benchmark model.** This model was trained and evaluated on the procedural "
+            "synthetic affect benchmark that ships with affectmodel (drawn faces, not real people). "
+            "It exists for tests and demonstrations; its results say nothing about real faces and "
+            "must not be compared with Aff-Wild2 results.")
+
+
+def build_model_card(run: RunRecord, repo_id: str) -> ModelCard:
+    """A ``ModelCard`` whose metadata carries every task metric of ``run`` in ``model-index``."""
+    config = model_config_of(run)
+    ds = _dataset(run.metrics)
+    results = eval_results(run)
+    model_name = repo_id.split("/")[-1]
+    data = ModelCardData(
+        library_name="affectmodel", license="mit", pipeline_tag="image-classification",
+        tags=TAGS + (["synthetic-data"] if ds["synthetic"] else []),
+        metrics=sorted({r.metric_type for r in results}) or None,
+        model_name=model_name, eval_results=results or None)
+    setting = "multi-task" if len(config.tasks) > 1 else "uni-task"
+    body = [f"# {model_name}", ""]
+    if ds["synthetic"]:
+        body += [_synthetic_notice(), ""]
+    body += [
+        f"A {setting} facial affect model made with affectmodel: a {config.backbone} "
+        f"trunk with heads for {', '.join(t.title for t in task_specs(config.tasks, config.expression_space).values())}.",
+        "",
+        _results_section(run, ds, config), "", _labels_section(config), "", _preprocessing_section(config), "",
+        _training_section(run, ds), "", _usage_section(repo_id), "", _RESPONSIBLE_USE, "",
+    ]
+    return ModelCard("---\n" + data.to_yaml() + "\n---\n\n" + "\n".join(body))
+
+
+def write_model_card(card: ModelCard, path: str | Path) -> Path:
+    """``card.save`` through an atomic write (never ``push_to_hub``: it calls a fixed address)."""
+    from ..io import write_text_atomic
+    return write_text_atomic(path, str(card))

@@ -1,0 +1,323 @@
+"""Load a model from a local model folder, a run folder or a Hugging Face Hub repository id.
+
+One entry point, :func:`load_model`, serves the CLI, the demo and library users. Weights are read
+from ``model.safetensors`` (or, for old folders, ``pytorch_model.bin`` through
+``torch.load(weights_only=True)``): nothing is ever unpickled. The state dict must match the
+configuration exactly (strict), unlike ``PyTorchModelHubMixin.from_pretrained``'s default.
+
+Every failure raises a :class:`ModelSourceError` subclass whose message says what is wrong and
+what to do about it.
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+
+from ..model import AffectModel, CheckpointError, ModelConfig
+from ..records import METRIC_KEYS, METRICS_FILE, MODEL_DIR
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+LEGACY_WEIGHTS_FILE = "pytorch_model.bin"  # read with weights_only=True only
+CARD_FILE = "README.md"
+# "owner/name": the Hub's own rules for each part (letters, digits, - _ .; no leading/trailing - or .).
+_REPO_PART = r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?"
+_REPO_ID = re.compile(rf"{_REPO_PART}/{_REPO_PART}")
+
+SourceKind = Literal["folder", "run", "hub"]
+
+
+class ModelSourceError(CheckpointError, ValueError):
+    """A model source cannot be loaded. Also a ``ValueError`` so the CLI prints it as one line."""
+
+
+class SourceNotFoundError(ModelSourceError):
+    """The source is neither an existing path nor a valid Hub repository id."""
+
+
+class RepoNotFoundError(ModelSourceError):
+    """The Hub repository (or the requested revision) does not exist or is not accessible."""
+
+
+class MissingFileError(ModelSourceError):
+    """A file the model needs is missing from the folder or repository."""
+
+
+class OfflineError(ModelSourceError):
+    """No network (or offline mode) and the file is not in the local Hub cache."""
+
+
+class WeightsMismatchError(ModelSourceError):
+    """The weights do not fit the architecture described by config.json (strict loading)."""
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where a model lives: ``location`` is a folder for ``folder``/``run``, a repo id for ``hub``."""
+
+    kind: SourceKind
+    location: str
+    revision: str | None = None
+
+    @property
+    def model_folder(self) -> Path:
+        if self.kind == "hub":
+            raise ValueError("a Hub source has no local folder before download")
+        return Path(self.location) / MODEL_DIR if self.kind == "run" else Path(self.location)
+
+
+def is_repo_id(text: str) -> bool:
+    """``owner/name`` in the Hub's spelling (``--`` and ``..`` are forbidden there too)."""
+    return bool(_REPO_ID.fullmatch(text)) and "--" not in text and ".." not in text
+
+
+def resolve_source(source: str | Path, revision: str | None = None) -> ModelSource:
+    """Decide whether ``source`` is a model folder, a run folder or a Hub repository id.
+
+    An existing path always wins over a repo id of the same spelling (``runs/x`` is a folder if
+    it exists)."""
+    text = str(source)
+    path = Path(text).expanduser()
+    if path.exists():
+        if path.is_file():
+            raise SourceNotFoundError(
+                f"{path} is a file; pass the folder that holds {WEIGHTS_FILE} and {CONFIG_FILE} "
+                f"(a model folder) or a run folder")
+        if _has_weights(path / MODEL_DIR):
+            return ModelSource("run", str(path), None)
+        if _has_weights(path) or (path / CONFIG_FILE).is_file():
+            return ModelSource("folder", str(path), None)
+        raise MissingFileError(
+            f"{path} is neither a model folder (no {WEIGHTS_FILE}/{CONFIG_FILE}) nor a run folder "
+            f"(no {MODEL_DIR}/{WEIGHTS_FILE})")
+    if isinstance(source, Path) or not is_repo_id(text):
+        raise SourceNotFoundError(
+            f"model source {text!r} does not exist as a local path and is not a Hub repository id "
+            f"(expected a model folder, a run folder, or OWNER/NAME)")
+    return ModelSource("hub", text, revision)
+
+
+def _has_weights(folder: Path) -> bool:
+    return (folder / WEIGHTS_FILE).is_file() or (folder / LEGACY_WEIGHTS_FILE).is_file()
+
+
+# ------------------------------------------------------------------ Hub downloads
+
+def hub_download(repo_id: str, filename: str, revision: str | None = None,
+                 local_files_only: bool | None = None, required: bool = True) -> Path | None:
+    """Download (or find in the cache) one file of a model repository.
+
+    Errors become :class:`ModelSourceError` subclasses with readable messages; with
+    ``required=False`` a file missing from the repository returns ``None`` instead."""
+    from huggingface_hub import constants, hf_hub_download
+    from huggingface_hub.errors import (EntryNotFoundError, GatedRepoError, HfHubHTTPError,
+                                        LocalEntryNotFoundError, OfflineModeIsEnabled,
+                                        RepositoryNotFoundError, RevisionNotFoundError)
+
+    offline = bool(local_files_only) or constants.is_offline_mode()
+    where = f"{repo_id}" + (f" at revision {revision!r}" if revision else "")
+    try:
+        return Path(hf_hub_download(repo_id, filename, revision=revision,
+                                    local_files_only=bool(local_files_only)))
+    except GatedRepoError:
+        raise RepoNotFoundError(f"Hub repository {repo_id} is gated: accept its terms on the Hub and log in "
+                                f"(HF_TOKEN or `hf auth login`)") from None
+    except RepositoryNotFoundError:
+        raise RepoNotFoundError(f"Hub repository {repo_id} not found (or private and not accessible with "
+                                f"the current login)") from None
+    except RevisionNotFoundError:
+        raise RepoNotFoundError(f"revision {revision!r} not found in Hub repository {repo_id}") from None
+    except LocalEntryNotFoundError as e:
+        # Raised when the file is neither downloadable nor cached: offline mode, local_files_only,
+        # or a failed connection.
+        if offline or isinstance(e.__cause__, OfflineModeIsEnabled):
+            why = ("offline mode (HF_HUB_OFFLINE is set)" if constants.is_offline_mode()
+                   else "local_files_only=True")
+            raise OfflineError(
+                f"{why} and {filename} of {where} is not in the local cache ({constants.HF_HUB_CACHE}) — "
+                f"download it once with network access, or pass a local model folder") from None
+        raise OfflineError(
+            f"no network: could not reach {constants.ENDPOINT} and {filename} of {where} is not in the "
+            f"local cache ({constants.HF_HUB_CACHE}) — check the connection, or pass a local model folder"
+        ) from None
+    except EntryNotFoundError:
+        if not required:
+            return None
+        raise MissingFileError(f"{filename} is missing in Hub repository {where}") from None
+    except HfHubHTTPError as e:
+        status = getattr(getattr(e, "response", None), "status_code", "?")
+        raise ModelSourceError(f"the Hub refused {filename} of {where} (HTTP {status})") from None
+    except OSError as e:  # connection errors that escaped the cache fallback
+        raise OfflineError(f"no network: could not download {filename} of {where}: "
+                           f"{e.__class__.__name__}") from None
+
+
+def hub_model_folder(repo_id: str, revision: str | None = None, local_files_only: bool | None = None) -> Path:
+    """Download config.json and the weights of a model repository; returns their cache folder."""
+    config_path = hub_download(repo_id, CONFIG_FILE, revision, local_files_only)
+    weights = hub_download(repo_id, WEIGHTS_FILE, revision, local_files_only, required=False)
+    if weights is None:
+        weights = hub_download(repo_id, LEGACY_WEIGHTS_FILE, revision, local_files_only, required=False)
+    if weights is None:
+        where = repo_id + (f" at revision {revision!r}" if revision else "")
+        raise MissingFileError(f"{WEIGHTS_FILE} is missing in Hub repository {where}")
+    if weights.parent != config_path.parent:  # both come from one snapshot folder
+        raise ModelSourceError(f"{repo_id}: config and weights resolved to different revisions")
+    return config_path.parent
+
+
+# ------------------------------------------------------------------ loading
+
+def read_model_config(folder: Path) -> ModelConfig:
+    path = folder / CONFIG_FILE
+    if not path.is_file():
+        raise MissingFileError(f"{path} is missing: a model folder needs {CONFIG_FILE} next to {WEIGHTS_FILE}")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ModelSourceError(f"{path} is not valid JSON: {e}") from None
+    if not isinstance(data, dict) or "tasks" not in data:
+        raise ModelSourceError(f"{path} is not an affectmodel model config (no 'tasks' entry)")
+    try:
+        return ModelConfig(**{k: v for k, v in data.items() if k in ModelConfig.__dataclass_fields__})
+    except (TypeError, ValueError) as e:
+        raise ModelSourceError(f"{path} describes no valid model: {e}") from None
+
+
+def read_state_dict(folder: Path, map_location: str = "cpu") -> dict[str, torch.Tensor]:
+    """Tensors only: safetensors, or a legacy ``.bin`` through ``weights_only=True``."""
+    path = folder / WEIGHTS_FILE
+    try:
+        if path.is_file():
+            from safetensors.torch import load_file
+            return load_file(str(path), device=str(map_location))
+        path = folder / LEGACY_WEIGHTS_FILE
+        if path.is_file():
+            state = torch.load(path, map_location=map_location, weights_only=True)
+            if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+                raise ModelSourceError(f"{path} does not hold a plain state dict of tensors")
+            return state
+    except ModelSourceError:
+        raise
+    except Exception as e:  # noqa: BLE001 - corrupt header, pickled objects refused, truncated file...
+        raise ModelSourceError(f"cannot read weights from {path}: {e.__class__.__name__}: {e}") from None
+    raise MissingFileError(f"{folder} has no {WEIGHTS_FILE}")
+
+
+def _describe_keys(keys: list[str], limit: int = 4) -> str:
+    shown = ", ".join(keys[:limit])
+    return shown + (f" (+{len(keys) - limit} more)" if len(keys) > limit else "")
+
+
+def load_folder(folder: Path, map_location: str = "cpu") -> AffectModel:
+    """Strictly load a model folder (config.json + weights) into an ``AffectModel`` in eval mode."""
+    config = read_model_config(folder)
+    state = read_state_dict(folder, map_location)
+    model = AffectModel(config)
+    try:
+        result = model.load_state_dict(state, strict=False)  # strictness checked below, readably
+    except RuntimeError as e:  # shape mismatches raise even when not strict
+        raise WeightsMismatchError(f"weights in {folder} do not match its config "
+                                   f"(tasks {', '.join(config.tasks)}): {e}") from None
+    missing, unexpected = list(result.missing_keys), list(result.unexpected_keys)
+    if missing or unexpected:
+        parts = [f"missing {_describe_keys(missing)}" if missing else "",
+                 f"unexpected {_describe_keys(unexpected)}" if unexpected else ""]
+        raise WeightsMismatchError(
+            f"weights in {folder} do not match its config (tasks {', '.join(config.tasks)}): "
+            + "; ".join(p for p in parts if p))
+    return model.to(map_location).eval()
+
+
+def load_model(source: str | Path, revision: str | None = None, local_files_only: bool | None = None,
+               map_location: str = "cpu") -> AffectModel:
+    """Load a model from a model folder, a run folder (its ``model/``) or a Hub repo ``owner/name``.
+
+    ``revision`` (branch, tag or commit) applies to Hub repositories only. ``local_files_only``
+    (or ``HF_HUB_OFFLINE=1``) reads the Hub cache and never the network. The model is returned in
+    eval mode. Raises a :class:`ModelSourceError` subclass on any failure."""
+    resolved = resolve_source(source, revision)
+    if resolved.kind == "hub":
+        folder = hub_model_folder(resolved.location, revision, local_files_only)
+    else:
+        if revision:
+            raise ModelSourceError(f"revision {revision!r} only applies to Hub repositories, "
+                                   f"not to the local folder {resolved.location}")
+        folder = resolved.model_folder
+    return load_folder(folder, map_location)
+
+
+# ------------------------------------------------------------------ model information
+
+def _read_json_if_present(path: Path | None) -> dict[str, Any]:
+    if path is None or not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _numeric_metrics(metrics: dict[str, Any]) -> dict[str, float]:
+    return {k: float(metrics[k]) for k in METRIC_KEYS
+            if isinstance(metrics.get(k), (int, float)) and not isinstance(metrics.get(k), bool)}
+
+
+def _card_metrics(card_path: Path | None) -> tuple[dict[str, float], dict[str, Any]]:
+    """Metrics and data set from a model card's model-index (used when metrics.json is absent)."""
+    if card_path is None or not card_path.is_file():
+        return {}, {}
+    from huggingface_hub import ModelCard
+    try:
+        card = ModelCard.load(card_path, ignore_metadata_errors=True)
+    except Exception:  # noqa: BLE001 - an unreadable card just means no metrics to show
+        return {}, {}
+    from .card import metrics_from_card
+    return metrics_from_card(card)
+
+
+def model_info(source: str | Path, revision: str | None = None,
+               local_files_only: bool | None = None) -> dict[str, Any]:
+    """Facts about a model for an "About" page: where it comes from, its tasks, its training data
+    and validation metrics (from ``metrics.json``, or the card's model-index)."""
+    from huggingface_hub import constants
+
+    resolved = resolve_source(source, revision)
+    info: dict[str, Any] = {"source": str(source), "kind": resolved.kind, "revision": revision}
+    if resolved.kind == "hub":
+        repo = resolved.location
+        folder = hub_model_folder(repo, revision, local_files_only)
+        metrics_path = hub_download(repo, METRICS_FILE, revision, local_files_only, required=False)
+        card_path = None if metrics_path else hub_download(repo, CARD_FILE, revision, local_files_only,
+                                                           required=False)
+        info["card_url"] = f"{constants.ENDPOINT}/{repo}" + (f"/tree/{revision}" if revision else "")
+    else:
+        folder = resolved.model_folder
+        # A run keeps metrics.json above model/; a published folder keeps it beside the weights.
+        candidates = [Path(resolved.location) / METRICS_FILE, folder.parent / METRICS_FILE]
+        metrics_path = next((p for p in candidates if p.is_file()), None)
+        card_path = folder / CARD_FILE
+    config = read_model_config(folder)
+    metrics = _read_json_if_present(metrics_path)
+    dataset = metrics.get("dataset") if isinstance(metrics.get("dataset"), dict) else {}
+    values = _numeric_metrics(metrics)
+    if not metrics:
+        values, dataset = _card_metrics(card_path)
+    info.update({
+        "tasks": list(config.tasks),
+        "expression_space": config.expression_space if "expr" in config.tasks else None,
+        "input_size": config.input_size,
+        "dataset": dataset.get("name"),
+        "split": dataset.get("split"),
+        "synthetic": bool(dataset.get("synthetic", False)),
+        "metrics": values,
+    })
+    if metrics.get("hub_repo"):
+        info["hub_repo"] = metrics["hub_repo"]
+    return info

@@ -1,0 +1,247 @@
+"""``python -m affectmodel publish RUN --repo OWNER/NAME``: publish a training run as a Hub model.
+
+The upload folder (weights, model config, model card, metrics, training configuration, history)
+is assembled atomically, then the repository is created if needed and the folder is uploaded in
+one commit. ``--dry-run DIR`` writes the folder and uploads nothing. The token comes from
+huggingface_hub's usual places (``HF_TOKEN``, the login cache); it is never printed, written to a
+file or echoed in an error.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from ..io import write_json_atomic
+from ..records import CONFIG_FILE, HISTORY_FILE, METRICS_FILE, read_run
+from .card import build_model_card
+from .loading import WEIGHTS_FILE, is_repo_id, load_folder
+
+TRAINING_CONFIG_FILE = "training_config.json"  # the run's config.json; config.json is the model's
+MODEL_FOLDER_FILES = (WEIGHTS_FILE, CONFIG_FILE, "README.md", METRICS_FILE, TRAINING_CONFIG_FILE, HISTORY_FILE)
+
+
+class PublishError(ValueError):
+    """Publishing failed (bad input, refused by the Hub, no network); the message holds no token."""
+
+
+@dataclass
+class PublishResult:
+    repo_id: str
+    files: list[str]
+    uploaded: bool
+    folder: Path | None = None        # the assembled folder (dry run); gone after an upload
+    revision: str | None = None
+    repo_type: str = "model"
+    commit_url: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        from huggingface_hub import constants
+        prefix = "spaces/" if self.repo_type == "space" else ""
+        return f"{constants.ENDPOINT}/{prefix}{self.repo_id}"
+
+
+# ------------------------------------------------------------------ atomic folders
+
+def build_folder_atomically(dest: str | Path, fill: Callable[[Path], None]) -> Path:
+    """Run ``fill(tmp)`` in a hidden folder next to ``dest``, then rename it to ``dest``.
+
+    An interrupted build leaves no half-written ``dest``. An existing ``dest`` is replaced only
+    when it is empty or holds nothing but the names the new folder has (an earlier build);
+    anything else is refused so a wrong path never deletes unrelated files."""
+    dest = Path(dest).expanduser()
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".partial", dir=dest.parent))
+    try:
+        fill(tmp)
+        if dest.exists() and not dest.is_dir():
+            raise PublishError(f"{dest} exists and is not a folder")
+        if dest.is_dir() and any(dest.iterdir()):
+            new_names = {p.name for p in tmp.iterdir()}
+            stray = sorted(p.name for p in dest.iterdir() if p.name not in new_names)
+            if stray:
+                raise PublishError(f"{dest} already exists and holds other files ({', '.join(stray[:5])}); "
+                                   "choose a new or empty folder")
+            old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".old", dir=dest.parent))
+            os.replace(dest, old / dest.name)
+            os.replace(tmp, dest)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, dest)  # rename onto a missing or empty folder
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return dest
+
+
+def folder_listing(folder: Path) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+
+
+# ------------------------------------------------------------------ model folder
+
+def check_repo_id(repo_id: str, what: str = "--repo") -> str:
+    if not is_repo_id(repo_id):
+        raise PublishError(f"{what} {repo_id!r} is not a Hub repository id of the form OWNER/NAME "
+                           "(letters, digits, '-', '_', '.')")
+    return repo_id
+
+
+def assemble_model_folder(run_dir: str | Path, repo_id: str, dest: str | Path) -> list[str]:
+    """Write the folder that a publish uploads; returns its file names.
+
+    The run must be complete and its model must load strictly, so a broken checkpoint is never
+    published."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"run folder {run_dir} does not exist")
+    run = read_run(run_dir)
+    model_dir = run.model_dir
+    if not (model_dir / WEIGHTS_FILE).is_file():
+        raise PublishError(f"{run_dir} has no {model_dir.name}/{WEIGHTS_FILE}: the run is incomplete")
+    load_folder(model_dir)  # strict: raises a readable ModelSourceError (a ValueError) on mismatch
+    card = build_model_card(run, repo_id)
+    metrics = {**run.metrics, "hub_repo": repo_id}
+
+    def fill(tmp: Path) -> None:
+        shutil.copyfile(model_dir / WEIGHTS_FILE, tmp / WEIGHTS_FILE)
+        shutil.copyfile(model_dir / CONFIG_FILE, tmp / CONFIG_FILE)
+        (tmp / "README.md").write_text(str(card), encoding="utf-8")
+        (tmp / METRICS_FILE).write_text(json.dumps(metrics, indent=2, default=str) + "\n", encoding="utf-8")
+        shutil.copyfile(run_dir / CONFIG_FILE, tmp / TRAINING_CONFIG_FILE)
+        if (run_dir / HISTORY_FILE).is_file():
+            shutil.copyfile(run_dir / HISTORY_FILE, tmp / HISTORY_FILE)
+
+    return folder_listing(build_folder_atomically(dest, fill))
+
+
+# ------------------------------------------------------------------ upload
+
+def _secrets(token: str | None) -> list[str]:
+    from huggingface_hub import get_token
+    found = [token, get_token() if token is None else None, os.environ.get("HF_TOKEN")]
+    return [s for s in found if s and len(s) >= 4]
+
+
+def _scrub(text: str, secrets: list[str]) -> str:
+    for secret in secrets:
+        text = text.replace(secret, "***")
+    return text
+
+
+def _network_errors() -> tuple[type[BaseException], ...]:
+    from huggingface_hub.errors import HfHubHTTPError
+    errors: list[type[BaseException]] = [HfHubHTTPError, OSError]
+    for module in ("httpx2", "httpx"):  # huggingface_hub 2.x uses httpx2, 1.x httpx
+        try:
+            errors.append(__import__(module).HTTPError)
+        except (ImportError, AttributeError):
+            pass
+    return tuple(errors)
+
+
+def _describe_hub_error(error: BaseException, step: str, repo_id: str, secrets: list[str]) -> str:
+    from huggingface_hub import constants
+    from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
+    if isinstance(error, OfflineModeIsEnabled) or constants.is_offline_mode():
+        return (f"cannot {step}: offline mode is on (HF_HUB_OFFLINE is set); unset it to publish, "
+                "or use --dry-run DIR to only write the folder")
+    if isinstance(error, HfHubHTTPError):
+        status = getattr(getattr(error, "response", None), "status_code", None)
+        if status in (401, 403):
+            return (f"the Hub refused to {step} {repo_id} (HTTP {status}): log in with `hf auth login` or "
+                    "set HF_TOKEN to a token with write access to that namespace")
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else error.__class__.__name__
+        return _scrub(f"the Hub refused to {step} {repo_id} (HTTP {status}): {first_line}", secrets)
+    return _scrub(f"could not reach the Hub at {constants.ENDPOINT} to {step} {repo_id}: "
+                  f"{error.__class__.__name__}: {error}", secrets)
+
+
+def upload_folder(folder: Path, repo_id: str, *, repo_type: str = "model", private: bool = False,
+                  revision: str | None = None, token: str | None = None, api: Any = None,
+                  commit_message: str, space_sdk: str | None = None) -> str | None:
+    """Create the repository (and branch) if needed and upload ``folder`` in ONE commit.
+
+    Returns the commit URL. Every failure becomes a :class:`PublishError` without the token."""
+    from huggingface_hub import HfApi
+    api = api if api is not None else HfApi(token=token)
+    secrets = _secrets(token)
+    step = "create the repository"
+    try:
+        extra = {"space_sdk": space_sdk} if space_sdk else {}
+        api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True, **extra)
+        if revision:
+            step = f"create branch {revision!r} in"
+            api.create_branch(repo_id, branch=revision, repo_type=repo_type, exist_ok=True)
+        step = "upload to"
+        info = api.upload_folder(repo_id=repo_id, folder_path=str(folder), repo_type=repo_type,
+                                 revision=revision, commit_message=commit_message)
+    except _network_errors() as e:
+        raise PublishError(_describe_hub_error(e, step, repo_id, secrets)) from None
+    return getattr(info, "commit_url", None)
+
+
+def record_hub_repo(run_dir: Path, repo_id: str, revision: str | None) -> None:
+    """Note the published repository in the run's metrics.json (atomic write)."""
+    path = run_dir / METRICS_FILE
+    metrics = json.loads(path.read_text(encoding="utf-8"))
+    metrics["hub_repo"] = repo_id
+    if revision:
+        metrics["hub_revision"] = revision
+    else:
+        metrics.pop("hub_revision", None)
+    write_json_atomic(path, metrics)
+
+
+def publish_run(run_dir: str | Path, repo_id: str, private: bool = False, revision: str | None = None,
+                dry_run_dir: str | Path | None = None, token: str | None = None, api: Any = None
+                ) -> PublishResult:
+    """Publish a run folder as Hub model repository ``repo_id`` (or only write it, with
+    ``dry_run_dir``). ``api`` replaces ``HfApi(token=token)``, e.g. in tests."""
+    check_repo_id(repo_id)
+    run_dir = Path(run_dir)
+    if dry_run_dir is not None:
+        files = assemble_model_folder(run_dir, repo_id, dry_run_dir)
+        return PublishResult(repo_id, files, uploaded=False, folder=Path(dry_run_dir), revision=revision)
+    with tempfile.TemporaryDirectory(prefix="affectmodel-publish-") as tmp:
+        folder = Path(tmp) / repo_id.split("/")[-1]
+        files = assemble_model_folder(run_dir, repo_id, folder)
+        commit_url = upload_folder(folder, repo_id, private=private, revision=revision, token=token, api=api,
+                                   commit_message=f"Publish affectmodel run {run_dir.name}")
+    record_hub_repo(run_dir, repo_id, revision)
+    return PublishResult(repo_id, files, uploaded=True, revision=revision, commit_url=commit_url)
+
+
+# ------------------------------------------------------------------ command
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_dir", help="run folder (runs/SUITE/RUN) with metrics.json and model/")
+    parser.add_argument("--repo", required=True, metavar="OWNER/NAME", help="Hub model repository id")
+    parser.add_argument("--private", action="store_true", help="create the repository as private")
+    parser.add_argument("--revision", metavar="BRANCH", help="upload to this branch (created if needed)")
+    parser.add_argument("--dry-run", metavar="DIR", dest="dry_run",
+                        help="only write the folder that would be uploaded to DIR; upload nothing")
+
+
+def print_result(result: PublishResult, what: str) -> None:
+    if result.uploaded:
+        where = result.url + (f" (branch {result.revision})" if result.revision else "")
+        print(f"published {what} to {where} in one commit" + (f": {result.commit_url}" if result.commit_url else ""))
+    else:
+        print(f"dry run: wrote {len(result.files)} files to {result.folder}; nothing was uploaded")
+    for name in result.files:
+        print(f"  {name}")
+
+
+def run(args: argparse.Namespace) -> int:
+    result = publish_run(args.run_dir, args.repo, private=args.private, revision=args.revision,
+                         dry_run_dir=args.dry_run)
+    print_result(result, f"run {Path(args.run_dir).name}")
+    return 0

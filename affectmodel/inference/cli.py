@@ -1,0 +1,343 @@
+"""``python -m affectmodel predict``: predict on images, folders of images and videos.
+
+Output formats:
+
+* ``table`` (default): one row per face (and video frame). ``--out x.csv`` writes flat columns
+  (``source, frame, time_s, track_id, face, x1, y1, x2, y2, score, expression, expr_<label>...,
+  <AU>..., <AU>_active..., valence, arousal``); ``--out x.json`` writes nested records; without
+  ``--out``, JSON lines go to stdout (one per image or video frame).
+* ``abaw``: the challenge submission file for one ``--task`` (header ``image_location,<labels>``,
+  rows ``<video>/<frame>.jpg,<values>``), readable by ``python -m affectmodel score``. Images
+  must be named by frame number (``<video>/00001.jpg``, as in Aff-Wild2); videos give one row
+  per frame (1-based). One face per frame: the largest. Frames without a prediction (no face,
+  or skipped by ``--every``) repeat the nearest earlier prediction (the first one for leading
+  frames), since the challenge expects every frame.
+
+Images given explicitly must be readable; unreadable files found inside folders are skipped
+with a warning.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from pathlib import Path
+from typing import Iterator, TextIO
+
+import numpy as np
+from tqdm import tqdm
+
+from ..cli import UserError
+from ..io import atomic_write
+from .faces import DETECTORS
+from .images import ImageLoadError, is_image_file, load_image
+from .predictor import Predictor, flatten_record
+from .video import VideoLoadError, VideoOptions, is_video_file, iter_video_predictions, probe_video
+
+FORMATS = ("table", "abaw")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("inputs", nargs="+", type=Path, metavar="INPUT",
+                        help="image files, folders (searched recursively for images and videos) or video files")
+    parser.add_argument("--model", required=True,
+                        help="model folder, run folder or Hugging Face Hub repository id")
+    parser.add_argument("--out", type=Path, help="output file: .csv or .json (default: JSON lines on stdout); "
+                                                 "with --format abaw a .csv prediction file (required)")
+    parser.add_argument("--format", default="table", choices=FORMATS,
+                        help="table: all outputs per face; abaw: challenge submission file for --task")
+    parser.add_argument("--task", type=str.upper, choices=("EXPR", "AU", "VA"),
+                        help="task for --format abaw (default: the model's task if it has one)")
+    parser.add_argument("--every", type=int, default=1, metavar="K", help="videos: process every K-th frame")
+    parser.add_argument("--detect-every", type=int, default=1, metavar="N",
+                        help="videos: detect faces every N processed frames and track them in between")
+    parser.add_argument("--smooth", type=int, default=0, metavar="W",
+                        help="videos: smooth outputs per face track over W processed frames (0 = off)")
+    parser.add_argument("--smooth-method", default="mean", choices=("mean", "ema"),
+                        help="moving average or exponential smoothing (alpha = 2/(W+1))")
+    parser.add_argument("--annotate", type=Path, metavar="OUT.mp4",
+                        help="write an annotated H.264 MP4 (one video input) or a folder of them (several)")
+    parser.add_argument("--aligned", action="store_true",
+                        help="inputs are already aligned face crops (e.g. Aff-Wild2 cropped_aligned): no detection")
+    parser.add_argument("--detector", default="retinaface", choices=DETECTORS, help="face detector")
+    parser.add_argument("--min-face", type=int, default=20, metavar="PX", help="smallest face side in pixels")
+    parser.add_argument("--detect-max-side", type=int, default=None, metavar="PX",
+                        help="detect on a copy downscaled to this longer side (faster on large frames)")
+    parser.add_argument("--batch-size", type=int, default=64, help="faces per forward pass")
+    parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+# ------------------------------------------------------------------ inputs
+
+def collect_inputs(paths: list[Path]) -> list[tuple[Path, str, bool]]:
+    """(path, "image"|"video", explicit) for every input; folders are searched recursively."""
+    found = []
+    for path in paths:
+        if path.is_dir():
+            files = sorted(p for p in path.rglob("*") if p.is_file())
+            media = [(p, "image" if is_image_file(p) else "video", False)
+                     for p in files if is_image_file(p) or is_video_file(p)]
+            if not media:
+                raise UserError(f"{path}: no images or videos found in this folder")
+            found.extend(media)
+        elif path.is_file():
+            found.append((path, "video" if is_video_file(path) else "image", True))
+        else:
+            raise FileNotFoundError(f"input not found: {path}")
+    return found
+
+
+# ------------------------------------------------------------------ outputs
+
+class TableWriter:
+    """Streams results as CSV rows, a JSON document, or JSON lines (stdout)."""
+
+    def __init__(self, stream: TextIO, kind: str, columns: list[str]):
+        self.stream, self.kind, self.columns = stream, kind, columns
+        self._first = True
+        if kind == "csv":
+            self._csv = csv.DictWriter(stream, fieldnames=columns, extrasaction="ignore")
+            self._csv.writeheader()
+        elif kind == "json":
+            stream.write("[\n")
+
+    def image(self, source: str, faces: list[dict]) -> None:
+        if self.kind == "csv":
+            for i, face in enumerate(faces):
+                self._csv.writerow({"source": source, "face": i, **flatten_record(face)})
+        else:
+            self._object({"source": source, "faces": faces})
+
+    def frame(self, source: str, frame: int, time_s: float, faces: list[dict]) -> None:
+        if self.kind == "csv":
+            for i, face in enumerate(faces):
+                self._csv.writerow({"source": source, "frame": frame, "time_s": time_s, "face": i,
+                                    **flatten_record(face)})
+        else:
+            self._object({"source": source, "frame": frame, "time_s": time_s, "faces": faces})
+
+    def _object(self, obj: dict) -> None:
+        if self.kind == "json":
+            self.stream.write(("" if self._first else ",\n") + json.dumps(obj))
+        else:  # JSON lines
+            self.stream.write(json.dumps(obj) + "\n")
+        self._first = False
+
+    def close(self) -> None:
+        if self.kind == "json":
+            self.stream.write("\n]\n")
+
+
+def table_columns(predictor: Predictor) -> list[str]:
+    cols = ["source", "frame", "time_s", "track_id", "face", "x1", "y1", "x2", "y2", "score"]
+    if "expr" in predictor.tasks:
+        cols += ["expression"] + [f"expr_{label}" for label in predictor.labels["expr"]]
+    if "au" in predictor.tasks:
+        cols += list(predictor.labels["au"]) + [f"{au}_active" for au in predictor.labels["au"]]
+    if "va" in predictor.tasks:
+        cols += ["valence", "arousal"]
+    return cols
+
+
+def abaw_value(record: dict, task: str) -> np.ndarray:
+    """The challenge value of one face record: class index, 0/1 per AU, or (valence, arousal)."""
+    if task == "expr":
+        return np.asarray(list(record["expression"].values())).argmax()
+    if task == "au":
+        return np.asarray([int(v) for v in record["aus_active"].values()])
+    return np.asarray([record["valence"], record["arousal"]])
+
+
+def _largest(faces: list[dict]) -> dict | None:
+    if not faces:
+        return None
+    return max(faces, key=lambda f: (f["box"][2] - f["box"][0]) * (f["box"][3] - f["box"][1]) if "box" in f else 0)
+
+
+def _frame_number(path: Path) -> int:
+    if not path.stem.isdigit():
+        raise UserError(f"{path}: --format abaw needs images named by frame number like <video>/00001.jpg")
+    return int(path.stem)
+
+
+# ------------------------------------------------------------------ command
+
+def run(args: argparse.Namespace) -> int:
+    if args.every < 1 or args.detect_every < 1 or args.smooth < 0 or args.batch_size < 1:
+        raise UserError("--every, --detect-every and --batch-size must be at least 1, --smooth at least 0")
+    inputs = collect_inputs(args.inputs)
+    videos = [p for p, kind, _ in inputs if kind == "video"]
+    if args.annotate is not None and not videos:
+        raise UserError("--annotate needs at least one video input")
+    if args.format == "abaw" and (args.out is None or args.out.suffix.lower() != ".csv"):
+        raise UserError("--format abaw needs --out FILE.csv")
+    if args.format == "table" and args.out is not None and args.out.suffix.lower() not in (".csv", ".json"):
+        raise UserError(f"--out must end in .csv or .json, got {args.out.name}")
+    if args.aligned and videos:
+        raise UserError("--aligned applies to cropped face images, not videos")
+
+    predictor = Predictor(args.model, detector=None if args.aligned else args.detector, device=args.device,
+                          batch_size=args.batch_size, min_face_size=args.min_face,
+                          detect_max_side=args.detect_max_side)
+    task = _abaw_task(args, predictor) if args.format == "abaw" else None
+    options = VideoOptions(every=args.every, detect_every=args.detect_every,
+                           smoothing=args.smooth_method if args.smooth > 0 else None,
+                           smooth_window=max(1, args.smooth))
+    annotate = _annotation_paths(args.annotate, videos)
+    show = not args.no_progress
+
+    if task is not None:
+        from ..scoring import format_predictions
+
+        predictions = dict(_abaw_predictions(predictor, inputs, task, options, annotate, show))
+        text = format_predictions(task, predictions, predictor.model.config.expression_space)
+        atomic_write(args.out, lambda p: p.write_text(text, encoding="utf-8"))
+        print(f"wrote {len(predictions)} {task.upper()} predictions to {args.out}", file=sys.stderr)
+        return 0
+
+    kind = "jsonl" if args.out is None else args.out.suffix.lower().lstrip(".")
+    columns = table_columns(predictor)
+    if args.out is None:
+        counts = _write_table(TableWriter(sys.stdout, kind, columns), predictor, inputs, options, annotate, show)
+    else:
+        counts = {}
+
+        def write(tmp: Path) -> None:
+            with open(tmp, "w", newline="", encoding="utf-8") as f:
+                counts.update(_write_table(TableWriter(f, kind, columns), predictor, inputs, options, annotate, show))
+
+        atomic_write(args.out, write)
+    summary = f"{counts['faces']} face(s) in {counts['images']} image(s) and {counts['frames']} video frame(s)"
+    if counts["skipped"]:
+        summary += f"; skipped {counts['skipped']} unreadable file(s)"
+    print(summary + (f"; wrote {args.out}" if args.out else ""), file=sys.stderr)
+    return 0
+
+
+def _abaw_task(args: argparse.Namespace, predictor: Predictor) -> str:
+    if args.task is None:
+        if len(predictor.tasks) != 1:
+            raise UserError("--format abaw with a multi-task model needs --task EXPR, AU or VA")
+        task = predictor.tasks[0]
+    else:
+        task = {"EXPR": "expr", "AU": "au", "VA": "va"}[args.task]
+    if task not in predictor.tasks:
+        raise UserError(f"the model does not predict {task.upper()} (its tasks: {', '.join(predictor.tasks)})")
+    if task == "expr" and predictor.model.config.expression_space not in ("abaw8", "abaw7"):
+        raise UserError(f"the model's expression labels ({predictor.model.config.expression_space}) "
+                        "are not an ABAW label space")
+    return task
+
+
+def _annotation_paths(annotate: Path | None, videos: list[Path]) -> dict[Path, Path]:
+    if annotate is None:
+        return {}
+    if len(videos) == 1 and annotate.suffix.lower() == ".mp4":
+        return {videos[0]: annotate}
+    if annotate.suffix:
+        raise UserError("with several videos, --annotate must be a folder (annotated videos are named after "
+                        "their inputs)")
+    stems = [v.stem for v in videos]
+    if len(set(stems)) != len(stems):
+        raise UserError("several input videos share a file name; annotate them one at a time")
+    return {v: annotate / f"{v.stem}.mp4" for v in videos}
+
+
+def _read_image(path: Path, explicit: bool) -> np.ndarray | None:
+    try:
+        return load_image(path)
+    except ImageLoadError as e:
+        if explicit:
+            raise
+        tqdm.write(f"warning: skipped {e}", file=sys.stderr)
+        return None
+
+
+def _predict_image(predictor: Predictor, image: np.ndarray) -> list[dict]:
+    if predictor.detector is None:  # --aligned: the whole image is one face
+        return [{"box": [0.0, 0.0, float(image.shape[1]), float(image.shape[0])], "score": 1.0,
+                 **predictor.predict_crops([image])[0]}]
+    return predictor.predict_image(image)
+
+
+def _video_frames(predictor: Predictor, path: Path, options: VideoOptions, annotate: dict[Path, Path],
+                  show: bool) -> Iterator:
+    info = probe_video(path)
+    total = info.frame_count
+    with tqdm(total=total, desc=path.name, unit="frame", disable=not show, leave=False, file=sys.stderr) as bar:
+        done = 0
+        for fp in iter_video_predictions(predictor, path, options, annotate.get(path)):
+            bar.update(fp.frame + 1 - done)
+            done = fp.frame + 1
+            yield fp
+
+
+def _write_table(writer: TableWriter, predictor: Predictor, inputs, options: VideoOptions,
+                 annotate: dict[Path, Path], show: bool) -> dict[str, int]:
+    counts = {"faces": 0, "images": 0, "frames": 0, "skipped": 0}
+    images = [(p, e) for p, k, e in inputs if k == "image"]
+    for path, explicit in tqdm(images, desc="images", unit="img", disable=not show or not images, file=sys.stderr):
+        image = _read_image(path, explicit)
+        if image is None:
+            counts["skipped"] += 1
+            continue
+        faces = _predict_image(predictor, image)
+        writer.image(str(path), faces)
+        counts["images"] += 1
+        counts["faces"] += len(faces)
+    for path, kind, _ in inputs:
+        if kind != "video":
+            continue
+        for fp in _video_frames(predictor, path, options, annotate, show):
+            writer.frame(str(path), fp.frame, fp.time_s, fp.faces)
+            counts["frames"] += 1
+            counts["faces"] += len(fp.faces)
+    writer.close()
+    return counts
+
+
+def _abaw_predictions(predictor: Predictor, inputs, task: str, options: VideoOptions,
+                      annotate: dict[Path, Path], show: bool) -> Iterator[tuple[str, np.ndarray]]:
+    from ..scoring import image_name
+
+    images = [(p, e) for p, k, e in inputs if k == "image"]
+    # Images: group by video folder, so frames without a face can borrow a neighbour's prediction.
+    by_video: dict[str, list[tuple[int, np.ndarray | None]]] = {}
+    for path, explicit in tqdm(images, desc="images", unit="img", disable=not show or not images, file=sys.stderr):
+        frame = _frame_number(path)
+        image = _read_image(path, explicit)
+        face = None if image is None else _largest(_predict_image(predictor, image))
+        by_video.setdefault(path.parent.name, []).append((frame, None if face is None else abaw_value(face, task)))
+    for video, frames in by_video.items():
+        frames.sort(key=lambda x: x[0])
+        values = _fill([v for _, v in frames], task, predictor, video)
+        for (frame, _), value in zip(frames, values):
+            yield image_name(video, frame), value
+    for path, kind, _ in inputs:
+        if kind != "video":
+            continue
+        info = probe_video(path)
+        values: list[np.ndarray | None] = []
+        for fp in _video_frames(predictor, path, options, annotate, show):
+            values.extend([None] * (fp.frame - len(values)))  # frames skipped by --every
+            face = _largest(fp.faces)
+            values.append(None if face is None else abaw_value(face, task))
+        values.extend([None] * max(0, (info.frame_count or 0) - len(values)))
+        for i, value in enumerate(_fill(values, task, predictor, path.stem)):
+            yield image_name(path.stem, i + 1), value
+
+
+def _fill(values: list[np.ndarray | None], task: str, predictor: Predictor, video: str) -> list[np.ndarray]:
+    """Carry the last prediction forward over gaps (the first one backward over leading gaps)."""
+    first = next((v for v in values if v is not None), None)
+    if first is None:
+        tqdm.write(f"warning: no face found in {video}; writing neutral default predictions", file=sys.stderr)
+        first = {"expr": np.asarray(0), "au": np.zeros(len(predictor.labels.get("au", ())), dtype=int),
+                 "va": np.zeros(2)}[task]
+    out, last = [], first
+    for v in values:
+        last = v if v is not None else last
+        out.append(last)
+    return out

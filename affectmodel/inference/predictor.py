@@ -1,0 +1,189 @@
+"""Predictor: faces in, plain data out.
+
+``Predictor(model_or_source).predict_image(image)`` detects faces, aligns each, and runs ONE
+batched forward pass; ``predict_crops(crops)`` does the same for faces that are already cropped
+(e.g. Aff-Wild2 ``cropped_aligned`` frames). Each face becomes a plain dict::
+
+    {"box": [x1, y1, x2, y2], "score": 0.99,
+     "expression": {label: prob}, "aus": {AU: prob}, "aus_active": {AU: bool},
+     "valence": v, "arousal": a}
+
+with only the fields of the model's tasks (a uni-task AU model gives ``aus``/``aus_active``).
+Label names come from the model's config (set from :mod:`affectmodel.tasks`).
+"""
+from __future__ import annotations
+
+import os
+from typing import Iterable, Sequence
+
+import cv2
+import numpy as np
+import torch
+
+from ..model import AffectModel
+from .align import DEFAULT_BOX_MARGIN, DEFAULT_MARGIN, face_crop
+from .faces import Face, FaceDetector, create_detector
+from .images import ImageSource, load_image
+
+# Raw model outputs as numpy, one row per face: "expr" (n, C) softmax probabilities,
+# "au" (n, 12) sigmoid probabilities, "va" (n, 2) valence/arousal in [-1, 1].
+Outputs = dict[str, np.ndarray]
+
+
+def load_predictor_model(source: AffectModel | str | os.PathLike, map_location: str = "cpu") -> AffectModel:
+    """A model object as is; otherwise a model folder, a run folder or a Hub id through
+    :func:`affectmodel.load_model` (strict, never unpickles)."""
+    if isinstance(source, AffectModel):
+        return source
+    from .. import load_model  # lazy: the Hub client loads only when a source must be resolved
+
+    return load_model(source, map_location=map_location)
+
+
+class Predictor:
+    """Face detection + alignment + the affect model, for images and crops.
+
+    ``detector`` is a detector object, a detector name (``retinaface``/``haar``) or ``None``
+    (then only :meth:`predict_crops` works). ``batch_size`` caps one forward pass.
+    """
+
+    def __init__(self, model: AffectModel | str | os.PathLike, detector: FaceDetector | str | None = "retinaface",
+                 device: str | torch.device = "cpu", batch_size: int = 64, align_margin: float = DEFAULT_MARGIN,
+                 box_margin: float = DEFAULT_BOX_MARGIN, min_face_size: float | None = None,
+                 detect_max_side: int | None = None):
+        self.device = torch.device(device)
+        self.model = load_predictor_model(model, map_location=str(self.device)).to(self.device).eval()
+        if isinstance(detector, str):
+            options = {}
+            if min_face_size is not None:
+                options["min_face_size"] = min_face_size
+            if detect_max_side is not None:
+                options["max_side"] = detect_max_side
+            detector = create_detector(detector, **options)
+        self.detector = detector
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        self.batch_size = batch_size
+        self.align_margin = align_margin
+        self.box_margin = box_margin
+        config = self.model.config
+        self.tasks: tuple[str, ...] = tuple(config.tasks)
+        self.labels: dict[str, list[str]] = {k: list(v) for k, v in config.labels.items()}
+        self.input_size = int(config.input_size)
+        self.au_thresholds = self.model.au_thresholds().numpy().astype(np.float64)
+        self._mean = np.asarray(config.mean, dtype=np.float32)
+        self._std = np.asarray(config.std, dtype=np.float32)
+
+    # ------------------------------------------------------------------ stages
+
+    def detect(self, image: np.ndarray) -> list[Face]:
+        if self.detector is None:
+            raise ValueError("this predictor has no face detector; use predict_crops for cropped faces")
+        return self.detector.detect(image)
+
+    def crops(self, image: np.ndarray, faces: Sequence[Face]) -> list[np.ndarray]:
+        """Aligned crops at the model's input size."""
+        return [face_crop(image, f, self.input_size, self.align_margin, self.box_margin) for f in faces]
+
+    def preprocess(self, crops: Sequence[np.ndarray]) -> torch.Tensor:
+        """RGB uint8 crops of any size -> normalised (n, 3, S, S) float tensor."""
+        size = self.input_size
+        batch = np.empty((len(crops), size, size, 3), dtype=np.float32)
+        for i, crop in enumerate(crops):
+            crop = load_image(crop) if not (isinstance(crop, np.ndarray) and crop.dtype == np.uint8
+                                             and crop.ndim == 3 and crop.shape[2] == 3) else crop
+            if crop.shape[:2] != (size, size):
+                shrink = crop.shape[0] > size or crop.shape[1] > size
+                crop = cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+            batch[i] = crop
+        batch = (batch / 255.0 - self._mean) / self._std
+        return torch.from_numpy(batch).permute(0, 3, 1, 2).contiguous()
+
+    @torch.inference_mode()
+    def forward(self, crops: Sequence[np.ndarray]) -> Outputs:
+        """Probabilities / values for each crop, in chunks of ``batch_size``."""
+        n = len(crops)
+        parts: dict[str, list[np.ndarray]] = {k: [] for k in self.tasks}
+        for start in range(0, n, self.batch_size):
+            x = self.preprocess(crops[start:start + self.batch_size]).to(self.device)
+            out = self.model(x)
+            if "expr" in out:
+                parts["expr"].append(torch.softmax(out["expr"].float(), dim=1).cpu().numpy())
+            if "au" in out:
+                parts["au"].append(torch.sigmoid(out["au"].float()).cpu().numpy())
+            if "va" in out:
+                parts["va"].append(out["va"].float().cpu().numpy())
+        return {k: (np.concatenate(v) if v else np.zeros((0, len(self.labels[k])), np.float32))
+                for k, v in parts.items()}
+
+    def to_records(self, outputs: Outputs, faces: Sequence[Face] | None = None) -> list[dict]:
+        """Plain per-face dicts from :meth:`forward` outputs (optionally smoothed first)."""
+        n = len(next(iter(outputs.values()))) if outputs else 0
+        records = []
+        for i in range(n):
+            rec: dict = {}
+            if faces is not None:
+                rec["box"] = [round(float(v), 2) for v in faces[i].box]
+                rec["score"] = float(faces[i].score)
+            if "expr" in outputs:
+                rec["expression"] = {label: float(p) for label, p in zip(self.labels["expr"], outputs["expr"][i])}
+            if "au" in outputs:
+                probs = outputs["au"][i]
+                rec["aus"] = {au: float(p) for au, p in zip(self.labels["au"], probs)}
+                rec["aus_active"] = {au: bool(p >= t) for au, p, t in zip(self.labels["au"], probs, self.au_thresholds)}
+            if "va" in outputs:
+                rec["valence"], rec["arousal"] = (float(v) for v in outputs["va"][i])
+            records.append(rec)
+        return records
+
+    # ------------------------------------------------------------------ one-call API
+
+    def predict_crops(self, crops: Sequence[ImageSource]) -> list[dict]:
+        """Predict on already cropped (ideally aligned) faces: one record per crop, no box."""
+        arrays = [load_image(c) for c in crops]
+        return self.to_records(self.forward(arrays))
+
+    def predict_image(self, image: ImageSource, faces: Sequence[Face] | None = None) -> list[dict]:
+        """Detect (unless ``faces`` are given), align, predict: one record per face, left to right.
+        No face gives an empty list."""
+        rgb = load_image(image)
+        faces = self.detect(rgb) if faces is None else list(faces)
+        if not faces:
+            return []
+        return self.to_records(self.forward(self.crops(rgb, faces)), faces)
+
+    def predict_images(self, images: Iterable[ImageSource]) -> list[list[dict]]:
+        return [self.predict_image(im) for im in images]
+
+
+# ------------------------------------------------------------------ flat rows (CSV)
+
+def flatten_record(record: dict) -> dict:
+    """One CSV row from a face record: ``x1..y2``, ``score``, ``expression`` (top label),
+    ``expr_<label>``, ``<AU>`` (probability), ``<AU>_active`` (0/1), ``valence``, ``arousal``; other keys
+    (``frame``, ``time_s``, ``track_id``, ``source``) are kept as they are."""
+    row: dict = {}
+    for key, value in record.items():
+        if key == "box":
+            row.update(zip(("x1", "y1", "x2", "y2"), value))
+        elif key == "expression":
+            row["expression"] = max(value, key=value.get) if value else ""
+            row.update({f"expr_{label}": round(p, 6) for label, p in value.items()})
+        elif key == "aus":
+            row.update({au: round(p, 6) for au, p in value.items()})
+        elif key == "aus_active":
+            row.update({f"{au}_active": int(on) for au, on in value.items()})
+        elif key in ("valence", "arousal"):
+            row[key] = round(value, 6)
+        elif key != "landmarks":
+            row[key] = value
+    return row
+
+
+def top_expression(record: dict) -> tuple[str, float] | None:
+    """The most probable expression label and its probability, or ``None`` without that task."""
+    probs = record.get("expression")
+    if not probs:
+        return None
+    label = max(probs, key=probs.get)
+    return label, probs[label]

@@ -1,0 +1,93 @@
+"""Resumable training checkpoints, written atomically and read without unpickling objects.
+
+A checkpoint holds everything needed to continue a run bit-for-bit: model, optimizer, LR
+scheduler, gradient scaler, loss (uncertainty weights), RNG states, epoch/step counters and the
+bookkeeping of the run (history, best score). It is saved with ``torch.save`` and loaded with
+``torch.load(weights_only=True)``, so every RNG state is stored as a tensor.
+"""
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from ..io import atomic_write
+
+CHECKPOINT_DIR = "checkpoints"
+LAST_FILE = "last.pt"
+BEST_FILE = "best.safetensors"
+
+
+def checkpoint_path(run_dir: str | Path) -> Path:
+    return Path(run_dir) / CHECKPOINT_DIR / LAST_FILE
+
+
+def best_weights_path(run_dir: str | Path) -> Path:
+    return Path(run_dir) / CHECKPOINT_DIR / BEST_FILE
+
+
+# ------------------------------------------------------------------ RNG states as tensors
+
+def capture_rng_state() -> dict[str, Any]:
+    np_state = np.random.get_state()
+    py_version, py_internal, py_gauss = random.getstate()
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy_keys": torch.from_numpy(np.asarray(np_state[1], dtype=np.int64)),
+        "numpy_meta": torch.tensor([np_state[2], np_state[3]], dtype=torch.int64),
+        "numpy_gauss": torch.tensor([np_state[4]], dtype=torch.float64),
+        "python": torch.tensor(py_internal, dtype=torch.int64),
+        "python_meta": torch.tensor([py_version, py_gauss is not None], dtype=torch.int64),
+        "python_gauss": torch.tensor([py_gauss or 0.0], dtype=torch.float64),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"].cpu())
+    meta = state["numpy_meta"].tolist()
+    np.random.set_state(("MT19937", state["numpy_keys"].numpy().astype(np.uint32),
+                         int(meta[0]), int(meta[1]), float(state["numpy_gauss"][0])))
+    version, has_gauss = state["python_meta"].tolist()
+    gauss = float(state["python_gauss"][0]) if has_gauss else None
+    random.setstate((int(version), tuple(int(v) for v in state["python"].tolist()), gauss))
+    if "cuda" in state and torch.cuda.is_available():
+        cuda_states = state["cuda"]
+        if len(cuda_states) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all([s.cpu() for s in cuda_states])
+
+
+# ------------------------------------------------------------------ save / load
+
+def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
+    """Atomically write ``state`` (only tensors, numbers, strings, lists, dicts, None)."""
+    return atomic_write(path, lambda tmp: torch.save(state, tmp))
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - a truncated or foreign file: say which one
+        raise RuntimeError(f"cannot read checkpoint {path}: {e}") from e
+
+
+def cpu_state_dict(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """Contiguous CPU copies (channels_last weights cannot go to safetensors as they are)."""
+    return {k: v.detach().to("cpu").contiguous().clone() for k, v in module.state_dict().items()}
+
+
+def save_weights(path: str | Path, state_dict: dict[str, torch.Tensor]) -> Path:
+    return atomic_write(path, lambda tmp: save_file(state_dict, str(tmp)))
+
+
+def load_weights(path: str | Path) -> dict[str, torch.Tensor]:
+    return load_file(str(path))

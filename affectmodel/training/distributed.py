@@ -1,0 +1,101 @@
+"""torchrun / DistributedDataParallel helpers.
+
+The same training script runs alone or under ``torchrun --nproc_per_node N`` (one or several
+machines): torchrun sets ``RANK``/``WORLD_SIZE``/``LOCAL_RANK``, and we use NCCL on CUDA and gloo
+on CPU. Rank 0 writes run records and checkpoints; validation outputs are gathered on every rank.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    """``auto`` picks CUDA when available; ``cuda`` without a GPU is a clear error."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError("--device cuda was requested but no CUDA GPU is available")
+        return torch.device("cuda", local_rank % max(1, torch.cuda.device_count()))
+    return torch.device(name)
+
+
+def env_world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def setup(device: str = "auto") -> DistInfo:
+    """Initialise the process group when launched by torchrun (idempotent); else single process."""
+    world = env_world_size()
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    dev = resolve_device(device, local_rank)
+    if world <= 1:
+        return DistInfo(device=dev)
+    if dev.type == "cuda":
+        torch.cuda.set_device(dev)
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo")
+    return DistInfo(rank=dist.get_rank(), world_size=dist.get_world_size(), local_rank=local_rank, device=dev)
+
+
+def cleanup() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def barrier(info: DistInfo) -> None:
+    if info.distributed:
+        dist.barrier()
+
+
+def all_reduce_sum(values: list[float], info: DistInfo) -> list[float]:
+    """Sum a list of numbers over ranks (loss sums and counts for epoch summaries)."""
+    if not info.distributed:
+        return list(values)
+    t = torch.tensor(values, dtype=torch.float64, device=info.device)
+    dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    return t.tolist()
+
+
+def broadcast_object(obj: Any, info: DistInfo) -> Any:
+    if not info.distributed:
+        return obj
+    holder = [obj]
+    dist.broadcast_object_list(holder, src=0)
+    return holder[0]
+
+
+def gather_arrays(indices: np.ndarray, arrays: dict[str, np.ndarray], info: DistInfo
+                  ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Collect per-rank (indices, arrays) on every rank, ordered by index, without duplicates."""
+    if not info.distributed:
+        order = np.argsort(indices, kind="stable")
+        return indices[order], {k: v[order] for k, v in arrays.items()}
+    parts: list[Any] = [None] * info.world_size
+    dist.all_gather_object(parts, (indices, arrays))
+    all_idx = np.concatenate([p[0] for p in parts])
+    merged = {k: np.concatenate([p[1][k] for p in parts]) for k in arrays}
+    all_idx, first = np.unique(all_idx, return_index=True)
+    return all_idx, {k: v[first] for k, v in merged.items()}

@@ -1,0 +1,1 @@
+"""Streamlit results dashboard (run: streamlit run dashboard/app.py -- --runs DIR)."""

@@ -1,0 +1,151 @@
+"""Altair chart builders for the results dashboard.
+
+Each takes one of the long tables from :mod:`affectmodel.study` and returns a chart; no Streamlit here,
+so the builders are usable from a notebook as well. Colours are fixed per setting so that
+"uni-task" and "multi-task" look the same in every chart.
+"""
+from __future__ import annotations
+
+import math
+
+import altair as alt
+import pandas as pd
+
+UNI_COLOR = "#94a3b8"    # slate: the reference (one model per task)
+MULTI_COLOR = "#2563eb"  # blue: the shared model
+BASELINE_COLOR = "#dc2626"
+SETTING_SCALE = alt.Scale(domain=["uni-task", "multi-task"], range=[UNI_COLOR, MULTI_COLOR])
+# Run colours: greys for uni-task runs, blues for multi-task runs, so a run's setting reads at a glance.
+UNI_SHADES = ("#64748b", "#a3aebd", "#334155", "#cbd5e1", "#475569", "#e2e8f0")
+MULTI_SHADES = ("#2563eb", "#93c5fd", "#1e3a8a", "#60a5fa", "#1d4ed8", "#bfdbfe")
+
+
+def run_color_scale(run_settings: dict[str, str]) -> alt.Scale:
+    """A colour per run (in the given order): shades of grey for uni-task, of blue for multi-task."""
+    counts = {"uni-task": 0, "multi-task": 0}
+    colors = []
+    for setting in run_settings.values():
+        shades = MULTI_SHADES if setting == "multi-task" else UNI_SHADES
+        key = "multi-task" if setting == "multi-task" else "uni-task"
+        colors.append(shades[counts[key] % len(shades)])
+        counts[key] += 1
+    return alt.Scale(domain=list(run_settings), range=colors)
+
+
+def _title(text: str, synthetic: bool, subtitle: str | None = None) -> alt.TitleParams:
+    sub = [s for s in (subtitle, "synthetic benchmark: a pipeline check, not a real result" if synthetic else None)
+           if s]
+    return alt.TitleParams(text=text, subtitle=sub or "", anchor="start")
+
+
+def uni_vs_multi_chart(comparison: pd.DataFrame, synthetic: bool = False) -> alt.LayerChart:
+    """Grouped bars: best uni-task vs best multi-task score per task; ABAW baseline ticks where given.
+
+    ``comparison`` is one data set's rows of :func:`affectmodel.study.headline_comparison`.
+    """
+    rows = []
+    for r in comparison.itertuples():
+        task = f"{r.title} ({r.metric})"
+        for setting, score, run in (("uni-task", r.uni, r.uni_run), ("multi-task", r.multi, r.multi_run)):
+            if isinstance(score, float) and math.isfinite(score):
+                rows.append({"task": task, "setting": setting, "score": score, "run": run,
+                             "baseline": r.baseline})
+    data = pd.DataFrame(rows, columns=["task", "setting", "score", "run", "baseline"])
+    order = list(dict.fromkeys(data["task"]))
+    x = alt.X("task:N", sort=order, title=None, axis=alt.Axis(labelAngle=0, labelLimit=200))
+    base = alt.Chart(data).encode(x=x)
+    bars = base.mark_bar(cornerRadiusTopLeft=3, cornerRadiusTopRight=3).encode(
+        xOffset=alt.XOffset("setting:N", sort=["uni-task", "multi-task"]),
+        y=alt.Y("score:Q", title="score (higher is better)"),
+        color=alt.Color("setting:N", scale=SETTING_SCALE, title=None, legend=alt.Legend(orient="top")),
+        tooltip=["task", "setting", "run", alt.Tooltip("score:Q", format=".3f")],
+    )
+    labels = base.mark_text(dy=-7, fontSize=12, fontWeight="bold").encode(
+        xOffset=alt.XOffset("setting:N", sort=["uni-task", "multi-task"]),
+        y="score:Q", text=alt.Text("score:Q", format=".3f"),
+        color=alt.Color("setting:N", scale=SETTING_SCALE, legend=None),
+    )
+    layers = [bars, labels]
+    if data["baseline"].notna().any():
+        baseline = base.transform_filter("isValid(datum.baseline)").mark_tick(
+            color=BASELINE_COLOR, thickness=2, size=60, strokeDash=[4, 2]).encode(
+            y="baseline:Q", tooltip=[alt.Tooltip("baseline:Q", title="ABAW baseline", format=".2f")])
+        layers.append(baseline)
+    return alt.layer(*layers).properties(
+        title=_title("Best uni-task vs best multi-task model, per task", synthetic,
+                     "red dashes: ABAW validation baseline" if data["baseline"].notna().any() else None),
+        height=300)
+
+
+def per_label_chart(long: pd.DataFrame, label_order: list[str], title: str, run_settings: dict[str, str],
+                    synthetic: bool = False) -> alt.Chart:
+    """Grouped bars of per-class or per-AU F1 (``long``: run, label, f1) for the chosen runs.
+
+    ``run_settings`` maps each run to "uni-task"/"multi-task" (its colour family) in legend order.
+    """
+    return alt.Chart(long).mark_bar().encode(
+        x=alt.X("label:N", sort=label_order, title=None, axis=alt.Axis(labelAngle=0)),
+        xOffset=alt.XOffset("run:N", sort=list(run_settings)),
+        y=alt.Y("f1:Q", title="F1", scale=alt.Scale(domain=[0, 1])),
+        color=alt.Color("run:N", title=None, scale=run_color_scale(run_settings),
+                        legend=alt.Legend(orient="top", labelLimit=300)),
+        tooltip=["run", "label", alt.Tooltip("f1:Q", format=".3f")],
+    ).properties(title=_title(title, synthetic), height=260)
+
+
+SERIES_ORDER = ["total", "expr", "au", "va", "P_EXPR", "P_AU", "P_VA", "P_MTL", "ccc_valence", "ccc_arousal"]
+
+
+def training_curves_chart(long: pd.DataFrame, kind: str, run_settings: dict[str, str],
+                          synthetic: bool = False, columns: int = 4) -> alt.FacetChart:
+    """Lines per run over epochs, one panel per series (``long``: run, epoch, kind, series, value)."""
+    data = long[long["kind"] == kind]
+    title = "Training loss per task" if kind == "loss" else "Validation metric per epoch"
+    order = [s for s in SERIES_ORDER if s in set(data["series"])] + sorted(set(data["series"]) - set(SERIES_ORDER))
+    return alt.Chart(data).mark_line(point=True).encode(
+        x=alt.X("epoch:Q", title="epoch", axis=alt.Axis(tickMinStep=1, format="d")),
+        y=alt.Y("value:Q", title="loss" if kind == "loss" else "score", scale=alt.Scale(zero=False)),
+        color=alt.Color("run:N", title=None, scale=run_color_scale(run_settings),
+                        legend=alt.Legend(orient="top", labelLimit=300)),
+        tooltip=["run", "series", "epoch", alt.Tooltip("value:Q", format=".4f")],
+    ).properties(width=170, height=160).facet(
+        facet=alt.Facet("series:N", title=None, sort=order,
+                        header=alt.Header(labelFontSize=13, labelFontWeight="bold")),
+        columns=columns,
+    ).resolve_scale(y="independent").properties(title=_title(title, synthetic))
+
+
+def factor_effects_chart(long: pd.DataFrame, metric: str, synthetic: bool = False) -> alt.FacetChart:
+    """Small multiples: mean ``metric`` per factor level, one panel per factor, a dot per task set."""
+    base = alt.Chart().encode(
+        x=alt.X("level:N", title=None, axis=alt.Axis(labelAngle=-20, labelLimit=180)),
+        y=alt.Y("value:Q", title=f"mean {metric}", scale=alt.Scale(zero=False, padding=12)),
+        color=alt.Color("tasks:N", title="task set", legend=alt.Legend(orient="top")),
+    )
+    dots = base.mark_circle(size=160, opacity=1).encode(
+        tooltip=["factor", "level", "tasks", alt.Tooltip("value:Q", format=".3f"), "runs"])
+    lines = base.mark_line(strokeDash=[3, 3], opacity=0.6).encode(detail="tasks:N")
+    labels = base.mark_text(dx=12, align="left", fontSize=11).encode(text=alt.Text("value:Q", format=".3f"))
+    return alt.layer(lines, dots, labels, data=long).properties(width=210, height=200).facet(
+        column=alt.Column("factor:N", title=None, header=alt.Header(labelFontSize=13, labelFontWeight="bold")),
+    ).resolve_scale(x="independent").properties(
+        title=_title(f"Effect of each factor on {metric}", synthetic, "mean over the runs at each level"))
+
+
+def confusion_chart(long: pd.DataFrame, run: str, synthetic: bool = False) -> alt.LayerChart:
+    """Expression confusion matrix (``long``: true, predicted, count, rate); colour = row-normalised rate."""
+    order = list(dict.fromkeys(long["true"]))
+    base = alt.Chart(long).encode(
+        x=alt.X("predicted:N", sort=order, title="predicted", axis=alt.Axis(labelAngle=-40, labelOverlap=False)),
+        y=alt.Y("true:N", sort=order, title="true"),
+    )
+    cells = base.mark_rect().encode(
+        color=alt.Color("rate:Q", title="share of row", scale=alt.Scale(scheme="blues", domain=[0, 1])),
+        tooltip=["true", "predicted", alt.Tooltip("count:Q", format=".0f"), alt.Tooltip("rate:Q", format=".2f")],
+    )
+    text = base.mark_text(fontSize=11).encode(
+        text=alt.Text("count:Q", format=".0f"),
+        color=alt.condition("datum.rate > 0.5", alt.value("white"), alt.value("#1f2937")),
+    )
+    return alt.layer(cells, text).properties(
+        title=_title(f"Expression confusion matrix: {run}", synthetic), width=420, height=380)

@@ -1,0 +1,495 @@
+"""Gradio demo: expressions, action units and valence/arousal for images, videos and the webcam.
+
+A thin UI over :mod:`affectmodel.inference`; the figures come from :mod:`demo.charts`.
+
+    python -m demo.app                       # default model (built on first launch), 127.0.0.1:7860
+    python -m demo.app --model runs/suite/run --port 7861
+    AFFECT_MODEL=owner/name python -m demo.app --host 0.0.0.0
+
+Stable API endpoints (``gradio_client``): ``/predict_image`` (an image file -> annotated image,
+..., JSON ``{"faces": [...]}``) and ``/predict_video`` (a video file -> annotated H.264 video, CSV
+of per-frame predictions, ...).
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+import numpy as np
+import pandas as pd
+
+from affectmodel.hub.loading import model_info
+from affectmodel.inference import (ImageLoadError, Predictor, VideoLoadError, VideoOptions, draw_predictions,
+                                   flatten_record, load_image, predict_video, probe_video, top_expression)
+from affectmodel.tasks import AU_DESCRIPTIONS, AU_NAMES, VA_DESCRIPTIONS, get_label_space
+
+from . import charts
+from .default_model import resolve_model_source
+
+log = logging.getLogger(__name__)
+
+EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"
+# Limits that keep one CPU process responsive for several users.
+MAX_FILE_SIZE = "50mb"             # any upload (enforced by Gradio before our code runs)
+MAX_IMAGE_PIXELS = 25_000_000      # decoded image size (decompression bombs included)
+MAX_VIDEO_SECONDS = 60.0
+MAX_VIDEO_PIXELS = 1920 * 1088     # per frame
+DETECT_MAX_SIDE = 1280             # faces are found on a copy at most this large
+CONCURRENCY = {"image": 2, "video": 1, "webcam": 2}
+QUEUE_SIZE = 16                    # waiting requests beyond this are told the demo is busy
+WEBCAM_INTERVAL_S = 0.35           # a few frames per second on CPU
+WEBCAM_TIME_LIMIT_S = 180
+
+
+@dataclass
+class DemoModel:
+    """The loaded model and what the pages say about it."""
+
+    predictor: Predictor
+    info: dict[str, Any]
+
+    @property
+    def au_thresholds(self) -> dict[str, float]:
+        return dict(zip(self.predictor.labels.get("au", []), map(float, self.predictor.au_thresholds)))
+
+
+def load_demo_model(model_source: str | None) -> DemoModel:
+    source = resolve_model_source(model_source)
+    predictor = Predictor(source, detect_max_side=DETECT_MAX_SIDE)
+    try:
+        info = model_info(source)
+    except ValueError as e:  # facts for the About page are optional; the model itself loaded
+        info = {"source": str(source), "error": str(e)}
+    info.setdefault("tasks", list(predictor.tasks))
+    return DemoModel(predictor, info)
+
+
+# ------------------------------------------------------------------ input component
+from gradio.events import Dependency
+
+class ImageFileInput(gr.Image):
+    """``gr.Image`` that hands over the uploaded file untouched, so that every image is decoded
+    by :func:`affectmodel.inference.load_image` (size limit, truncation and non-image checks with
+    readable messages) instead of failing inside Gradio's preprocessing."""
+
+    is_template = True  # rendered by the frontend's ordinary Image component
+
+    def preprocess(self, payload):
+        if payload is not None and payload.path and not (payload.url or "").startswith("data:"):
+            return str(payload.path)
+        try:
+            return super().preprocess(payload)
+        except Exception as e:  # noqa: BLE001 - an undecodable data URL is the user's input, not a bug
+            raise user_error(f"This is not a readable image ({e.__class__.__name__}).") from None
+    from typing import Callable, Literal, Sequence, Any, TYPE_CHECKING
+    from gradio.blocks import Block
+    if TYPE_CHECKING:
+        from gradio.components import Timer
+        from gradio.components.base import Component
+
+
+def _readable(error: Exception, path: str | None) -> str:
+    """The error message without the server's temp folder (the user knows the file by its name)."""
+    message = str(error)
+    if path:
+        message = message.replace(str(path), Path(path).name)
+    return message[:1].upper() + message[1:]
+
+
+# ------------------------------------------------------------------ image
+
+def _face_names(faces: list[dict]) -> list[str]:
+    return [f"Face {i + 1}" for i in range(len(faces))]
+
+
+def _face_views(model: DemoModel, faces: list[dict], index: int):
+    """Expression label, AU chart and circumplex for one face (the circumplex marks all faces)."""
+    if not faces:
+        return None, None, charts.circumplex_chart([])
+    face = faces[min(max(index, 0), len(faces) - 1)]
+    name = _face_names(faces)[index]
+    label = face.get("expression")
+    aus = charts.au_chart(face["aus"], model.au_thresholds, title=f"Action units — {name}") if "aus" in face else None
+    points = [(n, f["valence"], f["arousal"]) for n, f in zip(_face_names(faces), faces) if "valence" in f]
+    va = charts.circumplex_chart(points) if points else None
+    return label, aus, va
+
+
+def _image_result(faces: list[dict], size: tuple[int, int], seconds: float, message: str | None) -> dict:
+    out: dict[str, Any] = {"faces": [{"face": i + 1, **f} for i, f in enumerate(faces)],
+                           "image_size": list(size), "seconds": round(seconds, 3)}
+    if message:
+        out["message"] = message
+    return out
+
+
+def _summary(faces: list[dict], seconds: float) -> str:
+    if not faces:
+        return "**No face found.** Try a larger, frontal, well-lit face."
+    parts = []
+    for name, face in zip(_face_names(faces), faces):
+        top = top_expression(face)
+        text = f"**{name}**" + (f": {top[0]} ({top[1]:.0%})" if top else "")
+        if "valence" in face:
+            text += f", valence {face['valence']:+.2f}, arousal {face['arousal']:+.2f}"
+        parts.append(text)
+    return f"{len(faces)} face{'s' if len(faces) > 1 else ''} found in {seconds:.2f} s — " + "; ".join(parts)
+
+
+def make_image_handlers(model: DemoModel):
+    def predict_image(image_path: str | None):
+        if not image_path:
+            return (None, gr.Radio(choices=[], value=None, visible=False), "", None, None, None,
+                    {"faces": [], "message": "no image"})
+        start = time.perf_counter()
+        try:
+            rgb = load_image(image_path, max_pixels=MAX_IMAGE_PIXELS)
+            faces = model.predictor.predict_image(rgb)
+        except (ImageLoadError, FileNotFoundError) as e:
+            raise gr.Error(_readable(e, image_path), title="Cannot read this image") from None
+        seconds = time.perf_counter() - start
+        message = None
+        if not faces:
+            message = "No face found in this image."
+            gr.Warning("No face was found in this image. Try a larger, frontal, well-lit face.",
+                       title="No face")
+        annotated = draw_predictions(rgb, faces) if faces else rgb
+        names = _face_names(faces)
+        selector = gr.Radio(choices=names, value=names[0] if names else None, visible=len(faces) > 1)
+        label, aus, va = _face_views(model, faces, 0)
+        result = _image_result(faces, (rgb.shape[1], rgb.shape[0]), seconds, message)
+        return annotated, selector, _summary(faces, seconds), label, aus, va, result
+
+    def select_face(name: str | None, result: dict | None):
+        faces = [{k: v for k, v in f.items() if k != "face"} for f in (result or {}).get("faces", [])]
+        names = _face_names(faces)
+        index = names.index(name) if name in names else 0
+        return _face_views(model, faces, index)
+
+    return predict_image, select_face
+
+
+# ------------------------------------------------------------------ video
+
+def _track_names(table: pd.DataFrame) -> list[str]:
+    if table.empty or "track_id" not in table:
+        return []
+    return [f"Face #{int(t)}" for t in sorted(table["track_id"].unique())]
+
+
+def _track_charts(table: pd.DataFrame, track: str | None):
+    names = _track_names(table)
+    if not names:
+        return None, None
+    track_id = int((track if track in names else names[0]).split("#")[1])
+    rows = table[table["track_id"] == track_id].sort_values("time_s")
+    va = (charts.timeline_chart(rows, ["valence", "arousal"], f"Valence and arousal — Face #{track_id}",
+                                "value", (-1, 1)) if "valence" in rows else None)
+    expr_cols = [c for c in rows.columns if c.startswith("expr_")]
+    if expr_cols:
+        probs = rows[["time_s", *expr_cols]].rename(columns=lambda c: c.removeprefix("expr_"))
+        expr = charts.timeline_chart(probs, [c.removeprefix("expr_") for c in expr_cols],
+                                     f"Expression probabilities — Face #{track_id}", "probability", (0, 1))
+    else:
+        expr = None
+    return va, expr
+
+
+def _output_path(video_path: str, suffix: str) -> Path:
+    """A fresh file next to the upload: Gradio's cache folder, cleaned with it."""
+    return Path(video_path).parent / f"{Path(video_path).stem}-{uuid.uuid4().hex[:8]}{suffix}"
+
+
+def make_video_handlers(model: DemoModel):
+    def predict_video_file(video_path: str | None, every: float = 2, smoothing_window: float = 5,
+                           progress=gr.Progress()):
+        if not video_path:
+            raise gr.Error("Upload a video first.", title="No video")
+        try:
+            info = probe_video(video_path)
+        except (VideoLoadError, FileNotFoundError) as e:
+            raise gr.Error(_readable(e, video_path), title="Cannot read this video") from None
+        if info.duration_s is not None and info.duration_s > MAX_VIDEO_SECONDS:
+            raise gr.Error(f"The video is {info.duration_s:.0f} s long; this demo analyses videos of up to "
+                           f"{MAX_VIDEO_SECONDS:.0f} s. Trim it, or run `python -m affectmodel predict` locally.",
+                           title="Video too long")
+        if info.width * info.height > MAX_VIDEO_PIXELS:
+            raise gr.Error(f"The video is {info.width}x{info.height}; this demo accepts up to 1920x1080. "
+                           "Downscale it first.", title="Video too large")
+        every, window = max(1, int(every)), max(1, int(smoothing_window))
+        options = VideoOptions(every=every, smoothing="mean" if window > 1 else None, smooth_window=window,
+                               max_frames=int(MAX_VIDEO_SECONDS * max(info.fps, 1)) + 1)
+        annotated = _output_path(video_path, "-annotated.mp4")
+        progress(0, desc="Analysing frames")
+        start = time.perf_counter()
+        try:
+            rows = predict_video(model.predictor, video_path, options, annotate_to=annotated,
+                                 progress=lambda f: progress(f, desc="Analysing frames"))
+        except (VideoLoadError, FileNotFoundError) as e:
+            raise gr.Error(_readable(e, video_path), title="Cannot read this video") from None
+        seconds = time.perf_counter() - start
+        if not rows:
+            raise gr.Error(f"No face was found in {Path(video_path).name} (every {every}. frame checked). "
+                           "Try a video with a larger, frontal face.", title="No face")
+        table = pd.DataFrame([flatten_record(r) for r in rows])
+        csv_path = _output_path(video_path, "-predictions.csv")
+        table.to_csv(csv_path, index=False, float_format="%.6g")
+        names = _track_names(table)
+        va, expr = _track_charts(table, names[0])
+        frames = table["frame"].nunique()
+        summary = (f"Analysed {frames} frames with faces (every {every}. frame, smoothing window {window}) in "
+                   f"{seconds:.1f} s; {len(names)} face track{'s' if len(names) != 1 else ''}.")
+        selector = gr.Dropdown(choices=names, value=names[0], visible=len(names) > 1)
+        return str(annotated), str(csv_path), summary, selector, va, expr
+
+    def select_track(track: str | None, csv_path: str | None):
+        if not csv_path:
+            return None, None
+        return _track_charts(pd.read_csv(csv_path), track)
+
+    return predict_video_file, select_track
+
+
+# ------------------------------------------------------------------ webcam
+
+def make_webcam_handler(model: DemoModel):
+    def predict_webcam_frame(frame: np.ndarray | None):
+        if frame is None:
+            return None, None, None, "Waiting for the camera…"
+        start = time.perf_counter()
+        rgb = load_image(frame)
+        faces = model.predictor.predict_image(rgb)
+        if not faces:
+            return None, None, None, "No face in view."
+        # the largest face is the one in front of the camera
+        face = max(faces, key=lambda f: (f["box"][2] - f["box"][0]) * (f["box"][3] - f["box"][1]))
+        label, aus, va = _face_views(model, [face], 0)
+        top = top_expression(face)
+        status = f"{top[0]} ({top[1]:.0%})" if top else "Face found"
+        return label, aus, va, f"{status} · {1000 * (time.perf_counter() - start):.0f} ms per frame"
+
+    return predict_webcam_frame
+
+
+# ------------------------------------------------------------------ About and banner
+
+def synthetic_banner(info: dict[str, Any]) -> str:
+    if info.get("synthetic"):
+        return ("<div class='affect-banner'><b>Trained on synthetic faces.</b> This model learned from the "
+                "toolkit's procedurally drawn benchmark, not from real people. Its predictions on real faces "
+                "are <b>not meaningful</b>: the demo shows how the pipeline works, not what anyone feels. "
+                "Load a model trained on Aff-Wild2 with <code>--model</code>.</div>")
+    if not info.get("dataset"):
+        return ("<div class='affect-banner'><b>Unknown training data.</b> This model has no training record "
+                "(metrics.json or model card); treat its predictions as untested.</div>")
+    return ""
+
+
+def about_markdown(info: dict[str, Any], predictor: Predictor) -> str:
+    tasks = info.get("tasks") or list(predictor.tasks)
+    where = {"hub": "Hugging Face Hub repository", "run": "training run folder", "folder": "model folder"}
+    lines = ["## The model", "",
+             f"- **Source:** `{info.get('source')}` ({where.get(info.get('kind'), 'model')})"
+             + (f", revision `{info['revision']}`" if info.get("revision") else ""),
+             f"- **Tasks:** {', '.join(tasks)}"]
+    if info.get("card_url"):
+        lines.append(f"- **Model card:** {info['card_url']}")
+    dataset = info.get("dataset")
+    if dataset:
+        lines.append(f"- **Trained on:** {dataset}" + (" — *a synthetic benchmark*" if info.get("synthetic") else ""))
+    else:
+        lines.append("- **Trained on:** unknown (no training record found)")
+    metrics = info.get("metrics") or {}
+    if metrics:
+        split = f" ({info['split']} split)" if info.get("split") else ""
+        lines += ["", f"Validation results{split}:", "", "| metric | value |", "|---|---|"]
+        lines += [f"| {k} | {v:.3f} |" for k, v in metrics.items()]
+    if info.get("synthetic"):
+        lines += ["", "> **This model was trained on synthetic faces.** Its numbers above describe the synthetic "
+                  "benchmark only; on photographs of real people its predictions are not meaningful."]
+    lines += ["", "## What the outputs mean", ""]
+    if "expr" in tasks:
+        space = get_label_space(info.get("expression_space") or "abaw8")
+        lines.append(f"**Expression**: probabilities over {len(space)} categories ({', '.join(space.labels)}) "
+                     "that sum to 1 — how much the face *looks like* each prototype, not what the person feels.")
+        lines.append("")
+    if "au" in tasks:
+        lines += ["**Action units** (FACS): independent probabilities that a facial muscle movement is present. "
+                  "A unit counts as active when its probability reaches its threshold (tuned on validation data "
+                  "when the model stores thresholds, else 0.5).", "", "| AU | movement | threshold |", "|---|---|---|"]
+        thresholds = dict(zip(AU_NAMES, map(float, predictor.au_thresholds)))
+        lines += [f"| {au} | {AU_DESCRIPTIONS[au]} | {thresholds.get(au, 0.5):.2f} |" for au in AU_NAMES]
+        lines.append("")
+    if "va" in tasks:
+        lines += ["**Valence and arousal**: two numbers in [-1, 1] that place the expression on Russell's "
+                  "circumplex:", "",
+                  f"- *valence* — {VA_DESCRIPTIONS['valence']};",
+                  f"- *arousal* — {VA_DESCRIPTIONS['arousal']}.", ""]
+    lines += ["## Limitations", "",
+              "- Facial expressions are not emotions. A smile can be polite, a frown can be concentration; "
+              "what a face shows depends on culture, context and the person.",
+              "- Models inherit the biases of their training data (who is filmed, in which settings, who "
+              "annotated them). Accuracy differs across age, skin tone, pose, lighting and occlusion.",
+              "- Scores on in-the-wild benchmarks such as Aff-Wild2 are modest; single frames are noisy, "
+              "which is why the video view offers temporal smoothing.",
+              "- **Do not use these outputs to make decisions about people** (hiring, policing, health, "
+              "education, credit, ...). This is a research and teaching tool.",
+              "- Images and videos are processed in memory on this server and are not kept beyond "
+              "Gradio's temporary cache."]
+    return "\n".join(lines)
+
+
+CSS = """
+.affect-banner {background: #fff4e5; border: 1px solid #f0a04b; border-left: 6px solid #e4572e;
+  border-radius: 8px; padding: 10px 14px; color: #5a3100; font-size: 0.95rem; line-height: 1.45;}
+.affect-banner code {background: #ffe2c2; color: #5a3100;}
+.affect-header h1 {margin-bottom: 0.1rem;}
+.affect-header p {color: var(--body-text-color-subdued); margin-top: 0;}
+.affect-summary {min-height: 2.2rem;}
+footer {visibility: visible;}
+"""
+THEME = gr.themes.Soft(primary_hue="orange", secondary_hue="blue", neutral_hue="slate")
+
+
+def launch_options() -> dict[str, Any]:
+    """Options for ``demo.launch`` that Gradio 6 no longer takes in ``gr.Blocks``."""
+    return {"theme": THEME, "css": CSS, "max_file_size": MAX_FILE_SIZE}
+
+
+# ------------------------------------------------------------------ layout
+
+def build_demo(model_source: str | None = None) -> gr.Blocks:
+    """The demo app for a model folder, run folder or Hub id (default: ``AFFECT_MODEL``, else the
+    default model, built on first use). Launch with ``demo.launch(**launch_options())``."""
+    model = load_demo_model(model_source)
+    predict_image, select_face = make_image_handlers(model)
+    predict_video_file, select_track = make_video_handlers(model)
+    predict_webcam_frame = make_webcam_handler(model)
+    examples = sorted(str(p) for p in EXAMPLES_DIR.glob("*.jpg"))
+
+    with gr.Blocks(title="affectmodel — facial affect demo", delete_cache=(1800, 3600)) as demo:
+        gr.Markdown("# Facial affect analysis\nExpressions, facial action units and valence/arousal from one "
+                    "ResNet-18 network. Upload a photo, a video, or use your webcam.",
+                    elem_classes="affect-header")
+        banner = synthetic_banner(model.info)
+        if banner:
+            gr.HTML(banner)
+
+        with gr.Tabs():
+            with gr.Tab("Image", id="image"):
+                with gr.Row(equal_height=False):
+                    with gr.Column(scale=1):
+                        image_in = ImageFileInput(type="filepath", sources=["upload", "clipboard", "webcam"],
+                                                  label="Photo (upload, paste or take one)", height=360)
+                        if examples:
+                            gr.Examples(examples=examples, inputs=image_in, label="Examples",
+                                        examples_per_page=6, cache_examples=False)
+                    with gr.Column(scale=1):
+                        image_out = gr.Image(label="Detected faces", type="numpy", format="jpeg",
+                                             interactive=False, height=360, buttons=["download", "fullscreen"])
+                        face_select = gr.Radio(label="Face", choices=[], visible=False)
+                        image_summary = gr.Markdown(elem_classes="affect-summary")
+                with gr.Row(equal_height=False):
+                    expr_label = gr.Label(label="Expression", num_top_classes=8, scale=1)
+                    au_plot = gr.Plot(label="Action units", scale=1, show_label=False)
+                    va_plot = gr.Plot(label="Valence / arousal", scale=1, show_label=False)
+                with gr.Accordion("All numbers (JSON)", open=False):
+                    image_json = gr.JSON(label="Predictions")
+
+            with gr.Tab("Video", id="video"):
+                with gr.Row(equal_height=False):
+                    with gr.Column(scale=1):
+                        video_in = gr.Video(label="Video (up to 60 s)", sources=["upload"], format=None,
+                                            include_audio=True, height=320)
+                        with gr.Row():
+                            every_in = gr.Slider(1, 10, value=2, step=1, label="Analyse every k-th frame",
+                                                 info="higher = faster, coarser")
+                            smooth_in = gr.Slider(1, 15, value=5, step=1, label="Smoothing window (frames)",
+                                                  info="1 = off; moving average per face")
+                        video_button = gr.Button("Analyse video", variant="primary")
+                    with gr.Column(scale=1):
+                        video_out = gr.Video(label="Annotated video", interactive=False, height=320)
+                        video_summary = gr.Markdown(elem_classes="affect-summary")
+                        video_csv = gr.File(label="Per-frame predictions (CSV)", interactive=False)
+                track_select = gr.Dropdown(label="Face track", choices=[], visible=False)
+                with gr.Row(equal_height=False):
+                    va_timeline = gr.Plot(label="Valence / arousal over time", show_label=False)
+                    expr_timeline = gr.Plot(label="Expressions over time", show_label=False)
+
+            with gr.Tab("Webcam", id="webcam"):
+                gr.Markdown("Allow camera access, then press the record button: predictions update a few times "
+                            "per second. Frames are analysed in memory and not stored.")
+                with gr.Row(equal_height=False):
+                    with gr.Column(scale=1):
+                        cam_in = gr.Image(sources=["webcam"], streaming=True, type="numpy", label="Webcam",
+                                          webcam_options=gr.WebcamOptions(mirror=True), height=360)
+                        cam_status = gr.Markdown("Waiting for the camera…", elem_classes="affect-summary")
+                    cam_label = gr.Label(label="Expression", num_top_classes=4, scale=1)
+                with gr.Row(equal_height=False):
+                    cam_aus = gr.Plot(label="Action units", show_label=False)
+                    cam_va = gr.Plot(label="Valence / arousal", show_label=False)
+
+            with gr.Tab("About", id="about"):
+                gr.Markdown(about_markdown(model.info, model.predictor))
+
+        image_outputs = [image_out, face_select, image_summary, expr_label, au_plot, va_plot, image_json]
+        image_in.change(predict_image, inputs=image_in, outputs=image_outputs, api_name="predict_image",
+                        concurrency_limit=CONCURRENCY["image"], concurrency_id="image")
+        face_select.change(select_face, inputs=[face_select, image_json], outputs=[expr_label, au_plot, va_plot],
+                           api_name="select_face", show_progress="hidden")
+        video_button.click(predict_video_file, inputs=[video_in, every_in, smooth_in],
+                           outputs=[video_out, video_csv, video_summary, track_select, va_timeline, expr_timeline],
+                           api_name="predict_video", concurrency_limit=CONCURRENCY["video"],
+                           concurrency_id="video")
+        track_select.change(select_track, inputs=[track_select, video_csv], outputs=[va_timeline, expr_timeline],
+                            api_name="select_track", show_progress="hidden")
+        cam_in.stream(predict_webcam_frame, inputs=cam_in, outputs=[cam_label, cam_aus, cam_va, cam_status],
+                      api_name="predict_webcam_frame", stream_every=WEBCAM_INTERVAL_S,
+                      time_limit=WEBCAM_TIME_LIMIT_S, concurrency_limit=CONCURRENCY["webcam"],
+                      concurrency_id="webcam", show_progress="hidden")
+
+    demo.queue(default_concurrency_limit=1, max_size=QUEUE_SIZE)
+    return demo
+
+
+# ------------------------------------------------------------------ command line
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m demo.app", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default=None,
+                        help="model folder, run folder or Hub id (default: $AFFECT_MODEL, else the default "
+                             "model, built on the synthetic benchmark on first launch)")
+    parser.add_argument("--host", default=None, help="address to bind (default 127.0.0.1; 0.0.0.0 on a Space)")
+    parser.add_argument("--port", type=int, default=None, help="port (default: $GRADIO_SERVER_PORT or 7860)")
+    parser.add_argument("--share", action="store_true", help="also open a public gradio.live link (off by default)")
+    return parser.parse_args(argv)
+
+
+def default_host() -> str:
+    # A Space routes traffic to the container, so the app must listen on all interfaces there.
+    return "0.0.0.0" if os.environ.get("SPACE_ID") else os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        demo = build_demo(args.model)
+    except (ValueError, FileNotFoundError) as e:  # bad --model: one readable line, exit 2
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    port = args.port or int(os.environ.get("GRADIO_SERVER_PORT", 7860))
+    demo.launch(server_name=args.host or default_host(), server_port=port, share=args.share, **launch_options())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

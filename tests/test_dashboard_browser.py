@@ -1,0 +1,106 @@
+"""The dashboard in a real browser: `streamlit run` headless on 127.0.0.1, opened in Debian's chromium.
+
+Saves test-output/dashboard.png (the first screen, 1440x900) and test-output/dashboard-full.png
+(the whole page) for a person to look at.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from study_fixtures import write_study_runs
+
+REPO = Path(__file__).resolve().parent.parent
+APP = REPO / "dashboard" / "app.py"
+OUT = REPO / "test-output"
+CHROMIUM = shutil.which("chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (apt-get install chromium)"),
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"streamlit exited with {proc.returncode}:\n{proc.stdout.read()}")
+        try:
+            with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.3)
+    raise TimeoutError(f"streamlit did not answer on {url} within {timeout} s")
+
+
+@pytest.fixture
+def dashboard_url(tmp_path):
+    runs = tmp_path / "runs"
+    write_study_runs(runs)
+    # Only the synthetic quick suite: what the dashboard shows after `train.py suite suites/quick.toml`.
+    shutil.rmtree(runs / "affwild2")
+    port = _free_port()
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", str(APP), "--server.headless", "true",
+         "--server.address", "127.0.0.1", "--server.port", str(port), "--browser.gatherUsageStats", "false",
+         "--server.fileWatcherType", "none", "--", "--runs", str(runs / "quick")],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_healthy(url, proc)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def test_dashboard_renders_headline_and_table_in_chromium(dashboard_url):
+    from playwright.sync_api import sync_playwright
+
+    OUT.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1440, "height": 900})
+            page.goto(dashboard_url, wait_until="domcontentloaded")
+            page.wait_for_selector('[data-testid="stDataFrame"]', timeout=60_000)
+            page.wait_for_selector('[data-testid="stMetric"]', timeout=30_000)
+            page.wait_for_selector('[data-testid="stVegaLiteChart"] canvas, '
+                                   '[data-testid="stVegaLiteChart"] svg', timeout=30_000)
+            page.wait_for_timeout(1500)  # let the charts finish their first draw
+            body = page.inner_text("body")
+            page.screenshot(path=str(OUT / "dashboard.png"))
+            # Streamlit scrolls inside its main block, so a full-page shot needs a tall viewport
+            page.set_viewport_size({"width": 1440, "height": 2500})
+            page.wait_for_timeout(1500)
+            page.screenshot(path=str(OUT / "dashboard-full.png"), full_page=True)
+        finally:
+            browser.close()
+    assert "Did multi-task learning help?" in body
+    assert "Synthetic benchmark" in body
+    assert "Traceback" not in body
+    # the verdict names the tasks multi-task learning helped and hurt on the written runs
+    assert "helped expression" in body and "hurt valence / arousal" in body
+    assert (OUT / "dashboard.png").stat().st_size > 10_000

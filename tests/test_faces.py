@@ -1,0 +1,99 @@
+import numpy as np
+import pytest
+
+from affectmodel.inference.faces import DETECTORS, Face, create_detector, detect_faces
+from affectmodel.inference.tracking import iou
+from media import astronaut, faces_image, gradient_image, noise_image
+
+
+@pytest.fixture(scope="module")
+def retina():
+    return create_detector("retinaface")
+
+
+@pytest.fixture(scope="module")
+def haar():
+    return create_detector("haar")
+
+
+def test_one_face_with_box_score_and_five_landmarks(retina):
+    faces = retina.detect(astronaut())
+    assert len(faces) == 1
+    face = faces[0]
+    x1, y1, x2, y2 = face.box
+    assert 160 < x1 < x2 < 290 and 40 < y1 < y2 < 200 and face.width > 60
+    assert 0.9 < face.score <= 1.0
+    lm = face.landmarks
+    assert lm.shape == (5, 2)
+    assert np.all((lm[:, 0] > x1) & (lm[:, 0] < x2) & (lm[:, 1] > y1) & (lm[:, 1] < y2))
+    left_eye, right_eye, nose, mouth_left, mouth_right = lm
+    assert left_eye[0] < right_eye[0] and mouth_left[0] < mouth_right[0]   # image left first
+    assert max(left_eye[1], right_eye[1]) < nose[1] < min(mouth_left[1], mouth_right[1])  # eyes, nose, mouth
+    assert face.to_dict()["landmarks"] == lm.tolist()
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 5])
+def test_counts_and_left_to_right_order(retina, n):
+    image, centres = faces_image(n)
+    faces = retina.detect(image)
+    assert len(faces) == n
+    xs = [f.center[0] for f in faces]
+    assert xs == sorted(xs)
+    assert np.allclose(xs, centres, atol=12)  # each face sits in its own tile
+
+
+@pytest.mark.parametrize("make", [lambda: noise_image(), lambda: gradient_image(),
+                                  lambda: np.zeros((90, 120, 3), np.uint8), lambda: noise_image(360, 640, 3),
+                                  lambda: np.full((8, 8, 3), 200, np.uint8)])
+def test_no_face_is_an_empty_list(retina, haar, make):
+    image = make()
+    assert retina.detect(image) == []
+    assert haar.detect(image) == []
+
+
+def test_minimum_face_size(retina):
+    image, _ = faces_image(2, height=120)
+    faces = retina.detect(image)
+    smallest = min(min(f.width, f.height) for f in faces)
+    big_enough = create_detector("retinaface", min_face_size=smallest + 1).detect(image)
+    assert len(faces) == 2 and len(big_enough) < 2
+    assert all(min(f.width, f.height) >= smallest + 1 for f in big_enough)
+
+
+def test_downscaled_detection_maps_back_to_full_resolution(retina):
+    full = retina.detect(astronaut())[0]
+    fast = create_detector("retinaface", max_side=256).detect(astronaut())
+    assert len(fast) == 1
+    assert iou(full.box, fast[0].box) > 0.8
+    assert np.abs(fast[0].landmarks - full.landmarks).max() < 8  # within a few full-resolution pixels
+
+
+def test_haar_fallback_finds_the_face_without_landmarks(retina, haar):
+    faces = haar.detect(astronaut())
+    assert len(faces) == 1
+    assert faces[0].landmarks is None and 0 < faces[0].score < 1
+    assert iou(faces[0].box, retina.detect(astronaut())[0].box) > 0.5
+    image, centres = faces_image(3, height=200)
+    xs = [f.center[0] for f in haar.detect(image)]
+    assert len(xs) == 3 and xs == sorted(xs)
+
+
+def test_boxes_are_clipped_to_the_image(retina):
+    # A face cut by the left border still comes back with a box inside the image.
+    image = np.ascontiguousarray(astronaut()[:, 200:])
+    for face in retina.detect(image):
+        x1, y1, x2, y2 = face.box
+        assert 0 <= x1 < x2 <= image.shape[1] and 0 <= y1 < y2 <= image.shape[0]
+
+
+def test_factory_and_input_checks():
+    assert set(DETECTORS) == {"retinaface", "haar"}
+    with pytest.raises(ValueError, match="unknown face detector 'mtcnn'"):
+        create_detector("mtcnn")
+    with pytest.raises(ValueError, match="uint8 RGB"):
+        detect_faces(np.zeros((20, 20), np.uint8))
+    with pytest.raises(ValueError, match="uint8 RGB"):
+        detect_faces(np.zeros((20, 20, 3), np.float32))
+    assert len(detect_faces(astronaut(), "haar")) == 1
+    face = Face((1.0, 2.0, 11.0, 22.0), 0.5)
+    assert (face.width, face.height, face.center) == (10.0, 20.0, (6.0, 12.0))

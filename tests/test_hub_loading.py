@@ -1,0 +1,236 @@
+"""Tests for affectmodel.hub.loading: one loader for model folders, run folders and Hub repo ids.
+
+No test reaches the network. Hub downloads run for real against a local fake Hub on 127.0.0.1
+(tests/hub_fixtures.py) and a temporary cache; "no network" is a closed loopback port; offline
+mode is ``huggingface_hub.constants.HF_HUB_OFFLINE`` patched (it is read at import time).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from hub_fixtures import FakeHub, closed_port, folder_files, make_run, no_retry_wait, use_endpoint
+
+import affectmodel
+from affectmodel.hub.loading import (MissingFileError, ModelSourceError, OfflineError, RepoNotFoundError,
+                                     SourceNotFoundError, WeightsMismatchError, load_model, model_info,
+                                     resolve_source)
+from affectmodel.hub.publish import publish_run
+from affectmodel.model import AffectModel, CheckpointError, ModelConfig
+
+
+def _outputs(model: AffectModel, images: torch.Tensor) -> dict[str, torch.Tensor]:
+    model.eval()
+    with torch.no_grad():
+        return model(images)
+
+
+def _assert_same_outputs(a: AffectModel, b: AffectModel, size: int = 32) -> None:
+    images = torch.randn(3, 3, size, size)
+    out_a, out_b = _outputs(a, images), _outputs(b, images)
+    assert out_a.keys() == out_b.keys()
+    for key in out_a:
+        assert torch.equal(out_a[key], out_b[key]), key
+
+
+def _model(tasks=("expr", "au", "va"), seed: int = 1) -> AffectModel:
+    torch.manual_seed(seed)
+    return AffectModel(ModelConfig(tasks=list(tasks), input_size=32)).eval()
+
+
+@pytest.fixture
+def published(tmp_path):
+    """A run of a known model and its dry-run publish folder."""
+    model = _model()
+    run = make_run(tmp_path, model=model)
+    folder = tmp_path / "publish"
+    publish_run(run, "me/affect-mtl", dry_run_dir=folder)
+    return model, run, folder
+
+
+def test_loads_model_folder_run_folder_and_publish_folder_with_identical_outputs(published):
+    """The three local forms give the saved network back exactly (and in eval mode)."""
+    model, run, folder = published
+    for source in (run, run / "model", folder, str(folder)):
+        loaded = load_model(source)
+        assert not loaded.training
+        assert loaded.tasks == model.tasks
+        _assert_same_outputs(model, loaded)
+    assert resolve_source(run).kind == "run"
+    assert resolve_source(folder).kind == "folder"
+
+
+def test_publish_folder_round_trips_through_from_pretrained(published):
+    """The uploaded folder is what PyTorchModelHubMixin.from_pretrained reads (strictly)."""
+    model, _, folder = published
+    loaded = AffectModel.from_pretrained(str(folder), strict=True)
+    _assert_same_outputs(model, loaded)
+    _assert_same_outputs(model, affectmodel.load_model(folder))  # the package-level wrapper
+
+
+def test_loads_by_repo_id_then_from_cache_offline(published, tmp_path, monkeypatch):
+    """Download from a fake Hub, then load again with the network gone: from the cache, both
+    with HF_HUB_OFFLINE and with local_files_only."""
+    model, _, folder = published
+    cache = tmp_path / "hub-cache"
+    with FakeHub({"me/affect-mtl": {"main": folder_files(folder)}}) as hub:
+        use_endpoint(monkeypatch, hub.url, cache)
+        _assert_same_outputs(model, load_model("me/affect-mtl"))
+        assert ("GET", "/me/affect-mtl/resolve/main/model.safetensors") in hub.requests
+    assert any(cache.glob("models--me--affect-mtl/snapshots/*/model.safetensors"))
+
+    use_endpoint(monkeypatch, f"http://127.0.0.1:{closed_port()}", cache, offline=True)
+    _assert_same_outputs(model, load_model("me/affect-mtl"))
+    use_endpoint(monkeypatch, f"http://127.0.0.1:{closed_port()}", cache, offline=False)
+    _assert_same_outputs(model, load_model("me/affect-mtl", local_files_only=True))
+
+
+def test_revision_selects_the_branch(published, tmp_path, monkeypatch):
+    """revision="v2" loads the weights of that branch, not main's."""
+    model, _, folder = published
+    other = _model(seed=2)
+    other_folder = tmp_path / "v2"
+    publish_run(make_run(tmp_path / "other", model=other), "me/affect-mtl", dry_run_dir=other_folder)
+    repo = {"main": folder_files(folder), "v2": folder_files(other_folder)}
+    with FakeHub({"me/affect-mtl": repo}) as hub:
+        use_endpoint(monkeypatch, hub.url, tmp_path / "cache")
+        _assert_same_outputs(other, load_model("me/affect-mtl", revision="v2"))
+        _assert_same_outputs(model, load_model("me/affect-mtl"))
+
+
+# ------------------------------------------------------------------ errors
+
+def test_missing_path_that_is_no_repo_id(tmp_path):
+    for source in (tmp_path / "nope", str(tmp_path / "nope"), "runs/suite/missing-run", "not a repo"):
+        with pytest.raises(SourceNotFoundError, match="does not exist.*not a Hub repository id"):
+            load_model(source)
+    (tmp_path / "file.txt").write_text("x")
+    with pytest.raises(SourceNotFoundError, match="is a file"):
+        load_model(tmp_path / "file.txt")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(MissingFileError, match="neither a model folder"):
+        load_model(tmp_path / "empty")
+
+
+def test_hub_errors_are_specific(published, tmp_path, monkeypatch):
+    """Unknown repository, unknown revision, and a repository without weights."""
+    _, _, folder = published
+    files = folder_files(folder)
+    repos = {"me/affect-mtl": {"main": files},
+             "me/no-weights": {"main": {"config.json": files["config.json"], "README.md": files["README.md"]}}}
+    with FakeHub(repos) as hub:
+        use_endpoint(monkeypatch, hub.url, tmp_path / "cache")
+        with pytest.raises(RepoNotFoundError, match="me/unknown not found"):
+            load_model("me/unknown")
+        with pytest.raises(RepoNotFoundError, match="revision 'v9' not found"):
+            load_model("me/affect-mtl", revision="v9")
+        with pytest.raises(MissingFileError, match="model.safetensors is missing in Hub repository me/no-weights"):
+            load_model("me/no-weights")
+
+
+def test_offline_and_not_cached(tmp_path, monkeypatch):
+    """HF_HUB_OFFLINE (patched) or local_files_only with an empty cache: a readable OfflineError."""
+    use_endpoint(monkeypatch, f"http://127.0.0.1:{closed_port()}", tmp_path / "cache", offline=True)
+    with pytest.raises(OfflineError, match="offline mode .*not in the local cache") as info:
+        load_model("me/affect-mtl")
+    assert isinstance(info.value, ValueError) and isinstance(info.value, CheckpointError)
+    use_endpoint(monkeypatch, f"http://127.0.0.1:{closed_port()}", tmp_path / "cache", offline=False)
+    with pytest.raises(OfflineError, match="local_files_only=True and config.json .*not in the local cache"):
+        load_model("me/affect-mtl", local_files_only=True)
+
+
+def test_no_network_and_not_cached(tmp_path, monkeypatch):
+    """A closed loopback port as the endpoint: "no network", naming the endpoint."""
+    port = closed_port()
+    use_endpoint(monkeypatch, f"http://127.0.0.1:{port}", tmp_path / "cache")
+    no_retry_wait(monkeypatch)
+    with pytest.raises(OfflineError, match=f"no network: could not reach http://127.0.0.1:{port}"):
+        load_model("me/affect-mtl")
+
+
+def test_keys_that_do_not_match_the_config(published, tmp_path):
+    """Strict loading: extra heads or a different head size are refused with the keys named."""
+    _, _, folder = published
+    config = json.loads((folder / "config.json").read_text())
+    fewer = tmp_path / "fewer-tasks"
+    fewer.mkdir()
+    (fewer / "model.safetensors").write_bytes((folder / "model.safetensors").read_bytes())
+    (fewer / "config.json").write_text(json.dumps({**config, "tasks": ["expr"]}))
+    with pytest.raises(WeightsMismatchError, match=r"unexpected heads\.au\.bias, heads\.au\.weight"):
+        load_model(fewer)
+    other_space = tmp_path / "seven-classes"
+    other_space.mkdir()
+    (other_space / "model.safetensors").write_bytes((folder / "model.safetensors").read_bytes())
+    (other_space / "config.json").write_text(json.dumps({**config, "expression_space": "abaw7"}))
+    with pytest.raises(WeightsMismatchError, match="size mismatch"):
+        load_model(other_space)
+
+
+def test_unreadable_weights_and_configs(published, tmp_path):
+    _, _, folder = published
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "config.json").write_text((folder / "config.json").read_text())
+    (broken / "model.safetensors").write_bytes(b"\x00\x01not safetensors")
+    with pytest.raises(ModelSourceError, match="cannot read weights"):
+        load_model(broken)
+    (broken / "config.json").write_text('{"architectures": ["Bert"]}')
+    with pytest.raises(ModelSourceError, match="not an affectmodel model config"):
+        load_model(broken)
+    with pytest.raises(ModelSourceError, match="only applies to Hub repositories"):
+        load_model(folder, revision="main")
+
+
+class _Marker:
+    """Unpickling this object would create a file: proof that a loader unpickled it."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def __reduce__(self):
+        return (Path.touch, (Path(self.path),))
+
+
+def test_never_unpickles_legacy_bin(published, tmp_path):
+    """pytorch_model.bin is read with weights_only=True: tensors load, pickled objects are refused."""
+    model, _, folder = published
+    legacy = tmp_path / "legacy"
+    legacy.mkdir()
+    (legacy / "config.json").write_text((folder / "config.json").read_text())
+    torch.save(model.state_dict(), legacy / "pytorch_model.bin")
+    _assert_same_outputs(model, load_model(legacy))
+
+    marker = tmp_path / "unpickled"
+    torch.save({"trunk.conv1.weight": _Marker(str(marker))}, legacy / "pytorch_model.bin")
+    with pytest.raises(ModelSourceError, match="cannot read weights"):
+        load_model(legacy)
+    assert not marker.exists()
+
+
+# ------------------------------------------------------------------ model_info
+
+def test_model_info_for_run_folder_and_hub(published, tmp_path, monkeypatch):
+    """Metrics come from metrics.json; without it, from the card's model-index."""
+    _, run, folder = published
+    expected = {k: v for k, v in json.loads((run / "metrics.json").read_text()).items()
+                if k in ("P_EXPR", "P_AU", "P_VA", "P_MTL", "ccc_valence", "ccc_arousal")}
+    info = model_info(run)
+    assert info["kind"] == "run" and info["tasks"] == ["expr", "au", "va"]
+    assert info["synthetic"] is True and info["dataset"] == "synthetic-affect"
+    assert info["metrics"] == expected
+    assert model_info(folder)["metrics"] == expected
+
+    card_only = tmp_path / "card-only"
+    card_only.mkdir()
+    for name in ("model.safetensors", "config.json", "README.md"):
+        (card_only / name).write_bytes((folder / name).read_bytes())
+    info = model_info(card_only)
+    assert info["kind"] == "folder" and info["metrics"] == expected and info["synthetic"] is True
+
+    with FakeHub({"me/affect-mtl": {"main": folder_files(folder)}}) as hub:
+        use_endpoint(monkeypatch, hub.url, tmp_path / "cache")
+        info = model_info("me/affect-mtl")
+    assert info["kind"] == "hub" and info["metrics"] == expected and info["hub_repo"] == "me/affect-mtl"
+    assert info["card_url"].endswith("/me/affect-mtl")

@@ -1,0 +1,13 @@
+#!/usr/bin/env python
+"""Train affect models and run study suites; see `python train.py --help`.
+
+    python train.py --data ROOT --tasks expr,au,va --out runs/SUITE/NAME [options]
+    python train.py suite suites/quick.toml --data ROOT --out runs/quick
+    torchrun --nproc_per_node 2 train.py --data ROOT --out runs/SUITE/NAME ...
+"""
+import sys
+
+from affectmodel.training.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())
