@@ -19,6 +19,7 @@ def __getattr__(name):
         return getattr(model, name)
     raise AttributeError(f"module 'affectmodel' has no attribute {name!r}")
 
+
 __version__ = "0.1.0"
 
 

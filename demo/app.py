@@ -375,9 +375,12 @@ def launch_options(max_file_size: str | int = MAX_FILE_SIZE) -> dict[str, Any]:
 
 # ------------------------------------------------------------------ layout
 
-def build_demo(model_source: str | None = None) -> gr.Blocks:
+def build_demo(model_source: str | None = None, *, queue_size: int = QUEUE_SIZE) -> gr.Blocks:
     """The demo app for a model folder, run folder or Hub id (default: ``AFFECT_MODEL``, else the
-    default model, built on first use). Launch with ``demo.launch(**launch_options())``."""
+    default model, built on first use). Launch with ``demo.launch(**launch_options())``.
+
+    ``queue_size`` requests may wait; beyond that the queue answers "busy" instead of piling up
+    work (and memory) on one CPU model."""
     model = load_demo_model(model_source)
     predict_image, select_face = make_image_handlers(model)
     predict_video_file, select_track = make_video_handlers(model)
@@ -397,7 +400,8 @@ def build_demo(model_source: str | None = None) -> gr.Blocks:
                 with gr.Row(equal_height=False):
                     with gr.Column(scale=1):
                         image_in = ImageFileInput(type="filepath", sources=["upload", "clipboard", "webcam"],
-                                                  label="Photo (upload, paste or take one)", height=360)
+                                                  label="Photo (upload, paste or take one)", height=360,
+                                                  elem_id="image-input")
                         if examples:
                             gr.Examples(examples=examples, inputs=image_in, label="Examples",
                                         examples_per_page=6, cache_examples=False)
@@ -417,7 +421,7 @@ def build_demo(model_source: str | None = None) -> gr.Blocks:
                 with gr.Row(equal_height=False):
                     with gr.Column(scale=1):
                         video_in = gr.Video(label="Video (up to 60 s)", sources=["upload"], format=None,
-                                            include_audio=True, height=320)
+                                            include_audio=True, height=320, elem_id="video-input")
                         with gr.Row():
                             every_in = gr.Slider(1, 10, value=2, step=1, label="Analyse every k-th frame",
                                                  info="higher = faster, coarser")
@@ -465,7 +469,7 @@ def build_demo(model_source: str | None = None) -> gr.Blocks:
                       time_limit=WEBCAM_TIME_LIMIT_S, concurrency_limit=CONCURRENCY["webcam"],
                       concurrency_id="webcam", show_progress="hidden")
 
-    demo.queue(default_concurrency_limit=1, max_size=QUEUE_SIZE)
+    demo.queue(default_concurrency_limit=1, max_size=queue_size)
     return demo
 
 

@@ -10,7 +10,7 @@ from typing import Mapping, Sequence
 import altair as alt
 import pandas as pd
 
-from affectmodel.tasks import AU_DESCRIPTIONS, VA_DESCRIPTIONS
+from affectmodel.tasks import AU_DESCRIPTIONS
 
 ACTIVE_COLOR = "#e4572e"
 INACTIVE_COLOR = "#9fb3c8"
@@ -22,7 +22,10 @@ QUADRANTS = (
     (-1, -1, "sad · bored"),
     (1, -1, "calm · content"),
 )
-CHART_WIDTH = 340
+# Sizes include axis labels and legends (autosize "fit"), so a chart never overflows its column.
+CHART_WIDTH = 360
+TIMELINE_WIDTH = 560
+FIT = alt.AutoSizeParams(type="fit", contains="padding")
 
 
 def au_chart(aus: Mapping[str, float], thresholds: Mapping[str, float], title: str = "Action units") -> alt.Chart:
@@ -53,7 +56,7 @@ def au_chart(aus: Mapping[str, float], thresholds: Mapping[str, float], title: s
         x="threshold:Q", y=y, tooltip=[alt.Tooltip("threshold:Q", format=".2f")])
     return (bars + ticks).properties(
         title=alt.TitleParams(title, subtitle="bar = probability, black tick = threshold"),
-        width=CHART_WIDTH, height=alt.Step(22))
+        width=CHART_WIDTH, height=300, autosize=FIT)
 
 
 def circumplex_chart(points: Sequence[tuple[str, float, float]], title: str = "Valence / arousal"
@@ -90,9 +93,7 @@ def circumplex_chart(points: Sequence[tuple[str, float, float]], title: str = "V
                                                 strokeWidth=1.5).encode(x=x, y=y, color=color, tooltip=tooltip))
         layers.append(alt.Chart(pts).mark_text(dx=12, dy=-12, align="left", fontWeight="bold", fontSize=12)
                       .encode(x=x, y=y, color=color, text="face:N"))
-    return alt.layer(*layers).properties(
-        title=alt.TitleParams(title, subtitle=f"valence: {VA_DESCRIPTIONS['valence']}"),
-        width=CHART_WIDTH, height=CHART_WIDTH)
+    return alt.layer(*layers).properties(title=title, width=CHART_WIDTH, height=CHART_WIDTH, autosize=FIT)
 
 
 def timeline_chart(frame: pd.DataFrame, columns: Sequence[str], title: str, y_title: str,
@@ -112,4 +113,4 @@ def timeline_chart(frame: pd.DataFrame, columns: Sequence[str], title: str, y_ti
     if y_domain[0] < 0 < y_domain[1]:
         layers.insert(0, alt.Chart(pd.DataFrame([{"zero": 0.0}])).mark_rule(color="#b8c2cc", strokeDash=[4, 3])
                       .encode(y="zero:Q"))
-    return alt.layer(*layers).properties(title=title, width="container", height=220)
+    return alt.layer(*layers).properties(title=title, width=TIMELINE_WIDTH, height=240, autosize=FIT)

@@ -2,7 +2,7 @@
 
 ``resolve_model_source(None)`` returns ``$AFFECT_MODEL`` when set, else the cached default run
 folder, building it on first use: a small synthetic benchmark is generated and a multi-task model
-trained on it for a few minutes on CPU, with progress bars in the terminal. The result lives in
+trained on it for a few minutes on CPU, with progress bars in the terminal (tqdm). The result lives in
 ``$AFFECT_DEFAULT_MODEL_DIR`` (default ``~/.cache/affectmodel/default-model``, under
 ``$XDG_CACHE_HOME`` when set) and is a normal run folder, so ``model_info`` reports it as trained on
 the synthetic benchmark and the demo says so on its first screen.
@@ -64,8 +64,6 @@ def ensure_default_model(folder: Path | None = None, recipe: DefaultModelRecipe 
 def build_default_model(folder: Path, recipe: DefaultModelRecipe) -> Path:
     """Generate the synthetic benchmark in a temporary folder, train, and move the finished run to
     ``folder`` in one rename (an interrupted build leaves nothing half-written behind)."""
-    from tqdm import tqdm
-
     from affectmodel.data.synthetic import generate_benchmark
     from affectmodel.training import TrainConfig, train_run
 
@@ -81,13 +79,7 @@ def build_default_model(folder: Path, recipe: DefaultModelRecipe) -> Path:
                              image_size=recipe.image_size, batch_size=recipe.batch_size, epochs=recipe.epochs,
                              max_steps=recipe.max_steps, lr=recipe.lr, seed=recipe.seed, device="cpu",
                              augment="light")
-        with tqdm(total=1000, desc="train", unit="‰", bar_format="{l_bar}{bar}| {postfix}") as bar:
-            def progress(fraction: float, message: str) -> None:
-                bar.n = round(1000 * min(max(fraction, 0.0), 1.0))
-                bar.set_postfix_str(message[:60], refresh=False)
-                bar.refresh()
-
-            run_dir = train_run(config, progress=progress)
+        run_dir = train_run(config)  # shows its own progress bars (epochs, steps, validation scores)
         if not is_complete(run_dir):
             raise RuntimeError(f"training the default model did not produce a complete run in {run_dir}")
         try:

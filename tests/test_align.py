@@ -31,10 +31,11 @@ def test_similarity_transform_recovers_a_known_transform():
 
 
 def test_similarity_transform_never_reflects():
-    src = np.array([[0, 0], [1, 0], [0, 1], [1, 1], [0.5, 0.5]], float)
-    mirrored = src * [-1, 1]
+    src = np.random.default_rng(2).uniform(0, 100, (5, 2))
+    mirrored = src * [-1, 1] + [0.3, 0.0] * src[:, :1]  # a mirror image, slightly sheared
     matrix = similarity_transform(src, mirrored)
     assert np.linalg.det(matrix[:, :2]) > 0
+    assert np.isclose(matrix[0, 0], matrix[1, 1]) and np.isclose(matrix[0, 1], -matrix[1, 0])
 
 
 def test_template_margin_and_size():
@@ -54,7 +55,9 @@ def test_aligned_landmarks_land_on_the_template(astronaut_face):
     assert crop.shape == (size, size, 3) and crop.dtype == np.uint8
     matrix = similarity_transform(astronaut_face.landmarks, canonical_template(size))
     moved = _apply(matrix, astronaut_face.landmarks)
-    assert np.abs(moved - canonical_template(size)).max() < 4  # a real face fits the template closely
+    # a real (smiling) face fits the template to within a few pixels
+    error = np.linalg.norm(moved - canonical_template(size), axis=1)
+    assert error.mean() < 5 and error.max() < 8
     # the crop shows the face: eyes level, skin-coloured centre, not the black border
     assert crop[40:80, 40:80].mean() > 80
 

@@ -40,12 +40,13 @@ def _model(tasks=("expr", "au", "va"), seed: int = 1) -> AffectModel:
     return AffectModel(ModelConfig(tasks=list(tasks), input_size=32)).eval()
 
 
-@pytest.fixture
-def published(tmp_path):
-    """A run of a known model and its dry-run publish folder."""
+@pytest.fixture(scope="module")
+def published(tmp_path_factory):
+    """A run of a known model and its dry-run publish folder (shared: tests only read them)."""
+    root = tmp_path_factory.mktemp("published")
     model = _model()
-    run = make_run(tmp_path, model=model)
-    folder = tmp_path / "publish"
+    run = make_run(root, model=model)
+    folder = root / "publish"
     publish_run(run, "me/affect-mtl", dry_run_dir=folder)
     return model, run, folder
 

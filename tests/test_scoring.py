@@ -3,11 +3,13 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from sklearn.metrics import f1_score
 
+from affectmodel.cli import main
 from affectmodel.data.annotations import AnnotationError
 from affectmodel.scoring import (
     MissingPredictionsError, format_predictions, image_name, read_predictions, score_files,
@@ -20,8 +22,19 @@ HEADERS = {"EXPR": ",".join(ABAW8.labels), "AU": ",".join(AU_NAMES), "VA": "vale
 
 
 def run_score(*args):
+    """The real command line, in a fresh process."""
     return subprocess.run([sys.executable, "-m", "affectmodel", "score", *map(str, args)],
                           cwd=ROOT, capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture
+def score_cli(capsys):
+    """The same command through ``affectmodel.cli.main`` in this process (no interpreter start-up)."""
+    def run(*args):
+        rc = main(["score", *map(str, args)])
+        out = capsys.readouterr()
+        return SimpleNamespace(returncode=rc, stdout=out.out, stderr=out.err)
+    return run
 
 
 def write_annotations(folder: Path, task: str, videos: dict[str, np.ndarray]) -> Path:
@@ -65,7 +78,7 @@ def test_score_expr_end_to_end(tmp_path, rng):
     np.testing.assert_allclose(list(out["per_class_f1"].values()), per)
 
 
-def test_score_au_end_to_end(tmp_path, rng):
+def test_score_au_end_to_end(tmp_path, score_cli, rng):
     truth = rng.integers(0, 2, (60, 12))
     truth[rng.random((60, 12)) < 0.2] = -1
     truth[5] = -1  # a frame without any AU label needs no prediction
@@ -73,7 +86,7 @@ def test_score_au_end_to_end(tmp_path, rng):
     pred = rng.integers(0, 2, (60, 12))
     preds = {image_name("v1", i + 1): pred[i] for i in range(60) if i != 5}
     pred_file = write_predictions(tmp_path / "pred.csv", "AU", preds)
-    res = run_score("--task", "au", "--predictions", pred_file, "--annotations", ann)
+    res = score_cli("--task", "au", "--predictions", pred_file, "--annotations", ann)
     assert res.returncode == 0, res.stderr
     out = json.loads(res.stdout)
     assert set(out) == {"P_AU", "per_au_f1", "n"} and out["n"] == 59
@@ -83,7 +96,7 @@ def test_score_au_end_to_end(tmp_path, rng):
     assert out["P_AU"] == pytest.approx(np.mean(per))
 
 
-def test_score_va_end_to_end(tmp_path, rng):
+def test_score_va_end_to_end(tmp_path, rng, score_cli):
     truth = rng.uniform(-1, 1, (50, 2)).round(3)
     truth[[3, 17]] = -5
     ann = write_annotations(tmp_path / "ann", "VA", {"clip": truth})
@@ -91,7 +104,7 @@ def test_score_va_end_to_end(tmp_path, rng):
     preds = {image_name("clip", i + 1): pred[i] for i in range(50)}
     preds["other_video/00001.jpg"] = np.array([0.0, 0.0])  # frames without annotations are ignored
     pred_file = write_predictions(tmp_path / "pred.csv", "VA", preds)
-    res = run_score("--task", "VA", "--predictions", pred_file, "--annotations", ann)
+    res = score_cli("--task", "VA", "--predictions", pred_file, "--annotations", ann)
     assert res.returncode == 0, res.stderr
     out = json.loads(res.stdout)
     assert set(out) == {"P_VA", "ccc_valence", "ccc_arousal", "n"} and out["n"] == 48
@@ -119,39 +132,39 @@ def test_missing_frames_name_videos_and_count(tmp_path):
     assert info.value.missing == {"vidA": 2, "vidB": 2}
 
 
-def test_malformed_prediction_line_names_file_and_line(tmp_path):
+def test_malformed_prediction_line_names_file_and_line(tmp_path, score_cli):
     ann = write_annotations(tmp_path / "ann", "VA", {"v": np.array([[0.1, 0.2], [0.3, 0.4]])})
     pred_file = tmp_path / "pred.csv"
     pred_file.write_text("image_location,valence,arousal\nv/00001.jpg,0.1,0.2\nv/00002.jpg,0.1\n")
-    res = run_score("--task", "VA", "--predictions", pred_file, "--annotations", ann)
+    res = score_cli("--task", "VA", "--predictions", pred_file, "--annotations", ann)
     assert res.returncode == 2
     assert f"{pred_file}:3: expected 3 comma-separated values, found 2" in res.stderr
 
 
-def test_malformed_annotation_line_names_file_and_line(tmp_path):
+def test_malformed_annotation_line_names_file_and_line(tmp_path, score_cli):
     ann = tmp_path / "ann"
     ann.mkdir()
     (ann / "v.txt").write_text("valence,arousal\n0.1,0.2\n0.3,oops\n")
     pred_file = write_predictions(tmp_path / "pred.csv", "VA", {"v/00001.jpg": [0, 0], "v/00002.jpg": [0, 0]})
-    res = run_score("--task", "VA", "--predictions", pred_file, "--annotations", ann)
+    res = score_cli("--task", "VA", "--predictions", pred_file, "--annotations", ann)
     assert res.returncode == 2
     assert f"{ann / 'v.txt'}:3: non-numeric value 'oops'" in res.stderr
 
 
-def test_wrong_prediction_header(tmp_path):
+def test_wrong_prediction_header(tmp_path, score_cli):
     ann = write_annotations(tmp_path / "ann", "AU", {"v": np.zeros((1, 12), int)})
     pred_file = tmp_path / "pred.csv"
     pred_file.write_text("image,valence,arousal\nv/00001.jpg,0,0\n")
-    res = run_score("--task", "AU", "--predictions", pred_file, "--annotations", ann)
+    res = score_cli("--task", "AU", "--predictions", pred_file, "--annotations", ann)
     assert res.returncode == 2
     assert f"{pred_file}:1: wrong header for AU predictions" in res.stderr
 
 
-def test_missing_inputs(tmp_path):
-    res = run_score("--task", "VA", "--predictions", tmp_path / "nope.csv", "--annotations", tmp_path)
+def test_missing_inputs(tmp_path, score_cli):
+    res = score_cli("--task", "VA", "--predictions", tmp_path / "nope.csv", "--annotations", tmp_path)
     assert res.returncode == 2 and "prediction file not found" in res.stderr
     pred_file = write_predictions(tmp_path / "pred.csv", "VA", {"v/00001.jpg": [0, 0]})
-    res = run_score("--task", "VA", "--predictions", pred_file, "--annotations", tmp_path / "empty")
+    res = score_cli("--task", "VA", "--predictions", pred_file, "--annotations", tmp_path / "empty")
     assert res.returncode == 2 and "annotation folder not found" in res.stderr
 
 

@@ -61,7 +61,7 @@ def test_training_steps_reduce_the_loss_on_a_fixed_batch(tasks):
     data = TinyAffectSet(8, seed=3, missing=0.0)
     targets = {k: torch.as_tensor(v) for k, v in data.labels.items()}
     module = TrainModule(AffectModel(ModelConfig(tasks=tasks, input_size=32)), MultiTaskLoss(tasks))
-    optimizer = build_optimizer(module, TrainConfig(tasks=tasks, lr=1e-3))
+    optimizer = build_optimizer(module, TrainConfig(tasks=tasks, lr=1e-4))
     losses = [train_step(module, data.images, targets, optimizer)[0] for _ in range(8)]
     assert losses[-1] < 0.7 * losses[0], losses
 

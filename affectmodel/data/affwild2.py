@@ -187,7 +187,7 @@ class AffWild2Dataset(ImageLabelDataset):
 
     Beyond :class:`ImageLabelDataset`: ``split``, ``source`` ("per-task" / "mtl"), ``layout``,
     ``videos`` (names), ``video_ids`` (n,) index into ``videos``, ``frame_numbers`` (n,) 1-based
-    frame numbers (for temporal smoothing), ``bad_lines`` (skipped lines, when asked to skip).
+    frame numbers (for temporal smoothing).
     """
 
     split: str = "train"
@@ -196,7 +196,6 @@ class AffWild2Dataset(ImageLabelDataset):
     videos: list[str] = field(default_factory=list)
     video_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     frame_numbers: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
-    bad_lines: list[str] = field(default_factory=list)
 
     def _copy_with(self, idx: np.ndarray) -> "AffWild2Dataset":
         new = super()._copy_with(idx)

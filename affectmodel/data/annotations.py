@@ -244,7 +244,7 @@ def _parse_numeric(path: Path, lines: list[str], ncols: int, skip: bool, bad: li
     if all(line.count(",") == ncols - 1 for line in lines):
         tokens = ",".join(lines).split(",") if lines else []
     return parse_number_rows(path, tokens, lines, ncols, skip, bad, problems, invalid_row, column_offset,
-                         extra_reasons)
+                             extra_reasons)
 
 
 def parse_number_rows(path: Path, tokens: list[str] | None, numeric_lines: list[str], ncols: int,

@@ -68,6 +68,7 @@ class ImageLabelDataset(Dataset):
     synthetic: bool = False
     root: Path | None = None
     stats: dict[str, Any] = field(default_factory=dict)
+    bad_lines: list[str] = field(default_factory=list)  # lines skipped with skip_bad_lines
 
     def __post_init__(self) -> None:
         n = len(self.image_paths)

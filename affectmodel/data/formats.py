@@ -42,7 +42,7 @@ _SYNONYMS = {"angry": "anger", "happy": "happiness", "sad": "sadness", "surprise
              "calm": "neutral"}
 
 
-def _inside(root: Path, rel: str) -> bool:
+def _inside(rel: str) -> bool:
     norm = rel.replace("\\", "/")
     if norm.startswith("/") or (len(norm) > 1 and norm[1] == ":"):
         return False
@@ -109,7 +109,7 @@ def load_affectnet_csv(csv_path: str | os.PathLike, image_root: str | os.PathLik
         if not rel:
             problem(i, "empty image path")
             continue
-        if not _inside(root, rel):
+        if not _inside(rel):
             # never skippable: a path leaving the image folder signals a broken or hostile file
             raise AnnotationError(csv_path, i, f"image path {rel!r} escapes the image folder (absolute or contains '..')")
         try:
@@ -163,10 +163,8 @@ def load_affectnet_csv(csv_path: str | os.PathLike, image_root: str | os.PathLik
     tasks = ("expr", "va") if cv is not None else ("expr",)
     stats = {"rows": len(rows) - 1, "images": len(paths), "missing_images": missing,
              "unmapped_expression": unmapped, "bad_lines": len(bad), "source_space": source.name}
-    ds = ImageLabelDataset(paths, labels, tasks=tasks, transform=transform, expression_space=target.name,
-                           dataset_name="affectnet-csv", root=root, stats=stats)
-    ds.bad_lines = bad  # type: ignore[attr-defined]
-    return ds
+    return ImageLabelDataset(paths, labels, tasks=tasks, transform=transform, expression_space=target.name,
+                             dataset_name="affectnet-csv", root=root, stats=stats, bad_lines=bad)
 
 
 def _folder_concept(name: str, space, folder_labels: Mapping[str, str] | None) -> str | None:

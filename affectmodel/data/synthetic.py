@@ -34,7 +34,7 @@ import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -103,7 +103,7 @@ class SynthConfig:
     au_label_noise: float = 0.03          # probability of a flipped AU label per frame
     va_noise: float = 0.1                 # std of the smooth valence/arousal noise
     talking_probability: float = 0.5      # videos in which the person talks (lips part anyway)
-    segment_frames: tuple[int, int] = (15, 60)
+    segment_frames: tuple[int, int] = (10, 45)
     nuisance: float = 1.0                 # 0 = clean frontal faces ... 1 = full benchmark nuisances
     jpeg_quality: tuple[int, int] = (40, 95)
     pair_every: int = 7                   # every n-th video is a two-person video (_left/_right)
@@ -198,9 +198,27 @@ def _other_expression(rng: np.random.Generator) -> dict[str, float]:
     return mix
 
 
+def expression_deck(weights: Sequence[float], rng: np.random.Generator, block: int = 40) -> Callable[[], int]:
+    """Draw expression classes from shuffled blocks holding each class in proportion to
+    ``weights`` (at least once per block), so even a small benchmark contains every class."""
+    w = np.asarray(weights, dtype=np.float64)
+    counts = np.maximum(1, np.round(w / w.sum() * block)).astype(int)
+    tickets: list[int] = []
+
+    def draw() -> int:
+        if not tickets:
+            tickets.extend(rng.permutation(np.repeat(np.arange(len(w)), counts)).tolist())
+        return tickets.pop()
+    return draw
+
+
 def sample_sequence(frames: int = 100, rng: np.random.Generator | int | None = None,
-                    config: SynthConfig | None = None, identity: FaceParams | None = None) -> SyntheticSequence:
-    """Sample one video: expression segments, smooth AU/VA trajectories, pose, lighting, occluders."""
+                    config: SynthConfig | None = None, identity: FaceParams | None = None,
+                    next_expression: Callable[[], int] | None = None) -> SyntheticSequence:
+    """Sample one video: expression segments, smooth AU/VA trajectories, pose, lighting, occluders.
+
+    ``next_expression`` supplies the class of each segment (default: drawn from
+    ``config.expression_weights``; the benchmark uses :func:`expression_deck`)."""
     cfg = config or SynthConfig()
     rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
     T = int(frames)
@@ -221,7 +239,7 @@ def sample_sequence(frames: int = 100, rng: np.random.Generator | int | None = N
     while t < T:
         length = int(rng.integers(lo, hi + 1))
         end = min(T, t + length)
-        e = int(rng.choice(len(labels), p=weights))
+        e = int(next_expression()) if next_expression is not None else int(rng.choice(len(labels), p=weights))
         name = labels[e]
         peak = float(rng.uniform(0.45, 1.0))
         proto = _other_expression(rng) if name == "Other" else dict(EXPRESSION_PROTOTYPES[name])
@@ -407,6 +425,7 @@ def generate_benchmark(out_dir: str | Path, videos: int = 20, frames: int = 100,
     _prepare_out_dir(out, overwrite)
     started = time.perf_counter()
     plans = plan_videos(cfg)
+    deck = expression_deck(cfg.expression_weights, np.random.default_rng([cfg.seed, 1]))
     space = expression_task(ABAW8)
     headers = {"expr": ",".join(space.annotation_header), "au": ",".join(AU_TASK.annotation_header),
                "va": ",".join(VA_TASK.annotation_header)}
@@ -417,7 +436,7 @@ def generate_benchmark(out_dir: str | Path, videos: int = 20, frames: int = 100,
     bar = tqdm(total=cfg.videos * cfg.frames, desc="synth", unit="frame", disable=not progress)
     for plan in plans:
         rng = np.random.default_rng(plan.seed)
-        seq = sample_sequence(cfg.frames, rng, cfg)
+        seq = sample_sequence(cfg.frames, rng, cfg, next_expression=deck)
         T = len(seq)
         # frames whose face "was not found": short runs, no image written
         missing = _invalid_mask(rng, T, cfg.missing_image_fraction)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from typing import Sequence
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFilter
+from PIL import Image, ImageChops, ImageDraw, ImageFilter
 
 from ..tasks import AU_NAMES
 
@@ -165,6 +165,21 @@ def _mix(a: Sequence[int], b: Sequence[int], t: float) -> RGB:
 
 # ----------------------------------------------------------------------------- drawing
 
+def _paste_clipped(canvas: Image.Image, color: Sequence[int], clip_px: list[tuple[float, float]], draw_shape) -> None:
+    """Paint ``color`` where the shape drawn by ``draw_shape(draw, offset)`` overlaps the polygon
+    ``clip_px`` (masks cover only the polygon's bounding box, which keeps rendering fast)."""
+    xs, ys = [x for x, _ in clip_px], [y for _, y in clip_px]
+    x0, y0 = max(0, int(min(xs)) - 2), max(0, int(min(ys)) - 2)
+    x1, y1 = min(canvas.width, int(max(xs)) + 3), min(canvas.height, int(max(ys)) + 3)
+    if x1 <= x0 or y1 <= y0:
+        return
+    mask = Image.new("L", (x1 - x0, y1 - y0), 0)
+    ImageDraw.Draw(mask).polygon([(x - x0, y - y0) for x, y in clip_px], fill=255)
+    shape = Image.new("L", mask.size, 0)
+    draw_shape(ImageDraw.Draw(shape), (x0, y0))
+    canvas.paste(tuple(color), (x0, y0, x1, y1), ImageChops.multiply(mask, shape))
+
+
 def _draw_eye(draw: ImageDraw.ImageDraw, canvas: Image.Image, proj: _Projector, p: FaceParams,
               side: int, au: dict[str, float]) -> None:
     a = au
@@ -181,20 +196,13 @@ def _draw_eye(draw: ImageDraw.ImageDraw, canvas: Image.Image, proj: _Projector, 
     eye_poly = np.concatenate([upper, lower[1:-1]])
     eye_px = proj.on_surface(eye_poly, -0.02)
     draw.polygon(eye_px, fill=(245, 242, 236))
-    # iris clipped to the eye opening with a mask
-    mask = Image.new("L", canvas.size, 0)
-    ImageDraw.Draw(mask).polygon(eye_px, fill=255)
-    iris_layer = Image.new("L", canvas.size, 0)
-    idraw = ImageDraw.Draw(iris_layer)
+    # iris and pupil clipped to the eye opening
     r = proj.length(0.045 * p.eye_size)
     (ix, iy), = proj.on_surface([(cx + side * 0.004, cy - 0.006)], -0.02)
-    idraw.ellipse((ix - r, iy - r, ix + r, iy + r), fill=255)
-    from PIL import ImageChops
-    canvas.paste(p.iris, mask=ImageChops.multiply(mask, iris_layer))
-    pupil = Image.new("L", canvas.size, 0)
+    _paste_clipped(canvas, p.iris, eye_px, lambda d, o: d.ellipse((ix - r - o[0], iy - r - o[1], ix + r - o[0], iy + r - o[1]), fill=255))
     r2 = r * 0.45
-    ImageDraw.Draw(pupil).ellipse((ix - r2, iy - r2, ix + r2, iy + r2), fill=255)
-    canvas.paste((15, 12, 10), mask=ImageChops.multiply(mask, pupil))
+    _paste_clipped(canvas, (15, 12, 10), eye_px,
+                   lambda d, o: d.ellipse((ix - r2 - o[0], iy - r2 - o[1], ix + r2 - o[0], iy + r2 - o[1]), fill=255))
     # lid lines: a strong upper lash line, a faint lower lid
     lw = max(1, int(proj.length(0.014)))
     draw.line(proj.on_surface(upper, -0.02), fill=(35, 25, 20), width=lw, joint="curve")
@@ -348,16 +356,12 @@ def _draw_mouth(draw: ImageDraw.ImageDraw, canvas: Image.Image, proj: _Projector
         inner_px = proj.on_surface(inner_poly, -0.01)
         draw.polygon(inner_px, fill=(55, 20, 25))
         # upper teeth, clipped to the opening
-        from PIL import ImageChops
-        mask = Image.new("L", canvas.size, 0)
-        ImageDraw.Draw(mask).polygon(inner_px, fill=255)
-        teeth = Image.new("L", canvas.size, 0)
         top_y = float(np.min(g["upper_in"][:, 1]))
         th = min(0.045, g["gap"] * 0.55 + 0.012)
-        rect = np.array([(-g["half"] * 0.75, top_y - 0.02), (g["half"] * 0.75, top_y - 0.02),
-                         (g["half"] * 0.7, top_y + th + 0.012), (-g["half"] * 0.7, top_y + th + 0.012)])
-        ImageDraw.Draw(teeth).polygon(proj.on_surface(rect, -0.01), fill=255)
-        canvas.paste((238, 234, 222), mask=ImageChops.multiply(mask, teeth))
+        rect = proj.on_surface(np.array([(-g["half"] * 0.75, top_y - 0.02), (g["half"] * 0.75, top_y - 0.02),
+                                         (g["half"] * 0.7, top_y + th + 0.012), (-g["half"] * 0.7, top_y + th + 0.012)]), -0.01)
+        _paste_clipped(canvas, (238, 234, 222), inner_px,
+                       lambda d, o: d.polygon([(x - o[0], y - o[1]) for x, y in rect], fill=255))
     # lip line between the lips (closed mouth) or the opening's edge
     draw.line(proj.on_surface(g["upper_in"], -0.01), fill=_shade(lip, 0.5), width=lw, joint="curve")
     if g["thin"] < 0.7:  # pressed/tightened lips: vertical lip lines

@@ -218,9 +218,12 @@ def load_folder(folder: Path, map_location: str = "cpu") -> AffectModel:
     """Strictly load a model folder (config.json + weights) into an ``AffectModel`` in eval mode."""
     config = read_model_config(folder)
     state = read_state_dict(folder, map_location)
-    model = AffectModel(config)
+    # Built on the meta device: no time spent on a random initialisation that the weights replace.
+    with torch.device("meta"):
+        model = AffectModel(config)
     try:
-        result = model.load_state_dict(state, strict=False)  # strictness checked below, readably
+        # strict=False so that mismatches are reported below with the keys named
+        result = model.load_state_dict(state, strict=False, assign=True)
     except RuntimeError as e:  # shape mismatches raise even when not strict
         raise WeightsMismatchError(f"weights in {folder} do not match its config "
                                    f"(tasks {', '.join(config.tasks)}): {e}") from None
@@ -231,6 +234,8 @@ def load_folder(folder: Path, map_location: str = "cpu") -> AffectModel:
         raise WeightsMismatchError(
             f"weights in {folder} do not match its config (tasks {', '.join(config.tasks)}): "
             + "; ".join(p for p in parts if p))
+    if any(t.is_meta for t in [*model.parameters(), *model.buffers()]):  # defensive: nothing left unloaded
+        raise WeightsMismatchError(f"weights in {folder} leave part of the model uninitialised")
     return model.to(map_location).eval()
 
 

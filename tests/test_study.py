@@ -1,0 +1,214 @@
+"""affectmodel.study: the study table and comparisons the dashboard shows, on run folders written here."""
+from __future__ import annotations
+
+import io
+import json
+import math
+
+import pandas as pd
+import pytest
+
+from affectmodel import study
+from affectmodel.records import read_runs
+from affectmodel.tasks import ABAW8, ABAW_BASELINES, AU_NAMES
+from study_fixtures import AFFWILD2, write_run, write_study_runs
+
+
+@pytest.fixture
+def study_runs(tmp_path):
+    paths = write_study_runs(tmp_path)
+    records, errors = read_runs(tmp_path)
+    assert errors == []
+    runs = study.index_runs(records)
+    metrics = {f"{p.parent.name}/{p.name}": json.loads((p / "metrics.json").read_text()) for p in paths.values()}
+    return runs, metrics
+
+
+def _best(metrics, metric, multi):
+    candidates = {k: m[metric] for k, m in metrics.items()
+                  if metric in m and m["multi_task"] == multi and m["dataset"]["synthetic"]}
+    run = max(candidates, key=candidates.get)
+    return run, candidates[run]
+
+
+def test_study_table_has_one_row_per_run_with_written_values(study_runs):
+    runs, metrics = study_runs
+    table = study.study_table(runs)
+    assert sorted(table["run"]) == sorted(metrics)
+    for row in table.itertuples():
+        m = metrics[row.run]
+        for col in study.METRIC_COLUMNS:
+            assert (getattr(row, col) == pytest.approx(m[col])) if col in m else math.isnan(getattr(row, col))
+        assert row.parameters == m["parameters"] and row.train_time_s == m["train_time_s"]
+        assert row.setting == ("multi-task" if m["multi_task"] else "uni-task")
+        assert row.synthetic == m["dataset"]["synthetic"] and row.dataset == m["dataset"]["name"]
+    # factors come from records.run_factors (config.json)
+    row = table.set_index("run").loc["quick/multi-from-uni"]
+    assert (row["init"], row["pretraining"]) == ("checkpoint", "uni-task backbones")
+    assert table.set_index("run").loc["quick/multi-focal", "losses"].startswith("expr=focal")
+    # uni-task rows are listed before multi-task rows within a data set
+    synthetic = table[table["synthetic"]]
+    assert list(synthetic["setting"]) == sorted(synthetic["setting"], key=lambda s: s != "uni-task")
+
+
+def test_index_runs_makes_ids_unique_and_marks_hub_runs(study_runs):
+    runs, _ = study_runs
+    records = list(runs.values())
+    again = study.index_runs(records[:2], taken=runs)
+    assert all(k.endswith(" #2") for k in again)
+    hub = study.index_runs(records[:1], source="hub")
+    (key,) = hub
+    assert key.startswith("hub:")
+    assert study.study_table(hub)["source"].tolist() == ["hub"]
+
+
+def test_filter_table_and_options(study_runs):
+    runs, metrics = study_runs
+    table = study.study_table(runs)
+    options = study.filter_options(table)
+    assert options["setting"] == ["multi-task", "uni-task"]
+    assert options["dataset"] == ["aff-wild2", "synthetic-affect"]
+    uni = study.filter_table(table, {"setting": ["uni-task"]})
+    assert set(uni["run"]) == {k for k, m in metrics.items() if not m["multi_task"]}
+    both = study.filter_table(table, {"setting": ["uni-task"], "dataset": ["aff-wild2"]})
+    assert list(both["run"]) == ["affwild2/uni-expr"]
+    assert len(study.filter_table(table, {"setting": []})) == len(table)  # empty choice = no filter
+
+
+def test_best_mask_is_per_dataset_and_per_metric(study_runs):
+    runs, metrics = study_runs
+    table = study.study_table(runs)
+    best = study.best_runs(table)
+    for metric in ("P_EXPR", "P_AU", "P_VA", "P_MTL"):
+        for synthetic in (True, False):
+            scored = {k: m[metric] for k, m in metrics.items()
+                      if metric in m and m["dataset"]["synthetic"] == synthetic}
+            if scored:
+                assert max(scored, key=scored.get) in best[metric]
+    mask = study.best_mask(table)
+    assert not mask["parameters"].any()  # cost columns are not "best"-highlighted per run
+    assert mask["P_EXPR"].sum() == 2  # one per data set
+
+
+def test_headline_comparison_pairs_best_uni_and_multi_per_task(study_runs):
+    runs, metrics = study_runs
+    comparison = study.headline_comparison(study.study_table(runs))
+    synth = comparison[comparison["dataset"] == "synthetic-affect"].set_index("task")
+    assert list(synth.index) == ["expr", "au", "va"]
+    for task, metric in study.TASK_METRICS.items():
+        uni_run, uni = _best(metrics, metric, multi=False)
+        multi_run, multi = _best(metrics, metric, multi=True)
+        row = synth.loc[task]
+        assert (row["uni_run"], row["multi_run"]) == (uni_run, multi_run)
+        assert row["delta"] == pytest.approx(multi - uni)
+        assert math.isnan(row["baseline"])  # no ABAW reference for synthetic data
+    aw2 = comparison[comparison["dataset"] == "aff-wild2"].set_index("task")
+    assert aw2.loc["expr", "baseline"] == ABAW_BASELINES["P_EXPR"]
+    assert math.isnan(aw2.loc["au", "uni"]) and math.isnan(aw2.loc["au", "delta"])  # no uni-task AU run
+
+
+def test_cost_comparison_three_models_against_one(study_runs):
+    runs, metrics = study_runs
+    cost = study.cost_comparison(study.study_table(runs)).set_index("dataset")
+    c = cost.loc["synthetic-affect"]
+    uni = [_best(metrics, m, multi=False)[0] for m in ("P_EXPR", "P_AU", "P_VA")]
+    assert c["uni_models"] == 3 and c["uni_runs"] == ", ".join(uni)
+    assert c["uni_parameters"] == sum(metrics[r]["parameters"] for r in uni)
+    assert c["uni_train_time_s"] == sum(metrics[r]["train_time_s"] for r in uni)
+    assert c["uni_images_per_second"] == pytest.approx(1 / sum(1 / metrics[r]["images_per_second"] for r in uni))
+    shared = max((k for k, m in metrics.items() if m["multi_task"] and m["dataset"]["synthetic"]),
+                 key=lambda k: metrics[k]["P_MTL"])
+    assert c["multi_run"] == shared and c["multi_P_MTL"] == pytest.approx(metrics[shared]["P_MTL"])
+    assert c["uni_P_MTL"] == pytest.approx(sum(metrics[r][m] for r, m in zip(uni, ("P_EXPR", "P_AU", "P_VA"))))
+    summary = study.cost_summary(c)
+    assert list(summary.columns) == ["", "3 uni-task", "1 multi-task"]
+    assert summary.iloc[1].tolist()[1:] == [study.format_count(c["uni_parameters"]),
+                                            study.format_count(c["multi_parameters"])]
+
+
+def test_verdict_names_tasks_helped_and_hurt_and_the_cost(tmp_path):
+    write_run(tmp_path, "s", "uni-expr", tasks="expr", scores={"P_EXPR": 0.40}, train_time_s=100)
+    write_run(tmp_path, "s", "uni-au", tasks="au", scores={"P_AU": 0.50}, train_time_s=100)
+    write_run(tmp_path, "s", "uni-va", tasks="va", scores={"P_VA": 0.60}, train_time_s=100)
+    write_run(tmp_path, "s", "multi", tasks="expr,au,va", scores={"P_EXPR": 0.45, "P_AU": 0.501, "P_VA": 0.5},
+              train_time_s=150)
+    table = study.study_table(study.index_runs(read_runs(tmp_path)[0]))
+    text = study.verdict(study.headline_comparison(table), study.cost_comparison(table))
+    assert "helped expression (+0.050 P_EXPR)" in text
+    assert "hurt valence / arousal (-0.100 P_VA)" in text
+    assert "no real difference to action units" in text  # +0.001 is below NEGLIGIBLE_DELTA
+    assert "instead of 3" in text and "2.5 min instead of 5.0 min" in text
+
+
+def test_verdict_without_a_pair_says_so(tmp_path):
+    write_run(tmp_path, "s", "multi", tasks="expr,au", scores={"P_EXPR": 0.4, "P_AU": 0.5})
+    table = study.study_table(study.index_runs(read_runs(tmp_path)[0]))
+    text = study.verdict(study.headline_comparison(table), study.cost_comparison(table))
+    assert text.startswith("No task has both")
+    assert "expression and action units" in text
+
+
+def test_factor_effects_only_lists_factors_that_vary_within_a_task_set(study_runs):
+    runs, metrics = study_runs
+    table = study.study_table(runs)
+    synth = table[table["synthetic"]]
+    effects = study.factor_effects(synth, "P_MTL")
+    assert set(effects["factor"]) == {"init", "pretraining", "losses"}  # augmentation/weighting are constant
+    focal = effects[(effects["factor"] == "losses") & effects["level"].str.startswith("expr=focal")]
+    assert focal["value"].tolist() == [pytest.approx(metrics["quick/multi-focal"]["P_MTL"])]
+    ce = effects[(effects["factor"] == "losses") & effects["level"].str.startswith("expr=ce")]
+    others = [metrics[k]["P_MTL"] for k in ("quick/multi", "quick/multi-from-uni")]
+    assert ce["value"].tolist() == [pytest.approx(sum(others) / 2)] and ce["runs"].tolist() == [2]
+    assert study.factor_effects(synth[synth["run"] == "quick/multi"], "P_MTL").empty
+
+
+def test_per_label_history_and_confusion_tables(study_runs):
+    runs, metrics = study_runs
+    chosen = {k: runs[k] for k in ("quick/uni-expr", "quick/multi")}
+    f1 = study.per_label_f1(chosen, "expr")
+    assert len(f1) == 2 * len(ABAW8)
+    assert f1[f1["run"] == "quick/multi"].set_index("label")["f1"].to_dict() == metrics["quick/multi"]["per_class_f1"]
+    au = study.per_label_f1(chosen, "au")
+    assert list(au["label"]) == list(AU_NAMES)  # uni-expr has no AU head
+    with pytest.raises(ValueError, match="kind"):
+        study.per_label_f1(chosen, "va")
+
+    history = study.history_long({"quick/multi": runs["quick/multi"]})
+    assert set(history["series"]) == {"total", "expr", "au", "va", "P_EXPR", "P_AU", "P_VA", "P_MTL"}
+    last = history[(history["series"] == "P_MTL")].sort_values("epoch")["value"].iloc[-1]
+    assert last == pytest.approx(metrics["quick/multi"]["P_MTL"], abs=1e-3)
+
+    cm = study.confusion_long(runs["quick/multi"])
+    written = metrics["quick/multi"]["confusion_matrix"]
+    assert len(cm) == 64 and cm["count"].sum() == sum(map(sum, written))
+    neutral = cm[cm["true"] == "Neutral"]
+    assert neutral["rate"].sum() == pytest.approx(1.0)
+    assert neutral.set_index("predicted").loc["Neutral", "count"] == written[0][0]
+    assert study.confusion_long(runs["quick/uni-au"]).empty
+
+
+def test_expression_labels_fall_back_to_the_label_space(tmp_path):
+    run = write_run(tmp_path, "s", "r", tasks="expr", scores={"P_EXPR": 0.3})
+    (record,), _ = read_runs(tmp_path)
+    record.metrics["per_class_f1"] = [0.1] * 7  # a list, not a dict: names from the config's space / size
+    assert study.expression_labels(record, 7) == list(ABAW8.labels[:7])
+    assert study.per_label_f1({"r": record}, "expr")["label"].tolist() == list(ABAW8.labels[:7])
+    assert study.expression_labels(record, 3) == ["class 0", "class 1", "class 2"]
+    assert run.is_dir()
+
+
+def test_csv_export_round_trips(study_runs):
+    runs, _ = study_runs
+    table = study.filter_table(study.study_table(runs), {"setting": ["multi-task"]})
+    back = pd.read_csv(io.BytesIO(study.table_csv(table)))
+    assert list(back.columns) == list(table.columns)
+    assert back["run"].tolist() == table["run"].tolist()
+    assert back["P_MTL"].tolist() == pytest.approx(table["P_MTL"].tolist())
+
+
+def test_dataset_helpers():
+    assert study.is_affwild2("Aff-Wild2") and study.is_affwild2("aff_wild2") and not study.is_affwild2("affectnet")
+    assert "synthetic" in study.dataset_label("synthetic-affect", True)
+    assert study.dataset_label(AFFWILD2["name"], False) == "aff-wild2"
+    assert study.hub_url("o/m") == "https://huggingface.co/o/m" and study.hub_url(None) is None
+    assert study.format_count(11_180_000) == "11.2 M" and study.format_duration(150) == "2.5 min"

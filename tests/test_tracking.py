@@ -1,0 +1,76 @@
+import numpy as np
+import pytest
+
+from affectmodel.inference.faces import Face
+from affectmodel.inference.tracking import IoUTracker, iou, iou_matrix
+
+
+def _face(x, y=10, w=40, h=50, score=0.99):
+    return Face((float(x), float(y), float(x + w), float(y + h)), score)
+
+
+def test_iou_values():
+    assert iou((0, 0, 10, 10), (0, 0, 10, 10)) == pytest.approx(1.0)
+    assert iou((0, 0, 10, 10), (20, 20, 30, 30)) == 0.0
+    assert iou((0, 0, 10, 10), (5, 0, 15, 10)) == pytest.approx(50 / 150)
+    assert iou((0, 0, 10, 10), (10, 0, 20, 10)) == 0.0  # touching edges
+    assert iou((0, 0, 0, 0), (0, 0, 0, 0)) == 0.0  # empty boxes: no division by zero
+    m = iou_matrix([(0, 0, 10, 10), (5, 0, 15, 10)], [(0, 0, 10, 10), (100, 100, 110, 110), (5, 0, 15, 10)])
+    assert m.shape == (2, 3) and np.allclose(m[:, 1], 0) and m[0, 0] == pytest.approx(1) == m[1, 2]
+    assert iou_matrix([], [(0, 0, 1, 1)]).shape == (0, 1)
+
+
+def test_ids_stay_with_moving_faces():
+    tracker = IoUTracker()
+    history = {}
+    for t in range(20):
+        faces = [_face(10 + 3 * t), _face(200 - 2 * t)]  # moving toward each other, never overlapping
+        for track_id, face in tracker.update(faces):
+            history.setdefault(track_id, []).append(face.box[0])
+    assert sorted(history) == [1, 2]
+    assert history[1] == [10 + 3 * t for t in range(20)]
+    assert history[2] == [200 - 2 * t for t in range(20)]
+
+
+def test_output_follows_the_order_of_the_detections():
+    tracker = IoUTracker()
+    first = tracker.update([_face(0), _face(100)])
+    second = tracker.update([_face(2), _face(102)])
+    assert [tid for tid, _ in first] == [tid for tid, _ in second] == [1, 2]
+    swapped = tracker.update([_face(104), _face(4)])  # detector order changed: ids follow the boxes
+    assert [tid for tid, _ in swapped] == [2, 1]
+
+
+def test_new_faces_get_new_ids_and_lost_tracks_end():
+    tracker = IoUTracker(max_missed=1)
+    assert [t for t, _ in tracker.update([_face(0)])] == [1]
+    assert [t for t, _ in tracker.update([_face(1), _face(300)])] == [1, 2]
+    assert tracker.update([_face(301)]) == [(2, _face(301))]          # face 1 missed once: kept
+    assert tracker.active_ids == [1, 2]
+    assert [t for t, _ in tracker.current()] == [2]                      # but not shown
+    assert [t for t, _ in tracker.update([_face(2), _face(302)])] == [1, 2]  # back within max_missed
+    tracker.update([_face(303)])
+    tracker.update([_face(304)])                                         # face 1 missed twice: ended
+    assert tracker.active_ids == [2]
+    assert [t for t, _ in tracker.update([_face(3), _face(305)])] == [3, 2]  # a new id, never a reused one
+
+
+def test_a_jump_larger_than_the_overlap_threshold_starts_a_new_track():
+    tracker = IoUTracker(iou_threshold=0.5)
+    tracker.update([_face(0)])
+    assert tracker.update([_face(30)])[0][0] == 2  # IoU(10/70) below 0.5
+
+
+def test_each_track_matches_at_most_one_face():
+    tracker = IoUTracker(iou_threshold=0.1)
+    tracker.update([_face(0)])
+    ids = [t for t, _ in tracker.update([_face(5), _face(-5)])]  # both overlap the one track
+    assert sorted(ids) == [1, 2]
+
+
+def test_current_lists_the_latest_boxes_left_to_right():
+    tracker = IoUTracker()
+    tracker.update([_face(200), _face(0)])
+    assert [f.box[0] for _, f in tracker.current()] == [0.0, 200.0]
+    with pytest.raises(ValueError):
+        IoUTracker(iou_threshold=1.5)

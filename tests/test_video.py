@@ -1,0 +1,203 @@
+import av
+import numpy as np
+import pytest
+
+from affectmodel.inference.faces import create_detector
+from affectmodel.inference.predictor import Predictor
+from affectmodel.inference.smoothing import smooth_series
+from affectmodel.inference.video import (
+    VideoLoadError, VideoOptions, iter_frames, iter_video_predictions, predict_video, probe_video,
+    write_video_frames,
+)
+from media import moving_face_frames, small_model_dir, write_video
+
+N_FRAMES, FPS = 12, 10
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    """12 frames, 10 fps, 320x180, two faces drifting right."""
+    return write_video(tmp_path_factory.mktemp("v") / "two_faces.mp4", moving_face_frames(N_FRAMES, n_faces=2), FPS)
+
+
+@pytest.fixture(scope="module")
+def predictor(tmp_path_factory):
+    return Predictor(small_model_dir(tmp_path_factory.mktemp("m"), input_size=64), detector=create_detector())
+
+
+@pytest.fixture(scope="module")
+def raw_rows(clip, predictor):
+    return predict_video(predictor, clip)
+
+
+def test_frame_count_and_timestamps(clip):
+    info = probe_video(clip)
+    assert (info.width, info.height, info.fps, info.frame_count, info.codec) == (320, 180, 10.0, N_FRAMES, "h264")
+    frames = list(iter_frames(clip))
+    assert [f.index for f in frames] == list(range(N_FRAMES))
+    assert [f.time_s for f in frames] == pytest.approx([i / FPS for i in range(N_FRAMES)])
+    assert frames[0].image.shape == (180, 320, 3) and frames[0].image.dtype == np.uint8
+
+
+def test_every_kth_frame(clip):
+    frames = list(iter_frames(clip, every=5))
+    assert [f.index for f in frames] == [0, 5, 10]
+    assert [f.time_s for f in frames] == pytest.approx([0.0, 0.5, 1.0])
+    assert [f.index for f in iter_frames(clip, every=2, max_frames=5)] == [0, 2, 4]
+
+
+def test_decoded_pixels_match_what_was_written(clip):
+    written = moving_face_frames(N_FRAMES, n_faces=2)
+    for frame in iter_frames(clip, every=4):
+        assert np.abs(frame.image.astype(int) - written[frame.index].astype(int)).mean() < 6  # H.264 loss only
+
+
+def test_display_rotation_metadata_is_applied(tmp_path):
+    path = tmp_path / "rot.mp4"
+    image = np.zeros((32, 64, 3), np.uint8)
+    image[:, :8] = 255  # white band on the stored left edge
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 64, 32, "yuv420p"
+        stream.set_display_rotation(90)  # phones store portrait video like this
+        for _ in range(2):
+            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    frame = next(iter_frames(path))
+    assert frame.image.shape == (64, 32, 3)  # portrait, as displayed
+    assert frame.image[-4:].mean() > 200 and frame.image[:8].mean() < 50  # rotated 90 degrees counter-clockwise
+
+
+def test_broken_inputs_raise_video_load_error(tmp_path, clip):
+    text = tmp_path / "notes.mp4"
+    text.write_text("not a video\n")
+    empty = tmp_path / "empty.mp4"
+    empty.touch()
+    truncated = tmp_path / "cut.mp4"
+    truncated.write_bytes(clip.read_bytes()[:600])
+    no_frames = tmp_path / "zero.mp4"
+    with av.open(str(no_frames), "w") as container:
+        stream = container.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 64, 64, "yuv420p"
+        container.start_encoding()
+    audio = tmp_path / "audio.m4a"
+    with av.open(str(audio), "w") as container:
+        stream = container.add_stream("aac", rate=16000)
+        frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+        frame.sample_rate = 16000
+        for packet in list(stream.encode(frame)) + list(stream.encode()):
+            container.mux(packet)
+    for path, message in [(text, "not a readable video"), (empty, "empty file"), (truncated, "no frames|broken"),
+                          (no_frames, "no video stream|no frames"), (audio, "no video stream")]:
+        with pytest.raises(VideoLoadError, match=message) as e:
+            list(iter_frames(path))
+        assert str(path) in str(e.value)
+    with pytest.raises(FileNotFoundError):
+        list(iter_frames(tmp_path / "missing.mp4"))
+    assert issubclass(VideoLoadError, ValueError)
+
+
+def test_rows_tracks_and_timestamps(raw_rows):
+    rows = raw_rows
+    assert len(rows) == 2 * N_FRAMES
+    assert sorted({r["track_id"] for r in rows}) == [1, 2]  # ids stable across all frames
+    for track_id in (1, 2):
+        track = [r for r in rows if r["track_id"] == track_id]
+        assert [r["frame"] for r in track] == list(range(N_FRAMES))
+        assert [r["time_s"] for r in track] == pytest.approx([i / FPS for i in range(N_FRAMES)])
+        xs = [r["box"][0] for r in track]
+        assert xs[-1] - xs[0] == pytest.approx(3 * (N_FRAMES - 1), abs=6)  # follows the face drifting right
+    left, right = ([r for r in rows if r["track_id"] == t][0]["box"][0] for t in (1, 2))
+    assert left < right
+    assert {"expression", "aus", "aus_active", "valence", "arousal", "score"} <= set(rows[0])
+
+
+def test_detection_every_n_frames_tracks_in_between(clip, predictor):
+    calls = []
+    detector = predictor.detector
+
+    class Counting:
+        name = "counting"
+
+        def detect(self, image):
+            calls.append(1)
+            return detector.detect(image)
+
+    counted = Predictor(predictor.model, detector=Counting())
+    frames = list(iter_video_predictions(counted, clip, VideoOptions(detect_every=4)))
+    assert len(calls) == 3 and len(frames) == N_FRAMES  # frames 0, 4, 8
+    assert all(len(f.faces) == 2 and [x["track_id"] for x in f.faces] == [1, 2] for f in frames)
+    # between detections the boxes are held
+    assert frames[1].faces[0]["box"] == frames[0].faces[0]["box"] != frames[4].faces[0]["box"]
+
+
+def test_batched_frames_equal_frame_by_frame(clip, predictor, raw_rows):
+    batched = raw_rows[:10]  # default: 8 frames per forward pass
+    single = predict_video(predictor, clip, VideoOptions(buffer_frames=1, max_frames=5))
+    assert len(batched) == len(single) == 10
+    for a, b in zip(batched, single):
+        assert a["box"] == b["box"] and a["track_id"] == b["track_id"]
+        assert a["valence"] == pytest.approx(b["valence"], abs=1e-5)
+        assert a["aus"] == pytest.approx(b["aus"], abs=1e-5)
+
+
+@pytest.mark.parametrize("method", ["mean", "ema"])
+def test_smoothing_is_applied_per_track(clip, predictor, raw_rows, method):
+    raw = [r for r in raw_rows if r["frame"] < 8]
+    smooth = predict_video(predictor, clip, VideoOptions(smoothing=method, smooth_window=3, max_frames=8))
+    assert len(smooth) == len(raw) == 16
+    for track_id in (1, 2):
+        r = [x for x in raw if x["track_id"] == track_id]
+        s = [x for x in smooth if x["track_id"] == track_id]
+        va = np.array([[x["valence"], x["arousal"]] for x in r])
+        assert np.allclose([[x["valence"], x["arousal"]] for x in s], smooth_series(va, method, 3), atol=1e-5)
+        expr = np.array([list(x["expression"].values()) for x in r])
+        assert np.allclose([list(x["expression"].values()) for x in s], smooth_series(expr, method, 3), atol=1e-5)
+        aus = np.array([list(x["aus"].values()) for x in s])
+        assert all(x["aus_active"][au] == (x["aus"][au] >= 0.5) for x in s for au in x["aus"])
+        assert aus.shape == (len(s), 12)
+
+
+def test_annotated_video_is_browser_playable_h264(tmp_path, clip, predictor):
+    out = tmp_path / "annotated.mp4"
+    progress = []
+    frames = list(iter_video_predictions(predictor, clip, VideoOptions(every=2), annotate_to=out,
+                                         progress=progress.append))
+    assert len(frames) == N_FRAMES // 2
+    with av.open(str(out)) as container:
+        stream = container.streams.video[0]
+        assert stream.codec_context.name == "h264"
+        assert stream.codec_context.pix_fmt == "yuv420p"
+        assert (stream.codec_context.width, stream.codec_context.height) == (320, 180)
+        assert float(stream.average_rate) == pytest.approx(FPS / 2)
+        decoded = [f.to_ndarray(format="rgb24") for f in container.decode(stream)]
+    assert len(decoded) == N_FRAMES // 2
+    original = next(iter_frames(clip)).image
+    assert np.abs(decoded[0].astype(int) - original.astype(int)).max() > 100  # boxes were drawn
+    head = out.read_bytes()[:4096]
+    assert head.find(b"moov") != -1 and head.find(b"moov") < max(head.find(b"mdat"), 4096)  # faststart
+    assert progress == sorted(progress) and progress[-1] == 1.0 and len(progress) >= 2
+
+
+def test_odd_frame_sizes_are_encoded_with_even_sides(tmp_path):
+    frames = [np.full((181, 321, 3), 40 * i, np.uint8) for i in range(3)]
+    path = tmp_path / "odd.mp4"
+    assert write_video_frames(path, frames, fps=5) == 3
+    info = probe_video(path)
+    assert (info.width, info.height, info.frame_count) == (320, 180, 3)
+
+
+def test_video_without_faces_gives_empty_frames(tmp_path, predictor):
+    path = write_video(tmp_path / "empty_scene.mp4", [np.full((90, 160, 3), 100, np.uint8)] * 4, fps=4)
+    frames = list(iter_video_predictions(predictor, path))
+    assert [f.frame for f in frames] == [0, 1, 2, 3] and all(f.faces == [] for f in frames)
+    assert predict_video(predictor, path) == []
+
+
+def test_options_are_checked():
+    with pytest.raises(ValueError, match="every"):
+        VideoOptions(every=0)
+    with pytest.raises(ValueError, match="smoothing"):
+        VideoOptions(smoothing="median")
