@@ -61,8 +61,8 @@ def index_runs(records: Iterable[RunRecord], source: str = "local",
 
 def dataset_info(record: RunRecord) -> dict[str, Any]:
     ds = record.metrics.get("dataset") or record.config.get("dataset") or {}
-    if isinstance(ds, str):
-        ds = {"name": ds}
+    if not isinstance(ds, Mapping):
+        ds = {"name": str(ds)}
     name = str(ds.get("name") or "unknown")
     synthetic = bool(ds.get("synthetic", name == SYNTHETIC_DATASET))
     return {"dataset": name, "synthetic": synthetic, "split": str(ds.get("split") or "")}
@@ -275,6 +275,13 @@ def format_duration(seconds: float) -> str:
     return f"{seconds:.0f} s"
 
 
+def format_rate(x: float) -> str:
+    """Images per second with three significant figures, never in exponent notation."""
+    if not math.isfinite(x):
+        return "n/a"
+    return f"{x:.0f}" if abs(x) >= 100 else f"{x:.1f}" if abs(x) >= 10 else f"{x:.2f}"
+
+
 def verdict(comparison: pd.DataFrame, cost: pd.DataFrame | None = None) -> str:
     """One sentence answering "did multi-task learning help, for which task, at what cost?" for one data set."""
     helped, hurt, same, missing = [], [], [], []
@@ -314,9 +321,9 @@ def cost_summary(cost: pd.Series) -> pd.DataFrame:
         "": ["Models to train and run", "Parameters", "Training time", "Images/s through all tasks",
              "P_MTL (sum of task scores)"],
         f"{n} uni-task": [str(n), format_count(cost["uni_parameters"]), format_duration(cost["uni_train_time_s"]),
-                          num(cost["uni_images_per_second"], ".0f"), num(cost["uni_P_MTL"], ".3f")],
+                          format_rate(cost["uni_images_per_second"]), num(cost["uni_P_MTL"], ".3f")],
         "1 multi-task": ["1", format_count(cost["multi_parameters"]), format_duration(cost["multi_train_time_s"]),
-                         num(cost["multi_images_per_second"], ".0f"), num(cost["multi_P_MTL"], ".3f")],
+                         format_rate(cost["multi_images_per_second"]), num(cost["multi_P_MTL"], ".3f")],
     })
 
 
@@ -352,8 +359,9 @@ def expression_labels(record: RunRecord, n: int) -> list[str]:
         return [str(k) for k in per_class]
     spaces = record.config.get("label_spaces") or {}
     name = spaces.get("expr") if isinstance(spaces, Mapping) else None
-    if isinstance(name, Mapping):
-        name = name.get("name") or name.get("labels")
+    if isinstance(name, Mapping):  # {"name": "abaw8", "labels": [...]} as training writes it
+        name = name.get("labels") or name.get("name")
+    name = name or record.config.get("expression_space")
     if isinstance(name, (list, tuple)) and len(name) == n:
         return [str(x) for x in name]
     if isinstance(name, str) and name.lower() in LABEL_SPACES and len(LABEL_SPACES[name.lower()]) == n:
@@ -437,6 +445,6 @@ __all__ = [
     "FACTOR_COLUMNS", "EFFECT_FACTORS", "METRIC_COLUMNS", "COST_COLUMNS", "HIGHER_IS_BETTER", "TASK_METRICS",
     "run_id", "index_runs", "dataset_info", "dataset_label", "is_affwild2", "hub_url", "study_table",
     "filter_options", "filter_table", "best_mask", "best_runs", "table_csv", "headline_comparison",
-    "cost_comparison", "cost_summary", "verdict", "format_count", "format_duration", "factor_effects", "expression_labels",
-    "per_label_f1", "history_long", "confusion_long", "run_metrics",
+    "cost_comparison", "cost_summary", "verdict", "format_count", "format_duration", "format_rate",
+    "factor_effects", "expression_labels", "per_label_f1", "history_long", "confusion_long", "run_metrics",
 ]

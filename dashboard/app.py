@@ -227,7 +227,7 @@ def study_table_section(table: pd.DataFrame) -> None:
     styler = shown.style.apply(lambda _: mask.map(lambda best: BEST_STYLE if best else ""), axis=None)
     fmt = {c: "{:.3f}" for c in study.METRIC_COLUMNS}
     fmt.update({"parameters": study.format_count, "train_time_s": study.format_duration,
-                "images_per_second": "{:.0f}"})
+                "images_per_second": study.format_rate})
     styler = styler.format(fmt, na_rep="–")
     st.dataframe(styler, hide_index=True, width="stretch", key="study_table",
                  column_config={c: st.column_config.Column(label) for c, label in TABLE_COLUMNS.items()})

@@ -236,20 +236,21 @@ def test_reading_many_annotation_lines_is_fast(tmp_path):
     """50 videos x 1000 frames x 3 tasks = 150k annotation lines, joined with the image listing."""
     videos, frames = 50, 1000
     rng = np.random.default_rng(0)
+    # pools of line texts keep writing the files cheap; the reader still parses every line
+    au_pool = [",".join(map(str, r)) for r in rng.integers(0, 2, (64, 12))]
+    va_pool = [f"{a:.3f},{b:.3f}" for a, b in rng.uniform(-1, 1, (256, 2))]
     for v in range(videos):
         name = f"video{v:03d}"
         folder = tmp_path / "cropped_aligned" / name
         folder.mkdir(parents=True)
-        for f in range(1, frames + 1, 2):  # every other image exists (empty files: only listed)
+        for f in range(1, frames + 1, 10):  # one image in ten exists (empty files: only listed)
             (folder / f"{f:05d}.jpg").touch()
         write_task_file(tmp_path, "newer", "expr", "train", name, [str(x) for x in rng.integers(-1, 8, frames)])
-        write_task_file(tmp_path, "newer", "au", "train", name,
-                        [",".join(map(str, r)) for r in rng.integers(0, 2, (frames, 12))])
-        write_task_file(tmp_path, "newer", "va", "train", name,
-                        [f"{a:.3f},{b:.3f}" for a, b in rng.uniform(-1, 1, (frames, 2))])
+        write_task_file(tmp_path, "newer", "au", "train", name, [au_pool[i] for i in rng.integers(0, 64, frames)])
+        write_task_file(tmp_path, "newer", "va", "train", name, [va_pool[i] for i in rng.integers(0, 256, frames)])
     start = time.perf_counter()
     ds = load_affwild2(tmp_path, "train")
     seconds = time.perf_counter() - start
-    assert len(ds) == videos * frames // 2
-    assert ds.stats["tasks"]["AU"]["missing_images"] == videos * frames // 2
+    assert len(ds) == videos * frames // 10
+    assert ds.stats["tasks"]["AU"]["missing_images"] == videos * frames * 9 // 10
     assert seconds < 10, f"reading 150k annotation lines took {seconds:.1f} s"

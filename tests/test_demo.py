@@ -139,7 +139,7 @@ def test_predict_image_returns_every_face_with_all_outputs(server, files):
     assert "2 faces found" in summary
     assert selector["visible"] is True and [c[0] for c in selector["choices"]] == ["Face 1", "Face 2"]
     au_spec = json.loads(read_json(aus_plot)["plot"])
-    assert "AU12 · lip corner puller" in json.dumps(au_spec)
+    assert "AU12 · lip corner puller" in json.dumps(au_spec, ensure_ascii=False)
     va_spec = json.dumps(json.loads(read_json(va_plot)["plot"]))
     assert "Face 1" in va_spec and "Face 2" in va_spec
 

@@ -27,10 +27,20 @@ def _outputs(model: AffectModel, images: torch.Tensor) -> dict[str, torch.Tensor
         return model(images)
 
 
+def _assert_same_weights(a: AffectModel, b: AffectModel) -> None:
+    """Same configuration and bit-identical tensors (cheap; used where outputs were checked once)."""
+    assert a.config == b.config
+    sa, sb = a.state_dict(), b.state_dict()
+    assert sa.keys() == sb.keys()
+    for key in sa:
+        assert torch.equal(sa[key], sb[key]), key
+
+
 def _assert_same_outputs(a: AffectModel, b: AffectModel, size: int = 32) -> None:
-    images = torch.randn(3, 3, size, size)
+    """Identical predictions on random images, for every task head."""
+    images = torch.randn(2, 3, size, size)
     out_a, out_b = _outputs(a, images), _outputs(b, images)
-    assert out_a.keys() == out_b.keys()
+    assert out_a.keys() == out_b.keys() == set(a.tasks)
     for key in out_a:
         assert torch.equal(out_a[key], out_b[key]), key
 
@@ -54,11 +64,12 @@ def published(tmp_path_factory):
 def test_loads_model_folder_run_folder_and_publish_folder_with_identical_outputs(published):
     """The three local forms give the saved network back exactly (and in eval mode)."""
     model, run, folder = published
+    _assert_same_outputs(model, load_model(folder))
     for source in (run, run / "model", folder, str(folder)):
         loaded = load_model(source)
         assert not loaded.training
         assert loaded.tasks == model.tasks
-        _assert_same_outputs(model, loaded)
+        _assert_same_weights(model, loaded)
     assert resolve_source(run).kind == "run"
     assert resolve_source(folder).kind == "folder"
 
@@ -68,7 +79,7 @@ def test_publish_folder_round_trips_through_from_pretrained(published):
     model, _, folder = published
     loaded = AffectModel.from_pretrained(str(folder), strict=True)
     _assert_same_outputs(model, loaded)
-    _assert_same_outputs(model, affectmodel.load_model(folder))  # the package-level wrapper
+    _assert_same_weights(model, affectmodel.load_model(folder))  # the package-level wrapper
 
 
 def test_loads_by_repo_id_then_from_cache_offline(published, tmp_path, monkeypatch):
@@ -83,9 +94,9 @@ def test_loads_by_repo_id_then_from_cache_offline(published, tmp_path, monkeypat
     assert any(cache.glob("models--me--affect-mtl/snapshots/*/model.safetensors"))
 
     use_endpoint(monkeypatch, f"http://127.0.0.1:{closed_port()}", cache, offline=True)
-    _assert_same_outputs(model, load_model("me/affect-mtl"))
+    _assert_same_weights(model, load_model("me/affect-mtl"))
     use_endpoint(monkeypatch, f"http://127.0.0.1:{closed_port()}", cache, offline=False)
-    _assert_same_outputs(model, load_model("me/affect-mtl", local_files_only=True))
+    _assert_same_weights(model, load_model("me/affect-mtl", local_files_only=True))
 
 
 def test_revision_selects_the_branch(published, tmp_path, monkeypatch):
@@ -97,8 +108,8 @@ def test_revision_selects_the_branch(published, tmp_path, monkeypatch):
     repo = {"main": folder_files(folder), "v2": folder_files(other_folder)}
     with FakeHub({"me/affect-mtl": repo}) as hub:
         use_endpoint(monkeypatch, hub.url, tmp_path / "cache")
-        _assert_same_outputs(other, load_model("me/affect-mtl", revision="v2"))
-        _assert_same_outputs(model, load_model("me/affect-mtl"))
+        _assert_same_weights(other, load_model("me/affect-mtl", revision="v2"))
+        _assert_same_weights(model, load_model("me/affect-mtl"))
 
 
 # ------------------------------------------------------------------ errors
@@ -201,7 +212,7 @@ def test_never_unpickles_legacy_bin(published, tmp_path):
     legacy.mkdir()
     (legacy / "config.json").write_text((folder / "config.json").read_text())
     torch.save(model.state_dict(), legacy / "pytorch_model.bin")
-    _assert_same_outputs(model, load_model(legacy))
+    _assert_same_weights(model, load_model(legacy))
 
     marker = tmp_path / "unpickled"
     torch.save({"trunk.conv1.weight": _Marker(str(marker))}, legacy / "pytorch_model.bin")
@@ -235,3 +246,16 @@ def test_model_info_for_run_folder_and_hub(published, tmp_path, monkeypatch):
         info = model_info("me/affect-mtl")
     assert info["kind"] == "hub" and info["metrics"] == expected and info["hub_repo"] == "me/affect-mtl"
     assert info["card_url"].endswith("/me/affect-mtl")
+
+
+def test_model_info_offline_with_only_the_model_cached(published, tmp_path, monkeypatch):
+    """load_model caches config and weights only; model_info offline then still answers, without
+    metrics, instead of failing on the uncached metrics.json."""
+    _, _, folder = published
+    cache = tmp_path / "cache"
+    with FakeHub({"me/affect-mtl": {"main": folder_files(folder)}}) as hub:
+        use_endpoint(monkeypatch, hub.url, cache)
+        load_model("me/affect-mtl")
+    use_endpoint(monkeypatch, f"http://127.0.0.1:{closed_port()}", cache, offline=True)
+    info = model_info("me/affect-mtl")
+    assert info["kind"] == "hub" and info["tasks"] == ["expr", "au", "va"] and info["metrics"] == {}

@@ -212,3 +212,4 @@ def test_dataset_helpers():
     assert study.dataset_label(AFFWILD2["name"], False) == "aff-wild2"
     assert study.hub_url("o/m") == "https://huggingface.co/o/m" and study.hub_url(None) is None
     assert study.format_count(11_180_000) == "11.2 M" and study.format_duration(150) == "2.5 min"
+    assert [study.format_rate(x) for x in (1234.5, 45.67, 1.234, math.nan)] == ["1234", "45.7", "1.23", "n/a"]

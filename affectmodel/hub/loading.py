@@ -287,6 +287,15 @@ def _card_metrics(card_path: Path | None) -> tuple[dict[str, float], dict[str, A
     return metrics_from_card(card)
 
 
+def _optional_download(repo_id: str, filename: str, revision: str | None,
+                       local_files_only: bool | None) -> Path | None:
+    """A file that only adds information: absent from the repo, or offline and not cached -> None."""
+    try:
+        return hub_download(repo_id, filename, revision, local_files_only, required=False)
+    except OfflineError:
+        return None
+
+
 def model_info(source: str | Path, revision: str | None = None,
                local_files_only: bool | None = None) -> dict[str, Any]:
     """Facts about a model for an "About" page: where it comes from, its tasks, its training data
@@ -298,9 +307,8 @@ def model_info(source: str | Path, revision: str | None = None,
     if resolved.kind == "hub":
         repo = resolved.location
         folder = hub_model_folder(repo, revision, local_files_only)
-        metrics_path = hub_download(repo, METRICS_FILE, revision, local_files_only, required=False)
-        card_path = None if metrics_path else hub_download(repo, CARD_FILE, revision, local_files_only,
-                                                           required=False)
+        metrics_path = _optional_download(repo, METRICS_FILE, revision, local_files_only)
+        card_path = None if metrics_path else _optional_download(repo, CARD_FILE, revision, local_files_only)
         info["card_url"] = f"{constants.ENDPOINT}/{repo}" + (f"/tree/{revision}" if revision else "")
     else:
         folder = resolved.model_folder

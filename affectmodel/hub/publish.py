@@ -13,7 +13,7 @@ import json
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -39,7 +39,6 @@ class PublishResult:
     revision: str | None = None
     repo_type: str = "model"
     commit_url: str | None = None
-    notes: list[str] = field(default_factory=list)
 
     @property
     def url(self) -> str:

@@ -10,6 +10,7 @@ This module never imports gradio: its version is read from the installed package
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import shutil
 from importlib import metadata
@@ -36,7 +37,7 @@ from pathlib import Path
 # The affectmodel and demo packages are copied next to this file.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 # A Space variable AFFECT_MODEL, if set, overrides the model chosen at publish time.
-os.environ.setdefault("AFFECT_MODEL", {model_id!r})
+os.environ.setdefault("AFFECT_MODEL", {model_id_json})
 
 from demo.app import build_demo, main  # noqa: E402,F401
 
@@ -120,7 +121,8 @@ def assemble_space_folder(repo_id: str, model_id: str, dest: str | Path, root: s
     def fill(tmp: Path) -> None:
         for package in PACKAGES:
             shutil.copytree(root / package, tmp / package, ignore=_IGNORE)
-        (tmp / APP_FILE).write_text(APP_TEMPLATE.format(model_id=model_id), encoding="utf-8")
+        (tmp / APP_FILE).write_text(APP_TEMPLATE.format(model_id=model_id, model_id_json=json.dumps(model_id)),
+                                    encoding="utf-8")
         (tmp / "README.md").write_text(space_readme(repo_id, model_id, version), encoding="utf-8")
         (tmp / "requirements.txt").write_text(space_requirements(requirements, version), encoding="utf-8")
         (tmp / "packages.txt").write_text("\n".join(SYSTEM_PACKAGES) + "\n", encoding="utf-8")
