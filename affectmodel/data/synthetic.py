@@ -404,7 +404,7 @@ def _va_lines(values: np.ndarray) -> list[str]:
 def _prepare_out_dir(out: Path, overwrite: bool) -> None:
     if out.exists() and any(out.iterdir()):
         if not overwrite:
-            raise FileExistsError(f"{out} is not empty; choose another folder or pass --overwrite")
+            raise ValueError(f"{out} is not empty; choose another folder or pass --overwrite")
         if not (out / MARKER_FILE).exists():
             raise ValueError(f"{out} is not empty and holds no {MARKER_FILE}: refusing to overwrite it")
         for sub in ("cropped_aligned", "annotations"):

@@ -125,7 +125,11 @@ def assemble_model_folder(run_dir: str | Path, repo_id: str, dest: str | Path) -
 
 def _secrets(token: str | None) -> list[str]:
     from huggingface_hub import get_token
-    found = [token, get_token() if token is None else None, os.environ.get("HF_TOKEN")]
+    try:
+        stored = get_token() if token is None else None
+    except Exception:  # noqa: BLE001 - e.g. a failed OIDC exchange: then there is no stored token to hide
+        stored = None
+    found = [token, stored, os.environ.get("HF_TOKEN")]
     return [s for s in found if s and len(s) >= 4]
 
 
