@@ -431,7 +431,7 @@ def build_demo(model_source: str | None = None, *, queue_size: int = QUEUE_SIZE)
                     with gr.Column(scale=1):
                         video_out = gr.Video(label="Annotated video", interactive=False, height=320)
                         video_summary = gr.Markdown(elem_classes="affect-summary")
-                        video_csv = gr.File(label="Per-frame predictions (CSV)", interactive=False)
+                        video_csv = gr.File(label="Per-frame predictions (CSV)", interactive=False, elem_id="video-csv")
                 track_select = gr.Dropdown(label="Face track", choices=[], visible=False)
                 with gr.Row(equal_height=False):
                     va_timeline = gr.Plot(label="Valence / arousal over time", show_label=False)

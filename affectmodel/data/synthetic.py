@@ -288,7 +288,7 @@ def sample_sequence(frames: int = 100, rng: np.random.Generator | int | None = N
 
     # -- pose and photometric nuisances (smooth over time)
     pose = np.stack([
-        rng.normal(0, 0.2 * nz) + _drift(rng, T, 0.1 * nz),            # yaw (rad)
+        np.clip(rng.normal(0, 0.18 * nz) + _drift(rng, T, 0.08 * nz), -0.5, 0.5),  # yaw (rad)
         rng.normal(0, 0.08 * nz) + _drift(rng, T, 0.05 * nz),          # pitch (rad)
         rng.normal(0, 6 * nz) + _drift(rng, T, 3 * nz),                # roll (deg)
         rng.uniform(1 - 0.12 * nz, 1 + 0.06 * nz) * (1 + _drift(rng, T, 0.03 * nz)),  # scale
@@ -554,7 +554,7 @@ def contact_sheet(path: str | Path | None = None, columns: int = 6, size: int = 
                 # pick a frame of this expression at its apex
                 peak = rng.uniform(0.75, 1.0)
                 au, hidden = prototype_intensities(name, peak, rng)
-                seq.au_intensity[-1] = np.clip(au + seq.au_intensity[-1] * (name == "Neutral"), 0, 1)
+                seq.au_intensity[-1] = np.clip(au + rng.uniform(0, 0.15, size=au.shape), 0, 1)
                 seq.hidden_au[-1] = [hidden.get(n, 0.0) for n in HIDDEN_AUS]
                 seq.occluders[-1] = None
                 img = seq.render(len(seq) - 1, size)

@@ -20,7 +20,6 @@ from PIL import Image, ImageChops, ImageDraw, ImageFilter
 
 from ..tasks import AU_NAMES
 
-AU_INDEX = {name: i for i, name in enumerate(AU_NAMES)}
 # Action units that shape real expressions but are not among the 12 labelled ones.
 HIDDEN_AUS: tuple[str, ...] = ("AU5", "AU9", "AU17", "AU20")
 RGB = tuple[int, int, int]
@@ -30,7 +29,8 @@ RGB = tuple[int, int, int]
 
 @dataclass(frozen=True)
 class FaceParams:
-    """Identity (who), pose (where) and appearance of one rendered face."""
+    """Identity (who), pose (where) and appearance of one rendered face (lighting, blur and noise
+    are applied afterwards: :class:`ImageNuisance`)."""
 
     # identity shape
     face_width: float = 0.60       # half-width of the head ellipse
@@ -56,10 +56,6 @@ class FaceParams:
     roll: float = 0.0              # degrees, in-plane rotation
     scale: float = 1.0             # 1.0 = the head fills about 80 % of the crop height
     shift: tuple[float, float] = (0.0, 0.0)  # fraction of the image size
-    # lighting: multiplicative gradient (direction in image coords, strength) and brightness
-    light_direction: float = 0.0   # radians
-    light_strength: float = 0.15
-    brightness: float = 1.0
 
 
 def _lerp(a: Sequence[float], b: Sequence[float], t: float) -> tuple[float, ...]:
@@ -428,7 +424,10 @@ def render_face(au_intensities: Sequence[float], params: FaceParams | None = Non
     for s in (-1, 1):  # ears
         draw.polygon(proj(_ellipse(s * p.face_width * 0.98, p.eye_height + 0.06, 0.07, 0.13, 20), -0.05),
                      fill=_shade(p.skin, 0.9))
-    draw.polygon(proj(outline, 0.0), fill=tuple(p.skin))
+    # the silhouette of a turned ellipsoid head stays about as wide as the head is deep
+    w, d = p.face_width, 0.55
+    widen = math.sqrt(1 + ((d / w) ** 2 - 1) * math.sin(p.yaw) ** 2) / max(1e-6, math.cos(p.yaw))
+    draw.polygon(proj(outline * np.array([widen, 1.0]), 0.0), fill=tuple(p.skin))
     # cheeks (AU6 lifts and rounds them)
     cheek_t = au["AU6"]
     for s in (-1, 1):
@@ -551,4 +550,4 @@ def with_pose(params: FaceParams, **changes) -> FaceParams:
 
 
 __all__ = ["FaceParams", "ImageNuisance", "apply_nuisance", "random_background", "render_face",
-           "sample_identity", "with_pose", "AU_INDEX", "HIDDEN_AUS"]
+           "sample_identity", "with_pose", "HIDDEN_AUS"]

@@ -23,7 +23,7 @@ import torch
 from ..model import AffectModel
 from .align import DEFAULT_BOX_MARGIN, DEFAULT_MARGIN, face_crop
 from .faces import Face, FaceDetector, create_detector
-from .images import ImageSource, load_image
+from .images import ImageSource, array_to_rgb, load_image
 
 # Raw model outputs as numpy, one row per face: "expr" (n, C) softmax probabilities,
 # "au" (n, 12) sigmoid probabilities, "va" (n, 2) valence/arousal in [-1, 1].
@@ -90,8 +90,8 @@ class Predictor:
         size = self.input_size
         batch = np.empty((len(crops), size, size, 3), dtype=np.float32)
         for i, crop in enumerate(crops):
-            crop = load_image(crop) if not (isinstance(crop, np.ndarray) and crop.dtype == np.uint8
-                                             and crop.ndim == 3 and crop.shape[2] == 3) else crop
+            if not (crop.dtype == np.uint8 and crop.ndim == 3 and crop.shape[2] == 3):
+                crop = array_to_rgb(crop)
             if crop.shape[:2] != (size, size):
                 shrink = crop.shape[0] > size or crop.shape[1] > size
                 crop = cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)

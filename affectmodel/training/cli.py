@@ -73,6 +73,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("hardware")
     g.add_argument("--device", default=S, choices=DEVICES,
                    help="auto: CUDA when available, with mixed precision and channels_last (default auto)")
+    g.add_argument("--threads", default=S, type=int,
+                   help="CPU threads for torch (default: torch's choice; 1 is faster on a busy machine)")
     g.add_argument("--no-amp", dest="amp", action="store_false", default=S, help="no mixed precision on CUDA")
     g.add_argument("--checkpoint-every", default=S, type=int, metavar="N",
                    help="also checkpoint every N steps (default: once per epoch)")
@@ -101,6 +103,7 @@ def add_suite_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--list", action="store_true", help="print the resolved runs and exit")
     parser.add_argument("--device", default=None, choices=DEVICES, help="override every run's device")
     parser.add_argument("--workers", default=None, type=int, help="override every run's loader workers")
+    parser.add_argument("--threads", default=None, type=int, help="override every run's CPU thread count")
     parser.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
                         help="override an option of every run (repeatable), e.g. --set epochs=1")
 
@@ -122,8 +125,9 @@ def run_suite_command(args: argparse.Namespace) -> int:
     overrides: dict[str, Any] = dict(_parse_setting(s) for s in args.settings)
     if args.device:
         overrides["device"] = args.device
-    if args.workers is not None:
-        overrides["workers"] = args.workers
+    for key in ("workers", "threads"):
+        if getattr(args, key) is not None:
+            overrides[key] = getattr(args, key)
     only = [n.strip() for n in args.only.split(",") if n.strip()] if args.only else None
     if args.list:
         for run in load_suite(args.suite, args.data, args.out, overrides):

@@ -21,7 +21,7 @@ OPTIMIZERS = ("adamw", "sgd")
 DEVICES = ("auto", "cpu", "cuda")
 # Options that may differ between an interrupted run and its resumption: they change where and
 # how fast the run executes, not what it computes.
-RESUME_MUTABLE = frozenset({"resume", "workers", "device", "checkpoint_every", "out", "data"})
+RESUME_MUTABLE = frozenset({"resume", "workers", "threads", "device", "checkpoint_every", "out", "data"})
 
 
 class ConfigError(ValueError):
@@ -64,6 +64,7 @@ class TrainConfig:
     device: str = "auto"
     amp: bool = True                    # mixed precision on CUDA (bf16 where supported, else fp16)
     workers: int = 0
+    threads: int = 0                    # CPU threads for torch (0: torch's default)
     limit_train: int | None = None      # random subset sizes (seeded), for quick runs
     limit_val: int | None = None
     checkpoint_every: int = 0           # also checkpoint every N steps (0: once per epoch)
@@ -110,8 +111,8 @@ class TrainConfig:
             raise ConfigError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
-        if self.workers < 0 or self.checkpoint_every < 0 or self.weight_decay < 0:
-            raise ConfigError("workers, checkpoint_every and weight_decay cannot be negative")
+        if min(self.workers, self.threads, self.checkpoint_every, self.weight_decay) < 0:
+            raise ConfigError("workers, threads, checkpoint_every and weight_decay cannot be negative")
 
     # ------------------------------------------------------------------ derived configs
 
@@ -141,7 +142,7 @@ _FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
 # Flat spellings accepted in files and on the command line: loss_expr = "focal", weight_au = 2.
 _LOSS_ALIASES = {f"loss_{k}": k for k in TASK_KEYS}
 _WEIGHT_ALIASES = {f"weight_{k}": k for k in TASK_KEYS}
-_INT_FIELDS = {"image_size", "batch_size", "epochs", "max_steps", "step_epochs", "seed", "workers",
+_INT_FIELDS = {"image_size", "batch_size", "epochs", "max_steps", "step_epochs", "seed", "workers", "threads",
                "limit_train", "limit_val", "checkpoint_every"}
 _FLOAT_FIELDS = {"label_smoothing", "focal_gamma", "dropout", "lr", "step_gamma", "momentum", "weight_decay"}
 _BOOL_FIELDS = {"amp", "resume"}

@@ -308,7 +308,7 @@ def load_datasets(config: TrainConfig, model_config: ModelConfig) -> tuple[Datas
     val = load_affwild2(config.data, split="validation", transform=build_transform("none", model_config, False),
                         **common)
     info = {"name": getattr(train, "dataset_name", "aff-wild2"), "synthetic": bool(getattr(train, "synthetic", False)),
-            "root": str(config.data), "source": config.data_source}
+            "root": str(config.data), "source": getattr(train, "stats", {}).get("source", config.data_source)}
     return train, val, info
 
 
@@ -364,6 +364,8 @@ def run_training(config: TrainConfig, train_set: Dataset, val_set: Dataset, data
         raise TrainingError(f"batch size {config.batch_size} is not divisible by {info.world_size} processes")
 
     device = info.device
+    if config.threads:
+        torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
     np.random.seed(config.seed % 2**32)
     random.seed(config.seed)
@@ -460,8 +462,9 @@ def run_training(config: TrainConfig, train_set: Dataset, val_set: Dataset, data
             })
         dist_utils.barrier(info)
 
-    epoch_bar = tqdm(total=n_epochs, initial=state.epoch, desc=run_dir.name or "train", unit="epoch",
-                     disable=not info.is_main, dynamic_ncols=True)
+    # Only rank 0 draws bars; leaving `disable` unset there lets TQDM_DISABLE=1 silence them.
+    bar_kw: dict[str, Any] = {"dynamic_ncols": True} if info.is_main else {"disable": True}
+    epoch_bar = tqdm(total=n_epochs, initial=state.epoch, desc=run_dir.name or "train", unit="epoch", **bar_kw)
     try:
         while state.step < total_steps:
             epoch = state.epoch
@@ -478,7 +481,7 @@ def run_training(config: TrainConfig, train_set: Dataset, val_set: Dataset, data
             epoch_start = segment_start = time.perf_counter()
             module.train()
             step_bar = tqdm(total=steps_this_epoch, initial=state.step_in_epoch, desc=f"epoch {epoch + 1}/{n_epochs}",
-                            unit="step", leave=False, disable=not info.is_main, dynamic_ncols=True)
+                            unit="step", leave=False, **bar_kw)
             for images, targets, _ in loader:
                 if state.step_in_epoch >= steps_this_epoch:
                     break

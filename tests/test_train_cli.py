@@ -1,0 +1,94 @@
+"""train.py end to end on a tiny synthetic benchmark, and its one-line errors."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from affectmodel.data.synthetic import generate_benchmark
+from affectmodel.records import is_complete, read_run
+from affectmodel.training.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory):
+    root = tmp_path_factory.mktemp("synthetic")
+    generate_benchmark(root, videos=6, frames=8, seed=0, size=32, progress=False)
+    return root
+
+
+def test_single_run_from_a_config_file_with_cli_overrides(tmp_path, bench, capsys):
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text("tasks: [expr, au]\nimage_size: 32\nbatch_size: 8\nepochs: 3\nloss_expr: weighted_ce\n"
+                   "augment: strong\nlr: 0.01\n")
+    out = tmp_path / "runs" / "single"
+    code = main(["--config", str(cfg), "--data", str(bench), "--out", str(out), "--max-steps", "2", "--lr", "3e-4",
+                 "--device", "cpu", "--threads", "1"])
+    assert code == 0 and f"run record: {out}" in capsys.readouterr().out
+    record = read_run(out)
+    c = record.config
+    assert c["tasks"] == ["expr", "au"] and c["losses"] == {"expr": "weighted_ce", "au": "bce"}
+    assert c["lr"] == 3e-4 and c["augment"] == "strong" and c["max_steps"] == 2      # CLI beat the file
+    assert c["dataset"]["name"] == "synthetic-affect" and c["dataset"]["synthetic"] is True
+    assert record.metrics["dataset"] == {"name": "synthetic-affect", "synthetic": True, "split": "validation"}
+    assert record.metrics["steps"] == 2 and record.metrics["headline_metric"] == "P_MTL"
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--tasks", "pose"], "unknown task 'pose'"),
+    (["--epochs", "0"], "epochs must be at least 1"),
+    (["--init", "no/such/weights.pt"], "weights file not found"),
+])
+def test_bad_options_exit_2_with_one_line(tmp_path, bench, capsys, argv, message):
+    code = main(["--data", str(bench), "--out", str(tmp_path / "run"), "--device", "cpu", *argv])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.startswith("error: ") and message in err and len(err.splitlines()) == 1
+
+
+def test_missing_data_and_out_are_reported(tmp_path, capsys):
+    assert main(["--out", str(tmp_path / "run")]) == 2
+    assert "--data ROOT and --out DIR are required" in capsys.readouterr().err
+    assert main(["--data", str(tmp_path / "absent"), "--out", str(tmp_path / "run"), "--device", "cpu"]) == 2
+    assert "absent" in capsys.readouterr().err
+
+
+SUITE = """
+[defaults]
+image_size = 32
+batch_size = 8
+epochs = 2
+max_steps = 2
+
+[[runs]]
+name = "uni-expr"
+tasks = ["expr"]
+
+[[runs]]
+name = "multi-from-uni-expr"
+tasks = ["expr", "au", "va"]
+init = "uni-expr"
+losses = { expr = "focal", va = "mse" }
+"""
+
+
+def test_suite_command_trains_then_skips(tmp_path, bench):
+    suite = tmp_path / "mini.toml"
+    suite.write_text(SUITE)
+    out = tmp_path / "runs" / "mini"
+    cmd = [sys.executable, str(REPO / "train.py"), "suite", str(suite), "--data", str(bench), "--out", str(out),
+           "--device", "cpu", "--threads", "1"]
+    env = {**os.environ, "TQDM_DISABLE": "1"}
+    first = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert "suite done: 2 trained, 0 already complete" in first.stdout
+    assert "Synthetic-benchmark figures" in first.stdout and "| multi-from-uni-expr |" in first.stdout
+    assert is_complete(out / "uni-expr") and is_complete(out / "multi-from-uni-expr")
+    multi = read_run(out / "multi-from-uni-expr")
+    assert multi.config["pretrained_from"] == "uni-expr" and multi.config["losses"]["expr"] == "focal"
+    assert json.loads((out / "uni-expr" / "model" / "config.json").read_text())["tasks"] == ["expr"]
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert again.returncode == 0 and "suite done: 0 trained, 2 already complete" in again.stdout

@@ -1,0 +1,139 @@
+"""Suites: resolving runs from TOML, skipping complete runs, the summary table."""
+import json
+from pathlib import Path
+
+import pytest
+
+from affectmodel.records import is_complete
+from affectmodel.training.config import ConfigError
+from affectmodel.training.suite import load_suite, run_suite, suite_table
+
+REPO = Path(__file__).resolve().parents[1]
+
+SUITE = """
+[suite]
+name = "test"
+
+[defaults]
+image_size = 48
+epochs = 2
+loss_expr = "weighted_ce"
+
+[[runs]]
+name = "uni-expr"
+tasks = ["expr"]
+
+[[runs]]
+name = "uni-au"
+tasks = "au"
+losses = {au = "weighted_bce"}
+
+[[runs]]
+name = "multi-from-expr"
+tasks = ["expr", "au", "va"]
+init = "uni-expr"
+epochs = 1
+"""
+
+
+def _write(tmp_path, text=SUITE, name="suite.toml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_runs_resolve_defaults_overrides_and_init_from_earlier_runs(tmp_path):
+    runs = load_suite(_write(tmp_path), "DATA", tmp_path / "out", overrides={"workers": 3, "device": "cpu"})
+    by_name = {r.name: r for r in runs}
+    assert list(by_name) == ["uni-expr", "uni-au", "multi-from-expr"]
+    uni, au, multi = by_name["uni-expr"].config, by_name["uni-au"].config, by_name["multi-from-expr"].config
+    assert uni.tasks == ["expr"] and uni.image_size == 48 and uni.epochs == 2 and uni.losses["expr"] == "weighted_ce"
+    assert au.losses["au"] == "weighted_bce" and au.losses["expr"] == "weighted_ce"
+    assert multi.epochs == 1 and multi.init == str(tmp_path / "out" / "uni-expr")
+    assert by_name["multi-from-expr"].init_from_run == "uni-expr" and by_name["uni-expr"].init_from_run is None
+    assert all(r.config.workers == 3 and r.config.resume and r.config.data == "DATA" for r in runs)
+    assert uni.out == str(tmp_path / "out" / "uni-expr")
+
+
+@pytest.mark.parametrize("text, message", [
+    ('[[runs]]\nname = "a"\n[[runs]]\nname = "a"\n', "used twice"),
+    ('[[runs]]\nname = "b"\ninit = "a"\n[[runs]]\nname = "a"\n', "must be declared before"),
+    ('[[runs]]\nname = "a"\nlearning_rate = 1\n', "run 'a': unknown option 'learning_rate'"),
+    ('[[runs]]\nname = "a"\nout = "x"\n', "set by the suite command"),
+    ('[[runs]]\nname = "a b"\n', "letters, digits"),
+    ('[defaults]\nepochs = 1\n', "at least one [[runs]]"),
+    ('[run]\nname = "a"\n', "unknown top-level"),
+])
+def test_bad_suites_are_reported_clearly(tmp_path, text, message):
+    with pytest.raises(ConfigError) as e:
+        load_suite(_write(tmp_path, text), "DATA", tmp_path / "out")
+    assert message in str(e.value)
+
+
+def _fake_complete_run(config):
+    """What train_run leaves behind, minimally: enough for records.is_complete and read_run."""
+    run_dir = Path(config.out)
+    (run_dir / "model").mkdir(parents=True, exist_ok=True)
+    (run_dir / "model" / "model.safetensors").write_bytes(b"0")
+    (run_dir / "config.json").write_text(json.dumps({"tasks": config.tasks, "init": config.init,
+                                                     "losses": config.losses, "augment": config.augment}))
+    scores = {"expr": "P_EXPR", "au": "P_AU", "va": "P_VA"}
+    metrics = {scores[t]: 0.5 for t in config.tasks}
+    if len(config.tasks) > 1:
+        metrics["P_MTL"] = 0.5 * len(config.tasks)
+    metrics.update(tasks=config.tasks, dataset={"name": "synthetic-affect", "synthetic": True}, images_per_second=99.0)
+    (run_dir / "metrics.json").write_text(json.dumps(metrics))
+    return run_dir
+
+
+def test_complete_runs_are_skipped_and_an_interrupted_suite_continues(tmp_path):
+    suite, out = _write(tmp_path), tmp_path / "out"
+    calls = []
+
+    def train(config):
+        calls.append(Path(config.out).name)
+        if Path(config.out).name == "multi-from-expr" and len(calls) == 3:
+            raise KeyboardInterrupt  # the suite is interrupted during its last run
+        return _fake_complete_run(config)
+
+    with pytest.raises(KeyboardInterrupt):
+        run_suite(suite, "DATA", out, train=train, log=lambda m: None)
+    assert calls == ["uni-expr", "uni-au", "multi-from-expr"]
+    assert is_complete(out / "uni-au") and not is_complete(out / "multi-from-expr")
+    results = run_suite(suite, "DATA", out, train=train, log=lambda m: None)
+    assert calls[3:] == ["multi-from-expr"]
+    assert [r["status"] for r in results] == ["skipped", "skipped", "trained"]
+    assert (out / "suite.toml").read_text() == SUITE
+
+
+def test_only_and_missing_init_run(tmp_path):
+    suite, out = _write(tmp_path), tmp_path / "out"
+    calls = []
+    train = lambda config: calls.append(Path(config.out).name) or _fake_complete_run(config)  # noqa: E731
+    with pytest.raises(ConfigError, match="starts from run 'uni-expr', which is not complete"):
+        run_suite(suite, "DATA", out, only=["multi-from-expr"], train=train, log=lambda m: None)
+    with pytest.raises(ConfigError, match="unknown run"):
+        run_suite(suite, "DATA", out, only=["nope"], train=train, log=lambda m: None)
+    results = run_suite(suite, "DATA", out, only=["uni-au"], train=train, log=lambda m: None)
+    assert calls == ["uni-au"] and [r["status"] for r in results] == ["not selected", "trained", "not selected"]
+
+
+def test_suite_table_lists_runs_and_marks_synthetic_figures(tmp_path):
+    suite, out = _write(tmp_path), tmp_path / "out"
+    run_suite(suite, "DATA", out, train=_fake_complete_run, log=lambda m: None)
+    table = suite_table(out)
+    lines = table.splitlines()
+    assert lines[0].startswith("| run | setting |") and len([l for l in lines if l.startswith("| uni")]) == 2
+    row = next(l for l in lines if l.startswith("| multi-from-expr"))
+    assert "multi-task" in row and "uni-expr" in row and "1.500" in row
+    assert "Synthetic-benchmark figures" in table
+
+
+@pytest.mark.parametrize("name", ["quick.toml", "study.toml"])
+def test_shipped_suites_load(tmp_path, name):
+    runs = load_suite(REPO / "suites" / name, "DATA", tmp_path / "out")
+    tasks = {tuple(r.config.tasks) for r in runs}
+    assert {("expr",), ("au",), ("va",), ("expr", "au", "va")} <= tasks
+    assert any(r.init_from_run for r in runs)                       # multi-task from uni-task backbones
+    assert len({r.config.augment for r in runs}) >= 2
+    assert any(r.config.losses["expr"] != "ce" for r in runs if "expr" in r.config.tasks)
