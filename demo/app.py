@@ -34,7 +34,6 @@ from affectmodel.tasks import AU_DESCRIPTIONS, AU_NAMES, VA_DESCRIPTIONS, get_la
 from . import charts
 from .default_model import resolve_model_source
 
-log = logging.getLogger(__name__)
 
 EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"
 # Limits that keep one CPU process responsive for several users.
@@ -144,11 +143,14 @@ def _summary(faces: list[dict], seconds: float) -> str:
     return f"{len(faces)} face{'s' if len(faces) > 1 else ''} found in {seconds:.2f} s — " + "; ".join(parts)
 
 
+def clear_image_outputs():
+    return None, gr.Radio(choices=[], value=None, visible=False), "", None, None, None, None
+
+
 def make_image_handlers(model: DemoModel):
     def predict_image(image_path: str | None):
         if not image_path:
-            return (None, gr.Radio(choices=[], value=None, visible=False), "", None, None, None,
-                    {"faces": [], "message": "no image"})
+            return (*clear_image_outputs()[:-1], {"faces": [], "message": "no image"})
         start = time.perf_counter()
         try:
             rgb = load_image(image_path, max_pixels=MAX_IMAGE_PIXELS)
@@ -402,9 +404,9 @@ def build_demo(model_source: str | None = None, *, queue_size: int = QUEUE_SIZE)
                         image_in = ImageFileInput(type="filepath", sources=["upload", "clipboard", "webcam"],
                                                   label="Photo (upload, paste or take one)", height=360,
                                                   elem_id="image-input")
-                        if examples:
-                            gr.Examples(examples=examples, inputs=image_in, label="Examples",
-                                        examples_per_page=6, cache_examples=False)
+                        image_examples = gr.Examples(examples=examples, inputs=image_in, label="Examples",
+                                                     examples_per_page=6, cache_examples=False,
+                                                     elem_id="image-examples") if examples else None
                     with gr.Column(scale=1):
                         image_out = gr.Image(label="Detected faces", type="numpy", format="jpeg",
                                              interactive=False, height=360, buttons=["download", "fullscreen"])
@@ -454,14 +456,24 @@ def build_demo(model_source: str | None = None, *, queue_size: int = QUEUE_SIZE)
                 gr.Markdown(about_markdown(model.info, model.predictor))
 
         image_outputs = [image_out, face_select, image_summary, expr_label, au_plot, va_plot, image_json]
-        image_in.change(predict_image, inputs=image_in, outputs=image_outputs, api_name="predict_image",
-                        concurrency_limit=CONCURRENCY["image"], concurrency_id="image")
+        # .input (not .change): it fires once per upload, paste or snapshot; setting the value from
+        # code (examples) does not fire it, so examples run the same function after loading.
+        # Old results are cleared first, so a failed request never leaves another image's numbers behind.
+        image_in.input(clear_image_outputs, outputs=image_outputs, queue=False, show_progress="hidden",
+                       api_visibility="private").then(
+            predict_image, inputs=image_in, outputs=image_outputs, api_name="predict_image",
+            concurrency_limit=CONCURRENCY["image"], concurrency_id="image", show_progress_on=image_out)
+        if image_examples is not None:
+            image_examples.load_input_event.then(predict_image, inputs=image_in, outputs=image_outputs,
+                                                 api_name="predict_example", api_visibility="undocumented",
+                                                 concurrency_limit=CONCURRENCY["image"], concurrency_id="image",
+                                                 show_progress_on=image_out)
         face_select.change(select_face, inputs=[face_select, image_json], outputs=[expr_label, au_plot, va_plot],
                            api_name="select_face", show_progress="hidden")
         video_button.click(predict_video_file, inputs=[video_in, every_in, smooth_in],
                            outputs=[video_out, video_csv, video_summary, track_select, va_timeline, expr_timeline],
                            api_name="predict_video", concurrency_limit=CONCURRENCY["video"],
-                           concurrency_id="video")
+                           concurrency_id="video", show_progress_on=video_out)
         track_select.change(select_track, inputs=[track_select, video_csv], outputs=[va_timeline, expr_timeline],
                             api_name="select_track", show_progress="hidden")
         cam_in.stream(predict_webcam_frame, inputs=cam_in, outputs=[cam_label, cam_aus, cam_va, cam_status],

@@ -9,7 +9,6 @@ the synthetic benchmark and the demo says so on its first screen.
 """
 from __future__ import annotations
 
-import logging
 import os
 import shutil
 import tempfile
@@ -18,7 +17,6 @@ from pathlib import Path
 
 from affectmodel.records import is_complete
 
-log = logging.getLogger(__name__)
 
 MODEL_ENV = "AFFECT_MODEL"
 DEFAULT_DIR_ENV = "AFFECT_DEFAULT_MODEL_DIR"
@@ -28,12 +26,13 @@ DEFAULT_DIR_ENV = "AFFECT_DEFAULT_MODEL_DIR"
 class DefaultModelRecipe:
     """Small enough to train in a few minutes on 2 CPU cores; it only has to show the pipeline."""
 
-    videos: int = 24
-    frames: int = 60
+    videos: int = 20
+    frames: int = 50
     image_size: int = 64
     batch_size: int = 32
-    max_steps: int = 150
-    epochs: int = 10
+    max_steps: int = 100
+    epochs: int = 4
+    limit_val: int = 256           # validation images scored after each epoch
     lr: float = 2e-3
     seed: int = 0
 
@@ -78,7 +77,7 @@ def build_default_model(folder: Path, recipe: DefaultModelRecipe) -> Path:
         config = TrainConfig(data=str(data_dir), out=str(run_dir), tasks=["expr", "au", "va"],
                              image_size=recipe.image_size, batch_size=recipe.batch_size, epochs=recipe.epochs,
                              max_steps=recipe.max_steps, lr=recipe.lr, seed=recipe.seed, device="cpu",
-                             augment="light")
+                             augment="light", limit_val=recipe.limit_val)
         run_dir = train_run(config)  # shows its own progress bars (epochs, steps, validation scores)
         if not is_complete(run_dir):
             raise RuntimeError(f"training the default model did not produce a complete run in {run_dir}")

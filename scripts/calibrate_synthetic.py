@@ -5,8 +5,13 @@ reports validation P_EXPR / P_AU / P_VA next to trivial baselines, so the benchm
 to be clearly above chance and clearly below perfect on every task.
 
     python scripts/calibrate_synthetic.py [--videos 40] [--frames 100] [--size 64] [--seconds 180] [--threads 2]
+    python scripts/calibrate_synthetic.py --ceiling        # no images: scores with perfect perception
+    python scripts/calibrate_synthetic.py --probe --data DIR  # linear models on 24x24 grey pixels
 
 Images are decoded once into memory (a uint8 tensor); training uses horizontal flips only.
+``--ceiling`` fits simple models on the *true* AU intensities of sampled sequences (held-out
+videos): what a network that saw every AU perfectly could reach, given the label noise, the
+ramps and the "Other" class. ``--probe`` is a cheap learnability check from pixels.
 """
 from __future__ import annotations
 
@@ -69,6 +74,56 @@ def baselines(train_y: dict, val_y: dict) -> dict[str, float]:
     return evaluate({"expr": probs, "au": au_prob, "va": va}, {k: v.numpy() for k, v in val_y.items()})
 
 
+def _score_sklearn(feats_tr, y_tr, feats_va, y_va) -> dict[str, float]:
+    """Logistic regression (EXPR, each AU) and ridge regression (VA) on features; ABAW metrics."""
+    from sklearn.linear_model import LogisticRegression, Ridge
+    from sklearn.preprocessing import StandardScaler
+
+    scaler = StandardScaler().fit(feats_tr)
+    a, b = scaler.transform(feats_tr), scaler.transform(feats_va)
+    out = {}
+    m = y_tr["expr"] >= 0
+    clf = LogisticRegression(max_iter=300, class_weight="balanced").fit(a[m], y_tr["expr"][m])
+    probs = np.zeros((len(b), 8))
+    probs[:, clf.classes_] = clf.predict_proba(b)
+    out["expr"] = probs
+    au = np.zeros((len(b), 12))
+    for j in range(12):
+        mj = y_tr["au"][:, j] >= 0
+        yj = y_tr["au"][mj, j].astype(int)
+        au[:, j] = (LogisticRegression(max_iter=300, class_weight="balanced").fit(a[mj], yj).predict_proba(b)[:, 1]
+                    if len(set(yj)) > 1 else yj.mean())
+    out["au"] = au
+    mv = (y_tr["va"] > -2).all(axis=1)
+    out["va"] = np.clip(Ridge(alpha=1.0).fit(a[mv], y_tr["va"][mv]).predict(b), -1, 1)
+    return evaluate(out, y_va)
+
+
+def ceiling(videos: int, frames: int, seed: int) -> dict[str, float]:
+    from affectmodel.data.synthetic import expression_deck, sample_sequence
+
+    cfg = SynthConfig()
+    rng = np.random.default_rng(seed)
+    deck = expression_deck(cfg.expression_weights, rng)
+    seqs = [sample_sequence(frames, rng, cfg, next_expression=deck) for _ in range(videos)]
+    split = int(videos * 0.75)
+
+    def stack(part):
+        feats = np.concatenate([np.hstack([s.au_intensity, s.hidden_au]) for s in part])
+        return feats, {"expr": np.concatenate([s.expr for s in part]), "au": np.concatenate([s.au for s in part]),
+                       "va": np.concatenate([s.va for s in part])}
+    (ftr, ytr), (fva, yva) = stack(seqs[:split]), stack(seqs[split:])
+    return _score_sklearn(ftr, ytr, fva, yva)
+
+
+def probe(root: Path) -> dict[str, float]:
+    def feats(ds):
+        x = np.stack([np.asarray(load_image(p).convert("L").resize((24, 24))) for p in ds.image_paths])
+        return x.reshape(len(x), -1).astype(np.float32) / 255, {k: np.asarray(v) for k, v in ds.labels.items()}
+    (ftr, ytr), (fva, yva) = feats(load_affwild2(root, "train")), feats(load_affwild2(root, "validation"))
+    return _score_sklearn(ftr, ytr, fva, yva)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--videos", type=int, default=40)
@@ -81,8 +136,17 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data", help="reuse a generated benchmark instead of generating one")
     parser.add_argument("--nuisance", type=float, default=1.0)
+    parser.add_argument("--ceiling", action="store_true", help="scores of models given the true AU intensities")
+    parser.add_argument("--probe", action="store_true", help="linear models on pixels of --data")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.ceiling or args.probe:
+        r = ceiling(max(args.videos, 80), max(args.frames, 150), args.seed) if args.ceiling else probe(Path(args.data))
+        print(json.dumps({"mode": "ceiling" if args.ceiling else "probe",
+                          **{k: round(r[k], 3) for k in ("P_EXPR", "P_AU", "P_VA", "ccc_valence", "ccc_arousal")},
+                          "per_class_f1": {k: round(v, 2) for k, v in r["per_class_f1"].items()},
+                          "per_au_f1": {k: round(v, 2) for k, v in r["per_au_f1"].items()}}, indent=1))
+        return
     torch.manual_seed(args.seed)
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -97,3 +97,13 @@ def test_factory_and_input_checks():
     assert len(detect_faces(astronaut(), "haar")) == 1
     face = Face((1.0, 2.0, 11.0, 22.0), 0.5)
     assert (face.width, face.height, face.center) == (10.0, 20.0, (6.0, 12.0))
+
+
+def test_private_session_gives_the_same_faces(retina):
+    own = create_detector("retinaface", threads=1)
+    for image in (astronaut(), faces_image(3)[0]):
+        a, b = retina.detect(image), own.detect(image)
+        assert len(a) == len(b) >= 1
+        for fa, fb in zip(a, b):
+            assert fa.box == fb.box and np.array_equal(fa.landmarks, fb.landmarks)
+            assert fa.score == pytest.approx(fb.score, abs=1e-5)

@@ -5,6 +5,7 @@ import json
 import av
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from affectmodel.cli import main
@@ -70,7 +71,11 @@ def test_json_output_and_summary(tmp_path, model, media, capsys):
 
 
 def test_json_lines_on_stdout(model, media, capsys):
-    assert _run("--model", model, media / "one.jpg") == 0
+    threads = torch.get_num_threads()
+    try:
+        assert _run("--model", model, media / "one.jpg", "--threads", 1) == 0
+    finally:
+        torch.set_num_threads(threads)  # the command sets the process-wide torch setting
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 1 and len(json.loads(lines[0])["faces"]) == 1
 
@@ -145,6 +150,7 @@ def test_user_errors_exit_2_with_one_line(tmp_path, model, media, capsys):
         (["--model", model, media / "one.jpg", "--out", tmp_path / "x.txt"], ".csv or .json"),
         (["--model", model, tmp_path / "missing.jpg"], "not found"),
         (["--model", model, media / "one.jpg", "--every", 0], "at least 1"),
+        (["--model", model, media / "one.jpg", "--threads", 0], "at least 1"),
     ]
     for argv, message in cases:
         assert _run(*argv) == 2, argv
@@ -157,8 +163,11 @@ def test_unreadable_files_in_folders_are_skipped(tmp_path, model, capsys):
     folder.mkdir()
     Image.fromarray(astronaut()).save(folder / "good.jpg")
     (folder / "bad.png").write_bytes(b"not a png")
+    (folder / "bad.mp4").write_bytes(b"not a video")
     out = tmp_path / "o.csv"
     assert _run("--model", model, folder, "--out", out) == 0
     assert len(list(csv.DictReader(out.open()))) == 1
     err = capsys.readouterr().err
-    assert "skipped" in err and "bad.png" in err
+    assert "skipped" in err and "bad.png" in err and "bad.mp4" in err and "skipped 2 unreadable" in err
+    assert _run("--model", model, folder / "bad.mp4") == 2  # named explicitly: an error
+    assert "not a readable video" in capsys.readouterr().err

@@ -6,12 +6,21 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from affectmodel.data.synthetic import generate_benchmark
 from affectmodel.records import is_complete, read_run
 from affectmodel.training.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny tensors gain nothing from more threads, and on a shared CPU extra threads spin."""
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)  # --threads 1 below changes the process-wide setting
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +53,7 @@ def test_single_run_from_a_config_file_with_cli_overrides(tmp_path, bench, capsy
     (["--init", "no/such/weights.pt"], "weights file not found"),
 ])
 def test_bad_options_exit_2_with_one_line(tmp_path, bench, capsys, argv, message):
-    code = main(["--data", str(bench), "--out", str(tmp_path / "run"), "--device", "cpu", *argv])
+    code = main(["--data", str(bench), "--out", str(tmp_path / "run"), "--device", "cpu", "--threads", "1", *argv])
     err = capsys.readouterr().err.strip()
     assert code == 2 and err.startswith("error: ") and message in err and len(err.splitlines()) == 1
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from _training_data import TinyAffectSet
 from affectmodel.records import read_run
 
 REPO = Path(__file__).resolve().parents[1]
@@ -33,7 +34,7 @@ SCRIPT = textwrap.dedent('''
     loop.predict = predict_and_fingerprint
     config = TrainConfig(out=sys.argv[1], tasks=["expr", "au", "va"], image_size=32, batch_size=8, epochs=2,
                          device="cpu", augment="none", weighting="uncertainty", lr=1e-3)
-    loop.run_training(config, TinyAffectSet(32, seed=0), TinyAffectSet(13, seed=1), {{"name": "tiny", "synthetic": True}})
+    loop.run_training(config, TinyAffectSet(16, seed=0), TinyAffectSet(7, seed=1), {{"name": "tiny", "synthetic": True}})
     with open(os.path.join(sys.argv[2], f"rank{{rank}}.json"), "w") as f:
         json.dump({{"digests": digests, "world": torch.distributed.get_world_size()}}, f)
 ''')
@@ -56,9 +57,9 @@ def test_two_cpu_processes_train_one_run(tmp_path):
     assert ranks[0]["digests"][0] != ranks[0]["digests"][1]
     record = read_run(run_dir)
     assert record.metrics["world_size"] == 2 and record.config["world_size"] == 2
-    # Validation outputs of both ranks were gathered: every labelled validation image counted once.
-    val_expr = __import__("_training_data").TinyAffectSet(13, seed=1).labels["expr"]
+    # Validation outputs of both ranks (4 + 3 images) were gathered: each labelled image counted once.
+    val_expr = TinyAffectSet(7, seed=1).labels["expr"]
     assert record.metrics["n_expr"] == int((val_expr >= 0).sum())
-    # 32 images, global batch 8 -> 4 steps per epoch (2 processes x 4 images).
-    assert record.metrics["steps"] == 8 and record.metrics["images_seen"] == 64
+    # 16 images, global batch 8 -> 2 steps per epoch (2 processes x 4 images).
+    assert record.metrics["steps"] == 4 and record.metrics["images_seen"] == 32
     assert not (run_dir / "checkpoints").exists()

@@ -75,7 +75,8 @@ def _fake_complete_run(config):
     run_dir = Path(config.out)
     (run_dir / "model").mkdir(parents=True, exist_ok=True)
     (run_dir / "model" / "model.safetensors").write_bytes(b"0")
-    (run_dir / "config.json").write_text(json.dumps({"tasks": config.tasks, "init": config.init,
+    source = Path(config.init).name if config.init not in ("random", "imagenet") else None
+    (run_dir / "config.json").write_text(json.dumps({"tasks": config.tasks, "init": config.init, "pretrained_from": source,
                                                      "losses": config.losses, "augment": config.augment}))
     scores = {"expr": "P_EXPR", "au": "P_AU", "va": "P_VA"}
     metrics = {scores[t]: 0.5 for t in config.tasks}

@@ -46,7 +46,7 @@ def load_image(source: ImageSource, max_pixels: int | None = DEFAULT_MAX_PIXELS)
     name = _describe(source)
     if isinstance(source, Image.Image):
         _check_size(source.size, max_pixels, name)
-        return pil_to_rgb(_exif_transpose(source, name))
+        return pil_to_rgb(_exif_transpose(source))
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
         if not path.is_file():
@@ -91,7 +91,7 @@ def _decode(stream: BinaryIO, max_pixels: int | None, name: str) -> np.ndarray:
             raise ImageLoadError(f"{name}: {reason}") from None
         except (SyntaxError, ValueError, EOFError, struct.error) as e:
             raise ImageLoadError(f"{name}: corrupt image data ({e})") from None
-        return pil_to_rgb(_exif_transpose(image, name))
+        return pil_to_rgb(_exif_transpose(image))
 
 
 def _check_size(size: tuple[int, int], max_pixels: int | None, name: str) -> None:
@@ -104,7 +104,7 @@ def _check_size(size: tuple[int, int], max_pixels: int | None, name: str) -> Non
             "(a possible decompression bomb); resize the image or raise max_pixels")
 
 
-def _exif_transpose(image: Image.Image, name: str) -> Image.Image:
+def _exif_transpose(image: Image.Image) -> Image.Image:
     try:
         return ImageOps.exif_transpose(image) or image
     except Exception:  # noqa: BLE001 - a malformed EXIF block must not make a good image unreadable

@@ -144,16 +144,43 @@ def run_suite_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--image-size", type=int, default=112)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--steps", type=int, default=10, help="timed steps (after 2 warm-up steps)")
+    parser.add_argument("--device", default="auto", choices=DEVICES)
+    parser.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: torch's choice)")
+
+
+def run_bench_command(args: argparse.Namespace) -> int:
+    import json
+
+    import torch
+
+    from .throughput import compare_step_throughput
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    print(json.dumps(compare_step_throughput(args.image_size, args.batch_size, args.steps, device=args.device)))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] == "suite":
+    if argv and argv[0] == "bench":
+        parser = argparse.ArgumentParser(prog="train.py bench", description="Training-step throughput: the affect "
+                                         "model against a bare ResNet-18, same process, random tensors.")
+        add_bench_arguments(parser)
+        args, command = parser.parse_args(argv[1:]), run_bench_command
+    elif argv and argv[0] == "suite":
         parser = argparse.ArgumentParser(prog="train.py suite", description="Run a study suite; complete runs "
                                          "are skipped, interrupted ones resume.")
         add_suite_arguments(parser)
         args, command = parser.parse_args(argv[1:]), run_suite_command
     else:
         parser = argparse.ArgumentParser(prog="train.py", description="Train a uni- or multi-task affect model and "
-                                         "write its run record. `train.py suite --help` for study suites.")
+                                         "write its run record. `train.py suite --help` for study suites, "
+                                         "`train.py bench --help` for throughput.")
         add_arguments(parser)
         args, command = parser.parse_args(argv), run
     from . import distributed

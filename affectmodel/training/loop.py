@@ -28,8 +28,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 from tqdm.auto import tqdm
 
 from ..losses import MultiTaskLoss, au_pos_weight, inverse_frequency_weights
-from ..metrics import (confusion_matrix, evaluate, tune_au_thresholds, valid_au, valid_expression,
-                       valid_va)
+from ..metrics import confusion_matrix, evaluate, tune_au_thresholds, valid_au, valid_expression
 from ..model import AffectModel, ModelConfig, build_model
 from ..records import CONFIG_FILE, MODEL_DIR, is_complete
 from ..tasks import AU_NAMES, get_label_space, headline_metric
@@ -344,7 +343,10 @@ def _check_run_folder(run_dir: Path, config: TrainConfig) -> bool:
 
 def run_training(config: TrainConfig, train_set: Dataset, val_set: Dataset, dataset: Mapping[str, Any],
                  progress: Progress | None = None, dist_info: dist_utils.DistInfo | None = None) -> Path:
-    """Train on in-memory data sets that follow the target contract; write the run record."""
+    """Train on data sets that follow the target contract and write the run record; returns its folder.
+
+    ``dataset`` describes the data for the record (``name``, ``synthetic``, ...).
+    """
     info = dist_info or dist_utils.setup(config.device)
     if not config.out:
         raise TrainingError("no run folder given (--out runs/SUITE/NAME)")
@@ -362,206 +364,276 @@ def run_training(config: TrainConfig, train_set: Dataset, val_set: Dataset, data
                                 + ", ".join(f"{k} ({saved_config[k]!r} -> {config.to_dict()[k]!r})" for k in changed))
     if config.batch_size % info.world_size:
         raise TrainingError(f"batch size {config.batch_size} is not divisible by {info.world_size} processes")
-
-    device = info.device
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    torch.manual_seed(config.seed)
-    np.random.seed(config.seed % 2**32)
-    random.seed(config.seed)
-    model_config = model_config_for(config)
-    model = build_model(model_config, config.init)
-    n_classes = len(get_label_space(config.expression_space))
-
-    train_indices = subset_indices(len(train_set), config.limit_train, config.seed)
-    val_indices = subset_indices(len(val_set), config.limit_val, config.seed + 1)
-    train_view = SeededSamples(train_set, train_indices, config.seed)
-    val_view = SeededSamples(val_set, val_indices, config.seed)
-    if len(train_view) == 0 or len(val_view) == 0:
-        raise TrainingError(f"empty {'training' if len(train_view) == 0 else 'validation'} set in {config.data}")
-    class_weights, pos_weight = loss_statistics(config, label_arrays(train_set, train_indices))
-    criterion = MultiTaskLoss(config.tasks, config.loss_config(), class_weights, pos_weight)
-
-    use_cuda = device.type == "cuda"
-    amp_dtype = amp_dtype_for(device, config.amp)
-    module = TrainModule(model, criterion, amp_dtype, channels_last=use_cuda).to(device)
-    if use_cuda:
-        module.model.to(memory_format=torch.channels_last)
-        torch.backends.cudnn.benchmark = True
-    wrapped: nn.Module = module
-    if info.distributed:
-        wrapped = DistributedDataParallel(module, device_ids=[device.index] if use_cuda else None)
-
-    # Data: global batch split over processes; the sampler gives the seeded order of each epoch.
-    per_rank_batch = config.batch_size // info.world_size
-    sampler = DistributedSampler(train_view, num_replicas=info.world_size, rank=info.rank, shuffle=True,
-                                 seed=config.seed, drop_last=False)
-    per_rank_n = len(sampler)
-    drop_last = per_rank_n >= per_rank_batch
-    steps_per_epoch = per_rank_n // per_rank_batch if drop_last else 1
-    if not drop_last and per_rank_n < 2:
-        raise TrainingError("the training set is too small for batch normalisation (needs 2 images per process)")
-    total_steps = steps_per_epoch * config.epochs
-    if config.max_steps is not None:
-        total_steps = min(total_steps, config.max_steps)
-    n_epochs = math.ceil(total_steps / steps_per_epoch)
-    loader_kw = dict(num_workers=config.workers, pin_memory=use_cuda, persistent_workers=False)
-    val_positions = list(range(info.rank, len(val_view), info.world_size))
-    val_loader = DataLoader(val_view, batch_size=per_rank_batch, sampler=val_positions,
-                            generator=torch.Generator().manual_seed(config.seed), **loader_kw)
-
-    optimizer = build_optimizer(module, config)
-    scheduler = build_scheduler(optimizer, config, steps_per_epoch, total_steps)
-    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
-
-    state = RunState()
+    trainer = _Trainer(config, train_set, val_set, dict(dataset), info, progress)
     if resuming:
-        saved = ckpt.load_checkpoint(ckpt.checkpoint_path(run_dir))
-        module.load_state_dict(saved["module"])
-        optimizer.load_state_dict(saved["optimizer"])
-        scheduler.load_state_dict(saved["scheduler"])
-        scaler.load_state_dict(saved["scaler"])
-        state = RunState(**saved["state"])
-        ckpt.restore_rng_state(saved["rng"])
-        if not info.is_main:
-            state.epoch_sums = []  # rank 0 carries the (already reduced) partial sums
-    pretrained_from = _pretrained_from(config.init)
-    if info.is_main and not resuming:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        record = config.to_dict()
-        record.update({
-            "code_version": records_writer.code_version(),
-            "label_spaces": records_writer.label_spaces(config.tasks, config.expression_space),
-            "dataset": {**dict(dataset), "train_size": len(train_view), "val_size": len(val_view),
-                        "train_split": "train", "val_split": "validation"},
-            "pretrained_from": pretrained_from,
-            "model": {k: v for k, v in model_config.__dict__.items() if k != "labels"},
-            "world_size": info.world_size,
-        })
-        records_writer.write_config(run_dir, record)
-    dist_utils.barrier(info)
+        trainer.restore()
+    else:
+        trainer.start_record()
+    return trainer.run()
 
-    headline = headline_metric(config.tasks)
-    columns = records_writer.history_columns(config.tasks, config.multi_task)
-    if "au" in config.tasks:
-        columns.insert(columns.index("time_s"), "val_P_AU_at_0.5")
-    task_list = list(config.tasks)
-    n_sums = 1 + 2 * len(task_list)  # total loss, then (sum, count) per task, plus step count below
-    session_start = time.perf_counter()
-    base_train_time = state.train_time_s
 
-    def save_state(current_step_in_epoch: int, sums: list[float]) -> None:
-        state.step_in_epoch = current_step_in_epoch
-        state.epoch_sums = sums
-        state.train_time_s = base_train_time + (time.perf_counter() - session_start)
-        if info.is_main:
-            ckpt.save_checkpoint(ckpt.checkpoint_path(run_dir), {
-                "module": module.state_dict(), "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
-                "rng": ckpt.capture_rng_state(), "state": state.to_dict(), "config": config.to_dict(),
+class _Trainer:
+    """One training session of one run: built from the config, then :meth:`run`."""
+
+    def __init__(self, config: TrainConfig, train_set: Dataset, val_set: Dataset, dataset: dict[str, Any],
+                 info: dist_utils.DistInfo, progress: Progress | None):
+        self.config, self.info, self.dataset, self.progress = config, info, dataset, progress
+        self.run_dir = Path(config.out)
+        self.device = info.device
+        if config.threads:
+            torch.set_num_threads(config.threads)
+        torch.manual_seed(config.seed)
+        np.random.seed(config.seed % 2**32)
+        random.seed(config.seed)
+        self.model_config = model_config_for(config)
+        self.tasks = list(config.tasks)
+        self.n_classes = len(get_label_space(config.expression_space))
+        self.headline = headline_metric(config.tasks)
+
+        # Data: seeded subsets, per-sample seeded augmentation.
+        train_indices = subset_indices(len(train_set), config.limit_train, config.seed)
+        val_indices = subset_indices(len(val_set), config.limit_val, config.seed + 1)
+        self.train_view = SeededSamples(train_set, train_indices, config.seed)
+        self.val_view = SeededSamples(val_set, val_indices, config.seed)
+        if len(self.train_view) == 0 or len(self.val_view) == 0:
+            which = "training" if len(self.train_view) == 0 else "validation"
+            raise TrainingError(f"empty {which} set in {config.data or 'the given data'}")
+
+        # Model + loss (class statistics from the training subset) in one module for DDP.
+        class_weights, pos_weight = loss_statistics(config, label_arrays(train_set, train_indices))
+        criterion = MultiTaskLoss(config.tasks, config.loss_config(), class_weights, pos_weight)
+        self.use_cuda = self.device.type == "cuda"
+        self.amp_dtype = amp_dtype_for(self.device, config.amp)
+        model = build_model(self.model_config, config.init)
+        self.module = TrainModule(model, criterion, self.amp_dtype, channels_last=self.use_cuda).to(self.device)
+        if self.use_cuda:
+            self.module.model.to(memory_format=torch.channels_last)
+            torch.backends.cudnn.benchmark = True
+        self.wrapped: nn.Module = self.module
+        if info.distributed:
+            self.wrapped = DistributedDataParallel(self.module, device_ids=[self.device.index] if self.use_cuda else None)
+
+        # The global batch is split over processes; the sampler orders epoch e with seed + e.
+        self.batch = config.batch_size // info.world_size
+        self.sampler = DistributedSampler(self.train_view, num_replicas=info.world_size, rank=info.rank,
+                                          shuffle=True, seed=config.seed, drop_last=False)
+        per_rank = len(self.sampler)
+        self.drop_last = per_rank >= self.batch
+        if not self.drop_last and per_rank < 2:
+            raise TrainingError("the training set is too small for batch normalisation (2 images per process)")
+        self.steps_per_epoch = per_rank // self.batch if self.drop_last else 1
+        self.total_steps = self.steps_per_epoch * config.epochs
+        if config.max_steps is not None:
+            self.total_steps = min(self.total_steps, config.max_steps)
+        self.n_epochs = math.ceil(self.total_steps / self.steps_per_epoch)
+        self.loader_kw = dict(num_workers=config.workers, pin_memory=self.use_cuda, persistent_workers=False)
+        self.val_loader = DataLoader(self.val_view, batch_size=self.batch,
+                                     sampler=list(range(info.rank, len(self.val_view), info.world_size)),
+                                     generator=torch.Generator().manual_seed(config.seed), **self.loader_kw)
+
+        self.optimizer = build_optimizer(self.module, config)
+        self.scheduler = build_scheduler(self.optimizer, config, self.steps_per_epoch, self.total_steps)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
+        self.state = RunState()
+        self.pretrained_from = _pretrained_from(config.init)
+        self.columns = records_writer.history_columns(config.tasks, config.multi_task)
+        if "au" in config.tasks:
+            self.columns.insert(self.columns.index("time_s"), "val_P_AU_at_0.5")
+        # Only rank 0 draws bars; leaving `disable` unset there lets TQDM_DISABLE=1 silence them.
+        self.bar_kw: dict[str, Any] = {"dynamic_ncols": True} if info.is_main else {"disable": True}
+        self.session_start = time.perf_counter()
+        self.base_train_time = 0.0
+
+    # ------------------------------------------------------------------ record and checkpoints
+
+    def start_record(self) -> None:
+        """config.json: the resolved options, data set, label spaces and code version."""
+        if self.info.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            record = self.config.to_dict()
+            record.update({
+                "code_version": records_writer.code_version(),
+                "label_spaces": records_writer.label_spaces(self.config.tasks, self.config.expression_space),
+                "dataset": {**self.dataset, "train_size": len(self.train_view), "val_size": len(self.val_view),
+                            "train_split": "train", "val_split": "validation"},
+                "pretrained_from": self.pretrained_from,
+                "model": {k: v for k, v in self.model_config.__dict__.items() if k != "labels"},
+                "world_size": self.info.world_size,
             })
-        dist_utils.barrier(info)
+            records_writer.write_config(self.run_dir, record)
+        dist_utils.barrier(self.info)
 
-    # Only rank 0 draws bars; leaving `disable` unset there lets TQDM_DISABLE=1 silence them.
-    bar_kw: dict[str, Any] = {"dynamic_ncols": True} if info.is_main else {"disable": True}
-    epoch_bar = tqdm(total=n_epochs, initial=state.epoch, desc=run_dir.name or "train", unit="epoch", **bar_kw)
-    try:
-        while state.step < total_steps:
-            epoch = state.epoch
-            train_view.epoch = epoch
-            sampler.set_epoch(epoch)
-            skip = state.step_in_epoch * per_rank_batch
-            # Own generator: creating the loader must not draw from the global RNG (resume exactness).
-            loader = DataLoader(train_view, batch_size=per_rank_batch, drop_last=drop_last,
-                                sampler=SkipSampler(sampler, skip) if skip else sampler,
-                                generator=torch.Generator().manual_seed(config.seed + epoch), **loader_kw)
-            steps_this_epoch = min(steps_per_epoch, total_steps - (state.step - state.step_in_epoch))
-            # sums = [total, (task sum, task count)..., steps]; carried over a mid-epoch resume
-            sums = list(state.epoch_sums) or [0.0] * (n_sums + 1)
-            epoch_start = segment_start = time.perf_counter()
-            module.train()
-            step_bar = tqdm(total=steps_this_epoch, initial=state.step_in_epoch, desc=f"epoch {epoch + 1}/{n_epochs}",
-                            unit="step", leave=False, **bar_kw)
-            for images, targets, _ in loader:
-                if state.step_in_epoch >= steps_this_epoch:
-                    break
-                images = images.to(device, non_blocking=True)
-                if use_cuda:
-                    images = images.contiguous(memory_format=torch.channels_last)
-                targets = _to_device(targets, device)
-                valid = _valid_rows(targets, task_list, n_classes)
-                loss, parts = train_step(wrapped, images, targets, optimizer, scaler)
-                scheduler.step()
-                state.step += 1
-                state.step_in_epoch += 1
-                state.images_seen += images.shape[0] * info.world_size
-                sums[0] += loss
-                for i, t in enumerate(task_list):
-                    if valid[t]:
-                        sums[1 + 2 * i] += parts[t]
-                        sums[2 + 2 * i] += 1
-                sums[-1] += 1
-                step_bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
-                step_bar.update(1)
-                if config.checkpoint_every and state.step % config.checkpoint_every == 0 \
-                        and state.step_in_epoch < steps_this_epoch:
-                    state.step_time_s += time.perf_counter() - segment_start
-                    reduced = dist_utils.all_reduce_sum(sums, info)
-                    save_state(state.step_in_epoch, reduced)
-                    # After a resume rank 0 alone carries the reduced sums; mirror that here.
-                    sums = list(reduced) if info.is_main else [0.0] * len(sums)
-                    segment_start = time.perf_counter()
-                if progress and info.is_main:
-                    progress(state.step / total_steps,
-                             f"epoch {epoch + 1}/{n_epochs} step {state.step_in_epoch}/{steps_this_epoch} "
-                             f"loss {loss:.3f}")
-            step_bar.close()
-            state.step_time_s += time.perf_counter() - segment_start
-            sums = dist_utils.all_reduce_sum(sums, info)
+    def restore(self) -> None:
+        saved = ckpt.load_checkpoint(ckpt.checkpoint_path(self.run_dir))
+        self.module.load_state_dict(saved["module"])
+        self.optimizer.load_state_dict(saved["optimizer"])
+        self.scheduler.load_state_dict(saved["scheduler"])
+        self.scaler.load_state_dict(saved["scaler"])
+        self.state = RunState(**saved["state"])
+        ckpt.restore_rng_state(saved["rng"])
+        if not self.info.is_main:
+            self.state.epoch_sums = []  # rank 0 alone carries the (already reduced) partial sums
+        self.base_train_time = self.state.train_time_s
 
-            # Validation on every rank's shard, gathered everywhere so all ranks agree on "best".
-            positions, outputs, targets_np = predict(module.model, val_loader, device, amp_dtype, use_cuda)
-            positions, merged = dist_utils.gather_arrays(positions, {**{f"o_{k}": v for k, v in outputs.items()},
-                                                                    **{f"t_{k}": v for k, v in targets_np.items()}},
-                                                         info)
-            metrics = score({k[2:]: v for k, v in merged.items() if k.startswith("o_")},
-                            {k[2:]: v for k, v in merged.items() if k.startswith("t_")},
-                            config.tasks, config.expression_space)
-            state.epoch = epoch + 1
-            row: dict[str, Any] = {"epoch": state.epoch, "step": state.step, "lr": optimizer.param_groups[0]["lr"],
-                                   "train_loss": sums[0] / max(1.0, sums[-1])}
-            for i, t in enumerate(task_list):
-                row[f"train_loss_{t}"] = sums[1 + 2 * i] / sums[2 + 2 * i] if sums[2 + 2 * i] else None
-            for key in ("P_EXPR", "P_AU", "P_VA", "P_MTL", "ccc_valence", "ccc_arousal", "P_AU_at_0.5"):
-                if key in metrics:
-                    row[f"val_{key}"] = metrics[key]
-            current = float(metrics.get(headline, 0.0))
-            is_best = current > state.best_score
-            if is_best:
-                state.best_score, state.best_epoch, state.best_metrics = current, state.epoch, metrics
-                if info.is_main:
-                    ckpt.save_weights(ckpt.best_weights_path(run_dir), ckpt.cpu_state_dict(module.model))
-            row["time_s"] = base_train_time + (time.perf_counter() - session_start)
-            state.history.append(_plain(row))
-            if info.is_main:
-                records_writer.write_history(run_dir, state.history, columns)
-            save_state(0, [])
-            summary = _summary_line(state, n_epochs, row, task_list, metrics, headline, is_best,
-                                    time.perf_counter() - epoch_start)
-            if info.is_main:
-                tqdm.write(summary)
-            epoch_bar.update(1)
-            if progress and info.is_main:
-                progress(state.step / total_steps, summary)
-    finally:
-        epoch_bar.close()
+    def elapsed(self) -> float:
+        return self.base_train_time + (time.perf_counter() - self.session_start)
 
-    if info.is_main:
-        _finish(run_dir, config, model_config, state, dataset, pretrained_from, info)
-    dist_utils.barrier(info)
-    if progress and info.is_main:
-        progress(1.0, f"done: {headline} {state.best_score:.3f} (epoch {state.best_epoch})")
-    return run_dir
+    def save_checkpoint(self, sums: list[float]) -> None:
+        """``sums``: the reduced loss sums of the epoch under way (empty at an epoch's end)."""
+        self.state.epoch_sums = sums
+        self.state.train_time_s = self.elapsed()
+        if self.info.is_main:
+            ckpt.save_checkpoint(ckpt.checkpoint_path(self.run_dir), {
+                "module": self.module.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
+                "rng": ckpt.capture_rng_state(), "state": self.state.to_dict(), "config": self.config.to_dict(),
+            })
+        dist_utils.barrier(self.info)
+
+    # ------------------------------------------------------------------ the loop
+
+    def run(self) -> Path:
+        state = self.state
+        epoch_bar = tqdm(total=self.n_epochs, initial=state.epoch, desc=self.run_dir.name or "train", unit="epoch",
+                         **self.bar_kw)
+        try:
+            while state.step < self.total_steps:
+                epoch_start = time.perf_counter()
+                sums = self.train_epoch()
+                metrics = self.validate()
+                row = self.end_epoch(sums, metrics)
+                summary = _summary_line(state, self.n_epochs, row, self.tasks, metrics, self.headline,
+                                        state.best_epoch == state.epoch, time.perf_counter() - epoch_start)
+                epoch_bar.update(1)
+                if self.info.is_main:
+                    tqdm.write(summary)
+                    if self.progress:
+                        self.progress(state.step / self.total_steps, summary)
+        finally:
+            epoch_bar.close()
+        if self.info.is_main:
+            self.finish()
+        dist_utils.barrier(self.info)
+        if self.progress and self.info.is_main:
+            self.progress(1.0, f"done: {self.headline} {state.best_score:.3f} (epoch {state.best_epoch})")
+        return self.run_dir
+
+    def train_epoch(self) -> list[float]:
+        """Train until the epoch (or max_steps) ends; returns loss sums reduced over processes:
+        ``[total, (task sum, task steps) per task..., steps]``."""
+        state, config = self.state, self.config
+        epoch = state.epoch
+        self.train_view.epoch = epoch
+        self.sampler.set_epoch(epoch)
+        skip = state.step_in_epoch * self.batch  # mid-epoch resume
+        # Own generator: creating the loader must not draw from the global RNG (resume exactness).
+        loader = DataLoader(self.train_view, batch_size=self.batch, drop_last=self.drop_last,
+                            sampler=SkipSampler(self.sampler, skip) if skip else self.sampler,
+                            generator=torch.Generator().manual_seed(config.seed + epoch), **self.loader_kw)
+        steps_this_epoch = min(self.steps_per_epoch, self.total_steps - (state.step - state.step_in_epoch))
+        sums = list(state.epoch_sums) or [0.0] * (2 + 2 * len(self.tasks))
+        self.module.train()
+        bar = tqdm(total=steps_this_epoch, initial=state.step_in_epoch, desc=f"epoch {epoch + 1}/{self.n_epochs}",
+                   unit="step", leave=False, **self.bar_kw)
+        segment_start = time.perf_counter()
+        for images, targets, _ in loader:
+            if state.step_in_epoch >= steps_this_epoch:
+                break
+            images = images.to(self.device, non_blocking=True)
+            if self.use_cuda:
+                images = images.contiguous(memory_format=torch.channels_last)
+            targets = _to_device(targets, self.device)
+            valid = _valid_rows(targets, self.tasks, self.n_classes)
+            loss, parts = train_step(self.wrapped, images, targets, self.optimizer, self.scaler)
+            self.scheduler.step()
+            state.step += 1
+            state.step_in_epoch += 1
+            state.images_seen += images.shape[0] * self.info.world_size
+            sums[0] += loss
+            for i, t in enumerate(self.tasks):
+                if valid[t]:  # a batch without labels for a task says nothing about its loss
+                    sums[1 + 2 * i] += parts[t]
+                    sums[2 + 2 * i] += 1
+            sums[-1] += 1
+            bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
+            bar.update(1)
+            if config.checkpoint_every and state.step % config.checkpoint_every == 0 \
+                    and state.step_in_epoch < steps_this_epoch:
+                state.step_time_s += time.perf_counter() - segment_start
+                reduced = dist_utils.all_reduce_sum(sums, self.info)
+                self.save_checkpoint(reduced)
+                sums = list(reduced) if self.info.is_main else [0.0] * len(sums)
+                segment_start = time.perf_counter()
+            if self.progress and self.info.is_main:
+                self.progress(state.step / self.total_steps, f"epoch {epoch + 1}/{self.n_epochs} step "
+                              f"{state.step_in_epoch}/{steps_this_epoch} loss {loss:.3f}")
+        bar.close()
+        state.step_time_s += time.perf_counter() - segment_start
+        return dist_utils.all_reduce_sum(sums, self.info)
+
+    def validate(self) -> dict[str, Any]:
+        """Every rank scores its shard; outputs are gathered so all ranks agree on the best epoch."""
+        positions, outputs, targets = predict(self.module.model, self.val_loader, self.device, self.amp_dtype,
+                                              self.use_cuda)
+        arrays = {**{f"o_{k}": v for k, v in outputs.items()}, **{f"t_{k}": v for k, v in targets.items()}}
+        _, merged = dist_utils.gather_arrays(positions, arrays, self.info)
+        return score({k[2:]: v for k, v in merged.items() if k.startswith("o_")},
+                     {k[2:]: v for k, v in merged.items() if k.startswith("t_")},
+                     self.config.tasks, self.config.expression_space)
+
+    def end_epoch(self, sums: list[float], metrics: dict[str, Any]) -> dict[str, Any]:
+        """History row, best weights, checkpoint."""
+        state = self.state
+        state.epoch += 1
+        state.step_in_epoch = 0
+        row: dict[str, Any] = {"epoch": state.epoch, "step": state.step, "lr": self.optimizer.param_groups[0]["lr"],
+                               "train_loss": sums[0] / max(1.0, sums[-1])}
+        for i, t in enumerate(self.tasks):
+            row[f"train_loss_{t}"] = sums[1 + 2 * i] / sums[2 + 2 * i] if sums[2 + 2 * i] else None
+        for key in ("P_EXPR", "P_AU", "P_VA", "P_MTL", "ccc_valence", "ccc_arousal", "P_AU_at_0.5"):
+            if key in metrics:
+                row[f"val_{key}"] = metrics[key]
+        current = float(metrics.get(self.headline, 0.0))
+        if current > state.best_score:
+            state.best_score, state.best_epoch, state.best_metrics = current, state.epoch, metrics
+            if self.info.is_main:
+                ckpt.save_weights(ckpt.best_weights_path(self.run_dir), ckpt.cpu_state_dict(self.module.model))
+        row["time_s"] = self.elapsed()
+        state.history.append(_plain(row))
+        if self.info.is_main:
+            records_writer.write_history(self.run_dir, state.history, self.columns)
+        self.save_checkpoint([])
+        return row
+
+    def finish(self) -> None:
+        """Best weights + tuned AU thresholds into model/, then metrics.json (last), then tidy up."""
+        config, state = self.config, self.state
+        final = AffectModel(ModelConfig(**{k: v for k, v in self.model_config.__dict__.items() if k != "labels"}))
+        final.load_state_dict(ckpt.load_weights(ckpt.best_weights_path(self.run_dir)), strict=True)
+        best = dict(state.best_metrics)
+        if "au" in config.tasks and "au_thresholds" in best:
+            final.config.au_thresholds = [float(best["au_thresholds"][a]) for a in AU_NAMES]
+        records_writer.write_model(self.run_dir, final)
+        metrics = {
+            "tasks": list(config.tasks),
+            "multi_task": config.multi_task,
+            "headline_metric": self.headline,
+            "dataset": {"name": self.dataset.get("name"), "synthetic": bool(self.dataset.get("synthetic")),
+                        "split": "validation"},
+            **best,
+            "best_epoch": state.best_epoch,
+            "epochs": state.epoch,
+            "steps": state.step,
+            "parameters": final.num_parameters(),
+            "train_time_s": round(state.train_time_s, 3),
+            "images_per_second": round(state.images_seen / state.step_time_s, 2) if state.step_time_s else None,
+            "images_seen": state.images_seen,
+            "device": _device_name(self.device),
+            "world_size": self.info.world_size,
+            "pretrained_from": self.pretrained_from,
+        }
+        records_writer.write_metrics(self.run_dir, metrics)
+        shutil.rmtree(self.run_dir / ckpt.CHECKPOINT_DIR, ignore_errors=True)  # optimizer state: not needed now
 
 
 def _summary_line(state: RunState, n_epochs: int, row: Mapping[str, Any], tasks: Sequence[str],
@@ -572,33 +644,3 @@ def _summary_line(state: RunState, n_epochs: int, row: Mapping[str, Any], tasks:
     return (f"epoch {state.epoch}/{n_epochs}: loss {row['train_loss']:.3f}"
             + (f" ({losses})" if len(tasks) > 1 and losses else "")
             + f" | val {scores}{' *best' if is_best else ''} | lr {row['lr']:.2e} | {seconds:.1f}s")
-
-
-def _finish(run_dir: Path, config: TrainConfig, model_config: ModelConfig, state: RunState,
-            dataset: Mapping[str, Any], pretrained_from: str | None, info: dist_utils.DistInfo) -> None:
-    """Best weights + tuned AU thresholds into model/, then metrics.json (last), then tidy up."""
-    final = AffectModel(ModelConfig(**{k: v for k, v in model_config.__dict__.items() if k != "labels"}))
-    final.load_state_dict(ckpt.load_weights(ckpt.best_weights_path(run_dir)), strict=True)
-    best = dict(state.best_metrics)
-    if "au" in config.tasks and "au_thresholds" in best:
-        final.config.au_thresholds = [float(best["au_thresholds"][a]) for a in AU_NAMES]
-    records_writer.write_model(run_dir, final)
-    metrics = {
-        "tasks": list(config.tasks),
-        "multi_task": config.multi_task,
-        "headline_metric": headline_metric(config.tasks),
-        "dataset": {"name": dataset.get("name"), "synthetic": bool(dataset.get("synthetic")), "split": "validation"},
-        **best,
-        "best_epoch": state.best_epoch,
-        "epochs": state.epoch,
-        "steps": state.step,
-        "parameters": final.num_parameters(),
-        "train_time_s": round(state.train_time_s, 3),
-        "images_per_second": round(state.images_seen / state.step_time_s, 2) if state.step_time_s else None,
-        "images_seen": state.images_seen,
-        "device": _device_name(info.device),
-        "world_size": info.world_size,
-        "pretrained_from": pretrained_from,
-    }
-    records_writer.write_metrics(run_dir, metrics)
-    shutil.rmtree(run_dir / ckpt.CHECKPOINT_DIR, ignore_errors=True)  # optimizer state: no longer needed
