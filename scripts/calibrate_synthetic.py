@@ -6,12 +6,11 @@ to be clearly above chance and clearly below perfect on every task.
 
     python scripts/calibrate_synthetic.py [--videos 40] [--frames 100] [--size 64] [--seconds 180] [--threads 2]
     python scripts/calibrate_synthetic.py --ceiling        # no images: scores with perfect perception
-    python scripts/calibrate_synthetic.py --probe --data DIR  # linear models on 24x24 grey pixels
 
 Images are decoded once into memory (a uint8 tensor); training uses horizontal flips only.
 ``--ceiling`` fits simple models on the *true* AU intensities of sampled sequences (held-out
 videos): what a network that saw every AU perfectly could reach, given the label noise, the
-ramps and the "Other" class. ``--probe`` is a cheap learnability check from pixels.
+ramps and the "Other" class.
 """
 from __future__ import annotations
 
@@ -116,14 +115,6 @@ def ceiling(videos: int, frames: int, seed: int) -> dict[str, float]:
     return _score_sklearn(ftr, ytr, fva, yva)
 
 
-def probe(root: Path) -> dict[str, float]:
-    def feats(ds):
-        x = np.stack([np.asarray(load_image(p).convert("L").resize((24, 24))) for p in ds.image_paths])
-        return x.reshape(len(x), -1).astype(np.float32) / 255, {k: np.asarray(v) for k, v in ds.labels.items()}
-    (ftr, ytr), (fva, yva) = feats(load_affwild2(root, "train")), feats(load_affwild2(root, "validation"))
-    return _score_sklearn(ftr, ytr, fva, yva)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--videos", type=int, default=40)
@@ -137,12 +128,11 @@ def main() -> None:
     parser.add_argument("--data", help="reuse a generated benchmark instead of generating one")
     parser.add_argument("--nuisance", type=float, default=1.0)
     parser.add_argument("--ceiling", action="store_true", help="scores of models given the true AU intensities")
-    parser.add_argument("--probe", action="store_true", help="linear models on pixels of --data")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    if args.ceiling or args.probe:
-        r = ceiling(max(args.videos, 80), max(args.frames, 150), args.seed) if args.ceiling else probe(Path(args.data))
-        print(json.dumps({"mode": "ceiling" if args.ceiling else "probe",
+    if args.ceiling:
+        r = ceiling(max(args.videos, 80), max(args.frames, 150), args.seed)
+        print(json.dumps({"mode": "ceiling",
                           **{k: round(r[k], 3) for k in ("P_EXPR", "P_AU", "P_VA", "ccc_valence", "ccc_arousal")},
                           "per_class_f1": {k: round(v, 2) for k, v in r["per_class_f1"].items()},
                           "per_au_f1": {k: round(v, 2) for k, v in r["per_au_f1"].items()}}, indent=1))

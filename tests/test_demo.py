@@ -234,7 +234,8 @@ def test_each_face_track_gets_its_own_timelines(server, files, tmp_path):
         frame = np.full((180, 400, 3), 50, np.uint8)
         frame[15:165, 10:160], frame[15:165, 240:390] = face, face[:, ::-1]
         frames.append(frame)
-    two = write_video_frames(tmp_path / "two.mp4", frames, fps=5) and tmp_path / "two.mp4"
+    two = tmp_path / "two.mp4"
+    write_video_frames(two, frames, fps=5)
     _, csv_path, summary, track, va_plot, _ = client.predict(handle_file(str(two)), 1, 1, api_name="/predict_video")
     assert "2 face tracks" in summary
     assert track["visible"] is True and [c[0] for c in track["choices"]] == ["Face #1", "Face #2"]

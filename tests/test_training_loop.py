@@ -34,7 +34,7 @@ def _data():
 def _config(tmp_path, name, **changes):
     # 16 images, batch 4: 4 steps per epoch, 8 in all.
     values = dict(out=str(tmp_path / name), tasks=["expr", "au", "va"], image_size=32, batch_size=4, epochs=2,
-                  device="cpu", augment="none", dropout=0.2, weighting="uncertainty",
+                  device="cpu", augment="none", dropout=0.2, weighting="uncertainty", threads=1,
                   losses={"expr": "weighted_ce", "au": "weighted_bce", "va": "ccc+mse"})
     values.update(changes)
     return TrainConfig(**values)
@@ -48,7 +48,11 @@ class Interrupt(Exception):
 def straight_run(tmp_path_factory):
     """Two epochs, uninterrupted: the reference for resume tests and the record schema."""
     tmp = tmp_path_factory.mktemp("runs")
-    return run_training(_config(tmp, "straight"), *_data(), DATASET)
+    before = torch.get_num_threads()
+    try:
+        return run_training(_config(tmp, "straight"), *_data(), DATASET)
+    finally:
+        torch.set_num_threads(before)
 
 
 def _history_without_time(run_dir):
