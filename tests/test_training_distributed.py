@@ -40,6 +40,7 @@ SCRIPT = textwrap.dedent('''
 ''')
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(240)
 def test_two_cpu_processes_train_one_run(tmp_path):
     script = tmp_path / "ddp_train.py"
