@@ -388,6 +388,7 @@ def build_demo(model_source: str | None = None, *, queue_size: int = QUEUE_SIZE)
     predict_video_file, select_track = make_video_handlers(model)
     predict_webcam_frame = make_webcam_handler(model)
     examples = sorted(str(p) for p in EXAMPLES_DIR.glob("*.jpg"))
+    video_examples = sorted(str(p) for p in EXAMPLES_DIR.glob("*.mp4"))
 
     with gr.Blocks(title="affectmodel — facial affect demo", delete_cache=(1800, 3600)) as demo:
         gr.Markdown("# Facial affect analysis\nExpressions, facial action units and valence/arousal from one "
@@ -430,6 +431,9 @@ def build_demo(model_source: str | None = None, *, queue_size: int = QUEUE_SIZE)
                             smooth_in = gr.Slider(1, 15, value=5, step=1, label="Smoothing window (frames)",
                                                   info="1 = off; moving average per face")
                         video_button = gr.Button("Analyse video", variant="primary")
+                        if video_examples:
+                            gr.Examples(examples=video_examples, inputs=video_in, label="Example (synthetic faces)",
+                                        cache_examples=False)
                     with gr.Column(scale=1):
                         video_out = gr.Video(label="Annotated video", interactive=False, height=320)
                         video_summary = gr.Markdown(elem_classes="affect-summary")

@@ -1,7 +1,9 @@
-"""Write the demo's example images into demo/examples/ (run once; the JPEGs are committed).
+"""Write the demo's examples into demo/examples/ (run once; the small files are committed).
 
-scikit-image is only a test dependency, so its sample photo is turned into small files here
-rather than loaded when the demo starts:
+Two kinds: a real photo (scikit-image's astronaut; scikit-image is only a test dependency, so it
+is turned into small files here rather than loaded when the demo starts), and faces from the
+synthetic benchmark's renderer, on which the default demo model (trained on that benchmark) gives
+meaningful answers:
 
     python scripts/make_demo_examples.py
 """
@@ -30,12 +32,50 @@ def make_examples(out_dir: Path = EXAMPLES_DIR) -> list[Path]:
         # a close crop of the face, as a face-tracking camera would send it
         "face_crop.jpg": Image.fromarray(astronaut[20:240, 120:340]).resize((224, 224), Image.LANCZOS),
     }
+    images["synthetic_faces.jpg"] = synthetic_faces()
     paths = []
     for name, image in images.items():
         path = out_dir / name
         image.save(path, quality=85, optimize=True)
         paths.append(path)
+    paths.append(synthetic_clip(out_dir / "synthetic_clip.mp4"))
     return paths
+
+
+def synthetic_faces(expressions=("Happiness", "Surprise", "Sadness", "Anger"), size: int = 160,
+                    seed: int = 1) -> Image.Image:
+    """Four synthetic faces at full intensity, side by side (left to right as named)."""
+    from affectmodel.data.synthetic import prototype_intensities
+    from affectmodel.data.synthetic_faces import render_face, sample_identity
+
+    rng = np.random.default_rng(seed)
+    background = (200, 200, 205)
+    tiles = []
+    for name in expressions:
+        au, hidden = prototype_intensities(name, 1.0, rng)
+        face = render_face(au, sample_identity(rng), size, background=background, hidden_au=hidden)
+        tiles.append(np.asarray(face.convert("RGB")))
+    row = np.concatenate(tiles, axis=1)
+    pad = np.full((size // 8, row.shape[1], 3), background, np.uint8)
+    return Image.fromarray(np.concatenate([pad, row, pad], axis=0))
+
+
+def synthetic_clip(path: Path, frames: int = 60, fps: int = 10, size: int = 176, seed: int = 3) -> Path:
+    """A 6-second synthetic sequence whose expression changes over time (for the video tab)."""
+    from affectmodel.data.synthetic import sample_sequence
+    from affectmodel.inference import write_video_frames
+
+    sequence = sample_sequence(frames, np.random.default_rng(seed))
+    canvas = (320, 240)
+    images = []
+    for t in range(len(sequence)):
+        frame = np.full((canvas[1], canvas[0], 3), 40, np.uint8)
+        face = np.asarray(sequence.render(t, size).convert("RGB"))
+        y, x = (canvas[1] - size) // 2, (canvas[0] - size) // 2
+        frame[y:y + size, x:x + size] = face
+        images.append(frame)
+    write_video_frames(path, images, fps=fps)
+    return path
 
 
 if __name__ == "__main__":

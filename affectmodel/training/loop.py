@@ -318,6 +318,8 @@ def train_run(config: TrainConfig, progress: Progress | None = None) -> Path:
     Under torchrun every process calls this; rank 0 writes the files.
     """
     info = dist_utils.setup(config.device)
+    if _check_run_folder(config) is None:
+        return Path(config.out)  # complete already (and resume asked): nothing to load
     model_config = model_config_for(config)
     train, val, dataset = load_datasets(config, model_config)
     return run_training(config, train, val, dataset, progress=progress, dist_info=info)
@@ -328,13 +330,26 @@ def model_config_for(config: TrainConfig) -> ModelConfig:
                        input_size=config.image_size, dropout=config.dropout)
 
 
-def _check_run_folder(run_dir: Path, config: TrainConfig) -> bool:
-    """Whether to resume from a checkpoint; raises when the folder holds something else."""
-    last = ckpt.checkpoint_path(run_dir)
-    if last.is_file():
+def _check_run_folder(config: TrainConfig) -> bool | None:
+    """True: resume from the checkpoint; False: start; None: the run is complete (and resume was
+    asked). Raises when the folder holds something that must not be overwritten."""
+    if not config.out:
+        raise TrainingError("no run folder given (--out runs/SUITE/NAME)")
+    run_dir = Path(config.out)
+    if is_complete(run_dir):
+        if config.resume:
+            return None
+        raise TrainingError(f"{run_dir} already holds a complete run: choose another --out or delete it")
+    if ckpt.checkpoint_path(run_dir).is_file():
         if not config.resume:
             raise TrainingError(f"{run_dir} holds an unfinished run: pass --resume to continue it, "
                                 "or choose another --out")
+        saved = records_writer.read_config(run_dir)
+        changed = config_differences(saved, config)
+        if changed:
+            now = config.to_dict()
+            raise TrainingError(f"cannot resume {run_dir}: options differ from the interrupted run: "
+                                + ", ".join(f"{k} ({saved[k]!r} -> {now[k]!r})" for k in changed))
         return True
     if (run_dir / CONFIG_FILE).is_file() and not config.resume:
         raise TrainingError(f"{run_dir} already holds a run record: choose another --out or delete it")
@@ -348,20 +363,9 @@ def run_training(config: TrainConfig, train_set: Dataset, val_set: Dataset, data
     ``dataset`` describes the data for the record (``name``, ``synthetic``, ...).
     """
     info = dist_info or dist_utils.setup(config.device)
-    if not config.out:
-        raise TrainingError("no run folder given (--out runs/SUITE/NAME)")
-    run_dir = Path(config.out)
-    if is_complete(run_dir):
-        if config.resume:
-            return run_dir
-        raise TrainingError(f"{run_dir} already holds a complete run: choose another --out or delete it")
-    resuming = _check_run_folder(run_dir, config)
-    if resuming:
-        saved_config = records_writer.read_config(run_dir)
-        changed = config_differences(saved_config, config)
-        if changed:
-            raise TrainingError(f"cannot resume {run_dir}: options differ from the interrupted run: "
-                                + ", ".join(f"{k} ({saved_config[k]!r} -> {config.to_dict()[k]!r})" for k in changed))
+    resuming = _check_run_folder(config)
+    if resuming is None:
+        return Path(config.out)
     if config.batch_size % info.world_size:
         raise TrainingError(f"batch size {config.batch_size} is not divisible by {info.world_size} processes")
     trainer = _Trainer(config, train_set, val_set, dict(dataset), info, progress)

@@ -1,0 +1,224 @@
+"""Video end to end: decode, detect, track, predict (and optionally annotate) a generated 640x360
+video with one moving face, through ``affectmodel.inference.iter_video_predictions``.
+
+Figures: frames per second with detection on every frame and every ``n`` frames (target: at least
+real time, 25 fps, with detection every few frames); per-stage cost per frame; and the peak
+resident memory after 30 s of video and after 3 minutes, measured in ONE fresh process that runs
+the long video (target: flat in video length).
+
+The video is made here with PyAV: scikit-image's astronaut photo (a real face) pasted into a
+textured 640x360 frame, drifting and bobbing, encoded as H.264 at 25 fps. Videos are cached in
+the temporary folder (deterministic content), so repeated runs skip the encoding.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .common import ROOT, FamilyResult, Row, check_mode, interleaved, peak_rss_mib, profile_top, ratios, rss_mib
+
+PARAMS = {
+    "full": {"width": 640, "height": 360, "clip_s": 10, "short_s": 30, "long_s": 180, "repeats": 3,
+             "detect_every": 5, "stage_frames": 100},
+    "quick": {"width": 640, "height": 360, "clip_s": 3, "short_s": 3, "long_s": 12, "repeats": 2,
+              "detect_every": 5, "stage_frames": 25},
+    "tiny": {"width": 320, "height": 180, "clip_s": 0.4, "short_s": 0.4, "long_s": 1.2, "repeats": 1,
+             "detect_every": 5, "stage_frames": 4},
+}
+FPS = 25
+TARGET_FPS = 25.0
+TARGET_MEMORY_GROWTH = 1.10   # peak RSS after the long video / after the short one
+CACHE_DIR = Path(tempfile.gettempdir()) / "affectmodel-benchmarks"
+
+
+# ------------------------------------------------------------------ the test video
+
+def _face_tile(height: int) -> np.ndarray:
+    from skimage import data
+
+    tile = data.astronaut()[20:260, 130:330]  # head and shoulders, 240 x 200
+    width = round(height * tile.shape[1] / tile.shape[0])
+    return cv2.resize(tile, (width, height), interpolation=cv2.INTER_AREA)
+
+
+def video_frames(n_frames: int, width: int = 640, height: int = 360):
+    """RGB frames: a real face (about 40 % of the frame height) moving over a textured background."""
+    rng = np.random.default_rng(0)
+    cells = rng.integers(40, 160, (height // 8 + 1, width // 8 + 1, 3), dtype=np.uint8)
+    background = cells.repeat(8, 0).repeat(8, 1)[:height, :width]
+    background = cv2.GaussianBlur(background, (0, 0), 2)
+    tile = _face_tile(max(32, int(height * 0.45)))
+    th, tw = tile.shape[:2]
+    for t in range(n_frames):
+        frame = background.copy()
+        x = int((width - tw) / 2 + (width - tw) / 2.5 * np.sin(t / 40))
+        y = int((height - th) / 2 + (height - th) / 3 * np.cos(t / 55))
+        frame[y:y + th, x:x + tw] = tile
+        yield frame
+
+
+def make_video(seconds: float, width: int = 640, height: int = 360, cache_dir: Path = CACHE_DIR) -> Path:
+    """The generated test video (cached): ``seconds`` at 25 fps, H.264, written with PyAV."""
+    from affectmodel.inference.video import AnnotatedVideoWriter
+
+    n_frames = max(1, round(seconds * FPS))
+    path = Path(cache_dir) / f"face_{width}x{height}_{n_frames}f.mp4"
+    if path.is_file():
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.stem}.{os.getpid()}.mp4")
+    with AnnotatedVideoWriter(partial, FPS, preset="ultrafast") as writer:
+        for frame in video_frames(n_frames, width, height):
+            writer.write(frame)
+    os.replace(partial, path)
+    return path
+
+
+# ------------------------------------------------------------------ measurements
+
+def build_predictor(size: int = 112, **detector_options):
+    """The predictor a user gets by default (RetinaFace), on a randomly initialised model."""
+    import torch
+
+    from affectmodel import AffectModel, ModelConfig
+    from affectmodel.inference import Predictor, create_detector
+
+    torch.manual_seed(0)
+    return Predictor(AffectModel(ModelConfig(input_size=size)), detector=create_detector("retinaface",
+                                                                                         **detector_options))
+
+
+def process(predictor, path: Path, detect_every: int, annotate_to: Path | None = None) -> tuple[int, int]:
+    """Run the whole pipeline over the video; returns (frames, faces)."""
+    from affectmodel.inference import VideoOptions, iter_video_predictions
+
+    frames = faces = 0
+    for fp in iter_video_predictions(predictor, path, VideoOptions(detect_every=detect_every), annotate_to=annotate_to):
+        frames += 1
+        faces += len(fp.faces)
+    return frames, faces
+
+
+def stage_costs(predictor, path: Path, n_frames: int) -> dict[str, float]:
+    """Milliseconds per frame of each stage, measured one after the other on the same frames."""
+    from affectmodel.inference import iter_frames
+
+    start = time.perf_counter()
+    images = [f.image for f in iter_frames(path, max_frames=n_frames)]
+    decode = (time.perf_counter() - start) / len(images)
+    start = time.perf_counter()
+    faces = [predictor.detect(im) for im in images]
+    detect = (time.perf_counter() - start) / len(images)
+    start = time.perf_counter()
+    crops = [c for im, fs in zip(images, faces) for c in predictor.crops(im, fs)]
+    align = (time.perf_counter() - start) / len(images)
+    if not crops:
+        return {"decode": decode * 1e3, "detect": detect * 1e3, "align": align * 1e3}
+    predictor.forward(crops[:8])
+    start = time.perf_counter()
+    outputs = {}
+    for i in range(0, len(crops), 8):
+        outputs = predictor.forward(crops[i:i + 8])
+    forward = (time.perf_counter() - start) / len(crops)
+    start = time.perf_counter()
+    for _ in range(len(crops)):
+        predictor.to_records({k: v[:1] for k, v in outputs.items()})
+    records = (time.perf_counter() - start) / len(crops)
+    return {"decode": decode * 1e3, "detect": detect * 1e3, "align": align * 1e3,
+            "forward (batches of 8), per face": forward * 1e3, "records, per face": records * 1e3}
+
+
+def memory_run(path: Path, detect_every: int, mark_frame: int) -> dict:
+    """In THIS process: run the long video; peak RSS when ``mark_frame`` frames are done and at the end."""
+    from affectmodel.inference import VideoOptions, iter_video_predictions
+
+    predictor = build_predictor()
+    predictor.predict_crops([np.zeros((112, 112, 3), np.uint8)])  # warm up before the baseline
+    base = rss_mib()
+    peak_at_mark = None
+    frames = 0
+    start = time.perf_counter()
+    for fp in iter_video_predictions(predictor, path, VideoOptions(detect_every=detect_every)):
+        frames += 1
+        if frames == mark_frame:
+            peak_at_mark = peak_rss_mib()
+    seconds = time.perf_counter() - start
+    return {"rss_before_mib": base, "peak_at_mark_mib": peak_at_mark if peak_at_mark is not None else peak_rss_mib(),
+            "peak_at_end_mib": peak_rss_mib(), "frames": frames, "fps": frames / seconds}
+
+
+def _memory_subprocess(path: Path, detect_every: int, mark_frame: int) -> dict:
+    command = [sys.executable, "-m", "benchmarks.video_e2e", "--memory", str(path),
+               "--detect-every", str(detect_every), "--mark-frame", str(mark_frame)]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"memory run failed ({done.returncode}): {done.stderr.strip()[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def run(mode: str = "full") -> FamilyResult:
+    p = PARAMS[check_mode(mode)]
+    started = time.perf_counter()
+    w, h, n = p["width"], p["height"], p["detect_every"]
+    clip = make_video(p["clip_s"], w, h)
+    long_video = make_video(p["long_s"], w, h)
+    predictor = build_predictor()
+    out_dir = Path(tempfile.mkdtemp(prefix="bench-annotate-"))
+    counts: dict[str, tuple[int, int]] = {}
+
+    def variant(name: str, detect_every: int, annotate: bool = False):
+        def call() -> None:
+            counts[name] = process(predictor, clip, detect_every, out_dir / "annotated.mp4" if annotate else None)
+        return call
+
+    times = interleaved({"every": variant("every", 1), "nth": variant("nth", n),
+                         "nth_annotated": variant("nth_annotated", n, annotate=True)}, p["repeats"], warmup=0)
+    frames = counts["every"][0]
+    fps = {name: [frames / t for t in values] for name, values in times.items()}
+    stages = stage_costs(predictor, clip, p["stage_frames"])
+    memory = _memory_subprocess(long_video, n, mark_frame=round(p["short_s"] * FPS))
+    face_rate = counts["nth"][1] / max(1, counts["nth"][0])
+
+    rows = [
+        Row(f"fps, detection every frame ({w}x{h})", fps["every"], "fps"),
+        Row(f"fps, detection every {n} frames", fps["nth"], "fps", (">=", TARGET_FPS)),
+        Row(f"fps, detection every {n} frames + annotated MP4", fps["nth_annotated"], "fps"),
+        Row("speed-up of detecting every n frames", ratios(times["every"], times["nth"]), "x"),
+        *[Row(f"stage: {name}", [ms], "ms/frame" if "per face" not in name else "ms/face")
+          for name, ms in stages.items()],
+        Row(f"peak RSS after {p['short_s']:g} s of video", [memory["peak_at_mark_mib"]], "MiB"),
+        Row(f"peak RSS after {p['long_s']:g} s of video", [memory["peak_at_end_mib"]], "MiB"),
+        Row(f"peak RSS {p['long_s']:g} s / {p['short_s']:g} s", [memory["peak_at_end_mib"] / memory["peak_at_mark_mib"]],
+            "x", ("<=", TARGET_MEMORY_GROWTH), note="flat in video length"),
+        Row(f"fps over the {p['long_s']:g} s video (memory run)", [memory["fps"]], "fps"),
+    ]
+    notes = [f"Faces found on {face_rate:.0%} of the frames (detection every {n} frames); "
+             f"RSS before the memory run's video: {memory['rss_before_mib']:.0f} MiB."]
+    if any(r.met is False for r in rows):
+        notes.append("Profile of one pass over the clip (detection every %d frames), top entries by own time:"
+                     "\n\n```\n%s\n```" % (n, profile_top(lambda: process(predictor, clip, n))))
+    return FamilyResult("video_e2e", "Video end to end: decode, detect, track, predict, annotate", rows,
+                        params={**p, "frames_per_pass": frames}, notes=notes, seconds=time.perf_counter() - started)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="memory run of the video benchmark (used in a fresh process)")
+    parser.add_argument("--memory", type=Path, required=True, help="video to run")
+    parser.add_argument("--detect-every", type=int, default=5)
+    parser.add_argument("--mark-frame", type=int, default=750)
+    args = parser.parse_args(argv)
+    print(json.dumps(memory_run(args.memory, args.detect_every, args.mark_frame)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
