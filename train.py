@@ -3,7 +3,6 @@
 
     python train.py --data ROOT --tasks expr,au,va --out runs/SUITE/NAME [options]
     python train.py suite suites/quick.toml --data ROOT --out runs/quick
-    python train.py bench --image-size 64 --batch-size 32
     torchrun --nproc_per_node 2 train.py --data ROOT --out runs/SUITE/NAME ...
 """
 import sys

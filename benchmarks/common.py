@@ -15,6 +15,7 @@ import os
 import platform
 import pstats
 import statistics
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,8 @@ from typing import Callable, Mapping
 
 MODES = ("full", "quick", "tiny")
 ROOT = Path(__file__).resolve().parents[1]
+# Generated inputs (videos, synthetic data) are deterministic: cache them between runs.
+CACHE_DIR = Path(tempfile.gettempdir()) / "affectmodel-benchmarks"
 
 
 def check_mode(mode: str) -> str:

@@ -6,6 +6,7 @@ options given on the command line win over the file.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tomllib
 from typing import Any
@@ -84,6 +85,10 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     return {k: v for k, v in vars(args).items() if k not in ("config", "command")}
 
 
+def _is_main_process() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0  # under torchrun, only rank 0 reports
+
+
 def run(args: argparse.Namespace) -> int:
     from .loop import train_run
 
@@ -91,7 +96,8 @@ def run(args: argparse.Namespace) -> int:
     if not config.data or not config.out:
         raise UserError("--data ROOT and --out DIR are required (on the command line or in --config)")
     run_dir = train_run(config)
-    print(f"run record: {run_dir}")
+    if _is_main_process():
+        print(f"run record: {run_dir}")
     return 0
 
 
@@ -136,51 +142,27 @@ def run_suite_command(args: argparse.Namespace) -> int:
                   f"losses={','.join(f'{t}={c.losses[t]}' for t in c.tasks)} weighting={c.weighting} "
                   f"epochs={c.epochs} image_size={c.image_size}")
         return 0
-    results = run_suite(args.suite, args.data, args.out, overrides, only=only)
-    trained = sum(r["status"] == "trained" for r in results)
-    skipped = sum(r["status"] == "skipped" for r in results)
-    print(f"suite done: {trained} trained, {skipped} already complete")
-    print(suite_table(args.out))
-    return 0
-
-
-def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--image-size", type=int, default=112)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--steps", type=int, default=10, help="timed steps (after 2 warm-up steps)")
-    parser.add_argument("--device", default="auto", choices=DEVICES)
-    parser.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: torch's choice)")
-
-
-def run_bench_command(args: argparse.Namespace) -> int:
-    import json
-
-    import torch
-
-    from .throughput import compare_step_throughput
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    print(json.dumps(compare_step_throughput(args.image_size, args.batch_size, args.steps, device=args.device)))
+    main_process = _is_main_process()
+    results = run_suite(args.suite, args.data, args.out, overrides, only=only,
+                        log=print if main_process else (lambda _: None))
+    if main_process:
+        trained = sum(r["status"] == "trained" for r in results)
+        skipped = sum(r["status"] == "skipped" for r in results)
+        print(f"suite done: {trained} trained, {skipped} already complete")
+        print(suite_table(args.out))
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] == "bench":
-        parser = argparse.ArgumentParser(prog="train.py bench", description="Training-step throughput: the affect "
-                                         "model against a bare ResNet-18, same process, random tensors.")
-        add_bench_arguments(parser)
-        args, command = parser.parse_args(argv[1:]), run_bench_command
-    elif argv and argv[0] == "suite":
+    if argv and argv[0] == "suite":
         parser = argparse.ArgumentParser(prog="train.py suite", description="Run a study suite; complete runs "
                                          "are skipped, interrupted ones resume.")
         add_suite_arguments(parser)
         args, command = parser.parse_args(argv[1:]), run_suite_command
     else:
         parser = argparse.ArgumentParser(prog="train.py", description="Train a uni- or multi-task affect model and "
-                                         "write its run record. `train.py suite --help` for study suites, "
-                                         "`train.py bench --help` for throughput.")
+                                         "write its run record. `train.py suite --help` for study suites.")
         add_arguments(parser)
         args, command = parser.parse_args(argv), run
     from . import distributed

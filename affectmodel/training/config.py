@@ -20,7 +20,8 @@ SCHEDULES = ("cosine", "step", "none")
 OPTIMIZERS = ("adamw", "sgd")
 DEVICES = ("auto", "cpu", "cuda")
 # Options that may differ between an interrupted run and its resumption: they change where and
-# how fast the run executes, not what it computes.
+# how fast the run executes, not what it computes (bit-for-bit equality with an uninterrupted run
+# also needs the same device and thread count: float sums depend on how work is split).
 RESUME_MUTABLE = frozenset({"resume", "workers", "threads", "device", "checkpoint_every", "out", "data"})
 
 

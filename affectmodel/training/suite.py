@@ -25,15 +25,14 @@ it stopped.
 from __future__ import annotations
 
 import re
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
+from ..io import write_text_atomic
 from ..records import is_complete, read_runs, run_factors
-from .config import ConfigError, config_from_mapping, normalise_keys, read_config_file
-from .config import TrainConfig
+from .config import ConfigError, TrainConfig, config_from_mapping, normalise_keys, read_config_file
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 # Options the suite itself sets for every run.
@@ -127,7 +126,8 @@ def run_suite(path: str | Path, data: str | Path, out: str | Path, overrides: Ma
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     if Path(path).resolve() != (out / "suite.toml").resolve() and Path(path).suffix == ".toml":
-        shutil.copyfile(path, out / "suite.toml")  # what produced these runs, next to them
+        # What produced these runs, next to them (atomic: every torchrun process writes it).
+        write_text_atomic(out / "suite.toml", Path(path).read_text(encoding="utf-8"))
     results = []
     for i, run in enumerate(runs, start=1):
         run_dir = out / run.name

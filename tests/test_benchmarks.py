@@ -1,0 +1,109 @@
+"""Smoke tests of the benchmarks: every family runs at tiny sizes and returns well-formed rows.
+
+No timing is asserted here (targets live in benchmarks/RESULTS.md, measured on purpose)."""
+import math
+
+import pytest
+
+from benchmarks import common, loading, model_limit, multitask_saving, training_throughput, video_e2e
+from benchmarks.run import FAMILIES, render
+
+MODULES = {"model_limit": model_limit, "multitask_saving": multitask_saving, "video_e2e": video_e2e,
+           "training_throughput": training_throughput, "loading": loading}
+
+
+def _check_result(result: common.FamilyResult, family: str) -> None:
+    assert result.family == family and result.title and result.seconds > 0
+    assert result.rows and len({r.name for r in result.rows}) == len(result.rows)
+    for row in result.rows:
+        assert row.values and all(math.isfinite(v) and v >= 0 for v in row.values), row
+        assert row.low <= row.median <= row.high
+        d = row.to_dict()
+        assert set(d) >= {"name", "median", "min", "max", "n", "unit", "target", "met"}
+        assert (d["met"] is None) == (row.target is None)
+    assert any(r.target is not None for r in result.rows), "every family holds something against a target"
+
+
+def test_every_family_has_a_module():
+    assert set(FAMILIES) == set(MODULES)
+    for module in MODULES.values():
+        assert set(module.PARAMS) == set(common.MODES)
+
+
+@pytest.mark.parametrize("family", ["model_limit", "multitask_saving"])
+def test_model_benchmarks_run_tiny(family):
+    result = MODULES[family].run("tiny")
+    _check_result(result, family)
+
+
+def test_model_limit_ratio_is_predictor_over_best_bare_trunk():
+    result = model_limit.run("tiny")
+    bare = [min(a, b) for a, b in zip(result.rows[2].values, result.rows[3].values)]
+    predictor = result.row(f"predictor.predict_crops, batch {model_limit.PARAMS['tiny']['batch']}").values
+    ratio = result.row(f"predictor / bare trunk, batch {model_limit.PARAMS['tiny']['batch']}").values
+    assert ratio == pytest.approx([p / b for p, b in zip(predictor, bare)])
+
+
+@pytest.mark.slow
+def test_video_benchmark_runs_tiny(tmp_path, monkeypatch):
+    monkeypatch.setattr(video_e2e, "CACHE_DIR", tmp_path)
+    result = video_e2e.run("tiny")
+    _check_result(result, "video_e2e")
+    # the generated video holds a real face that the default detector finds
+    assert "Faces found on 0%" not in result.notes[0]
+    assert result.row("peak RSS 1.2 s / 0.4 s").values[0] > 0.5
+
+
+def test_generated_video_has_the_asked_length_and_size(tmp_path):
+    from affectmodel.inference import probe_video
+
+    path = video_e2e.make_video(0.4, 160, 90, cache_dir=tmp_path)
+    info = probe_video(path)
+    assert (info.width, info.height, info.frame_count) == (160, 90, 10)
+    assert video_e2e.make_video(0.4, 160, 90, cache_dir=tmp_path) == path  # cached
+
+
+@pytest.mark.slow
+def test_training_benchmark_runs_tiny(tmp_path, monkeypatch):
+    monkeypatch.setattr(training_throughput, "CACHE_DIR", tmp_path)
+    _check_result(training_throughput.run("tiny"), "training_throughput")
+
+
+@pytest.mark.slow
+def test_loading_benchmark_runs_tiny():
+    result = loading.run("tiny")
+    _check_result(result, "loading")
+    assert result.row("demo cold start: whole fresh process").median >= result.row(
+        "demo cold start: build_demo (model load + app)").median
+
+
+def test_rows_judge_targets_on_the_median():
+    assert common.Row("a", [1.0, 1.3, 5.0], "x", ("<=", 1.25)).met is False
+    assert common.Row("a", [1.0, 1.2, 5.0], "x", ("<=", 1.25)).met is True
+    assert common.Row("b", [30.0, 20.0, 26.0], "fps", (">=", 25.0)).met is True
+    assert common.Row("c", [1.0], "ms").met is None
+    with pytest.raises(ValueError):
+        common.Row("d", [], "ms")
+    with pytest.raises(ValueError):
+        common.Row("e", [1.0], "ms", ("<", 2.0))
+
+
+def test_interleaved_runs_variants_round_robin():
+    calls = []
+    times = common.interleaved({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, repeats=2, warmup=1)
+    assert calls == ["a", "b"] * 3
+    assert {k: len(v) for k, v in times.items()} == {"a": 2, "b": 2}
+
+
+def test_render_lists_targets_and_misses():
+    fam = {"family": "model_limit", "title": "Model limit", "rows": [
+        common.Row("ratio", [1.5, 1.4], "x", ("<=", 1.25)).to_dict(),
+        common.Row("speed", [30.0], "fps", (">=", 25.0)).to_dict(),
+        common.Row("context", [3.0], "ms").to_dict()],
+        "params": {"batch": 32}, "notes": ["bounded by conv2d"], "seconds": 1.0, "load_before": (1.0, 1.0, 1.0),
+        "load_after": (1.0, 1.0, 1.0), "measured_at": "2026-01-01T00:00:00", "command": "python benchmarks/run.py"}
+    text = render({"machine": common.machine_description(), "command": "python benchmarks/run.py",
+                   "families": {"model_limit": fam}})
+    assert "| model_limit | ratio | 1.45x | ≤ 1.25 | NOT met |" in text
+    assert "| model_limit | speed | 30.0 fps | ≥ 25.0 fps | met |" in text
+    assert "bounded by conv2d" in text and "## Machine" in text
