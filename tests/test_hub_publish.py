@@ -89,7 +89,13 @@ def test_dry_run_writes_the_folder_and_uploads_nothing(tmp_path, monkeypatch):
         assert set(f.keys()) == set(model.state_dict())
         assert torch.equal(f.get_tensor("heads.expr.weight"), model.state_dict()["heads.expr.weight"])
     assert json.loads((folder / "config.json").read_text()) == json.loads((run / "model" / "config.json").read_text())
-    assert json.loads((folder / "training_config.json").read_text()) == json.loads((run / "config.json").read_text())
+    training = json.loads((folder / "training_config.json").read_text())
+    original = json.loads((run / "config.json").read_text())
+    # Local directories are reduced to their last component; everything else is published as is.
+    assert training["data"] == "data" and training["out"] == run.name
+    assert "/home/someone" not in (folder / "training_config.json").read_text()
+    assert {k: v for k, v in training.items() if k not in ("data", "out")} == \
+        {k: v for k, v in original.items() if k not in ("data", "out")}
     assert (folder / "history.csv").read_bytes() == (run / "history.csv").read_bytes()
     metrics = json.loads((folder / "metrics.json").read_text())
     assert metrics == {**json.loads(before), "hub_repo": "me/affect-mtl"}

@@ -39,7 +39,7 @@ _DATASET_NAMES = {SYNTHETIC_DATASET: "Synthetic affect benchmark (procedural fac
                   "aff-wild2": "Aff-Wild2"}
 _DATASET_SHORT = {SYNTHETIC_DATASET: "the synthetic affect benchmark", "aff-wild2": "Aff-Wild2"}
 # Machine-specific options that say nothing about the model (paths, workers, resumption).
-_LOCAL_OPTIONS = ("data", "out", "resume", "workers", "device", "checkpoint_every")
+_LOCAL_OPTIONS = ("data", "out", "resume", "workers", "device", "checkpoint_every", "threads")
 TAGS = ["affectmodel", "facial-expression-recognition", "action-units", "valence-arousal",
         "affective-computing", "pytorch", "safetensors"]
 

@@ -93,6 +93,21 @@ def check_repo_id(repo_id: str, what: str = "--repo") -> str:
     return repo_id
 
 
+# Options that name places on the researcher's machine: published as their last path component only.
+_LOCAL_PATH_OPTIONS = ("data", "out", "init", "pretrained_from")
+
+
+def public_training_config(config: dict[str, Any]) -> dict[str, Any]:
+    """The run's training configuration without local directory names (a public repository should
+    not reveal ``/home/<user>/...``); ``random``/``imagenet`` and run names stay as they are."""
+    public = dict(config)
+    for key in _LOCAL_PATH_OPTIONS:
+        value = public.get(key)
+        if isinstance(value, str) and ("/" in value or "\\" in value):
+            public[key] = Path(value.replace("\\", "/")).name
+    return public
+
+
 def assemble_model_folder(run_dir: str | Path, repo_id: str, dest: str | Path) -> list[str]:
     """Write the folder that a publish uploads; returns its file names.
 
@@ -114,7 +129,8 @@ def assemble_model_folder(run_dir: str | Path, repo_id: str, dest: str | Path) -
         shutil.copyfile(model_dir / CONFIG_FILE, tmp / CONFIG_FILE)
         (tmp / "README.md").write_text(str(card), encoding="utf-8")
         (tmp / METRICS_FILE).write_text(json.dumps(metrics, indent=2, default=str) + "\n", encoding="utf-8")
-        shutil.copyfile(run_dir / CONFIG_FILE, tmp / TRAINING_CONFIG_FILE)
+        (tmp / TRAINING_CONFIG_FILE).write_text(json.dumps(public_training_config(run.config), indent=2) + "\n",
+                                                encoding="utf-8")
         if (run_dir / HISTORY_FILE).is_file():
             shutil.copyfile(run_dir / HISTORY_FILE, tmp / HISTORY_FILE)
 
