@@ -24,6 +24,12 @@ class UserError(Exception):
     """An error caused by the user's input: printed as one line, exit status 2, no traceback."""
 
 
+def os_error_message(error: OSError) -> str:
+    """``<path>: <reason>``; for a failed rename, the destination (the path the user named)."""
+    path = error.filename2 or error.filename
+    return f"{path}: {error.strerror}" if path and error.strerror else str(error)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m affectmodel",
                                      description="Facial affect analysis: expressions, action units, valence/arousal.")
@@ -52,6 +58,11 @@ def main(argv: list[str] | None = None) -> int:
     except (UserError, FileNotFoundError, ValueError) as e:
         # Known input problems: one readable line, no traceback.
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        # The file system refused (a folder where a file should go, a path under a file, no
+        # permission, disk full): something the user can fix, so one line as well.
+        print(f"error: {os_error_message(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

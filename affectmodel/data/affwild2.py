@@ -230,7 +230,7 @@ def _join_per_task(lay: AffWild2Layout, split: str, tasks: tuple[str, ...], expr
         folder = lay.task_dirs.get(task, {}).get(split)
         if folder is None:
             continue
-        for path in sorted(folder.glob("*.txt")):
+        for path in sorted(p for p in folder.glob("*.txt") if p.is_file()):
             _check_video_name(path.stem, path)
             ann = read_task_file(path, task, expression_space, skip_bad_lines)
             bad.extend(ann.bad_lines)

@@ -116,7 +116,7 @@ def read_task_folder(folder: str | os.PathLike, task: str, expression_space: str
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"annotation folder not found: {folder}")
-    files = sorted(folder.glob("*.txt"))
+    files = sorted(p for p in folder.glob("*.txt") if p.is_file())  # not a stray folder named x.txt
     if not files:
         raise FileNotFoundError(f"no <video>.txt annotation files in {folder}")
     return {f.stem: read_task_file(f, task, expression_space, skip_bad_lines) for f in files}

@@ -184,8 +184,14 @@ def _drift(rng: np.random.Generator, frames: int, scale: float, sigma: float = 8
     """A smooth random signal with std about ``scale``."""
     raw = rng.normal(0, 1, size=frames + 1)[:frames]
     s = _smooth(raw, sigma)
-    sd = s.std() if frames > 1 and s.std() > 1e-6 else 1.0
-    return (s / sd * scale).astype(np.float64)
+    # Normalise by the std that smoothing gives white noise in theory, not by the sample's std:
+    # in a short video the smoothed signal is almost constant, and dividing by its tiny sample
+    # std blew its offset up (a negative face scale: "x1 must be greater than or equal to x0").
+    if sigma > 0 and frames > 1:
+        r = int(math.ceil(3 * sigma))
+        k = np.exp(-0.5 * (np.arange(-r, r + 1) / sigma) ** 2)
+        s = s / math.sqrt(float(((k / k.sum()) ** 2).sum()))
+    return (s * scale).astype(np.float64)
 
 
 def _other_expression(rng: np.random.Generator) -> dict[str, float]:
@@ -291,7 +297,7 @@ def sample_sequence(frames: int = 100, rng: np.random.Generator | int | None = N
         np.clip(rng.normal(0, 0.18 * nz) + _drift(rng, T, 0.08 * nz), -0.5, 0.5),  # yaw (rad)
         rng.normal(0, 0.08 * nz) + _drift(rng, T, 0.05 * nz),          # pitch (rad)
         rng.normal(0, 6 * nz) + _drift(rng, T, 3 * nz),                # roll (deg)
-        rng.uniform(1 - 0.12 * nz, 1 + 0.06 * nz) * (1 + _drift(rng, T, 0.03 * nz)),  # scale
+        np.clip(rng.uniform(1 - 0.12 * nz, 1 + 0.06 * nz) * (1 + _drift(rng, T, 0.03 * nz)), 0.7, 1.2),  # scale
         rng.normal(0, 0.03 * nz) + _drift(rng, T, 0.015 * nz),         # shift x
         rng.normal(0, 0.03 * nz) + _drift(rng, T, 0.015 * nz),         # shift y
     ], axis=1).astype(np.float32)

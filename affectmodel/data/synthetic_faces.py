@@ -400,6 +400,8 @@ def render_face(au_intensities: Sequence[float], params: FaceParams | None = Non
     au = {name: float(values[i]) for i, name in enumerate(AU_NAMES)}
     au.update({name: float(np.clip((hidden_au or {}).get(name, 0.0), 0, 1)) for name in HIDDEN_AUS})
     p = params or FaceParams()
+    if not p.scale > 0:
+        raise ValueError(f"face scale must be positive, got {p.scale}")
     S = size * supersample
     transparent = background is None
     if transparent:
