@@ -184,7 +184,8 @@ def machine_description() -> dict:
         "cpu": _cpu_model(), "logical_cores": os.cpu_count(), "usable_cores": affinity, "ram_gib": _ram_gib(),
         "os": platform.platform(), "versions": versions,
         "torch_threads": torch.get_num_threads(), "torch_interop_threads": torch.get_num_interop_threads(),
-        "env": {k: os.environ[k] for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS") if k in os.environ},
+        "env": {k: os.environ[k] for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "GOMP_SPINCOUNT", "OMP_WAIT_POLICY")
+                if k in os.environ},
     }
 
 

@@ -26,6 +26,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script: make `benchmarks` and `affectmodel` importable
     sys.path.insert(0, str(ROOT))
 
+from affectmodel.runtime import configure_openmp  # noqa: E402
+
+configure_openmp()  # what the affectmodel command, train.py and the demo do: measure the same setting
 from benchmarks.common import FamilyResult, fmt, load_average, machine_description  # noqa: E402
 
 FAMILIES = ("model_limit", "multitask_saving", "video_e2e", "training_throughput", "loading")

@@ -28,12 +28,22 @@ from .common import CACHE_DIR, ROOT, FamilyResult, Row, check_mode, interleaved,
 
 PARAMS = {
     "full": {"width": 640, "height": 360, "clip_s": 10, "short_s": 30, "long_s": 180, "repeats": 3,
-             "detect_every": 5, "stage_frames": 100},
+             "detect_every": 5, "stage_frames": 100, "thread_clip_s": 4, "thread_passes": 2},
     "quick": {"width": 640, "height": 360, "clip_s": 3, "short_s": 3, "long_s": 12, "repeats": 2,
-              "detect_every": 5, "stage_frames": 25},
+              "detect_every": 5, "stage_frames": 25, "thread_clip_s": 2, "thread_passes": 1},
     "tiny": {"width": 320, "height": 180, "clip_s": 0.4, "short_s": 0.4, "long_s": 1.2, "repeats": 1,
-             "detect_every": 5, "stage_frames": 4},
+             "detect_every": 5, "stage_frames": 4, "thread_clip_s": 0, "thread_passes": 0},
 }
+# Thread settings compared in fresh processes (OpenMP reads its variables when torch loads):
+# label -> (environment changes, torch threads or None for torch's default).
+THREAD_SETTINGS = {
+    "libgomp default spin": ({}, None),
+    "GOMP_SPINCOUNT=10000 (entry-point default)": ({"GOMP_SPINCOUNT": "10000"}, None),
+    "OMP_WAIT_POLICY=PASSIVE": ({"OMP_WAIT_POLICY": "PASSIVE"}, None),
+    "1 torch thread": ({}, 1),
+}
+# A neighbour that keeps both cores busy, like another job training on this machine.
+NEIGHBOUR = "import torch\ntorch.set_num_threads(2)\na = torch.randn(384, 384)\nwhile True:\n    a @ a\n"
 FPS = 25
 TARGET_FPS = 25.0
 TARGET_MEMORY_GROWTH = 1.10   # peak RSS after the long video / after the short one
@@ -155,13 +165,52 @@ def memory_run(path: Path, detect_every: int, mark_frame: int) -> dict:
             "peak_at_end_mib": peak_rss_mib(), "frames": frames, "fps": frames / seconds}
 
 
-def _memory_subprocess(path: Path, detect_every: int, mark_frame: int) -> dict:
-    command = [sys.executable, "-m", "benchmarks.video_e2e", "--memory", str(path),
-               "--detect-every", str(detect_every), "--mark-frame", str(mark_frame)]
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)
+def fps_run(path: Path, detect_every: int, passes: int, threads: int | None) -> dict:
+    """In THIS process: frames per second over ``passes`` passes after one warm-up pass."""
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    predictor = build_predictor(threads=threads)
+    process(predictor, path, detect_every)
+    rates = []
+    for _ in range(passes):
+        start = time.perf_counter()
+        frames, _ = process(predictor, path, detect_every)
+        rates.append(frames / (time.perf_counter() - start))
+    return {"fps": rates}
+
+
+def _subprocess_json(args: list[str], env: dict | None = None) -> dict:
+    command = [sys.executable, "-m", "benchmarks.video_e2e", *args]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False, env=env)
     if done.returncode != 0:
-        raise RuntimeError(f"memory run failed ({done.returncode}): {done.stderr.strip()[-2000:]}")
+        raise RuntimeError(f"{' '.join(args[:1])} run failed ({done.returncode}): {done.stderr.strip()[-2000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def thread_settings(path: Path, detect_every: int, passes: int) -> dict[str, dict[str, list[float]]]:
+    """fps of each :data:`THREAD_SETTINGS` entry in a fresh process, alone and beside a busy neighbour."""
+    results: dict[str, dict[str, list[float]]] = {label: {} for label in THREAD_SETTINGS}
+    for situation in ("alone", "busy"):
+        neighbour = subprocess.Popen([sys.executable, "-c", NEIGHBOUR]) if situation == "busy" else None
+        try:
+            for label, (changes, threads) in THREAD_SETTINGS.items():
+                env = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
+                env.update(changes)
+                args = ["--fps", str(path), "--detect-every", str(detect_every), "--passes", str(passes)]
+                results[label][situation] = _subprocess_json(args + (["--threads", str(threads)] if threads else []),
+                                                             env)["fps"]
+        finally:
+            if neighbour is not None:
+                neighbour.kill()
+                neighbour.wait()
+    return results
+
+
+def _memory_subprocess(path: Path, detect_every: int, mark_frame: int) -> dict:
+    return _subprocess_json(["--memory", str(path), "--detect-every", str(detect_every),
+                             "--mark-frame", str(mark_frame)])
 
 
 def run(mode: str = "full") -> FamilyResult:
@@ -200,6 +249,12 @@ def run(mode: str = "full") -> FamilyResult:
             "x", ("<=", TARGET_MEMORY_GROWTH), note="flat in video length"),
         Row(f"fps over the {p['long_s']:g} s video (memory run)", [memory["fps"]], "fps"),
     ]
+    if p["thread_passes"]:
+        threads = thread_settings(make_video(p["thread_clip_s"], w, h), n, p["thread_passes"])
+        for label, by_situation in threads.items():
+            rows.append(Row(f"fps, detection every {n}, {label}, alone", by_situation["alone"], "fps"))
+            rows.append(Row(f"fps, detection every {n}, {label}, beside a busy 2-thread job", by_situation["busy"],
+                            "fps"))
     notes = [f"Faces found on {face_rate:.0%} of the frames (detection every {n} frames); "
              f"RSS before the memory run's video: {memory['rss_before_mib']:.0f} MiB."]
     if mode != "tiny" and any(r.met is False for r in rows):
@@ -210,12 +265,19 @@ def run(mode: str = "full") -> FamilyResult:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="memory run of the video benchmark (used in a fresh process)")
-    parser.add_argument("--memory", type=Path, required=True, help="video to run")
+    parser = argparse.ArgumentParser(description="runs of the video benchmark that need a fresh process")
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--memory", type=Path, help="peak memory over this video")
+    which.add_argument("--fps", type=Path, help="frames per second over this video")
     parser.add_argument("--detect-every", type=int, default=5)
     parser.add_argument("--mark-frame", type=int, default=750)
+    parser.add_argument("--passes", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args(argv)
-    print(json.dumps(memory_run(args.memory, args.detect_every, args.mark_frame)))
+    if args.memory:
+        print(json.dumps(memory_run(args.memory, args.detect_every, args.mark_frame)))
+    else:
+        print(json.dumps(fps_run(args.fps, args.detect_every, args.passes, args.threads)))
     return 0
 
 

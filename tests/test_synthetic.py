@@ -85,6 +85,28 @@ def test_sequence_labels_follow_the_faces_and_vary_smoothly():
     assert 0.9 < agree < 1.0
 
 
+def test_short_videos_keep_pose_in_range():
+    """Regression: `synth --videos 200 --frames 10` failed ("x1 must be greater than or equal to
+    x0"): the smooth pose drift of a short video was divided by its tiny sample std, blowing a
+    near-constant offset up to a negative face scale."""
+    rng = np.random.default_rng(0)
+    for frames in (1, 2, 3, 5, 10) * 40:
+        pose = sample_sequence(frames, rng).pose
+        yaw, pitch, roll, scale, sx, sy = pose.T
+        assert np.all((scale >= 0.7) & (scale <= 1.2)), scale
+        assert np.abs(yaw).max() <= 0.5 and np.abs(pitch).max() < 0.6 and np.abs(roll).max() < 45
+        assert np.abs(sx).max() < 0.25 and np.abs(sy).max() < 0.25
+    seq = sample_sequence(10, np.random.default_rng(5))
+    assert all(seq.render(t, 32).size == (32, 32) for t in range(len(seq)))
+    with pytest.raises(ValueError, match="scale must be positive"):
+        render_face(np.zeros(12), FaceParams(scale=-0.5), size=32)
+
+
+def test_many_short_videos_generate(tmp_path):
+    summary = generate_benchmark(tmp_path / "short", videos=30, frames=2, size=32, progress=False)
+    assert sum(len(v) for v in summary["videos"].values()) == 30
+
+
 def test_tasks_are_correlated():
     rng = np.random.default_rng(0)
     seqs = [sample_sequence(200, rng) for _ in range(15)]

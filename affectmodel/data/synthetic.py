@@ -49,7 +49,7 @@ from .synthetic_faces import (
 
 DATASET_NAME = "synthetic-affect"
 MARKER_FILE = "SYNTHETIC.json"
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 SPLIT_FOLDERS = {"train": "Train_Set", "validation": "Validation_Set"}
 TASK_FOLDERS = {"expr": "EXPR_Recognition_Challenge", "au": "AU_Detection_Challenge",
                 "va": "VA_Estimation_Challenge"}
@@ -81,8 +81,10 @@ CIRCUMPLEX: dict[str, tuple[float, float]] = {
     "Other": (0.0, 0.0),  # drawn per segment
 }
 # Frequencies of the ABAW-8 classes: imbalanced like Aff-Wild2 (many Neutral, Happiness and
-# Other frames) but softened so that a short training run sees every class.
-DEFAULT_EXPRESSION_WEIGHTS: tuple[float, ...] = (0.22, 0.07, 0.06, 0.06, 0.18, 0.10, 0.08, 0.23)
+# Other frames) but softened so that a short training run sees every class often enough.
+DEFAULT_EXPRESSION_WEIGHTS: tuple[float, ...] = (0.18, 0.09, 0.08, 0.08, 0.17, 0.12, 0.11, 0.17)
+# Action units of the upper and lower face ("Other" mixes the halves of two expressions).
+UPPER_FACE_AUS = frozenset({"AU1", "AU2", "AU4", "AU5", "AU6", "AU7", "AU9"})
 
 
 @dataclass
@@ -195,10 +197,18 @@ def _drift(rng: np.random.Generator, frames: int, scale: float, sigma: float = 8
 
 
 def _other_expression(rng: np.random.Generator) -> dict[str, float]:
-    """A non-prototypical mixture: 1-3 random AUs (e.g. a smile with lowered brows)."""
-    k = int(rng.integers(1, 4))
+    """A non-prototypical mixture: mostly the upper face of one expression with the lower face of
+    another (a smile with sad brows, a snarl with raised brows), else 2-3 random AUs."""
+    if rng.random() < 0.65:
+        names = [n for n in EXPRESSION_PROTOTYPES if EXPRESSION_PROTOTYPES[n]]
+        up, low = rng.choice(len(names), size=2, replace=False)
+        mix = {k: v for k, v in EXPRESSION_PROTOTYPES[names[up]].items() if k in UPPER_FACE_AUS}
+        mix.update({k: v for k, v in EXPRESSION_PROTOTYPES[names[low]].items() if k not in UPPER_FACE_AUS})
+        if len(mix) >= 2:
+            return mix
+    k = int(rng.integers(2, 4))
     names = rng.choice(len(AU_NAMES), size=k, replace=False)
-    mix = {AU_NAMES[i]: float(rng.uniform(0.45, 1.0)) for i in names}
+    mix = {AU_NAMES[i]: float(rng.uniform(0.5, 1.0)) for i in names}
     if rng.random() < 0.3:
         mix[HIDDEN_AUS[int(rng.integers(len(HIDDEN_AUS)))]] = float(rng.uniform(0.3, 0.9))
     return mix
@@ -247,14 +257,15 @@ def sample_sequence(frames: int = 100, rng: np.random.Generator | int | None = N
         end = min(T, t + length)
         e = int(next_expression()) if next_expression is not None else int(rng.choice(len(labels), p=weights))
         name = labels[e]
-        peak = float(rng.uniform(0.45, 1.0))
+        # apex intensity weighted towards clear expressions (as in posed/acted segments)
+        peak = float(0.5 + 0.5 * rng.beta(2.0, 1.0))
         proto = _other_expression(rng) if name == "Other" else dict(EXPRESSION_PROTOTYPES[name])
         if name == "Anger":  # tightened or pressed lips, rarely both at full strength
             proto["AU23" if rng.random() < 0.5 else "AU24"] *= 0.4
         n = end - t
-        ramp = max(1, int(n * rng.uniform(0.15, 0.4)))
+        ramp = max(1, int(n * rng.uniform(0.1, 0.3)))
         env = np.ones(n)
-        env[:ramp] = np.linspace(0.35, 1.0, ramp)
+        env[:ramp] = np.linspace(0.5, 1.0, ramp)
         for au_name, value in proto.items():
             jitter = float(np.clip(value * rng.uniform(0.8, 1.15), 0, 1))
             target[t:end, col[au_name]] = jitter * peak * env
@@ -388,7 +399,12 @@ def _invalid_mask(rng: np.random.Generator, frames: int, fraction: float) -> np.
     mask = np.zeros(frames, dtype=bool)
     if fraction <= 0:
         return mask
-    while mask.mean() < fraction * rng.uniform(0.5, 1.5):
+    target = frames * fraction * rng.uniform(0.5, 1.5)  # frames to mark
+    if target < 1:  # short video: one frame, with the matching probability (not always one)
+        if rng.random() < target:
+            mask[int(rng.integers(0, frames))] = True
+        return mask
+    while mask.sum() < target:
         length = int(rng.integers(1, max(2, int(frames * fraction * 2))))
         start = int(rng.integers(0, frames))
         mask[start:start + length] = True

@@ -39,7 +39,7 @@ class FaceParams:
     eye_spacing: float = 0.24      # distance of each eye centre from the midline
     eye_size: float = 1.0
     eye_height: float = -0.08      # y of the eye centres
-    brow_thickness: float = 0.035
+    brow_thickness: float = 0.055
     brow_height: float = 0.0       # offset of both brows (negative = higher)
     nose_length: float = 1.0
     mouth_width: float = 1.0
@@ -78,7 +78,7 @@ def sample_identity(rng: np.random.Generator) -> FaceParams:
         eye_spacing=float(rng.uniform(0.21, 0.26)),
         eye_size=float(rng.uniform(0.85, 1.15)),
         eye_height=float(rng.uniform(-0.11, -0.05)),
-        brow_thickness=float(rng.uniform(0.025, 0.045)),
+        brow_thickness=float(rng.uniform(0.045, 0.065)),
         brow_height=float(rng.uniform(-0.03, 0.03)),
         nose_length=float(rng.uniform(0.85, 1.15)),
         mouth_width=float(rng.uniform(0.85, 1.15)),
@@ -122,9 +122,10 @@ class _Projector:
         self.cp, self.sp = math.cos(p.pitch), math.sin(p.pitch)
         r = math.radians(p.roll)
         self.cr, self.sr = math.cos(r), math.sin(r)
-        # like an aligned face crop: forehead to chin fill the image at scale 1
-        self.unit = canvas * 0.58 * p.scale
-        self.centre = (canvas * (0.5 + p.shift[0]), canvas * (0.47 + p.shift[1]))
+        # like an aligned face crop: brows to chin fill most of the image at scale 1 (the top of
+        # the head may be cut), so the expression features stay several pixels large at 64 px
+        self.unit = canvas * 0.64 * p.scale
+        self.centre = (canvas * (0.5 + p.shift[0]), canvas * (0.45 + p.shift[1]))
 
     def depth(self, pts: np.ndarray) -> np.ndarray:
         p = self.p
@@ -200,7 +201,7 @@ def _draw_eye(draw: ImageDraw.ImageDraw, canvas: Image.Image, proj: _Projector, 
     _paste_clipped(canvas, (15, 12, 10), eye_px,
                    lambda d, o: d.ellipse((ix - r2 - o[0], iy - r2 - o[1], ix + r2 - o[0], iy + r2 - o[1]), fill=255))
     # lid lines: a strong upper lash line, a faint lower lid
-    lw = max(1, int(proj.length(0.014)))
+    lw = max(1, int(proj.length(0.024)))
     draw.line(proj.on_surface(upper, -0.02), fill=(35, 25, 20), width=lw, joint="curve")
     draw.line(proj.on_surface(lower, -0.02), fill=_shade(p.skin, 0.62), width=max(1, lw // 2), joint="curve")
     # lid crease above the eye, pushed down by the lid tightener / brow lowerer
@@ -244,7 +245,7 @@ def _draw_brow(draw: ImageDraw.ImageDraw, proj: _Projector, p: FaceParams, side:
 
 def _draw_wrinkles(draw: ImageDraw.ImageDraw, proj: _Projector, p: FaceParams, au: dict[str, float]) -> None:
     a = au
-    lw = max(1, int(proj.length(0.008)))
+    lw = max(1, int(proj.length(0.014)))
     base = p.eye_height - 0.13 + p.brow_height
     # horizontal forehead lines: AU1 in the middle, AU2 at the sides
     for k, dy in enumerate((0.1, 0.15, 0.2)):
@@ -268,7 +269,7 @@ def _draw_wrinkles(draw: ImageDraw.ImageDraw, proj: _Projector, p: FaceParams, a
 
 def _draw_nose(draw: ImageDraw.ImageDraw, proj: _Projector, p: FaceParams, au: dict[str, float]) -> None:
     a = au
-    lw = max(1, int(proj.length(0.012)))
+    lw = max(1, int(proj.length(0.016)))
     tip_y = 0.16 * p.nose_length
     wing_y = tip_y + 0.01 - 0.03 * a["AU10"] - 0.015 * a["AU9"]  # AU10/AU9 lift the nose wings
     wing_x = 0.07 + 0.015 * a["AU10"]
@@ -327,7 +328,7 @@ def _draw_mouth(draw: ImageDraw.ImageDraw, canvas: Image.Image, proj: _Projector
     a = au
     g = _mouth_geometry(p, au)
     lip = _mix(p.skin, (170, 70, 75), 0.45)
-    lw = max(1, int(proj.length(0.012)))
+    lw = max(1, int(proj.length(0.022)))
     # nasolabial folds deepen with AU10 / AU12 / AU6
     fold_t = min(1.0, 0.25 + 0.8 * a["AU10"] + 0.6 * a["AU12"] + 0.2 * a["AU6"])
     for s in (-1, 1):

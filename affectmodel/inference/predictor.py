@@ -52,7 +52,10 @@ class Predictor:
                  box_margin: float = DEFAULT_BOX_MARGIN, min_face_size: float | None = None,
                  detect_max_side: int | None = None):
         self.device = torch.device(device)
-        self.model = load_predictor_model(model, map_location=str(self.device)).to(self.device).eval()
+        # channels_last: the layout oneDNN's convolutions prefer (about 10-15 % faster on CPU);
+        # preprocess() produces it for free (NHWC buffer seen as NCHW).
+        self.model = load_predictor_model(model, map_location=str(self.device)).to(
+            self.device, memory_format=torch.channels_last).eval()
         if isinstance(detector, str):
             options = {}
             if min_face_size is not None:
@@ -73,6 +76,8 @@ class Predictor:
         self.au_thresholds = self.model.au_thresholds().numpy().astype(np.float64)
         self._mean = np.asarray(config.mean, dtype=np.float32)
         self._std = np.asarray(config.std, dtype=np.float32)
+        self._scale = (1.0 / (255.0 * self._std)).astype(np.float32)
+        self._shift = (self._mean / self._std).astype(np.float32)
 
     # ------------------------------------------------------------------ stages
 
@@ -86,7 +91,7 @@ class Predictor:
         return [face_crop(image, f, self.input_size, self.align_margin, self.box_margin) for f in faces]
 
     def preprocess(self, crops: Sequence[np.ndarray]) -> torch.Tensor:
-        """RGB uint8 crops of any size -> normalised (n, 3, S, S) float tensor."""
+        """RGB uint8 crops of any size -> normalised (n, 3, S, S) float tensor (channels_last)."""
         size = self.input_size
         batch = np.empty((len(crops), size, size, 3), dtype=np.float32)
         for i, crop in enumerate(crops):
@@ -96,8 +101,9 @@ class Predictor:
                 shrink = crop.shape[0] > size or crop.shape[1] > size
                 crop = cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
             batch[i] = crop
-        batch = (batch / 255.0 - self._mean) / self._std
-        return torch.from_numpy(batch).permute(0, 3, 1, 2).contiguous()
+        batch *= self._scale  # in place: (x / 255 - mean) / std without temporaries
+        batch -= self._shift
+        return torch.from_numpy(batch).permute(0, 3, 1, 2)  # an NHWC buffer is channels_last already
 
     @torch.inference_mode()
     def forward(self, crops: Sequence[np.ndarray]) -> Outputs:
