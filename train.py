@@ -7,7 +7,10 @@
 """
 import sys
 
-from affectmodel.training.cli import main
+from affectmodel.runtime import configure_openmp
+
+configure_openmp()  # before torch loads: idle OpenMP threads sleep (affectmodel/runtime.py)
+from affectmodel.training.cli import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -9,6 +9,8 @@ import argparse
 import importlib
 import sys
 
+from .runtime import configure_openmp
+
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "score": ("affectmodel.scoring", "score a prediction file against Aff-Wild2 annotations (ABAW metrics)"),
@@ -40,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    configure_openmp()  # before a command imports torch (affectmodel/runtime.py says why)
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     if not argv:

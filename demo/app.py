@@ -12,7 +12,11 @@ of per-frame predictions, ...).
 """
 from __future__ import annotations
 
-import argparse
+from affectmodel.runtime import configure_openmp
+
+configure_openmp()  # before torch loads (through affectmodel.inference): see affectmodel/runtime.py
+
+import argparse  # noqa: E402
 import logging
 import os
 import sys
@@ -43,7 +47,9 @@ MAX_VIDEO_SECONDS = 60.0
 MAX_VIDEO_PIXELS = 1920 * 1088     # per frame
 DETECT_MAX_SIDE = 1280             # faces are found on a copy at most this large
 CONCURRENCY = {"image": 2, "video": 1, "webcam": 2}
-QUEUE_SIZE = 16                    # waiting requests beyond this are told the demo is busy
+QUEUE_SIZE = 64                    # waiting requests beyond this are told the demo is busy (a
+                                   # waiting request holds only its uploaded file: 50 image + 5
+                                   # video requests at once all get served; see docs/RELIABILITY.md)
 WEBCAM_INTERVAL_S = 0.35           # a few frames per second on CPU
 WEBCAM_TIME_LIMIT_S = 180
 

@@ -26,8 +26,10 @@ DEFAULT_DIR_ENV = "AFFECT_DEFAULT_MODEL_DIR"
 class DefaultModelRecipe:
     """Small enough to train in a few minutes on 2 CPU cores; it only has to show the pipeline."""
 
-    videos: int = 30
-    frames: int = 50
+    # many short videos (many identities, few near-duplicate frames): what makes the synthetic
+    # benchmark learnable in a short CPU run (benchmarks/data.md)
+    videos: int = 800
+    frames: int = 3
     image_size: int = 64
     batch_size: int = 32
     max_steps: int = 250           # ~0.45 s per step on 2 idle cores: about 2 minutes
@@ -35,6 +37,7 @@ class DefaultModelRecipe:
     limit_val: int = 256           # validation images scored after each epoch
     lr: float = 2e-3
     seed: int = 0
+    threads: int = 1               # on a shared 2-core machine one torch thread was fastest
 
 
 def default_model_dir() -> Path:
@@ -77,7 +80,7 @@ def build_default_model(folder: Path, recipe: DefaultModelRecipe) -> Path:
         config = TrainConfig(data=str(data_dir), out=str(run_dir), tasks=["expr", "au", "va"],
                              image_size=recipe.image_size, batch_size=recipe.batch_size, epochs=recipe.epochs,
                              max_steps=recipe.max_steps, lr=recipe.lr, seed=recipe.seed, device="cpu",
-                             augment="light", limit_val=recipe.limit_val)
+                             augment="light", limit_val=recipe.limit_val, threads=recipe.threads)
         run_dir = train_run(config)  # shows its own progress bars (epochs, steps, validation scores)
         if not is_complete(run_dir):
             raise RuntimeError(f"training the default model did not produce a complete run in {run_dir}")

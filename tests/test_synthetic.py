@@ -11,6 +11,7 @@ from affectmodel.data.affwild2 import detect_layout, load_affwild2
 from affectmodel.data.annotations import read_mtl_csv, read_task_file
 from affectmodel.data.synthetic import (
     CIRCUMPLEX, EXPRESSION_PROTOTYPES, SynthConfig, contact_sheet, expression_deck, generate_benchmark,
+    mixture_circumplex,
     prototype_intensities, read_marker, sample_sequence,
 )
 from affectmodel.data.synthetic_faces import FaceParams, render_face, sample_identity
@@ -117,6 +118,21 @@ def test_tasks_are_correlated():
     au12 = AU_NAMES.index("AU12")
     assert au[happy, au12].mean() > 0.6 > 0.3 > au[~happy, au12].mean()
     assert va[happy, 0].mean() > 0.2 and va[sad, 0].mean() < -0.2
+
+
+def test_other_mixtures_sit_on_the_circumplex_by_their_aus():
+    assert mixture_circumplex({"AU12": 1.0, "AU6": 1.0})[0] > 0.5
+    assert mixture_circumplex({"AU4": 1.0, "AU15": 1.0})[0] < -0.5
+    assert mixture_circumplex({"AU5": 1.0, "AU25": 1.0, "AU26": 1.0})[1] > 0.5
+    rng = np.random.default_rng(2)
+    seqs = [sample_sequence(120, rng, SynthConfig(expression_weights=(0.1,) + (0.0,) * 6 + (0.9,)))
+            for _ in range(10)]
+    other = np.concatenate([s.expr for s in seqs]) == ABAW8.index("Other")
+    face_valence = np.concatenate([s.au_intensity[:, AU_NAMES.index("AU12")]
+                                   - s.au_intensity[:, AU_NAMES.index("AU15")]
+                                   - s.au_intensity[:, AU_NAMES.index("AU4")] for s in seqs])
+    valence = np.concatenate([s.va[:, 0] for s in seqs])
+    assert np.corrcoef(face_valence[other], valence[other])[0, 1] > 0.4
 
 
 def test_expression_deck_contains_every_class():

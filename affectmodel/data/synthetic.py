@@ -106,7 +106,9 @@ class SynthConfig:
     va_noise: float = 0.1                 # std of the smooth valence/arousal noise
     talking_probability: float = 0.5      # videos in which the person talks (lips part anyway)
     segment_frames: tuple[int, int] = (10, 45)
-    nuisance: float = 1.0                 # 0 = clean frontal faces ... 1 = full benchmark nuisances
+    # 0 = clean frontal faces ... 1 = harsh nuisances. The default keeps every nuisance present but
+    # mild enough that a short CPU training run learns expressions (benchmarks/data.md).
+    nuisance: float = 0.4
     jpeg_quality: tuple[int, int] = (40, 95)
     pair_every: int = 7                   # every n-th video is a two-person video (_left/_right)
 
@@ -196,6 +198,21 @@ def _drift(rng: np.random.Generator, frames: int, scale: float, sigma: float = 8
     return (s * scale).astype(np.float64)
 
 
+# How single AUs move valence/arousal; places the "Other" mixtures on the circumplex so that their
+# valence/arousal is predictable from the face, as for the prototypical expressions.
+_AU_VALENCE = {"AU12": 0.55, "AU6": 0.25, "AU4": -0.35, "AU15": -0.4, "AU10": -0.35, "AU9": -0.25,
+               "AU23": -0.2, "AU24": -0.2, "AU20": -0.15, "AU17": -0.1}
+_AU_AROUSAL = {"AU1": 0.2, "AU2": 0.3, "AU5": 0.4, "AU25": 0.3, "AU26": 0.3, "AU4": 0.2, "AU7": 0.2,
+               "AU20": 0.2, "AU15": -0.15}
+
+
+def mixture_circumplex(mix: dict[str, float]) -> tuple[float, float]:
+    """(valence, arousal) of an AU mixture at full intensity (before the segment's intensity)."""
+    v = sum(_AU_VALENCE.get(k, 0.0) * x for k, x in mix.items())
+    a = sum(_AU_AROUSAL.get(k, 0.0) * x for k, x in mix.items()) - 0.1
+    return float(np.clip(v, -0.9, 0.9)), float(np.clip(a, -0.9, 0.9))
+
+
 def _other_expression(rng: np.random.Generator) -> dict[str, float]:
     """A non-prototypical mixture: mostly the upper face of one expression with the lower face of
     another (a smile with sad brows, a snarl with raised brows), else 2-3 random AUs."""
@@ -270,7 +287,7 @@ def sample_sequence(frames: int = 100, rng: np.random.Generator | int | None = N
             jitter = float(np.clip(value * rng.uniform(0.8, 1.15), 0, 1))
             target[t:end, col[au_name]] = jitter * peak * env
         if name == "Other":
-            v, a = rng.uniform(-0.45, 0.5), rng.uniform(-0.3, 0.6)
+            v, a = np.add(mixture_circumplex(proto), rng.normal(0, 0.08, size=2))
         elif name == "Neutral":
             v, a = rng.normal(0, 0.08), rng.normal(-0.1, 0.08)
         else:
@@ -601,8 +618,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="random seed (same seed, same files)")
     parser.add_argument("--size", type=int, default=112, help="image size in pixels (default 112, like cropped_aligned)")
     parser.add_argument("--validation-fraction", type=float, default=0.25)
-    parser.add_argument("--nuisance", type=float, default=1.0,
-                        help="strength of pose/lighting/blur/noise/occlusion, 0 (clean) to 1 (default)")
+    parser.add_argument("--nuisance", type=float, default=SynthConfig.nuisance,
+                        help=f"strength of pose/lighting/blur/noise/occlusion, 0 (clean) to 1 (harsh); "
+                             f"default {SynthConfig.nuisance}")
     parser.add_argument("--overwrite", action="store_true", help="replace a benchmark previously generated there")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -618,6 +636,6 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-__all__ = ["CIRCUMPLEX", "DATASET_NAME", "EXPRESSION_PROTOTYPES", "MARKER_FILE", "SynthConfig",
+__all__ = ["CIRCUMPLEX", "DATASET_NAME", "EXPRESSION_PROTOTYPES", "MARKER_FILE", "SynthConfig", "mixture_circumplex",
            "SyntheticSequence", "contact_sheet", "generate_benchmark", "plan_videos", "prototype_intensities",
            "read_marker", "render_face", "sample_sequence"]

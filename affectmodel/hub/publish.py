@@ -52,11 +52,15 @@ class PublishResult:
 def build_folder_atomically(dest: str | Path, fill: Callable[[Path], None]) -> Path:
     """Run ``fill(tmp)`` in a hidden folder next to ``dest``, then rename it to ``dest``.
 
-    An interrupted build leaves no half-written ``dest``. An existing ``dest`` is replaced only
+    An interrupted build leaves no half-written ``dest`` (a killed one leaves a hidden
+    ``.<dest>.*.partial`` folder, removed by the next build of ``dest``). An existing ``dest`` is replaced only
     when it is empty or holds nothing but the names the new folder has (an earlier build);
     anything else is refused so a wrong path never deletes unrelated files."""
     dest = Path(dest).expanduser()
     dest.parent.mkdir(parents=True, exist_ok=True)
+    # Leftovers of a build of this folder that was killed (SIGKILL, power loss) before it could clean up.
+    for stale in [*dest.parent.glob(f".{dest.name}.*.partial"), *dest.parent.glob(f".{dest.name}.*.old")]:
+        shutil.rmtree(stale, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".partial", dir=dest.parent))
     try:
         fill(tmp)

@@ -67,7 +67,17 @@ def restore_rng_state(state: dict[str, Any]) -> None:
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
     """Atomically write ``state`` (only tensors, numbers, strings, lists, dicts, None)."""
-    return atomic_write(path, lambda tmp: torch.save(state, tmp))
+    written = atomic_write(path, lambda tmp: torch.save(state, tmp))
+    remove_stale_temp_files(written.parent)
+    return written
+
+
+def remove_stale_temp_files(folder: str | Path) -> None:
+    """Delete the hidden ``.<name>.*.tmp`` files that a process killed mid-write left in the
+    checkpoint folder (one writer per run, so none of them is still being written); each can be
+    as large as a checkpoint."""
+    for stale in Path(folder).glob(".*.tmp"):
+        stale.unlink(missing_ok=True)
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:

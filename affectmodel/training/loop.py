@@ -65,7 +65,9 @@ class SeededSamples(Dataset):
     def __getitem__(self, position: int):
         sample_seed = ((self.seed * 1_000_003 + self.epoch) * 1_000_003 + position) % (2**63)
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(sample_seed)
+            # The CPU generator only: torch.manual_seed also queues lazy CUDA/XPU/MTIA seeding with
+            # a formatted stack trace, about 2 ms per sample (profiled in benchmarks/training_throughput.py).
+            torch.default_generator.manual_seed(sample_seed)
             image, targets = self.base[self.indices[position]]
         return image, targets, position
 
