@@ -17,6 +17,7 @@ import torch
 import torch.nn as nn
 import torchvision
 from huggingface_hub import PyTorchModelHubMixin
+from safetensors import SafetensorError
 
 from .tasks import AU_NAMES, DEFAULT_EXPRESSION_SPACE, VA_NAMES, get_label_space, parse_tasks
 
@@ -133,6 +134,8 @@ class AffectModel(
             # commands that print JSON.
             with contextlib.redirect_stdout(io.StringIO()):
                 return cls.from_pretrained(str(directory), strict=True, map_location=map_location)
+        except SafetensorError as e:  # not a safetensors file, or a damaged one (never unpickled)
+            raise CheckpointError(f"cannot read weights from {directory / 'model.safetensors'}: {e}") from None
         except (RuntimeError, ValueError, TypeError) as e:
             raise CheckpointError(f"checkpoint {directory} does not match the model config: {e}") from e
 

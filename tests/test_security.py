@@ -208,7 +208,7 @@ def test_the_token_never_appears_in_errors_logs_output_or_files(tmp_path, monkey
             from affectmodel.cli import main
             assert main(["publish", str(run), "--repo", "me/affect-mtl"]) == 2
             assert main(["publish", str(run), "--repo", "me/affect-mtl", "--dry-run", str(tmp_path / "dry")]) == 0
-            assert main(["publish-space", "me/affect-demo", "--model", "me/affect-mtl", "--dry-run",
+            assert main(["publish-space", "--repo", "me/affect-demo", "--model", "me/affect-mtl", "--dry-run",
                          str(tmp_path / "space")]) == 0
             assert any(method == "POST" for method, _ in hub.requests)  # the token was really sent
     finally:

@@ -16,6 +16,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ..io import atomic_write
+from ..model import CheckpointError
 
 CHECKPOINT_DIR = "checkpoints"
 LAST_FILE = "last.pt"
@@ -86,8 +87,9 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         raise FileNotFoundError(f"no checkpoint at {path}")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - a truncated or foreign file: say which one
-        raise RuntimeError(f"cannot read checkpoint {path}: {e}") from e
+    except Exception as e:  # noqa: BLE001 - a truncated, foreign or pickled-object file: say which one
+        # CheckpointError (a RuntimeError) is what train.py reports as one line, exit status 2
+        raise CheckpointError(f"cannot read checkpoint {path}: {e}") from e
 
 
 def cpu_state_dict(module: torch.nn.Module) -> dict[str, torch.Tensor]:
