@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -232,9 +233,12 @@ def run(mode: str = "full") -> FamilyResult:
             counts[name] = process(pred, clip, detect_every, out_dir / "annotated.mp4" if annotate else None)
         return call
 
-    times = interleaved({"every": variant("every", 1), "nth": variant("nth", n),
-                         "nth_annotated": variant("nth_annotated", n, annotate=True),
-                         "every_small": variant("every_small", 1, pred=small)}, p["repeats"], warmup=0)
+    try:
+        times = interleaved({"every": variant("every", 1), "nth": variant("nth", n),
+                             "nth_annotated": variant("nth_annotated", n, annotate=True),
+                             "every_small": variant("every_small", 1, pred=small)}, p["repeats"], warmup=0)
+    finally:
+        shutil.rmtree(out_dir, ignore_errors=True)
     frames = counts["every"][0]
     fps = {name: [frames / t for t in values] for name, values in times.items()}
     stages = stage_costs(predictor, clip, p["stage_frames"])
@@ -258,7 +262,7 @@ def run(mode: str = "full") -> FamilyResult:
     if p["thread_passes"]:
         threads = thread_settings(make_video(p["thread_clip_s"], w, h), n, p["thread_passes"])
         for label, by_situation in threads.items():
-            rows.append(Row(f"fps, detection every {n}, {label}, alone", by_situation["alone"], "fps"))
+            rows.append(Row(f"fps, detection every {n}, {label}, no added load", by_situation["alone"], "fps"))
             rows.append(Row(f"fps, detection every {n}, {label}, beside a busy 2-thread job", by_situation["busy"],
                             "fps"))
     small_rate = counts["every_small"][1] / max(1, counts["every_small"][0])

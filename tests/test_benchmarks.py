@@ -70,7 +70,8 @@ def test_training_benchmark_runs_tiny(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-def test_loading_benchmark_runs_tiny():
+def test_loading_benchmark_runs_tiny(tmp_path, monkeypatch):
+    monkeypatch.setattr(loading, "CACHE_DIR", tmp_path)
     result = loading.run("tiny")
     _check_result(result, "loading")
     assert result.row("demo cold start: whole fresh process").median >= result.row(

@@ -36,6 +36,8 @@ from affectmodel.inference.images import ImageLoadError, load_image  # noqa: E40
 from affectmodel.scoring import prediction_header, read_predictions  # noqa: E402
 from affectmodel.tasks import ABAW7, ABAW8, AU_NAMES  # noqa: E402
 
+# Pillow warns (and goes on) about damaged EXIF blocks; that is the behaviour under test, not noise to show.
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning:PIL.TiffImagePlugin")
 FUZZ_EXAMPLES = int(os.environ.get("AFFECT_FUZZ_EXAMPLES", "60"))
 FUZZ = settings(max_examples=FUZZ_EXAMPLES, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

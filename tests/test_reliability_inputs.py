@@ -30,7 +30,8 @@ from PIL import Image, ImageFile
 from affectmodel.cli import main as cli_main
 from affectmodel.data.affwild2 import load_affwild2
 from affectmodel.data.annotations import AnnotationError, read_mtl_csv, read_task_file, read_task_folder
-from affectmodel.inference import ImageLoadError, Predictor, VideoLoadError, load_image, predict_video, probe_video
+from affectmodel.inference import (ImageLoadError, Predictor, VideoLoadError, iter_video_predictions, load_image,
+                                   predict_video, probe_video)
 from affectmodel.tasks import ABAW8, AU_NAMES
 from affwild2_fixtures import (AU_HEADER, EXPR_HEADER, au_line, make_miniature, write_images, write_mtl,
                                write_task_file)
@@ -163,6 +164,7 @@ def videos(tmp_path_factory) -> dict[str, Path]:
     put("text_renamed.mp4", b"this is a text file\n" * 10)
     put("truncated.mp4", data[: len(data) // 2])
     put("corrupt_header.mp4", _damage(data, 0.0, 64))
+    put("corrupt_middle.mp4", _damage(data, 0.5, 300))  # H.264 data zeroed: the decoder conceals it
     put("jpeg_renamed.mp4", (REPO / "demo" / "examples" / "face_crop.jpg").read_bytes()
         if (REPO / "demo" / "examples" / "face_crop.jpg").is_file() else _encode(astronaut(), "JPEG"))
     # zero frames: containers that hold a video stream and no frame at all
@@ -330,6 +332,9 @@ def test_variable_frame_rate_keeps_true_timestamps(predictor, videos, tmp_path):
 
 def test_video_without_faces_and_damaged_or_odd_inputs_give_results(predictor, videos):
     assert predict_video(predictor, videos["no_faces.mp4"]) == []
+    # damaged frame data: decoded with concealment (damaged pixels), every frame still reported
+    frames = [fp.frame for fp in iter_video_predictions(predictor, videos["corrupt_middle.mp4"])]
+    assert frames == list(range(12))
     # a JPEG named .mp4 is, for FFmpeg, a one-frame video: analysed, not an error
     rows = predict_video(predictor, videos["jpeg_renamed.mp4"])
     assert {r["frame"] for r in rows} <= {0}
