@@ -213,3 +213,18 @@ def test_dataset_helpers():
     assert study.hub_url("o/m") == "https://huggingface.co/o/m" and study.hub_url(None) is None
     assert study.format_count(11_180_000) == "11.2 M" and study.format_duration(150) == "2.5 min"
     assert [study.format_rate(x) for x in (1234.5, 45.67, 1.234, math.nan)] == ["1234", "45.7", "1.23", "n/a"]
+
+
+def test_cost_of_a_pretrained_shared_model_includes_its_uni_task_pretraining(tmp_path):
+    write_run(tmp_path, "s", "uni-expr", tasks="expr", scores={"P_EXPR": 0.40}, train_time_s=100)
+    write_run(tmp_path, "s", "uni-au", tasks="au", scores={"P_AU": 0.50}, train_time_s=120)
+    write_run(tmp_path, "s", "uni-va", tasks="va", scores={"P_VA": 0.60}, train_time_s=100)
+    write_run(tmp_path, "s", "multi", tasks="expr,au,va", scores={"P_EXPR": 0.4, "P_AU": 0.5, "P_VA": 0.5},
+              train_time_s=150)
+    write_run(tmp_path, "s", "multi-from-uni-au", tasks="expr,au,va", init="runs/s/uni-au",
+              pretrained_from="uni-au", scores={"P_EXPR": 0.5, "P_AU": 0.6, "P_VA": 0.6}, train_time_s=150)
+    table = study.study_table(study.index_runs(read_runs(tmp_path)[0]))
+    c = study.cost_comparison(table).iloc[0]
+    assert c["multi_run"].endswith("multi-from-uni-au")
+    assert c["multi_pretraining_s"] == 120
+    assert c["multi_train_time_s"] == 150 + 120
