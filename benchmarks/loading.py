@@ -88,6 +88,24 @@ def cold_start(model_dir: Path) -> dict:
     return {**json.loads(done.stdout.strip().splitlines()[-1]), "total_s": total}
 
 
+HEAVY_IMPORTS = ("gradio", "torch", "torchvision", "onnxruntime", "cv2", "av", "pandas", "huggingface_hub")
+
+
+def import_breakdown() -> dict[str, float]:
+    """Seconds of the first import of each heavy package under ``import demo.app`` (``-X importtime``:
+    cumulative, so a package's time includes what it pulled in first)."""
+    done = subprocess.run([sys.executable, "-X", "importtime", "-c", "import demo.app"], cwd=ROOT,
+                          capture_output=True, text=True, check=False)
+    seconds: dict[str, float] = {}
+    for line in done.stderr.splitlines():
+        parts = line.removeprefix("import time:").split("|")
+        if len(parts) == 3 and parts[1].strip().isdigit():
+            name = parts[2].strip()
+            if name in HEAVY_IMPORTS and name not in seconds and int(parts[1]) >= 50_000:
+                seconds[name] = int(parts[1]) / 1e6
+    return seconds
+
+
 def run(mode: str = "full") -> FamilyResult:
     from affectmodel.data import load_affwild2
     from affectmodel.data.annotations import read_task_folder
@@ -126,5 +144,11 @@ def run(mode: str = "full") -> FamilyResult:
     notes = [f"Targets for loading are set here (the issue gives none): load_affwild2 of {lines:,} lines within "
              f"{TARGET_ANNOTATIONS_S:g} s, a demo usable within {TARGET_COLD_START_S:g} s of starting its process. "
              "Cold starts run one after the other, so the operating system's file cache is warm after the first."]
+    imports = import_breakdown()
+    if imports:
+        listed = ", ".join(f"{name} {sec:.1f} s" for name, sec in sorted(imports.items(), key=lambda kv: -kv[1]))
+        notes.append("What bounds the cold start: imports. `python -X importtime -c 'import demo.app'` (one run, "
+                     f"cumulative seconds of each package's first import): {listed}. torchvision's share is mostly "
+                     "torch._dynamo, which torchvision.ops imports.")
     return FamilyResult("loading", "Loading: annotations and demo cold start", rows, params=p, notes=notes,
                         seconds=time.perf_counter() - started)

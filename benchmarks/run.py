@@ -36,6 +36,42 @@ RESULTS_MD = ROOT / "benchmarks" / "RESULTS.md"
 RESULTS_JSON = ROOT / "benchmarks" / "results.json"
 
 
+# What the profiles showed and what was changed to meet the targets (kept with the renderer so the
+# generated file keeps it). Figures in brackets are from the interleaved A/B runs named there.
+CHANGES = """\
+## What was changed to meet the targets
+
+Each change came from a profile (cProfile, `python -X importtime`) or an interleaved A/B run, on this machine:
+
+1. **Face detector: its own onnxruntime session that does not spin** (`affectmodel/inference/faces.py`). The
+   package's shared session keeps its worker threads spinning after each call, which starves PyTorch's
+   threads that run next. Video end to end, one process, interleaved: detection every 5 frames 50 -> 70 fps,
+   every frame 32 -> 42 fps (load average about 2.4).
+2. **Idle OpenMP threads sleep: `OMP_WAIT_POLICY=PASSIVE`, set by the entry points** (`affectmodel/runtime.py`,
+   called by the `affectmodel` command, `train.py` and the demo before torch loads; a value the user set wins;
+   the library itself changes no process-wide setting). With libgomp's default spin, two busy processes on
+   2 cores slow each other down many times over: one-face forward pass 77-119 ms with the default vs 21-24 ms
+   with PASSIVE beside another job, 13 vs 17 ms on an idle machine, the same for batches of 8 (fresh
+   processes, alternated). The video section below compares the settings, with and without a busy neighbour.
+   Torch's thread count is left at its default (2 here); `--threads 1` (predict command) is the option for a
+   machine that is always busy.
+3. **Predictor in channels_last** (`affectmodel/inference/predictor.py`): the preprocessed NHWC buffer is
+   already channels_last, so the copy to NCHW went away and oneDNN runs its preferred layout (bare trunk,
+   batch 32: 217 -> 184 ms with 2 threads, 403 -> 318 ms with 1); normalisation in place, one pass.
+4. **Training data: seed only the CPU generator per sample** (`affectmodel/training/loop.py`).
+   `torch.manual_seed` also queues lazy CUDA/XPU/MTIA seeding, each with a formatted stack trace: about 2 ms
+   per sample (cProfile of the data loader, busy machine). Same random numbers as before.
+5. **Training data: normalisation in numpy** (`affectmodel/data/transforms.py`): four small torch operations
+   per image each started an OpenMP region. With 4 and 5 (and PASSIVE), loading a batch of 32 at 112 px fell
+   from 388 ms to 56 ms on the busy machine, next to a training step of 1-2 s.
+
+Not done, and why: decoding in a separate thread (decoding is 3 ms of a frame's cost, and PyAV already
+decodes with frame threads); an ONNX Runtime or `torch.compile` path for the model (the predictor is
+already within about 1.1x of the bare trunk, whose time is nearly all `conv2d`; exporting needs the `onnx`
+and `onnxscript` packages, which are not installed).
+"""
+
+
 def run_family(name: str, mode: str) -> dict:
     """Run one family; its result as a JSON-ready dict with the load average around it."""
     module = importlib.import_module(f"benchmarks.{name}")
@@ -102,6 +138,7 @@ def render(results: dict) -> str:
             if r["met"] is not None:
                 out.append(f"| {fam['family']} | {r['name']} | {format_value(r['median'], r['unit'])} | "
                            f"{r['target']} | {status(r['met'])} |")
+    out += ["", CHANGES.rstrip()]
     for fam in families:
         load = ", ".join(f"{x:g}" for x in fam["load_before"]) if fam["load_before"] else "unknown"
         load_after = ", ".join(f"{x:g}" for x in fam["load_after"]) if fam["load_after"] else "unknown"

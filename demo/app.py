@@ -29,6 +29,7 @@ from typing import Any
 import gradio as gr
 import numpy as np
 import pandas as pd
+from PIL import Image
 
 from affectmodel.hub.loading import model_info
 from affectmodel.inference import (ImageLoadError, Predictor, VideoLoadError, VideoOptions, draw_predictions,
@@ -153,6 +154,16 @@ def clear_image_outputs():
     return None, gr.Radio(choices=[], value=None, visible=False), "", None, None, None, None
 
 
+def _image_file(image_path: str, rgb: np.ndarray) -> str:
+    """The annotated image as a JPEG of its own next to the upload. Gradio would store a returned
+    array under a name made from its content, so identical results of concurrent requests (the same
+    photo, an example) rewrite one file while another request is still downloading it: the
+    download breaks ("Too little data for declared Content-Length", found by the load test)."""
+    path = _output_path(image_path, "-annotated.jpg")
+    Image.fromarray(rgb).save(path, format="JPEG", quality=90)
+    return str(path)
+
+
 def make_image_handlers(model: DemoModel):
     def predict_image(image_path: str | None):
         if not image_path:
@@ -169,7 +180,7 @@ def make_image_handlers(model: DemoModel):
             message = "No face found in this image."
             gr.Warning("No face was found in this image. Try a larger, frontal, well-lit face.",
                        title="No face")
-        annotated = draw_predictions(rgb, faces) if faces else rgb
+        annotated = _image_file(image_path, draw_predictions(rgb, faces) if faces else rgb)
         names = _face_names(faces)
         selector = gr.Radio(choices=names, value=names[0] if names else None, visible=len(faces) > 1)
         label, aus, va = _face_views(model, faces, 0)
