@@ -11,7 +11,7 @@ import json
 import pytest
 from hub_fixtures import FakeHub, closed_port, folder_files, make_run, use_endpoint
 
-from affectmodel.hub.publish import publish_run
+from affectmodel.hub.publish import public_training_config, publish_run
 from affectmodel.hub.results import HubRunRecord, read_hub_runs
 from affectmodel.records import RunRecord, read_run, run_factors
 
@@ -42,7 +42,9 @@ def test_reads_published_runs_then_offline_from_cache(repos, tmp_path, monkeypat
         local = runs[repo_id]
         assert isinstance(record, RunRecord) and isinstance(record, HubRunRecord)
         assert record.metrics == {**local.metrics, "hub_repo": repo_id}
-        assert record.config == local.config and run_factors(record.config) == run_factors(local.config)
+        # Published configs carry local directories as their last component only (public_training_config).
+        assert record.config == public_training_config(local.config)
+        assert run_factors(record.config) == run_factors(local.config)
         assert record.history == local.history and len(record.history) == 2
         assert record.name == repo_id.split("/")[1] and record.suite == "hub:me"
         assert record.tasks == local.tasks and record.synthetic is True
