@@ -16,6 +16,8 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
+    # mkstemp creates 0600 files; run records and checkpoints are ordinary files others may read.
+    os.chmod(tmp_path, 0o644)
     try:
         write(tmp_path)
         with open(tmp_path, "rb") as f:

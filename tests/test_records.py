@@ -1,0 +1,61 @@
+"""affectmodel.records: reading run folders, completeness, factors."""
+import json
+
+import pytest
+
+from affectmodel.records import RunRecordError, find_runs, is_complete, read_run, read_runs, run_factors
+
+
+def _run(root, name, tasks=("expr", "au", "va"), **config):
+    run = root / "suite" / name
+    (run / "model").mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps({"tasks": list(tasks), **config}))
+    (run / "metrics.json").write_text(json.dumps({"tasks": list(tasks), "P_EXPR": 0.3,
+                                                  "dataset": {"name": "synthetic-affect", "synthetic": True}}))
+    (run / "history.csv").write_text("epoch,lr,train_loss,val_P_EXPR\n0,0.001,2.5,0.2\n1,0.0005,2.0,0.3\n")
+    return run
+
+
+def test_read_run_parses_all_three_files(tmp_path):
+    run = read_run(_run(tmp_path, "multi"))
+    assert run.name == "multi" and run.suite == "suite" and run.synthetic is True
+    assert run.tasks == ["expr", "au", "va"] and run.metrics["P_EXPR"] == 0.3
+    assert run.history == [{"epoch": 0, "lr": 0.001, "train_loss": 2.5, "val_P_EXPR": 0.2},
+                           {"epoch": 1, "lr": 0.0005, "train_loss": 2.0, "val_P_EXPR": 0.3}]
+
+
+def test_completeness_needs_metrics_and_weights(tmp_path):
+    run = _run(tmp_path, "uni", tasks=("au",))
+    assert not is_complete(run)
+    (run / "model" / "model.safetensors").write_bytes(b"x")
+    assert is_complete(run)
+    (run / "metrics.json").unlink()
+    assert not is_complete(run)
+
+
+def test_broken_records_are_reported_and_others_still_read(tmp_path):
+    _run(tmp_path, "good")
+    bad = _run(tmp_path, "bad")
+    (bad / "metrics.json").write_text("{not json")
+    history = _run(tmp_path, "bad-history")
+    (history / "history.csv").write_text("epoch,lr\n0,abc\n")
+    records, errors = read_runs(tmp_path)
+    assert [r.name for r in records] == ["good"]
+    assert len(errors) == 2
+    assert any("bad/metrics.json is not valid JSON" in e for e in errors)
+    assert any("history.csv:2" in e for e in errors)
+    assert find_runs(tmp_path / "missing") == []
+    with pytest.raises(RunRecordError, match="config.json is missing"):
+        (bad / "config.json").unlink()
+        read_run(bad)
+
+
+def test_run_factors_describe_the_study_design():
+    multi = run_factors({"tasks": ["expr", "au", "va"], "init": "runs/quick/uni-au", "pretrained_from": "uni-au",
+                         "augment": "strong", "losses": {"expr": "focal", "au": "bce", "va": "ccc"},
+                         "weighting": "uncertainty"})
+    assert multi == {"tasks": "expr+au+va", "setting": "multi-task", "init": "checkpoint", "pretraining": "uni-au",
+                     "augmentation": "strong", "losses": "expr=focal, au=bce, va=ccc", "weighting": "uncertainty"}
+    uni = run_factors({"tasks": ["va"], "init": "imagenet", "losses": {"va": "mse"}})
+    assert uni["setting"] == "uni-task" and uni["init"] == "imagenet" and uni["weighting"] == "-"
+    assert uni["pretraining"] == "none" and uni["augmentation"] == "none"
