@@ -4,6 +4,7 @@
     python benchmarks/run.py                      # every family, full sizes (about 10 minutes on 2 cores)
     python benchmarks/run.py --only video_e2e     # one family (repeatable); updates its section
     python benchmarks/run.py --quick              # small sizes: checks that everything runs, writes nothing
+    python benchmarks/run.py --render-only        # rewrite RESULTS.md from results.json
 
 Families: model_limit, multitask_saving, video_e2e, training_throughput, loading (one module each in
 ``benchmarks/``). Each comparison runs in one process with its variants interleaved, so ratios hold
@@ -52,7 +53,8 @@ Each change came from a profile (cProfile, `python -X importtime`) or an interle
    the library itself changes no process-wide setting). With libgomp's default spin, two busy processes on
    2 cores slow each other down many times over: one-face forward pass 77-119 ms with the default vs 21-24 ms
    with PASSIVE beside another job, 13 vs 17 ms on an idle machine, the same for batches of 8 (fresh
-   processes, alternated). The video section below compares the settings, with and without a busy neighbour.
+   processes, alternated). The video section below compares the settings, with and without a busy neighbour
+   (each run in a fresh process over a 4 s clip after a short warm-up, so below the warm figures above it).
    Torch's thread count is left at its default (2 here); `--threads 1` (predict command) is the option for a
    machine that is always busy.
 3. **Predictor in channels_last** (`affectmodel/inference/predictor.py`): the preprocessed NHWC buffer is
@@ -170,9 +172,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes and few repeats; writes nothing")
     parser.add_argument("--only", action="append", choices=FAMILIES, metavar="NAME",
                         help=f"run only this family (repeatable): {', '.join(FAMILIES)}")
+    parser.add_argument("--render-only", action="store_true",
+                        help="measure nothing: rewrite RESULTS.md from benchmarks/results.json")
     parser.add_argument("--output", type=Path, default=None,
                         help="also write the Markdown here (default: benchmarks/RESULTS.md for full runs)")
     args = parser.parse_args(argv)
+    if args.render_only:
+        RESULTS_MD.write_text(render(json.loads(RESULTS_JSON.read_text())))
+        print(f"wrote {RESULTS_MD.relative_to(ROOT)}")
+        return 0
     mode = "quick" if args.quick else "full"
     names = args.only or list(FAMILIES)
     command = "python benchmarks/run.py" + "".join(f" {shlex.quote(a)}" for a in (argv or sys.argv[1:]))
