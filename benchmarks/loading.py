@@ -32,10 +32,10 @@ TARGET_COLD_START_S = 20.0    # set here: a Space or a local demo is usable with
 
 def write_annotation_set(root: Path, videos: int, frames: int, seed: int = 0) -> int:
     """Per-task EXPR/AU/VA files (newer layout) + one empty image per frame; returns the line count."""
-    from affectmodel.tasks import ABAW8, AU_NAMES
+    from affectmodel.tasks import get_task
 
     folders = {"expr": "EXPR_Recognition_Challenge", "au": "AU_Detection_Challenge", "va": "VA_Estimation_Challenge"}
-    headers = {"expr": ",".join(ABAW8.labels), "au": ",".join(AU_NAMES), "va": "valence,arousal"}
+    headers = {task: ",".join(get_task(task).annotation_header) for task in folders}
     rng = np.random.default_rng(seed)
     for v in range(videos):
         name = f"video{v:03d}"

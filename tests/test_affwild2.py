@@ -1,5 +1,4 @@
 """Aff-Wild2 reader: layout detection, per-task joins, the multi-task CSV, bad input."""
-import time
 
 import numpy as np
 import pytest
@@ -232,8 +231,9 @@ def test_corrupt_image_error_names_the_file(tmp_path):
 
 # ------------------------------------------------------------------ speed
 
-def test_reading_many_annotation_lines_is_fast(tmp_path):
-    """50 videos x 1000 frames x 3 tasks = 150k annotation lines, joined with the image listing."""
+def test_reads_150k_annotation_lines_joined_with_the_image_listing(tmp_path):
+    """50 videos x 1000 frames x 3 tasks = 150k annotation lines, joined with the image listing.
+    (Its speed is measured in benchmarks/loading.py, not asserted here.)"""
     videos, frames = 50, 1000
     rng = np.random.default_rng(0)
     # pools of line texts keep writing the files cheap; the reader still parses every line
@@ -248,9 +248,6 @@ def test_reading_many_annotation_lines_is_fast(tmp_path):
         write_task_file(tmp_path, "newer", "expr", "train", name, [str(x) for x in rng.integers(-1, 8, frames)])
         write_task_file(tmp_path, "newer", "au", "train", name, [au_pool[i] for i in rng.integers(0, 64, frames)])
         write_task_file(tmp_path, "newer", "va", "train", name, [va_pool[i] for i in rng.integers(0, 256, frames)])
-    start = time.perf_counter()
     ds = load_affwild2(tmp_path, "train")
-    seconds = time.perf_counter() - start
     assert len(ds) == videos * frames // 10
     assert ds.stats["tasks"]["AU"]["missing_images"] == videos * frames * 9 // 10
-    assert seconds < 10, f"reading 150k annotation lines took {seconds:.1f} s"

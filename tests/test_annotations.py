@@ -1,5 +1,4 @@
 """Aff-Wild2 annotation parsers: per-video task files and the s-Aff-Wild2 multi-task CSV."""
-import time
 
 import numpy as np
 import pytest
@@ -148,20 +147,17 @@ def test_skip_bad_lines_keeps_frames_as_invalid(tmp_path):
     np.testing.assert_array_equal(ann.values, [[1] * 12, [-1] * 12])
 
 
-def test_parses_150k_lines_fast(tmp_path):
+def test_parses_150k_lines(tmp_path):
+    """Aff-Wild2-sized input parses correctly (speed: benchmarks/loading.py)."""
     rng = np.random.default_rng(0)
     n_files, n_lines = 30, 5000
     rows = rng.integers(-1, 2, (n_lines, 12))
     text = AU_HEADER + "\n" + "\n".join(",".join(map(str, r)) for r in rows) + "\n"
     for k in range(n_files):
         write(tmp_path / f"v{k}.txt", text)
-    # CPU time, not wall time: other processes on a shared machine must not make this flaky
-    start = time.process_time()
     anns = read_task_folder(tmp_path, "au")
-    elapsed = time.process_time() - start
     assert sum(len(a) for a in anns.values()) == n_files * n_lines
     np.testing.assert_array_equal(anns["v7"].values, rows)
-    assert elapsed < 3.0, f"150k AU lines took {elapsed:.2f}s of CPU time"
 
 
 # ------------------------------------------------------------------ multi-task CSV

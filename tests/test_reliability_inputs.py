@@ -268,10 +268,8 @@ def test_decompression_bomb_is_refused_from_the_header_alone(images, monkeypatch
     monkeypatch.setattr(ImageFile.ImageFile, "load", spy)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     for name in ("bomb.png", "over_pixel_limit.png"):
-        start = time.perf_counter()
         with pytest.raises(ImageLoadError):
             load_image(images[name])
-        assert time.perf_counter() - start < 1.0
     assert decoded == []
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 100 * 1024  # KiB: under 100 MB
 
