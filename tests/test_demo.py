@@ -8,7 +8,6 @@ from __future__ import annotations
 import io
 import json
 import math
-import socket
 import time
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from affectmodel.model import AffectModel, ModelConfig  # noqa: E402
 from affectmodel.tasks import ABAW8, AU_NAMES  # noqa: E402
 from demo import app as demo_app  # noqa: E402
 from demo import charts, default_model  # noqa: E402
+from net import free_port
 
 # Gradio's queue calls pandas options that pandas 3 deprecates; not ours to fix.
 pytestmark = [pytest.mark.filterwarnings("ignore:.*no_silent_downcasting"),
@@ -36,10 +36,6 @@ Client, handle_file = gradio_client.Client, gradio_client.handle_file
 AppError = gradio_client.exceptions.AppError
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def make_run_folder(root: Path, synthetic: bool = True) -> Path:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 from pathlib import Path
 
 import numpy as np
@@ -33,16 +32,13 @@ skimage_data = pytest.importorskip("skimage.data")
 from affectmodel.inference import write_video_frames  # noqa: E402
 from affectmodel.model import AffectModel, ModelConfig  # noqa: E402
 from demo import app as demo_app  # noqa: E402
+from net import free_port
 
 OUTPUT = Path(__file__).resolve().parents[1] / "test-output"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def astronaut(size: int) -> np.ndarray:

@@ -12,7 +12,6 @@ import io
 import json
 import math
 import resource
-import socket
 import struct
 import subprocess
 import sys
@@ -36,6 +35,7 @@ from affectmodel.tasks import ABAW8, AU_NAMES
 from affwild2_fixtures import (AU_HEADER, EXPR_HEADER, au_line, make_miniature, write_images, write_mtl,
                                write_task_file)
 from media import astronaut, face_tile, faces_image, moving_face_frames, small_model_dir, write_video
+from net import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = [pytest.mark.filterwarnings("ignore:.*no_silent_downcasting"),
@@ -594,10 +594,6 @@ gr = pytest.importorskip("gradio")
 gradio_client = pytest.importorskip("gradio_client")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -611,7 +607,7 @@ def demo_server(tmp_path_factory, model_dir):
     (run / "metrics.json").write_text(json.dumps({"tasks": ["expr", "au", "va"], "dataset": {
         "name": "synthetic-affect", "synthetic": True, "split": "validation"}}))
     demo = demo_app.build_demo(str(run))
-    _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=_free_port(),
+    _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=free_port(),
                             quiet=True, **demo_app.launch_options())
     client = gradio_client.Client(url, verbose=False)
     yield client

@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -30,6 +29,7 @@ pytest.importorskip("gradio")
 pytest.importorskip("gradio_client")
 
 from media import astronaut, moving_face_frames, small_model_dir, write_video  # noqa: E402
+from net import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "scripts" / "load_test.py"
@@ -40,10 +40,6 @@ BUSY_QUEUE, BUSY_BURST = 2, 8
 pytestmark = pytest.mark.slow
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _env() -> dict[str, str]:
@@ -52,7 +48,7 @@ def _env() -> dict[str, str]:
 
 
 def _start_server(model: Path, ready: Path, log: Path, queue_size: int | None = None) -> subprocess.Popen:
-    argv = [sys.executable, str(SCRIPT), "serve", "--model", str(model), "--port", str(_free_port()),
+    argv = [sys.executable, str(SCRIPT), "serve", "--model", str(model), "--port", str(free_port()),
             "--ready-file", str(ready)]
     if queue_size is not None:
         argv += ["--queue-size", str(queue_size)]

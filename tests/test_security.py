@@ -9,7 +9,6 @@ import json
 import logging
 import os
 import pickle
-import socket
 import traceback
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from affectmodel.training import checkpoint as ckpt
 from affectmodel.training.cli import main as train_main
 from affwild2_fixtures import au_line, make_miniature, write_images, write_mtl
 from hub_fixtures import SENTINEL_TOKEN, FakeHub, make_run, use_endpoint
+from net import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = [pytest.mark.filterwarnings("ignore:Detected pickle protocol"),  # the malicious files use protocol 5
@@ -231,10 +231,6 @@ gr = pytest.importorskip("gradio")
 gradio_client = pytest.importorskip("gradio_client")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
@@ -277,7 +273,7 @@ def test_uploads_are_size_limited_and_live_in_a_temp_folder_that_is_cleaned(tmp_
         f.truncate(51 * 1024 * 1024)
     demo = demo_app.build_demo(str(demo_run))
     assert demo.delete_cache == (1800, 3600)  # while running: files older than an hour, every 30 min
-    _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=_free_port(),
+    _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=free_port(),
                             quiet=True, **demo_app.launch_options())
     client = gradio_client.Client(url, verbose=False)
     try:
