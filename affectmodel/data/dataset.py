@@ -13,9 +13,12 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from torch.utils.data import Dataset
 
+from ..inference.images import ImageLoadError
+from ..inference.images import load_image as read_rgb
+from ..metrics import valid_au, valid_expression, valid_va
 from ..tasks import AU_NAMES, AU_TASK, TASK_KEYS, VA_NAMES, VA_TASK, get_label_space
 
 Transform = Callable[[Image.Image], torch.Tensor]
@@ -27,12 +30,13 @@ class ImageReadError(ValueError):
 
 def load_image(path: str | Path) -> Image.Image:
     """Open an image as RGB, with an error that names the file when it is missing or corrupt."""
+    # The inference loader handles every mode (16-bit, CMYK, palette...), EXIF orientation and the
+    # pixel limit, so training and inference read images the same way.
     try:
-        with Image.open(path) as img:
-            return img.convert("RGB")
+        return Image.fromarray(read_rgb(path))
     except FileNotFoundError:
         raise FileNotFoundError(f"image not found: {path}") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+    except ImageLoadError as e:
         raise ImageReadError(f"cannot read image {path}: {e}") from e
 
 
@@ -47,11 +51,10 @@ def empty_labels(n: int) -> dict[str, np.ndarray]:
 
 def valid_label_masks(labels: dict[str, np.ndarray], num_classes: int) -> dict[str, np.ndarray]:
     """Per task, bool (n,): the sample carries a usable label (AU: at least one AU annotated)."""
-    expr, au, va = labels["expr"], labels["au"], labels["va"]
     return {
-        "expr": (expr >= 0) & (expr < num_classes),
-        "au": ((au == 0) | (au == 1)).any(axis=1),
-        "va": ((va >= -1) & (va <= 1)).any(axis=1),
+        "expr": valid_expression(labels["expr"], num_classes),
+        "au": valid_au(labels["au"]).any(axis=1),
+        "va": valid_va(labels["va"]).any(axis=1),
     }
 
 

@@ -39,13 +39,14 @@ def preprocess(image: Image.Image, config: ModelConfig) -> torch.Tensor:
         image = image.resize((size, size), Image.BILINEAR)
     # (x / 255 - mean) / std in numpy, one pass: small torch ops each start an OpenMP region, which
     # made this a large share of the data-loading time on a busy 2-core machine.
-    scale, shift = _normalisation(tuple(config.mean), tuple(config.std))
+    scale, shift = normalisation(tuple(config.mean), tuple(config.std))
     x = np.asarray(image, dtype=np.float32) * scale - shift
     return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))
 
 
 @functools.lru_cache(maxsize=8)
-def _normalisation(mean: tuple[float, ...], std: tuple[float, ...]) -> tuple[np.ndarray, np.ndarray]:
+def normalisation(mean: tuple[float, ...], std: tuple[float, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """(scale, shift) such that ``x_uint8 * scale - shift == (x / 255 - mean) / std`` (float32)."""
     std_arr = np.asarray(std, dtype=np.float32)
     return (1.0 / (255.0 * std_arr)).astype(np.float32), (np.asarray(mean, dtype=np.float32) / std_arr)
 

@@ -8,16 +8,59 @@ Typical use::
     faces = predictor.predict_image("photo.jpg")     # [{"box", "score", "expression", ...}]
     rows = predict_video(predictor, "clip.mp4")      # per-frame, per-face rows
 """
-from .align import align_face, canonical_template, crop_box, face_crop, similarity_transform
-from .draw import draw_predictions, face_label
-from .faces import DETECTORS, Face, FaceDetector, HaarCascadeDetector, RetinaFaceDetector, create_detector, detect_faces
-from .images import ImageLoadError, is_image_file, load_image
-from .predictor import Predictor, flatten_record, load_predictor_model, top_expression
-from .smoothing import TrackSmoother, exponential_smoothing, moving_average, smooth_series
-from .tracking import IoUTracker, iou, iou_matrix
-from .video import (AnnotatedVideoWriter, FramePrediction, VideoFrame, VideoInfo, VideoLoadError, VideoOptions,
-                    is_video_file, iter_frames, iter_video_predictions, predict_video, probe_video,
-                    write_video_frames)
+import importlib
+
+# Names are imported on first use: the data readers use the image loader alone and must not pay for
+# OpenCV, onnxruntime and PyAV.
+_EXPORTS = {
+    "align_face": "align",
+    "canonical_template": "align",
+    "crop_box": "align",
+    "face_crop": "align",
+    "similarity_transform": "align",
+    "draw_predictions": "draw",
+    "face_label": "draw",
+    "DETECTORS": "faces",
+    "Face": "faces",
+    "FaceDetector": "faces",
+    "HaarCascadeDetector": "faces",
+    "RetinaFaceDetector": "faces",
+    "create_detector": "faces",
+    "detect_faces": "faces",
+    "ImageLoadError": "images",
+    "is_image_file": "images",
+    "load_image": "images",
+    "Predictor": "predictor",
+    "flatten_record": "predictor",
+    "load_predictor_model": "predictor",
+    "top_expression": "predictor",
+    "TrackSmoother": "smoothing",
+    "exponential_smoothing": "smoothing",
+    "moving_average": "smoothing",
+    "smooth_series": "smoothing",
+    "IoUTracker": "tracking",
+    "iou": "tracking",
+    "iou_matrix": "tracking",
+    "AnnotatedVideoWriter": "video",
+    "FramePrediction": "video",
+    "VideoFrame": "video",
+    "VideoInfo": "video",
+    "VideoLoadError": "video",
+    "VideoOptions": "video",
+    "is_video_file": "video",
+    "iter_frames": "video",
+    "iter_video_predictions": "video",
+    "predict_video": "video",
+    "probe_video": "video",
+    "write_video_frames": "video",
+}
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "align_face", "canonical_template", "crop_box", "face_crop", "similarity_transform",

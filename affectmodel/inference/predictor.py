@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 import torch
 
+from ..data.transforms import normalisation
 from ..model import AffectModel
 from .align import DEFAULT_BOX_MARGIN, DEFAULT_MARGIN, face_crop
 from .faces import Face, FaceDetector, create_detector
@@ -74,10 +75,8 @@ class Predictor:
         self.labels: dict[str, list[str]] = {k: list(v) for k, v in config.labels.items()}
         self.input_size = int(config.input_size)
         self.au_thresholds = self.model.au_thresholds().numpy().astype(np.float64)
-        self._mean = np.asarray(config.mean, dtype=np.float32)
-        self._std = np.asarray(config.std, dtype=np.float32)
-        self._scale = (1.0 / (255.0 * self._std)).astype(np.float32)
-        self._shift = (self._mean / self._std).astype(np.float32)
+        # the same constants as training's preprocessing, so both normalise identically
+        self._scale, self._shift = normalisation(tuple(config.mean), tuple(config.std))
 
     # ------------------------------------------------------------------ stages
 
