@@ -21,12 +21,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .data.marker import SYNTHETIC_DATASET  # declared with the marker file; re-exported here
+
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.json"
 HISTORY_FILE = "history.csv"
 MODEL_DIR = "model"
 METRIC_KEYS = ("P_EXPR", "P_AU", "P_VA", "P_MTL", "ccc_valence", "ccc_arousal")
-SYNTHETIC_DATASET = "synthetic-affect"
 
 
 class RunRecordError(ValueError):

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..metrics import valid_au, valid_expression, valid_va
 from ..tasks import (
     ABAW7, ABAW8, AU_NAMES, AU_TASK, VA_NAMES, VA_TASK, LabelSpace, get_label_space, get_task,
     label_mapping,
@@ -26,6 +27,8 @@ from ..tasks import (
 # the file's header says which, and values are mapped by concept into the requested space.
 EXPR_FILE_SPACES: tuple[LabelSpace, ...] = (ABAW8, ABAW7)
 MTL_HEADER: tuple[str, ...] = ("image",) + VA_NAMES + ("expression",) + AU_NAMES
+# File names of the multi-task CSVs per split (s-Aff-Wild2).
+MTL_FILES: dict[str, str] = {"train": "training_set_annotations.txt", "validation": "validation_set_annotations.txt"}
 _MTL_VA, _MTL_EXPR, _MTL_AU = slice(0, 2), 2, slice(3, 3 + len(AU_NAMES))  # numeric columns
 
 
@@ -374,14 +377,14 @@ def _map_expression(values: np.ndarray, source: LabelSpace, target: LabelSpace) 
 
 def _valid_rows(task: str, values: np.ndarray, expression_space: str | None) -> np.ndarray:
     if task == "expr":
-        return (values >= 0) & (values < len(get_label_space(expression_space or ABAW8)))
+        return valid_expression(values, len(get_label_space(expression_space or ABAW8)))
     if task == "au":
-        return ((values == 0) | (values == 1)).any(axis=1)
-    return ((values >= -1) & (values <= 1)).any(axis=1)
+        return valid_au(values).any(axis=1)
+    return valid_va(values).any(axis=1)
 
 
 __all__ = [
     "AnnotationError", "TaskAnnotations", "MTLAnnotations", "read_task_file", "read_task_folder",
-    "read_mtl_csv", "EXPR_FILE_SPACES", "MTL_HEADER", "read_text_lines", "split_header",
+    "read_mtl_csv", "EXPR_FILE_SPACES", "MTL_FILES", "MTL_HEADER", "read_text_lines", "split_header",
     "split_first_column", "parse_number_rows",
 ]

@@ -42,19 +42,19 @@ from tqdm import tqdm
 
 from ..io import write_json_atomic, write_text_atomic
 from ..tasks import ABAW8, AU_NAMES, AU_TASK, VA_TASK, expression_task
+from .annotations import MTL_FILES
+from .marker import MARKER_FILE, SYNTHETIC_DATASET, read_marker
 from .synthetic_faces import (
     HIDDEN_AUS, FaceParams, ImageNuisance, apply_nuisance, random_background, render_face,
     sample_identity, with_pose,
 )
 
-DATASET_NAME = "synthetic-affect"
-MARKER_FILE = "SYNTHETIC.json"
+DATASET_NAME = SYNTHETIC_DATASET
 GENERATOR_VERSION = 2
 SPLIT_FOLDERS = {"train": "Train_Set", "validation": "Validation_Set"}
 TASK_FOLDERS = {"expr": "EXPR_Recognition_Challenge", "au": "AU_Detection_Challenge",
                 "va": "VA_Estimation_Challenge"}
 MTL_FOLDER = "MTL_Challenge"
-MTL_FILES = {"train": "training_set_annotations.txt", "validation": "validation_set_annotations.txt"}
 
 # Prototypical AU combinations (intensity at the expression's apex), keyed by ABAW-8 label.
 # Hidden AUs (not labelled) make the faces read as the expression, like in real faces.
@@ -538,18 +538,6 @@ def generate_benchmark(out_dir: str | Path, videos: int = 20, frames: int = 100,
     }
     write_json_atomic(out / MARKER_FILE, marker)  # written last: its presence means "complete"
     return summary
-
-
-def read_marker(root: str | Path) -> dict | None:
-    """The ``SYNTHETIC.json`` marker of a generated benchmark, or ``None`` for other data."""
-    path = Path(root) / MARKER_FILE
-    if not path.is_file():
-        return None
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as e:
-        raise ValueError(f"{path}: unreadable synthetic-benchmark marker ({e})") from e
-    return data if isinstance(data, dict) else None
 
 
 # ----------------------------------------------------------------------------- contact sheet
