@@ -4,7 +4,10 @@ Prints one JSON object: the layout found, then per split (``train``, ``validatio
 (``EXPR``, ``AU``, ``VA``) ``{"labelled", "invalid", "missing_images"}`` — ``missing_images`` counts
 annotation lines whose image file is absent, ``invalid`` lines with the not-annotated code whose
 image exists, ``labelled`` the rest — with class counts (EXPR) and positives per AU, plus per split
-``frames`` (distinct images with at least one valid label) and ``videos``.
+``frames`` (distinct images with at least one valid label) and ``videos``. ``leakage`` lists the
+videos that sit in one task's training set and another task's validation set, per pair of sets;
+training leaves them out by default (``load_affwild2``), and so do the training split's ``frames``
+and ``videos`` here, while the per-task line counts describe the annotation files as installed.
 """
 from __future__ import annotations
 
@@ -24,7 +27,8 @@ def data_info(root: str | Path, layout: str = "auto", source: str = "auto", expr
     space = get_label_space(expression_space)
     report: dict[str, Any] = {"root": str(Path(root)), "layout": lay.layout, "images_dir": str(lay.images_dir),
                               "mtl_files": {s: str(p) for s, p in lay.mtl_files.items()}}
-    dataset_name, bad_total = None, 0
+    dataset_name, synthetic, bad_total = None, False, 0
+    report["leakage"] = None
     for split in SPLITS:
         has_task_dirs = any(split in d for d in lay.task_dirs.values())
         if (source == "per-task" and not has_task_dirs) or (
@@ -33,7 +37,9 @@ def data_info(root: str | Path, layout: str = "auto", source: str = "auto", expr
             continue
         ds = load_affwild2(root, split=split, tasks=TASK_KEYS, source=source, layout=layout,
                            expression_space=space.name, skip_bad_lines=skip_bad_lines)
-        dataset_name = ds.dataset_name
+        dataset_name, synthetic = ds.dataset_name, ds.synthetic
+        if split == "train":
+            report["leakage"] = ds.stats["leakage"]
         bad_total += len(ds.bad_lines)
         entry: dict[str, Any] = {}
         for task in TASK_KEYS:
@@ -46,7 +52,7 @@ def data_info(root: str | Path, layout: str = "auto", source: str = "auto", expr
         entry["source"] = ds.source
         report[split] = entry
     report["dataset"] = dataset_name
-    report["synthetic"] = dataset_name == "synthetic-affect"
+    report["synthetic"] = synthetic
     report["bad_lines"] = bad_total
     return report
 
