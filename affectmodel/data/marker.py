@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-SYNTHETIC_DATASET = "synthetic-affect"
+SYNTHETIC_DATASET = "synthetic-affect"                   # the Aff-Wild2-layout benchmark
+SYNTHETIC_FOLDERS_DATASET = "synthetic-affect-folders"   # the folder-per-class expression set
 MARKER_FILE = "SYNTHETIC.json"
 
 
@@ -25,4 +26,4 @@ def read_marker(root: str | Path) -> dict | None:
     return data if isinstance(data, dict) else None
 
 
-__all__ = ["MARKER_FILE", "SYNTHETIC_DATASET", "read_marker"]
+__all__ = ["MARKER_FILE", "SYNTHETIC_DATASET", "SYNTHETIC_FOLDERS_DATASET", "read_marker"]

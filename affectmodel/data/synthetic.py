@@ -23,6 +23,10 @@ Output (``generate_benchmark``)::
         {Train_Set,Validation_Set}/<video>.txt
     OUT/annotations/MTL_Challenge/{training_set_annotations.txt,validation_set_annotations.txt}
     OUT/SYNTHETIC.json   (marker + generator parameters; readers label the set "synthetic-affect")
+
+``generate_expression_folders`` (``synth --layout folders``) writes an expression-only set in the
+folder-per-class layout of FER2013 / RAF-DB image folders ("synthetic-affect-folders"), for the
+pre-training axis of a study.
 """
 from __future__ import annotations
 
@@ -43,13 +47,14 @@ from tqdm import tqdm
 from ..io import write_json_atomic, write_text_atomic
 from ..tasks import ABAW8, AU_NAMES, AU_TASK, VA_TASK, expression_task
 from .annotations import MTL_FILES
-from .marker import MARKER_FILE, SYNTHETIC_DATASET, read_marker
+from .marker import MARKER_FILE, SYNTHETIC_DATASET, SYNTHETIC_FOLDERS_DATASET, read_marker
 from .synthetic_faces import (
     HIDDEN_AUS, FaceParams, ImageNuisance, apply_nuisance, random_background, render_face,
     sample_identity, with_pose,
 )
 
 DATASET_NAME = SYNTHETIC_DATASET
+FOLDER_SPLITS = {"train": "train", "validation": "validation"}  # folder-per-class layout
 GENERATOR_VERSION = 2
 SPLIT_FOLDERS = {"train": "Train_Set", "validation": "Validation_Set"}
 TASK_FOLDERS = {"expr": "EXPR_Recognition_Challenge", "au": "AU_Detection_Challenge",
@@ -440,13 +445,14 @@ def _va_lines(values: np.ndarray) -> list[str]:
     return [",".join("-5" if x == VA_TASK.invalid_code else f"{x:.3f}" for x in row) for row in values]
 
 
-def _prepare_out_dir(out: Path, overwrite: bool) -> None:
+def _prepare_out_dir(out: Path, overwrite: bool, subfolders: tuple[str, ...] = ("cropped_aligned", "annotations")
+                     ) -> None:
     if out.exists() and any(out.iterdir()):
         if not overwrite:
             raise ValueError(f"{out} is not empty; choose another folder or pass --overwrite")
         if not (out / MARKER_FILE).exists():
             raise ValueError(f"{out} is not empty and holds no {MARKER_FILE}: refusing to overwrite it")
-        for sub in ("cropped_aligned", "annotations"):
+        for sub in subfolders:
             shutil.rmtree(out / sub, ignore_errors=True)
         (out / MARKER_FILE).unlink()
     out.mkdir(parents=True, exist_ok=True)
@@ -540,6 +546,54 @@ def generate_benchmark(out_dir: str | Path, videos: int = 20, frames: int = 100,
     return summary
 
 
+# ----------------------------------------------------------------------------- folder-per-class layout
+
+def generate_expression_folders(out_dir: str | Path, videos: int = 20, frames: int = 100, seed: int = 0,
+                                size: int = 112, config: SynthConfig | None = None, every: int = 5,
+                                overwrite: bool = False, progress: bool = True) -> dict:
+    """Write a synthetic expression-only set in the folder-per-class layout (like FER2013 / RAF-DB
+    image folders), for the pre-training axis of a study::
+
+        OUT/{train,validation}/<ABAW-8 label>/<video>_<frame>.jpg
+        OUT/SYNTHETIC.json   (dataset "synthetic-affect-folders"; readers mark it synthetic)
+
+    Each video is one identity (``validation_fraction`` of them go to validation, so no face is in
+    both splits); every ``every``-th frame is kept. Deterministic for a seed.
+    """
+    cfg = config or SynthConfig(videos=videos, frames=frames, seed=seed, size=size)
+    if every < 1:
+        raise ValueError(f"every must be at least 1, got {every}")
+    out = Path(out_dir)
+    _prepare_out_dir(out, overwrite, subfolders=tuple(FOLDER_SPLITS.values()))
+    started = time.perf_counter()
+    plans = plan_videos(cfg)
+    deck = expression_deck(cfg.expression_weights, np.random.default_rng([cfg.seed, 1]))
+    counts = {s: {label: 0 for label in ABAW8.labels} for s in FOLDER_SPLITS}
+    bar = tqdm(total=cfg.videos, desc="synth folders", unit="video", disable=not progress)
+    for plan in plans:
+        rng = np.random.default_rng(plan.seed)
+        seq = sample_sequence(cfg.frames, rng, cfg, next_expression=deck)
+        background = random_background(np.random.default_rng(seq.background_seed), cfg.size)
+        for t in range(0, len(seq), every):
+            label = ABAW8.labels[int(seq.expr[t])]
+            path = out / FOLDER_SPLITS[plan.split] / label / f"{plan.name}_{t + 1:05d}.jpg"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            seq.render(t, cfg.size, background, rng).save(path, format="JPEG", quality=seq.jpeg_quality)
+            counts[plan.split][label] += 1
+        bar.update(1)
+    bar.close()
+    summary = {"dataset": SYNTHETIC_FOLDERS_DATASET, "layout": "folders", "out_dir": str(out),
+               "videos": {s: [p.name for p in plans if p.split == s] for s in FOLDER_SPLITS},
+               "counts": counts, "seconds": round(time.perf_counter() - started, 2)}
+    marker = {"dataset": SYNTHETIC_FOLDERS_DATASET, "layout": "folders", "generator": "affectmodel.data.synthetic",
+              "generator_version": GENERATOR_VERSION,
+              "note": "Procedural faces for pre-training tests and demos; results on it never stand in for real data.",
+              "expression_space": ABAW8.name, "every": every, "config": asdict(cfg),
+              "videos": summary["videos"], "counts": counts}
+    write_json_atomic(out / MARKER_FILE, marker)  # written last: its presence means "complete"
+    return summary
+
+
 # ----------------------------------------------------------------------------- contact sheet
 
 def prototype_intensities(expression: str, intensity: float = 1.0,
@@ -600,7 +654,12 @@ def contact_sheet(path: str | Path | None = None, columns: int = 6, size: int = 
 # ----------------------------------------------------------------------------- command line
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", required=True, help="output folder (Aff-Wild2 layout)")
+    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("--layout", default="affwild2", choices=("affwild2", "folders"),
+                        help="affwild2: the Aff-Wild2 layout (all tasks, default); folders: an expression-only "
+                             "folder-per-class set (train/<label>/, validation/<label>/) for pre-training")
+    parser.add_argument("--every", type=int, default=5,
+                        help="folders layout: keep every n-th frame of each synthetic video (default 5)")
     parser.add_argument("--videos", type=int, default=20, help="number of videos (default 20)")
     parser.add_argument("--frames", type=int, default=100, help="frames per video (default 100)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (same seed, same files)")
@@ -616,6 +675,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     cfg = SynthConfig(videos=args.videos, frames=args.frames, seed=args.seed, size=args.size,
                       validation_fraction=args.validation_fraction, nuisance=args.nuisance)
+    if args.layout == "folders":
+        summary = generate_expression_folders(args.out, config=cfg, every=args.every, overwrite=args.overwrite,
+                                              progress=not args.quiet)
+        print(json.dumps({"dataset": SYNTHETIC_FOLDERS_DATASET, "layout": "folders", "out_dir": summary["out_dir"],
+                          "images": {s: sum(c.values()) for s, c in summary["counts"].items()},
+                          "seconds": summary["seconds"]}))
+        return 0
     summary = generate_benchmark(args.out, config=cfg, overwrite=args.overwrite, progress=not args.quiet)
     c = summary["counts"]
     print(json.dumps({"dataset": DATASET_NAME, "out_dir": summary["out_dir"],
@@ -625,5 +691,5 @@ def run(args: argparse.Namespace) -> int:
 
 
 __all__ = ["CIRCUMPLEX", "DATASET_NAME", "EXPRESSION_PROTOTYPES", "MARKER_FILE", "SynthConfig", "mixture_circumplex",
-           "SyntheticSequence", "contact_sheet", "generate_benchmark", "plan_videos", "prototype_intensities",
+           "SyntheticSequence", "contact_sheet", "generate_benchmark", "generate_expression_folders", "plan_videos", "prototype_intensities",
            "read_marker", "render_face", "sample_sequence"]
