@@ -1,7 +1,7 @@
 """The synthetic affect benchmark ("synthetic-affect"), written in Aff-Wild2's own layout.
 
 Aff-Wild2 cannot be shipped, so the toolkit generates a procedural stand-in for tests, CI, demos
-and sanity checks (``shared/DESIGN.md`` §6). It never stands in for real results.
+and sanity checks (README, "Data"). It never stands in for real results.
 
 * Each video is one identity; its expression changes in segments whose intensity ramps up and
   holds, so AU intensities vary smoothly over time (video models and smoothing can be tested).
@@ -691,5 +691,5 @@ def run(args: argparse.Namespace) -> int:
 
 
 __all__ = ["CIRCUMPLEX", "DATASET_NAME", "EXPRESSION_PROTOTYPES", "MARKER_FILE", "SynthConfig", "mixture_circumplex",
-           "SyntheticSequence", "contact_sheet", "generate_benchmark", "generate_expression_folders", "plan_videos", "prototype_intensities",
-           "read_marker", "render_face", "sample_sequence"]
+           "SyntheticSequence", "contact_sheet", "generate_benchmark", "generate_expression_folders", "plan_videos",
+           "prototype_intensities", "read_marker", "render_face", "sample_sequence"]
