@@ -5,6 +5,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from affectmodel.data.annotations import MTL_FILES
 from affectmodel.tasks import ABAW7, ABAW8, AU_NAMES
 
 EXPR_HEADER = ",".join(ABAW8.labels)
@@ -68,8 +69,7 @@ def make_miniature(root: Path, layout: str = "newer") -> Path:
 
 
 def write_mtl(root: Path, split: str, rows: list[str], folder: str = "MTL") -> Path:
-    name = {"train": "training_set_annotations.txt", "validation": "validation_set_annotations.txt"}[split]
-    path = root / folder / name
+    path = root / folder / MTL_FILES[split]
     path.parent.mkdir(parents=True, exist_ok=True)
     header = "image,valence,arousal,expression," + AU_HEADER
     path.write_text("\n".join([header, *rows]) + "\n")

@@ -316,3 +316,13 @@ def test_no_leakage_reported_as_zero(tmp_path):
     make_miniature(tmp_path, "newer")
     leak = load_affwild2(tmp_path, "train", transform=SMALL).stats["leakage"]
     assert leak["videos"] == 0 and leak["pairs"] == {} and leak["frames"] == 0
+
+
+def test_find_leakage_pairs_and_base_name_crossings():
+    from affectmodel.data.affwild2 import base_video_name, find_leakage
+    assert base_video_name("10-60-1280x720_right") == "10-60-1280x720" and base_video_name("x_rightish") == "x_rightish"
+    found = find_leakage({"EXPR": {"a", "b_left", "c"}, "AU": {"c"}}, {"AU": {"a"}, "VA": {"b_right", "c"}})
+    assert found["pairs"] == {"EXPR_train/AU_validation": ["a"], "EXPR_train/VA_validation": ["c"],
+                              "AU_train/VA_validation": ["c"]}
+    assert found["videos"] == ["a", "c"] and found["base_name_crossings"] == ["b_left"]
+    assert find_leakage({}, {}) == {"pairs": {}, "videos": [], "base_name_crossings": []}

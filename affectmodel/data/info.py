@@ -36,7 +36,7 @@ def data_info(root: str | Path, layout: str = "auto", source: str = "auto", expr
             report[split] = None  # this split is not installed
             continue
         ds = load_affwild2(root, split=split, tasks=TASK_KEYS, source=source, layout=layout,
-                           expression_space=space.name, skip_bad_lines=skip_bad_lines)
+                           expression_space=space, skip_bad_lines=skip_bad_lines)
         dataset_name, synthetic = ds.dataset_name, ds.synthetic
         if split == "train":
             report["leakage"] = ds.stats["leakage"]
