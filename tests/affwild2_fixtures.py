@@ -5,7 +5,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from affectmodel.data.annotations import MTL_FILES
+from affectmodel.data.layout import MTL_FILES
 from affectmodel.tasks import ABAW7, ABAW8, AU_NAMES
 
 EXPR_HEADER = ",".join(ABAW8.labels)

@@ -319,7 +319,8 @@ def test_no_leakage_reported_as_zero(tmp_path):
 
 
 def test_find_leakage_pairs_and_base_name_crossings():
-    from affectmodel.data.affwild2 import base_video_name, find_leakage
+    from affectmodel.data.affwild2 import find_leakage
+    from affectmodel.data.layout import base_video_name
     assert base_video_name("10-60-1280x720_right") == "10-60-1280x720" and base_video_name("x_rightish") == "x_rightish"
     found = find_leakage({"EXPR": {"a", "b_left", "c"}, "AU": {"c"}}, {"AU": {"a"}, "VA": {"b_right", "c"}})
     assert found["pairs"] == {"EXPR_train/AU_validation": ["a"], "EXPR_train/VA_validation": ["c"],

@@ -37,6 +37,10 @@ def test_data_info_reports_leaking_videos(tmp_path, capsys):
     assert report["leakage"]["pairs"] == {"EXPR_train/AU_validation": {"videos": 1, "frames": 2}}
     assert report["leakage"]["excluded"] is True
     assert report["train"]["videos"] == 3 and report["train"]["frames"] == 9  # vidL left out, as in training
+    with pytest.warns(UserWarning, match="exclude_leaking_videos=False"):
+        assert cli_main(["data-info", str(tmp_path), "--keep-leaking-videos"]) == 0
+    kept = json.loads(capsys.readouterr().out)
+    assert kept["leakage"]["excluded"] is False and kept["train"]["videos"] == 4 and kept["train"]["frames"] == 11
 
 
 def test_data_info_on_the_synthetic_benchmark(tmp_path):

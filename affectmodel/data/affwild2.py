@@ -25,8 +25,9 @@ import numpy as np
 
 from ..images import IMAGE_SUFFIXES
 from ..tasks import TASK_KEYS, LabelSpace, get_label_space, get_task, parse_tasks
-from .annotations import MTL_FILES, MTLAnnotations, TaskAnnotations, read_mtl_csv, read_task_file
+from .annotations import MTLAnnotations, TaskAnnotations, read_mtl_csv, read_task_file
 from .dataset import ImageLabelDataset, Transform, empty_labels, valid_label_masks
+from .layout import IMAGE_DIRS, MTL_FILES, SPLIT_DIRS, base_video_name
 from .marker import SYNTHETIC_DATASET, read_marker
 
 DATASET_NAME = "aff-wild2"
@@ -35,9 +36,6 @@ SOURCES = ("auto", "per-task", "mtl")
 SPLITS = ("train", "validation")
 _SPLIT_ALIASES = {"train": "train", "training": "train", "validation": "validation", "val": "validation",
                   "valid": "validation"}
-SPLIT_DIRS = {"train": ("Train_Set", "Training_Set"), "validation": ("Validation_Set", "Valid_Set")}
-IMAGE_DIRS = ("cropped_aligned", "cropped")
-TRACK_SUFFIXES = ("_left", "_right")  # two faces of one video are annotated as two tracks
 _NEWER = re.compile(r"^(EXPR|AU|VA)_\w*Challenge$", re.IGNORECASE)
 _OLDER = re.compile(r"^(EXPR|AU|VA)_Set$", re.IGNORECASE)
 _SEARCH_DEPTH = 4
@@ -296,14 +294,6 @@ def _cat(parts: list[np.ndarray]) -> np.ndarray:
 
 # ------------------------------------------------------------------ leakage between splits
 
-def base_video_name(video: str) -> str:
-    """The video a track belongs to: ``"12-24-1920x1080_left"`` -> ``"12-24-1920x1080"``."""
-    for suffix in TRACK_SUFFIXES:
-        if video.endswith(suffix):
-            return video[: -len(suffix)]
-    return video
-
-
 def annotated_videos(lay: AffWild2Layout, split: str, source: str = "per-task",
                      skip_bad_lines: bool = False) -> dict[str, set[str]]:
     """{annotation set: video names} of one split: per task (``"EXPR"``, ...) for the per-task
@@ -439,5 +429,5 @@ def _drop_videos(paths: list[Path], labels: dict[str, np.ndarray], videos: list[
             new_id[video_ids[keep]], frames[keep])
 
 
-__all__ = ["AffWild2Dataset", "AffWild2Layout", "DATASET_NAME", "SPLITS", "annotated_videos", "base_video_name",
+__all__ = ["AffWild2Dataset", "AffWild2Layout", "DATASET_NAME", "SPLITS", "annotated_videos",
            "detect_layout", "find_leakage", "load_affwild2"]

@@ -27,8 +27,6 @@ from ..tasks import (
 # the file's header says which, and values are mapped by concept into the requested space.
 EXPR_FILE_SPACES: tuple[LabelSpace, ...] = (ABAW8, ABAW7)
 MTL_HEADER: tuple[str, ...] = ("image",) + VA_NAMES + ("expression",) + AU_NAMES
-# File names of the multi-task CSVs per split (s-Aff-Wild2).
-MTL_FILES: dict[str, str] = {"train": "training_set_annotations.txt", "validation": "validation_set_annotations.txt"}
 _MTL_VA, _MTL_EXPR, _MTL_AU = slice(0, 2), 2, slice(3, 3 + len(AU_NAMES))  # numeric columns
 
 
@@ -385,6 +383,6 @@ def _valid_rows(task: str, values: np.ndarray, expression_space: str | None) -> 
 
 __all__ = [
     "AnnotationError", "TaskAnnotations", "MTLAnnotations", "read_task_file", "read_task_folder",
-    "read_mtl_csv", "EXPR_FILE_SPACES", "MTL_FILES", "MTL_HEADER", "read_text_lines", "split_header",
+    "read_mtl_csv", "EXPR_FILE_SPACES", "MTL_HEADER", "read_text_lines", "split_header",
     "split_first_column", "parse_number_rows",
 ]

@@ -21,7 +21,7 @@ from .affwild2 import LAYOUTS, SOURCES, SPLITS, detect_layout, load_affwild2
 
 
 def data_info(root: str | Path, layout: str = "auto", source: str = "auto", expression_space: str = "abaw8",
-              skip_bad_lines: bool = False) -> dict[str, Any]:
+              skip_bad_lines: bool = False, exclude_leaking_videos: bool = True) -> dict[str, Any]:
     """The report as a dict (see the module docstring)."""
     lay = detect_layout(root, layout)
     space = get_label_space(expression_space)
@@ -36,7 +36,8 @@ def data_info(root: str | Path, layout: str = "auto", source: str = "auto", expr
             report[split] = None  # this split is not installed
             continue
         ds = load_affwild2(root, split=split, tasks=TASK_KEYS, source=source, layout=layout,
-                           expression_space=space, skip_bad_lines=skip_bad_lines)
+                           expression_space=space, skip_bad_lines=skip_bad_lines,
+                           exclude_leaking_videos=exclude_leaking_videos)
         dataset_name, synthetic = ds.dataset_name, ds.synthetic
         if split == "train":
             report["leakage"] = ds.stats["leakage"]
@@ -66,10 +67,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--expression-space", default="abaw8", help="expression label space (default abaw8)")
     parser.add_argument("--skip-bad-lines", action="store_true",
                         help="count malformed annotation lines instead of stopping at the first one")
+    parser.add_argument("--keep-leaking-videos", action="store_true",
+                        help="count training videos that are also in a validation set in the training figures "
+                             "(by default they are left out, as training leaves them out)")
 
 
 def run(args: argparse.Namespace) -> int:
     report = data_info(args.root, layout=args.layout, source=args.source, expression_space=args.expression_space,
-                       skip_bad_lines=args.skip_bad_lines)
+                       skip_bad_lines=args.skip_bad_lines, exclude_leaking_videos=not args.keep_leaking_videos)
     print(json.dumps(report, indent=2))
     return 0

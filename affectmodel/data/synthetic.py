@@ -46,7 +46,7 @@ from tqdm import tqdm
 
 from ..io import write_json_atomic, write_text_atomic
 from ..tasks import ABAW8, AU_NAMES, AU_TASK, VA_TASK, expression_task
-from .annotations import MTL_FILES
+from .layout import MTL_FILES, MTL_FOLDER, SPLIT_DIRS, TASK_FOLDERS, TRACK_SUFFIXES, base_video_name
 from .marker import MARKER_FILE, SYNTHETIC_DATASET, SYNTHETIC_FOLDERS_DATASET, read_marker
 from .synthetic_faces import (
     HIDDEN_AUS, FaceParams, ImageNuisance, apply_nuisance, random_background, render_face,
@@ -56,10 +56,7 @@ from .synthetic_faces import (
 DATASET_NAME = SYNTHETIC_DATASET
 FOLDER_SPLITS = {"train": "train", "validation": "validation"}  # folder-per-class layout
 GENERATOR_VERSION = 2
-SPLIT_FOLDERS = {"train": "Train_Set", "validation": "Validation_Set"}
-TASK_FOLDERS = {"expr": "EXPR_Recognition_Challenge", "au": "AU_Detection_Challenge",
-                "va": "VA_Estimation_Challenge"}
-MTL_FOLDER = "MTL_Challenge"
+SPLIT_FOLDERS = {split: names[0] for split, names in SPLIT_DIRS.items()}  # the newer layout's names
 
 # Prototypical AU combinations (intensity at the expression's apex), keyed by ABAW-8 label.
 # Hidden AUs (not labelled) make the faces read as the expression, like in real faces.
@@ -381,7 +378,7 @@ def _video_names(n: int, pair_every: int) -> list[str]:
     while len(names) < n:
         base = f"video{i:03d}"
         if pair_every > 0 and i % pair_every == pair_every - 1 and len(names) + 2 <= n:
-            names += [f"{base}_left", f"{base}_right"]
+            names += [f"{base}{suffix}" for suffix in TRACK_SUFFIXES]
         else:
             names.append(base)
         i += 1
@@ -394,14 +391,14 @@ def plan_videos(cfg: SynthConfig) -> list[_VideoPlan]:
     plan_seed, *video_seeds = root.spawn(cfg.videos + 1)
     rng = np.random.default_rng(plan_seed)
     names = _video_names(cfg.videos, cfg.pair_every)
-    bases = sorted({n.rsplit("_", 1)[0] if n.endswith(("_left", "_right")) else n for n in names})
+    bases = sorted({base_video_name(n) for n in names})
     n_val = int(round(len(bases) * cfg.validation_fraction)) if len(bases) > 1 else 0
     if cfg.validation_fraction > 0 and len(bases) > 1:
         n_val = max(1, n_val)
     val_bases = set(rng.permutation(bases)[:n_val].tolist())
     plans = []
     for name, seed in zip(names, video_seeds):
-        base = name.rsplit("_", 1)[0] if name.endswith(("_left", "_right")) else name
+        base = base_video_name(name)
         tasks = tuple(t for t in TASK_FOLDERS if rng.random() < cfg.task_fractions.get(t, 0.0))
         if not tasks:
             tasks = (str(rng.choice(list(TASK_FOLDERS))),)
