@@ -334,11 +334,10 @@ def find_leakage(train_videos: Mapping[str, set[str]], validation_videos: Mappin
     return {"pairs": pairs, "videos": leaking, "base_name_crossings": crossings}
 
 
-def _leakage_stats(found: dict[str, Any], frame_videos: list[str], excluded: bool) -> dict[str, Any]:
+def _leakage_stats(found: dict[str, Any], videos: list[str], video_ids: np.ndarray, excluded: bool
+                   ) -> dict[str, Any]:
     """The JSON-ready ``.stats["leakage"]`` entry: counts per pair, over this training set's frames."""
-    per_video: dict[str, int] = {}
-    for v in frame_videos:
-        per_video[v] = per_video.get(v, 0) + 1
+    per_video = dict(zip(videos, np.bincount(video_ids, minlength=len(videos)).tolist()))
     frames = {v: per_video.get(v, 0) for v in found["videos"]}
     return {
         "excluded": excluded,
@@ -395,12 +394,13 @@ def load_affwild2(root: str | os.PathLike, split: str = "train", tasks: Sequence
     for k in TASK_KEYS:
         if k not in tasks:
             labels[k] = empty_labels(len(paths))[k]
-    split_sets = annotated_videos(lay, split, source, skip_bad_lines)
+    # the multi-task CSV's videos are those just read; per-task folders are listed for all three tasks
+    split_sets = {"MTL": set(videos)} if source == "mtl" else annotated_videos(lay, split, source, skip_bad_lines)
     split_videos = sorted(set().union(*split_sets.values())) if split_sets else list(videos)
     stats: dict[str, Any] = {"split": split, "source": source, "layout": lay.layout}
     if split == "train":
         found = find_leakage(split_sets, annotated_videos(lay, "validation", source, skip_bad_lines))
-        stats["leakage"] = _leakage_stats(found, [videos[i] for i in video_ids], exclude_leaking_videos)
+        stats["leakage"] = _leakage_stats(found, videos, video_ids, exclude_leaking_videos)
         if found["videos"] and exclude_leaking_videos:
             paths, labels, videos, video_ids, frames = _drop_videos(paths, labels, videos, video_ids, frames,
                                                                     set(found["videos"]))
