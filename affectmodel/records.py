@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .data.marker import SYNTHETIC_DATASET  # declared with the marker file; re-exported here
+from .data.marker import SYNTHETIC_DATASET as SYNTHETIC_DATASET  # declared with the marker; re-exported
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.json"
