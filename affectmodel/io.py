@@ -59,8 +59,8 @@ def _is_disk_full(error: BaseException, free: int, needed: int) -> bool:
 def disk_full_error(path: Path, needed: int | None, written: int, free: int) -> DiskFullError:
     folder = path.parent
     need = f"about {format_bytes(needed)}" if needed else f"more than {format_bytes(written)}"
-    return DiskFullError(f"disk full: cannot write {path.name} in {folder}: {need} needed, "
-                         f"{format_bytes(free)} free (the earlier {path.name}, if any, is unchanged)")
+    return DiskFullError(f"disk full ({os.strerror(errno.ENOSPC)}): cannot write {path.name} in {folder}: "
+                         f"{need} needed, {format_bytes(free)} free (the earlier {path.name}, if any, is unchanged)")
 
 
 def _without_tracebacks(error: BaseException) -> BaseException:
@@ -106,7 +106,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None], size_hi
         with open(tmp_path, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp_path, path)
-    except Exception as e:  # noqa: BLE001 - classified below, re-raised otherwise
+    except Exception as e:  # noqa: BLE001 - classified below, re-raised as it is otherwise
         written = tmp_path.stat().st_size if tmp_path.exists() else 0
         tmp_path.unlink(missing_ok=True)
         if _is_disk_full(e, free, size_hint or written + 1):
@@ -124,8 +124,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None], size_hi
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
-    data = text.encode("utf-8")
-    return atomic_write(path, lambda p: p.write_bytes(data), size_hint=len(data))
+    return atomic_write(path, lambda p: p.write_text(text, encoding="utf-8"), size_hint=len(text.encode("utf-8")))
 
 
 def write_json_atomic(path: str | os.PathLike, data: Any) -> Path:

@@ -24,7 +24,7 @@ def test_checkpoint_on_a_full_disk_raises_disk_full_and_keeps_the_earlier_one(tm
             ckpt.save_checkpoint(path, bigger)
         message = str(caught.value)
         free = shutil.disk_usage(fs).free
-        assert message.startswith(f"disk full: cannot write last.pt in {path.parent}: "
+        assert message.startswith(f"disk full (No space left on device): cannot write last.pt in {path.parent}: "
                                   f"about {format_bytes(ckpt.tensor_bytes(bigger))} needed, "
                                   f"{format_bytes(free)} free")
         assert 190_000 < free <= 200_000

@@ -52,7 +52,8 @@ def test_full_disk_is_one_line_naming_folder_and_space_and_keeps_the_old_file(tm
             write_json_atomic(target, big)
         message = str(caught.value)
         assert "\n" not in message
-        assert message.startswith(f"disk full: cannot write metrics.json in {fs / 'run'}: about ")
+        assert message.startswith("disk full (No space left on device): "
+                                  f"cannot write metrics.json in {fs / 'run'}: about ")
         needed = len(json.dumps(big, indent=2)) / 1000
         assert f"about {needed:.1f} KB needed" in message or f"about {needed / 1000:.1f} MB needed" in message
         assert " free " in message

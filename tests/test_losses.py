@@ -380,8 +380,8 @@ def test_uncertainty_weight_of_a_task_without_labels_in_the_batch_is_not_pushed(
 class _HostSyncRecorder(torch.overrides.TorchFunctionMode):
     """Records tensor operations that would make a CUDA step wait for the device."""
 
-    SYNCING = {"__bool__", "item", "tolist", "__float__", "__int__", "__index__", "nonzero", "masked_select",
-               "numpy", "cpu"}
+    SYNCING = frozenset({"__bool__", "item", "tolist", "__float__", "__int__", "__index__", "nonzero", "masked_select",
+                         "numpy", "cpu"})
 
     def __init__(self):
         super().__init__()

@@ -1,15 +1,19 @@
 """DDP under torchrun: two CPU processes (gloo) train one run; rank 0 writes the record."""
 import json
+import multiprocessing
 import os
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 
 from _training_data import TinyAffectSet
 from affectmodel.records import read_run
+from affectmodel.training import distributed as dist_utils
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -68,13 +72,6 @@ def test_two_cpu_processes_train_one_run(tmp_path):
 
 # ------------------------------------------------------------------ helpers, with gloo on CPU
 
-import multiprocessing  # noqa: E402
-
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from affectmodel.training import distributed as dist_utils  # noqa: E402
-
 
 def _in_two_processes(worker, *args):
     """Run ``worker(info, *args)`` on ranks 0 and 1 of a gloo group; the ranks' return values."""
@@ -92,7 +89,7 @@ def _in_two_processes(worker, *args):
             info = dist_utils.DistInfo(rank=rank, world_size=2)
             try:
                 results[rank] = ("ok", worker(info, *args))
-            except Exception as e:  # noqa: BLE001 - reported to the test
+            except Exception as e:
                 results[rank] = ("error", f"{type(e).__name__}: {e}")
         finally:
             dist.destroy_process_group()

@@ -7,8 +7,8 @@ on CPU. Rank 0 writes run records and checkpoints; validation outputs are gather
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 import pickle
+from dataclasses import dataclass
 from typing import Any, Callable, TypeVar
 
 import numpy as np
