@@ -2,6 +2,11 @@
 
 Every loss ignores rows (or AU/VA elements) without a valid label, and a batch with no valid
 label for a task gives a zero loss that still carries gradient structure (never NaN).
+
+The forward path has no host-device synchronisation: masks are multiplied in, never used to
+index (data-dependent shapes) or tested with ``.any()``/``float()`` on the host, so a CUDA step
+is not stalled by its losses. Logits are cast to float32 before any reduction (fp16 sums
+overflow, and inf * 0 is NaN).
 """
 from __future__ import annotations
 
@@ -15,9 +20,35 @@ import torch.nn.functional as F
 from .tasks import TASK_WEIGHTINGS, get_task, parse_tasks
 
 
-def _zero(like: torch.Tensor) -> torch.Tensor:
-    # Connected to the graph so backward() works and leaves gradients at exactly zero.
-    return like.sum() * 0.0
+def _masked_mean(values: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """sum(values) / sum(weights), 0 when the weights are all zero: masked rows are already zero
+    in ``values``. No host-device synchronisation (no data-dependent shapes or branches)."""
+    return values.sum() / weights.sum().clamp(min=torch.finfo(values.dtype).tiny)
+
+
+# Validity rules of the labels: the same as affectmodel.metrics.valid_* (numpy), on tensors.
+
+def valid_expression_mask(target: torch.Tensor, num_classes: int) -> torch.Tensor:
+    return (target >= 0) & (target < num_classes)
+
+
+def valid_au_mask(target: torch.Tensor) -> torch.Tensor:
+    return (target == 0) | (target == 1)
+
+
+def valid_va_mask(target: torch.Tensor) -> torch.Tensor:
+    return torch.isfinite(target) & (target >= -1) & (target <= 1)
+
+
+def has_labels(task: str, target: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """1.0 when the batch holds at least one valid label of ``task``, else 0.0 (a tensor: no sync)."""
+    if task == "expr":
+        valid = valid_expression_mask(target, num_classes)
+    elif task == "au":
+        valid = valid_au_mask(target)
+    else:
+        valid = valid_va_mask(target)
+    return valid.any().float()
 
 
 # ------------------------------------------------------------------ expression
@@ -36,26 +67,28 @@ def expression_loss(logits: torch.Tensor, target: torch.Tensor, kind: str = "ce"
         raise ValueError(f"unknown expression loss {kind!r}; choose from {get_task('expr').losses}")
     if kind == "weighted_ce" and class_weights is None:
         raise ValueError("weighted_ce needs class_weights")
+    n_classes = logits.shape[1]
     target = target.long()
-    valid = (target >= 0) & (target < logits.shape[1])
-    if not valid.any():
-        return _zero(logits)
-    logits, target = logits[valid].float(), target[valid]
+    valid = valid_expression_mask(target, n_classes)
+    safe_target = torch.where(valid, target, 0)  # any class: the row is masked out below
+    logits = logits.float()
+    row_weight = valid.float()
     if kind in ("ce", "weighted_ce"):
         weight = class_weights.to(logits) if kind == "weighted_ce" else None
-        return F.cross_entropy(logits, target, weight=weight, label_smoothing=label_smoothing)
-    if kind == "focal":
-        log_p = F.log_softmax(logits, dim=1)
-        n_classes = logits.shape[1]
-        # Label smoothing applies to the focal target distribution too.
-        soft = F.one_hot(target, n_classes).float() * (1 - label_smoothing) + label_smoothing / n_classes
-        p = log_p.exp()
-        per_class = -soft * (1 - p) ** focal_gamma * log_p
-        if class_weights is not None:
-            per_class = per_class * class_weights.to(per_class)
-            return per_class.sum() / class_weights.to(per_class)[target].sum()
-        return per_class.sum(dim=1).mean()
-    raise ValueError(f"unknown expression loss {kind!r}; choose from {get_task('expr').losses}")
+        per_row = F.cross_entropy(logits, safe_target, weight=weight, label_smoothing=label_smoothing,
+                                  reduction="none")
+        if weight is not None:
+            row_weight = row_weight * weight[safe_target]
+        return _masked_mean(torch.where(valid, per_row, 0.0), row_weight)
+    log_p = F.log_softmax(logits, dim=1)
+    # Label smoothing applies to the focal target distribution too.
+    soft = F.one_hot(safe_target, n_classes).float() * (1 - label_smoothing) + label_smoothing / n_classes
+    per_class = -soft * (1 - log_p.exp()) ** focal_gamma * log_p
+    if class_weights is not None:
+        weight = class_weights.to(per_class)
+        per_class = per_class * weight
+        row_weight = row_weight * weight[safe_target]
+    return _masked_mean(torch.where(valid, per_class.sum(dim=1), 0.0), row_weight)
 
 
 # ------------------------------------------------------------------ action units
@@ -71,22 +104,16 @@ def au_loss(logits: torch.Tensor, target: torch.Tensor, kind: str = "bce",
         raise ValueError(f"unknown AU loss {kind!r}; choose from {get_task('au').losses}")
     if kind == "weighted_bce" and pos_weight is None:
         raise ValueError("weighted_bce needs pos_weight")
-    valid = (target == 0) | (target == 1)
-    if not valid.any():
-        return _zero(logits)
+    valid = valid_au_mask(target)
     # NaN targets must not leak into the sum through 0 * NaN: zero the invalid ones.
     logits, target = logits.float(), torch.where(valid, target.float(), 0.0)
     pw = pos_weight.to(logits) if (pos_weight is not None and kind != "bce") else None
-    if kind in ("bce", "weighted_bce"):
-        per = F.binary_cross_entropy_with_logits(logits, target, pos_weight=pw, reduction="none")
-    elif kind == "focal":
-        bce = F.binary_cross_entropy_with_logits(logits, target, pos_weight=pw, reduction="none")
+    per = F.binary_cross_entropy_with_logits(logits, target, pos_weight=pw, reduction="none")
+    if kind == "focal":
         p = torch.sigmoid(logits)
         p_t = p * target + (1 - p) * (1 - target)
-        per = (1 - p_t) ** focal_gamma * bce
-    else:
-        raise ValueError(f"unknown AU loss {kind!r}; choose from {get_task('au').losses}")
-    return torch.where(valid, per, 0.0).sum() / valid.sum()
+        per = (1 - p_t) ** focal_gamma * per
+    return _masked_mean(torch.where(valid, per, 0.0), valid.float())
 
 
 # ------------------------------------------------------------------ valence / arousal
@@ -98,31 +125,70 @@ def ccc_torch(x: torch.Tensor, y: torch.Tensor, eps: float = 1e-8) -> torch.Tens
     return 2 * cov / (x.var(unbiased=False) + y.var(unbiased=False) + (mx - my) ** 2 + eps)
 
 
+def _va_moments(pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Per dimension, the sums a CCC and an MSE need: (7, D) = n, Σx, Σy, Σx², Σy², Σxy, Σ(x-y)².
+    In float64: sums of squares lose little there and stay exact when added over ranks."""
+    m = valid.double()
+    x, y = pred.double() * m, target.double() * m
+    return torch.stack([m.sum(0), x.sum(0), y.sum(0), (x * x).sum(0), (y * y).sum(0), (x * y).sum(0),
+                        ((x - y) ** 2).sum(0)])
+
+
+def _va_terms_from_moments(s: torch.Tensor, eps: float = 1e-8) -> tuple[torch.Tensor, torch.Tensor]:
+    n, sx, sy, sxx, syy, sxy, sse = s
+    nc = n.clamp(min=1)
+    mx, my = sx / nc, sy / nc
+    var_x, var_y = sxx / nc - mx * mx, syy / nc - my * my
+    cov = sxy / nc - mx * my
+    ccc = 2 * cov / (var_x + var_y + (mx - my) ** 2 + eps)
+    return _va_combine(sse / nc, 1 - ccc, n)
+
+
+def _va_combine(mse_d: torch.Tensor, ccc_term_d: torch.Tensor, n: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Means over the dimensions with >= 1 valid value (MSE) and >= 2 (CCC; undefined below)."""
+    has_mse, has_ccc = (n >= 1).to(mse_d.dtype), (n >= 2).to(mse_d.dtype)
+    mse = _masked_mean(torch.where(n >= 1, mse_d, 0.0), has_mse)
+    ccc = _masked_mean(torch.where(n >= 2, ccc_term_d, 0.0), has_ccc)
+    return mse.float(), ccc.float()
+
+
 def va_loss(pred: torch.Tensor, target: torch.Tensor, kind: str = "ccc",
-            mse_weight: float = 0.5) -> torch.Tensor:
+            mse_weight: float = 0.5, global_batch: bool = False) -> torch.Tensor:
     """``ccc``: mean over valence and arousal of 1 - CCC on the batch's valid rows;
     ``mse``: mean squared error; ``ccc+mse``: (1 - mse_weight) * ccc + mse_weight * mse.
 
     A dimension with fewer than 2 valid values in the batch gives no CCC term (CCC is
     undefined there); it still contributes its MSE.
+
+    ``global_batch`` (under ``torch.distributed``): CCC and MSE of the whole global batch, from
+    moments gathered from every rank with an autograd-aware all_gather (shards may be uneven).
+    Every rank gets the same value; each rank's gradient is ``world_size`` times its share, which
+    DistributedDataParallel's gradient averaging divides back, so DDP training matches one
+    process on the concatenated batch. Without an initialised process group it is the local loss.
     """
     if kind not in ("ccc", "mse", "ccc+mse"):
         raise ValueError(f"unknown VA loss {kind!r}; choose from {get_task('va').losses}")
     pred, target = pred.float(), target.float()
-    valid = torch.isfinite(target) & (target >= -1) & (target <= 1)
-    if not valid.any():
-        return _zero(pred)
-    terms_ccc, terms_mse = [], []
-    for d in range(pred.shape[1]):
-        m = valid[:, d]
-        if m.sum() >= 1:
-            terms_mse.append(F.mse_loss(pred[m, d], target[m, d]))
-        if m.sum() >= 2:
-            terms_ccc.append(1 - ccc_torch(pred[m, d], target[m, d]))
-    mse = torch.stack(terms_mse).mean()
+    valid = valid_va_mask(target)
+    target = torch.where(valid, target, 0.0)  # NaN must not leak through 0 * NaN
+    if global_batch and torch.distributed.is_available() and torch.distributed.is_initialized():
+        from torch.distributed.nn.functional import all_gather
+
+        moments = torch.stack(all_gather(_va_moments(pred, target, valid))).sum(0)
+        mse, c = _va_terms_from_moments(moments)
+    else:
+        m = valid.float()
+        n = m.sum(0)
+        nc = n.clamp(min=1)
+        mx, my = (pred * m).sum(0) / nc, (target * m).sum(0) / nc
+        dx, dy = (pred - mx) * m, (target - my) * m
+        cov, var_x, var_y = (dx * dy).sum(0) / nc, (dx * dx).sum(0) / nc, (dy * dy).sum(0) / nc
+        ccc = 2 * cov / (var_x + var_y + (mx - my) ** 2 + 1e-8)
+        mse_d = (((pred - target) * m) ** 2).sum(0) / nc
+        mse, c = _va_combine(mse_d, 1 - ccc, n)
     if kind == "mse":
         return mse
-    c = torch.stack(terms_ccc).mean() if terms_ccc else _zero(pred)
     return c if kind == "ccc" else (1 - mse_weight) * c + mse_weight * mse
 
 
@@ -156,6 +222,9 @@ class LossConfig:
     task_weights: dict[str, float] = field(default_factory=lambda: {"expr": 1.0, "au": 1.0, "va": 1.0})
     label_smoothing: float = 0.0
     focal_gamma: float = 2.0
+    # Under DDP: VA's CCC over the whole global batch (moments gathered from every rank) instead
+    # of each rank's B/N samples; without a process group it changes nothing.
+    va_global_batch: bool = False
 
     def __post_init__(self) -> None:
         for key in ("expr", "au", "va"):
@@ -170,7 +239,9 @@ class MultiTaskLoss(nn.Module):
     """Sum of masked task losses with fixed weights or learned uncertainty weighting.
 
     Uncertainty weighting (Kendall et al., 2018) learns one log-variance ``s_t`` per task:
-    ``total = sum_t exp(-s_t) * L_t + s_t``. Its parameters must be given to the optimizer.
+    ``total = sum_t exp(-s_t) * L_t + s_t``, over the tasks with a label in the batch (a task
+    without labels has ``L_t = 0`` and its ``+ s_t`` alone would push its weight down for
+    nothing). Its parameters must be given to the optimizer.
     """
 
     def __init__(self, tasks: Sequence[str], config: LossConfig | None = None,
@@ -193,7 +264,7 @@ class MultiTaskLoss(nn.Module):
         if "au" in self.tasks:
             losses["au"] = au_loss(outputs["au"], targets["au"], c.au, self.pos_weight, c.focal_gamma)
         if "va" in self.tasks:
-            losses["va"] = va_loss(outputs["va"], targets["va"], c.va)
+            losses["va"] = va_loss(outputs["va"], targets["va"], c.va, global_batch=c.va_global_batch)
         return losses
 
     def forward(self, outputs: Mapping[str, torch.Tensor], targets: Mapping[str, torch.Tensor]
@@ -203,7 +274,8 @@ class MultiTaskLoss(nn.Module):
         for task, loss in losses.items():
             if self.config.weighting == "uncertainty":
                 s = self.log_vars[task]
-                total = total + torch.exp(-s) * loss + s
+                present = has_labels(task, targets[task], outputs[task].shape[-1])
+                total = total + present * (torch.exp(-s) * loss + s)
             else:
                 total = total + self.config.task_weights.get(task, 1.0) * loss
         return total, losses

@@ -1,4 +1,5 @@
 """affectmodel.io: atomic writes leave either the old file or the new one, never a mix."""
+import errno
 import json
 import os
 import stat
@@ -34,3 +35,81 @@ def test_unserialisable_value_is_a_type_error(tmp_path):
     with pytest.raises(TypeError, match="not JSON serialisable"):
         write_json_atomic(tmp_path / "x.json", {"x": object()})
     assert not (tmp_path / "x.json").exists()
+
+
+# ------------------------------------------------------------------ full disk, read-only folder
+
+def test_full_disk_is_one_line_naming_folder_and_space_and_keeps_the_old_file(tmp_path):
+    from small_fs import fill, mounted_tmpfs
+
+    from affectmodel.io import DiskFullError
+
+    with mounted_tmpfs(tmp_path / "fs", 2_000_000) as fs:
+        target = write_json_atomic(fs / "run" / "metrics.json", {"epoch": 1})
+        fill(fs, leave_bytes=20_000)
+        big = {"values": list(range(50_000))}
+        with pytest.raises(DiskFullError) as caught:
+            write_json_atomic(target, big)
+        message = str(caught.value)
+        assert "\n" not in message
+        assert message.startswith("disk full (No space left on device): "
+                                  f"cannot write metrics.json in {fs / 'run'}: about ")
+        needed = len(json.dumps(big, indent=2)) / 1000
+        assert f"about {needed:.1f} KB needed" in message or f"about {needed / 1000:.1f} MB needed" in message
+        assert " free " in message
+        assert caught.value.errno == errno.ENOSPC and isinstance(caught.value, OSError)
+        assert json.loads(target.read_text()) == {"epoch": 1}
+        assert sorted(p.name for p in (fs / "run").iterdir()) == ["metrics.json"]  # no temporary file
+
+
+def test_full_disk_inside_a_foreign_writer_is_recognised(tmp_path):
+    """torch and safetensors word a full disk their own way; atomic_write still says 'disk full'."""
+    from small_fs import fill, mounted_tmpfs
+
+    from affectmodel.io import DiskFullError
+
+    with mounted_tmpfs(tmp_path / "fs", 1_000_000) as fs:
+        fill(fs, leave_bytes=4_000)
+
+        def short_write(tmp):
+            with open(tmp, "wb") as f:
+                f.write(b"x" * 4096)
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 576 vs 534")
+
+        with pytest.raises(DiskFullError, match=r"cannot write w\.pt .*about 50\.0 KB needed"):
+            atomic_write(fs / "w.pt", short_write, size_hint=50_000)
+        assert sorted(p.name for p in fs.iterdir()) == ["filler.bin"]
+
+
+def test_short_write_with_space_left_is_not_called_disk_full(tmp_path):
+    def short_write(tmp):
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 576 vs 534")
+
+    with pytest.raises(RuntimeError, match="unexpected pos") as caught:
+        atomic_write(tmp_path / "w.pt", short_write, size_hint=10)
+    assert "disk full" not in str(caught.value)
+
+
+def test_read_only_folder_error_names_the_output_not_the_temporary_file(tmp_path):
+    from small_fs import mounted_tmpfs, remount_read_only
+
+    with mounted_tmpfs(tmp_path / "fs", 1_000_000) as fs:
+        (fs / "out").mkdir()
+        remount_read_only(fs)
+        with pytest.raises(OSError) as caught:
+            write_text_atomic(fs / "out" / "scores.csv", "a,b\n")
+        assert caught.value.filename == str(fs / "out" / "scores.csv")
+        assert ".tmp" not in str(caught.value)
+        assert caught.value.errno == errno.EROFS
+
+
+def test_error_raised_on_the_temporary_file_names_the_output(tmp_path):
+    target = tmp_path / "out.bin"
+
+    def refuse(tmp):
+        raise PermissionError(errno.EACCES, "Permission denied", str(tmp))
+
+    with pytest.raises(PermissionError) as caught:
+        atomic_write(target, refuse)
+    assert caught.value.filename == str(target)
+    assert list(tmp_path.iterdir()) == []

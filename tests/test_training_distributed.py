@@ -1,15 +1,19 @@
 """DDP under torchrun: two CPU processes (gloo) train one run; rank 0 writes the record."""
 import json
+import multiprocessing
 import os
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 
 from _training_data import TinyAffectSet
 from affectmodel.records import read_run
+from affectmodel.training import distributed as dist_utils
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -64,3 +68,90 @@ def test_two_cpu_processes_train_one_run(tmp_path):
     # 16 images, global batch 8 -> 2 steps per epoch (2 processes x 4 images).
     assert record.metrics["steps"] == 4 and record.metrics["images_seen"] == 32
     assert not (run_dir / "checkpoints").exists()
+
+
+# ------------------------------------------------------------------ helpers, with gloo on CPU
+
+
+def _in_two_processes(worker, *args):
+    """Run ``worker(info, *args)`` on ranks 0 and 1 of a gloo group; the ranks' return values."""
+    from net import free_port
+
+    ctx = multiprocessing.get_context("fork")
+    results = ctx.Manager().dict()
+    port = free_port()
+
+    def main(rank):
+        import torch.distributed as dist
+
+        dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+        try:
+            info = dist_utils.DistInfo(rank=rank, world_size=2)
+            try:
+                results[rank] = ("ok", worker(info, *args))
+            except Exception as e:
+                results[rank] = ("error", f"{type(e).__name__}: {e}")
+        finally:
+            dist.destroy_process_group()
+
+    procs = [ctx.Process(target=main, args=(r,)) for r in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0, "a rank hung or crashed"
+    return [results[r] for r in range(2)]
+
+
+def _resume_decision(info, checkpoint_seen_by):
+    def decide():
+        assert info.rank == 0, "only rank 0 decides"
+        return info.rank in checkpoint_seen_by  # "a checkpoint is there: resume"
+    return dist_utils.on_rank0(decide, info)
+
+
+def test_every_rank_follows_rank0s_resume_decision():
+    # Multi-node: only rank 0's machine sees the checkpoint; rank 1 must resume all the same.
+    assert _in_two_processes(_resume_decision, {0}) == [("ok", True), ("ok", True)]
+    assert _in_two_processes(_resume_decision, {1}) == [("ok", False), ("ok", False)]
+
+
+def _refusing_decision(info):
+    def decide():
+        raise ValueError("runs/x holds an unfinished run: pass --resume")
+    return dist_utils.on_rank0(decide, info)
+
+
+def test_rank0s_refusal_reaches_every_rank_instead_of_a_hang():
+    expected = ("error", "ValueError: runs/x holds an unfinished run: pass --resume")
+    assert _in_two_processes(_refusing_decision) == [expected, expected]
+
+
+def _gather_with_empty_shard(info):
+    if info.rank == 0:
+        idx = np.array([4, 0, 2])
+        arrays = {"au": np.arange(36, dtype=np.float32).reshape(3, 12), "expr": np.array([1, 0, 3])}
+    else:  # what predict() returns for a rank without validation images
+        idx, arrays = np.zeros((0,)), {"au": np.zeros((0,)), "expr": np.zeros((0,))}
+    idx, merged = dist_utils.gather_arrays(idx, arrays, info)
+    return idx.tolist(), merged["au"].shape, str(merged["au"].dtype), merged["expr"].tolist()
+
+
+def test_gather_with_an_empty_validation_shard_keeps_shapes():
+    want = ("ok", ([0, 2, 4], (3, 12), "float32", [0, 3, 1]))
+    assert _in_two_processes(_gather_with_empty_shard) == [want, want]
+
+
+def test_single_process_on_rank0_just_calls():
+    assert dist_utils.on_rank0(lambda: 7, dist_utils.DistInfo()) == 7
+
+
+def test_more_processes_than_gpus_is_an_error_not_a_shared_gpu(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert dist_utils.resolve_device("cuda", 1) == torch.device("cuda", 1)
+    with pytest.raises(ValueError, match=r"local rank 2 has no GPU of its own: 2 CUDA GPU\(s\) visible.*"
+                                         r"--nproc_per_node 2"):
+        dist_utils.resolve_device("cuda", 2)
+    with pytest.raises(ValueError, match="local rank 3"):
+        dist_utils.resolve_device("auto", 3)

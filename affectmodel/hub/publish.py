@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..io import write_json_atomic
+from ..locking import ensure_not_being_written
 from ..records import CONFIG_FILE, HISTORY_FILE, METRICS_FILE, read_run
 from .card import build_model_card
 from .loading import WEIGHTS_FILE, is_repo_id, load_folder
@@ -230,6 +231,7 @@ def publish_run(run_dir: str | Path, repo_id: str, private: bool = False, revisi
     ``dry_run_dir``). ``api`` replaces ``HfApi(token=token)``, e.g. in tests."""
     check_repo_id(repo_id)
     run_dir = Path(run_dir)
+    ensure_not_being_written(run_dir)  # a run still being trained would publish a mix of two states
     if dry_run_dir is not None:
         files = assemble_model_folder(run_dir, repo_id, dry_run_dir)
         return PublishResult(repo_id, files, uploaded=False, folder=Path(dry_run_dir), revision=revision)

@@ -4,6 +4,10 @@ A checkpoint holds everything needed to continue a run bit-for-bit: model, optim
 scheduler, gradient scaler, loss (uncertainty weights), RNG states, epoch/step counters and the
 bookkeeping of the run (history, best score). It is saved with ``torch.save`` and loaded with
 ``torch.load(weights_only=True)``, so every RNG state is stored as a tensor.
+
+Both files are written atomically (:func:`affectmodel.io.atomic_write`): on a full disk the save
+raises one :class:`affectmodel.io.DiskFullError` line (folder, space needed and free) and the
+previous checkpoint stays intact and loadable, so ``--resume`` works once space is freed.
 """
 from __future__ import annotations
 
@@ -68,9 +72,20 @@ def restore_rng_state(state: dict[str, Any]) -> None:
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
     """Atomically write ``state`` (only tensors, numbers, strings, lists, dicts, None)."""
-    written = atomic_write(path, lambda tmp: torch.save(state, tmp))
+    written = atomic_write(path, lambda tmp: torch.save(state, tmp), size_hint=tensor_bytes(state))
     remove_stale_temp_files(written.parent)
     return written
+
+
+def tensor_bytes(obj: Any) -> int:
+    """Bytes of the tensors in a nested state (what a checkpoint of it needs on disk, roughly)."""
+    if isinstance(obj, torch.Tensor):
+        return obj.numel() * obj.element_size()
+    if isinstance(obj, dict):
+        return sum(tensor_bytes(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(tensor_bytes(v) for v in obj)
+    return 0
 
 
 def remove_stale_temp_files(folder: str | Path) -> None:
@@ -98,7 +113,7 @@ def cpu_state_dict(module: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 
 def save_weights(path: str | Path, state_dict: dict[str, torch.Tensor]) -> Path:
-    return atomic_write(path, lambda tmp: save_file(state_dict, str(tmp)))
+    return atomic_write(path, lambda tmp: save_file(state_dict, str(tmp)), size_hint=tensor_bytes(state_dict))
 
 
 def load_weights(path: str | Path) -> dict[str, torch.Tensor]:

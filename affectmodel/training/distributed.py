@@ -7,12 +7,15 @@ on CPU. Rank 0 writes run records and checkpoints; validation outputs are gather
 from __future__ import annotations
 
 import os
+import pickle
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 import numpy as np
 import torch
 import torch.distributed as dist
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -38,7 +41,12 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
     if name == "cuda":
         if not torch.cuda.is_available():
             raise ValueError("--device cuda was requested but no CUDA GPU is available")
-        return torch.device("cuda", local_rank % max(1, torch.cuda.device_count()))
+        count = torch.cuda.device_count()
+        if not 0 <= local_rank < count:
+            # A modulo would silently put two processes on one GPU (half speed, double memory).
+            raise ValueError(f"local rank {local_rank} has no GPU of its own: {count} CUDA GPU(s) visible on this "
+                             f"machine; start at most {count} processes per machine (--nproc_per_node {count})")
+        return torch.device("cuda", local_rank)
     return torch.device(name)
 
 
@@ -87,6 +95,43 @@ def broadcast_object(obj: Any, info: DistInfo) -> Any:
     return holder[0]
 
 
+def on_rank0(decide: Callable[[], T], info: DistInfo) -> T:
+    """Call ``decide()`` on rank 0 only and give every rank its result, or raise its error on
+    every rank. For decisions all ranks must share, e.g. "resume or start": on several machines a
+    rank that cannot see rank 0's checkpoint would otherwise start fresh and the job hang. The
+    result (and error) must be picklable."""
+    if not info.distributed:
+        return decide()
+    outcome: tuple[bool, Any] | None = None
+    error: BaseException | None = None
+    if info.is_main:
+        try:
+            outcome = (True, decide())
+        except Exception as e:  # noqa: BLE001 - re-raised below, on every rank
+            error = e
+            try:
+                pickle.dumps(e)
+                outcome = (False, e)
+            except Exception:  # noqa: BLE001 - an unpicklable error still reaches every rank
+                outcome = (False, RuntimeError(f"rank 0: {type(e).__name__}: {e}"))
+    outcome = broadcast_object(outcome, info)
+    if error is not None:
+        raise error
+    ok, value = outcome
+    if not ok:
+        raise value
+    return value
+
+
+def _matching_empty(parts: list[np.ndarray]) -> list[np.ndarray]:
+    """An empty shard's arrays with the shape and dtype of the others' (a rank without validation
+    images produces ``(0,)`` float arrays that np.concatenate cannot join with ``(n, 12)``)."""
+    template = next((p for p in parts if len(p)), None)
+    if template is None:
+        return parts
+    return [p if len(p) else np.zeros((0, *template.shape[1:]), dtype=template.dtype) for p in parts]
+
+
 def gather_arrays(indices: np.ndarray, arrays: dict[str, np.ndarray], info: DistInfo
                   ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Collect per-rank (indices, arrays) on every rank, ordered by index, without duplicates."""
@@ -95,7 +140,7 @@ def gather_arrays(indices: np.ndarray, arrays: dict[str, np.ndarray], info: Dist
         return indices[order], {k: v[order] for k, v in arrays.items()}
     parts: list[Any] = [None] * info.world_size
     dist.all_gather_object(parts, (indices, arrays))
-    all_idx = np.concatenate([p[0] for p in parts])
-    merged = {k: np.concatenate([p[1][k] for p in parts]) for k in arrays}
+    all_idx = np.concatenate(_matching_empty([np.asarray(p[0]) for p in parts]))
+    merged = {k: np.concatenate(_matching_empty([p[1][k] for p in parts])) for k in arrays}
     all_idx, first = np.unique(all_idx, return_index=True)
     return all_idx, {k: v[first] for k, v in merged.items()}
