@@ -47,13 +47,14 @@ class SeededSamples(Dataset):
         return image, targets, position
 
 
-class SkipSampler(Sampler[int]):
-    """The first ``skip`` positions of ``sampler`` are dropped (mid-epoch resume)."""
+class SkipSampler(Sampler):
+    """The first ``skip`` items of ``sampler`` (indices, or batches of a batch sampler) are
+    dropped (mid-epoch resume)."""
 
-    def __init__(self, sampler: Sampler[int], skip: int):
+    def __init__(self, sampler: Sampler, skip: int):
         self.sampler, self.skip = sampler, skip
 
-    def __iter__(self) -> Iterator[int]:
+    def __iter__(self) -> Iterator:
         return iter(list(self.sampler)[self.skip:])
 
     def __len__(self) -> int:

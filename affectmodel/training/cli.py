@@ -15,9 +15,11 @@ from typing import Any
 from ..cli import UserError
 from ..model import CheckpointError
 from ..tasks import get_task
-from .config import DEVICES, LOSS_ALIASES, ConfigError, TrainConfig, field_kind, load_config
+from .config import LOSS_ALIASES, ConfigError, TrainConfig, field_kind, load_config
 
 GROUPS = ("run", "losses", "data", "optimisation", "hardware")
+# Options `train.py suite` takes directly (any other: --set KEY=VALUE): where and how fast runs execute.
+SUITE_MACHINE_OPTIONS = ("device", "workers", "threads")
 
 
 def _task_weights(text: str) -> dict[str, float]:
@@ -38,11 +40,13 @@ def _default_text(f: dataclasses.Field, default: Any) -> str:
     return f"{default:g}" if isinstance(default, float) else str(default)
 
 
-def _add_field(group: argparse._ArgumentGroup, f: dataclasses.Field, default: Any) -> None:
-    """One option from a TrainConfig field: its flag, type, choices and help with the default."""
+def _add_field(group: argparse._ActionsContainer, f: dataclasses.Field, default: Any, prefix: str = "",
+               shown: str | None = None) -> None:
+    """One option from a TrainConfig field: its flag, type, choices and help with the default
+    (``shown``: how the default reads, when not the field's)."""
     flag = "--" + f.name.replace("_", "-")
-    shown = _default_text(f, default)
-    help_text = f"{f.metadata['help']} ({shown if shown == 'required' else 'default ' + shown})"
+    shown = shown or _default_text(f, default)
+    help_text = f"{prefix}{f.metadata['help']} ({shown if shown == 'required' else 'default ' + shown})"
     kind = field_kind(f.name)
     kw: dict[str, Any] = {"default": argparse.SUPPRESS}
     if kind is bool:  # a switch away from the default
@@ -107,9 +111,10 @@ def add_suite_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, metavar="DIR", help="suite folder: runs go to DIR/<run name>")
     parser.add_argument("--only", default=None, metavar="NAME[,NAME...]", help="train only these runs")
     parser.add_argument("--list", action="store_true", help="print the resolved runs and exit")
-    parser.add_argument("--device", default=None, choices=DEVICES, help="override every run's device")
-    parser.add_argument("--workers", default=None, type=int, help="override every run's loader workers")
-    parser.add_argument("--threads", default=None, type=int, help="override every run's CPU thread count")
+    defaults = TrainConfig()
+    for f in dataclasses.fields(TrainConfig):
+        if f.name in SUITE_MACHINE_OPTIONS:
+            _add_field(parser, f, getattr(defaults, f.name), prefix="every run: ", shown="the suite's")
     parser.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
                         help="override an option of every run (repeatable), e.g. --set epochs=1")
 
@@ -129,10 +134,8 @@ def run_suite_command(args: argparse.Namespace) -> int:
     from .suite import load_suite, run_suite, suite_table
 
     overrides: dict[str, Any] = dict(_parse_setting(s) for s in args.settings)
-    if args.device:
-        overrides["device"] = args.device
-    for key in ("workers", "threads"):
-        if getattr(args, key) is not None:
+    for key in SUITE_MACHINE_OPTIONS:
+        if hasattr(args, key):  # given (the defaults are SUPPRESSed)
             overrides[key] = getattr(args, key)
     only = [n.strip() for n in args.only.split(",") if n.strip()] if args.only else None
     if args.list:

@@ -74,7 +74,7 @@ def pretrained_from(init: str) -> str | None:
 
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
-        return f"cuda ({torch.cuda.getdevice_name(device)})"
+        return f"cuda ({torch.cuda.get_device_name(device)})"
     return f"cpu ({torch.get_num_threads()} threads)"
 
 
@@ -213,7 +213,8 @@ class Trainer:
             torch.backends.cudnn.benchmark = True
         self.wrapped: nn.Module = self.module
         if self.info.distributed:
-            self.wrapped = DistributedDataParallel(self.module, device_ids=[self.device.index] if self.use_cuda else None)
+            device_ids = [self.device.index] if self.use_cuda else None
+            self.wrapped = DistributedDataParallel(self.module, device_ids=device_ids)
 
     def setup_schedule(self) -> None:
         """Training order (``config.sampler``), steps per epoch, optimizer, LR schedule, grad scaler."""
