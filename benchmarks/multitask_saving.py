@@ -32,7 +32,7 @@ def _targets(batch: int) -> dict[str, torch.Tensor]:
 def run(mode: str = "full") -> FamilyResult:
     from affectmodel import AffectModel, ModelConfig
     from affectmodel.losses import MultiTaskLoss
-    from affectmodel.training.loop import TrainModule, train_step
+    from affectmodel.training.step import TrainModule, train_step
 
     p = PARAMS[check_mode(mode)]
     started = time.perf_counter()

@@ -60,7 +60,7 @@ Each change came from a profile (cProfile, `python -X importtime`) or an interle
 3. **Predictor in channels_last** (`affectmodel/inference/predictor.py`): the preprocessed NHWC buffer is
    already channels_last, so the copy to NCHW went away and oneDNN runs its preferred layout (bare trunk,
    batch 32: 217 -> 184 ms with 2 threads, 403 -> 318 ms with 1); normalisation in place, one pass.
-4. **Training data: seed only the CPU generator per sample** (`affectmodel/training/loop.py`).
+4. **Training data: seed only the CPU generator per sample** (`affectmodel/training/batches.py`).
    `torch.manual_seed` also queues lazy CUDA/XPU/MTIA seeding, each with a formatted stack trace: about 2 ms
    per sample (cProfile of the data loader, busy machine). Same random numbers as before.
 5. **Training data: normalisation in numpy** (`affectmodel/data/transforms.py`): four small torch operations

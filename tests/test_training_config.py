@@ -57,3 +57,58 @@ def test_config_differences_ignore_machine_options():
     saved = TrainConfig(tasks=["expr"], lr=0.1).to_dict()
     assert config_differences(saved, TrainConfig(tasks=["expr"], lr=0.1, workers=4, device="cpu")) == []
     assert config_differences(saved, TrainConfig(tasks=["expr"], lr=0.2)) == ["lr"]
+
+
+# ------------------------------------------------------------------ one schema: fields -> CLI, files, records
+
+def test_every_field_declares_its_help_and_group_and_reaches_the_command_line():
+    import argparse
+    import dataclasses
+
+    from affectmodel.training.cli import GROUPS, add_arguments
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    dests = {a.dest for a in parser._actions}
+    for f in dataclasses.fields(TrainConfig):
+        assert f.metadata["help"] and f.metadata["group"] in GROUPS, f.name
+        assert f.name in dests or f.name == "losses", f.name  # losses: --loss-expr/--loss-au/--loss-va
+    assert {"loss_expr", "loss_au", "loss_va"} <= dests
+    assert set(TrainConfig().to_dict()) == {f.name for f in dataclasses.fields(TrainConfig)}
+
+
+def test_help_shows_defaults_and_choices_from_the_owning_modules(capsys):
+    from affectmodel.data.transforms import AUGMENT_PRESETS
+    from affectmodel.tasks import TASK_WEIGHTINGS
+    from affectmodel.training.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    assert "--augment {" + ",".join(AUGMENT_PRESETS) + "}" in text
+    assert "--weighting {" + ",".join(TASK_WEIGHTINGS) + "}" in text
+    assert "input size in pixels (default 112)" in text and "peak learning rate (default 0.001)" in text
+    assert "(default all epochs)" in text and "--no-amp" in text and "--data ROOT" in text
+
+
+def test_command_line_values_are_typed_by_the_field(tmp_path):
+    import argparse
+
+    from affectmodel.training.cli import _overrides, add_arguments
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(["--epochs", "3", "--lr", "0.5", "--no-amp", "--sampler", "balanced",
+                              "--task-weights", "au=2", "--loss-va", "mse", "--tasks", "au,va"])
+    c = load_config(None, _overrides(args))
+    assert (c.epochs, c.lr, c.amp, c.sampler) == (3, 0.5, False, "balanced")
+    assert c.task_weights["au"] == 2.0 and c.losses["va"] == "mse" and c.tasks == ["au", "va"]
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--epochs", "three"])
+
+
+def test_unknown_keys_name_the_nearest_option_including_aliases():
+    with pytest.raises(ConfigError, match="unknown option 'samplr' \\(did you mean 'sampler'\\?\\)"):
+        load_config(None, {"samplr": "balanced"})
+    with pytest.raises(ConfigError, match="did you mean 'loss_expr'"):
+        load_config(None, {"loss-exp": "focal"})

@@ -22,12 +22,12 @@ SCRIPT = textwrap.dedent('''
     sys.path[:0] = [{tests!r}, {repo!r}]
     import torch
     from _training_data import TinyAffectSet
-    from affectmodel.training import loop
+    from affectmodel.training import trainer
     from affectmodel.training.config import TrainConfig
 
     rank = int(os.environ["RANK"])
     digests = []
-    real_predict = loop.predict
+    real_predict = trainer.predict
 
     def predict_and_fingerprint(model, *args, **kwargs):
         # Called once per epoch on every rank: DDP must keep the replicas identical.
@@ -35,10 +35,10 @@ SCRIPT = textwrap.dedent('''
         digests.append(hashlib.sha256(blob).hexdigest())
         return real_predict(model, *args, **kwargs)
 
-    loop.predict = predict_and_fingerprint
+    trainer.predict = predict_and_fingerprint
     config = TrainConfig(out=sys.argv[1], tasks=["expr", "au", "va"], image_size=32, batch_size=8, epochs=2,
                          device="cpu", augment="none", weighting="uncertainty", lr=1e-3)
-    loop.run_training(config, TinyAffectSet(16, seed=0), TinyAffectSet(7, seed=1), {{"name": "tiny", "synthetic": True}})
+    trainer.run_training(config, TinyAffectSet(16, seed=0), TinyAffectSet(7, seed=1), {{"name": "tiny", "synthetic": True}})
     with open(os.path.join(sys.argv[2], f"rank{{rank}}.json"), "w") as f:
         json.dump({{"digests": digests, "world": torch.distributed.get_world_size()}}, f)
 ''')

@@ -12,8 +12,11 @@ from affectmodel.records import METRICS_FILE, is_complete, read_run
 from affectmodel.tasks import AU_NAMES
 from affectmodel.training.checkpoint import checkpoint_path
 from affectmodel.training.config import TrainConfig
-from affectmodel.training.loop import (TrainingError, TrainModule, build_optimizer, loss_statistics, predict,
-                                       run_training, train_step, SeededSamples)
+from affectmodel.training import TrainingError, run_training
+from affectmodel.training.batches import SeededSamples, loss_statistics
+from affectmodel.training.evaluation import predict
+from affectmodel.training.optim import build_optimizer
+from affectmodel.training.step import TrainModule, train_step
 
 DATASET = {"name": "tiny-test-set", "synthetic": True}
 

@@ -6,6 +6,7 @@ options given on the command line win over the file.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import tomllib
@@ -14,9 +15,11 @@ from typing import Any
 from ..cli import UserError
 from ..model import CheckpointError
 from ..tasks import get_task
-from .config import (AUGMENT_PRESETS, DEVICES, OPTIMIZERS, SCHEDULES, ConfigError, TrainConfig, load_config)
+from .config import LOSS_ALIASES, ConfigError, TrainConfig, field_kind, load_config
 
-_D = TrainConfig()
+GROUPS = ("run", "losses", "data", "optimisation", "hardware")
+# Options `train.py suite` takes directly (any other: --set KEY=VALUE): where and how fast runs execute.
+SUITE_MACHINE_OPTIONS = ("device", "workers", "threads")
 
 
 def _task_weights(text: str) -> dict[str, float]:
@@ -27,58 +30,59 @@ def _task_weights(text: str) -> dict[str, float]:
         raise argparse.ArgumentTypeError(f"expected TASK=WEIGHT[,TASK=WEIGHT...], got {text!r}") from None
 
 
+def _default_text(f: dataclasses.Field, default: Any) -> str:
+    if f.metadata.get("default_text"):
+        return f.metadata["default_text"]
+    if isinstance(default, dict):
+        return ",".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in default.items())
+    if isinstance(default, list):
+        return ",".join(map(str, default))
+    return f"{default:g}" if isinstance(default, float) else str(default)
+
+
+def _add_field(group: argparse._ActionsContainer, f: dataclasses.Field, default: Any, prefix: str = "",
+               shown: str | None = None) -> None:
+    """One option from a TrainConfig field: its flag, type, choices and help with the default
+    (``shown``: how the default reads, when not the field's)."""
+    flag = "--" + f.name.replace("_", "-")
+    shown = shown or _default_text(f, default)
+    help_text = f"{prefix}{f.metadata['help']} ({shown if shown == 'required' else 'default ' + shown})"
+    kind = field_kind(f.name)
+    kw: dict[str, Any] = {"default": argparse.SUPPRESS}
+    if kind is bool:  # a switch away from the default
+        if default:
+            group.add_argument(f"--no-{f.name.replace('_', '-')}", dest=f.name, action="store_false",
+                               help=f"no {f.metadata['help']}", **kw)
+        else:
+            group.add_argument(flag, dest=f.name, action="store_true", help=f.metadata["help"], **kw)
+        return
+    if kind is dict:
+        kw["type"] = _task_weights
+    elif kind in (int, float):
+        kw["type"] = kind
+        kw["metavar"] = "N" if kind is int else "X"
+    if f.metadata.get("choices"):
+        kw["choices"] = f.metadata["choices"]
+    if f.metadata.get("metavar"):
+        kw["metavar"] = f.metadata["metavar"]
+    group.add_argument(flag, dest=f.name, help=help_text, **kw)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Single-run options. Defaults are SUPPRESSed so that only given options override --config."""
-    S = argparse.SUPPRESS
-    g = parser.add_argument_group("run")
-    g.add_argument("--config", default=None, metavar="FILE", help="TOML or YAML file with any of these options")
-    g.add_argument("--data", default=S, metavar="ROOT", help="Aff-Wild2 or synthetic benchmark folder")
-    g.add_argument("--out", default=S, metavar="DIR", help="run folder, e.g. runs/SUITE/NAME")
-    g.add_argument("--tasks", default=S, help=f"comma-separated subset of expr,au,va; one task = uni-task "
-                                              f"(default {','.join(_D.tasks)})")
-    g.add_argument("--init", default=S, metavar="random|imagenet|PATH",
-                   help="trunk initialisation: random, ImageNet, a weights file, a model folder or an earlier "
-                        "run folder (its backbone) (default random)")
-    g.add_argument("--expression-space", default=S, help="expression label space (default abaw8)")
-    g.add_argument("--data-source", default=S, help="annotation source for the data reader (default auto)")
-    g.add_argument("--resume", action="store_true", default=S, help="continue from the run folder's last checkpoint")
-    g = parser.add_argument_group("losses")
-    g.add_argument("--loss-expr", default=S, choices=get_task("expr").losses, help="(default ce)")
-    g.add_argument("--loss-au", default=S, choices=get_task("au").losses, help="(default bce)")
-    g.add_argument("--loss-va", default=S, choices=get_task("va").losses, help="(default ccc)")
-    g.add_argument("--weighting", default=S, choices=("fixed", "uncertainty"), help="task weighting (default fixed)")
-    g.add_argument("--task-weights", default=S, type=_task_weights, metavar="expr=1,au=1,va=1",
-                   help="fixed task weights")
-    g.add_argument("--label-smoothing", default=S, type=float, help="expression label smoothing (default 0)")
-    g.add_argument("--focal-gamma", default=S, type=float, help="focal loss gamma (default 2)")
-    g = parser.add_argument_group("data")
-    g.add_argument("--augment", default=S, choices=AUGMENT_PRESETS, help=f"(default {_D.augment})")
-    g.add_argument("--image-size", default=S, type=int, help=f"input size in pixels (default {_D.image_size})")
-    g.add_argument("--batch-size", default=S, type=int,
-                   help=f"total batch size over all processes (default {_D.batch_size})")
-    g.add_argument("--workers", default=S, type=int, help="data loader processes per training process (default 0)")
-    g.add_argument("--limit-train", default=S, type=int, metavar="N", help="train on a seeded random subset of N images")
-    g.add_argument("--limit-val", default=S, type=int, metavar="N", help="validate on a seeded random subset of N images")
-    g = parser.add_argument_group("optimisation")
-    g.add_argument("--epochs", default=S, type=int, help=f"(default {_D.epochs})")
-    g.add_argument("--max-steps", default=S, type=int, help="stop after this many optimizer steps")
-    g.add_argument("--lr", default=S, type=float, help=f"peak learning rate (default {_D.lr})")
-    g.add_argument("--schedule", default=S, choices=SCHEDULES, help=f"per-step LR schedule (default {_D.schedule})")
-    g.add_argument("--step-epochs", default=S, type=int, help="step schedule: decay every N epochs (default 3)")
-    g.add_argument("--step-gamma", default=S, type=float, help="step schedule: decay factor (default 0.1)")
-    g.add_argument("--optimizer", default=S, choices=OPTIMIZERS, help=f"(default {_D.optimizer})")
-    g.add_argument("--momentum", default=S, type=float, help="SGD momentum (default 0.9)")
-    g.add_argument("--weight-decay", default=S, type=float, help=f"(default {_D.weight_decay})")
-    g.add_argument("--dropout", default=S, type=float, help="dropout before the heads (default 0)")
-    g.add_argument("--seed", default=S, type=int, help="seed of initialisation, data order and augmentation (default 0)")
-    g = parser.add_argument_group("hardware")
-    g.add_argument("--device", default=S, choices=DEVICES,
-                   help="auto: CUDA when available, with mixed precision and channels_last (default auto)")
-    g.add_argument("--threads", default=S, type=int,
-                   help="CPU threads for torch (default: torch's choice; 1 is faster on a busy machine)")
-    g.add_argument("--no-amp", dest="amp", action="store_false", default=S, help="no mixed precision on CUDA")
-    g.add_argument("--checkpoint-every", default=S, type=int, metavar="N",
-                   help="also checkpoint every N steps (default: once per epoch)")
+    """Single-run options, one per TrainConfig field (see :func:`affectmodel.training.config.option`).
+    Defaults are SUPPRESSed so that only given options override --config."""
+    defaults = TrainConfig()
+    groups = {name: parser.add_argument_group(name) for name in GROUPS}
+    groups["run"].add_argument("--config", default=None, metavar="FILE",
+                               help="TOML or YAML file with any of these options")
+    for f in dataclasses.fields(TrainConfig):
+        if f.metadata.get("cli", True):
+            _add_field(groups[f.metadata["group"]], f, getattr(defaults, f.name))
+        elif f.name == "losses":  # one option per task: --loss-expr ...
+            for alias, task in LOSS_ALIASES.items():
+                groups["losses"].add_argument(f"--{alias.replace('_', '-')}", dest=alias, default=argparse.SUPPRESS,
+                                              choices=get_task(task).losses,
+                                              help=f"{task} loss (default {defaults.losses[task]})")
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -90,7 +94,7 @@ def _is_main_process() -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .loop import train_run
+    from .trainer import train_run
 
     config = load_config(args.config, _overrides(args))
     if not config.data or not config.out:
@@ -107,9 +111,10 @@ def add_suite_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, metavar="DIR", help="suite folder: runs go to DIR/<run name>")
     parser.add_argument("--only", default=None, metavar="NAME[,NAME...]", help="train only these runs")
     parser.add_argument("--list", action="store_true", help="print the resolved runs and exit")
-    parser.add_argument("--device", default=None, choices=DEVICES, help="override every run's device")
-    parser.add_argument("--workers", default=None, type=int, help="override every run's loader workers")
-    parser.add_argument("--threads", default=None, type=int, help="override every run's CPU thread count")
+    defaults = TrainConfig()
+    for f in dataclasses.fields(TrainConfig):
+        if f.name in SUITE_MACHINE_OPTIONS:
+            _add_field(parser, f, getattr(defaults, f.name), prefix="every run: ", shown="the suite's")
     parser.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
                         help="override an option of every run (repeatable), e.g. --set epochs=1")
 
@@ -129,10 +134,8 @@ def run_suite_command(args: argparse.Namespace) -> int:
     from .suite import load_suite, run_suite, suite_table
 
     overrides: dict[str, Any] = dict(_parse_setting(s) for s in args.settings)
-    if args.device:
-        overrides["device"] = args.device
-    for key in ("workers", "threads"):
-        if getattr(args, key) is not None:
+    for key in SUITE_MACHINE_OPTIONS:
+        if hasattr(args, key):  # given (the defaults are SUPPRESSed)
             overrides[key] = getattr(args, key)
     only = [n.strip() for n in args.only.split(",") if n.strip()] if args.only else None
     if args.list:

@@ -1,5 +1,9 @@
 """Training configuration: one typed dataclass, loadable from TOML/YAML, overridable from the CLI.
 
+Each :class:`TrainConfig` field carries its own schema in ``field(metadata=...)`` (help text,
+choices, option group): ``train.py``'s options (:mod:`.cli`), suite keys and ``config.json`` are all
+derived from the fields, so an option is declared once, here.
+
 Precedence: dataclass defaults < config file < command-line options. The resolved configuration
 is what a run saves in its ``config.json`` (see :mod:`affectmodel.records`).
 """
@@ -8,14 +12,16 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import tomllib
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
+from ..data.samplers import SAMPLERS
+from ..data.transforms import AUGMENT_PRESETS
 from ..losses import LossConfig
 from ..tasks import TASK_KEYS, TASK_WEIGHTINGS, get_label_space, get_task, parse_tasks
 
-AUGMENT_PRESETS = ("none", "light", "strong")
 SCHEDULES = ("cosine", "step", "none")
 OPTIMIZERS = ("adamw", "sgd")
 DEVICES = ("auto", "cpu", "cuda")
@@ -29,47 +35,83 @@ class ConfigError(ValueError):
     """A configuration file or option is invalid (message names the file and key)."""
 
 
+class TrainingError(ValueError):
+    """A run cannot start or continue as asked (printed as one line by the CLI)."""
+
+
 def _default_losses() -> dict[str, str]:
     return {k: get_task(k).default_loss for k in TASK_KEYS}
+
+
+def option(default: Any = dataclasses.MISSING, *, help: str, group: str, choices: tuple[str, ...] | None = None,
+           metavar: str | None = None, default_factory: Callable[[], Any] | None = None,
+           default_text: str | None = None, cli: bool = True) -> Any:
+    """A TrainConfig field with its schema: ``help`` (the default is appended by the CLI),
+    ``group`` (the --help section), ``choices``, ``metavar``, ``default_text`` (how an unset
+    default reads in --help) and ``cli`` (False: set through aliases, not its own option)."""
+    metadata = {"help": help, "group": group, "choices": choices, "metavar": metavar,
+                "default_text": default_text, "cli": cli}
+    if default_factory is not None:
+        return field(default_factory=default_factory, metadata=metadata)
+    return field(default=default, metadata=metadata)
 
 
 @dataclass
 class TrainConfig:
     """Every option of one training run (``python train.py --help`` documents each)."""
 
-    data: str = ""                      # Aff-Wild2 (or synthetic benchmark) root folder
-    out: str = ""                       # run folder, e.g. runs/<suite>/<run>
-    tasks: list[str] = field(default_factory=lambda: list(TASK_KEYS))
-    init: str = "random"                # random | imagenet | weights file | model folder | run folder
-    expression_space: str = "abaw8"
-    data_source: str = "auto"           # passed to affectmodel.data.load_affwild2(source=...)
-    losses: dict[str, str] = field(default_factory=_default_losses)
-    weighting: str = "fixed"            # fixed | uncertainty
-    task_weights: dict[str, float] = field(default_factory=lambda: {k: 1.0 for k in TASK_KEYS})
-    label_smoothing: float = 0.0
-    focal_gamma: float = 2.0
-    augment: str = "light"
-    image_size: int = 112
-    dropout: float = 0.0
-    batch_size: int = 64                # total over all processes under torchrun
-    epochs: int = 10
-    max_steps: int | None = None        # stop after this many optimizer steps (None: all epochs)
-    lr: float = 1e-3
-    schedule: str = "cosine"
-    step_epochs: int = 3                # step schedule: decay every N epochs...
-    step_gamma: float = 0.1             # ...by this factor
-    optimizer: str = "adamw"
-    momentum: float = 0.9               # SGD only
-    weight_decay: float = 1e-4
-    seed: int = 0
-    device: str = "auto"
-    amp: bool = True                    # mixed precision on CUDA (bf16 where supported, else fp16)
-    workers: int = 0
-    threads: int = 0                    # CPU threads for torch (0: torch's default)
-    limit_train: int | None = None      # random subset sizes (seeded), for quick runs
-    limit_val: int | None = None
-    checkpoint_every: int = 0           # also checkpoint every N steps (0: once per epoch)
-    resume: bool = False
+    data: str = option("", group="run", metavar="ROOT", default_text="required",
+                       help="Aff-Wild2 or synthetic benchmark folder")
+    out: str = option("", group="run", metavar="DIR", default_text="required",
+                      help="run folder, e.g. runs/SUITE/NAME")
+    tasks: list[str] = option(group="run", default_factory=lambda: list(TASK_KEYS),
+                              help="comma-separated subset of expr,au,va; one task = uni-task")
+    init: str = option("random", group="run", metavar="random|imagenet|PATH",
+                       help="trunk initialisation: random, ImageNet, a weights file, a model folder or an "
+                            "earlier run folder (its backbone)")
+    expression_space: str = option("abaw8", group="run", help="expression label space")
+    data_source: str = option("auto", group="run",
+                              help="annotation source for the data reader (affectmodel.data.load_affwild2)")
+    losses: dict[str, str] = option(group="losses", default_factory=_default_losses, cli=False,
+                                    help="loss per task (also loss_TASK = NAME)")
+    weighting: str = option("fixed", group="losses", choices=TASK_WEIGHTINGS, help="task weighting")
+    task_weights: dict[str, float] = option(group="losses", default_factory=lambda: {k: 1.0 for k in TASK_KEYS},
+                                            metavar="expr=1,au=1,va=1",
+                                            help="fixed task weights (also weight_TASK = W)")
+    label_smoothing: float = option(0.0, group="losses", help="expression label smoothing")
+    focal_gamma: float = option(2.0, group="losses", help="focal loss gamma")
+    augment: str = option("light", group="data", choices=AUGMENT_PRESETS, help="augmentation preset")
+    image_size: int = option(112, group="data", help="input size in pixels")
+    dropout: float = option(0.0, group="optimisation", help="dropout before the heads")
+    batch_size: int = option(64, group="data", help="total batch size over all processes")
+    epochs: int = option(10, group="optimisation", help="training epochs")
+    max_steps: int | None = option(None, group="optimisation", metavar="N", default_text="all epochs",
+                                   help="stop after this many optimizer steps")
+    lr: float = option(1e-3, group="optimisation", help="peak learning rate")
+    schedule: str = option("cosine", group="optimisation", choices=SCHEDULES, help="per-step LR schedule")
+    step_epochs: int = option(3, group="optimisation", help="step schedule: decay every N epochs")
+    step_gamma: float = option(0.1, group="optimisation", help="step schedule: decay factor")
+    optimizer: str = option("adamw", group="optimisation", choices=OPTIMIZERS, help="optimizer")
+    momentum: float = option(0.9, group="optimisation", help="SGD momentum")
+    weight_decay: float = option(1e-4, group="optimisation", help="weight decay of weight matrices and kernels")
+    seed: int = option(0, group="optimisation", help="seed of initialisation, data order and augmentation")
+    device: str = option("auto", group="hardware", choices=DEVICES,
+                         help="auto: CUDA when available, with mixed precision and channels_last")
+    amp: bool = option(True, group="hardware", help="mixed precision on CUDA (bf16 where supported, else fp16)")
+    workers: int = option(0, group="data", help="data loader processes per training process")
+    threads: int = option(0, group="hardware", default_text="torch's choice",
+                          help="CPU threads for torch (1 is faster on a busy machine)")
+    limit_train: int | None = option(None, group="data", metavar="N", default_text="all",
+                                     help="train on a seeded random subset of N images")
+    limit_val: int | None = option(None, group="data", metavar="N", default_text="all",
+                                   help="validate on a seeded random subset of N images")
+    checkpoint_every: int = option(0, group="hardware", metavar="N", default_text="once per epoch",
+                                   help="also checkpoint every N steps")
+    resume: bool = option(False, group="run", help="continue from the run folder's last checkpoint")
+    sampler: str = option("shuffle", group="data", choices=SAMPLERS,
+                          help="training order: shuffle (each image once per epoch), balanced (expression "
+                               "classes equally often, with replacement; one process only) or multitask "
+                               "(every labelled task in every batch; one process only)")
 
     def __post_init__(self) -> None:
         self.tasks = list(parse_tasks(self.tasks))
@@ -93,11 +135,9 @@ class TrainConfig:
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"{name}={getattr(self, name)!r} is not one of: {', '.join(allowed)}")
 
-        choice("augment", AUGMENT_PRESETS)
-        choice("schedule", SCHEDULES)
-        choice("optimizer", OPTIMIZERS)
-        choice("device", DEVICES)
-        choice("weighting", TASK_WEIGHTINGS)
+        for f in dataclasses.fields(self):
+            if f.metadata.get("choices"):
+                choice(f.name, f.metadata["choices"])
         positive = ["image_size", "batch_size", "epochs", "step_epochs"]
         for name in positive:
             if int(getattr(self, name)) < 1:
@@ -141,38 +181,51 @@ class TrainConfig:
 
 _FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
 # Flat spellings accepted in files and on the command line: loss_expr = "focal", weight_au = 2.
-_LOSS_ALIASES = {f"loss_{k}": k for k in TASK_KEYS}
-_WEIGHT_ALIASES = {f"weight_{k}": k for k in TASK_KEYS}
-_INT_FIELDS = {"image_size", "batch_size", "epochs", "max_steps", "step_epochs", "seed", "workers", "threads",
-               "limit_train", "limit_val", "checkpoint_every"}
-_FLOAT_FIELDS = {"label_smoothing", "focal_gamma", "dropout", "lr", "step_gamma", "momentum", "weight_decay"}
-_BOOL_FIELDS = {"amp", "resume"}
+LOSS_ALIASES = {f"loss_{k}": k for k in TASK_KEYS}
+WEIGHT_ALIASES = {f"weight_{k}": k for k in TASK_KEYS}
+
+
+def field_kind(name: str) -> type:
+    """The value type of a TrainConfig field: int, float, bool, str, list or dict (``X | None``
+    fields give X)."""
+    hint = _HINTS[name]
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    if isinstance(hint, type) and not typing.get_args(hint):
+        return hint
+    origin = typing.get_origin(hint)
+    if origin in (list, dict):
+        return origin
+    return args[0]  # X | None
+
+
+_HINTS = typing.get_type_hints(TrainConfig)
 
 
 def _coerce(name: str, value: Any, where: str) -> Any:
+    kind = field_kind(name)
     try:
         if value is None:
             return None
-        if name in _INT_FIELDS:
+        if kind is int:
             if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
                 raise TypeError
             return int(value)
-        if name in _FLOAT_FIELDS:
+        if kind is float:
             if isinstance(value, bool):
                 raise TypeError
             return float(value)
-        if name in _BOOL_FIELDS:
+        if kind is bool:
             if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
                 return value.lower() in ("true", "yes", "1")
             if not isinstance(value, bool):
                 raise TypeError
             return value
-        if name == "tasks":
+        if kind is list:  # tasks
             try:
                 return list(parse_tasks(value))
             except ValueError as e:  # keep the foundation's message: it lists the known tasks
                 raise ConfigError(f"{where}: {e}") from None
-        if name in ("losses", "task_weights"):
+        if kind is dict:
             if not isinstance(value, Mapping):
                 raise TypeError
             return dict(value)
@@ -190,18 +243,18 @@ def normalise_keys(values: Mapping[str, Any], where: str = "config") -> dict[str
     out: dict[str, Any] = {}
     for raw_key, value in values.items():
         key = str(raw_key).replace("-", "_")
-        if key in _LOSS_ALIASES:
-            out.setdefault("losses", {})[_LOSS_ALIASES[key]] = value
-        elif key in _WEIGHT_ALIASES:
-            out.setdefault("task_weights", {})[_WEIGHT_ALIASES[key]] = value
+        if key in LOSS_ALIASES:
+            out.setdefault("losses", {})[LOSS_ALIASES[key]] = value
+        elif key in WEIGHT_ALIASES:
+            out.setdefault("task_weights", {})[WEIGHT_ALIASES[key]] = value
         elif key in _FIELDS:
             value = _coerce(key, value, where)
-            if key in ("losses", "task_weights") and key in out:
+            if field_kind(key) is dict and key in out:
                 out[key] = {**value, **out[key]}
             else:
                 out[key] = value
         else:
-            known = list(_FIELDS) + list(_LOSS_ALIASES) + list(_WEIGHT_ALIASES)
+            known = list(_FIELDS) + list(LOSS_ALIASES) + list(WEIGHT_ALIASES)
             hint = difflib.get_close_matches(key, known, n=1)
             raise ConfigError(f"{where}: unknown option {raw_key!r}"
                               + (f" (did you mean {hint[0]!r}?)" if hint else ""))
@@ -251,7 +304,7 @@ def load_config(path: str | Path | None = None, overrides: Mapping[str, Any] | N
         values = normalise_keys(read_config_file(path), where=str(path))
     if overrides:
         extra = normalise_keys(overrides, where="command line")
-        for key in ("losses", "task_weights"):
+        for key in ("losses", "task_weights"):  # per-task tables merge
             if key in extra and key in values:
                 extra[key] = {**values[key], **extra[key]}
         values.update(extra)

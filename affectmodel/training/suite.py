@@ -114,10 +114,10 @@ def run_suite(path: str | Path, data: str | Path, out: str | Path, overrides: Ma
               log: Callable[[str], None] = print) -> list[dict[str, Any]]:
     """Train every run not yet complete, in order; returns one status dict per run.
 
-    ``train`` defaults to :func:`affectmodel.training.loop.train_run` (injectable for tests).
+    ``train`` defaults to :func:`affectmodel.training.trainer.train_run` (injectable for tests).
     """
     if train is None:
-        from .loop import train_run as train
+        from .trainer import train_run as train
     runs = load_suite(path, data, out, overrides)
     if only:
         unknown = sorted(set(only) - {r.name for r in runs})

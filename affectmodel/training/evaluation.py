@@ -1,0 +1,68 @@
+"""Validation: predictions of a model over a loader and their ABAW scores."""
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+
+from ..metrics import confusion_matrix, evaluate, tune_au_thresholds
+from ..model import AffectModel
+from ..tasks import AU_NAMES, get_label_space
+
+
+@torch.no_grad()
+def predict(model: AffectModel, loader: DataLoader, device: torch.device, amp_dtype: torch.dtype | None = None,
+            channels_last: bool = False) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Positions, outputs (EXPR probabilities, AU probabilities, VA values) and targets as arrays."""
+    was_training = model.training
+    model.eval()
+    positions, outputs, targets = [], {k: [] for k in model.tasks}, {k: [] for k in ("expr", "au", "va")}
+    for images, batch_targets, pos in loader:
+        images = images.to(device, non_blocking=True)
+        if channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device_type=device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+            out = model(images)
+        for k, v in out.items():
+            v = v.float()
+            v = F.softmax(v, dim=1) if k == "expr" else torch.sigmoid(v) if k == "au" else v
+            outputs[k].append(v.cpu().numpy())
+        for k in targets:
+            targets[k].append(batch_targets[k].numpy())
+        positions.append(np.asarray(pos))
+    model.train(was_training)
+    cat = lambda parts: np.concatenate(parts) if parts else np.zeros((0,))  # noqa: E731
+    return cat(positions), {k: cat(v) for k, v in outputs.items()}, {k: cat(v) for k, v in targets.items()}
+
+
+def score(outputs: Mapping[str, np.ndarray], targets: Mapping[str, np.ndarray], tasks: Sequence[str],
+          expression_space: str) -> dict[str, Any]:
+    """ABAW metrics of one validation pass. P_AU uses per-AU thresholds tuned on these predictions
+    (as the ABAW challenge scores AU detection); ``P_AU_at_0.5`` is the untuned score."""
+    thresholds = None
+    if "au" in tasks:
+        thresholds = tune_au_thresholds(outputs["au"], targets["au"])
+    metrics = evaluate({k: outputs[k] for k in tasks}, targets, expression_space, au_thresholds=thresholds)
+    if "au" in tasks:
+        metrics["P_AU_at_0.5"] = evaluate({"au": outputs["au"]}, {"au": targets["au"]})["P_AU"]
+        metrics["au_thresholds"] = dict(zip(AU_NAMES, [float(t) for t in thresholds]))
+    if "expr" in tasks:
+        n_classes = len(get_label_space(expression_space))
+        metrics["confusion_matrix"] = confusion_matrix(outputs["expr"], targets["expr"], n_classes).tolist()
+    return plain(metrics)
+
+
+def plain(obj: Any) -> Any:
+    """numpy scalars/arrays to Python (checkpoints load with weights_only=True; JSON writes)."""
+    if isinstance(obj, dict):
+        return {str(k): plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [plain(v) for v in obj]
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    return obj
