@@ -109,7 +109,8 @@ def study_table(runs: Mapping[str, RunRecord]) -> pd.DataFrame:
     rows = []
     for key, record in runs.items():
         m = record.metrics
-        row: dict[str, Any] = {"run": key, "source": "hub" if key.startswith(HUB_PREFIX) else "local"}
+        row: dict[str, Any] = {"run": key, "configuration": f"{record.suite}/{record.configuration}",
+                               "seed": record.seed, "source": "hub" if key.startswith(HUB_PREFIX) else "local"}
         row.update(dataset_info(record))
         row.update(run_factors(record.config if record.config.get("tasks") else
                                {**record.config, "tasks": record.tasks}))
@@ -118,7 +119,7 @@ def study_table(runs: Mapping[str, RunRecord]) -> pd.DataFrame:
         row["hub_repo"] = m.get("hub_repo") or None
         row["path"] = str(record.path)
         rows.append(row)
-    columns = (["run", "source", "dataset", "synthetic", "split", *FACTOR_COLUMNS, *METRIC_COLUMNS,
+    columns = (["run", "configuration", "seed", "source", "dataset", "synthetic", "split", *FACTOR_COLUMNS, *METRIC_COLUMNS,
                 *COST_COLUMNS, "best_epoch", "hub_repo", "path"])
     table = pd.DataFrame(rows, columns=columns)
     for c in METRIC_COLUMNS + COST_COLUMNS + ("best_epoch",):
@@ -767,6 +768,61 @@ def report_markdown(report: StudyReport) -> str:
     return "\n".join(lines)
 
 
+def comparisons_frame(comparisons: Sequence[Comparison]) -> pd.DataFrame:
+    """One row per comparison (what the dashboard's comparison table shows): configurations, means with
+    intervals, difference with interval, seeds, budget, verdict."""
+    rows = []
+    for c in comparisons:
+        row = {"dataset": c.dataset, "synthetic": c.synthetic, "multi": c.multi, "task": c.task, "title": c.title,
+               "metric": c.metric, "uni": c.uni or "unmatched"}
+        for side, est in (("multi", c.multi_estimate), ("uni", c.uni_estimate), ("diff", c.difference)):
+            row[f"{side}_mean"] = est.mean if est else math.nan
+            row[f"{side}_low"] = est.low if est else math.nan
+            row[f"{side}_high"] = est.high if est else math.nan
+        row["multi_seeds"] = c.multi_estimate.n_seeds[0] if c.multi_estimate else 0
+        row["uni_seeds"] = c.uni_estimate.n_seeds[0] if c.uni_estimate else 0
+        row["budget_steps"] = c.multi_budget_steps
+        row["verdict"], row["verdict_text"] = c.verdict, c.verdict_text
+        rows.append(row)
+    columns = ["dataset", "synthetic", "multi", "task", "title", "metric", "uni", "multi_mean", "multi_low",
+               "multi_high", "uni_mean", "uni_low", "uni_high", "diff_mean", "diff_low", "diff_high", "multi_seeds",
+               "uni_seeds", "budget_steps", "verdict", "verdict_text"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def comparison_bars(comparisons: Sequence[Comparison]) -> pd.DataFrame:
+    """Long table for a bar chart with error bars: task, setting, configuration, mean, low, high, seeds, verdict."""
+    rows = []
+    for c in comparisons:
+        for setting, key, est in (("uni-task", c.uni, c.uni_estimate), ("multi-task", c.multi, c.multi_estimate)):
+            if est is None or not math.isfinite(est.mean):
+                continue
+            rows.append({"task": f"{c.title} ({c.metric})", "setting": setting, "configuration": key,
+                         "mean": est.mean, "low": est.low if math.isfinite(est.low) else None,
+                         "high": est.high if math.isfinite(est.high) else None, "seeds": est.n_seeds[0],
+                         "verdict": c.verdict_text,
+                         "baseline": ABAW_BASELINES.get(c.metric, math.nan) if is_affwild2(c.dataset) else math.nan})
+    return pd.DataFrame(rows, columns=["task", "setting", "configuration", "mean", "low", "high", "seeds", "verdict",
+                                       "baseline"])
+
+
+def in_sample_figures(record: RunRecord) -> dict[str, float]:
+    """Figures tuned on the validation frames they are reported on (optimistic), by metrics.json key."""
+    return {k: _number(v) for k, v in record.metrics.items()
+            if k.endswith("_tuned_on_validation") and math.isfinite(_number(v))}
+
+
+def selection_note(record: RunRecord) -> str:
+    """How a run's AU thresholds and best epoch were chosen, in words (from metrics.json ``selection``)."""
+    sel = record.metrics.get("selection")
+    if isinstance(sel, Mapping) and sel.get("split"):
+        size = ", ".join(f"{sel[k]} {k}" for k in ("videos", "frames") if sel.get(k) is not None)
+        return (f"AU thresholds and the best epoch were chosen on the {sel['split']} split "
+                f"({size}) of held-out training videos, not on the validation frames reported.")
+    return ("This record does not say where AU thresholds and the best epoch were chosen (an older run): "
+            "they may have been tuned on the validation frames reported, which is optimistic.")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("runs", type=Path, help="folder of run records (any depth), e.g. runs/quick")
     parser.add_argument("--json", action="store_true", help="print the whole report as one JSON object")
@@ -930,5 +986,6 @@ __all__ = [
     "factor_effects", "expression_labels", "per_label_f1", "history_long", "confusion_long", "run_metrics",
     "Configuration", "Comparison", "MatchedCost", "StudyReport", "VERDICTS", "PROTOCOL", "group_configurations",
     "find_matches", "scored_runs", "configuration_estimate", "verdict_of", "matched_comparisons", "matched_costs",
-    "study_report", "verdict_sentence", "report_markdown", "report_text", "add_arguments", "run",
+    "study_report", "verdict_sentence", "comparisons_frame", "comparison_bars", "in_sample_figures",
+    "selection_note", "report_markdown", "report_text", "add_arguments", "run",
 ]
