@@ -709,6 +709,30 @@ def study_report(runs: Mapping[str, RunRecord], resamples: int = DEFAULT_RESAMPL
                        matched_costs(configurations), estimates, resamples, level)
 
 
+def run_estimates(record: RunRecord, resamples: int = DEFAULT_RESAMPLES, seed: int = 0,
+                  level: float = DEFAULT_LEVEL) -> dict[str, Interval]:
+    """One run's headline metrics with intervals over its validation videos (the run as a one-seed
+    configuration; empty when it has no predictions file)."""
+    info = dataset_info(record)
+    config = Configuration(f"{record.suite}/{record.configuration}", record.suite, record.configuration,
+                           info["dataset"], info["synthetic"], tuple(t for t in TASK_KEYS if t in record.tasks),
+                           {record.name: record})
+    if scored_runs(config) is None:
+        return {}
+    out = {}
+    for metric in ("P_EXPR", "P_AU", "P_VA", MTL_METRIC):
+        est = configuration_estimate(config, metric, resamples, seed, level)
+        if est is not None:
+            out[metric] = est
+    return out
+
+
+def comparisons_of(report: StudyReport, record: RunRecord) -> list[Comparison]:
+    """The matched comparisons a run's configuration takes part in (on either side)."""
+    key = f"{record.suite}/{record.configuration}"
+    return [c for c in report.comparisons if key in (c.multi, c.uni)]
+
+
 def verdict_sentence(comparisons: Sequence[Comparison], cost: MatchedCost | None = None) -> str:
     """Plain words for one multi-task configuration's comparisons (one data set)."""
     if not comparisons:
@@ -986,6 +1010,6 @@ __all__ = [
     "factor_effects", "expression_labels", "per_label_f1", "history_long", "confusion_long", "run_metrics",
     "Configuration", "Comparison", "MatchedCost", "StudyReport", "VERDICTS", "PROTOCOL", "group_configurations",
     "find_matches", "scored_runs", "configuration_estimate", "verdict_of", "matched_comparisons", "matched_costs",
-    "study_report", "verdict_sentence", "comparisons_frame", "comparison_bars", "in_sample_figures",
+    "study_report", "run_estimates", "comparisons_of", "verdict_sentence", "comparisons_frame", "comparison_bars", "in_sample_figures",
     "selection_note", "report_markdown", "report_text", "add_arguments", "run",
 ]
