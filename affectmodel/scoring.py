@@ -300,5 +300,6 @@ def run(args: argparse.Namespace) -> int:
 
 __all__ = [
     "MissingPredictionsError", "read_predictions", "format_predictions", "write_predictions",
-    "prediction_header", "image_name", "score_files", "read_ground_truth", "read_any_predictions", "is_mtl_file", "add_arguments", "run",
+    "prediction_header", "image_name", "score_files", "read_ground_truth", "read_any_predictions", "is_mtl_file",
+    "add_arguments", "run",
 ]

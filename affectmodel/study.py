@@ -119,7 +119,8 @@ def study_table(runs: Mapping[str, RunRecord]) -> pd.DataFrame:
         row["hub_repo"] = m.get("hub_repo") or None
         row["path"] = str(record.path)
         rows.append(row)
-    columns = (["run", "configuration", "seed", "source", "dataset", "synthetic", "split", *FACTOR_COLUMNS, *METRIC_COLUMNS,
+    columns = (["run", "configuration", "seed", "source", "dataset", "synthetic", "split", *FACTOR_COLUMNS,
+                *METRIC_COLUMNS,
                 *COST_COLUMNS, "best_epoch", "hub_repo", "path"])
     table = pd.DataFrame(rows, columns=columns)
     for c in METRIC_COLUMNS + COST_COLUMNS + ("best_epoch",):
@@ -771,7 +772,8 @@ def report_markdown(report: StudyReport) -> str:
     for dataset in sorted({c.dataset for c in report.comparisons}):
         comps = [c for c in report.comparisons if c.dataset == dataset]
         lines += [f"### {dataset_label(dataset, comps[0].synthetic)}", "",
-                  "| Multi-task configuration | Task | Metric | Uni-task (matched) | Multi-task | Difference (95 % interval) "
+                  "| Multi-task configuration | Task | Metric | Uni-task (matched) | Multi-task "
+                  "| Difference (95 % interval) "
                   "| Seeds (multi/uni) | Budget (steps) | Verdict |",
                   "|---|---|---|---|---|---|---|---|---|"]
         for c in comps:
@@ -1010,6 +1012,7 @@ __all__ = [
     "factor_effects", "expression_labels", "per_label_f1", "history_long", "confusion_long", "run_metrics",
     "Configuration", "Comparison", "MatchedCost", "StudyReport", "VERDICTS", "PROTOCOL", "group_configurations",
     "find_matches", "scored_runs", "configuration_estimate", "verdict_of", "matched_comparisons", "matched_costs",
-    "study_report", "run_estimates", "comparisons_of", "verdict_sentence", "comparisons_frame", "comparison_bars", "in_sample_figures",
+    "study_report", "run_estimates", "comparisons_of", "verdict_sentence", "comparisons_frame", "comparison_bars",
+    "in_sample_figures",
     "selection_note", "report_markdown", "report_text", "add_arguments", "run",
 ]

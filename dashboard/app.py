@@ -33,7 +33,8 @@ FACTOR_TITLES = {"dataset": "Data set", "setting": "Setting", "tasks": "Tasks", 
                  "pretraining": "Pre-training", "augmentation": "Augmentation", "losses": "Losses",
                  "weighting": "Task weighting"}
 # Scores first, then cost, then the factors: the columns a reader compares come before the long ones.
-TABLE_COLUMNS = {"run": "Run", "seed": "Seed", "setting": "Setting", "tasks": "Tasks", "P_EXPR": "P_EXPR", "P_AU": "P_AU",
+TABLE_COLUMNS = {"run": "Run", "seed": "Seed", "setting": "Setting", "tasks": "Tasks", "P_EXPR": "P_EXPR",
+                 "P_AU": "P_AU",
                  "P_VA": "P_VA", "P_MTL": "P_MTL", "ccc_valence": "CCC val.", "ccc_arousal": "CCC ar.",
                  "parameters": "Params", "train_time_s": "Train time", "images_per_second": "Images/s",
                  "init": "Init", "pretraining": "Pre-training", "augmentation": "Augment", "losses": "Losses",
@@ -223,7 +224,8 @@ def headline(table: pd.DataFrame, report: study.StudyReport) -> None:
         for col, c in zip(cols, mine):
             est, diff = c.multi_estimate, c.difference
             has_diff = diff is not None and math.isfinite(diff.mean)
-            seeds = f"{est.n_seeds[0] if est else 0} seeds multi, {c.uni_estimate.n_seeds[0] if c.uni_estimate else 0} uni"
+            uni_seeds = c.uni_estimate.n_seeds[0] if c.uni_estimate else 0
+            seeds = f"{est.n_seeds[0] if est else 0} seeds multi, {uni_seeds} uni"
             col.metric(SHORT_TITLES[c.task], _fmt(est.mean) if est else "n/a",
                        delta=f"{diff.mean:+.3f}" if has_diff else None,
                        delta_description=(c.verdict if c.uni else "unmatched") + f" · {seeds}",

@@ -144,7 +144,8 @@ def test_multi_task_csv_as_ground_truth_and_as_predictions(tmp_path, rng, score_
     truth = _write_mtl(tmp_path / "validation_set_annotations.txt",
                        [(img, [*va[i], expr[i], *au[i]]) for i, img in enumerate(images)])
     p_va, p_expr, p_au = np.clip(va + 0.1, -1, 1), rng.integers(0, 8, n), rng.integers(0, 2, (n, 12))
-    pred = _write_mtl(tmp_path / "pred_mtl.csv", [(img, [*p_va[i], p_expr[i], *p_au[i]]) for i, img in enumerate(images)])
+    pred = _write_mtl(tmp_path / "pred_mtl.csv",
+                      [(img, [*p_va[i], p_expr[i], *p_au[i]]) for i, img in enumerate(images)])
     # the same predictions in the challenge's per-task format give the same score
     expr_file = write_predictions(tmp_path / "expr.csv", "EXPR", dict(zip(images, p_expr)))
     for predictions in (pred, expr_file):

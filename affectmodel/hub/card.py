@@ -135,7 +135,8 @@ def _results_section(run: RunRecord, ds: dict[str, Any], config: ModelConfig, in
     lines += ["", selection_note(run)]
     if isinstance(run.metrics.get("P_AU_at_0.5"), (int, float)):
         lines.append(f"P_AU with every threshold at 0.5: {_fmt(float(run.metrics['P_AU_at_0.5']))}.")
-    tuned = {k: v for k, v in run.metrics.items() if k.endswith("_tuned_on_validation") and isinstance(v, (int, float))}
+    tuned = {k: v for k, v in run.metrics.items()
+             if k.endswith("_tuned_on_validation") and isinstance(v, (int, float))}
     for key, value in tuned.items():
         lines.append(f"{key.replace('_tuned_on_validation', '')} tuned on the validation frames themselves "
                      f"(in-sample, optimistic; not reported in the metadata): {_fmt(float(value))}.")
@@ -276,7 +277,8 @@ def build_model_card(run: RunRecord, repo_id: str, report: StudyReport | None = 
         f"A {setting} facial affect model made with affectmodel: a {config.backbone} "
         f"trunk with heads for {', '.join(t.title for t in task_specs(config.tasks, config.expression_space).values())}.",
         "",
-        _results_section(run, ds, config, intervals, report), "", _labels_section(config), "", _preprocessing_section(config), "",
+        _results_section(run, ds, config, intervals, report), "", _labels_section(config), "",
+        _preprocessing_section(config), "",
         _training_section(run, ds), "", _usage_section(repo_id), "", _RESPONSIBLE_USE, "",
     ]
     return ModelCard("---\n" + data.to_yaml() + "\n---\n\n" + "\n".join(body))
