@@ -5,20 +5,13 @@ Folder tour: ``tasks`` (label spaces, the single source of truth), ``model``, ``
 synthetic benchmark), ``training/`` (loop, configs, suites), ``records`` (run folders),
 ``hub/`` (publish and load), ``inference/`` (faces, predictor, video).
 """
+from .lazy import lazy_getattr
 from .tasks import ABAW8, AU_NAMES, VA_NAMES, get_label_space, get_task
 
 # The model names import torch/torchvision (seconds); resolve them on first use so that
 # `python -m affectmodel --help` and torch-free commands (score) start fast.
-_MODEL_NAMES = ("AffectModel", "CheckpointError", "ModelConfig", "build_model")
-
-
-def __getattr__(name):
-    if name in _MODEL_NAMES:
-        from . import model
-
-        return getattr(model, name)
-    raise AttributeError(f"module 'affectmodel' has no attribute {name!r}")
-
+__getattr__ = lazy_getattr(__name__, {name: ".model" for name in
+                                      ("AffectModel", "CheckpointError", "ModelConfig", "build_model")})
 
 __version__ = "0.1.0"
 

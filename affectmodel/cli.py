@@ -15,7 +15,7 @@ from .runtime import configure_openmp
 COMMANDS: dict[str, tuple[str, str]] = {
     "score": ("affectmodel.scoring", "score a prediction file against Aff-Wild2 annotations (ABAW metrics)"),
     "data-info": ("affectmodel.data.info", "check an Aff-Wild2 installation and count its labels"),
-    "synth": ("affectmodel.data.synthetic", "generate the synthetic affect benchmark in Aff-Wild2 layout"),
+    "synth": ("affectmodel.data.synthetic", "generate the synthetic benchmark (Aff-Wild2 layout or class folders)"),
     "predict": ("affectmodel.inference.cli", "predict on images, folders and videos"),
     "publish": ("affectmodel.hub.publish", "publish a training run to the Hugging Face Hub"),
     "publish-space": ("affectmodel.hub.space", "publish the Gradio demo as a Hugging Face Space"),

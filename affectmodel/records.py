@@ -33,12 +33,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .data.marker import SYNTHETIC_DATASET as SYNTHETIC_DATASET  # declared with the marker; re-exported
+
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.json"
 HISTORY_FILE = "history.csv"
 MODEL_DIR = "model"
 METRIC_KEYS = ("P_EXPR", "P_AU", "P_VA", "P_MTL", "ccc_valence", "ccc_arousal")
-SYNTHETIC_DATASET = "synthetic-affect"
 SEED_FOLDER = re.compile(r"^seed-(\d+)$")
 # config.json keys that do not change what is trained: the seed, where things are, how fast, and
 # the identity fields themselves. A configuration id ignores them.

@@ -5,6 +5,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from affectmodel.data.layout import MTL_FILES
 from affectmodel.tasks import ABAW7, ABAW8, AU_NAMES
 
 EXPR_HEADER = ",".join(ABAW8.labels)
@@ -68,9 +69,28 @@ def make_miniature(root: Path, layout: str = "newer") -> Path:
 
 
 def write_mtl(root: Path, split: str, rows: list[str], folder: str = "MTL") -> Path:
-    name = {"train": "training_set_annotations.txt", "validation": "validation_set_annotations.txt"}[split]
-    path = root / folder / name
+    path = root / folder / MTL_FILES[split]
     path.parent.mkdir(parents=True, exist_ok=True)
     header = "image,valence,arousal,expression," + AU_HEADER
     path.write_text("\n".join([header, *rows]) + "\n")
     return path
+
+
+def make_study_tree(root: Path, videos: int = 20, frames: int = 3, validation: int = 4) -> Path:
+    """``videos`` training videos ``t00``.. (EXPR on even ones, AU on all, VA on every third) and
+    ``validation`` validation videos ``v00``.. (all tasks), each with ``frames`` frames, all labelled."""
+    for i in range(videos):
+        name = f"t{i:02d}"
+        write_images(root, name, list(range(1, frames + 1)))
+        if i % 2 == 0:
+            write_task_file(root, "newer", "expr", "train", name, [str((i + f) % 8) for f in range(frames)])
+        write_task_file(root, "newer", "au", "train", name, [au_line(f % 12) for f in range(frames)])
+        if i % 3 == 0:
+            write_task_file(root, "newer", "va", "train", name, ["0.1,0.2"] * frames)
+    for i in range(validation):
+        name = f"v{i:02d}"
+        write_images(root, name, list(range(1, frames + 1)))
+        write_task_file(root, "newer", "expr", "validation", name, ["1"] * frames)
+        write_task_file(root, "newer", "au", "validation", name, [au_line(3)] * frames)
+        write_task_file(root, "newer", "va", "validation", name, ["0.0,0.0"] * frames)
+    return root

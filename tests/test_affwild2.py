@@ -1,5 +1,7 @@
 """Aff-Wild2 reader: layout detection, per-task joins, the multi-task CSV, bad input."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -251,3 +253,77 @@ def test_reads_150k_annotation_lines_joined_with_the_image_listing(tmp_path):
     ds = load_affwild2(tmp_path, "train")
     assert len(ds) == videos * frames // 10
     assert ds.stats["tasks"]["AU"]["missing_images"] == videos * frames * 9 // 10
+
+
+# ------------------------------------------------------------------ leakage guard
+
+def _leaky_tree(tmp_path):
+    """The miniature plus vidL: EXPR training and AU validation (a leak), and vid9_right in
+    validation while vid9_left is in training (a base-name crossing, not a leak)."""
+    make_miniature(tmp_path, "newer")
+    write_images(tmp_path, "vidL", [1, 2, 3])
+    write_task_file(tmp_path, "newer", "expr", "train", "vidL", ["1", "2", "3"])
+    write_task_file(tmp_path, "newer", "au", "validation", "vidL", [au_line(1)] * 3)
+    write_images(tmp_path, "vid9_right", [1])
+    write_task_file(tmp_path, "newer", "va", "validation", "vid9_right", ["0.1,0.1"])
+    return tmp_path
+
+
+@pytest.mark.parametrize("tasks", ["expr", "expr,au,va", "va"])
+def test_video_in_expr_training_and_au_validation_is_excluded_and_counted(tmp_path, tasks):
+    root = _leaky_tree(tmp_path)
+    ds = load_affwild2(root, "train", tasks=tasks, transform=SMALL)
+    assert "vidL" not in {p.parent.name for p in ds.image_paths}
+    assert "vidL" not in ds.videos and len(ds.video_ids) == len(ds)
+    leak = ds.stats["leakage"]
+    assert leak["excluded"] is True and leak["videos"] == 1 and leak["video_names"] == ["vidL"]
+    assert set(leak["pairs"]) == {"EXPR_train/AU_validation"}
+    # frames are counted over this training set: only an EXPR-reading set holds vidL's frames
+    assert leak["pairs"]["EXPR_train/AU_validation"] == {"videos": 1, "frames": 3 if "expr" in tasks else 0}
+    assert leak["base_name_crossings"] == {"videos": 1, "video_names": ["vid9_left"]}
+    assert "vid9_left" in ds.videos or "expr" not in tasks  # a crossing is reported, not removed
+    json.dumps(ds.stats)  # JSON-ready for the run record
+    # the validation split is untouched
+    val = load_affwild2(root, "validation", transform=SMALL)
+    assert "vidL" in val.videos and "leakage" not in val.stats
+
+
+def test_leaking_videos_kept_on_request_with_a_warning(tmp_path):
+    root = _leaky_tree(tmp_path)
+    with pytest.warns(UserWarning, match="1 training video.*EXPR_train/AU_validation"):
+        ds = load_affwild2(root, "train", tasks="expr", transform=SMALL, exclude_leaking_videos=False)
+    assert sum(p.parent.name == "vidL" for p in ds.image_paths) == 3
+    assert ds.stats["leakage"]["excluded"] is False and ds.stats["leakage"]["frames"] == 3
+
+
+def test_same_task_overlap_and_mtl_overlap_are_leaks(tmp_path):
+    make_miniature(tmp_path, "newer")
+    write_task_file(tmp_path, "newer", "expr", "validation", "vidA", ["0"])  # vidA: EXPR train and validation
+    ds = load_affwild2(tmp_path, "train", transform=SMALL)
+    assert {"EXPR_train/EXPR_validation"} <= set(ds.stats["leakage"]["pairs"])
+    assert "vidA" not in ds.videos
+    mtl = tmp_path / "m"
+    write_images(mtl, "x", [1, 2])
+    write_mtl(mtl, "train", ["x/00001.jpg,0.1,0.1,1," + au_line()])
+    write_mtl(mtl, "validation", ["x/00002.jpg,0.1,0.1,1," + au_line()])
+    with pytest.warns(UserWarning, match="MTL_train/MTL_validation"):
+        kept = load_affwild2(mtl, "train", exclude_leaking_videos=False, transform=SMALL)
+    assert len(kept) == 1
+    assert len(load_affwild2(mtl, "train", transform=SMALL)) == 0
+
+
+def test_no_leakage_reported_as_zero(tmp_path):
+    make_miniature(tmp_path, "newer")
+    leak = load_affwild2(tmp_path, "train", transform=SMALL).stats["leakage"]
+    assert leak["videos"] == 0 and leak["pairs"] == {} and leak["frames"] == 0
+
+
+def test_find_leakage_pairs_and_base_name_crossings():
+    from affectmodel.data.affwild2 import find_leakage
+    from affectmodel.data.layout import base_video_name
+    assert base_video_name("10-60-1280x720_right") == "10-60-1280x720" and base_video_name("x_rightish") == "x_rightish"
+    found = find_leakage({"EXPR": {"a", "b_left", "c"}, "AU": {"c"}}, {"AU": {"a"}, "VA": {"b_right", "c"}})
+    assert found["pairs"] == {"EXPR_train/AU_validation": ["a"], "EXPR_train/VA_validation": ["c"],
+                              "AU_train/VA_validation": ["c"]}
+    assert found["videos"] == ["a", "c"] and found["base_name_crossings"] == ["b_left"]
+    assert find_leakage({}, {}) == {"pairs": {}, "videos": [], "base_name_crossings": []}

@@ -1,6 +1,6 @@
 """Property-based tests (hypothesis) over the parsers that read untrusted files.
 
-* :func:`affectmodel.inference.images.load_image` gets arbitrary bytes and, more usefully,
+* :func:`affectmodel.images.load_image` gets arbitrary bytes and, more usefully,
   valid PNG / JPEG / GIF / BMP / TIFF / WebP files with bytes flipped, cut or inserted: it either
   returns an ``(H, W, 3)`` uint8 array or raises :class:`ImageLoadError`, nothing else.
 * The annotation readers (per-task files, the multi-task CSV) and the prediction-file reader of
@@ -32,7 +32,7 @@ from hypothesis import strategies as st  # noqa: E402
 from affectmodel.data.annotations import (  # noqa: E402
     MTL_HEADER, AnnotationError, read_mtl_csv, read_task_file,
 )
-from affectmodel.inference.images import ImageLoadError, load_image  # noqa: E402
+from affectmodel.images import ImageLoadError, load_image  # noqa: E402
 from affectmodel.scoring import prediction_header, read_predictions  # noqa: E402
 from affectmodel.tasks import ABAW7, ABAW8, AU_NAMES  # noqa: E402
 

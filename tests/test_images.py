@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from affectmodel.inference.faces import create_detector
-from affectmodel.inference.images import DEFAULT_MAX_PIXELS, ImageLoadError, array_to_rgb, load_image
+from affectmodel.images import DEFAULT_MAX_PIXELS, ImageLoadError, array_to_rgb, load_image
 from media import astronaut
 
 

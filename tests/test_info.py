@@ -6,7 +6,7 @@ import pytest
 from affectmodel.cli import main as cli_main
 from affectmodel.data.info import data_info
 from affectmodel.data.synthetic import generate_benchmark
-from affwild2_fixtures import make_miniature, write_task_file
+from affwild2_fixtures import au_line, make_miniature, write_images, write_task_file
 
 
 @pytest.mark.parametrize("layout", ["newer", "older"])
@@ -24,6 +24,23 @@ def test_data_info_json(tmp_path, capsys, layout):
     assert train["EXPR"]["class_counts"]["Happiness"] == 1 and train["EXPR"]["class_counts"]["Surprise"] == 0
     assert train["frames"] == 9 and train["videos"] == 3
     assert report["validation"]["frames"] == 2 and report["validation"]["videos"] == 1
+    assert report["leakage"]["videos"] == 0 and report["leakage"]["pairs"] == {}
+
+
+def test_data_info_reports_leaking_videos(tmp_path, capsys):
+    make_miniature(tmp_path, "newer")
+    write_images(tmp_path, "vidL", [1, 2])
+    write_task_file(tmp_path, "newer", "expr", "train", "vidL", ["1", "2"])
+    write_task_file(tmp_path, "newer", "au", "validation", "vidL", [au_line(1)] * 2)
+    assert cli_main(["data-info", str(tmp_path)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["leakage"]["pairs"] == {"EXPR_train/AU_validation": {"videos": 1, "frames": 2}}
+    assert report["leakage"]["excluded"] is True
+    assert report["train"]["videos"] == 3 and report["train"]["frames"] == 9  # vidL left out, as in training
+    with pytest.warns(UserWarning, match="exclude_leaking_videos=False"):
+        assert cli_main(["data-info", str(tmp_path), "--keep-leaking-videos"]) == 0
+    kept = json.loads(capsys.readouterr().out)
+    assert kept["leakage"]["excluded"] is False and kept["train"]["videos"] == 4 and kept["train"]["frames"] == 11
 
 
 def test_data_info_on_the_synthetic_benchmark(tmp_path):

@@ -1,6 +1,6 @@
 """Aff-Wild2 (ABAW) reader: per-task annotation sets in both layouts, and the multi-task CSV.
 
-Layouts (``shared/DESIGN.md`` §2), found anywhere up to a few levels under the data root:
+Layouts (README, "Data"), found anywhere up to a few levels under the data root:
 
 * newer: ``<ann>/{EXPR_Recognition,AU_Detection,VA_Estimation}_Challenge/{Train_Set,Validation_Set}/<video>.txt``
 * older: ``<ann>/{EXPR,AU,VA}_Set/{Training_Set,Validation_Set}/<video>.txt``
@@ -16,17 +16,19 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ..tasks import TASK_KEYS, get_label_space, get_task, parse_tasks
+from ..images import IMAGE_SUFFIXES
+from ..tasks import TASK_KEYS, LabelSpace, get_label_space, get_task, parse_tasks
 from .annotations import MTLAnnotations, TaskAnnotations, read_mtl_csv, read_task_file
 from .dataset import ImageLabelDataset, Transform, empty_labels, valid_label_masks
-from .synthetic import DATASET_NAME as SYNTHETIC_NAME
-from .synthetic import read_marker
+from .layout import IMAGE_DIRS, MTL_FILES, SPLIT_DIRS, base_video_name
+from .marker import SYNTHETIC_DATASET, read_marker
 
 DATASET_NAME = "aff-wild2"
 LAYOUTS = ("newer", "older")
@@ -34,10 +36,6 @@ SOURCES = ("auto", "per-task", "mtl")
 SPLITS = ("train", "validation")
 _SPLIT_ALIASES = {"train": "train", "training": "train", "validation": "validation", "val": "validation",
                   "valid": "validation"}
-SPLIT_DIRS = {"train": ("Train_Set", "Training_Set"), "validation": ("Validation_Set", "Valid_Set")}
-MTL_FILES = {"train": "training_set_annotations.txt", "validation": "validation_set_annotations.txt"}
-IMAGE_DIRS = ("cropped_aligned", "cropped")
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 _NEWER = re.compile(r"^(EXPR|AU|VA)_\w*Challenge$", re.IGNORECASE)
 _OLDER = re.compile(r"^(EXPR|AU|VA)_Set$", re.IGNORECASE)
 _SEARCH_DEPTH = 4
@@ -54,14 +52,6 @@ class AffWild2Layout:
     images_dir: Path
     task_dirs: dict[str, dict[str, Path]] = field(default_factory=dict)  # task -> split -> folder
     mtl_files: dict[str, Path] = field(default_factory=dict)            # split -> CSV
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "root": str(self.root), "layout": self.layout, "images_dir": str(self.images_dir),
-            "task_dirs": {get_task(t).challenge_name: {s: str(p) for s, p in d.items()}
-                          for t, d in self.task_dirs.items()},
-            "mtl_files": {s: str(p) for s, p in self.mtl_files.items()},
-        }
 
 
 def _scan(root: Path) -> tuple[dict[str, list[tuple[int, Path]]], dict[str, list[tuple[int, Path]]],
@@ -185,23 +175,16 @@ def _check_video_name(name: str, where: Path) -> None:
 class AffWild2Dataset(ImageLabelDataset):
     """Aff-Wild2 frames (or the synthetic benchmark) with joined labels for one split.
 
-    Beyond :class:`ImageLabelDataset`: ``split``, ``source`` ("per-task" / "mtl"), ``layout``,
-    ``videos`` (names), ``video_ids`` (n,) index into ``videos``, ``frame_numbers`` (n,) 1-based
-    frame numbers (for temporal smoothing).
+    Beyond :class:`ImageLabelDataset`: ``split``, ``source`` ("per-task" / "mtl"), ``layout``
+    and ``split_videos``: every video annotated for any task in this split of the installation
+    (whatever ``tasks`` were asked for), so that a development split drawn from it is the same
+    for uni- and multi-task runs.
     """
 
     split: str = "train"
     source: str = "per-task"
     layout: str | None = None
-    videos: list[str] = field(default_factory=list)
-    video_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
-    frame_numbers: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
-
-    def _copy_with(self, idx: np.ndarray) -> "AffWild2Dataset":
-        new = super()._copy_with(idx)
-        new.video_ids = self.video_ids[idx]
-        new.frame_numbers = self.frame_numbers[idx]
-        return new  # type: ignore[return-value]
+    split_videos: list[str] = field(default_factory=list)
 
 
 def _normalise_split(split: str) -> str:
@@ -221,7 +204,7 @@ def _count(stats: dict[str, int], valid: np.ndarray, exists: np.ndarray) -> None
     stats["missing_images"] += int((~exists).sum())
 
 
-def _join_per_task(lay: AffWild2Layout, split: str, tasks: tuple[str, ...], expression_space: str,
+def _join_per_task(lay: AffWild2Layout, split: str, tasks: tuple[str, ...], space: LabelSpace,
                    skip_bad_lines: bool) -> tuple[list[Path], dict[str, np.ndarray], list[str], np.ndarray,
                                                   np.ndarray, dict[str, dict[str, int]], list[str]]:
     per_video: dict[str, dict[str, TaskAnnotations]] = {}
@@ -232,10 +215,10 @@ def _join_per_task(lay: AffWild2Layout, split: str, tasks: tuple[str, ...], expr
             continue
         for path in sorted(p for p in folder.glob("*.txt") if p.is_file()):
             _check_video_name(path.stem, path)
-            ann = read_task_file(path, task, expression_space, skip_bad_lines)
+            ann = read_task_file(path, task, space, skip_bad_lines)
             bad.extend(ann.bad_lines)
             per_video.setdefault(path.stem, {})[task] = ann
-    num_classes = len(get_label_space(expression_space))
+    num_classes = len(space)
     stats = {get_task(t).challenge_name: _task_stats() for t in tasks}
     paths: list[Path] = []
     label_parts: dict[str, list[np.ndarray]] = {k: [] for k in TASK_KEYS}
@@ -265,14 +248,13 @@ def _join_per_task(lay: AffWild2Layout, split: str, tasks: tuple[str, ...], expr
     return (paths, labels, videos, _cat(video_parts), _cat(frame_parts), stats, bad)
 
 
-def _join_mtl(lay: AffWild2Layout, split: str, tasks: tuple[str, ...], expression_space: str,
+def _join_mtl(lay: AffWild2Layout, split: str, tasks: tuple[str, ...], space: LabelSpace,
               skip_bad_lines: bool):
     path = lay.mtl_files[split]
-    m: MTLAnnotations = read_mtl_csv(path, skip_bad_lines=skip_bad_lines, expression_space=expression_space)
+    m: MTLAnnotations = read_mtl_csv(path, skip_bad_lines=skip_bad_lines, expression_space=space)
     n = len(m)
     labels = {"expr": m.expr.astype(np.int64), "au": m.au.astype(np.float32), "va": m.va.astype(np.float32)}
-    num_classes = len(get_label_space(expression_space))
-    valid = valid_label_masks(labels, num_classes)
+    valid = valid_label_masks(labels, len(space))
     # one directory listing per video folder
     parents, names = [], []
     for img in m.images:
@@ -310,21 +292,90 @@ def _cat(parts: list[np.ndarray]) -> np.ndarray:
     return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
 
 
+# ------------------------------------------------------------------ leakage between splits
+
+def annotated_videos(lay: AffWild2Layout, split: str, source: str = "per-task",
+                     skip_bad_lines: bool = False) -> dict[str, set[str]]:
+    """{annotation set: video names} of one split: per task (``"EXPR"``, ...) for the per-task
+    folders, ``{"MTL": ...}`` for the multi-task CSV. Only file names are read for the per-task sets."""
+    if source == "mtl":
+        if split not in lay.mtl_files:
+            return {}
+        m = read_mtl_csv(lay.mtl_files[split], skip_bad_lines=skip_bad_lines)
+        return {"MTL": {img.replace("\\", "/").rpartition("/")[0] for img in m.images}}
+    out: dict[str, set[str]] = {}
+    for task in TASK_KEYS:
+        folder = lay.task_dirs.get(task, {}).get(split)
+        if folder is not None:
+            out[get_task(task).challenge_name] = {p.stem for p in folder.glob("*.txt") if p.is_file()}
+    return out
+
+
+def find_leakage(train_videos: Mapping[str, set[str]], validation_videos: Mapping[str, set[str]]
+                 ) -> dict[str, Any]:
+    """Videos that sit in one annotation set's training split and any set's validation split.
+
+    Returns ``{"pairs": {"EXPR_train/AU_validation": [videos]}, "videos": [every such video],
+    "base_name_crossings": [training tracks whose video has another track in validation]}``.
+    ``_left`` / ``_right`` tracks are separate videos (they show different people), so a base-name
+    crossing is reported, not removed.
+    """
+    pairs: dict[str, list[str]] = {}
+    for a, train in sorted(train_videos.items()):
+        for b, validation in sorted(validation_videos.items()):
+            common = sorted(train & validation)
+            if common:
+                pairs[f"{a}_train/{b}_validation"] = common
+    leaking = sorted({v for vs in pairs.values() for v in vs})
+    all_train: set[str] = set().union(*train_videos.values())
+    all_validation: set[str] = set().union(*validation_videos.values())
+    validation_bases = {base_video_name(v) for v in all_validation}
+    crossings = sorted(v for v in all_train - all_validation if base_video_name(v) in validation_bases)
+    return {"pairs": pairs, "videos": leaking, "base_name_crossings": crossings}
+
+
+def _leakage_stats(found: dict[str, Any], videos: list[str], video_ids: np.ndarray, excluded: bool
+                   ) -> dict[str, Any]:
+    """The JSON-ready ``.stats["leakage"]`` entry: counts per pair, over this training set's frames."""
+    per_video = dict(zip(videos, np.bincount(video_ids, minlength=len(videos)).tolist()))
+    frames = {v: per_video.get(v, 0) for v in found["videos"]}
+    return {
+        "excluded": excluded,
+        "pairs": {pair: {"videos": len(vs), "frames": sum(frames[v] for v in vs)}
+                  for pair, vs in found["pairs"].items()},
+        "videos": len(found["videos"]),
+        "frames": sum(frames.values()),
+        "video_names": found["videos"],
+        "base_name_crossings": {"videos": len(found["base_name_crossings"]),
+                                "video_names": found["base_name_crossings"]},
+    }
+
+
+# ------------------------------------------------------------------ entry point
+
 def load_affwild2(root: str | os.PathLike, split: str = "train", tasks: Sequence[str] | str = ("expr", "au", "va"),
                   source: str = "auto", layout: str = "auto", transform: Transform | None = None,
-                  expression_space: str = "abaw8", skip_bad_lines: bool = False) -> AffWild2Dataset:
+                  expression_space: str | LabelSpace = "abaw8", skip_bad_lines: bool = False,
+                  exclude_leaking_videos: bool = True) -> AffWild2Dataset:
     """Read one split of Aff-Wild2 (or the synthetic benchmark) as a data set.
 
     ``source``: "per-task" (the challenge's per-task sets, joined per frame), "mtl" (the
     multi-task CSV) or "auto" (per-task when its folders exist, else the CSV). Labels of tasks not
     in ``tasks`` are set to "not annotated". ``.stats`` holds, per task, the counts of labelled
     frames, frames with the not-annotated code, and annotation lines whose image is absent.
+
+    Leakage guard (training split only): the per-task sets are separate lists, so a video can be
+    in one task's training set and another task's validation set; a multi-task model would then
+    train on faces it is scored on. Such videos (over all three tasks, whichever were asked for,
+    so uni- and multi-task runs train on the same videos) are left out of training unless
+    ``exclude_leaking_videos=False`` (kept, with a warning). ``.stats["leakage"]`` reports them
+    per pair of annotation sets (see :func:`find_leakage`); copy it into the run record.
     """
     split = _normalise_split(split)
     tasks = parse_tasks(tasks)
     if source not in SOURCES:
         raise ValueError(f"unknown annotation source {source!r}; choose {', '.join(SOURCES)}")
-    expression_space = get_label_space(expression_space).name
+    space = get_label_space(expression_space)  # resolved once, passed down as the object
     lay = detect_layout(root, layout)
     has_task_dirs = any(split in lay.task_dirs.get(t, {}) for t in tasks)
     if source == "auto":
@@ -333,28 +384,50 @@ def load_affwild2(root: str | os.PathLike, split: str = "train", tasks: Sequence
         if not has_task_dirs:
             raise FileNotFoundError(f"no per-task annotation folders for the {split} split of "
                                     f"{', '.join(get_task(t).challenge_name for t in tasks)} under {lay.root}")
-        parts = _join_per_task(lay, split, tasks, expression_space, skip_bad_lines)
+        parts = _join_per_task(lay, split, tasks, space, skip_bad_lines)
     else:
         if split not in lay.mtl_files:
             raise FileNotFoundError(f"no multi-task annotation file {MTL_FILES[split]} under {lay.root}")
-        parts = _join_mtl(lay, split, tasks, expression_space, skip_bad_lines)
+        parts = _join_mtl(lay, split, tasks, space, skip_bad_lines)
     paths, labels, videos, video_ids, frames, task_stats, bad = parts
     # labels of tasks that were not asked for are dropped, so a loss cannot use them by accident
     for k in TASK_KEYS:
         if k not in tasks:
             labels[k] = empty_labels(len(paths))[k]
+    # the multi-task CSV's videos are those just read; per-task folders are listed for all three tasks
+    split_sets = {"MTL": set(videos)} if source == "mtl" else annotated_videos(lay, split, source, skip_bad_lines)
+    split_videos = sorted(set().union(*split_sets.values())) if split_sets else list(videos)
+    stats: dict[str, Any] = {"split": split, "source": source, "layout": lay.layout}
+    if split == "train":
+        found = find_leakage(split_sets, annotated_videos(lay, "validation", source, skip_bad_lines))
+        stats["leakage"] = _leakage_stats(found, videos, video_ids, exclude_leaking_videos)
+        if found["videos"] and exclude_leaking_videos:
+            paths, labels, videos, video_ids, frames = _drop_videos(paths, labels, videos, video_ids, frames,
+                                                                    set(found["videos"]))
+        elif found["videos"]:
+            warnings.warn(f"{lay.root}: {len(found['videos'])} training video(s) are also in a validation set "
+                          f"({', '.join(found['pairs'])}); they stay in training because "
+                          "exclude_leaking_videos=False, so validation scores are optimistic", stacklevel=2)
+    stats.update({"videos": len(np.unique(video_ids)), "frames": len(paths), "bad_lines": len(bad),
+                  "tasks": task_stats})
     marker = read_marker(lay.root)
-    stats = {
-        "split": split, "source": source, "layout": lay.layout,
-        "videos": len(videos),
-        "frames": len(paths), "bad_lines": len(bad), "tasks": task_stats,
-    }
     return AffWild2Dataset(
-        image_paths=paths, labels=labels, tasks=tasks, transform=transform, expression_space=expression_space,
-        dataset_name=SYNTHETIC_NAME if marker is not None else DATASET_NAME, synthetic=marker is not None,
+        image_paths=paths, labels=labels, tasks=tasks, transform=transform, expression_space=space.name,
+        dataset_name=SYNTHETIC_DATASET if marker is not None else DATASET_NAME, synthetic=marker is not None,
         root=lay.root, stats=stats, split=split, source=source, layout=lay.layout, videos=videos,
-        video_ids=video_ids, frame_numbers=frames, bad_lines=bad,
+        video_ids=video_ids, frame_numbers=frames, bad_lines=bad, split_videos=split_videos,
     )
 
 
-__all__ = ["AffWild2Dataset", "AffWild2Layout", "DATASET_NAME", "SPLITS", "detect_layout", "load_affwild2"]
+def _drop_videos(paths: list[Path], labels: dict[str, np.ndarray], videos: list[str], video_ids: np.ndarray,
+                 frames: np.ndarray, drop: set[str]):
+    kept_videos = [v for v in videos if v not in drop]
+    position = {v: i for i, v in enumerate(kept_videos)}
+    new_id = np.array([position.get(v, -1) for v in videos], dtype=np.int64)
+    keep = np.flatnonzero(new_id[video_ids] >= 0)
+    return ([paths[i] for i in keep], {k: v[keep] for k, v in labels.items()}, kept_videos,
+            new_id[video_ids[keep]], frames[keep])
+
+
+__all__ = ["AffWild2Dataset", "AffWild2Layout", "DATASET_NAME", "SPLITS", "annotated_videos",
+           "detect_layout", "find_leakage", "load_affwild2"]

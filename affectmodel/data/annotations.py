@@ -1,4 +1,4 @@
-"""Parsers for Aff-Wild2 annotation files (DESIGN.md §2).
+"""Parsers for Aff-Wild2 annotation files (formats: README, "Data").
 
 * Per-video task files (EXPR / AU / VA): line 1 a header, line i+1 = frame i (1-based).
 * The s-Aff-Wild2 multi-task CSV: ``image,valence,arousal,expression,AU1,...,AU26``.
@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..metrics import valid_au, valid_expression, valid_va
 from ..tasks import (
     ABAW7, ABAW8, AU_NAMES, AU_TASK, VA_NAMES, VA_TASK, LabelSpace, get_label_space, get_task,
     label_mapping,
@@ -374,10 +375,10 @@ def _map_expression(values: np.ndarray, source: LabelSpace, target: LabelSpace) 
 
 def _valid_rows(task: str, values: np.ndarray, expression_space: str | None) -> np.ndarray:
     if task == "expr":
-        return (values >= 0) & (values < len(get_label_space(expression_space or ABAW8)))
+        return valid_expression(values, len(get_label_space(expression_space or ABAW8)))
     if task == "au":
-        return ((values == 0) | (values == 1)).any(axis=1)
-    return ((values >= -1) & (values <= 1)).any(axis=1)
+        return valid_au(values).any(axis=1)
+    return valid_va(values).any(axis=1)
 
 
 __all__ = [

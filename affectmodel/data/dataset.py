@@ -4,6 +4,10 @@ An item is ``(image_tensor (3, H, W) float, {"expr": int64 scalar, "au": float32
 "va": float32 (2,)})`` with all three keys always present; -1 / -5 mark missing labels
 (``affectmodel.tasks``). Labels live in numpy arrays (``.labels``) so samplers and loss
 statistics never need to open an image.
+
+Every data set also says which video each sample comes from (``videos``, ``video_ids``,
+``frame_numbers``), so development splits, bootstraps and leakage checks work by whole video.
+Per-image sets (AffectNet, folder-per-class) are read as one one-frame "video" per image.
 """
 from __future__ import annotations
 
@@ -16,8 +20,8 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from ..inference.images import ImageLoadError
-from ..inference.images import load_image as read_rgb
+from ..images import ImageLoadError
+from ..images import load_image as read_rgb
 from ..metrics import valid_au, valid_expression, valid_va
 from ..tasks import AU_NAMES, AU_TASK, TASK_KEYS, VA_NAMES, VA_TASK, get_label_space
 
@@ -38,6 +42,17 @@ def load_image(path: str | Path) -> Image.Image:
         raise FileNotFoundError(f"image not found: {path}") from None
     except ImageLoadError as e:
         raise ImageReadError(f"cannot read image {path}: {e}") from e
+
+
+def image_key(path: Path, root: Path | None) -> str:
+    """An image's path relative to ``root`` (POSIX form) when inside it, else the full path."""
+    path = Path(path)
+    if root is not None:
+        try:
+            return path.relative_to(root).as_posix()
+        except ValueError:
+            pass
+    return path.as_posix()
 
 
 def empty_labels(n: int) -> dict[str, np.ndarray]:
@@ -72,12 +87,21 @@ class ImageLabelDataset(Dataset):
     root: Path | None = None
     stats: dict[str, Any] = field(default_factory=dict)
     bad_lines: list[str] = field(default_factory=list)  # lines skipped with skip_bad_lines
+    videos: list[str] = field(default_factory=list)     # video names; per-image sets: image paths
+    video_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # (n,) into videos
+    frame_numbers: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # (n,) 1-based
 
     def __post_init__(self) -> None:
         n = len(self.image_paths)
         for key, shape in (("expr", (n,)), ("au", (n, len(AU_NAMES))), ("va", (n, len(VA_NAMES)))):
             if key not in self.labels or self.labels[key].shape != shape:
                 raise ValueError(f"labels[{key!r}] must have shape {shape}")
+        if n and not len(self.video_ids):  # per-image set: each image is its own one-frame video
+            self.videos = [image_key(p, self.root) for p in self.image_paths]
+            self.video_ids = np.arange(n, dtype=np.int64)
+            self.frame_numbers = np.ones(n, dtype=np.int64)
+        if self.video_ids.shape != (n,) or self.frame_numbers.shape != (n,):
+            raise ValueError(f"video_ids and frame_numbers must have shape ({n},)")
         if self.transform is None:
             from ..model import ModelConfig
             from .transforms import build_transform
@@ -129,7 +153,18 @@ class ImageLabelDataset(Dataset):
         new = copy.copy(self)
         new.image_paths = [self.image_paths[i] for i in idx]
         new.labels = {k: v[idx] for k, v in self.labels.items()}
+        new.video_ids = self.video_ids[idx]
+        new.frame_numbers = self.frame_numbers[idx]
         return new
 
+    def video_names(self) -> list[str]:
+        """The video name of every sample (n,)."""
+        return [self.videos[i] for i in self.video_ids]
 
-__all__ = ["ImageLabelDataset", "ImageReadError", "empty_labels", "load_image", "valid_label_masks"]
+    def frame_keys(self) -> list[str]:
+        """A name for every sample that is the same in every load of this data (``<video>/<frame>``),
+        used to match frames across data sets of the same root (tasks differ, splits differ)."""
+        return [f"{self.videos[v]}/{int(f)}" for v, f in zip(self.video_ids, self.frame_numbers)]
+
+
+__all__ = ["ImageLabelDataset", "ImageReadError", "empty_labels", "image_key", "load_image", "valid_label_masks"]

@@ -22,11 +22,11 @@ from typing import Mapping
 
 import numpy as np
 
-from ..tasks import VA_TASK, get_label_space, label_mapping
+from ..images import IMAGE_SUFFIXES
+from ..tasks import LABEL_SPACES, VA_TASK, get_label_space, label_mapping
 from .annotations import AnnotationError
 from .dataset import ImageLabelDataset, Transform, empty_labels
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 IMAGE_COLUMNS = ("subdirectory_filepath", "image", "image_path", "path", "file", "filename", "image_location")
 EXPRESSION_COLUMNS = ("expression", "expr", "label", "emotion")
 # AffectNet: 8 = None, 9 = Uncertain, 10 = No-Face; valence/arousal -2 = not annotated.
@@ -181,6 +181,23 @@ def _folder_concept(name: str, space, folder_labels: Mapping[str, str] | None) -
     return synonym if synonym in space.concepts else None
 
 
+# Label spaces tried, in order, when a folder-per-class set does not declare its own.
+_FOLDER_SPACE_ORDER = ("fer7", "affectnet8", "abaw8", "abaw7")
+
+
+def detect_folder_labels(names: list[str]) -> tuple[str, Mapping[str, str] | None] | None:
+    """(label space, folder -> label mapping or None) that names every class folder in ``names``:
+    RAF-DB's numbered folders ``1``..``7``, else the first of FER-7, AffectNet-8, ABAW-8, ABAW-7
+    whose labels, concepts or common spellings cover all names; ``None`` when none does."""
+    if names and set(names) <= set(RAFDB_BASIC_FOLDERS):
+        return "fer7", RAFDB_BASIC_FOLDERS
+    for name in _FOLDER_SPACE_ORDER:
+        space = LABEL_SPACES[name]
+        if names and all(_folder_concept(n, space, None) is not None for n in names):
+            return name, None
+    return None
+
+
 def load_image_folder(root: str | os.PathLike, label_space: str, transform: Transform | None = None,
                       expression_space: str = "abaw8", folder_labels: Mapping[str, str] | None = None
                       ) -> ImageLabelDataset:
@@ -219,4 +236,4 @@ def load_image_folder(root: str | os.PathLike, label_space: str, transform: Tran
                              dataset_name=f"folder-{space.name}", root=root, stats=stats)
 
 
-__all__ = ["RAFDB_BASIC_FOLDERS", "load_affectnet_csv", "load_image_folder"]
+__all__ = ["RAFDB_BASIC_FOLDERS", "detect_folder_labels", "load_affectnet_csv", "load_image_folder"]

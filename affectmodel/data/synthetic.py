@@ -1,7 +1,7 @@
 """The synthetic affect benchmark ("synthetic-affect"), written in Aff-Wild2's own layout.
 
 Aff-Wild2 cannot be shipped, so the toolkit generates a procedural stand-in for tests, CI, demos
-and sanity checks (``shared/DESIGN.md`` §6). It never stands in for real results.
+and sanity checks (README, "Data"). It never stands in for real results.
 
 * Each video is one identity; its expression changes in segments whose intensity ramps up and
   holds, so AU intensities vary smoothly over time (video models and smoothing can be tested).
@@ -23,6 +23,10 @@ Output (``generate_benchmark``)::
         {Train_Set,Validation_Set}/<video>.txt
     OUT/annotations/MTL_Challenge/{training_set_annotations.txt,validation_set_annotations.txt}
     OUT/SYNTHETIC.json   (marker + generator parameters; readers label the set "synthetic-affect")
+
+``generate_expression_folders`` (``synth --layout folders``) writes an expression-only set in the
+folder-per-class layout of FER2013 / RAF-DB image folders ("synthetic-affect-folders"), for the
+pre-training axis of a study.
 """
 from __future__ import annotations
 
@@ -42,19 +46,17 @@ from tqdm import tqdm
 
 from ..io import write_json_atomic, write_text_atomic
 from ..tasks import ABAW8, AU_NAMES, AU_TASK, VA_TASK, expression_task
+from .layout import MTL_FILES, MTL_FOLDER, SPLIT_DIRS, TASK_FOLDERS, TRACK_SUFFIXES, base_video_name
+from .marker import MARKER_FILE, SYNTHETIC_DATASET, SYNTHETIC_FOLDERS_DATASET, read_marker
 from .synthetic_faces import (
     HIDDEN_AUS, FaceParams, ImageNuisance, apply_nuisance, random_background, render_face,
     sample_identity, with_pose,
 )
 
-DATASET_NAME = "synthetic-affect"
-MARKER_FILE = "SYNTHETIC.json"
+DATASET_NAME = SYNTHETIC_DATASET
+FOLDER_SPLITS = {"train": "train", "validation": "validation"}  # folder-per-class layout
 GENERATOR_VERSION = 2
-SPLIT_FOLDERS = {"train": "Train_Set", "validation": "Validation_Set"}
-TASK_FOLDERS = {"expr": "EXPR_Recognition_Challenge", "au": "AU_Detection_Challenge",
-                "va": "VA_Estimation_Challenge"}
-MTL_FOLDER = "MTL_Challenge"
-MTL_FILES = {"train": "training_set_annotations.txt", "validation": "validation_set_annotations.txt"}
+SPLIT_FOLDERS = {split: names[0] for split, names in SPLIT_DIRS.items()}  # the newer layout's names
 
 # Prototypical AU combinations (intensity at the expression's apex), keyed by ABAW-8 label.
 # Hidden AUs (not labelled) make the faces read as the expression, like in real faces.
@@ -376,7 +378,7 @@ def _video_names(n: int, pair_every: int) -> list[str]:
     while len(names) < n:
         base = f"video{i:03d}"
         if pair_every > 0 and i % pair_every == pair_every - 1 and len(names) + 2 <= n:
-            names += [f"{base}_left", f"{base}_right"]
+            names += [f"{base}{suffix}" for suffix in TRACK_SUFFIXES]
         else:
             names.append(base)
         i += 1
@@ -389,14 +391,14 @@ def plan_videos(cfg: SynthConfig) -> list[_VideoPlan]:
     plan_seed, *video_seeds = root.spawn(cfg.videos + 1)
     rng = np.random.default_rng(plan_seed)
     names = _video_names(cfg.videos, cfg.pair_every)
-    bases = sorted({n.rsplit("_", 1)[0] if n.endswith(("_left", "_right")) else n for n in names})
+    bases = sorted({base_video_name(n) for n in names})
     n_val = int(round(len(bases) * cfg.validation_fraction)) if len(bases) > 1 else 0
     if cfg.validation_fraction > 0 and len(bases) > 1:
         n_val = max(1, n_val)
     val_bases = set(rng.permutation(bases)[:n_val].tolist())
     plans = []
     for name, seed in zip(names, video_seeds):
-        base = name.rsplit("_", 1)[0] if name.endswith(("_left", "_right")) else name
+        base = base_video_name(name)
         tasks = tuple(t for t in TASK_FOLDERS if rng.random() < cfg.task_fractions.get(t, 0.0))
         if not tasks:
             tasks = (str(rng.choice(list(TASK_FOLDERS))),)
@@ -440,13 +442,14 @@ def _va_lines(values: np.ndarray) -> list[str]:
     return [",".join("-5" if x == VA_TASK.invalid_code else f"{x:.3f}" for x in row) for row in values]
 
 
-def _prepare_out_dir(out: Path, overwrite: bool) -> None:
+def _prepare_out_dir(out: Path, overwrite: bool, subfolders: tuple[str, ...] = ("cropped_aligned", "annotations")
+                     ) -> None:
     if out.exists() and any(out.iterdir()):
         if not overwrite:
             raise ValueError(f"{out} is not empty; choose another folder or pass --overwrite")
         if not (out / MARKER_FILE).exists():
             raise ValueError(f"{out} is not empty and holds no {MARKER_FILE}: refusing to overwrite it")
-        for sub in ("cropped_aligned", "annotations"):
+        for sub in subfolders:
             shutil.rmtree(out / sub, ignore_errors=True)
         (out / MARKER_FILE).unlink()
     out.mkdir(parents=True, exist_ok=True)
@@ -540,16 +543,52 @@ def generate_benchmark(out_dir: str | Path, videos: int = 20, frames: int = 100,
     return summary
 
 
-def read_marker(root: str | Path) -> dict | None:
-    """The ``SYNTHETIC.json`` marker of a generated benchmark, or ``None`` for other data."""
-    path = Path(root) / MARKER_FILE
-    if not path.is_file():
-        return None
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as e:
-        raise ValueError(f"{path}: unreadable synthetic-benchmark marker ({e})") from e
-    return data if isinstance(data, dict) else None
+# ----------------------------------------------------------------------------- folder-per-class layout
+
+def generate_expression_folders(out_dir: str | Path, videos: int = 20, frames: int = 100, seed: int = 0,
+                                size: int = 112, config: SynthConfig | None = None, every: int = 5,
+                                overwrite: bool = False, progress: bool = True) -> dict:
+    """Write a synthetic expression-only set in the folder-per-class layout (like FER2013 / RAF-DB
+    image folders), for the pre-training axis of a study::
+
+        OUT/{train,validation}/<ABAW-8 label>/<video>_<frame>.jpg
+        OUT/SYNTHETIC.json   (dataset "synthetic-affect-folders"; readers mark it synthetic)
+
+    Each video is one identity (``validation_fraction`` of them go to validation, so no face is in
+    both splits); every ``every``-th frame is kept. Deterministic for a seed.
+    """
+    cfg = config or SynthConfig(videos=videos, frames=frames, seed=seed, size=size)
+    if every < 1:
+        raise ValueError(f"every must be at least 1, got {every}")
+    out = Path(out_dir)
+    _prepare_out_dir(out, overwrite, subfolders=tuple(FOLDER_SPLITS.values()))
+    started = time.perf_counter()
+    plans = plan_videos(cfg)
+    deck = expression_deck(cfg.expression_weights, np.random.default_rng([cfg.seed, 1]))
+    counts = {s: {label: 0 for label in ABAW8.labels} for s in FOLDER_SPLITS}
+    bar = tqdm(total=cfg.videos, desc="synth folders", unit="video", disable=not progress)
+    for plan in plans:
+        rng = np.random.default_rng(plan.seed)
+        seq = sample_sequence(cfg.frames, rng, cfg, next_expression=deck)
+        background = random_background(np.random.default_rng(seq.background_seed), cfg.size)
+        for t in range(0, len(seq), every):
+            label = ABAW8.labels[int(seq.expr[t])]
+            path = out / FOLDER_SPLITS[plan.split] / label / f"{plan.name}_{t + 1:05d}.jpg"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            seq.render(t, cfg.size, background, rng).save(path, format="JPEG", quality=seq.jpeg_quality)
+            counts[plan.split][label] += 1
+        bar.update(1)
+    bar.close()
+    summary = {"dataset": SYNTHETIC_FOLDERS_DATASET, "layout": "folders", "out_dir": str(out),
+               "videos": {s: [p.name for p in plans if p.split == s] for s in FOLDER_SPLITS},
+               "counts": counts, "seconds": round(time.perf_counter() - started, 2)}
+    marker = {"dataset": SYNTHETIC_FOLDERS_DATASET, "layout": "folders", "generator": "affectmodel.data.synthetic",
+              "generator_version": GENERATOR_VERSION,
+              "note": "Procedural faces for pre-training tests and demos; results on it never stand in for real data.",
+              "expression_space": ABAW8.name, "every": every, "config": asdict(cfg),
+              "videos": summary["videos"], "counts": counts}
+    write_json_atomic(out / MARKER_FILE, marker)  # written last: its presence means "complete"
+    return summary
 
 
 # ----------------------------------------------------------------------------- contact sheet
@@ -612,7 +651,12 @@ def contact_sheet(path: str | Path | None = None, columns: int = 6, size: int = 
 # ----------------------------------------------------------------------------- command line
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", required=True, help="output folder (Aff-Wild2 layout)")
+    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("--layout", default="affwild2", choices=("affwild2", "folders"),
+                        help="affwild2: the Aff-Wild2 layout (all tasks, default); folders: an expression-only "
+                             "folder-per-class set (train/<label>/, validation/<label>/) for pre-training")
+    parser.add_argument("--every", type=int, default=5,
+                        help="folders layout: keep every n-th frame of each synthetic video (default 5)")
     parser.add_argument("--videos", type=int, default=20, help="number of videos (default 20)")
     parser.add_argument("--frames", type=int, default=100, help="frames per video (default 100)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (same seed, same files)")
@@ -628,6 +672,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     cfg = SynthConfig(videos=args.videos, frames=args.frames, seed=args.seed, size=args.size,
                       validation_fraction=args.validation_fraction, nuisance=args.nuisance)
+    if args.layout == "folders":
+        summary = generate_expression_folders(args.out, config=cfg, every=args.every, overwrite=args.overwrite,
+                                              progress=not args.quiet)
+        print(json.dumps({"dataset": SYNTHETIC_FOLDERS_DATASET, "layout": "folders", "out_dir": summary["out_dir"],
+                          "images": {s: sum(c.values()) for s, c in summary["counts"].items()},
+                          "seconds": summary["seconds"]}))
+        return 0
     summary = generate_benchmark(args.out, config=cfg, overwrite=args.overwrite, progress=not args.quiet)
     c = summary["counts"]
     print(json.dumps({"dataset": DATASET_NAME, "out_dir": summary["out_dir"],
@@ -637,5 +688,5 @@ def run(args: argparse.Namespace) -> int:
 
 
 __all__ = ["CIRCUMPLEX", "DATASET_NAME", "EXPRESSION_PROTOTYPES", "MARKER_FILE", "SynthConfig", "mixture_circumplex",
-           "SyntheticSequence", "contact_sheet", "generate_benchmark", "plan_videos", "prototype_intensities",
-           "read_marker", "render_face", "sample_sequence"]
+           "SyntheticSequence", "contact_sheet", "generate_benchmark", "generate_expression_folders", "plan_videos",
+           "prototype_intensities", "read_marker", "render_face", "sample_sequence"]

@@ -47,7 +47,7 @@ TAGS = ["affectmodel", "facial-expression-recognition", "action-units", "valence
 
 def _dataset(metrics: dict[str, Any]) -> dict[str, Any]:
     raw = metrics.get("dataset") if isinstance(metrics.get("dataset"), dict) else {}
-    name = str(raw.get("name") or ("synthetic-affect" if raw.get("synthetic") else "aff-wild2"))
+    name = str(raw.get("name") or (SYNTHETIC_DATASET if raw.get("synthetic") else "aff-wild2"))
     return {"name": name, "synthetic": bool(raw.get("synthetic", False)),
             "split": str(raw.get("split") or "validation")}
 

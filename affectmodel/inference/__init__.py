@@ -8,58 +8,54 @@ Typical use::
     faces = predictor.predict_image("photo.jpg")     # [{"box", "score", "expression", ...}]
     rows = predict_video(predictor, "clip.mp4")      # per-frame, per-face rows
 """
-import importlib
+from ..lazy import lazy_getattr
 
-# Names are imported on first use: the data readers use the image loader alone and must not pay for
-# OpenCV, onnxruntime and PyAV.
+# Names are imported on first use (the safe image loader lives in affectmodel.images, below both
+# data and inference): importing the package must not pay for OpenCV, onnxruntime and PyAV.
 _EXPORTS = {
-    "align_face": "align",
-    "canonical_template": "align",
-    "crop_box": "align",
-    "face_crop": "align",
-    "similarity_transform": "align",
-    "draw_predictions": "draw",
-    "face_label": "draw",
-    "DETECTORS": "faces",
-    "Face": "faces",
-    "FaceDetector": "faces",
-    "HaarCascadeDetector": "faces",
-    "RetinaFaceDetector": "faces",
-    "create_detector": "faces",
-    "detect_faces": "faces",
-    "ImageLoadError": "images",
-    "is_image_file": "images",
-    "load_image": "images",
-    "Predictor": "predictor",
-    "flatten_record": "predictor",
-    "load_predictor_model": "predictor",
-    "top_expression": "predictor",
-    "TrackSmoother": "smoothing",
-    "exponential_smoothing": "smoothing",
-    "moving_average": "smoothing",
-    "smooth_series": "smoothing",
-    "IoUTracker": "tracking",
-    "iou": "tracking",
-    "iou_matrix": "tracking",
-    "AnnotatedVideoWriter": "video",
-    "FramePrediction": "video",
-    "VideoFrame": "video",
-    "VideoInfo": "video",
-    "VideoLoadError": "video",
-    "VideoOptions": "video",
-    "is_video_file": "video",
-    "iter_frames": "video",
-    "iter_video_predictions": "video",
-    "predict_video": "video",
-    "probe_video": "video",
-    "write_video_frames": "video",
+    "align_face": ".align",
+    "canonical_template": ".align",
+    "crop_box": ".align",
+    "face_crop": ".align",
+    "similarity_transform": ".align",
+    "draw_predictions": ".draw",
+    "face_label": ".draw",
+    "DETECTORS": ".faces",
+    "Face": ".faces",
+    "FaceDetector": ".faces",
+    "HaarCascadeDetector": ".faces",
+    "RetinaFaceDetector": ".faces",
+    "create_detector": ".faces",
+    "detect_faces": ".faces",
+    "ImageLoadError": "..images",
+    "is_image_file": "..images",
+    "load_image": "..images",
+    "Predictor": ".predictor",
+    "flatten_record": ".predictor",
+    "load_predictor_model": ".predictor",
+    "top_expression": ".predictor",
+    "TrackSmoother": ".smoothing",
+    "exponential_smoothing": ".smoothing",
+    "moving_average": ".smoothing",
+    "smooth_series": ".smoothing",
+    "IoUTracker": ".tracking",
+    "iou": ".tracking",
+    "iou_matrix": ".tracking",
+    "AnnotatedVideoWriter": ".video",
+    "FramePrediction": ".video",
+    "VideoFrame": ".video",
+    "VideoInfo": ".video",
+    "VideoLoadError": ".video",
+    "VideoOptions": ".video",
+    "is_video_file": ".video",
+    "iter_frames": ".video",
+    "iter_video_predictions": ".video",
+    "predict_video": ".video",
+    "probe_video": ".video",
+    "write_video_frames": ".video",
 }
 
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _EXPORTS)
 
 
 __all__ = [

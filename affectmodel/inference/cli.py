@@ -33,7 +33,7 @@ from tqdm import tqdm
 from ..cli import UserError
 from ..io import atomic_write
 from .faces import DETECTORS, create_detector
-from .images import ImageLoadError, is_image_file, load_image
+from ..images import ImageLoadError, is_image_file, load_image
 from .predictor import Predictor, flatten_record
 from .video import VideoLoadError, VideoOptions, is_video_file, iter_video_predictions, probe_video
 

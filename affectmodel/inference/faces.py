@@ -80,7 +80,7 @@ def _finish(faces: list[Face], image_shape: Sequence[int], min_face_size: float)
 def _check_image(image: np.ndarray) -> None:
     if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
         raise ValueError("face detection needs an (H, W, 3) uint8 RGB array "
-                         "(use affectmodel.inference.images.load_image to read files)")
+                         "(use affectmodel.images.load_image to read files)")
 
 
 class RetinaFaceDetector:

@@ -24,7 +24,7 @@ from ..data.transforms import normalisation
 from ..model import AffectModel
 from .align import DEFAULT_BOX_MARGIN, DEFAULT_MARGIN, face_crop
 from .faces import Face, FaceDetector, create_detector
-from .images import ImageSource, array_to_rgb, load_image
+from ..images import ImageSource, array_to_rgb, load_image
 
 # Raw model outputs as numpy, one row per face: "expr" (n, C) softmax probabilities,
 # "au" (n, 12) sigmoid probabilities, "va" (n, 2) valence/arousal in [-1, 1].
