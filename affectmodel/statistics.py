@@ -19,8 +19,8 @@ Why this shape (docs: README "Study protocol"):
 
   A fully hierarchical bootstrap (resample seeds per side too) was the alternative: with 3 seeds,
   resampling 3 values with replacement underestimates their variance by a factor 2/3 and ignores that
-  the variance itself is estimated from 3 values, so a nominal 95 % interval excluded zero in about
-  18 % of studies with no effect. The t-combination keeps the false "helped/hurt" rate near the nominal
+  the variance itself is estimated from 3 values, so with no effect a nominal 95 % interval would
+  exclude zero in about 18 % of studies (P(|t_4| > 1.96 sqrt(2/3)) when seed spread dominates). The t-combination keeps the false "helped/hurt" rate near the nominal
   5 % (tests/test_statistics.py simulates it), at the price of wide intervals with few seeds, which is
   the honest answer. The model-by-video interaction appears in both terms, which errs on the wide side.
 * With one seed on a side the run-to-run spread cannot be estimated: :attr:`Interval.seeds_known` is

@@ -554,7 +554,10 @@ def configuration_estimate(config: Configuration, metric: str, resamples: int = 
         return None
     runs = scored_runs(config)
     if runs is not None:
-        return estimate(runs, metric, resamples, level, seed)
+        try:
+            return estimate(runs, metric, resamples, level, seed)
+        except ValueError:  # predictions without this task or without shared frames: figures only
+            pass
     return _seeds_only([_number(r.metrics.get(metric)) for r in config.runs.values()], level)
 
 
@@ -562,7 +565,10 @@ def _difference(multi: Configuration, uni: Configuration, metric: str, resamples
                 level: float) -> Interval | None:
     a, b = scored_runs(multi), scored_runs(uni)
     if a is not None and b is not None:
-        return difference(a, b, metric, resamples, level, seed)
+        try:
+            return difference(a, b, metric, resamples, level, seed)
+        except ValueError:  # no validation frame shared by both sides: figures only, never a verdict
+            pass
     ma = _seeds_only([_number(r.metrics.get(metric)) for r in multi.runs.values()], level)
     mb = _seeds_only([_number(r.metrics.get(metric)) for r in uni.runs.values()], level)
     if ma is None or mb is None:
