@@ -88,8 +88,8 @@ def test_first_screen_answers_the_question_with_table_headline_and_charts(monkey
         cards.setdefault(m.label, m)  # the headline's cards come first (the run detail repeats some labels)
     assert {"Parameters", "Training time"} <= set(cards)
     # the ratio comes from study.matched_costs (synthetic: 1 model for 3; Aff-Wild2: 1 matched uni-task run)
-    assert {m.delta for m in at.metric if m.label == "Parameters" and m.delta} == {
-        "0.33x of 3 uni-task models", "1.00x of 1 uni-task models"}
+    assert {(m.delta, m.proto.delta_description) for m in at.metric if m.label == "Parameters" and m.delta} == {
+        ("0.33x", "of 3 uni-task models"), ("1.00x", "of 1 uni-task models")}
     assert any(s.value.startswith("Did multi-task learning help?") for s in at.subheader)
     verdicts = [m.value for m in at.markdown if "against one model per task" in m.value]
     assert any(v.count("undecided:") == 3 and "no interval" in v and "instead of 3" in v for v in verdicts)
