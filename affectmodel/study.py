@@ -316,8 +316,8 @@ def _join(items: Sequence[str]) -> str:
 # config.json keys that may differ between a multi-task configuration and the uni-task ones it is
 # compared with: the tasks themselves and what only concerns other tasks. The budget is compared as
 # ``budget_steps`` where records carry it (epochs/max_steps otherwise).
-TASK_ONLY_KEYS = frozenset({"tasks", "losses", "weighting", "task_weights", "label_spaces", "dataset", "epochs",
-                            "max_steps"})
+# Settings given per task (``{task: value}``, e.g. ``losses``) are compared on the task compared only.
+TASK_ONLY_KEYS = frozenset({"tasks", "weighting", "label_spaces", "dataset", "epochs", "max_steps"})
 INIT_KEYS = frozenset({"init", "pretrained_from"})
 VERDICTS = ("helped", "hurt", "no clear difference", "undecided", "unmatched")
 
@@ -388,9 +388,13 @@ def group_configurations(runs: Mapping[str, RunRecord]) -> list[Configuration]:
 
 def _match_signature(record: RunRecord, task: str, ignore_init: bool) -> str:
     ignored = NON_CONFIGURATION_KEYS | TASK_ONLY_KEYS | (INIT_KEYS if ignore_init else frozenset())
-    kept = {k: v for k, v in record.config.items() if k not in ignored}
-    losses = record.config.get("losses") or {}
-    kept["_loss"] = losses.get(task) if isinstance(losses, Mapping) else None
+    kept = {}
+    for k, v in record.config.items():
+        if k in ignored:
+            continue
+        if isinstance(v, Mapping) and v and set(v) <= set(TASK_KEYS):
+            v = v.get(task)  # a per-task setting: only this task's value matters
+        kept[k] = v
     kept["_dataset"] = dataset_info(record)["dataset"]
     budget = _budget(record)
     kept["_budget"] = budget if budget is not None else [record.config.get("epochs"), record.config.get("max_steps")]
