@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "predict": ("affectmodel.inference.cli", "predict on images, folders and videos"),
     "publish": ("affectmodel.hub.publish", "publish a training run to the Hugging Face Hub"),
     "publish-space": ("affectmodel.hub.space", "publish the Gradio demo as a Hugging Face Space"),
+    "study": ("affectmodel.study", "matched uni- vs multi-task comparisons: means, intervals, seeds, verdicts"),
 }
 
 
