@@ -151,6 +151,30 @@ class ImageFileInput(gr.Image):
             raise user_error(f"This is not a readable image ({e.__class__.__name__}).") from None
 
 
+class QuietChoiceMixin:
+    """Gradio refuses a value outside the choices (or a slider's range) with a message (good) and
+    a server traceback (noise: a wrong API argument is the caller's mistake). Same message, no
+    traceback."""
+
+    def preprocess(self, payload):
+        try:
+            return super().preprocess(payload)
+        except gr.Error as e:
+            raise user_error(str(e.message), title="Bad input") from None
+
+
+class ChoiceRadio(QuietChoiceMixin, gr.Radio):
+    is_template = True  # rendered by the frontend's ordinary Radio component
+
+
+class ChoiceDropdown(QuietChoiceMixin, gr.Dropdown):
+    is_template = True
+
+
+class RangeSlider(QuietChoiceMixin, gr.Slider):
+    is_template = True  # a value out of range: the same message, no traceback
+
+
 def user_error(message: str, title: str = "Error") -> gr.Error:
     """A message for the person using the demo (shown in the page and returned through the API);
     not a server fault, so no traceback in the log."""
@@ -228,7 +252,7 @@ def _summary(faces: list[dict], seconds: float) -> str:
 
 
 def clear_image_outputs():
-    return None, gr.Radio(choices=[], value=None, visible=False), "", None, None, None, None
+    return None, gr.update(choices=[], value=None, visible=False), "", None, None, None, None
 
 
 def _image_file(image_path: str, rgb: np.ndarray) -> str:
@@ -260,7 +284,7 @@ def make_image_handlers(model: DemoModel):
                        title="No face")
         annotated = _image_file(image_path, draw_predictions(rgb, faces) if faces else rgb)
         names = _face_names(faces)
-        selector = gr.Radio(choices=names, value=names[0] if names else None, visible=len(faces) > 1)
+        selector = gr.update(choices=names, value=names[0] if names else None, visible=len(faces) > 1)
         label, aus, va = _face_views(model, faces, 0)
         result = _image_result(faces, (rgb.shape[1], rgb.shape[0]), seconds, message)
         return annotated, selector, _summary(faces, seconds), label, aus, va, result
@@ -329,6 +353,9 @@ def make_video_handlers(model: DemoModel):
             raise user_error(f"The video is {info.duration_s:.0f} s long; this demo analyses videos of up to "
                            f"{MAX_VIDEO_SECONDS:.0f} s. Trim it, or run `python -m affectmodel predict` locally.",
                            title="Video too long")
+        if min(info.width, info.height) <= 0:
+            raise user_error(f"{Path(video_path).name}: not a readable video (its stream has no frame size).",
+                             title="Cannot read this video")
         if min(info.width, info.height) < MIN_VIDEO_SIDE:
             raise user_error(f"{Path(video_path).name} is {info.width}x{info.height} pixels: too small to hold a "
                              f"face (this demo needs at least {MIN_VIDEO_SIDE} pixels per side).",
@@ -362,7 +389,7 @@ def make_video_handlers(model: DemoModel):
         smoothing = f"moving average over {window} frames" if window > 1 else "no smoothing"
         summary = (f"**{len(names)} face track{'s' if len(names) != 1 else ''}** in {frames} frames with a face "
                    f"({_every_text(every)}, {smoothing}); {seconds:.1f} s.")
-        selector = gr.Dropdown(choices=names, value=names[0], visible=len(names) > 1)
+        selector = gr.update(choices=names, value=names[0], visible=len(names) > 1)
         return str(annotated), str(csv_path), summary, selector, va, expr
 
     @answers_errors("Cannot show this track")
@@ -612,7 +639,7 @@ def build_demo(model_source: str | DemoModel | ModelFailure | None = None, *,
                     with gr.Column(scale=1):
                         image_out = gr.Image(label="Detected faces", type="numpy", format="jpeg",
                                              interactive=False, height=360, buttons=["download", "fullscreen"])
-                        face_select = gr.Radio(label="Face", choices=[], visible=False)
+                        face_select = ChoiceRadio(label="Face", choices=[], visible=False)
                         image_summary = gr.Markdown(label="Summary", elem_classes="affect-summary")
                 with gr.Row(equal_height=False):
                     expr_label = gr.Label(label="Expression", num_top_classes=8, scale=1)
@@ -627,9 +654,9 @@ def build_demo(model_source: str | DemoModel | ModelFailure | None = None, *,
                         video_in = gr.Video(label="Video (up to 60 s)", sources=["upload"], format=None,
                                             include_audio=True, height=320, elem_id="video-input")
                         with gr.Row():
-                            every_in = gr.Slider(1, 10, value=2, step=1, label="Analyse every k-th frame",
+                            every_in = RangeSlider(1, 10, value=2, step=1, label="Analyse every k-th frame",
                                                  info="higher = faster, coarser")
-                            smooth_in = gr.Slider(1, 15, value=5, step=1, label="Smoothing window (frames)",
+                            smooth_in = RangeSlider(1, 15, value=5, step=1, label="Smoothing window (frames)",
                                                   info="1 = off; moving average per face")
                         video_button = gr.Button("Analyse video", variant="primary")
                         if video_examples:
@@ -639,7 +666,7 @@ def build_demo(model_source: str | DemoModel | ModelFailure | None = None, *,
                         video_out = gr.Video(label="Annotated video", interactive=False, height=320)
                         video_summary = gr.Markdown(label="Summary", elem_classes="affect-summary")
                         video_csv = gr.File(label="Predictions per frame (CSV)", interactive=False, elem_id="video-csv")
-                track_select = gr.Dropdown(label="Face track", choices=[], visible=False)
+                track_select = ChoiceDropdown(label="Face track", choices=[], visible=False)
                 with gr.Row(equal_height=False):
                     va_timeline = gr.Plot(label="Valence and arousal over time", show_label=False)
                     expr_timeline = gr.Plot(label="Expressions over time", show_label=False)

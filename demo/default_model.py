@@ -81,12 +81,12 @@ def read_demo_suite(path: Path = DEFAULT_SUITE) -> dict[str, Any]:
 
 
 def ensure_default_model(folder: Path | None = None, suite: Path = DEFAULT_SUITE,
-                         overrides: dict[str, Any] | None = None) -> Path:
+                         overrides: dict[str, Any] | None = None, data: dict[str, Any] | None = None) -> Path:
     """The default run folder, trained now if it does not exist yet (complete runs are reused)."""
     folder = Path(folder) if folder is not None else default_model_dir()
     if is_complete(folder):
         return folder
-    return build_default_model(folder, suite, overrides)
+    return build_default_model(folder, suite, overrides, data)
 
 
 def build_default_model(folder: Path, suite: Path = DEFAULT_SUITE, overrides: dict[str, Any] | None = None,
