@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import re
 import time
 from pathlib import Path
 
@@ -413,13 +414,15 @@ def test_fuzzed_files_get_a_message_never_a_traceback(server, odd_files, capfd):
                 client.predict(handle_file(str(odd_files[name])), api_name="/predict_image")
     for args, endpoint, expected in [
             (("Face 9", {"faces": []}), "/select_face", "not in the list of choices"),
-            (("Face #1", handle_file(str(odd_files["one.png"]))), "/select_track", "not in the list of choices"),
+            # earlier requests of this session decide whether the track name is a valid choice
+            (("Face #1", handle_file(str(odd_files["one.png"]))), "/select_track",
+             "not in the list of choices|one.png is not a predictions CSV"),
             ((handle_file(str(odd_files["good.mp4"])), -5, 1e9), "/predict_video", "minimum value"),
     ]:
         try:
             client.predict(*args, api_name=endpoint)
         except AppError as e:
-            assert expected in str(e) and "upstream" not in str(e), (endpoint, str(e))
+            assert re.search(expected, str(e)) and "upstream" not in str(e), (endpoint, str(e))
     assert all("upstream" not in a and "/tmp" not in a for a in answers.values()), answers
     log = capfd.readouterr()
     assert "Traceback" not in log.out + log.err
