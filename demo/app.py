@@ -115,13 +115,16 @@ def try_load_demo_model(model_source: str | None) -> DemoModel | ModelFailure:
         return ModelFailure(source, reason)
 
 
-def refusing(handler, failure: ModelFailure):
+def refusing(handler, failure: ModelFailure, outputs: int = 0):
     """``handler``'s signature (so the API documents the same parameters), answering every call
-    with why there is no model."""
+    with why there is no model. With ``outputs``, an empty first argument (the page clearing a
+    selector) is answered with that many empty outputs instead of a second copy of the message."""
     import functools
 
     @functools.wraps(handler)
     def refuse(*args, **kwargs):
+        if outputs and not args[0]:
+            return (None,) * outputs
         raise user_error(failure.message(), title="No model loaded")
     return refuse
 
@@ -421,7 +424,8 @@ def make_webcam_handler(model: DemoModel):
         faces = model.predictor.predict_image(rgb)
         if not faces:
             return None, None, None, "No face in view."
-        # the largest face is the one in front of the camera
+        # the largest face is the one in front of the camera (the demo's own rule until
+        # affectmodel.inference exports the library's largest-face function)
         face = max(faces, key=lambda f: (f["box"][2] - f["box"][0]) * (f["box"][3] - f["box"][1]))
         label, aus, va = _face_views(model, [face], 0)
         top = top_expression(face)
@@ -612,9 +616,9 @@ def build_demo(model_source: str | DemoModel | ModelFailure | None = None, *,
     predict_video_file, select_track = make_video_handlers(model)
     predict_webcam_frame = make_webcam_handler(model)
     if failure:
-        predict_image, select_face, predict_video_file, select_track, predict_webcam_frame = (
-            refusing(fn, failure) for fn in (predict_image, select_face, predict_video_file, select_track,
-                                             predict_webcam_frame))
+        predict_image, predict_video_file, predict_webcam_frame = (
+            refusing(fn, failure) for fn in (predict_image, predict_video_file, predict_webcam_frame))
+        select_face, select_track = refusing(select_face, failure, 3), refusing(select_track, failure, 2)
     examples = sorted(str(p) for p in EXAMPLES_DIR.glob("*.jpg"))
     video_examples = sorted(str(p) for p in EXAMPLES_DIR.glob("*.mp4"))
 

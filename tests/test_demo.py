@@ -329,6 +329,13 @@ def test_predictions_follow_the_documented_schema(server, files):
     assert '"aus_active"' in about  # the schema is shown
 
 
+def test_readme_shows_the_api_guide_of_the_about_tab():
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    assert json.dumps(demo_app.PREDICTIONS_SCHEMA, indent=1) in readme
+    body = demo_app.API_GUIDE.split("\n", 1)[1].strip()
+    assert body in readme
+
+
 # ------------------------------------------------------------------ fuzzing the endpoints
 
 def _encode(path: Path, frames: list[np.ndarray], codec: str, pix_fmt: str, size=(32, 32)) -> Path:

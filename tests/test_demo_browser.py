@@ -178,3 +178,39 @@ def test_about_tab_explains_model_and_outputs(page):
     assert page.get_by_text("lip corner puller").first.is_visible()
     assert page.get_by_text("synthetic-affect").first.is_visible()
     page.screenshot(path=str(OUTPUT / "demo_about.png"), full_page=True)
+
+
+def test_unloadable_model_page_says_what_failed_and_which_variable_to_set(tmp_path, monkeypatch):
+    """AFFECT_MODEL naming a Hub repository that cannot be reached (offline here): the page opens
+    on the error banner, and an upload is answered with the same message."""
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub-cache"))
+    monkeypatch.setenv("AFFECT_MODEL", "nobody/unreachable-model")
+    demo = demo_app.build_demo()
+    _, url, _ = demo.launch(prevent_thread_lock=True, server_port=free_port(), quiet=True,
+                            **demo_app.launch_options())
+    OUTPUT.mkdir(exist_ok=True)
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            page.goto(url)
+            banner = page.locator("#model-error")
+            banner.wait_for(timeout=60_000)
+            text = banner.inner_text()
+            assert "No model loaded" in text and "nobody/unreachable-model" in text and "AFFECT_MODEL" in text
+            face = tmp_path / "face.jpg"
+            Image.fromarray(astronaut(256)).save(face)
+            page.locator("#image-input input[type=file]").set_input_files(str(face))
+            try:  # the message comes back as a toast, next to the banner
+                page.locator(".toast-body").first.wait_for(timeout=30_000)
+                page.wait_for_timeout(800)
+                assert "could not be loaded" in page.locator(".toast-body").first.inner_text()
+                assert page.locator(".toast-body").count() == 1  # one message per upload
+            finally:
+                page.screenshot(path=str(OUTPUT / "demo_no_model.png"))
+            browser.close()
+    finally:
+        demo.close()
