@@ -363,8 +363,6 @@ def make_video_handlers(model: DemoModel):
             raise user_error(f"{Path(video_path).name} is {info.width}x{info.height} pixels: too small to hold a "
                              f"face (this demo needs at least {MIN_VIDEO_SIDE} pixels per side).",
                              title="Video too small")
-        if info.frame_count == 0 or info.duration_s == 0:
-            raise user_error(f"{Path(video_path).name} has no frames.", title="Empty video")
         if info.width * info.height > MAX_VIDEO_PIXELS:
             raise user_error(f"The video is {info.width}x{info.height}; this demo accepts up to 1920x1080. "
                            "Downscale it first.", title="Video too large")
