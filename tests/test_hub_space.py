@@ -176,7 +176,7 @@ def test_space_requirements_parse_as_pip_requirements_with_cpu_torch(root, tmp_p
 
 
 def test_space_requirements_refuse_a_torch_range(root, tmp_path):
-    text = (root / "requirements.txt").read_text().replace("torch==", "torch>=", 1)
+    text = (root / "requirements.txt").read_text().replace("\ntorch==", "\ntorch>=", 1)
     (root / "requirements.txt").write_text(text)
     with pytest.raises(PublishError, match="pin torch exactly"):
         publish_space("me/affect-demo", "me/affect-mtl", dry_run_dir=tmp_path / "s", root=root)
@@ -255,3 +255,14 @@ def test_real_space_opens_with_an_unreachable_model(tmp_path):
         proc.terminate()
         out, _ = proc.communicate(timeout=30)
     assert out.count("NO MODEL") == 1, out
+
+
+def test_bundle_default_uses_the_demo_default_model(root, tmp_path, monkeypatch):
+    """``--bundle-model default`` bundles the demo's default model (built once locally, reused)."""
+    from affectmodel.hub import space
+
+    run = _small_run(tmp_path)
+    monkeypatch.setattr(space, "default_model_folder", lambda: run)
+    result = publish_space("me/affect-demo", dry_run_dir=tmp_path / "space", root=root, bundle="default")
+    assert "model/model.safetensors" in result.files
+    assert "run run" in (tmp_path / "space" / "README.md").read_text()
