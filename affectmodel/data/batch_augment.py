@@ -1,0 +1,319 @@
+"""Augmentation presets on whole batches: uint8 (B, 3, S, S) on any device -> normalised float.
+
+The per-image presets of :mod:`affectmodel.data.transforms` (PIL + torchvision, one image at a
+time) cost up to ~2.7 ms per image with ``strong``; here the same presets run as a few tensor
+operations over the batch, on the training device, so the data loader only copies uint8 frames
+(e.g. from :mod:`affectmodel.data.cache`). Same meaning and distributions, per sample:
+
+* ``none``: normalisation only, ``x * (1 / (255 std)) - mean / std`` — the same float32
+  arithmetic as :func:`~affectmodel.data.transforms.preprocess`, so equal to the per-image path.
+* ``light``: RandomResizedCrop(scale 0.85-1, ratio 0.95-1.05; same integer crop boxes, same
+  10-attempt rule and central fallback) and a horizontal flip with p = 0.5.
+* ``strong``: ``light``, then with p = 0.8 colour jitter (brightness, contrast, saturation 0.7-1.3,
+  hue ±0.03 quantised as PIL does to whole 1/255 steps, applied in a random order per sample,
+  clipped after each step; contrast blends with the image's mean grey level), a rotation of
+  U(-10°, 10°) about the centre with black corners, greyscale with p = 0.05, and after
+  normalisation random erasing (p = 0.25, area 2-12 %, aspect 0.5-2) with 0 (the mean colour).
+
+Crop, flip and rotation are one affine map per sample, sampled once with bilinear interpolation
+(``grid_sample``), instead of PIL's resize then rotate; colour work is in float without PIL's
+rounding to uint8 between steps. These differ from the per-image path by interpolation and
+rounding detail only (``tests/test_batch_augment.py`` checks the operations with equal parameters
+and the output distributions against the per-image presets). The input must already be at the
+model's input size (build the frame cache with ``--size`` = the model's input size).
+
+Random parameters are drawn on the CPU from a ``torch.Generator`` (one per batch, e.g.
+:func:`batch_generator` of seed, epoch and step), so a batch is augmented the same way on any device.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from ..model import ModelConfig
+from .transforms import AUGMENT_PRESETS, normalisation
+
+CROP_SCALE, CROP_RATIO = (0.85, 1.0), (0.95, 1.05)
+FLIP_P = 0.5
+JITTER_P, JITTER = 0.8, (0.3, 0.3, 0.3, 0.03)   # brightness, contrast, saturation, hue
+ROTATION_DEGREES = 10.0
+GRAY_P = 0.05
+ERASE_P, ERASE_SCALE, ERASE_RATIO = 0.25, (0.02, 0.12), (0.5, 2.0)
+_ATTEMPTS = 10
+_GRAY_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R 601-2 luma, as PIL's convert("L")
+
+
+@dataclass
+class AugmentParams:
+    """Per-sample parameters of one batch (CPU tensors, B rows)."""
+
+    crop: torch.Tensor       # (B, 4) float: top, left, height, width of the crop in source pixels
+    flip: torch.Tensor       # (B,) bool
+    angle: torch.Tensor      # (B,) float degrees, counter-clockwise (0: no rotation)
+    jitter: torch.Tensor     # (B,) bool: colour jitter applied
+    factors: torch.Tensor    # (B, 4) float: brightness, contrast, saturation, hue shift (fraction of a turn)
+    order: torch.Tensor      # (B, 4) int64: permutation of the four jitter operations
+    gray: torch.Tensor       # (B,) bool
+    erase: torch.Tensor      # (B,) bool
+    erase_box: torch.Tensor  # (B, 4) int64: top, left, height, width in output pixels
+
+    @classmethod
+    def identity(cls, batch: int, height: int, width: int) -> "AugmentParams":
+        zeros = torch.zeros(batch, dtype=torch.bool)
+        return cls(crop=torch.tensor([[0.0, 0.0, height, width]]).repeat(batch, 1), flip=zeros.clone(),
+                   angle=torch.zeros(batch), jitter=zeros.clone(), factors=torch.tensor([[1.0, 1.0, 1.0, 0.0]]).repeat(batch, 1),
+                   order=torch.arange(4).repeat(batch, 1), gray=zeros.clone(), erase=zeros.clone(),
+                   erase_box=torch.zeros(batch, 4, dtype=torch.int64))
+
+
+def batch_generator(seed: int, epoch: int, step: int) -> torch.Generator:
+    """A CPU generator for one batch, seeded from (seed, epoch, step): the same batch gets the
+    same augmentation whatever the device, worker count or resume point."""
+    return torch.Generator().manual_seed(((seed * 1_000_003 + epoch) * 1_000_003 + step) % (2**63))
+
+
+def _uniform(n: int, shape: tuple[int, ...], low: float, high: float, g: torch.Generator) -> torch.Tensor:
+    return torch.rand((n, *shape), generator=g, dtype=torch.float64) * (high - low) + low
+
+
+def _randint_below(upper: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    """Per element, a uniform integer in [0, upper)."""
+    return (torch.rand(upper.shape, generator=g, dtype=torch.float64) * upper).floor().clamp(max=upper - 1).long()
+
+
+def _first_valid(values: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(value of the first valid attempt, any valid) per row of (B, attempts)."""
+    first = torch.argmax(valid.int(), dim=1)
+    return values.gather(1, first[:, None])[:, 0], valid.any(dim=1)
+
+
+def _sample_crop(n: int, height: int, width: int, g: torch.Generator) -> torch.Tensor:
+    """torchvision's RandomResizedCrop.make_params, vectorised: (B, 4) top, left, h, w."""
+    area = height * width
+    target = area * _uniform(n, (_ATTEMPTS,), *CROP_SCALE, g)
+    aspect = torch.exp(_uniform(n, (_ATTEMPTS,), math.log(CROP_RATIO[0]), math.log(CROP_RATIO[1]), g))
+    w = torch.round(torch.sqrt(target * aspect))
+    h = torch.round(torch.sqrt(target / aspect))
+    valid = (w > 0) & (w <= width) & (h > 0) & (h <= height)
+    w, ok = _first_valid(w, valid)
+    h, _ = _first_valid(h, valid)
+    in_ratio = width / height  # central-crop fallback, as torchvision
+    if in_ratio < min(CROP_RATIO):
+        fw, fh = width, round(width / min(CROP_RATIO))
+    elif in_ratio > max(CROP_RATIO):
+        fw, fh = round(height * max(CROP_RATIO)), height
+    else:
+        fw, fh = width, height
+    w = torch.where(ok, w, torch.full_like(w, fw))
+    h = torch.where(ok, h, torch.full_like(h, fh))
+    top = _randint_below(height - h + 1, g).double()
+    left = _randint_below(width - w + 1, g).double()
+    top = torch.where(ok, top, torch.full_like(top, (height - fh) // 2))
+    left = torch.where(ok, left, torch.full_like(left, (width - fw) // 2))
+    return torch.stack([top, left, h, w], dim=1).float()
+
+
+def _sample_erase(n: int, size: int, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """torchvision's RandomErasing.make_params, vectorised: ((B, 4) box, found)."""
+    area = size * size
+    target = area * _uniform(n, (_ATTEMPTS,), *ERASE_SCALE, g)
+    aspect = torch.exp(_uniform(n, (_ATTEMPTS,), math.log(ERASE_RATIO[0]), math.log(ERASE_RATIO[1]), g))
+    h = torch.round(torch.sqrt(target * aspect))
+    w = torch.round(torch.sqrt(target / aspect))
+    valid = (h < size) & (w < size)
+    h, found = _first_valid(h, valid)
+    w, _ = _first_valid(w, valid)
+    h, w = torch.where(found, h, 0).long(), torch.where(found, w, 0).long()
+    top, left = _randint_below(size - h + 1, g), _randint_below(size - w + 1, g)
+    return torch.stack([top, left, h, w], dim=1), found
+
+
+def sample_params(preset: str, batch: int, height: int, width: int, generator: torch.Generator | None = None
+                  ) -> AugmentParams:
+    """Per-sample random parameters of ``preset`` for a batch of ``batch`` images of height x width."""
+    if preset not in AUGMENT_PRESETS:
+        raise ValueError(f"unknown augmentation preset {preset!r}; choose from {', '.join(AUGMENT_PRESETS)}")
+    g = generator if generator is not None else torch.Generator().manual_seed(int(torch.randint(0, 2**62, (1,))))
+    params = AugmentParams.identity(batch, height, width)
+    if preset == "none":
+        return params
+    params.crop = _sample_crop(batch, height, width, g)
+    params.flip = torch.rand(batch, generator=g) < FLIP_P
+    if preset == "light":
+        return params
+    b, c, s, hue = JITTER
+    params.jitter = torch.rand(batch, generator=g) < JITTER_P
+    factors = torch.stack([_uniform(batch, (), 1 - b, 1 + b, g), _uniform(batch, (), 1 - c, 1 + c, g),
+                           _uniform(batch, (), 1 - s, 1 + s, g), _uniform(batch, (), -hue, hue, g)], dim=1)
+    # PIL shifts the uint8 hue channel by int(hue * 255) (truncated), i.e. whole 1/255 turns.
+    factors[:, 3] = torch.trunc(factors[:, 3] * 255) / 255
+    params.factors = factors.float()
+    params.order = torch.argsort(torch.rand(batch, 4, generator=g), dim=1)
+    params.angle = _uniform(batch, (), -ROTATION_DEGREES, ROTATION_DEGREES, g).float()
+    params.gray = torch.rand(batch, generator=g) < GRAY_P
+    params.erase_box, found = _sample_erase(batch, height, g)
+    params.erase = (torch.rand(batch, generator=g) < ERASE_P) & found
+    return params
+
+
+# ------------------------------------------------------------------ the operations
+
+def _gray(x: torch.Tensor) -> torch.Tensor:
+    """(B, 1, H, W) luma of (B, 3, H, W)."""
+    r, g, b = x[:, 0:1], x[:, 1:2], x[:, 2:3]
+    return r * _GRAY_WEIGHTS[0] + g * _GRAY_WEIGHTS[1] + b * _GRAY_WEIGHTS[2]
+
+
+def _brightness(x: torch.Tensor, f: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    return (x * f.view(-1, 1, 1, 1)).clamp_(0, 255)
+
+
+def _contrast(x: torch.Tensor, f: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    gray = _gray(x)
+    if mask is None:
+        mean = gray.mean(dim=(1, 2, 3), keepdim=True)
+    else:  # the image before rotation: its pixels inside the rotated frame
+        mean = (gray * mask).sum(dim=(1, 2, 3), keepdim=True) / mask.sum(dim=(1, 2, 3), keepdim=True).clamp_min(1e-6)
+    mean = torch.floor(mean + 0.5)  # PIL: int(mean + 0.5)
+    f = f.view(-1, 1, 1, 1)
+    return (mean + f * (x - mean)).clamp_(0, 255)
+
+
+def _saturation(x: torch.Tensor, f: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    gray = _gray(x)
+    return (gray + f.view(-1, 1, 1, 1) * (x - gray)).clamp_(0, 255)
+
+
+def _hue(x: torch.Tensor, shift: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """Rotate the HSV hue by ``shift`` turns (V and S kept), as PIL's HSV round trip does."""
+    maxc, _ = x.max(dim=1, keepdim=True)
+    minc, _ = x.min(dim=1, keepdim=True)
+    chroma = maxc - minc
+    safe = torch.where(chroma > 0, chroma, torch.ones_like(chroma))
+    r, g, b = x[:, 0:1], x[:, 1:2], x[:, 2:3]
+    rc, gc, bc = (maxc - r) / safe, (maxc - g) / safe, (maxc - b) / safe
+    is_r, is_g = maxc == r, maxc == g
+    h6 = torch.where(is_r, bc - gc, torch.where(is_g, 2.0 + rc - bc, 4.0 + gc - rc))
+    h6 = torch.remainder(h6 + 6.0 * shift.view(-1, 1, 1, 1), 6.0)
+    # HSV -> RGB: channel = V - C * clamp(min(k, 4 - k), 0, 1), k = (n + H') mod 6, n = 5, 3, 1
+    n = torch.tensor([5.0, 3.0, 1.0], device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+    k = torch.remainder(n + h6, 6.0)
+    out = maxc - chroma * torch.minimum(k, 4.0 - k).clamp_(0, 1)
+    return torch.where(chroma > 0, out, x)
+
+
+_JITTER_OPS = (_brightness, _contrast, _saturation, _hue)
+
+
+def _affine_thetas(params: AugmentParams, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(crop-flip-rotate, rotate-only) maps, (B, 2, 3): normalised output coordinates (align_corners=False)
+    -> normalised source coordinates, as ``F.affine_grid`` takes them."""
+    top, left, h, w = params.crop.double().unbind(1)
+    a = torch.deg2rad(params.angle.double())
+    cos, sin = torch.cos(a), torch.sin(a)
+    # output -> pre-rotation coordinates (y down: a counter-clockwise turn on screen)
+    rot = torch.stack([torch.stack([cos, -sin], 1), torch.stack([sin, cos], 1)], 1)  # (B, 2, 2)
+    fx = torch.where(params.flip, -1.0, 1.0).double()
+    scale = torch.stack([fx * w / width, h / height], 1)                              # (B, 2)
+    centre = torch.stack([(2 * left + w) / width - 1, (2 * top + h) / height - 1], 1)
+    full = torch.cat([rot * scale[:, :, None], centre[:, :, None]], dim=2)
+    rot_only = torch.cat([rot, torch.zeros(len(a), 2, 1, dtype=rot.dtype)], dim=2)
+    return full.float(), rot_only.float()
+
+
+def _grid(theta: torch.Tensor, size: int, device: torch.device) -> torch.Tensor:
+    """``F.affine_grid(theta, (B, C, size, size), align_corners=False)`` as a few broadcast
+    multiply-adds: several times cheaper on a CPU than affine_grid's batched matmul."""
+    base = (torch.arange(size, device=device, dtype=torch.float32) * 2 + 1) / size - 1
+    t = theta.to(device)
+    grid = torch.empty(len(t), size, size, 2, device=device)
+    for axis in (0, 1):
+        a, b, c = (t[:, axis, k].view(-1, 1, 1) for k in range(3))
+        # a * x + b * y + c over the (y, x) plane
+        torch.add(a * base.view(1, 1, size), b * base.view(1, size, 1) + c, out=grid[..., axis])
+    return grid
+
+
+def apply_params(images: torch.Tensor, params: AugmentParams, config: ModelConfig) -> torch.Tensor:
+    """Augment and normalise ``images`` (uint8 (B, 3, S, S), any device) with explicit parameters."""
+    if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[1] != 3:
+        raise ValueError(f"expected a uint8 batch (B, 3, H, W), got {images.dtype} {tuple(images.shape)}")
+    size = int(config.input_size)
+    bsz, _, height, width = images.shape
+    if (height, width) != (size, size):
+        raise ValueError(f"images are {height}x{width} px, the model takes {size}x{size}: build the frame cache "
+                         f"with --size {size}")
+    device = images.device
+    scale, shift = normalisation(tuple(config.mean), tuple(config.std))
+    scale_t = torch.from_numpy(scale).to(device).view(1, 3, 1, 1)
+    shift_t = torch.from_numpy(shift).to(device).view(1, 3, 1, 1)
+    x = images.float()
+    geometric = bool(params.flip.any()) or bool((params.angle != 0).any()) or \
+        bool((params.crop != torch.tensor([0.0, 0.0, height, width])).any())
+    if not geometric and not params.jitter.any() and not params.gray.any() and not params.erase.any():
+        return x.mul_(scale_t).sub_(shift_t)  # "none": exactly preprocess's arithmetic
+    mask = None
+    if geometric:
+        full, rot_only = _affine_thetas(params, height, width)
+        grid = _grid(full, size, device)
+        x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+        if bool((params.angle != 0).any()):
+            # PIL's rotation: black where the source point falls outside the frame (a hard edge),
+            # edge pixels repeated just inside it (as the border padding above)
+            v = _grid(rot_only, size, device)
+            mask = (v.abs() <= 1).all(dim=-1).unsqueeze(1).to(x.dtype)
+    if params.jitter.any():
+        factors, order, jitter = params.factors.to(device), params.order, params.jitter
+        for position in range(4):
+            for op_id, op in enumerate(_JITTER_OPS):
+                rows = torch.nonzero(jitter & (order[:, position] == op_id)).flatten()
+                if len(rows):
+                    rows_d = rows.to(device)
+                    x[rows_d] = op(x[rows_d], factors[rows_d, op_id], None if mask is None else mask[rows_d])
+    if mask is not None:
+        x = x * mask
+    if params.gray.any():
+        rows = torch.nonzero(params.gray).flatten().to(device)
+        x[rows] = _gray(x[rows]).expand(-1, 3, -1, -1)
+    x = x.mul_(scale_t).sub_(shift_t)
+    if params.erase.any():
+        box = params.erase_box.to(device)
+        ar = torch.arange(size, device=device)
+        in_rows = (ar >= box[:, 0:1]) & (ar < box[:, 0:1] + box[:, 2:3])
+        in_cols = (ar >= box[:, 1:2]) & (ar < box[:, 1:2] + box[:, 3:4])
+        region = in_rows[:, :, None] & in_cols[:, None, :] & params.erase.to(device)[:, None, None]
+        x = x.masked_fill_(region[:, None], 0.0)
+    return x
+
+
+class BatchAugment:
+    """``augment(uint8 batch, generator)`` -> normalised float batch, for one preset and model config.
+
+    ``train=False`` (evaluation) always normalises only, like ``build_transform(..., train=False)``.
+    """
+
+    def __init__(self, preset: str, config: ModelConfig, train: bool = True):
+        if preset not in AUGMENT_PRESETS:
+            raise ValueError(f"unknown augmentation preset {preset!r}; choose from {', '.join(AUGMENT_PRESETS)}")
+        self.preset = preset if train else "none"
+        self.config = config
+
+    def params(self, images: torch.Tensor, generator: torch.Generator | int | None = None) -> AugmentParams:
+        if isinstance(generator, int):
+            generator = torch.Generator().manual_seed(generator)
+        return sample_params(self.preset, images.shape[0], images.shape[2], images.shape[3], generator)
+
+    def __call__(self, images: torch.Tensor, generator: torch.Generator | int | None = None) -> torch.Tensor:
+        return apply_params(images, self.params(images, generator), self.config)
+
+
+def augment_batch(images: torch.Tensor, preset: str, config: ModelConfig,
+                  generator: torch.Generator | int | None = None) -> torch.Tensor:
+    """Function form of :class:`BatchAugment` (training presets)."""
+    return BatchAugment(preset, config, train=True)(images, generator)
+
+
+__all__ = ["AugmentParams", "BatchAugment", "apply_params", "augment_batch", "batch_generator", "sample_params"]
