@@ -60,6 +60,10 @@ class AugmentParams:
     erase: torch.Tensor      # (B,) bool
     erase_box: torch.Tensor  # (B, 4) int64: top, left, height, width in output pixels
 
+    def take(self, rows: torch.Tensor) -> "AugmentParams":
+        """The parameters of samples ``rows``, in that order."""
+        return AugmentParams(**{k: getattr(self, k)[rows] for k in self.__dataclass_fields__})
+
     @classmethod
     def identity(cls, batch: int, height: int, width: int) -> "AugmentParams":
         zeros = torch.zeros(batch, dtype=torch.bool)
@@ -189,20 +193,19 @@ def _saturation(x: torch.Tensor, f: torch.Tensor, mask: torch.Tensor | None) -> 
 
 def _hue(x: torch.Tensor, shift: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     """Rotate the HSV hue by ``shift`` turns (V and S kept), as PIL's HSV round trip does."""
-    maxc, _ = x.max(dim=1, keepdim=True)
-    minc, _ = x.min(dim=1, keepdim=True)
-    chroma = maxc - minc
-    safe = torch.where(chroma > 0, chroma, torch.ones_like(chroma))
     r, g, b = x[:, 0:1], x[:, 1:2], x[:, 2:3]
-    rc, gc, bc = (maxc - r) / safe, (maxc - g) / safe, (maxc - b) / safe
+    maxc = torch.maximum(torch.maximum(r, g), b)
+    chroma = maxc - torch.minimum(torch.minimum(r, g), b)
     is_r, is_g = maxc == r, maxc == g
-    h6 = torch.where(is_r, bc - gc, torch.where(is_g, 2.0 + rc - bc, 4.0 + gc - rc))
-    h6 = torch.remainder(h6 + 6.0 * shift.view(-1, 1, 1, 1), 6.0)
+    # hue in sextants: (g - b) / C from red, 2 + (b - r) / C from green, 4 + (r - g) / C from blue
+    h6 = torch.where(is_r, g - b, torch.where(is_g, b - r, r - g)).div_(chroma.clamp_min(1e-6))
+    h6 += torch.where(is_r, 0.0, torch.where(is_g, 2.0, 4.0))
+    h6 = torch.remainder(h6.add_(6.0 * shift.view(-1, 1, 1, 1)), 6.0)
     # HSV -> RGB: channel = V - C * clamp(min(k, 4 - k), 0, 1), k = (n + H') mod 6, n = 5, 3, 1
+    # (a grey pixel has C = 0 and stays as it is)
     n = torch.tensor([5.0, 3.0, 1.0], device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
     k = torch.remainder(n + h6, 6.0)
-    out = maxc - chroma * torch.minimum(k, 4.0 - k).clamp_(0, 1)
-    return torch.where(chroma > 0, out, x)
+    return maxc - chroma * torch.minimum(k, 4.0 - k).clamp_(0, 1)
 
 
 _JITTER_OPS = (_brightness, _contrast, _saturation, _hue)
@@ -242,19 +245,52 @@ def apply_params(images: torch.Tensor, params: AugmentParams, config: ModelConfi
     if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[1] != 3:
         raise ValueError(f"expected a uint8 batch (B, 3, H, W), got {images.dtype} {tuple(images.shape)}")
     size = int(config.input_size)
+    if tuple(images.shape[2:]) != (size, size):
+        raise ValueError(f"images are {images.shape[2]}x{images.shape[3]} px, the model takes {size}x{size}: build "
+                         f"the frame cache with --size {size}")
+    if not params.jitter.any():
+        return _apply(images, params, config)
+    # Samples with the same jitter order side by side, so each operation runs on contiguous slices
+    # (the uint8 input is permuted, then the float output put back in order: two copies in all).
+    key = torch.where(params.jitter, (params.order * torch.tensor([64, 16, 4, 1])).sum(1) + 1, 0)
+    perm = torch.argsort(key, stable=True)
+    out = _apply(images[perm.to(images.device)], params.take(perm), config)
+    return out[torch.argsort(perm).to(images.device)]
+
+
+def _jitter_segments(params: AugmentParams) -> list[tuple[int, int, list[int]]]:
+    """(start, stop, operation order) of the runs of jittered samples with one order (sorted batch)."""
+    key = torch.where(params.jitter, (params.order * torch.tensor([64, 16, 4, 1])).sum(1) + 1, 0).tolist()
+    segments, start = [], 0
+    for i in range(1, len(key) + 1):
+        if i == len(key) or key[i] != key[start]:
+            if key[start]:
+                segments.append((start, i, params.order[start].tolist()))
+            start = i
+    return segments
+
+
+def _apply(images: torch.Tensor, params: AugmentParams, config: ModelConfig) -> torch.Tensor:
+    size = int(config.input_size)
     bsz, _, height, width = images.shape
-    if (height, width) != (size, size):
-        raise ValueError(f"images are {height}x{width} px, the model takes {size}x{size}: build the frame cache "
-                         f"with --size {size}")
     device = images.device
     scale, shift = normalisation(tuple(config.mean), tuple(config.std))
     scale_t = torch.from_numpy(scale).to(device).view(1, 3, 1, 1)
     shift_t = torch.from_numpy(shift).to(device).view(1, 3, 1, 1)
-    x = images.float()
-    geometric = bool(params.flip.any()) or bool((params.angle != 0).any()) or \
+    rotated = bool((params.angle != 0).any())
+    geometric = rotated or bool(params.flip.any()) or \
         bool((params.crop != torch.tensor([0.0, 0.0, height, width])).any())
-    if not geometric and not params.jitter.any() and not params.gray.any() and not params.erase.any():
-        return x.mul_(scale_t).sub_(shift_t)  # "none": exactly preprocess's arithmetic
+    colour = bool(params.jitter.any()) or bool(params.gray.any()) or rotated
+    if not colour:
+        # Normalise first ("none": exactly preprocess's float32 arithmetic; uint8 * float32 converts
+        # and multiplies in one pass). Bilinear resampling is linear with weights summing to 1, so
+        # resampling the normalised image is the same as normalising the resampled one.
+        x = torch.mul(images, scale_t).sub_(shift_t)
+        if geometric:
+            x = F.grid_sample(x, _grid(_affine_thetas(params, height, width)[0], size, device), mode="bilinear",
+                              padding_mode="border", align_corners=False)
+        return _erase(x, params, size)
+    x = images.float()
     mask = None
     if geometric:
         full, rot_only = _affine_thetas(params, height, width)
@@ -266,19 +302,24 @@ def apply_params(images: torch.Tensor, params: AugmentParams, config: ModelConfi
             v = _grid(rot_only, size, device)
             mask = (v.abs() <= 1).all(dim=-1).unsqueeze(1).to(x.dtype)
     if params.jitter.any():
-        factors, order, jitter = params.factors.to(device), params.order, params.jitter
-        for position in range(4):
-            for op_id, op in enumerate(_JITTER_OPS):
-                rows = torch.nonzero(jitter & (order[:, position] == op_id)).flatten()
-                if len(rows):
-                    rows_d = rows.to(device)
-                    x[rows_d] = op(x[rows_d], factors[rows_d, op_id], None if mask is None else mask[rows_d])
+        factors = params.factors.to(device)
+        for start, stop, order in _jitter_segments(params):
+            part = x[start:stop]
+            for op_id in order:
+                part = _JITTER_OPS[op_id](part, factors[start:stop, op_id], None if mask is None else mask[start:stop])
+            x[start:stop] = part
     if mask is not None:
         x = x * mask
     if params.gray.any():
         rows = torch.nonzero(params.gray).flatten().to(device)
         x[rows] = _gray(x[rows]).expand(-1, 3, -1, -1)
     x = x.mul_(scale_t).sub_(shift_t)
+    return _erase(x, params, size)
+
+
+def _erase(x: torch.Tensor, params: AugmentParams, size: int) -> torch.Tensor:
+    """Random erasing on the normalised batch: the box set to 0 (the mean colour)."""
+    device = x.device
     if params.erase.any():
         box = params.erase_box.to(device)
         ar = torch.arange(size, device=device)
