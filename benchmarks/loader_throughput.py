@@ -40,8 +40,11 @@ def frame_cache(data: Path, size: int) -> Path:
     """The frame cache of ``data`` (built once; a finished cache is reused as is)."""
     from affectmodel.data.cache import build_frame_cache, find_frame_cache
 
+    found = find_frame_cache(data, size)
+    if found is not None:
+        return found
     out = CACHE_DIR / f"{data.name}_cache_{size}px"
-    if find_frame_cache(data, size) is None and not (out / "manifest.json").is_file():
+    if not (out / "manifest.json").is_file():
         build_frame_cache(data, out, size=size, splits=["train"], progress=False, workers=1)
     return out
 

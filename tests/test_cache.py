@@ -1,6 +1,7 @@
 """Frame cache (affectmodel/data/cache.py): same frames, labels and joins as the JPEG path; resumable;
 refused when the data changed; corrupt shards named."""
 import json
+import pickle
 import shutil
 
 import numpy as np
@@ -106,6 +107,9 @@ def test_subset_and_dataloader_batches(built):
         assert torch.equal(targets["expr"], torch.from_numpy(ds.labels["expr"][idx.numpy()]))
         seen += idx.tolist()
     assert sorted(seen) == list(range(len(ds)))
+    # picklable for DataLoader workers (spawn): memory maps and frame names are reopened there
+    again = pickle.loads(pickle.dumps(ds))
+    assert torch.equal(again.read_batch([4, 0]), ds.read_batch([4, 0])) and again.image_paths[2] == ds.image_paths[2]
 
 
 def test_resume_after_interruption_decodes_only_what_is_missing(data_root, built, tmp_path, monkeypatch):

@@ -108,10 +108,11 @@ def _listing_digest(folder: Path) -> str:
 
 
 def _rel(path: Path, root: Path) -> str:
-    try:
-        return Path(path).relative_to(root).as_posix()
-    except ValueError:
-        return Path(path).as_posix()
+    """``path`` relative to ``root`` in POSIX form (string work: called once per frame per task subset)."""
+    text, prefix = str(path), str(root).rstrip(os.sep) + os.sep
+    if text.startswith(prefix):
+        text = text[len(prefix):]
+    return text.replace(os.sep, "/") if os.sep != "/" else text
 
 
 def _npy_atomic(path: Path, array: np.ndarray) -> None:
@@ -391,7 +392,7 @@ def build_frame_cache(root: str | os.PathLike, out: str | os.PathLike | None = N
                             "dataset_name": ds.dataset_name, "synthetic": bool(ds.synthetic),
                             "source": ds.source, "layout": ds.layout,
                             "split_videos": list(getattr(ds, "split_videos", []) or [])}
-            videos_by_split[split].update(ds.videos[i] for i in np.unique(ds.video_ids))
+            videos_by_split[split].update(ds.videos)  # every folder the reader lists, with frames kept or not
         for key, reason in unavailable.get(split, {}).items():
             subsets[key] = {"error": reason}
         shards = []
@@ -562,6 +563,9 @@ class _LazyNames:
 
     def __init__(self, path: Path):
         self.path, self._names = path, None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"path": self.path, "_names": None}  # DataLoader workers read the file again if they need it
 
     def __getitem__(self, row: int) -> str:
         if self._names is None:
