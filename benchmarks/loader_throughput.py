@@ -126,11 +126,11 @@ def run(mode: str = "full") -> FamilyResult:
                         "img/s", note="a CPU-only run"))
         rows.append(Row(f"{preset}: loader speed-up, cache / JPEG path",
                         ratios(per_s["cache_read"], per_s[f"jpeg_{preset}"]), "x"))
-    notes = [f"One core (torch.set_num_threads(1)); synthetic benchmark, {n} training frames at {size} px "
+    notes = [(f"One core (torch.set_num_threads(1)); synthetic benchmark, {n} training frames at {size} px "
              f"(the frame cache built once with `python -m affectmodel cache`); shuffled batches of {batch}; "
              f"JPEG path {p['jpeg_images']} and cache {p['cache_images'] // batch * batch} images per run. The loader "
              "from the cache does the same work for every preset: it copies uint8 frames and labels, and the "
-             "preset runs on the training device (`BatchAugment`)."]
+             "preset runs on the training device (`BatchAugment`).")]
     return FamilyResult("loader_throughput", "Loader: JPEG path vs frame cache, per preset, one core", rows,
                         params={**p, "frames_cached": n, "torch_threads": 1}, notes=notes,
                         seconds=time.perf_counter() - started)

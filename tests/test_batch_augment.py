@@ -17,7 +17,12 @@ from PIL import Image
 from scipy.stats import ks_2samp
 
 from affectmodel.data.batch_augment import (
-    AugmentParams, BatchAugment, apply_params, augment_batch, batch_generator, sample_params,
+    AugmentParams,
+    BatchAugment,
+    apply_params,
+    augment_batch,
+    batch_generator,
+    sample_params,
 )
 from affectmodel.data.transforms import build_transform, preprocess
 from affectmodel.model import ModelConfig

@@ -13,7 +13,12 @@ from affectmodel.cli import main
 from affectmodel.data import cache as cache_mod
 from affectmodel.data.affwild2 import load_affwild2
 from affectmodel.data.cache import (
-    FrameCacheError, build_frame_cache, default_cache_dir, find_frame_cache, open_frame_cache, passthrough_collate,
+    FrameCacheError,
+    build_frame_cache,
+    default_cache_dir,
+    find_frame_cache,
+    open_frame_cache,
+    passthrough_collate,
     verify_frame_cache,
 )
 from affectmodel.data.synthetic import generate_benchmark
@@ -156,7 +161,7 @@ def test_refused_after_an_annotation_file_changes(data_root, tmp_path):
     out = tmp_path / "c"
     build_frame_cache(root, out, size=SIZE, progress=False)
     open_frame_cache(out, "train", root=root)  # unchanged: fine
-    ann = sorted((root / "annotations" / "EXPR_Recognition_Challenge" / "Train_Set").glob("*.txt"))[0]
+    ann = min((root / "annotations" / "EXPR_Recognition_Challenge" / "Train_Set").glob("*.txt"))
     lines = ann.read_text().splitlines()
     lines[1] = "3" if lines[1].strip() != "3" else "4"
     ann.write_text("\n".join(lines) + "\n")

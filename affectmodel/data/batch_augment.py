@@ -60,12 +60,12 @@ class AugmentParams:
     erase: torch.Tensor      # (B,) bool
     erase_box: torch.Tensor  # (B, 4) int64: top, left, height, width in output pixels
 
-    def take(self, rows: torch.Tensor) -> "AugmentParams":
+    def take(self, rows: torch.Tensor) -> AugmentParams:
         """The parameters of samples ``rows``, in that order."""
         return AugmentParams(**{k: getattr(self, k)[rows] for k in self.__dataclass_fields__})
 
     @classmethod
-    def identity(cls, batch: int, height: int, width: int) -> "AugmentParams":
+    def identity(cls, batch: int, height: int, width: int) -> AugmentParams:
         zeros = torch.zeros(batch, dtype=torch.bool)
         return cls(crop=torch.tensor([[0.0, 0.0, height, width]]).repeat(batch, 1), flip=zeros.clone(),
                    angle=torch.zeros(batch), jitter=zeros.clone(), factors=torch.tensor([[1.0, 1.0, 1.0, 0.0]]).repeat(batch, 1),
@@ -272,7 +272,7 @@ def _jitter_segments(params: AugmentParams) -> list[tuple[int, int, list[int]]]:
 
 def _apply(images: torch.Tensor, params: AugmentParams, config: ModelConfig) -> torch.Tensor:
     size = int(config.input_size)
-    bsz, _, height, width = images.shape
+    height, width = images.shape[2:]
     device = images.device
     scale, shift = normalisation(tuple(config.mean), tuple(config.std))
     scale_t = torch.from_numpy(scale).to(device).view(1, 3, 1, 1)

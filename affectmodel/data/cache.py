@@ -35,11 +35,11 @@ import json
 import os
 import shutil
 import zlib
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Sequence as SequenceABC
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -48,7 +48,9 @@ from PIL import Image
 from ..io import atomic_write, write_json_atomic
 from ..tasks import TASK_KEYS, get_label_space, parse_tasks
 from .affwild2 import AffWild2Dataset, detect_layout, load_affwild2
-from .affwild2 import _normalise_split as normalise_split  # the reader's own split names ("val" -> "validation")
+from .affwild2 import (
+    _normalise_split as normalise_split,  # the reader's own split names ("val" -> "validation")
+)
 from .dataset import Transform, load_image
 
 FORMAT = "affectmodel-frame-cache"
@@ -110,8 +112,7 @@ def _listing_digest(folder: Path) -> str:
 def _rel(path: Path, root: Path) -> str:
     """``path`` relative to ``root`` in POSIX form (string work: called once per frame per task subset)."""
     text, prefix = str(path), str(root).rstrip(os.sep) + os.sep
-    if text.startswith(prefix):
-        text = text[len(prefix):]
+    text = text.removeprefix(prefix)
     return text.replace(os.sep, "/") if os.sep != "/" else text
 
 
@@ -273,7 +274,7 @@ def _write_shard(path: Path, paths: list[Path], size: int, workers: int, bar) ->
     """Decode ``paths`` into a new shard (written in place through a memmap of the temporary file)."""
     def write(tmp: Path) -> None:
         out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(paths), 3, size, size))
-        decode = lambda p: decode_frame(p, size)  # noqa: E731
+        decode = lambda p: decode_frame(p, size)
         if workers > 1:
             with ThreadPoolExecutor(workers) as pool:  # PIL releases the GIL while decoding
                 for i, frame in enumerate(pool.map(decode, paths)):
@@ -532,7 +533,7 @@ class FrameCacheDataset(AffWild2Dataset):
     def image_size(self) -> int:
         return self._shards.size
 
-    def _copy_with(self, idx: np.ndarray) -> "FrameCacheDataset":
+    def _copy_with(self, idx: np.ndarray) -> FrameCacheDataset:
         new = copy.copy(self)
         new.labels = {k: v[idx] for k, v in self.labels.items()}
         new.video_ids = self.video_ids[idx]
@@ -542,11 +543,11 @@ class FrameCacheDataset(AffWild2Dataset):
         return new
 
 
-class _ImagePaths(SequenceABC):
+class _ImagePaths(Sequence):
     """``dataset.image_paths`` without building a Path per frame up front: the original image of
     each sample (where the data was when the cache was built, or ``root`` when given)."""
 
-    def __init__(self, names: "_LazyNames", base: Path, rows: np.ndarray):
+    def __init__(self, names: _LazyNames, base: Path, rows: np.ndarray):
         self.names, self.base, self.rows = names, base, rows
 
     def __len__(self) -> int:
