@@ -2,7 +2,7 @@
 
 * JPEG path: ``load_affwild2(..., transform=build_transform(preset, config, True))``, one image at a
   time (decode, augment, normalise) and collated into batches, as a DataLoader worker does it.
-* Frame cache, loader work: ``FrameCacheDataset.__getitems__`` on shuffled batches — one fancy-indexed
+* Frame cache, loader work: ``CachedBatches.__getitems__`` (what a DataLoader worker calls) on shuffled batches — one fancy-indexed
   copy of uint8 frames out of the memory-mapped shards plus the labels. This is all the loader does
   per batch with any preset: augmentation runs on the training device
   (:class:`affectmodel.data.batch_augment.BatchAugment`).
@@ -65,7 +65,7 @@ class _Batches:
 def run(mode: str = "full") -> FamilyResult:
     from affectmodel.data.affwild2 import load_affwild2
     from affectmodel.data.batch_augment import BatchAugment, batch_generator
-    from affectmodel.data.cache import open_frame_cache
+    from affectmodel.data.cache import CachedBatches, open_frame_cache
     from affectmodel.data.transforms import build_transform
     from affectmodel.model import ModelConfig
 
@@ -79,6 +79,7 @@ def run(mode: str = "full") -> FamilyResult:
         cache = frame_cache(data, size)
         config = ModelConfig(input_size=size)
         cached = open_frame_cache(cache, "train", root=data)
+        batches = CachedBatches(cached)
         jpeg = {preset: load_affwild2(data, "train", transform=build_transform(preset, config, True))
                 for preset in PRESETS}
         augment = {preset: BatchAugment(preset, config) for preset in PRESETS}
@@ -97,12 +98,12 @@ def run(mode: str = "full") -> FamilyResult:
 
         def cache_read():
             for _ in range(p["cache_images"] // batch):
-                cached.__getitems__(cache_batches.next())
+                batches.__getitems__(cache_batches.next())
 
         def cache_augmented(preset: str):
             def fn():
                 for _ in range(p["cache_images"] // batch):
-                    images, _targets, _idx = cached.__getitems__(cache_batches.next())
+                    images, _targets, _idx = batches.__getitems__(cache_batches.next())
                     step["n"] += 1
                     augment[preset](images, batch_generator(0, 0, step["n"]))
             return fn

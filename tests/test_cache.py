@@ -13,6 +13,7 @@ from affectmodel.cli import main
 from affectmodel.data import cache as cache_mod
 from affectmodel.data.affwild2 import load_affwild2
 from affectmodel.data.cache import (
+    CachedBatches,
     FrameCacheError,
     build_frame_cache,
     default_cache_dir,
@@ -103,7 +104,7 @@ def test_subset_and_dataloader_batches(built):
     np.testing.assert_array_equal(sub.labels["expr"], ds.labels["expr"][[5, 1, 3]])
     assert torch.equal(sub.read_batch([0, 1, 2]), ds.read_batch([5, 1, 3]))
     assert sub.image_paths[0] == ds.image_paths[5] and len(sub.image_paths) == 3
-    loader = DataLoader(ds, batch_size=7, shuffle=True, collate_fn=passthrough_collate,
+    loader = DataLoader(CachedBatches(ds), batch_size=7, shuffle=True, collate_fn=passthrough_collate,
                         generator=torch.Generator().manual_seed(0))
     seen = []
     for images, targets, idx in loader:
@@ -112,6 +113,13 @@ def test_subset_and_dataloader_batches(built):
         assert torch.equal(targets["expr"], torch.from_numpy(ds.labels["expr"][idx.numpy()]))
         seen += idx.tolist()
     assert sorted(seen) == list(range(len(ds)))
+    # positions over a subset of rows
+    images, targets, pos = next(iter(DataLoader(CachedBatches(ds, [9, 2, 4]), batch_size=3,
+                                                collate_fn=passthrough_collate)))
+    assert torch.equal(images, ds.read_batch([9, 2, 4])) and pos.tolist() == [0, 1, 2]
+    # a plain DataLoader over the data set itself collates per-item tensors, as on the JPEG path
+    x, t = next(iter(DataLoader(ds, batch_size=4)))
+    assert x.dtype == torch.float32 and x.shape == (4, 3, SIZE, SIZE) and t["expr"].shape == (4,)
     # picklable for DataLoader workers (spawn): memory maps and frame names are reopened there
     again = pickle.loads(pickle.dumps(ds))
     assert torch.equal(again.read_batch([4, 0]), ds.read_batch([4, 0])) and again.image_paths[2] == ds.image_paths[2]

@@ -503,20 +503,15 @@ class FrameCacheDataset(AffWild2Dataset):
 
     ``dataset[i]`` gives what the JPEG path gives: ``(transform(frame as PIL image), targets)``;
     the transform defaults to plain preprocessing. The fast path reads whole batches:
-    :meth:`read_batch` (uint8 (B, 3, S, S)), :meth:`batch_targets`, or ``__getitems__`` (used by a
-    ``DataLoader`` with ``collate_fn=passthrough_collate``) returning both at once; augment them
-    with :class:`affectmodel.data.batch_augment.BatchAugment` on the training device.
+    :meth:`read_batch` (uint8 (B, 3, S, S)) and :meth:`batch_targets`, or :class:`CachedBatches`
+    for a ``DataLoader``; augment the uint8 batch with
+    :class:`affectmodel.data.batch_augment.BatchAugment` on the training device.
     """
 
     def __getitem__(self, index: int):
         frame = self._shards.read(self._rows[[index]])[0]
         image = Image.fromarray(np.ascontiguousarray(frame.transpose(1, 2, 0)))
         return self.transform(image), self.targets(index)  # type: ignore[misc]
-
-    def __getitems__(self, indices: Sequence[int]) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
-        """(uint8 images (B, 3, S, S), batched targets, dataset indices (B,)) of one batch."""
-        idx = np.asarray(indices, dtype=np.int64)
-        return self.read_batch(idx), self.batch_targets(idx), torch.from_numpy(idx)
 
     def read_batch(self, indices: Sequence[int] | np.ndarray) -> torch.Tensor:
         """uint8 images (B, 3, S, S) of many samples in one read."""
@@ -575,9 +570,36 @@ class _LazyNames:
         return bytes(self._names[row]).decode("utf-8", "surrogateescape")
 
 
+class CachedBatches(torch.utils.data.Dataset):
+    """A :class:`FrameCacheDataset` read a whole batch at a time by a ``DataLoader``::
+
+        DataLoader(CachedBatches(dataset), batch_size=B, sampler=..., num_workers=N,
+                   collate_fn=passthrough_collate, pin_memory=True)
+
+    yields ``(uint8 images (B, 3, S, S), {"expr", "au", "va"} batched, positions (B,))``: the
+    DataLoader hands each batch's positions to ``__getitems__`` at once, so a worker does one
+    fancy-indexed copy per shard touched, not one Python call per frame. ``indices`` (optional)
+    maps positions to dataset rows (a training subset).
+    """
+
+    def __init__(self, dataset: FrameCacheDataset, indices: Sequence[int] | np.ndarray | None = None):
+        self.dataset = dataset
+        self.indices = None if indices is None else np.asarray(indices, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.dataset) if self.indices is None else len(self.indices)
+
+    def __getitem__(self, position: int):
+        return self.__getitems__([position])
+
+    def __getitems__(self, positions: Sequence[int]) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
+        pos = np.asarray(positions, dtype=np.int64)
+        rows = pos if self.indices is None else self.indices[pos]
+        return self.dataset.read_batch(rows), self.dataset.batch_targets(rows), torch.from_numpy(pos)
+
+
 def passthrough_collate(batch):
-    """``collate_fn`` for a DataLoader over a :class:`FrameCacheDataset`: ``__getitems__`` already
-    returns a whole batch."""
+    """``collate_fn`` for a DataLoader over :class:`CachedBatches`: each item is already a batch."""
     return batch
 
 
@@ -587,6 +609,7 @@ def open_frame_cache(cache_dir: str | os.PathLike, split: str = "train", tasks: 
     """One split of the cache at ``cache_dir`` as a data set with the same frames, labels, videos
     and order as ``load_affwild2(root, split, tasks, **load_options)``.
 
+    ``transform`` (per item, ``dataset[i]``) defaults to plain preprocessing at the cache's size.
     ``root``: the data folder; when given, the cache is checked against its annotations and image
     listings and refused (:class:`FrameCacheError`) if they changed. ``load_options`` (``source``,
     ``layout``, ``expression_space``) must be those the cache was built with. ``check_shards``
@@ -637,7 +660,9 @@ def open_frame_cache(cache_dir: str | os.PathLike, split: str = "train", tasks: 
     if transform is None:
         from ..model import ModelConfig
         from .transforms import build_transform
-        transform = build_transform("none", ModelConfig(expression_space=built["expression_space"]), False)
+        # plain preprocessing at the cache's own size (the JPEG path's default resizes to 112 px)
+        config = ModelConfig(expression_space=built["expression_space"], input_size=int(manifest["size"]))
+        transform = build_transform("none", config, False)
     ds = FrameCacheDataset(
         image_paths=_ImagePaths(_LazyNames(cache_dir / split / "frames.npz"), data_root, arrays["rows"]),
         labels={"expr": arrays["expr"], "au": arrays["au"], "va": arrays["va"]}, tasks=tasks, transform=transform,
@@ -669,6 +694,6 @@ def verify_frame_cache(cache_dir: str | os.PathLike, progress: bool = False) -> 
     return frames
 
 
-__all__ = ["BuildSummary", "FrameCacheDataset", "FrameCacheError", "build_frame_cache", "check_fingerprint",
+__all__ = ["BuildSummary", "CachedBatches", "FrameCacheDataset", "FrameCacheError", "build_frame_cache", "check_fingerprint",
            "decode_frame", "default_cache_dir", "find_frame_cache", "open_frame_cache", "passthrough_collate",
            "verify_frame_cache"]
