@@ -190,3 +190,12 @@ def test_output_distributions_match_the_per_image_preset(preset):
             continue
         result = ks_2samp(a[key], b[key])
         assert result.pvalue > ALPHA, (key, result, float(a[key].mean()), float(b[key].mean()))
+
+
+def test_device_path_never_reads_device_data_back():
+    """On a device, parameters go over in one packed copy and nothing is read back to the host:
+    the 'meta' device (shapes only, no data) runs every preset."""
+    x = _u8([_image(i) for i in range(8)]).to("meta")
+    for preset in ("none", "light", "strong"):
+        y = BatchAugment(preset, CONFIG)(x, 3)
+        assert y.device.type == "meta" and y.shape == (8, 3, S, S) and y.dtype == torch.float32

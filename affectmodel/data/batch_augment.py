@@ -203,7 +203,7 @@ def _hue(x: torch.Tensor, shift: torch.Tensor, mask: torch.Tensor | None) -> tor
     h6 = torch.remainder(h6.add_(6.0 * shift.view(-1, 1, 1, 1)), 6.0)
     # HSV -> RGB: channel = V - C * clamp(min(k, 4 - k), 0, 1), k = (n + H') mod 6, n = 5, 3, 1
     # (a grey pixel has C = 0 and stays as it is)
-    n = torch.tensor([5.0, 3.0, 1.0], device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+    n = (5.0 - 2.0 * torch.arange(3, device=x.device, dtype=x.dtype)).view(1, 3, 1, 1)  # 5, 3, 1; no host copy
     k = torch.remainder(n + h6, 6.0)
     return maxc - chroma * torch.minimum(k, 4.0 - k).clamp_(0, 1)
 
@@ -227,14 +227,14 @@ def _affine_thetas(params: AugmentParams, height: int, width: int) -> tuple[torc
     return full.float(), rot_only.float()
 
 
-def _grid(theta: torch.Tensor, size: int, device: torch.device) -> torch.Tensor:
+def _grid(theta: torch.Tensor, size: int) -> torch.Tensor:
     """``F.affine_grid(theta, (B, C, size, size), align_corners=False)`` as a few broadcast
-    multiply-adds: several times cheaper on a CPU than affine_grid's batched matmul."""
-    base = (torch.arange(size, device=device, dtype=torch.float32) * 2 + 1) / size - 1
-    t = theta.to(device)
-    grid = torch.empty(len(t), size, size, 2, device=device)
+    multiply-adds (several times cheaper on a CPU than affine_grid's batched matmul); ``theta`` on
+    the images' device."""
+    base = (torch.arange(size, device=theta.device, dtype=torch.float32) * 2 + 1) / size - 1
+    grid = torch.empty(len(theta), size, size, 2, device=theta.device)
     for axis in (0, 1):
-        a, b, c = (t[:, axis, k].view(-1, 1, 1) for k in range(3))
+        a, b, c = (theta[:, axis, k].view(-1, 1, 1) for k in range(3))
         # a * x + b * y + c over the (y, x) plane
         torch.add(a * base.view(1, 1, size), b * base.view(1, size, 1) + c, out=grid[..., axis])
     return grid
@@ -248,19 +248,59 @@ def apply_params(images: torch.Tensor, params: AugmentParams, config: ModelConfi
     if tuple(images.shape[2:]) != (size, size):
         raise ValueError(f"images are {images.shape[2]}x{images.shape[3]} px, the model takes {size}x{size}: build "
                          f"the frame cache with --size {size}")
-    if not params.jitter.any():
-        return _apply(images, params, config)
-    # Samples with the same jitter order side by side, so each operation runs on contiguous slices
-    # (the uint8 input is permuted, then the float output put back in order: two copies in all).
-    key = torch.where(params.jitter, (params.order * torch.tensor([64, 16, 4, 1])).sum(1) + 1, 0)
-    perm = torch.argsort(key, stable=True)
-    out = _apply(images[perm.to(images.device)], params.take(perm), config)
-    return out[torch.argsort(perm).to(images.device)]
+    perm = None
+    if params.jitter.any():
+        # Samples with the same jitter order side by side, so each operation runs on contiguous
+        # slices (the uint8 input is permuted, then the float output put back in order).
+        perm = torch.argsort(_order_key(params), stable=True)
+        params = params.take(perm)
+    height, width = size, size
+    rotated = bool((params.angle != 0).any())
+    geometric = rotated or bool(params.flip.any()) or \
+        bool((params.crop != torch.tensor([0.0, 0.0, height, width])).any())
+    scale, shift = normalisation(tuple(config.mean), tuple(config.std))
+    host = {"scale": torch.from_numpy(scale).view(1, 3, 1, 1), "shift": torch.from_numpy(shift).view(1, 3, 1, 1)}
+    if geometric:
+        host["theta"], host["theta_rot"] = _affine_thetas(params, height, width)
+    if params.jitter.any():
+        host["factors"] = params.factors
+    if params.gray.any():
+        host["gray_rows"] = torch.nonzero(params.gray).flatten()
+    if params.erase.any():
+        host["erase_box"], host["erase"] = params.erase_box, params.erase
+    if perm is not None:
+        host["perm"], host["inverse"] = perm, torch.argsort(perm)
+    dev = _on_device(host, images.device)
+    if perm is not None:
+        images = images[dev["perm"]]
+    x = _apply(images, params, dev, size, rotated, geometric)
+    return x if perm is None else x[dev["inverse"]]
+
+
+def _on_device(tensors: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    """Small CPU tensors -> ``device`` in one non-blocking copy from pinned memory (one transfer per
+    batch, and the host does not wait for the device's queue as a copy per tensor would make it)."""
+    if device.type == "cpu":
+        return tensors
+    buffer = torch.cat([t.reshape(-1).to(torch.float32) for t in tensors.values()])  # ints here are < 2**24
+    if device.type == "cuda":
+        buffer = buffer.pin_memory()
+    buffer = buffer.to(device, non_blocking=True)
+    out, start = {}, 0
+    for key, t in tensors.items():
+        out[key] = buffer[start:start + t.numel()].view(t.shape).to(t.dtype)
+        start += t.numel()
+    return out
+
+
+def _order_key(params: AugmentParams) -> torch.Tensor:
+    """0 for samples without jitter, else 1 + the order of the four operations as a base-4 number."""
+    return torch.where(params.jitter, (params.order * torch.tensor([64, 16, 4, 1])).sum(1) + 1, 0)
 
 
 def _jitter_segments(params: AugmentParams) -> list[tuple[int, int, list[int]]]:
     """(start, stop, operation order) of the runs of jittered samples with one order (sorted batch)."""
-    key = torch.where(params.jitter, (params.order * torch.tensor([64, 16, 4, 1])).sum(1) + 1, 0).tolist()
+    key = _order_key(params).tolist()
     segments, start = [], 0
     for i in range(1, len(key) + 1):
         if i == len(key) or key[i] != key[start]:
@@ -270,39 +310,29 @@ def _jitter_segments(params: AugmentParams) -> list[tuple[int, int, list[int]]]:
     return segments
 
 
-def _apply(images: torch.Tensor, params: AugmentParams, config: ModelConfig) -> torch.Tensor:
-    size = int(config.input_size)
-    height, width = images.shape[2:]
-    device = images.device
-    scale, shift = normalisation(tuple(config.mean), tuple(config.std))
-    scale_t = torch.from_numpy(scale).to(device).view(1, 3, 1, 1)
-    shift_t = torch.from_numpy(shift).to(device).view(1, 3, 1, 1)
-    rotated = bool((params.angle != 0).any())
-    geometric = rotated or bool(params.flip.any()) or \
-        bool((params.crop != torch.tensor([0.0, 0.0, height, width])).any())
-    colour = bool(params.jitter.any()) or bool(params.gray.any()) or rotated
-    if not colour:
+def _apply(images: torch.Tensor, params: AugmentParams, dev: dict[str, torch.Tensor], size: int, rotated: bool,
+           geometric: bool) -> torch.Tensor:
+    """The operations; ``params`` (CPU) steer, ``dev`` holds what the arithmetic needs on the device."""
+    scale, shift = dev["scale"], dev["shift"]
+    if not (params.jitter.any() or params.gray.any() or rotated):
         # Normalise first ("none": exactly preprocess's float32 arithmetic; uint8 * float32 converts
         # and multiplies in one pass). Bilinear resampling is linear with weights summing to 1, so
         # resampling the normalised image is the same as normalising the resampled one.
-        x = torch.mul(images, scale_t).sub_(shift_t)
+        x = torch.mul(images, scale).sub_(shift)
         if geometric:
-            x = F.grid_sample(x, _grid(_affine_thetas(params, height, width)[0], size, device), mode="bilinear",
-                              padding_mode="border", align_corners=False)
-        return _erase(x, params, size)
+            x = F.grid_sample(x, _grid(dev["theta"], size), mode="bilinear", padding_mode="border",
+                              align_corners=False)
+        return _erase(x, params, dev, size)
     x = images.float()
     mask = None
     if geometric:
-        full, rot_only = _affine_thetas(params, height, width)
-        grid = _grid(full, size, device)
-        x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
-        if bool((params.angle != 0).any()):
+        x = F.grid_sample(x, _grid(dev["theta"], size), mode="bilinear", padding_mode="border", align_corners=False)
+        if rotated:
             # PIL's rotation: black where the source point falls outside the frame (a hard edge),
             # edge pixels repeated just inside it (as the border padding above)
-            v = _grid(rot_only, size, device)
-            mask = (v.abs() <= 1).all(dim=-1).unsqueeze(1).to(x.dtype)
+            mask = (_grid(dev["theta_rot"], size).abs() <= 1).all(dim=-1).unsqueeze(1).to(x.dtype)
     if params.jitter.any():
-        factors = params.factors.to(device)
+        factors = dev["factors"]
         for start, stop, order in _jitter_segments(params):
             part = x[start:stop]
             for op_id in order:
@@ -311,21 +341,20 @@ def _apply(images: torch.Tensor, params: AugmentParams, config: ModelConfig) -> 
     if mask is not None:
         x = x * mask
     if params.gray.any():
-        rows = torch.nonzero(params.gray).flatten().to(device)
+        rows = dev["gray_rows"]
         x[rows] = _gray(x[rows]).expand(-1, 3, -1, -1)
-    x = x.mul_(scale_t).sub_(shift_t)
-    return _erase(x, params, size)
+    x = x.mul_(scale).sub_(shift)
+    return _erase(x, params, dev, size)
 
 
-def _erase(x: torch.Tensor, params: AugmentParams, size: int) -> torch.Tensor:
+def _erase(x: torch.Tensor, params: AugmentParams, dev: dict[str, torch.Tensor], size: int) -> torch.Tensor:
     """Random erasing on the normalised batch: the box set to 0 (the mean colour)."""
-    device = x.device
     if params.erase.any():
-        box = params.erase_box.to(device)
-        ar = torch.arange(size, device=device)
+        box = dev["erase_box"]
+        ar = torch.arange(size, device=x.device)
         in_rows = (ar >= box[:, 0:1]) & (ar < box[:, 0:1] + box[:, 2:3])
         in_cols = (ar >= box[:, 1:2]) & (ar < box[:, 1:2] + box[:, 3:4])
-        region = in_rows[:, :, None] & in_cols[:, None, :] & params.erase.to(device)[:, None, None]
+        region = in_rows[:, :, None] & in_cols[:, None, :] & dev["erase"][:, None, None]
         x = x.masked_fill_(region[:, None], 0.0)
     return x
 
