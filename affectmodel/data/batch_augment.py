@@ -15,10 +15,11 @@ operations over the batch, on the training device, so the data loader only copie
   U(-10°, 10°) about the centre with black corners, greyscale with p = 0.05, and after
   normalisation random erasing (p = 0.25, area 2-12 %, aspect 0.5-2) with 0 (the mean colour).
 
-Crop, flip and rotation are one affine map per sample, sampled once with bilinear interpolation
-(``grid_sample``), instead of PIL's resize then rotate; colour work is in float without PIL's
-rounding to uint8 between steps. These differ from the per-image path by interpolation and
-rounding detail only (``tests/test_batch_augment.py`` checks the operations with equal parameters
+Crop + flip is one bilinear resampling per sample (``grid_sample``), the rotation a second one
+after the colour jitter, in the per-image path's order (one combined resampling would be measurably
+sharper than PIL's resize then rotate); colour work is in float without PIL's rounding to uint8
+between steps (PIL truncates in its blends, so its colour jitter comes out about 0.5 grey level
+darker per operation). These differ from the per-image path by interpolation and rounding detail only (``tests/test_batch_augment.py`` checks the operations with equal parameters
 and the output distributions against the per-image presets). The input must already be at the
 model's input size (build the frame cache with ``--size`` = the model's input size).
 
@@ -171,27 +172,22 @@ def _gray(x: torch.Tensor) -> torch.Tensor:
     return r * _GRAY_WEIGHTS[0] + g * _GRAY_WEIGHTS[1] + b * _GRAY_WEIGHTS[2]
 
 
-def _brightness(x: torch.Tensor, f: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+def _brightness(x: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
     return (x * f.view(-1, 1, 1, 1)).clamp_(0, 255)
 
 
-def _contrast(x: torch.Tensor, f: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    gray = _gray(x)
-    if mask is None:
-        mean = gray.mean(dim=(1, 2, 3), keepdim=True)
-    else:  # the image before rotation: its pixels inside the rotated frame
-        mean = (gray * mask).sum(dim=(1, 2, 3), keepdim=True) / mask.sum(dim=(1, 2, 3), keepdim=True).clamp_min(1e-6)
-    mean = torch.floor(mean + 0.5)  # PIL: int(mean + 0.5)
+def _contrast(x: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
+    mean = torch.floor(_gray(x).mean(dim=(1, 2, 3), keepdim=True) + 0.5)  # PIL: int(mean + 0.5)
     f = f.view(-1, 1, 1, 1)
     return (mean + f * (x - mean)).clamp_(0, 255)
 
 
-def _saturation(x: torch.Tensor, f: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+def _saturation(x: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
     gray = _gray(x)
     return (gray + f.view(-1, 1, 1, 1) * (x - gray)).clamp_(0, 255)
 
 
-def _hue(x: torch.Tensor, shift: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+def _hue(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
     """Rotate the HSV hue by ``shift`` turns (V and S kept), as PIL's HSV round trip does."""
     r, g, b = x[:, 0:1], x[:, 1:2], x[:, 2:3]
     maxc = torch.maximum(torch.maximum(r, g), b)
@@ -212,19 +208,18 @@ _JITTER_OPS = (_brightness, _contrast, _saturation, _hue)
 
 
 def _affine_thetas(params: AugmentParams, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(crop-flip-rotate, rotate-only) maps, (B, 2, 3): normalised output coordinates (align_corners=False)
-    -> normalised source coordinates, as ``F.affine_grid`` takes them."""
+    """(crop + flip, rotation) maps, (B, 2, 3) each: normalised output coordinates
+    (align_corners=False) -> normalised source coordinates, as ``F.affine_grid`` takes them."""
     top, left, h, w = params.crop.double().unbind(1)
+    fx = torch.where(params.flip, -1.0, 1.0).double()
+    zero = torch.zeros_like(h)
+    crop_flip = torch.stack([torch.stack([fx * w / width, zero, (2 * left + w) / width - 1], 1),
+                             torch.stack([zero, h / height, (2 * top + h) / height - 1], 1)], 1)
     a = torch.deg2rad(params.angle.double())
     cos, sin = torch.cos(a), torch.sin(a)
-    # output -> pre-rotation coordinates (y down: a counter-clockwise turn on screen)
-    rot = torch.stack([torch.stack([cos, -sin], 1), torch.stack([sin, cos], 1)], 1)  # (B, 2, 2)
-    fx = torch.where(params.flip, -1.0, 1.0).double()
-    scale = torch.stack([fx * w / width, h / height], 1)                              # (B, 2)
-    centre = torch.stack([(2 * left + w) / width - 1, (2 * top + h) / height - 1], 1)
-    full = torch.cat([rot * scale[:, :, None], centre[:, :, None]], dim=2)
-    rot_only = torch.cat([rot, torch.zeros(len(a), 2, 1, dtype=rot.dtype)], dim=2)
-    return full.float(), rot_only.float()
+    # output -> source of the rotation about the centre (y down: a counter-clockwise turn on screen)
+    rotation = torch.stack([torch.stack([cos, -sin, zero], 1), torch.stack([sin, cos, zero], 1)], 1)
+    return crop_flip.float(), rotation.float()
 
 
 def _grid(theta: torch.Tensor, size: int) -> torch.Tensor:
@@ -324,22 +319,22 @@ def _apply(images: torch.Tensor, params: AugmentParams, dev: dict[str, torch.Ten
                               align_corners=False)
         return _erase(x, params, dev, size)
     x = images.float()
-    mask = None
     if geometric:
         x = F.grid_sample(x, _grid(dev["theta"], size), mode="bilinear", padding_mode="border", align_corners=False)
-        if rotated:
-            # PIL's rotation: black where the source point falls outside the frame (a hard edge),
-            # edge pixels repeated just inside it (as the border padding above)
-            mask = (_grid(dev["theta_rot"], size).abs() <= 1).all(dim=-1).unsqueeze(1).to(x.dtype)
     if params.jitter.any():
         factors = dev["factors"]
         for start, stop, order in _jitter_segments(params):
             part = x[start:stop]
             for op_id in order:
-                part = _JITTER_OPS[op_id](part, factors[start:stop, op_id], None if mask is None else mask[start:stop])
+                part = _JITTER_OPS[op_id](part, factors[start:stop, op_id])
             x[start:stop] = part
-    if mask is not None:
-        x = x * mask
+    if rotated:
+        # A second resampling, as on the per-image path (crop, flip and jitter, then rotate): one
+        # combined resampling would come out measurably sharper. PIL's rotation: black where the
+        # source point falls outside the frame (a hard edge), edge pixels repeated just inside it.
+        grid = _grid(dev["theta_rot"], size)
+        inside = (grid.abs() <= 1).all(dim=-1).unsqueeze(1)
+        x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False).mul_(inside)
     if params.gray.any():
         rows = dev["gray_rows"]
         x[rows] = _gray(x[rows]).expand(-1, 3, -1, -1)
