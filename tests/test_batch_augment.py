@@ -7,9 +7,9 @@ Tolerances: with equal parameters the two paths differ by PIL's rounding to uint
 level (0-255). Distributions are compared with two-sample Kolmogorov-Smirnov tests at alpha = 0.001
 on fixed seeds (the draws are deterministic, so a pass is not luck on a rerun); rates with a
 binomial bound of 4 standard deviations. With 400 images per side the output test detects a flip
-rate of 0, rotations of ±3° instead of ±10°, a contrast range of ±0.1 instead of ±0.3 and crops of
-70 % instead of 85 % (checked by hand); rarer or smaller effects (greyscale 5 %, hue ±0.03) are held
-by the per-operation and parameter tests instead. At 400 samples one seed in a few dozen lands near
+rate of 0, rotations of ±3° instead of ±10° and crops of 70 % instead of 85 % (checked by hand);
+smaller or rarer effects (a contrast range of ±0.1 instead of ±0.3, greyscale 5 %, hue ±0.03) are
+held by the per-operation and parameter tests instead. At 400 samples one seed in a few dozen lands near
 alpha for the per-image contrast even between two runs of the per-image preset itself, so the seeds
 are fixed.
 """
