@@ -101,9 +101,14 @@ class AffectModel(
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         z = self.dropout(self.features(images))
-        out = {k: head(z) for k, head in self.heads.items()}
-        if "va" in out:
-            out["va"] = torch.tanh(out["va"])  # valence/arousal are bounded to [-1, 1]
+        # Heads run in fp32 even under autocast: in bf16 the VA tanh saturates near 3.5 and its
+        # outputs are quantised to steps of about 0.004; the heads are a tiny share of the work.
+        device_type = z.device.type if z.device.type in ("cuda", "cpu", "xpu", "mps") else "cpu"
+        with torch.autocast(device_type=device_type, enabled=False):
+            z = z.float()
+            out = {k: head(z) for k, head in self.heads.items()}
+            if "va" in out:
+                out["va"] = torch.tanh(out["va"])  # valence/arousal are bounded to [-1, 1]
         return out
 
     def au_thresholds(self) -> torch.Tensor:

@@ -52,6 +52,21 @@ def test_va_is_bounded():
     assert out.abs().max() > 0.99  # saturates, i.e. bounded by tanh rather than small by chance
 
 
+def test_heads_run_in_fp32_under_bf16_autocast():
+    model = AffectModel(ModelConfig(tasks=["expr", "au", "va"])).eval()
+    with torch.no_grad():
+        model.heads["va"].weight.mul_(20)  # pre-activations of a few units, where bf16 tanh is coarse
+        x = images(8)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = model(x)
+            features = model.features(x)
+        assert features.dtype == torch.bfloat16  # the trunk does run in bf16
+        expected = torch.tanh(model.heads["va"](features.float()))
+    assert all(v.dtype == torch.float32 for v in out.values())
+    assert torch.allclose(out["va"], expected, atol=1e-6, rtol=0)
+    assert not torch.equal(out["va"], out["va"].bfloat16().float())  # finer than bf16's steps
+
+
 def test_config_validation():
     with pytest.raises(ValueError, match="backbone"):
         ModelConfig(backbone="vit")
