@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 from ..cli import UserError
 from ..io import atomic_write
-from .faces import DETECTORS, create_detector
+from .faces import DEFAULT_DETECT_MAX_SIDE, DETECTORS, create_detector
 from .images import ImageLoadError, is_image_file, load_image
 from .predictor import Predictor, flatten_record
 from .video import VideoLoadError, VideoOptions, is_video_file, iter_video_predictions, probe_video
@@ -64,8 +64,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="inputs are already aligned face crops (e.g. Aff-Wild2 cropped_aligned): no detection")
     parser.add_argument("--detector", default="retinaface", choices=DETECTORS, help="face detector")
     parser.add_argument("--min-face", type=int, default=20, metavar="PX", help="smallest face side in pixels")
-    parser.add_argument("--detect-max-side", type=int, default=None, metavar="PX",
-                        help="detect on a copy downscaled to this longer side (faster on large frames)")
+    parser.add_argument("--detect-max-side", type=int, default=DEFAULT_DETECT_MAX_SIDE, metavar="PX",
+                        help="detect on a copy downscaled to this longer side; boxes map back and crops come "
+                             "from the full image (default: %(default)s, twice the detector's training size, "
+                             "right at any photo size; 0 = full resolution)")
     parser.add_argument("--batch-size", type=int, default=64, help="faces per forward pass")
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
     parser.add_argument("--threads", type=int, default=None, metavar="N",

@@ -45,7 +45,9 @@ class Predictor:
     """Face detection + alignment + the affect model, for images and crops.
 
     ``detector`` is a detector object, a detector name (``retinaface``/``haar``) or ``None``
-    (then only :meth:`predict_crops` works). ``batch_size`` caps one forward pass.
+    (then only :meth:`predict_crops` works). ``batch_size`` caps one forward pass. ``detect_max_side``
+    (a detector name only) overrides the detection scale (:data:`.faces.DEFAULT_DETECT_MAX_SIDE`;
+    0 = full resolution); crops always come from the full-resolution image.
     """
 
     def __init__(self, model: AffectModel | str | os.PathLike, detector: FaceDetector | str | None = "retinaface",
