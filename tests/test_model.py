@@ -120,8 +120,11 @@ def test_strict_load_rejects_mismatched_keys(tmp_path):
 
 
 def test_load_missing_files(tmp_path):
-    with pytest.raises(CheckpointError, match="model.safetensors is missing"):
-        (tmp_path / "config.json").write_text("{}")
+    (tmp_path / "config.json").write_text('{"tasks": ["expr"]}')
+    with pytest.raises(CheckpointError, match="has no model.safetensors"):
+        AffectModel.load(tmp_path)
+    (tmp_path / "config.json").write_text("{}")
+    with pytest.raises(CheckpointError, match="not an affectmodel model config"):
         AffectModel.load(tmp_path)
 
 
