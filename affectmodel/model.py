@@ -170,12 +170,12 @@ class AffectModel(
         return directory
 
     @classmethod
-    def load(cls, directory: str | os.PathLike, map_location: str = "cpu") -> "AffectModel":
-        """Strict, validated load of a folder written by :meth:`save`; the same loader as
-        :func:`affectmodel.load_model` (:func:`affectmodel.hub.loading.load_folder`)."""
-        from .hub.loading import load_folder  # lazy: the loader module imports this one
+    def load(cls, source: str | os.PathLike, map_location: str = "cpu") -> "AffectModel":
+        """Strict, validated load of a model folder (written by :meth:`save`), a run folder or a Hub
+        id: the same loader as :func:`affectmodel.load_model` (:mod:`affectmodel.hub.loading`)."""
+        from .hub.loading import load_model  # lazy: the loader module imports this one
 
-        return load_folder(Path(directory), map_location)
+        return load_model(source, map_location=map_location)
 
 
 # ------------------------------------------------------------------ initialisation
