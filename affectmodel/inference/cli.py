@@ -52,8 +52,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--task", type=str.upper, choices=("EXPR", "AU", "VA"),
                         help="task for --format abaw (default: the model's task if it has one)")
     parser.add_argument("--every", type=int, default=1, metavar="K", help="videos: process every K-th frame")
-    parser.add_argument("--detect-every", type=int, default=1, metavar="N",
-                        help="videos: detect faces every N processed frames and track them in between")
+    parser.add_argument("--detect-every", type=int, default=VideoOptions.detect_every, metavar="N",
+                        help="videos: detect faces on the whole frame at least every N processed frames "
+                             "(default: %(default)s); in between, tracked faces are re-found near their last "
+                             "box and the whole frame is detected again when one is lost or something else "
+                             "moves. 1 = detect every frame")
+    parser.add_argument("--hold-boxes", action="store_true",
+                        help="videos: between detections keep each face's last box instead of re-finding it "
+                             "(fastest; misses faces that enter or leave until the next detection)")
     parser.add_argument("--smooth", type=int, default=0, metavar="W",
                         help="videos: smooth outputs per face track over W processed frames (0 = off)")
     parser.add_argument("--smooth-method", default="mean", choices=("mean", "ema"),
@@ -192,7 +198,7 @@ def run(args: argparse.Namespace) -> int:
     predictor = Predictor(args.model, detector=None if args.aligned else _detector(args), device=args.device,
                           batch_size=args.batch_size)
     task = _abaw_task(args, predictor) if args.format == "abaw" else None
-    options = VideoOptions(every=args.every, detect_every=args.detect_every,
+    options = VideoOptions(every=args.every, detect_every=args.detect_every, follow=not args.hold_boxes,
                            smoothing=args.smooth_method if args.smooth > 0 else None,
                            smooth_window=max(1, args.smooth))
     annotate = _annotation_paths(args.annotate, videos)
