@@ -171,3 +171,89 @@ def test_unreadable_files_in_folders_are_skipped(tmp_path, model, capsys):
     assert "skipped" in err and "bad.png" in err and "bad.mp4" in err and "skipped 2 unreadable" in err
     assert _run("--model", model, folder / "bad.mp4") == 2  # named explicitly: an error
     assert "not a readable video" in capsys.readouterr().err
+
+
+def _one_line_error(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err and "Traceback" not in err
+    return err
+
+
+@pytest.mark.skipif(__import__("os").geteuid() == 0, reason="root writes into read-only folders")
+def test_read_only_output_folders_are_named(tmp_path, model, media, capsys):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        assert _run("--model", model, media / "one.jpg", "--out", locked / "out.csv") == 2
+        err = _one_line_error(capsys)
+        assert str(locked / "out.csv") in err and ".tmp" not in err
+        assert list(locked.iterdir()) == []
+    finally:
+        locked.chmod(0o700)
+
+
+def test_an_unwritable_annotated_video_is_named(tmp_path, model, media, capsys, monkeypatch):
+    from affectmodel.inference import video
+
+    real_open = av.open
+
+    def refuse(path, *args, **kwargs):
+        if kwargs.get("mode") == "w":
+            raise PermissionError(13, "Permission denied", path)  # what a read-only folder gives
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(video.av, "open", refuse)
+    out = tmp_path / "a.mp4"
+    assert _run("--model", model, media / "clip.mp4", "--annotate", out, "--out", tmp_path / "o.csv") == 2
+    err = _one_line_error(capsys)
+    assert f"{out}: cannot write the annotated video: Permission denied" in err and ".tmp" not in err
+    assert list(tmp_path.iterdir()) == []
+
+
+class _FullDisk:
+    """A PyAV output container whose disk fills after a few packets."""
+
+    def __init__(self, container, packets: int = 2):
+        self._container, self._left = container, packets
+
+    def mux(self, packet):
+        self._left -= 1
+        if self._left < 0:
+            raise OSError(28, "No space left on device")
+        return self._container.mux(packet)
+
+    def __getattr__(self, name):
+        return getattr(self._container, name)
+
+
+def test_disk_full_while_annotating_is_one_line_and_leaves_no_file(tmp_path, model, media, capsys, monkeypatch):
+    from affectmodel.inference import video
+
+    real_open = av.open
+    monkeypatch.setattr(video.av, "open", lambda *a, **k: _FullDisk(real_open(*a, **k)) if k.get("mode") == "w"
+                        else real_open(*a, **k))
+    out = tmp_path / "out"
+    assert _run("--model", model, media / "clip.mp4", "--annotate", out / "a.mp4", "--out", out / "rows.csv") == 2
+    err = _one_line_error(capsys)
+    assert "disk full" in err and "a.mp4" in err and ".tmp" not in err
+    assert sorted(p.name for p in out.iterdir()) == []  # neither a partial video nor a partial table
+
+
+def test_disk_full_while_writing_predictions_is_one_line_and_leaves_no_file(tmp_path, model, media, capsys,
+                                                                           monkeypatch):
+    from affectmodel.inference import cli as predict_cli
+
+    real = predict_cli.TableWriter.image
+
+    def full(self, source, faces):
+        real(self, source, faces)
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(predict_cli.TableWriter, "image", full)
+    out = tmp_path / "rows.csv"
+    assert _run("--model", model, media / "one.jpg", "--out", out) == 2
+    err = _one_line_error(capsys)
+    assert "disk full" in err.lower() or "No space left on device" in err
+    assert str(out) in err and ".tmp" not in err
+    assert list(tmp_path.iterdir()) == []

@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import argparse
 import csv
+import errno
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Iterator, TextIO
@@ -32,9 +34,10 @@ from tqdm import tqdm
 
 from ..cli import UserError
 from ..io import atomic_write
+from ..tasks import CHALLENGE_TO_KEY
 from .faces import DEFAULT_DETECT_MAX_SIDE, DETECTORS, create_detector
 from .images import ImageLoadError, is_image_file, load_image
-from .predictor import Predictor, flatten_record
+from .predictor import Predictor, flatten_record, largest_face
 from .video import VideoLoadError, VideoOptions, is_video_file, iter_video_predictions, probe_video
 
 FORMATS = ("table", "abaw")
@@ -49,7 +52,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                                  "with --format abaw a .csv prediction file (required)")
     parser.add_argument("--format", default="table", choices=FORMATS,
                         help="table: all outputs per face; abaw: challenge submission file for --task")
-    parser.add_argument("--task", type=str.upper, choices=("EXPR", "AU", "VA"),
+    parser.add_argument("--task", type=str.upper, choices=tuple(CHALLENGE_TO_KEY),
                         help="task for --format abaw (default: the model's task if it has one)")
     parser.add_argument("--every", type=int, default=1, metavar="K", help="videos: process every K-th frame")
     parser.add_argument("--detect-every", type=int, default=VideoOptions.detect_every, metavar="N",
@@ -163,12 +166,6 @@ def abaw_value(record: dict, task: str) -> np.ndarray:
     return np.asarray([record["valence"], record["arousal"]])
 
 
-def _largest(faces: list[dict]) -> dict | None:
-    if not faces:
-        return None
-    return max(faces, key=lambda f: (f["box"][2] - f["box"][0]) * (f["box"][3] - f["box"][1]) if "box" in f else 0)
-
-
 def _frame_number(path: Path) -> int:
     if not path.stem.isdigit():
         raise UserError(f"{path}: --format abaw needs images named by frame number like <video>/00001.jpg")
@@ -209,7 +206,7 @@ def run(args: argparse.Namespace) -> int:
 
         predictions = dict(_abaw_predictions(predictor, inputs, task, options, annotate, show))
         text = format_predictions(task, predictions, predictor.model.config.expression_space)
-        atomic_write(args.out, lambda p: p.write_text(text, encoding="utf-8"))
+        _write_output(args.out, lambda p: p.write_text(text, encoding="utf-8"))
         print(f"wrote {len(predictions)} {task.upper()} predictions to {args.out}", file=sys.stderr)
         return 0
 
@@ -224,12 +221,24 @@ def run(args: argparse.Namespace) -> int:
             with open(tmp, "w", newline="", encoding="utf-8") as f:
                 counts.update(_write_table(TableWriter(f, kind, columns), predictor, inputs, options, annotate, show))
 
-        atomic_write(args.out, write)
+        _write_output(args.out, write)
     summary = f"{counts['faces']} face(s) in {counts['images']} image(s) and {counts['frames']} video frame(s)"
     if counts["skipped"]:
         summary += f"; skipped {counts['skipped']} unreadable file(s)"
     print(summary + (f"; wrote {args.out}" if args.out else ""), file=sys.stderr)
     return 0
+
+
+def _write_output(path: Path, write) -> None:
+    """Write the output atomically (no partial file on any failure); a full disk is one line
+    naming the output, whatever layer noticed it."""
+    try:
+        atomic_write(path, write)
+    except OSError as e:
+        if e.errno in (errno.ENOSPC, errno.EDQUOT) and "disk full" not in str(e):
+            raise OSError(e.errno, f"disk full ({os.strerror(errno.ENOSPC)}): cannot write the predictions "
+                                   f"(nothing was left behind)", str(path)) from None
+        raise
 
 
 def _detector(args: argparse.Namespace):
@@ -245,7 +254,7 @@ def _abaw_task(args: argparse.Namespace, predictor: Predictor) -> str:
             raise UserError("--format abaw with a multi-task model needs --task EXPR, AU or VA")
         task = predictor.tasks[0]
     else:
-        task = {"EXPR": "expr", "AU": "au", "VA": "va"}[args.task]
+        task = CHALLENGE_TO_KEY[args.task]
     if task not in predictor.tasks:
         raise UserError(f"the model does not predict {task.upper()} (its tasks: {', '.join(predictor.tasks)})")
     if task == "expr" and predictor.model.config.expression_space not in ("abaw8", "abaw7"):
@@ -337,7 +346,7 @@ def _abaw_predictions(predictor: Predictor, inputs, task: str, options: VideoOpt
     for path, explicit in tqdm(images, desc="images", unit="img", disable=not show or not images, file=sys.stderr):
         frame = _frame_number(path)
         image = _read_image(path, explicit)
-        face = None if image is None else _largest(_predict_image(predictor, image))
+        face = None if image is None else largest_face(_predict_image(predictor, image))
         by_video.setdefault(path.parent.name, []).append((frame, None if face is None else abaw_value(face, task)))
     for video, frames in by_video.items():
         frames.sort(key=lambda x: x[0])
@@ -351,7 +360,7 @@ def _abaw_predictions(predictor: Predictor, inputs, task: str, options: VideoOpt
         values: list[np.ndarray | None] = []
         for fp in _video_frames(predictor, path, options, annotate, show):
             values.extend([None] * (fp.frame - len(values)))  # frames skipped by --every
-            face = _largest(fp.faces)
+            face = largest_face(fp.faces)
             values.append(None if face is None else abaw_value(face, task))
         values.extend([None] * max(0, (info.frame_count or 0) - len(values)))
         for i, value in enumerate(_fill(values, task, predictor, path.stem)):

@@ -212,6 +212,20 @@ def flatten_record(record: dict) -> dict:
     return row
 
 
+def largest_face(records: Sequence[dict]) -> dict | None:
+    """The face record with the largest box (the person in front of the camera; the one face per
+    frame of a challenge submission), or ``None`` for no faces. Records without a box (aligned
+    crops) count as size 0, so the first one is kept."""
+    if not records:
+        return None
+
+    def area(record: dict) -> float:
+        box = record.get("box")
+        return (box[2] - box[0]) * (box[3] - box[1]) if box else 0.0
+
+    return max(records, key=area)
+
+
 def top_expression(record: dict) -> tuple[str, float] | None:
     """The most probable expression label and its probability, or ``None`` without that task."""
     probs = record.get("expression")

@@ -13,6 +13,7 @@ faces per frame as detecting every frame, at several times its speed (``benchmar
 """
 from __future__ import annotations
 
+import errno
 import os
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -155,13 +156,40 @@ def _upright(image: np.ndarray, frame: av.VideoFrame) -> np.ndarray:
 
 # ------------------------------------------------------------------ writing
 
+def _video_write_error(error: Exception, path: Path) -> OSError:
+    """One line naming the video the user asked for (never the hidden temporary file); a full
+    disk says so."""
+    errno_ = getattr(error, "errno", None)
+    text = str(error)
+    if errno_ in (errno.ENOSPC, errno.EDQUOT) or "No space left" in text:
+        try:
+            from ..io import DiskFullError  # the project's one disk-full error, where present
+        except ImportError:
+            DiskFullError = None
+        message = (f"disk full ({os.strerror(errno.ENOSPC)}): cannot write the annotated video {path.name} in "
+                   f"{path.parent}; nothing was left behind")
+        if DiskFullError is not None:
+            return DiskFullError(message)
+        return OSError(errno.ENOSPC, message)
+    reason = getattr(error, "strerror", None) or text or error.__class__.__name__
+    return OSError(errno_ or errno.EIO, f"cannot write the annotated video: {reason}", str(path))
+
+
 class AnnotatedVideoWriter:
     """H.264 (libx264, yuv420p, even size) MP4 with the index at the front (``faststart``), so it
-    plays in a browser while downloading. Use as a context manager; ``write(rgb)`` per frame."""
+    plays in a browser while downloading. Use as a context manager; ``write(rgb)`` per frame.
+
+    The video is written to a hidden temporary file beside ``path`` and renamed on :meth:`close`:
+    a failure (full disk, error, interruption) leaves no partial video (:meth:`abort`), and every
+    error names ``path``."""
 
     def __init__(self, path: str | os.PathLike, fps: float | Fraction, crf: int = 23, preset: str = "veryfast"):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise _video_write_error(e, self.path) from None
+        self._tmp = self.path.with_name(f".{self.path.stem}.{os.getpid()}.{id(self):x}.tmp{self.path.suffix or '.mp4'}")
         self.fps = Fraction(fps).limit_denominator(1001) if fps and fps > 0 else DEFAULT_FPS
         self.crf, self.preset = crf, preset
         self._container = None
@@ -172,10 +200,16 @@ class AnnotatedVideoWriter:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        self.close()
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
 
     def _start(self, width: int, height: int) -> None:
-        self._container = av.open(str(self.path), mode="w", format="mp4", options={"movflags": "+faststart"})
+        try:
+            self._container = av.open(str(self._tmp), mode="w", format="mp4", options={"movflags": "+faststart"})
+        except (OSError, av.FFmpegError) as e:
+            raise _video_write_error(e, self.path) from None
         stream = self._container.add_stream("libx264", rate=self.fps)
         stream.width, stream.height = width, height
         stream.pix_fmt = "yuv420p"
@@ -196,16 +230,36 @@ class AnnotatedVideoWriter:
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image[:h2, :w2]), format="rgb24")
         frame.pts = self._count
         self._count += 1
-        for packet in self._stream.encode(frame):
-            self._container.mux(packet)
+        try:
+            for packet in self._stream.encode(frame):
+                self._container.mux(packet)
+        except (OSError, av.FFmpegError) as e:
+            self.abort()
+            raise _video_write_error(e, self.path) from None
 
     def close(self) -> None:
+        """Finish the video and move it into place."""
         if self._container is None:
             return
-        for packet in self._stream.encode():  # flush delayed frames
-            self._container.mux(packet)
-        self._container.close()
-        self._container = None
+        try:
+            for packet in self._stream.encode():  # flush delayed frames
+                self._container.mux(packet)
+            self._container.close()
+            self._container = None
+            os.replace(self._tmp, self.path)
+        except (OSError, av.FFmpegError) as e:
+            self.abort()
+            raise _video_write_error(e, self.path) from None
+
+    def abort(self) -> None:
+        """Drop the unfinished video: no partial file is left."""
+        container, self._container = self._container, None
+        if container is not None:
+            try:
+                container.close()
+            except (OSError, av.FFmpegError):
+                pass  # the file is being removed anyway
+        self._tmp.unlink(missing_ok=True)
 
     @property
     def frames_written(self) -> int:
@@ -298,9 +352,12 @@ def iter_video_predictions(predictor: Predictor, path: str | os.PathLike, option
                 yield from _flush(predictor, pending, smoother, writer, reporter)
                 pending = []
         yield from _flush(predictor, pending, smoother, writer, reporter)
-    finally:
+    except BaseException:  # also a consumer that stops early: an unfinished video is not kept
         if writer is not None:
-            writer.close()
+            writer.abort()
+        raise
+    if writer is not None:
+        writer.close()
     reporter.done()
 
 
