@@ -257,3 +257,49 @@ def test_disk_full_while_writing_predictions_is_one_line_and_leaves_no_file(tmp_
     assert "disk full" in err.lower() or "No space left on device" in err
     assert str(out) in err and ".tmp" not in err
     assert list(tmp_path.iterdir()) == []
+
+
+def _aligned_frames(root, video: str, frames) -> None:
+    folder = root / "cropped_aligned" / video
+    folder.mkdir(parents=True)
+    tiles = [face_tile(112)[:, :112], np.ascontiguousarray(face_tile(112)[:, :112][:, ::-1])]
+    for i, frame in enumerate(frames):
+        Image.fromarray(tiles[i % 2]).save(folder / f"{frame:05d}.jpg")
+
+
+def test_abaw_aligned_with_annotations_writes_every_annotated_frame(tmp_path, model, capsys):
+    from affwild2_fixtures import AU_HEADER, au_line
+
+    _aligned_frames(tmp_path, "vid_left", (1, 2, 6))
+    annotations = tmp_path / "AU_Validation_Set"
+    annotations.mkdir()
+    # frames 1-7 annotated except 5 (all -1); frames 3, 4 and 7 have no image
+    lines = [au_line(0), au_line(1), au_line(2), au_line(3), au_line(invalid=True), au_line(4), au_line(5)]
+    (annotations / "vid_left.txt").write_text("\n".join([AU_HEADER, *lines]) + "\n")
+    (annotations / "vid_gone.txt").write_text("\n".join([AU_HEADER, au_line(1), au_line(2)]) + "\n")
+    pred = tmp_path / "au.csv"
+    assert _run("--model", model, tmp_path / "cropped_aligned", "--aligned", "--format", "abaw", "--task", "AU",
+                "--annotations", annotations, "--out", pred) == 0
+    values = read_predictions(pred, "AU")
+    assert list(values) == [f"vid_left/{f:05d}.jpg" for f in (1, 2, 3, 4, 6, 7)] + ["vid_gone/00001.jpg",
+                                                                                     "vid_gone/00002.jpg"]
+    own = {f: values[f"vid_left/{f:05d}.jpg"] for f in (1, 2, 6)}
+    assert (values["vid_left/00003.jpg"] == own[2]).all()  # nearest in time: 3 -> 2
+    assert (values["vid_left/00004.jpg"] == own[2]).all()  # 4 is as near to 2 as to 6: the earlier
+    assert (values["vid_left/00007.jpg"] == own[6]).all()
+    err = capsys.readouterr().err
+    assert "8 annotated frame(s) in 2 video(s), 5 without an image filled with the nearest prediction" in err
+    score_files("AU", pred, annotations)  # scorable: no annotated frame is missing
+
+
+def test_abaw_aligned_with_the_multitask_csv(tmp_path, model, capsys):
+    from affwild2_fixtures import au_line, write_mtl
+
+    _aligned_frames(tmp_path, "vidM", (2,))
+    mtl = write_mtl(tmp_path, "validation", [f"vidM/0000{f}.jpg,0.1,0.2,3,{au_line(f)}" for f in (1, 2, 3)]
+                    + [f"vidM/00004.jpg,-5,-5,-1,{au_line(invalid=True)}"])
+    pred = tmp_path / "expr.csv"
+    assert _run("--model", model, tmp_path / "cropped_aligned", "--aligned", "--format", "abaw", "--task", "EXPR",
+                "--annotations", mtl, "--out", pred) == 0
+    assert list(read_predictions(pred, "EXPR")) == [f"vidM/0000{f}.jpg" for f in (1, 2, 3)]  # 4: not annotated
+    assert "3 annotated frame(s) in 1 video(s), 2 without an image" in capsys.readouterr().err

@@ -54,6 +54,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="table: all outputs per face; abaw: challenge submission file for --task")
     parser.add_argument("--task", type=str.upper, choices=tuple(CHALLENGE_TO_KEY),
                         help="task for --format abaw (default: the model's task if it has one)")
+    parser.add_argument("--annotations", type=Path, metavar="PATH",
+                        help="--format abaw on images: the Aff-Wild2 annotation folder of the task (<video>.txt "
+                             "files) or the multi-task CSV; a row is written for every annotated frame, frames "
+                             "without an image taking the nearest prediction in time")
     parser.add_argument("--every", type=int, default=1, metavar="K", help="videos: process every K-th frame")
     parser.add_argument("--detect-every", type=int, default=VideoOptions.detect_every, metavar="N",
                         help="videos: detect faces on the whole frame at least every N processed frames "
@@ -187,6 +191,8 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--out must end in .csv or .json, got {args.out.name}")
     if args.aligned and videos:
         raise UserError("--aligned applies to cropped face images, not videos")
+    if args.annotations is not None and (args.format != "abaw" or videos):
+        raise UserError("--annotations applies to --format abaw on images (videos already give every frame)")
 
     if args.threads is not None:
         if args.threads < 1:
@@ -204,10 +210,18 @@ def run(args: argparse.Namespace) -> int:
     if task is not None:
         from ..scoring import format_predictions
 
-        predictions = dict(_abaw_predictions(predictor, inputs, task, options, annotate, show))
-        text = format_predictions(task, predictions, predictor.model.config.expression_space)
+        space = predictor.model.config.expression_space
+        annotated = _annotated_frames(args.annotations, task, space) if args.annotations else None
+        stats: dict[str, int] = {}
+        predictions = dict(_abaw_predictions(predictor, inputs, task, options, annotate, show, annotated, stats))
+        text = format_predictions(task, predictions, space)
         _write_output(args.out, lambda p: p.write_text(text, encoding="utf-8"))
-        print(f"wrote {len(predictions)} {task.upper()} predictions to {args.out}", file=sys.stderr)
+        summary = f"wrote {len(predictions)} {task.upper()} predictions to {args.out}"
+        if annotated is not None:
+            total = sum(len(v) for v in annotated.values())
+            summary += (f"; {total} annotated frame(s) in {len(annotated)} video(s), "
+                        f"{stats.get('filled', 0)} without an image filled with the nearest prediction in time")
+        print(summary, file=sys.stderr)
         return 0
 
     kind = "jsonl" if args.out is None else args.out.suffix.lower().lstrip(".")
@@ -337,8 +351,14 @@ def _write_table(writer: TableWriter, predictor: Predictor, inputs, options: Vid
 
 
 def _abaw_predictions(predictor: Predictor, inputs, task: str, options: VideoOptions,
-                      annotate: dict[Path, Path], show: bool) -> Iterator[tuple[str, np.ndarray]]:
+                      annotate: dict[Path, Path], show: bool, annotated: dict[str, list[int]] | None = None,
+                      stats: dict[str, int] | None = None) -> Iterator[tuple[str, np.ndarray]]:
+    """``(image name, value)`` for every frame. Images: every frame with an image and, with
+    ``annotated`` (video -> annotated frame numbers), every annotated frame; a frame without an
+    image takes the nearest prediction in time, counted in ``stats["filled"]``."""
     from ..scoring import image_name
+
+    stats = {} if stats is None else stats
 
     images = [(p, e) for p, k, e in inputs if k == "image"]
     # Images: group by video folder, so frames without a face can borrow a neighbour's prediction.
@@ -348,10 +368,22 @@ def _abaw_predictions(predictor: Predictor, inputs, task: str, options: VideoOpt
         image = _read_image(path, explicit)
         face = None if image is None else largest_face(_predict_image(predictor, image))
         by_video.setdefault(path.parent.name, []).append((frame, None if face is None else abaw_value(face, task)))
-    for video, frames in by_video.items():
-        frames.sort(key=lambda x: x[0])
-        values = _fill([v for _, v in frames], task, predictor, video)
-        for (frame, _), value in zip(frames, values):
+    wanted = annotated or {}
+    for video in [*by_video, *(v for v in wanted if v not in by_video)]:
+        frames = sorted(by_video.get(video, []), key=lambda x: x[0])
+        values = _fill([v for _, v in frames] or [None], task, predictor, video)
+        known = np.array([f for f, _ in frames], dtype=np.int64)
+        rows = sorted(set(known.tolist()) | set(wanted.get(video, ())))
+        for frame in rows:
+            if known.size == 0:
+                value = values[0]  # no image of this video at all: the default, counted as filled
+            else:
+                # the nearest frame in time that has an image (the earlier one on a tie)
+                i = int(np.searchsorted(known, frame))
+                i = i if i < known.size and (i == 0 or known[i] - frame < frame - known[i - 1]) else i - 1
+                value = values[i]
+            if known.size == 0 or known[i] != frame:
+                stats["filled"] = stats.get("filled", 0) + 1
             yield image_name(video, frame), value
     for path, kind, _ in inputs:
         if kind != "video":
@@ -365,6 +397,30 @@ def _abaw_predictions(predictor: Predictor, inputs, task: str, options: VideoOpt
         values.extend([None] * max(0, (info.frame_count or 0) - len(values)))
         for i, value in enumerate(_fill(values, task, predictor, path.stem)):
             yield image_name(path.stem, i + 1), value
+
+
+def _annotated_frames(path: Path, task: str, expression_space: str) -> dict[str, list[int]]:
+    """Video -> 1-based numbers of the frames annotated for ``task``, from a per-task annotation
+    folder or the multi-task CSV (``<video>/<frame>.jpg`` rows)."""
+    from ..data.annotations import TaskAnnotations, read_mtl_csv, read_task_folder
+
+    if path.is_dir():
+        return {video: (np.flatnonzero(ann.valid_frames()) + 1).tolist()
+                for video, ann in read_task_folder(path, task, expression_space).items()}
+    if not path.is_file():
+        raise FileNotFoundError(f"annotations not found: {path}")
+    mtl = read_mtl_csv(path, expression_space=expression_space)
+    values = getattr(mtl, task)
+    valid = TaskAnnotations(path, task, values, expression_space=mtl.expression_space).valid_frames()
+    frames: dict[str, list[int]] = {}
+    for image, ok in zip(mtl.images, valid):
+        if ok:
+            video, _, name = image.rpartition("/")
+            stem = name.rsplit(".", 1)[0]
+            if not stem.isdigit():
+                raise UserError(f"{path}: image {image!r} is not named by frame number (<video>/00001.jpg)")
+            frames.setdefault(video, []).append(int(stem))
+    return {video: sorted(f) for video, f in frames.items()}
 
 
 def _fill(values: list[np.ndarray | None], task: str, predictor: Predictor, video: str) -> list[np.ndarray]:
