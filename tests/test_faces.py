@@ -166,6 +166,8 @@ def test_detection_scale_rule():
     assert detection_scale((2668, 4000, 3)) == pytest.approx(DEFAULT_DETECT_MAX_SIDE / 4000)
     assert detection_scale((360, 640, 3)) == 1.0  # never upscaled
     assert detection_scale((2668, 4000, 3), max_side=0) == 1.0  # explicit full resolution
+    assert detection_scale((112, 2420, 3)) == 1.0  # a strip of small faces keeps them
+    assert detection_scale((2000, 8000, 3)) == pytest.approx(RETINAFACE_TRAINING_SIDE / 2000)  # panorama
     assert detection_max_side(None) == DEFAULT_DETECT_MAX_SIDE == 2 * RETINAFACE_TRAINING_SIDE
     for bad in (-1, 2.5, "640", True):
         with pytest.raises(ValueError, match="max_side"):

@@ -16,7 +16,9 @@ of 16-512 px. At full resolution a phone photo (4000 px) holds faces far larger 
 anchor and skin texture at the scale of the smallest ones: it then finds faces that are not there
 (a 4000x4000 upscale of a one-face photo gives 4 faces) and misplaces boxes. At twice the training
 side (1280 px) a face filling a portrait stays near the largest anchor while a face 1/40 of a frame
-wide still spans the smallest, so counts and boxes match those on the original-size image.
+wide still spans the smallest, so counts and boxes match those on the original-size image. The
+shorter side is not shrunk below half of that (the training side), so wide strips and panoramas
+keep their small faces (:func:`detection_scale`).
 ``max_side=0`` detects at full resolution (only for inputs known to be small or cropped).
 """
 from __future__ import annotations
@@ -79,10 +81,16 @@ def detection_max_side(max_side: int | None) -> int:
 
 
 def detection_scale(shape: Sequence[int], max_side: int | None = None) -> float:
-    """Factor (<= 1) from an image of ``shape`` to the copy detection runs on."""
+    """Factor (<= 1) from an image of ``shape`` to the copy detection runs on: the longer side
+    comes down to ``max_side``, but the shorter side is not shrunk below ``max_side / 2`` (640 px
+    by default, the detector's training side). A face is never larger than the shorter side, so a
+    wide strip or panorama keeps its small faces instead of shrinking them below the smallest
+    anchor."""
     side = detection_max_side(max_side)
-    longest = max(shape[:2])
-    return 1.0 if side == 0 or longest <= side else side / longest
+    if side == 0:
+        return 1.0
+    longest, shortest = max(shape[:2]), min(shape[:2])
+    return min(1.0, max(side / longest, (side / 2) / max(1, shortest)))
 
 
 def _downscale(image: np.ndarray, max_side: int | None) -> tuple[np.ndarray, float]:
