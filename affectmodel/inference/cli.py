@@ -11,7 +11,10 @@ Output formats:
   must be named by frame number (``<video>/00001.jpg``, as in Aff-Wild2); videos give one row
   per frame (1-based). One face per frame: the largest. Frames without a prediction (no face,
   or skipped by ``--every``) repeat the nearest earlier prediction (the first one for leading
-  frames), since the challenge expects every frame.
+  frames), since the challenge expects every frame. With ``--annotations`` (the task's Aff-Wild2
+  annotation folder or the multi-task CSV) image inputs give a row for every annotated frame;
+  annotated frames without an image take the nearest prediction in time, and the summary line
+  says how many were filled that way.
 
 Files given explicitly must be readable; unreadable images and videos found inside folders are
 skipped with a warning (in the ``abaw`` format a broken video is an error: the submission would
