@@ -2,7 +2,10 @@
 video with one moving face, through ``affectmodel.inference.iter_video_predictions``.
 
 Figures: frames per second with detection on every frame and every ``n`` frames (target: at least
-real time, 25 fps, with detection every few frames); per-stage cost per frame; and the peak
+real time, 25 fps, with detection every few frames); the library's defaults (full detection every
+5 frames, faces re-found near their last box in between, full detection again when one is lost or
+something moves) against detection on every frame at full size (targets: at least 2x the fps,
+and the same number of faces on at least 99 % of the frames); per-stage cost per frame; and the peak
 resident memory after 30 s of video and after 3 minutes, measured in ONE fresh process that runs
 the long video (target: flat in video length).
 
