@@ -303,3 +303,19 @@ def test_abaw_aligned_with_the_multitask_csv(tmp_path, model, capsys):
                 "--annotations", mtl, "--out", pred) == 0
     assert list(read_predictions(pred, "EXPR")) == [f"vidM/0000{f}.jpg" for f in (1, 2, 3)]  # 4: not annotated
     assert "3 annotated frame(s) in 1 video(s), 2 without an image" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("change,message", [
+    ({"input_size": 20000}, "field 'input_size' must be a whole number of pixels in [16, 1024], got 20000"),
+    ({"au_thresholds": ["high"] * 12}, "field 'au_thresholds': value 0 must be a finite number in [0, 1], got 'high'"),
+    ({"std": [0, 0, 0]}, "field 'std': value 0 must be a finite number"),
+])
+def test_hostile_model_folders_are_one_line_errors(tmp_path, model, media, capsys, change, message):
+    hostile = tmp_path / "hostile"
+    hostile.mkdir()
+    (hostile / "model.safetensors").write_bytes((model / "model.safetensors").read_bytes())
+    config = json.loads((model / "config.json").read_text())
+    (hostile / "config.json").write_text(json.dumps({**config, **change}))
+    assert _run("--model", hostile, media / "one.jpg") == 2
+    err = _one_line_error(capsys)
+    assert message in err and str(hostile) in err

@@ -7,7 +7,7 @@ import torch
 from affectmodel import AffectModel, ModelConfig
 from affectmodel.inference.align import align_face
 from affectmodel.inference.faces import create_detector
-from affectmodel.inference.predictor import (NonFiniteOutputError, Predictor, fit_batch_size, flatten_record,
+from affectmodel.inference.predictor import (ModelTooLargeError, NonFiniteOutputError, Predictor, fit_batch_size, flatten_record,
                                            top_expression)
 from affectmodel.model import forward_memory_bytes
 from affectmodel.tasks import ABAW8, AU_NAMES, get_label_space
@@ -176,5 +176,5 @@ def test_batch_size_fits_the_available_memory():
     per_face = forward_memory_bytes(112)
     assert fit_batch_size(112, 64, available=2 * 10 * per_face) == 10  # half the memory for one pass
     assert fit_batch_size(112, 8, available=2 * 10 * per_face) == 8
-    with pytest.raises(MemoryError, match="input_size 1024 needs about"):
+    with pytest.raises(ModelTooLargeError, match="input_size 1024 needs about"):
         fit_batch_size(1024, 64, available=forward_memory_bytes(1024))  # refused before allocating

@@ -36,6 +36,11 @@ class NonFiniteOutputError(ValueError):
     """The model gave NaN or inf: broken weights, never an answer to show."""
 
 
+class ModelTooLargeError(MemoryError, ValueError):
+    """One face's forward pass would not fit in memory (refused before allocating). Also a
+    ``ValueError`` so that command lines print it as one line."""
+
+
 def fit_batch_size(input_size: int, batch_size: int, available: int | None = None) -> int:
     """``batch_size`` lowered so that one forward pass fits in half the available memory; a model
     whose single face would not fit is refused before anything is allocated."""
@@ -45,7 +50,7 @@ def fit_batch_size(input_size: int, batch_size: int, available: int | None = Non
     per_face = forward_memory_bytes(input_size)
     fitting = (available // 2) // per_face
     if fitting < 1:
-        raise MemoryError(f"the model's input_size {input_size} needs about {per_face / 2**30:.1f} GiB per face; "
+        raise ModelTooLargeError(f"the model's input_size {input_size} needs about {per_face / 2**30:.1f} GiB per face; "
                           f"only {available / 2**30:.1f} GiB of memory is available")
     return int(min(batch_size, fitting))
 
