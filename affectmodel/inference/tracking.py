@@ -105,7 +105,7 @@ class IoUTracker:
 # ------------------------------------------------------------------ between full detections
 
 ROI_CONTEXT = 1.0      # a track's search window: its box grown by this fraction of its size on each side
-ROI_MAX_SIDE = 160     # search windows are detected at most this large (the face stays ~50-80 px)
+ROI_MAX_SIDE = 128     # search windows are detected at most this large (the face stays ~40-60 px)
 THUMB_WIDTH = 48       # motion check: frames compared as grey thumbnails this wide
 MOTION_LEVEL = 24      # grey levels (of 255) a thumbnail cell must change by to count as motion
 MOTION_CELLS = 2       # cells outside the tracks that must change to suspect a new face

@@ -271,7 +271,7 @@ class AnnotatedVideoWriter:
 @dataclass
 class VideoOptions:
     every: int = 1                 # process every k-th source frame
-    detect_every: int = 5          # full-frame detection at least every n-th processed frame
+    detect_every: int = 10         # full-frame detection at least every n-th processed frame
     follow: bool = True            # between full detections: re-find tracked faces near their last box,
                                    # detect the whole frame when one is lost or something else moved
     smoothing: str | None = None   # None, "mean" or "ema"
