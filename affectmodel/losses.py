@@ -10,12 +10,12 @@ overflow, and inf * 0 is NaN).
 """
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
 
 from .tasks import TASK_WEIGHTINGS, get_task, parse_tasks
 

@@ -5,12 +5,11 @@ dropped per task (per AU / per VA dimension) before scoring.
 """
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from .tasks import AU_NAMES, MTL_METRIC, VA_NAMES, get_label_space, DEFAULT_EXPRESSION_SPACE
-
+from .tasks import AU_NAMES, DEFAULT_EXPRESSION_SPACE, MTL_METRIC, VA_NAMES, get_label_space
 
 # ------------------------------------------------------------------ validity masks
 
@@ -141,14 +140,14 @@ def evaluate(outputs: Mapping[str, np.ndarray], targets: Mapping[str, np.ndarray
     if "expr" in outputs:
         p, per = expression_f1(outputs["expr"], targets["expr"], len(space))
         result["P_EXPR"] = p
-        result["per_class_f1"] = dict(zip(space.labels, per.tolist()))
+        result["per_class_f1"] = dict(zip(space.labels, per.tolist(), strict=True))
         result["n_expr"] = int(valid_expression(targets["expr"], len(space)).sum())
         headline.append(p)
     if "au" in outputs:
         thr = 0.5 if au_thresholds is None else au_thresholds
         p, per = au_f1(outputs["au"], targets["au"], thr)
         result["P_AU"] = p
-        result["per_au_f1"] = dict(zip(AU_NAMES, per.tolist()))
+        result["per_au_f1"] = dict(zip(AU_NAMES, per.tolist(), strict=True))
         result["n_au"] = int(valid_au(targets["au"]).all(axis=1).sum())
         headline.append(p)
     if "va" in outputs:
@@ -174,6 +173,16 @@ def confusion_matrix(pred: np.ndarray, target: np.ndarray, num_classes: int) -> 
 
 
 __all__ = [
-    "valid_expression", "valid_au", "valid_va", "f1_binary", "expression_f1", "au_f1",
-    "tune_au_thresholds", "ccc", "va_ccc", "evaluate", "confusion_matrix", "VA_NAMES",
+    "VA_NAMES",
+    "au_f1",
+    "ccc",
+    "confusion_matrix",
+    "evaluate",
+    "expression_f1",
+    "f1_binary",
+    "tune_au_thresholds",
+    "va_ccc",
+    "valid_au",
+    "valid_expression",
+    "valid_va",
 ]

@@ -5,7 +5,7 @@ returns an Altair chart that ``gr.Plot`` renders; nothing here touches the model
 from __future__ import annotations
 
 import math
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import altair as alt
 import pandas as pd

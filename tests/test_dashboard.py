@@ -15,9 +15,9 @@ import pytest
 import streamlit as st
 from streamlit.dataframe_util import convert_arrow_bytes_to_pandas_df
 from streamlit.testing.v1 import AppTest
+from study_fixtures import write_run, write_seeded_study, write_study_runs
 
 from affectmodel.records import read_run
-from study_fixtures import write_run, write_seeded_study, write_study_runs
 
 APP = str(Path(__file__).resolve().parent.parent / "dashboard" / "app.py")
 TIMEOUT = 90  # the first run imports torch/pandas/altair cold
@@ -146,7 +146,7 @@ def test_run_detail_shows_config_metrics_and_hub_link(monkeypatch, runs_dir, wri
     at.selectbox(key="detail_run").set_value("quick/multi-focal").run()
     assert not at.exception
     links = at.get("link_button")
-    assert [l.proto.url for l in links] == ["https://huggingface.co/" + written["quick/multi-focal"]["hub_repo"]]
+    assert [link.proto.url for link in links] == ["https://huggingface.co/" + written["quick/multi-focal"]["hub_repo"]]
     detail_metrics = {m.label: m.value for m in at.metric}
     assert detail_metrics["P_MTL"] == f"{written['quick/multi-focal']['P_MTL']:.3f}"
     configs = [json.loads(j.proto.body) for j in at.json]
@@ -192,7 +192,7 @@ def test_seeded_study_shows_intervals_seeds_and_plain_verdicts(monkeypatch, tmp_
     (bars,) = charts(at)["Matched uni-task vs multi-task configuration, per task"]
     assert len(bars) == 6 and (bars["low"] < bars["mean"]).all() and (bars["mean"] < bars["high"]).all()
     assert (bars["seeds"] == 3).all()
-    table = [df.value for df in at.dataframe if "verdict_text" in df.value.columns][0]
+    table = next(df.value for df in at.dataframe if "verdict_text" in df.value.columns)
     assert (table["multi_seeds"] == 3).all()
     assert set(table.loc[table["uni"] == "unmatched", "verdict_text"].str[:9]) == {"unmatched"}
 

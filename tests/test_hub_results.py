@@ -38,7 +38,7 @@ def test_reads_published_runs_then_offline_from_cache(repos, tmp_path, monkeypat
         use_endpoint(monkeypatch, hub.url, tmp_path / "cache")
         records, errors = read_hub_runs(ids)
     assert errors == []
-    for record, repo_id in zip(records, ids):
+    for record, repo_id in zip(records, ids, strict=True):
         local = runs[repo_id]
         assert isinstance(record, RunRecord) and isinstance(record, HubRunRecord)
         assert record.metrics == {**local.metrics, "hub_repo": repo_id}

@@ -5,8 +5,8 @@ package and requirements, with a stub ``demo`` package whose ``app.py`` has the 
 ``build_demo(model_source=None)`` and ``main()``), then checked: file list, README front matter
 (parsed with ``huggingface_hub.SpaceCard``), requirements, and the Space's ``app.py`` imported and
 run in a subprocess that sees only the Space folder. The Space built from the real checkout is
-imported the same way, and a Space with a bundled model is started with an unreachable model id. Uploads go to ``HfApi`` methods
-replaced by recorders; nothing reaches the network.
+imported the same way, and a Space with a bundled model is started with an unreachable model id.
+Uploads go to ``HfApi`` methods replaced by recorders; nothing reaches the network.
 """
 from __future__ import annotations
 
@@ -59,7 +59,7 @@ def _run_in_space(folder: Path, code: str) -> subprocess.CompletedProcess:
     """Run Python in the Space folder with nothing of this checkout importable."""
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "AFFECT_MODEL")}
     env.update(HF_HUB_OFFLINE="1", GRADIO_ANALYTICS_ENABLED="False", PYTHONNOUSERSITE="1")
-    return subprocess.run([sys.executable, "-c", code], cwd=folder, env=env, capture_output=True,
+    return subprocess.run([sys.executable, "-c", code], cwd=folder, env=env, capture_output=True, check=False,
                           text=True, timeout=120)
 
 
@@ -197,6 +197,7 @@ def test_space_requirements_need_the_apps_extra(root, tmp_path):
 
 def _small_run(tmp_path: Path) -> Path:
     import torch
+
     from affectmodel.model import AffectModel, ModelConfig
 
     torch.manual_seed(0)

@@ -17,8 +17,8 @@ from __future__ import annotations
 import csv
 import io
 import os
+from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
-from typing import Mapping
 
 import numpy as np
 
@@ -111,7 +111,8 @@ def load_affectnet_csv(csv_path: str | os.PathLike, image_root: str | os.PathLik
             continue
         if not _inside(rel):
             # never skippable: a path leaving the image folder signals a broken or hostile file
-            raise AnnotationError(csv_path, i, f"image path {rel!r} escapes the image folder (absolute or contains '..')")
+            raise AnnotationError(csv_path, i,
+                                  f"image path {rel!r} escapes the image folder (absolute or contains '..')")
         try:
             code = float(row[ce])
         except ValueError:
@@ -174,7 +175,7 @@ def _folder_concept(name: str, space, folder_labels: Mapping[str, str] | None) -
             return None
         name = value
     low = name.strip().lower()
-    for label, concept in zip(space.labels, space.concepts):
+    for label, concept in zip(space.labels, space.concepts, strict=True):
         if low in (label.lower(), concept):
             return concept
     synonym = _SYNONYMS.get(low)

@@ -18,8 +18,8 @@ None of them changes the labels: a horizontal flip mirrors the face, and express
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import torch
@@ -58,9 +58,9 @@ def _augmentations(preset: str, size: int) -> tuple[list, list]:
     if preset == "light":
         return light, []
     if preset == "strong":
-        return (light + [T.RandomApply([T.ColorJitter(0.3, 0.3, 0.3, 0.03)], p=0.8),
-                         T.RandomRotation(10, interpolation=T.InterpolationMode.BILINEAR),
-                         T.RandomGrayscale(0.05)],
+        return ([*light, T.RandomApply([T.ColorJitter(0.3, 0.3, 0.3, 0.03)], p=0.8),
+                 T.RandomRotation(10, interpolation=T.InterpolationMode.BILINEAR),
+                 T.RandomGrayscale(0.05)],
                 [T.RandomErasing(p=0.25, scale=(0.02, 0.12), ratio=(0.5, 2.0), value=0)])
     return [], []
 

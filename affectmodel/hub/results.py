@@ -3,9 +3,10 @@ objects the dashboard shows next to local run folders."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from ..records import HISTORY_FILE, METRICS_FILE, RunRecord, RunRecordError, _read_history
 from .loading import ModelSourceError, hub_download, is_repo_id

@@ -30,8 +30,15 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from .publish import (PublishError, PublishResult, build_folder_atomically, check_repo_id, folder_listing,
-                      print_result, upload_folder)
+from .publish import (
+    PublishError,
+    PublishResult,
+    build_folder_atomically,
+    check_repo_id,
+    folder_listing,
+    print_result,
+    upload_folder,
+)
 
 PYTHON_VERSION = "3.11"
 APP_FILE = "app.py"
