@@ -106,7 +106,7 @@ def _check_size(size: tuple[int, int], max_pixels: int | None, name: str) -> Non
 
 def _exif_transpose(image: Image.Image) -> Image.Image:
     try:
-        return ImageOps.exif_transpose(image) or image
+        return ImageOps.exif_transpose(image)
     except Exception:  # noqa: BLE001 - a malformed EXIF block must not make a good image unreadable
         return image
 

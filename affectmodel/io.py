@@ -81,7 +81,7 @@ def _naming_destination(error: OSError, tmp: Path, path: Path) -> OSError:
     return renamed
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[Path], None], size_hint: int | None = None) -> Path:
+def atomic_write(path: str | os.PathLike, write: Callable[[Path], object], size_hint: int | None = None) -> Path:
     """Call ``write(tmp_path)`` then rename over ``path``: readers never see a half-written file,
     even if the process is killed mid-write.
 

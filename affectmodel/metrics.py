@@ -85,14 +85,14 @@ def tune_au_thresholds(scores: np.ndarray, target: np.ndarray,
     scores = np.asarray(scores, dtype=float)
     target = np.asarray(target, dtype=float)
     mask = valid_au(target)
-    grid = np.asarray(sorted(grid, key=lambda t: abs(t - 0.5)))
+    candidates = np.asarray(sorted(grid, key=lambda t: abs(t - 0.5)))
     best = np.full(scores.shape[1], 0.5)
     for j in range(scores.shape[1]):
         s, t = scores[mask[:, j], j], target[mask[:, j], j] == 1
         if len(t) == 0:
             continue
-        f1s = [f1_binary(s >= g, t) for g in grid]
-        best[j] = grid[int(np.argmax(f1s))]
+        f1s = [f1_binary(s >= g, t) for g in candidates]
+        best[j] = candidates[int(np.argmax(f1s))]
     return best
 
 

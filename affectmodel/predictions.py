@@ -101,7 +101,7 @@ def save_predictions(path: str | Path, predictions: Predictions) -> Path:
 
     def write(tmp: Path) -> None:
         with open(tmp, "wb") as f:
-            np.savez_compressed(f, **arrays)
+            np.savez_compressed(f, allow_pickle=False, **arrays)
 
     return atomic_write(path, write)
 

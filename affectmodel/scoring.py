@@ -249,7 +249,8 @@ def score_files(task: str, predictions_path: str | os.PathLike, annotations: str
     truth = read_ground_truth(annotations, spec.key, space.name)
     by_frame = read_any_predictions(predictions_path, spec.key, space.name)
 
-    preds, targets, missing = [], [], {}
+    preds, targets = [], []
+    missing: dict[str, int] = {}
     for frame, target in truth.items():
         value = by_frame.get(frame)
         if value is None:

@@ -647,7 +647,7 @@ def contact_sheet(path: str | Path | None = None, columns: int = 6, size: int = 
                 img = Image.open(buf).convert("RGB")
             sheet.paste(img, (label_w + col_i * size, y))
     if scale != 1:
-        sheet = sheet.resize((sheet.width * scale, sheet.height * scale), Image.NEAREST)
+        sheet = sheet.resize((sheet.width * scale, sheet.height * scale), Image.Resampling.NEAREST)
     if path is not None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         sheet.save(path)

@@ -414,7 +414,7 @@ def render_face(au_intensities: Sequence[float], params: FaceParams | None = Non
     if transparent:
         canvas = Image.new("RGBA", (S, S), (0, 0, 0, 0))
     elif isinstance(background, Image.Image):
-        canvas = background.convert("RGB").resize((S, S), Image.BILINEAR)
+        canvas = background.convert("RGB").resize((S, S), Image.Resampling.BILINEAR)
     else:
         canvas = Image.new("RGB", (S, S), tuple(int(c) for c in background))
     draw = ImageDraw.Draw(canvas)
@@ -467,7 +467,7 @@ def render_face(au_intensities: Sequence[float], params: FaceParams | None = Non
                   fill=(30, 30, 35), width=lw)
     if occluder:
         _draw_occluder(draw, S, occluder, p)
-    img = canvas.resize((size, size), Image.LANCZOS)
+    img = canvas.resize((size, size), Image.Resampling.LANCZOS)
     return img
 
 

@@ -36,7 +36,7 @@ def preprocess(image: Image.Image, config: ModelConfig) -> torch.Tensor:
     size = int(config.input_size)
     image = image.convert("RGB")
     if image.size != (size, size):
-        image = image.resize((size, size), Image.BILINEAR)
+        image = image.resize((size, size), Image.Resampling.BILINEAR)
     # (x / 255 - mean) / std in numpy, one pass: small torch ops each start an OpenMP region, which
     # made this a large share of the data-loading time on a busy 2-core machine.
     scale, shift = normalisation(tuple(config.mean), tuple(config.std))

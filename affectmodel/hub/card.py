@@ -45,7 +45,9 @@ TAGS = ["affectmodel", "facial-expression-recognition", "action-units", "valence
 
 
 def _dataset(metrics: dict[str, Any]) -> dict[str, Any]:
-    raw = metrics.get("dataset") if isinstance(metrics.get("dataset"), dict) else {}
+    raw = metrics.get("dataset")
+    if not isinstance(raw, dict):
+        raw = {}
     name = str(raw.get("name") or (SYNTHETIC_DATASET if raw.get("synthetic") else "aff-wild2"))
     return {"name": name, "synthetic": bool(raw.get("synthetic", False)),
             "split": str(raw.get("split") or "validation")}
