@@ -183,8 +183,8 @@ def _valid(task: str, values: np.ndarray, num_classes: int) -> np.ndarray:
     if task == "expr":
         return metrics.valid_expression(values, num_classes)
     if task == "au":
-        return metrics.valid_au(values).any(axis=1)
-    return metrics.valid_va(values).any(axis=1)
+        return np.asarray(metrics.valid_au(values).any(axis=1))
+    return np.asarray(metrics.valid_va(values).any(axis=1))
 
 
 def _mtl_rows(path: str | os.PathLike, task: str, expression_space: str) -> dict[Frame, np.ndarray]:
@@ -232,7 +232,9 @@ def read_any_predictions(path: str | os.PathLike, task: str, expression_space: s
     """Predictions of ``task`` by (video, frame), from a challenge prediction file or a multi-task CSV."""
     if is_mtl_file(path):
         return _mtl_rows(path, task, expression_space)
-    return {_frame_of(img): value for img, value in read_predictions(path, task, expression_space).items()}
+    # read_predictions has refused any image name that is not <video>/<frame>.jpg
+    return {frame: value for img, value in read_predictions(path, task, expression_space).items()
+            if (frame := _frame_of(img)) is not None}
 
 
 def score_files(task: str, predictions_path: str | os.PathLike, annotations: str | os.PathLike,
@@ -263,7 +265,7 @@ def score_files(task: str, predictions_path: str | os.PathLike, annotations: str
     ignored = sum(1 for frame in by_frame if frame not in truth)
     n = len(targets)
     if spec.key == "expr":
-        pred = np.array(preds, dtype=np.int64).reshape(n)
+        pred: np.ndarray = np.array(preds, dtype=np.int64).reshape(n)
         target = np.array(targets, dtype=np.int64).reshape(n)
         p, per = metrics.expression_f1(pred, target, len(space))
         result = {"P_EXPR": p, "per_class_f1": dict(zip(space.labels, per.tolist(), strict=True))}

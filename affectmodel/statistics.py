@@ -163,8 +163,8 @@ def _task_rows(predictions: Predictions, task: str) -> np.ndarray:
     if task == "expr":
         return valid_expression(target, len(get_label_space(predictions.expression_space)))
     if task == "au":
-        return valid_au(target).any(axis=1)
-    return valid_va(target).any(axis=1)
+        return np.asarray(valid_au(target).any(axis=1))
+    return np.asarray(valid_va(target).any(axis=1))
 
 
 def _per_video(codes: np.ndarray, values: np.ndarray, n_videos: int) -> np.ndarray:
@@ -299,7 +299,7 @@ def _prepare(sides: Sequence[Sequence[ScoredRun]], metric: str) -> tuple[list[li
 
 def _score(stats: dict[str, np.ndarray], weights: np.ndarray) -> np.ndarray:
     """The metric (sum over its tasks) for each row of ``weights`` (B, V)."""
-    total = 0.0
+    total: float | np.ndarray = 0.0
     for task, s in stats.items():
         summed = np.tensordot(weights, s, axes=(1, 0))
         total = total + metric_from_statistics(task, summed)

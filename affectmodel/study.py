@@ -195,7 +195,7 @@ def _best_row(rows: pd.DataFrame, metric: str) -> pd.Series | None:
     rows = rows.dropna(subset=[metric])
     if rows.empty:
         return None
-    return rows.loc[rows[metric].idxmax()]
+    return rows.iloc[int(rows[metric].astype(float).to_numpy().argmax())]
 
 
 def headline_comparison(table: pd.DataFrame) -> pd.DataFrame:
@@ -218,7 +218,7 @@ def headline_comparison(table: pd.DataFrame) -> pd.DataFrame:
             multi = _best_row(group[tasks_of.map(lambda t, task=task: len(t) > 1 and task in t)], metric)
             if uni is None and multi is None:
                 continue
-            row = {"dataset": dataset, "synthetic": bool(group["synthetic"].any()), "task": task,
+            row: dict[str, Any] = {"dataset": dataset, "synthetic": bool(group["synthetic"].any()), "task": task,
                    "title": get_task(task).title, "metric": metric}
             for side, best in (("uni", uni), ("multi", multi)):
                 row[f"{side}_run"] = None if best is None else best["run"]
@@ -226,7 +226,7 @@ def headline_comparison(table: pd.DataFrame) -> pd.DataFrame:
                 row[f"{side}_parameters"] = math.nan if best is None else float(best["parameters"])
                 row[f"{side}_train_time_s"] = math.nan if best is None else float(best["train_time_s"])
             row["delta"] = row["multi"] - row["uni"]
-            row["baseline"] = ABAW_BASELINES.get(metric, math.nan) if is_affwild2(dataset) else math.nan
+            row["baseline"] = ABAW_BASELINES.get(metric, math.nan) if is_affwild2(str(dataset)) else math.nan
             rows.append(row)
     columns = ["dataset", "synthetic", "task", "title", "metric", "uni_run", "uni", "multi_run", "multi",
                "delta", "baseline", "uni_parameters", "uni_train_time_s", "multi_parameters",
@@ -260,7 +260,7 @@ def cost_comparison(table: pd.DataFrame) -> pd.DataFrame:
             continue
         uni = pd.DataFrame(uni_best.values())
         ips = uni["images_per_second"] if uni_best else pd.Series(dtype=float)
-        row = {
+        row: dict[str, Any] = {
             "dataset": dataset, "synthetic": bool(group["synthetic"].any()),
             "tasks": "+".join(t for t in TASK_KEYS if t in uni_best),
             "uni_runs": ", ".join(str(r["run"]) for r in uni_best.values()),

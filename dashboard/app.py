@@ -14,6 +14,7 @@ import math
 import os
 import sys
 from pathlib import Path
+from typing import Any, Literal
 
 import pandas as pd
 import streamlit as st
@@ -44,7 +45,7 @@ BEST_STYLE = "background-color: #dcfce7; font-weight: 700; color: #14532d"
 # The quick suite's run records (records and validation predictions, no weights) ship with the repository.
 SHIPPED_RUNS = _ROOT / "results" / "quick"
 SUITE_FILE = _ROOT / "suites" / "quick.toml"
-VERDICT_COLORS = {"helped": "normal", "hurt": "normal"}
+VERDICT_COLORS: dict[str, Literal["normal", "off"]] = {"helped": "normal", "hurt": "normal"}
 
 
 # ----------------------------------------------------------------------------- sources
@@ -170,7 +171,7 @@ def sidebar_filters(table: pd.DataFrame) -> pd.DataFrame:
 
 # ----------------------------------------------------------------------------- sections
 
-def _fmt(x: float, spec: str = ".3f") -> str:
+def _fmt(x: float | None, spec: str = ".3f") -> str:
     return format(x, spec) if isinstance(x, (int, float)) and math.isfinite(x) else "n/a"
 
 
@@ -227,7 +228,7 @@ def headline(table: pd.DataFrame, report: study.StudyReport) -> None:
             uni_seeds = c.uni_estimate.n_seeds[0] if c.uni_estimate else 0
             seeds = f"{est.n_seeds[0] if est else 0} seeds multi, {uni_seeds} uni"
             col.metric(SHORT_TITLES[c.task], _fmt(est.mean) if est else "n/a",
-                       delta=f"{diff.mean:+.3f}" if has_diff else None,
+                       delta=f"{diff.mean:+.3f}" if diff is not None and has_diff else None,
                        delta_description=(c.verdict if c.uni else "unmatched") + f" · {seeds}",
                        delta_color=VERDICT_COLORS.get(c.verdict, "off"),
                        help=f"{c.metric} of {c.multi} against {c.uni or 'no matched uni-task configuration'}: "
@@ -290,7 +291,7 @@ def study_table_section(table: pd.DataFrame) -> None:
     shown = shown[list(TABLE_COLUMNS)]
     mask = study.best_mask(table).reindex(columns=shown.columns, fill_value=False)
     styler = shown.style.apply(lambda _: mask.map(lambda best: BEST_STYLE if best else ""), axis=None)
-    fmt = dict.fromkeys(study.METRIC_COLUMNS, "{:.3f}")
+    fmt: dict[str, Any] = dict.fromkeys(study.METRIC_COLUMNS, "{:.3f}")
     fmt.update({"parameters": study.format_count, "train_time_s": study.format_duration,
                 "images_per_second": study.format_rate})
     styler = styler.format(fmt, na_rep="–")
@@ -372,8 +373,9 @@ def detail_section(table: pd.DataFrame, runs: dict) -> None:
                 f"{study.dataset_label(info['dataset'], info['synthetic'])}"
                 f"{', split ' + info['split'] if info['split'] else ''} · source: {row['source']}")
     repo = record.metrics.get("hub_repo")
-    if repo:
-        st.link_button(f"Open {repo} on the Hugging Face Hub", study.hub_url(repo), icon=":material/open_in_new:")
+    url = study.hub_url(repo if isinstance(repo, str) else None)
+    if url:
+        st.link_button(f"Open {repo} on the Hugging Face Hub", url, icon=":material/open_in_new:")
     st.caption(study.selection_note(record))
     metrics = study.run_metrics(record)
     cols = st.columns(7)

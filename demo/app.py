@@ -172,7 +172,7 @@ class QuietChoiceMixin:
 
     def preprocess(self, payload):
         try:
-            return super().preprocess(payload)
+            return super().preprocess(payload)  # type: ignore[misc]  # a mixin: the Gradio component has it
         except gr.Error as e:
             raise user_error(str(e.message), title="Bad input") from None
 
@@ -536,7 +536,7 @@ def about_markdown(info: dict[str, Any], predictor: Predictor) -> str:
     tasks = info.get("tasks") or list(predictor.tasks)
     where = {"hub": "Hugging Face Hub repository", "run": "training run folder", "folder": "model folder"}
     lines = ["## The model", "",
-             f"- **Source:** `{info.get('source')}` ({where.get(info.get('kind'), 'model')})"
+             f"- **Source:** `{info.get('source')}` ({where.get(str(info.get('kind')), 'model')})"
              + (f", revision `{info['revision']}`" if info.get("revision") else ""),
              f"- **Tasks:** {', '.join(tasks)}"]
     if info.get("card_url"):

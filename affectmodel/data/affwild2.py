@@ -254,7 +254,8 @@ def _join_mtl(lay: AffWild2Layout, split: str, tasks: tuple[str, ...], space: La
     path = lay.mtl_files[split]
     m: MTLAnnotations = read_mtl_csv(path, skip_bad_lines=skip_bad_lines, expression_space=space)
     n = len(m)
-    labels = {"expr": m.expr.astype(np.int64), "au": m.au.astype(np.float32), "va": m.va.astype(np.float32)}
+    labels: dict[str, np.ndarray] = {"expr": m.expr.astype(np.int64), "au": m.au.astype(np.float32),
+                                     "va": m.va.astype(np.float32)}
     valid = valid_label_masks(labels, len(space))
     # one directory listing per video folder
     parents, names = [], []

@@ -385,8 +385,8 @@ def _valid_rows(task: str, values: np.ndarray, expression_space: str | None) -> 
     if task == "expr":
         return valid_expression(values, len(get_label_space(expression_space or ABAW8)))
     if task == "au":
-        return valid_au(values).any(axis=1)
-    return valid_va(values).any(axis=1)
+        return np.asarray(valid_au(values).any(axis=1))
+    return np.asarray(valid_va(values).any(axis=1))
 
 
 __all__ = [

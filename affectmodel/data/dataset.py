@@ -69,8 +69,8 @@ def valid_label_masks(labels: dict[str, np.ndarray], num_classes: int) -> dict[s
     """Per task, bool (n,): the sample carries a usable label (AU: at least one AU annotated)."""
     return {
         "expr": valid_expression(labels["expr"], num_classes),
-        "au": valid_au(labels["au"]).any(axis=1),
-        "va": valid_va(labels["va"]).any(axis=1),
+        "au": np.asarray(valid_au(labels["au"]).any(axis=1)),
+        "va": np.asarray(valid_va(labels["va"]).any(axis=1)),
     }
 
 

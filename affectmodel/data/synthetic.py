@@ -39,6 +39,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -232,8 +233,8 @@ def _other_expression(rng: np.random.Generator) -> dict[str, float]:
         if len(mix) >= 2:
             return mix
     k = int(rng.integers(2, 4))
-    names = rng.choice(len(AU_NAMES), size=k, replace=False)
-    mix = {AU_NAMES[i]: float(rng.uniform(0.5, 1.0)) for i in names}
+    chosen = rng.choice(len(AU_NAMES), size=k, replace=False)
+    mix = {AU_NAMES[i]: float(rng.uniform(0.5, 1.0)) for i in chosen}
     if rng.random() < 0.3:
         mix[HIDDEN_AUS[int(rng.integers(len(HIDDEN_AUS)))]] = float(rng.uniform(0.3, 0.9))
     return mix
@@ -479,8 +480,9 @@ def generate_benchmark(out_dir: str | Path, videos: int = 20, frames: int = 100,
                "va": ",".join(VA_TASK.annotation_header)}
     formatters = {"expr": _expr_lines, "au": _au_lines, "va": _va_lines}
     mtl_rows: dict[str, list[str]] = {s: [] for s in SPLIT_FOLDERS}
-    counts = {s: {"videos": 0, "images": 0, **{t: {"labelled": 0, "invalid": 0, "missing_images": 0}
-                                                for t in TASK_FOLDERS}} for s in SPLIT_FOLDERS}
+    counts: dict[str, dict[str, Any]] = {
+        s: {"videos": 0, "images": 0, **{t: {"labelled": 0, "invalid": 0, "missing_images": 0} for t in TASK_FOLDERS}}
+        for s in SPLIT_FOLDERS}
     bar = tqdm(total=cfg.videos * cfg.frames, desc="synth", unit="frame", disable=not progress)
     for plan in plans:
         rng = np.random.default_rng(plan.seed)
@@ -518,7 +520,7 @@ def generate_benchmark(out_dir: str | Path, videos: int = 20, frames: int = 100,
             c[task]["invalid"] += int((~annotated[task] & ~missing).sum())
             c[task]["missing_images"] += int(missing.sum())
         # multi-task rows: images with at least one valid label
-        for t in np.flatnonzero(~missing & (annotated["expr"] | annotated["au"] | annotated["va"])):
+        for t in np.flatnonzero(~missing & (annotated["expr"] | annotated["au"] | annotated["va"])).tolist():
             va_txt = _va_lines(values["va"][t:t + 1])[0]
             mtl_rows[plan.split].append(f"{plan.name}/{t + 1:05d}.jpg,{va_txt},{int(values['expr'][t])},"
                                         + _au_lines(values["au"][t:t + 1])[0])

@@ -14,6 +14,7 @@ import io
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageChops, ImageDraw, ImageFilter
@@ -296,7 +297,7 @@ def _draw_nose(draw: ImageDraw.ImageDraw, proj: _Projector, p: FaceParams, au: d
         draw.ellipse((nx - r * 1.3, ny - r * 0.7, nx + r * 1.3, ny + r * 0.7), fill=_shade(p.skin, 0.45))
 
 
-def _mouth_geometry(p: FaceParams, au: dict[str, float]) -> dict[str, np.ndarray | float]:
+def _mouth_geometry(p: FaceParams, au: dict[str, float]) -> dict[str, Any]:  # point arrays and scalars
     a = au
     y0 = 0.36 + 0.03 * (p.nose_length - 1) + 0.05 * a["AU26"]
     half = 0.17 * p.mouth_width * (1 + 0.3 * a["AU12"] - 0.18 * a["AU23"] - 0.1 * a["AU24"]
@@ -386,7 +387,7 @@ def _head_outline(p: FaceParams, au: dict[str, float]) -> np.ndarray:
     return np.stack([x * squeeze, yy], axis=1)
 
 
-def render_face(au_intensities: Sequence[float], params: FaceParams | None = None, size: int = 112,
+def render_face(au_intensities: Sequence[float] | np.ndarray, params: FaceParams | None = None, size: int = 112,
                 background: Image.Image | RGB | None = (128, 128, 128), supersample: int = 3,
                 occluder: dict | None = None, hidden_au: dict[str, float] | None = None) -> Image.Image:
     """Draw one face. ``au_intensities``: 12 values in [0, 1] (``AU_NAMES`` order).
@@ -410,8 +411,7 @@ def render_face(au_intensities: Sequence[float], params: FaceParams | None = Non
     if not p.scale > 0:
         raise ValueError(f"face scale must be positive, got {p.scale}")
     S = size * supersample
-    transparent = background is None
-    if transparent:
+    if background is None:
         canvas = Image.new("RGBA", (S, S), (0, 0, 0, 0))
     elif isinstance(background, Image.Image):
         canvas = background.convert("RGB").resize((S, S), Image.Resampling.BILINEAR)
