@@ -30,7 +30,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import gradio as gr
 import numpy as np
@@ -620,7 +620,8 @@ def build_demo(model_source: str | DemoModel | ModelFailure | None = None, *,
     loaded = (model_source if isinstance(model_source, (DemoModel, ModelFailure))
               else try_load_demo_model(model_source))
     failure = loaded if isinstance(loaded, ModelFailure) else None
-    model = None if failure else loaded
+    # Without a model the handlers are built only for their signatures: refusing() answers every call.
+    model = loaded if isinstance(loaded, DemoModel) else cast(DemoModel, None)
     predict_image, select_face = make_image_handlers(model)
     predict_video_file, select_track = make_video_handlers(model)
     predict_webcam_frame = make_webcam_handler(model)
