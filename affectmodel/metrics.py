@@ -57,7 +57,7 @@ def expression_f1(pred: np.ndarray, target: np.ndarray, num_classes: int) -> tup
     return float(per_class.mean()), per_class
 
 
-def au_f1(scores: np.ndarray, target: np.ndarray, thresholds: float | Sequence[float] = 0.5
+def au_f1(scores: np.ndarray, target: np.ndarray, thresholds: float | Sequence[float] | np.ndarray = 0.5
           ) -> tuple[float, np.ndarray]:
     """Mean over AUs of the binary F1 of each AU, and the per-AU F1.
 
@@ -127,7 +127,7 @@ def va_ccc(pred: np.ndarray, target: np.ndarray) -> tuple[float, float, float]:
 
 def evaluate(outputs: Mapping[str, np.ndarray], targets: Mapping[str, np.ndarray],
              expression_space=DEFAULT_EXPRESSION_SPACE,
-             au_thresholds: float | Sequence[float] | None = None) -> dict:
+             au_thresholds: float | Sequence[float] | np.ndarray | None = None) -> dict:
     """Score whichever tasks are present in ``outputs``.
 
     ``outputs``: ``expr`` class probabilities or logits (n, C); ``au`` probabilities (n, 12);

@@ -52,7 +52,7 @@ class ScoredRun:
     """One run's validation predictions and the AU thresholds it was selected with (None = 0.5)."""
 
     predictions: Predictions
-    au_thresholds: Sequence[float] | None = None
+    au_thresholds: Sequence[float] | np.ndarray | None = None
     name: str = ""
 
 
@@ -176,7 +176,7 @@ def _per_video(codes: np.ndarray, values: np.ndarray, n_videos: int) -> np.ndarr
 
 
 def video_statistics(predictions: Predictions, task: str, video_codes: np.ndarray, n_videos: int,
-                     au_thresholds: Sequence[float] | None = None) -> np.ndarray:
+                     au_thresholds: Sequence[float] | np.ndarray | None = None) -> np.ndarray:
     """Per-video sufficient statistics of ``task`` on the rows of ``predictions`` (all rows are used).
 
     Shapes: ``expr`` (V, C, 3) and ``au`` (V, 12, 3) hold (true positives, predicted positives, true

@@ -5,7 +5,6 @@ import pytest
 
 from affectmodel.data.annotations import (
     AnnotationError,
-    MTLAnnotations,
     TaskAnnotations,
     read_mtl_csv,
     read_task_file,
@@ -173,7 +172,7 @@ def test_mtl_csv(tmp_path):
             mtl_row("vid2_left/00010.jpg", (0.0, 1.0), 7, (0,) * 12)]
     f = write(tmp_path / "training_set_annotations.txt", MTL_HEADER + "\n" + "\n".join(rows) + "\n\n", "\r\n")
     m = read_mtl_csv(f)
-    assert isinstance(m, MTLAnnotations) and len(m) == 3
+    assert len(m) == 3
     assert m.images == ["vid1/00001.jpg", "vid1/00002.jpg", "vid2_left/00010.jpg"]
     np.testing.assert_array_equal(m.expr, [4, -1, 7])
     assert m.expr.dtype == np.int64 and m.au.dtype == np.float32 and m.va.dtype == np.float32
