@@ -12,8 +12,9 @@ Target conventions (what a data set yields and what losses/metrics consume):
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Sequence
+from typing import Literal
 
 # --------------------------------------------------------------------------------------
 # Expression label spaces
