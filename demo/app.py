@@ -45,6 +45,7 @@ from affectmodel.inference import (
     VideoOptions,
     draw_predictions,
     flatten_record,
+    largest_face,
     load_image,
     predict_video,
     probe_video,
@@ -64,7 +65,6 @@ MAX_FILE_SIZE = "50mb"             # any upload (enforced by Gradio before our c
 MAX_IMAGE_PIXELS = 25_000_000      # decoded image size (decompression bombs included)
 MAX_VIDEO_SECONDS = 60.0
 MAX_VIDEO_PIXELS = 1920 * 1088     # per frame
-DETECT_MAX_SIDE = 1280             # faces are found on a copy at most this large
 MIN_VIDEO_SIDE = 16                # narrower videos cannot hold a detectable face
 CONCURRENCY = {"image": 2, "video": 1, "webcam": 2}
 QUEUE_SIZE = 64                    # waiting requests beyond this are told the demo is busy (a
@@ -91,7 +91,7 @@ class DemoModel:
 def load_demo_model(model_source: str | ModelChoice | None) -> DemoModel:
     choice = model_source if isinstance(model_source, ModelChoice) else choose_model(model_source)
     source = choice.source
-    predictor = Predictor(source, detect_max_side=DETECT_MAX_SIDE)
+    predictor = Predictor(source)  # the library decides the detection scale (affectmodel.inference.faces)
     try:
         info = model_info(source)
     except ValueError as e:  # facts for the About page are optional; the model itself loaded
@@ -433,9 +433,7 @@ def make_webcam_handler(model: DemoModel):
         faces = model.predictor.predict_image(rgb)
         if not faces:
             return None, None, None, "No face in view."
-        # the largest face is the one in front of the camera (the demo's own rule until
-        # affectmodel.inference exports the library's largest-face function)
-        face = max(faces, key=lambda f: (f["box"][2] - f["box"][0]) * (f["box"][3] - f["box"][1]))
+        face = largest_face(faces)  # the person in front of the camera
         label, aus, va = _face_views(model, [face], 0)
         top = top_expression(face)
         status = f"{top[0]} ({top[1]:.0%})" if top else "Face found"
