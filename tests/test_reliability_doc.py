@@ -66,6 +66,13 @@ def missing_tests(markdown: str) -> list[str]:
                    if name not in names_in_test_file(path)})
 
 
+def missing_files(markdown: str) -> list[str]:
+    """Test files and modules named in the visible text (``tests/x.py``, ``affectmodel/x.py``...)
+    that do not exist."""
+    named = set(re.findall(r"\b((?:tests|affectmodel|scripts|demo)/[\w/]+\.py)\b", visible_text(markdown)))
+    return sorted(path for path in named if not (ROOT / path).is_file())
+
+
 def rows_without_a_test(markdown: str) -> list[str]:
     return [f"line {number}: {row[:80]}" for number, row in table_rows(markdown) if not TEST_REF.search(row)]
 
@@ -82,6 +89,7 @@ def test_every_test_named_in_the_reliability_document_exists():
     markdown = DOC.read_text(encoding="utf-8")
     assert len(TEST_REF.findall(visible_text(markdown))) > 50
     assert missing_tests(markdown) == []
+    assert missing_files(markdown) == []
 
 
 # ------------------------------------------------------------------ the checker catches what it should
@@ -110,6 +118,7 @@ def test_the_checker_finds_rows_without_tests_and_tests_that_do_not_exist(extra,
     assert missing_tests(markdown) == missing
     assert [r.split(":")[0] for r in rows_without_a_test(markdown)] == unnamed
     assert len(table_rows(markdown)) == 2 + bool(extra)  # header, separator and commented rows skipped
+    assert missing_files(markdown) == sorted({m.split("::")[0] for m in missing if "nothing_here" in m})
 
 
 def test_functions_and_class_methods_are_collected_helpers_are_not(tmp_path):
