@@ -1,4 +1,4 @@
-"""Masked task losses and task weighting (DESIGN.md §4).
+"""Masked task losses and task weighting (docs/REFERENCE.md, "Losses and training recipes").
 
 Every loss ignores rows (or AU/VA elements) without a valid label, and a batch with no valid
 label for a task gives a zero loss that still carries gradient structure (never NaN).

@@ -1,4 +1,4 @@
-"""ABAW metrics exactly as in DESIGN.md §3, on numpy arrays.
+"""ABAW metrics exactly as defined in docs/REFERENCE.md ("Metrics"), on numpy arrays.
 
 Invalid labels (-1 for EXPR/AU, -5 for VA; in general anything outside the valid range) are
 dropped per task (per AU / per VA dimension) before scoring.

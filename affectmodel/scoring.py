@@ -5,7 +5,7 @@ task's metric (computed by :mod:`affectmodel.metrics`). A prediction file must c
 that has a valid label; predictions for other frames are ignored, as in the challenge, and counted
 (``ignored_predictions`` in the answer, and a note on stderr) instead of silently dropped.
 
-Formats (docs: README "Scoring"):
+Formats (docs/REFERENCE.md, "Scoring and prediction files"):
 
 * Challenge prediction files: header ``image_location,<labels...>`` (the task's label names), rows
   ``<video>/<frame>.jpg,<values>``: EXPR one class index, AU 12 values 0/1, VA two floats.

@@ -1,6 +1,6 @@
 """Uncertainty of study figures: intervals over validation videos and over training seeds (numpy only).
 
-Why this shape (docs: README "Study protocol"):
+Why this shape (docs/REFERENCE.md, "Study protocol"):
 
 * Frames of one video are strongly correlated, so resampling frames gives intervals far too narrow.
   Every resample here draws whole validation **videos** with replacement (a cluster bootstrap). For a

@@ -4,7 +4,7 @@ Both choices depend only on names (video names, ``<video>/<frame>`` keys) and a 
 a stable hash (BLAKE2b, not Python's per-process ``hash``), never on the order or the index of a
 sample. So a uni-task and a multi-task run read from the same installation — whose training sets
 hold different frames — still hold out the same development videos and see the same labels of a
-task (docs: "Study protocol" in the README).
+task (docs/REFERENCE.md, "Study protocol").
 
 * :func:`development_split`: whole training videos held out to tune AU thresholds and pick the
   best epoch, so the validation frames that are reported are never used for either.

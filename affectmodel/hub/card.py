@@ -3,7 +3,7 @@ model responsibly (data, label spaces, preprocessing, training setup, limits).
 
 The card is built as text and parsed by ``huggingface_hub.ModelCard``; it is written into the
 uploaded folder as ``README.md`` (``ModelCard.push_to_hub``/``validate`` would contact the Hub's
-fixed address, see DESIGN.md §7).
+fixed address, see docs/REFERENCE.md, "Package pitfalls").
 """
 from __future__ import annotations
 
