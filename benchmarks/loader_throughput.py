@@ -2,9 +2,9 @@
 
 * JPEG path: ``load_affwild2(..., transform=build_transform(preset, config, True))``, one image at a
   time (decode, augment, normalise) and collated into batches, as a DataLoader worker does it.
-* Frame cache, loader work: ``CachedBatches.__getitems__`` (what a DataLoader worker calls) on shuffled batches — one fancy-indexed
-  copy of uint8 frames out of the memory-mapped shards plus the labels. This is all the loader does
-  per batch with any preset: augmentation runs on the training device
+* Frame cache, loader work: ``CachedBatches.__getitems__`` (what a DataLoader worker calls) on shuffled
+  batches — one fancy-indexed copy of uint8 frames out of the memory-mapped shards plus the labels. This
+  is all the loader does per batch with any preset: augmentation runs on the training device
   (:class:`affectmodel.data.batch_augment.BatchAugment`).
 * Frame cache + batch augmentation on the same core: the above plus ``BatchAugment(preset)`` on the
   CPU, i.e. what a CPU-only run pays per image.

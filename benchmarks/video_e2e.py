@@ -151,7 +151,7 @@ def stage_costs(predictor, path: Path, n_frames: int) -> dict[str, float]:
     faces = [predictor.detect(im) for im in images]
     detect = (time.perf_counter() - start) / len(images)
     start = time.perf_counter()
-    crops = [c for im, fs in zip(images, faces) for c in predictor.crops(im, fs)]
+    crops = [c for im, fs in zip(images, faces, strict=True) for c in predictor.crops(im, fs)]
     align = (time.perf_counter() - start) / len(images)
     if not crops:
         return {"decode": decode * 1e3, "detect": detect * 1e3, "align": align * 1e3}
@@ -179,7 +179,7 @@ def memory_run(path: Path, detect_every: int, mark_frame: int) -> dict:
     peak_at_mark = None
     frames = 0
     start = time.perf_counter()
-    for fp in iter_video_predictions(predictor, path, VideoOptions(detect_every=detect_every)):
+    for _ in iter_video_predictions(predictor, path, VideoOptions(detect_every=detect_every)):
         frames += 1
         if frames == mark_frame:
             peak_at_mark = peak_rss_mib()
@@ -294,8 +294,9 @@ def run(mode: str = "full") -> FamilyResult:
           for name, ms in stages.items()],
         Row(f"peak RSS after {p['short_s']:g} s of video", [memory["peak_at_mark_mib"]], "MiB"),
         Row(f"peak RSS after {p['long_s']:g} s of video", [memory["peak_at_end_mib"]], "MiB"),
-        Row(f"peak RSS {p['long_s']:g} s / {p['short_s']:g} s", [memory["peak_at_end_mib"] / memory["peak_at_mark_mib"]],
-            "x", ("<=", TARGET_MEMORY_GROWTH), note="flat in video length"),
+        Row(f"peak RSS {p['long_s']:g} s / {p['short_s']:g} s",
+            [memory["peak_at_end_mib"] / memory["peak_at_mark_mib"]], "x", ("<=", TARGET_MEMORY_GROWTH),
+            note="flat in video length"),
         Row(f"fps over the {p['long_s']:g} s video (memory run)", [memory["fps"]], "fps"),
     ]
     if p["thread_passes"]:
@@ -310,8 +311,9 @@ def run(mode: str = "full") -> FamilyResult:
              f"{memory['rss_before_mib']:.0f} MiB (after importing torch, torchvision, onnxruntime, OpenCV and PyAV "
              "and building the predictor; `import torch` alone is about 640 MiB here)."]
     if mode != "tiny" and any(r.met is False for r in rows):
-        notes.append("Profile of one pass over the clip (detection every %d frames), top entries by own time:"
-                     "\n\n```\n%s\n```" % (n, profile_top(lambda: process(predictor, clip, n))))
+        profile = profile_top(lambda: process(predictor, clip, n))
+        notes.append(f"Profile of one pass over the clip (detection every {n} frames), top entries by own time:"
+                     f"\n\n```\n{profile}\n```")
     return FamilyResult("video_e2e", "Video end to end: decode, detect, track, predict, annotate", rows,
                         params={**p, "frames_per_pass": frames}, notes=notes, seconds=time.perf_counter() - started)
 

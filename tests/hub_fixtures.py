@@ -94,15 +94,19 @@ class FakeHub:
                 hub.requests.append((self.command, self.path))
                 parts = unquote(self.path.split("?")[0]).strip("/").split("/")
                 if len(parts) < 5 or parts[2] != "resolve":
-                    return self._error(404, "RepoNotFound")
+                    self._error(404, "RepoNotFound")
+                    return
                 repo, revision, filename = "/".join(parts[:2]), parts[3], "/".join(parts[4:])
                 if repo not in hub.repos:
-                    return self._error(404, "RepoNotFound")
+                    self._error(404, "RepoNotFound")
+                    return
                 files = hub.repos[repo].get(revision)
                 if files is None:
-                    return self._error(404, "RevisionNotFound")
+                    self._error(404, "RevisionNotFound")
+                    return
                 if filename not in files:
-                    return self._error(404, "EntryNotFound")
+                    self._error(404, "EntryNotFound")
+                    return
                 body = files[filename]
                 self.send_response(200)
                 self.send_header("ETag", f'"{hashlib.sha256(body).hexdigest()}"')

@@ -100,7 +100,7 @@ def write_run(root: Path, suite: str, name: str, *, tasks: str, scores: dict[str
         thresholds = [0.5] * len(AU_NAMES)
         m.update(metrics_module.evaluate(predictions.outputs, predictions.targets, au_thresholds=thresholds))
         if "au" in keys:
-            m["au_thresholds"] = dict(zip(AU_NAMES, thresholds))
+            m["au_thresholds"] = dict(zip(AU_NAMES, thresholds, strict=True))
             m["P_AU_at_0.5"] = m["P_AU"]
         own = steps or 100
         m.update({"steps": own, "images_seen": own * 32, "labels_seen": dict.fromkeys(keys, own * 30),
@@ -131,7 +131,7 @@ def _invented_scores(keys: Sequence[str], scores: dict[str, float], confusion: b
         m["P_EXPR"] = p
         # spread around the mean so that the per-class mean equals P_EXPR
         offsets = [0.1, -0.1, 0.05, -0.05, 0.08, -0.08, 0.0, 0.0]
-        m["per_class_f1"] = {label: round(p + o, 4) for label, o in zip(ABAW8.labels, offsets)}
+        m["per_class_f1"] = {label: round(p + o, 4) for label, o in zip(ABAW8.labels, offsets, strict=True)}
         if confusion:
             m["confusion_matrix"] = [[10 if i == j else (1 if j == (i + 1) % 8 else 0) for j in range(8)]
                                      for i in range(8)]

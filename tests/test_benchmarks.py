@@ -38,10 +38,10 @@ def test_model_benchmarks_run_tiny(family):
 
 def test_model_limit_ratio_is_predictor_over_best_bare_trunk():
     result = model_limit.run("tiny")
-    bare = [min(a, b) for a, b in zip(result.rows[2].values, result.rows[3].values)]
+    bare = [min(a, b) for a, b in zip(result.rows[2].values, result.rows[3].values, strict=True)]
     predictor = result.row(f"predictor.predict_crops, batch {model_limit.PARAMS['tiny']['batch']}").values
     ratio = result.row(f"predictor / bare trunk, batch {model_limit.PARAMS['tiny']['batch']}").values
-    assert ratio == pytest.approx([p / b for p, b in zip(predictor, bare)])
+    assert ratio == pytest.approx([p / b for p, b in zip(predictor, bare, strict=True)])
 
 
 @pytest.mark.slow

@@ -52,7 +52,7 @@ def test_counts_and_left_to_right_order(retina, n):
     assert np.allclose(xs, centres, atol=12)  # each face sits in its own tile
 
 
-@pytest.mark.parametrize("make", [lambda: noise_image(), lambda: gradient_image(),
+@pytest.mark.parametrize("make", [noise_image, gradient_image,
                                   lambda: np.zeros((90, 120, 3), np.uint8), lambda: noise_image(360, 640, 3),
                                   lambda: np.full((8, 8, 3), 200, np.uint8)])
 def test_no_face_is_an_empty_list(retina, haar, make):
@@ -83,7 +83,7 @@ def test_haar_fallback_finds_the_face_without_landmarks(retina, haar):
     assert len(faces) == 1
     assert faces[0].landmarks is None and 0 < faces[0].score < 1
     assert iou(faces[0].box, retina.detect(astronaut())[0].box) > 0.5
-    image, centres = faces_image(3, height=200)
+    image, _ = faces_image(3, height=200)
     xs = [f.center[0] for f in haar.detect(image)]
     assert len(xs) == 3 and xs == sorted(xs)
 
@@ -114,7 +114,7 @@ def test_private_session_gives_the_same_faces(retina):
     for image in (astronaut(), faces_image(3)[0]):
         a, b = retina.detect(image), own.detect(image)
         assert len(a) == len(b) >= 1
-        for fa, fb in zip(a, b):
+        for fa, fb in zip(a, b, strict=True):
             assert fa.box == fb.box and np.array_equal(fa.landmarks, fb.landmarks)
             assert fa.score == pytest.approx(fb.score, abs=1e-5)
 
@@ -138,7 +138,7 @@ def _assert_same_faces(faces, reference, scale_x: float, scale_y: float, toleran
     """Same count, and each box within ``tolerance`` of its face's size from the reference box
     (mapped to the large image)."""
     assert len(faces) == len(reference)
-    for face, ref in zip(faces, reference):
+    for face, ref in zip(faces, reference, strict=True):
         expected = np.array(ref.box) * [scale_x, scale_y, scale_x, scale_y]
         size = max(expected[2] - expected[0], expected[3] - expected[1])
         assert np.abs(np.array(face.box) - expected).max() <= tolerance * size, (face.box, expected)

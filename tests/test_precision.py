@@ -84,7 +84,7 @@ def test_skipped_fp16_step_is_reported_so_the_scheduler_does_not_step():
     scaler.scale(loss).backward()
     took = precision.optimizer_step(scaler, optimizer)
     assert took is False
-    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
     assert scaler.get_scale() == 2.0 ** 9  # backed off
     if took:
         scheduler.step()
@@ -94,7 +94,7 @@ def test_skipped_fp16_step_is_reported_so_the_scheduler_does_not_step():
     scaler.scale(model(torch.ones(2, 3)).sum()).backward()
     took = precision.optimizer_step(scaler, optimizer)
     assert took is True
-    assert not all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    assert not all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
     # Growth after growth_interval good steps is a step taken, not a skip.
     scaler = _scaler(growth_interval=1)
     optimizer.zero_grad()

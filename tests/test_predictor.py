@@ -95,8 +95,9 @@ def test_batch_prediction_equals_per_face_prediction(predictor):
 
 def test_forward_matches_the_model_in_eval_mode(predictor):
     crop = np.random.default_rng(3).integers(0, 256, (64, 64, 3), dtype=np.uint8)
-    x = (torch.from_numpy(crop).float().permute(2, 0, 1)[None] / 255.0
-         - torch.tensor(predictor.model.config.mean)[:, None, None]) / torch.tensor(predictor.model.config.std)[:, None, None]
+    mean = torch.tensor(predictor.model.config.mean)[:, None, None]
+    std = torch.tensor(predictor.model.config.std)[:, None, None]
+    x = (torch.from_numpy(crop).float().permute(2, 0, 1)[None] / 255.0 - mean) / std
     with torch.no_grad():
         out = predictor.model.eval()(x)
     got = predictor.forward([crop])

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ast
 import re
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import pytest
@@ -41,7 +41,7 @@ def table_rows(markdown: str) -> list[tuple[int, str]]:
     return rows
 
 
-@lru_cache(maxsize=None)
+@cache
 def names_in_test_file(path: str, root: Path = ROOT) -> frozenset[str]:
     """Names pytest would collect from a test file: module-level ``test*`` functions and
     ``Test*::test*`` methods (found by parsing, not importing)."""

@@ -418,7 +418,7 @@ def test_predict_command_unwritable_output_is_one_line(capsys, model_dir, images
 def test_predict_command_in_a_real_process_prints_no_traceback(model_dir, images):
     result = subprocess.run([sys.executable, "-m", "affectmodel", "predict", str(images["bomb.png"]),
                              "--model", str(model_dir), "--no-progress"],
-                            capture_output=True, text=True, cwd=REPO, timeout=120)
+                            capture_output=True, text=True, cwd=REPO, timeout=120, check=False)
     assert result.returncode == 2
     assert "Traceback" not in result.stderr and result.stdout == ""
     assert result.stderr.strip().splitlines() == [result.stderr.strip()]
@@ -666,7 +666,7 @@ def test_demo_image_endpoint_reads_odd_images(demo_server, images, name, capfd):
 @pytest.mark.slow
 def test_demo_image_endpoint_handles_a_crowd(demo_server, images):
     start = time.perf_counter()
-    annotated, selector, summary, *_, result = _demo_image(demo_server, images["grid_120_faces.jpg"])
+    _, selector, summary, *_, result = _demo_image(demo_server, images["grid_120_faces.jpg"])
     result = result if isinstance(result, dict) else json.loads(result)
     print(f"\ndemo, 120-face grid: {len(result['faces'])} faces in {time.perf_counter() - start:.1f} s")
     assert len(result["faces"]) >= 110 and f"{len(result['faces'])} faces found" in summary
@@ -674,7 +674,7 @@ def test_demo_image_endpoint_handles_a_crowd(demo_server, images):
 
 
 @needs_gradio
-@pytest.mark.parametrize("name", sorted(VIDEO_ERRORS) + ["no_faces.mp4"])
+@pytest.mark.parametrize("name", [*sorted(VIDEO_ERRORS), "no_faces.mp4"])
 def test_demo_video_endpoint_refuses_bad_videos_and_keeps_serving(demo_server, videos, images, name, capfd):
     with pytest.raises(gradio_client.exceptions.AppError) as info:
         demo_server.predict(gradio_client.handle_file(str(videos[name])), 1, 1, api_name="/predict_video")
@@ -690,7 +690,7 @@ def test_demo_video_endpoint_refuses_bad_videos_and_keeps_serving(demo_server, v
 def test_demo_video_endpoint_variable_frame_rate(demo_server, videos):
     import pandas as pd
 
-    _, csv_path, summary, *_ = demo_server.predict(gradio_client.handle_file(str(videos["vfr.mp4"])), 1, 1,
+    _, csv_path, _, *_ = demo_server.predict(gradio_client.handle_file(str(videos["vfr.mp4"])), 1, 1,
                                                    api_name="/predict_video")
     table = pd.read_csv(csv_path)
     assert table["frame"].tolist() == list(range(8))
@@ -701,7 +701,8 @@ def test_demo_video_endpoint_variable_frame_rate(demo_server, videos):
 def test_demo_image_endpoint_refuses_a_video_and_video_endpoint_an_image(demo_server, videos, images):
     with pytest.raises(gradio_client.exceptions.AppError, match="clip.mp4: not an image file"):
         _demo_image(demo_server, videos["clip.mp4"])
-    with pytest.raises(gradio_client.exceptions.AppError, match="text_renamed.jpg: (not a readable video|broken video data)"):
+    with pytest.raises(gradio_client.exceptions.AppError,
+                       match="text_renamed.jpg: (not a readable video|broken video data)"):
         demo_server.predict(gradio_client.handle_file(str(images["text_renamed.jpg"])), 1, 1,
                             api_name="/predict_video")
     _demo_still_serves(demo_server, images)

@@ -288,9 +288,8 @@ def test_uploads_are_size_limited_and_live_in_a_temp_folder_that_is_cleaned(tmp_
     try:
         with pytest.raises(Exception, match="maximum file size"):
             client.predict(gradio_client.handle_file(str(too_big)), api_name="/predict_image")
-        *_, result = client.predict(gradio_client.handle_file(str(image)), api_name="/predict_image")
-        annotated, csv_path, *_ = client.predict(gradio_client.handle_file(str(video)), 1, 1,
-                                                 api_name="/predict_video")
+        client.predict(gradio_client.handle_file(str(image)), api_name="/predict_image")
+        client.predict(gradio_client.handle_file(str(video)), 1, 1, api_name="/predict_video")
         during = [p for p in cache.rglob("*") if p.is_file()]
         names = {p.name for p in during}
         assert any(n.endswith(".jpg") for n in names) and any(n.endswith(".mp4") for n in names)

@@ -92,7 +92,7 @@ def test_new_face_possible_ignores_the_tracked_people_and_sees_the_rest():
 
 def test_follow_updates_boxes_of_live_tracks_only():
     tracker = IoUTracker()
-    (a, fa), (b, fb) = tracker.update([Face((0, 0, 10, 10), 1.0), Face((50, 0, 60, 10), 1.0)])
+    (a, _), (b, fb) = tracker.update([Face((0, 0, 10, 10), 1.0), Face((50, 0, 60, 10), 1.0)])
     moved = Face((2, 0, 12, 10), 1.0)
     tracker.follow([(a, moved)])
     assert dict(tracker.current()) == {a: moved, b: fb}

@@ -114,7 +114,7 @@ def test_rows_tracks_and_timestamps(raw_rows):
         assert [r["time_s"] for r in track] == pytest.approx([i / FPS for i in range(N_FRAMES)])
         xs = [r["box"][0] for r in track]
         assert xs[-1] - xs[0] == pytest.approx(3 * (N_FRAMES - 1), abs=6)  # follows the face drifting right
-    left, right = ([r for r in rows if r["track_id"] == t][0]["box"][0] for t in (1, 2))
+    left, right = (next(r for r in rows if r["track_id"] == t)["box"][0] for t in (1, 2))
     assert left < right
     assert {"expression", "aus", "aus_active", "valence", "arousal", "score"} <= set(rows[0])
 
@@ -147,7 +147,7 @@ def test_batched_frames_equal_frame_by_frame(clip, predictor, raw_rows):
     batched = raw_rows[:10]  # default: 8 frames per forward pass
     single = predict_video(predictor, clip, VideoOptions(buffer_frames=1, max_frames=5))
     assert len(batched) == len(single) == 10
-    for a, b in zip(batched, single):
+    for a, b in zip(batched, single, strict=True):
         assert a["box"] == b["box"] and a["track_id"] == b["track_id"]
         assert a["valence"] == pytest.approx(b["valence"], abs=1e-5)
         assert a["aus"] == pytest.approx(b["aus"], abs=1e-5)

@@ -19,7 +19,8 @@ Crop + flip is one bilinear resampling per sample (``grid_sample``), the rotatio
 after the colour jitter, in the per-image path's order (one combined resampling would be measurably
 sharper than PIL's resize then rotate); colour work is in float without PIL's rounding to uint8
 between steps (PIL truncates in its blends, so its colour jitter comes out about 0.5 grey level
-darker per operation). These differ from the per-image path by interpolation and rounding detail only (``tests/test_batch_augment.py`` checks the operations with equal parameters
+darker per operation). These differ from the per-image path by interpolation and rounding detail
+only (``tests/test_batch_augment.py`` checks the operations with equal parameters
 and the output distributions against the per-image presets). The input must already be at the
 model's input size (build the frame cache with ``--size`` = the model's input size).
 
@@ -69,7 +70,8 @@ class AugmentParams:
     def identity(cls, batch: int, height: int, width: int) -> AugmentParams:
         zeros = torch.zeros(batch, dtype=torch.bool)
         return cls(crop=torch.tensor([[0.0, 0.0, height, width]]).repeat(batch, 1), flip=zeros.clone(),
-                   angle=torch.zeros(batch), jitter=zeros.clone(), factors=torch.tensor([[1.0, 1.0, 1.0, 0.0]]).repeat(batch, 1),
+                   angle=torch.zeros(batch), jitter=zeros.clone(),
+                   factors=torch.tensor([[1.0, 1.0, 1.0, 0.0]]).repeat(batch, 1),
                    order=torch.arange(4).repeat(batch, 1), gray=zeros.clone(), erase=zeros.clone(),
                    erase_box=torch.zeros(batch, 4, dtype=torch.int64))
 

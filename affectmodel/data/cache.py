@@ -274,7 +274,9 @@ def _write_shard(path: Path, paths: list[Path], size: int, workers: int, bar) ->
     """Decode ``paths`` into a new shard (written in place through a memmap of the temporary file)."""
     def write(tmp: Path) -> None:
         out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(paths), 3, size, size))
-        decode = lambda p: decode_frame(p, size)
+        def decode(p: Path) -> np.ndarray:
+            return decode_frame(p, size)
+
         if workers > 1:
             with ThreadPoolExecutor(workers) as pool:  # PIL releases the GIL while decoding
                 for i, frame in enumerate(pool.map(decode, paths)):
@@ -624,8 +626,9 @@ def open_frame_cache(cache_dir: str | os.PathLike, split: str = "train", tasks: 
     tasks = parse_tasks(tasks)
     missing = [t for t in tasks if t not in manifest["tasks"]]
     if missing:
+        rebuild_tasks = ",".join(parse_tasks([*manifest["tasks"], *missing]))
         raise FrameCacheError(f"frame cache {cache_dir} was built for tasks {','.join(manifest['tasks'])}, not "
-                              f"{','.join(missing)}; rebuild with --tasks {','.join(parse_tasks([*manifest['tasks'], *missing]))}")
+                              f"{','.join(missing)}; rebuild with --tasks {rebuild_tasks}")
     built = manifest["load_options"]
     for key, value in load_options.items():
         if key not in LOAD_OPTION_DEFAULTS:
@@ -694,6 +697,6 @@ def verify_frame_cache(cache_dir: str | os.PathLike, progress: bool = False) -> 
     return frames
 
 
-__all__ = ["BuildSummary", "CachedBatches", "FrameCacheDataset", "FrameCacheError", "build_frame_cache", "check_fingerprint",
-           "decode_frame", "default_cache_dir", "find_frame_cache", "open_frame_cache", "passthrough_collate",
-           "verify_frame_cache"]
+__all__ = ["BuildSummary", "CachedBatches", "FrameCacheDataset", "FrameCacheError", "build_frame_cache",
+           "check_fingerprint", "decode_frame", "default_cache_dir", "find_frame_cache", "open_frame_cache",
+           "passthrough_collate", "verify_frame_cache"]

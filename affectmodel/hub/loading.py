@@ -270,7 +270,8 @@ def check_weights_header(path: Path, expected: dict[str, tuple[int, ...]], confi
     from safetensors import safe_open
     try:
         with safe_open(str(path), framework="pt") as f:
-            shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+            # safe_open is not iterable: .keys() is its only way to list the tensors
+            shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118
     except Exception as e:  # noqa: BLE001 - not a safetensors file, or a damaged header
         raise ModelSourceError(f"cannot read weights from {path}: {e.__class__.__name__}: {e}") from None
     tasks = ", ".join(config.tasks)

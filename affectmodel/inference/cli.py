@@ -417,7 +417,7 @@ def _annotated_frames(path: Path, task: str, expression_space: str) -> dict[str,
     values = getattr(mtl, task)
     valid = TaskAnnotations(path, task, values, expression_space=mtl.expression_space).valid_frames()
     frames: dict[str, list[int]] = {}
-    for image, ok in zip(mtl.images, valid):
+    for image, ok in zip(mtl.images, valid, strict=True):
         if ok:
             video, _, name = image.rpartition("/")
             stem = name.rsplit(".", 1)[0]

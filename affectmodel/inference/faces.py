@@ -210,7 +210,8 @@ class HaarCascadeDetector:
             gray, scaleFactor=self.scale_factor, minNeighbors=self.min_neighbors,
             minSize=(min_side, min_side), outputRejectLevels=True)
         faces = []
-        for (x, y, w, h), weight in zip(np.asarray(boxes).reshape(-1, 4), np.asarray(weights).reshape(-1)):
+        for (x, y, w, h), weight in zip(np.asarray(boxes).reshape(-1, 4), np.asarray(weights).reshape(-1),
+                                   strict=True):
             box = (x * back, y * back, (x + w) * back, (y + h) * back)
             faces.append(Face(tuple(float(v) for v in box), float(1.0 / (1.0 + np.exp(-weight))), None))
         return _finish(faces, image.shape, self.min_face_size)

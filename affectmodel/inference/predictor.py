@@ -50,8 +50,8 @@ def fit_batch_size(input_size: int, batch_size: int, available: int | None = Non
     per_face = forward_memory_bytes(input_size)
     fitting = (available // 2) // per_face
     if fitting < 1:
-        raise ModelTooLargeError(f"the model's input_size {input_size} needs about {per_face / 2**30:.1f} GiB per face; "
-                          f"only {available / 2**30:.1f} GiB of memory is available")
+        raise ModelTooLargeError(f"the model's input_size {input_size} needs about {per_face / 2**30:.1f} GiB "
+                                 f"per face; only {available / 2**30:.1f} GiB of memory is available")
     return int(min(batch_size, fitting))
 
 
@@ -163,11 +163,13 @@ class Predictor:
                 rec["box"] = [round(float(v), 2) for v in faces[i].box]
                 rec["score"] = float(faces[i].score)
             if "expr" in outputs:
-                rec["expression"] = {label: float(p) for label, p in zip(self.labels["expr"], outputs["expr"][i])}
+                rec["expression"] = {label: float(p)
+                                     for label, p in zip(self.labels["expr"], outputs["expr"][i], strict=True)}
             if "au" in outputs:
                 probs = outputs["au"][i]
-                rec["aus"] = {au: float(p) for au, p in zip(self.labels["au"], probs)}
-                rec["aus_active"] = {au: bool(p >= t) for au, p, t in zip(self.labels["au"], probs, self.au_thresholds)}
+                rec["aus"] = {au: float(p) for au, p in zip(self.labels["au"], probs, strict=True)}
+                rec["aus_active"] = {au: bool(p >= t)
+                                     for au, p, t in zip(self.labels["au"], probs, self.au_thresholds, strict=True)}
             if "va" in outputs:
                 rec["valence"], rec["arousal"] = (float(v) for v in outputs["va"][i])
             records.append(rec)
@@ -202,7 +204,7 @@ def flatten_record(record: dict) -> dict:
     row: dict = {}
     for key, value in record.items():
         if key == "box":
-            row.update(zip(("x1", "y1", "x2", "y2"), value))
+            row.update(zip(("x1", "y1", "x2", "y2"), value, strict=True))
         elif key == "expression":
             row["expression"] = max(value, key=value.get) if value else ""
             row.update({f"expr_{label}": round(p, 6) for label, p in value.items()})

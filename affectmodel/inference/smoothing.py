@@ -29,7 +29,7 @@ def moving_average(values: np.ndarray, window: int) -> np.ndarray:
     if len(x) == 0:
         return x.copy()
     # Window sums over a zero-padded copy: exact (no cumulative-sum drift on long series).
-    padded = np.concatenate([np.zeros((window - 1,) + x.shape[1:]), x], axis=0)
+    padded = np.concatenate([np.zeros((window - 1, *x.shape[1:])), x], axis=0)
     out = np.lib.stride_tricks.sliding_window_view(padded, window, axis=0).sum(axis=-1)
     counts = np.minimum(np.arange(1, len(x) + 1), window).reshape((-1,) + (1,) * (x.ndim - 1))
     return out / counts

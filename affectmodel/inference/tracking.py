@@ -130,8 +130,8 @@ def follow_tracks(detector, image: np.ndarray, tracked: Sequence[tuple[int, Face
         window = image[top:bottom, left:right]
         scale = min(1.0, ROI_MAX_SIDE / max(window.shape[:2]))
         if scale < 1.0:
-            window = cv2.resize(window, (max(1, round(window.shape[1] * scale)), max(1, round(window.shape[0] * scale))),
-                                interpolation=cv2.INTER_AREA)
+            shrunk = (max(1, round(window.shape[1] * scale)), max(1, round(window.shape[0] * scale)))
+            window = cv2.resize(window, shrunk, interpolation=cv2.INTER_AREA)
         # the face keeps >= min(its size, ~50 px) in the window, so the detector's minimum size still holds
         found = [_to_image(f, scale, left, top) for f in detector.detect(np.ascontiguousarray(window))]
         if not found:
