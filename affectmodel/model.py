@@ -55,7 +55,8 @@ class ModelConfig:
     def __post_init__(self) -> None:
         """Check every field against sane bounds (a config may come from an untrusted repository);
         errors are one line naming the field."""
-        if not isinstance(self.tasks, (list, tuple, str)) or not all(isinstance(t, str) for t in self.tasks):
+        tasks: object = self.tasks  # typed, but read from a file that may hold anything
+        if not isinstance(tasks, (list, tuple, str)) or not all(isinstance(t, str) for t in tasks):
             raise ValueError(f"field 'tasks' must be a list of task names, got {self.tasks!r}")
         self.tasks = list(parse_tasks(self.tasks))
         if not isinstance(self.expression_space, str):

@@ -24,6 +24,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TypedDict
 
 import cv2
 import numpy as np
@@ -41,7 +42,21 @@ from .common import (
     rss_mib,
 )
 
-PARAMS = {
+
+class Params(TypedDict):
+    width: int
+    height: int
+    clip_s: float
+    short_s: float
+    long_s: float
+    repeats: int
+    detect_every: int
+    stage_frames: int
+    thread_clip_s: float
+    thread_passes: int
+
+
+PARAMS: dict[str, Params] = {
     "full": {"width": 640, "height": 360, "clip_s": 6, "short_s": 30, "long_s": 180, "repeats": 3,
              "detect_every": 5, "stage_frames": 100, "thread_clip_s": 4, "thread_passes": 2},
     "quick": {"width": 640, "height": 360, "clip_s": 3, "short_s": 3, "long_s": 12, "repeats": 2,
@@ -80,8 +95,8 @@ def video_frames(n_frames: int, width: int = 640, height: int = 360):
     """RGB frames: a real face (about 40 % of the frame height) moving over a textured background."""
     rng = np.random.default_rng(0)
     cells = rng.integers(40, 160, (height // 8 + 1, width // 8 + 1, 3), dtype=np.uint8)
-    background = cells.repeat(8, 0).repeat(8, 1)[:height, :width]
-    background = cv2.GaussianBlur(background, (0, 0), 2)
+    blocky = cells.repeat(8, 0).repeat(8, 1)[:height, :width]
+    background = cv2.GaussianBlur(blocky, (0, 0), 2)
     tile = _face_tile(max(32, int(height * 0.45)))
     th, tw = tile.shape[:2]
     for t in range(n_frames):

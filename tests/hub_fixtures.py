@@ -16,6 +16,7 @@ import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote
 
 import numpy as np
@@ -44,7 +45,7 @@ def make_run(root: Path, name: str = "mtl", tasks=("expr", "au", "va"), syntheti
     write_config(run, config)
     values = {"expr": {"P_EXPR": 0.3125}, "au": {"P_AU": 0.4375},
               "va": {"P_VA": 0.21875, "ccc_valence": 0.25, "ccc_arousal": 0.1875}}
-    metrics = {"tasks": list(tasks), "multi_task": len(tasks) > 1,
+    metrics: dict[str, Any] = {"tasks": list(tasks), "multi_task": len(tasks) > 1,
                "dataset": {"name": "synthetic-affect" if synthetic else "aff-wild2", "synthetic": synthetic,
                            "split": "validation"},
                "headline_metric": "P_MTL" if len(tasks) > 1 else next(iter(values[tasks[0]])),

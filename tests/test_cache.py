@@ -14,6 +14,7 @@ from affectmodel.data import cache as cache_mod
 from affectmodel.data.affwild2 import load_affwild2
 from affectmodel.data.cache import (
     CachedBatches,
+    FrameCacheDataset,
     FrameCacheError,
     build_frame_cache,
     default_cache_dir,
@@ -101,6 +102,7 @@ def test_subset_and_dataloader_batches(built):
     out, _ = built
     ds = open_frame_cache(out, "train")
     sub = ds.subset([5, 1, 3])
+    assert isinstance(sub, FrameCacheDataset)
     np.testing.assert_array_equal(sub.labels["expr"], ds.labels["expr"][[5, 1, 3]])
     assert torch.equal(sub.read_batch([0, 1, 2]), ds.read_batch([5, 1, 3]))
     assert sub.image_paths[0] == ds.image_paths[5] and len(sub.image_paths) == 3
@@ -146,7 +148,11 @@ def test_resume_after_interruption_decodes_only_what_is_missing(data_root, built
         open_frame_cache(out, "train")
 
     decoded = []
-    monkeypatch.setattr(cache_mod, "decode_frame", lambda p, s: decoded.append(p) or real(p, s))
+    def recording_decode(p, s):
+        decoded.append(p)
+        return real(p, s)
+
+    monkeypatch.setattr(cache_mod, "decode_frame", recording_decode)
     summary = build_frame_cache(data_root, out, size=SIZE, shard_frames=8, progress=False)
     total = sum(summary.frames.values())
     assert summary.shards_skipped == 2 and len(decoded) == total - 16
@@ -239,7 +245,9 @@ def test_cache_command_next_to_the_data(data_root, tmp_path, capsys):
     assert find_frame_cache(root, SIZE) == default_cache_dir(root, SIZE)
     assert "on disk" in out and "verified" in out and "train" in out
     # the cache inside the data folder does not disturb the reader
-    assert len(load_affwild2(root, "train")) == len(open_frame_cache(find_frame_cache(root, SIZE), "train", root=root))
+    found = find_frame_cache(root, SIZE)
+    assert found is not None
+    assert len(load_affwild2(root, "train")) == len(open_frame_cache(found, "train", root=root))
     # a folder that is not a cache is never written into
     other = tmp_path / "other"
     other.mkdir()

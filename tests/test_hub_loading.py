@@ -156,7 +156,8 @@ def test_offline_and_not_cached(tmp_path, monkeypatch):
     use_endpoint(monkeypatch, f"http://127.0.0.1:{closed_port()}", tmp_path / "cache", offline=True)
     with pytest.raises(OfflineError, match="offline mode .*not in the local cache") as info:
         load_model("me/affect-mtl")
-    assert isinstance(info.value, ValueError) and isinstance(info.value, CheckpointError)
+    assert isinstance(info.value, ValueError)
+    assert isinstance(info.value, CheckpointError)
     use_endpoint(monkeypatch, f"http://127.0.0.1:{closed_port()}", tmp_path / "cache", offline=False)
     with pytest.raises(OfflineError, match="local_files_only=True and config.json .*not in the local cache"):
         load_model("me/affect-mtl", local_files_only=True)

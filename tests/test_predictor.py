@@ -162,7 +162,9 @@ def test_flat_rows_and_top_expression(predictor):
     row = flatten_record({"frame": 3, "track_id": 1, **rec})
     assert row["frame"] == 3 and row["track_id"] == 1
     assert [row[k] for k in ("x1", "y1", "x2", "y2")] == rec["box"]
-    label, prob = top_expression(rec)
+    top = top_expression(rec)
+    assert top is not None
+    label, prob = top
     assert row["expression"] == label and prob == max(rec["expression"].values())
     assert row[f"expr_{label}"] == pytest.approx(prob, abs=1e-6)
     assert row["AU1_active"] == 1 and row["AU26_active"] == 0

@@ -35,7 +35,7 @@ import json
 import os
 import shutil
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -126,7 +126,7 @@ def _npy_atomic(path: Path, array: np.ndarray) -> None:
 def _npz_atomic(path: Path, arrays: dict[str, np.ndarray]) -> None:
     def write(tmp: Path) -> None:
         with open(tmp, "wb") as f:
-            np.savez(f, **arrays)
+            np.savez(f, **arrays)  # type: ignore[arg-type]  # numpy's stub fears a key named allow_pickle
     atomic_write(path, write)
 
 
@@ -142,7 +142,7 @@ def annotation_files(root: str | os.PathLike, layout: str = "auto") -> list[Path
     return sorted(files)
 
 
-def data_fingerprint(root: str | os.PathLike, layout: str, videos_by_split: dict[str, Iterable[str]],
+def data_fingerprint(root: str | os.PathLike, layout: str, videos_by_split: Mapping[str, Iterable[str]],
                      images_dir: Path | None = None) -> dict[str, Any]:
     """{"annotations": {path: sha256}, "images": {split: {video folder: sha256 of its listing}}}."""
     root = Path(root)
@@ -176,9 +176,9 @@ def _fingerprint_change(old: dict[str, Any], new: dict[str, Any]) -> str | None:
 def decode_frame(path: str | os.PathLike, size: int) -> np.ndarray:
     """One frame as uint8 (3, size, size): the pixels :func:`affectmodel.data.transforms.preprocess`
     normalises on the JPEG path (safe loader, RGB, bilinear resize only when the size differs)."""
-    image = load_image(path).convert("RGB")
+    image = load_image(Path(path)).convert("RGB")
     if image.size != (size, size):
-        image = image.resize((size, size), Image.BILINEAR)
+        image = image.resize((size, size), Image.Resampling.BILINEAR)
     return np.asarray(image, dtype=np.uint8).transpose(2, 0, 1)
 
 
@@ -510,6 +510,9 @@ class FrameCacheDataset(AffWild2Dataset):
     :class:`affectmodel.data.batch_augment.BatchAugment` on the training device.
     """
 
+    _rows: np.ndarray  # shard row of each sample; set by open_frame_cache
+    _shards: _Shards
+
     def __getitem__(self, index: int):
         frame = self._shards.read(self._rows[[index]])[0]
         image = Image.fromarray(np.ascontiguousarray(frame.transpose(1, 2, 0)))
@@ -536,7 +539,10 @@ class FrameCacheDataset(AffWild2Dataset):
         new.video_ids = self.video_ids[idx]
         new.frame_numbers = self.frame_numbers[idx]
         new._rows = self._rows[idx]
-        new.image_paths = _ImagePaths(self.image_paths.names, self.image_paths.base, new._rows)
+        paths = self.image_paths
+        assert isinstance(paths, _ImagePaths)  # open_frame_cache gives every FrameCacheDataset lazy paths
+        # ImageLabelDataset declares list[Path]; any Sequence[Path] serves (see _ImagePaths)
+        new.image_paths = _ImagePaths(paths.names, paths.base, new._rows)  # type: ignore[assignment]
         return new
 
 
@@ -550,7 +556,7 @@ class _ImagePaths(Sequence):
     def __len__(self) -> int:
         return len(self.rows)
 
-    def __getitem__(self, i):  # type: ignore[override]
+    def __getitem__(self, i):
         if isinstance(i, slice):
             return [self[j] for j in range(*i.indices(len(self)))]
         return self.base / self.names[int(self.rows[i])]
@@ -560,16 +566,18 @@ class _LazyNames:
     """frames.npz "names", read on first use."""
 
     def __init__(self, path: Path):
-        self.path, self._names = path, None
+        self.path = path
+        self._names: np.ndarray | None = None
 
     def __getstate__(self) -> dict[str, Any]:
         return {"path": self.path, "_names": None}  # DataLoader workers read the file again if they need it
 
     def __getitem__(self, row: int) -> str:
-        if self._names is None:
+        names = self._names
+        if names is None:
             with np.load(self.path, allow_pickle=False) as z:
-                self._names = z["names"]
-        return bytes(self._names[row]).decode("utf-8", "surrogateescape")
+                names = self._names = z["names"]
+        return bytes(names[row]).decode("utf-8", "surrogateescape")
 
 
 class CachedBatches(torch.utils.data.Dataset):
@@ -594,7 +602,8 @@ class CachedBatches(torch.utils.data.Dataset):
     def __getitem__(self, position: int):
         return self.__getitems__([position])
 
-    def __getitems__(self, positions: Sequence[int]) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
+    def __getitems__(self, positions: Sequence[int] | np.ndarray
+                     ) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
         pos = np.asarray(positions, dtype=np.int64)
         rows = pos if self.indices is None else self.indices[pos]
         return self.dataset.read_batch(rows), self.dataset.batch_targets(rows), torch.from_numpy(pos)
@@ -667,7 +676,9 @@ def open_frame_cache(cache_dir: str | os.PathLike, split: str = "train", tasks: 
         config = ModelConfig(expression_space=built["expression_space"], input_size=int(manifest["size"]))
         transform = build_transform("none", config, False)
     ds = FrameCacheDataset(
-        image_paths=_ImagePaths(_LazyNames(cache_dir / split / "frames.npz"), data_root, arrays["rows"]),
+        # a lazy Sequence[Path] where ImageLabelDataset declares list[Path] (only indexed and iterated)
+        image_paths=_ImagePaths(  # type: ignore[arg-type]
+            _LazyNames(cache_dir / split / "frames.npz"), data_root, arrays["rows"]),
         labels={"expr": arrays["expr"], "au": arrays["au"], "va": arrays["va"]}, tasks=tasks, transform=transform,
         expression_space=built["expression_space"], dataset_name=meta["dataset_name"], synthetic=meta["synthetic"],
         root=data_root, stats=meta["stats"], split=split, source=meta["source"], layout=meta["layout"],

@@ -18,10 +18,11 @@ what to do about it, in one line naming the folder or file and the field.
 from __future__ import annotations
 
 import json
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, overload
 
 import torch
 
@@ -88,7 +89,7 @@ def is_repo_id(text: str) -> bool:
     return bool(_REPO_ID.fullmatch(text)) and "--" not in text and ".." not in text
 
 
-def resolve_source(source: str | Path, revision: str | None = None) -> ModelSource:
+def resolve_source(source: str | os.PathLike, revision: str | None = None) -> ModelSource:
     """Decide whether ``source`` is a model folder, a run folder or a Hub repository id.
 
     An existing path always wins over a repo id of the same spelling (``runs/x`` is a folder if
@@ -120,6 +121,12 @@ def _has_weights(folder: Path) -> bool:
 
 # ------------------------------------------------------------------ Hub downloads
 
+@overload
+def hub_download(repo_id: str, filename: str, revision: str | None = None,
+                 local_files_only: bool | None = None, required: Literal[True] = True) -> Path: ...
+@overload
+def hub_download(repo_id: str, filename: str, revision: str | None = None,
+                 local_files_only: bool | None = None, required: bool = True) -> Path | None: ...
 def hub_download(repo_id: str, filename: str, revision: str | None = None,
                  local_files_only: bool | None = None, required: bool = True) -> Path | None:
     """Download (or find in the cache) one file of a model repository.
@@ -227,6 +234,7 @@ def read_weights_file(path: Path, map_location: str = "cpu") -> dict[str, torch.
     path = Path(path)
     if not path.is_file():
         raise MissingFileError(f"weights file not found: {path}")
+    state: object  # torch.load gives whatever the file holds: checked below
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
@@ -322,7 +330,7 @@ def load_folder(folder: Path, map_location: str = "cpu") -> AffectModel:
     return model.to(map_location).eval()
 
 
-def load_model(source: str | Path, revision: str | None = None, local_files_only: bool | None = None,
+def load_model(source: str | os.PathLike, revision: str | None = None, local_files_only: bool | None = None,
                map_location: str = "cpu") -> AffectModel:
     """Load a model from a model folder, a run folder (its ``model/``) or a Hub repo ``owner/name``.
 
@@ -401,7 +409,8 @@ def model_info(source: str | Path, revision: str | None = None,
         card_path = folder / CARD_FILE
     config = read_model_config(folder)
     metrics = _read_json_if_present(metrics_path)
-    dataset = metrics.get("dataset") if isinstance(metrics.get("dataset"), dict) else {}
+    recorded = metrics.get("dataset")
+    dataset: dict[str, Any] = recorded if isinstance(recorded, dict) else {}
     values = _numeric_metrics(metrics)
     if not metrics:
         values, dataset = _card_metrics(card_path)

@@ -168,7 +168,8 @@ def table_columns(predictor: Predictor) -> list[str]:
 def abaw_value(record: dict, task: str) -> np.ndarray:
     """The challenge value of one face record: class index, 0/1 per AU, or (valence, arousal)."""
     if task == "expr":
-        return np.asarray(list(record["expression"].values())).argmax()
+        # a 0-d array, like the neutral default in _fill
+        return np.asarray(np.asarray(list(record["expression"].values())).argmax())
     if task == "au":
         return np.asarray([int(v) for v in record["aus_active"].values()])
     return np.asarray([record["valence"], record["arousal"]])
@@ -393,13 +394,13 @@ def _abaw_predictions(predictor: Predictor, inputs, task: str, options: VideoOpt
         if kind != "video":
             continue
         info = probe_video(path)
-        values: list[np.ndarray | None] = []
+        by_frame: list[np.ndarray | None] = []
         for fp in _video_frames(predictor, path, options, annotate, show):
-            values.extend([None] * (fp.frame - len(values)))  # frames skipped by --every
+            by_frame.extend([None] * (fp.frame - len(by_frame)))  # frames skipped by --every
             face = largest_face(fp.faces)
-            values.append(None if face is None else abaw_value(face, task))
-        values.extend([None] * max(0, (info.frame_count or 0) - len(values)))
-        for i, value in enumerate(_fill(values, task, predictor, path.stem)):
+            by_frame.append(None if face is None else abaw_value(face, task))
+        by_frame.extend([None] * max(0, (info.frame_count or 0) - len(by_frame)))
+        for i, value in enumerate(_fill(by_frame, task, predictor, path.stem)):
             yield image_name(path.stem, i + 1), value
 
 

@@ -70,7 +70,7 @@ class FaceDetector(Protocol):
         """Faces in an ``(H, W, 3)`` uint8 RGB image, left to right."""
 
 
-def detection_max_side(max_side: int | None) -> int:
+def detection_max_side(max_side: object) -> int:
     """The longer side detection runs at: ``None`` gives :data:`DEFAULT_DETECT_MAX_SIDE`, 0 means
     full resolution; anything else must be a positive whole number of pixels."""
     if max_side is None:
@@ -104,6 +104,12 @@ def _downscale(image: np.ndarray, max_side: int | None) -> tuple[np.ndarray, flo
     return small, 1.0 / scale
 
 
+def float_box(box: Sequence[float]) -> tuple[float, float, float, float]:
+    """``(x1, y1, x2, y2)`` as plain floats (detectors give numpy scalars)."""
+    x1, y1, x2, y2 = box
+    return float(x1), float(y1), float(x2), float(y2)
+
+
 def _finish(faces: list[Face], image_shape: Sequence[int], min_face_size: float) -> list[Face]:
     """Clip boxes to the image, drop faces below the minimum size, order left to right."""
     h, w = image_shape[:2]
@@ -116,7 +122,7 @@ def _finish(faces: list[Face], image_shape: Sequence[int], min_face_size: float)
     return sorted(kept, key=lambda f: (f.center[0], f.center[1]))
 
 
-def _check_image(image: np.ndarray) -> None:
+def _check_image(image: object) -> None:
     if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
         raise ValueError("face detection needs an (H, W, 3) uint8 RGB array "
                          "(use affectmodel.images.load_image to read files)")
@@ -155,7 +161,7 @@ class RetinaFaceDetector:
         for r in raw:
             box = (r.x * back, r.y * back, (r.x + r.width) * back, (r.y + r.height) * back)
             landmarks = np.array([[p.x, p.y] for p in r.landmarks], dtype=np.float32) * back
-            faces.append(Face(tuple(float(v) for v in box), float(r.score), landmarks))
+            faces.append(Face(float_box(box), float(r.score), landmarks))
         return _finish(faces, image.shape, self.min_face_size)
 
 
@@ -192,7 +198,7 @@ class HaarCascadeDetector:
 
     def __init__(self, min_face_size: float = DEFAULT_MIN_FACE_SIZE, scale_factor: float = 1.1,
                  min_neighbors: int = 5, max_side: int | None = None):
-        path = cv2.data.haarcascades + self.CASCADE
+        path = cv2.data.haarcascades + self.CASCADE  # type: ignore[attr-defined]  # cv2's stubs omit cv2.data
         self._cascade = cv2.CascadeClassifier(path)
         if self._cascade.empty():
             raise RuntimeError(f"OpenCV could not load its face cascade {path}")
@@ -213,7 +219,7 @@ class HaarCascadeDetector:
         for (x, y, w, h), weight in zip(np.asarray(boxes).reshape(-1, 4), np.asarray(weights).reshape(-1),
                                    strict=True):
             box = (x * back, y * back, (x + w) * back, (y + h) * back)
-            faces.append(Face(tuple(float(v) for v in box), float(1.0 / (1.0 + np.exp(-weight))), None))
+            faces.append(Face(float_box(box), float(1.0 / (1.0 + np.exp(-weight))), None))
         return _finish(faces, image.shape, self.min_face_size)
 
 

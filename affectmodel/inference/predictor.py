@@ -81,8 +81,8 @@ class Predictor:
         self.device = torch.device(device)
         # channels_last: the layout oneDNN's convolutions prefer (about 10-15 % faster on CPU);
         # preprocess() produces it for free (NHWC buffer seen as NCHW).
-        self.model = load_predictor_model(model, map_location=str(self.device)).to(
-            self.device, memory_format=torch.channels_last).eval()
+        self.model = load_predictor_model(model, map_location=str(self.device)).to(  # type: ignore[call-overload]
+            self.device, memory_format=torch.channels_last).eval()  # Module.to takes memory_format; stubs omit it
         if isinstance(detector, str):
             options = {}
             if min_face_size is not None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .faces import Face
+from .faces import Face, float_box
 
 
 def iou(a: Sequence[float], b: Sequence[float]) -> float:
@@ -74,12 +74,13 @@ class IoUTracker:
                 track.missed += 1
         out = []
         for fi, face in enumerate(faces):
-            track = assigned.get(fi)
-            if track is None:
+            found = assigned.get(fi)
+            if found is None:
                 track = Track(self._next_id, face)
                 self._next_id += 1
                 self._tracks.append(track)
             else:
+                track = found
                 track.face, track.missed, track.hits = face, 0, track.hits + 1
             out.append((track.id, face))
         self._tracks = [t for t in self._tracks if t.missed <= self.max_missed]
@@ -148,7 +149,7 @@ def _to_image(face: Face, scale: float, left: int, top: int) -> Face:
     x1, y1, x2, y2 = face.box
     box = (x1 / scale + left, y1 / scale + top, x2 / scale + left, y2 / scale + top)
     landmarks = None if face.landmarks is None else face.landmarks / scale + np.array([left, top], np.float32)
-    return Face(tuple(float(v) for v in box), face.score, landmarks)
+    return Face(float_box(box), face.score, landmarks)
 
 
 def motion_thumbnail(image: np.ndarray) -> np.ndarray:

@@ -21,6 +21,8 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
+import av.container
+import av.video.stream
 import numpy as np
 
 from .draw import draw_predictions
@@ -103,7 +105,8 @@ def probe_video(path: str | os.PathLike) -> VideoInfo:
         stream = container.streams.video[0]
         fps = _rate(stream)
         count = _frame_count(stream, container, fps)
-        duration = (float(stream.duration * stream.time_base) if stream.duration is not None
+        duration = (float(stream.duration * stream.time_base)
+                    if stream.duration is not None and stream.time_base is not None
                     else (container.duration / av.time_base if container.duration else None))
         return VideoInfo(str(path), stream.codec_context.width, stream.codec_context.height, float(fps),
                          count, duration, stream.codec_context.name)
@@ -122,7 +125,8 @@ def iter_frames(path: str | os.PathLike, every: int = 1, max_frames: int | None 
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"  # frame threading: decoding is a large share of the time
         fps = _rate(stream)
-        start = stream.start_time * stream.time_base if stream.start_time is not None else None
+        start = (stream.start_time * stream.time_base
+                 if stream.start_time is not None and stream.time_base is not None else None)
         index = -1
         try:
             for frame in container.decode(stream):
@@ -162,15 +166,10 @@ def _video_write_error(error: Exception, path: Path) -> OSError:
     errno_ = getattr(error, "errno", None)
     text = str(error)
     if errno_ in (errno.ENOSPC, errno.EDQUOT) or "No space left" in text:
-        try:
-            from ..io import DiskFullError  # the project's one disk-full error, where present
-        except ImportError:
-            DiskFullError = None
+        from ..io import DiskFullError  # the project's one disk-full error
         message = (f"disk full ({os.strerror(errno.ENOSPC)}): cannot write the annotated video {path.name} in "
                    f"{path.parent}; nothing was left behind")
-        if DiskFullError is not None:
-            return DiskFullError(message)
-        return OSError(errno.ENOSPC, message)
+        return DiskFullError(message)
     reason = getattr(error, "strerror", None) or text or error.__class__.__name__
     return OSError(errno_ or errno.EIO, f"cannot write the annotated video: {reason}", str(path))
 
@@ -192,8 +191,8 @@ class AnnotatedVideoWriter:
         self._tmp = self.path.with_name(f".{self.path.stem}.{os.getpid()}.{id(self):x}.tmp{self.path.suffix or '.mp4'}")
         self.fps = Fraction(fps).limit_denominator(1001) if fps and fps > 0 else DEFAULT_FPS
         self.crf, self.preset = crf, preset
-        self._container = None
-        self._stream = None
+        self._container: av.container.OutputContainer | None = None
+        self._stream: av.video.stream.VideoStream | None = None
         self._count = 0
 
     def __enter__(self) -> AnnotatedVideoWriter:
@@ -207,10 +206,11 @@ class AnnotatedVideoWriter:
 
     def _start(self, width: int, height: int) -> None:
         try:
-            self._container = av.open(str(self._tmp), mode="w", format="mp4", options={"movflags": "+faststart"})
+            container = av.open(str(self._tmp), mode="w", format="mp4", options={"movflags": "+faststart"})
         except (OSError, av.FFmpegError) as e:
             raise _video_write_error(e, self.path) from None
-        stream = self._container.add_stream("libx264", rate=self.fps)
+        self._container = container
+        stream = container.add_stream("libx264", rate=self.fps)
         stream.width, stream.height = width, height
         stream.pix_fmt = "yuv420p"
         stream.time_base = 1 / self.fps
@@ -230,21 +230,24 @@ class AnnotatedVideoWriter:
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image[:h2, :w2]), format="rgb24")
         frame.pts = self._count
         self._count += 1
+        container, stream = self._container, self._stream
+        assert container is not None and stream is not None  # _start sets both
         try:
-            for packet in self._stream.encode(frame):
-                self._container.mux(packet)
+            for packet in stream.encode(frame):
+                container.mux(packet)
         except (OSError, av.FFmpegError) as e:
             self.abort()
             raise _video_write_error(e, self.path) from None
 
     def close(self) -> None:
         """Finish the video and move it into place."""
-        if self._container is None:
+        container, stream = self._container, self._stream
+        if container is None or stream is None:
             return
         try:
-            for packet in self._stream.encode():  # flush delayed frames
-                self._container.mux(packet)
-            self._container.close()
+            for packet in stream.encode():  # flush delayed frames
+                container.mux(packet)
+            container.close()
             self._container = None
             os.replace(self._tmp, self.path)
         except (OSError, av.FFmpegError) as e:
@@ -329,7 +332,7 @@ def iter_video_predictions(predictor: Predictor, path: str | os.PathLike, option
         for frame in iter_frames(path, options.every, options.max_frames):
             tracked = None
             thumbnail = motion_thumbnail(frame.image) if options.follow else None
-            if since_detection % options.detect_every and options.follow:
+            if since_detection % options.detect_every and thumbnail is not None:  # thumbnails iff following
                 tracked = tracker.current()
                 if new_face_possible(previous, thumbnail, frame.image.shape, tracked):
                     tracked = None
