@@ -242,8 +242,9 @@ class AnnotatedVideoWriter:
     def close(self) -> None:
         """Finish the video and move it into place."""
         container, stream = self._container, self._stream
-        if container is None or stream is None:
+        if container is None:
             return
+        assert stream is not None  # _start sets both
         try:
             for packet in stream.encode():  # flush delayed frames
                 container.mux(packet)
