@@ -131,9 +131,10 @@ class TrainConfig:
     checkpoint_every: int = option(0, group="hardware", metavar="N", default_text="once per epoch",
                                    help="also checkpoint every N steps")
     resume: bool = option(False, group="run", help="continue from the run folder's last checkpoint")
-    suite: str = option("", group="run", cli=False, help="suite name (set by `train.py suite`)")
-    run: str = option("", group="run", cli=False,
-                      help="configuration name without the seed (set by `train.py suite`)")
+    suite: str = option("", group="run", metavar="NAME", default_text="none",
+                        help="suite the run belongs to, for the study's records (`train.py suite` sets it)")
+    run: str = option("", group="run", metavar="NAME", default_text="the run folder's name",
+                      help="configuration name without the seed, for the study's records (`train.py suite` sets it)")
     sampler: str = option("shuffle", group="data", choices=SAMPLERS,
                           help="training order: shuffle (each image once per epoch), balanced (expression "
                                "classes equally often, with replacement; one process only) or multitask "
