@@ -10,6 +10,7 @@ Reproducibility: see :mod:`.batches` (seeded per-sample augmentation, epoch-seed
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import random
 import shutil
@@ -24,20 +25,25 @@ import torch.nn as nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 
+from ..locking import run_folder_lock
 from ..losses import MultiTaskLoss
 from ..model import AffectModel, ModelConfig, build_model
 from ..records import CONFIG_FILE, MODEL_DIR, is_complete
 from ..tasks import AU_NAMES, get_label_space, headline_metric
 from . import checkpoint as ckpt
 from . import distributed as dist_utils
-from . import records_writer
-from .batches import (SeededSamples, SkipSampler, build_train_sampler, label_arrays, load_datasets, loss_statistics,
-                      subset_indices)
+from . import precision, records_writer
+from .batches import (CachedSamples, EpochSampler, SeededSamples, build_train_sampler, is_frame_cache, label_arrays,
+                      load_datasets, loss_statistics, passthrough, subset_indices)
 from .config import TrainConfig, TrainingError, config_differences
 from .console import RunConsole, step_count_note, summary_line
 from .evaluation import plain, predict, score
 from .optim import build_optimizer, build_scheduler
-from .step import TrainModule, amp_dtype_for, to_device, train_step, valid_rows
+from .step import TrainModule, labels_present, step_on_device, to_device
+
+# The loss shown on the progress bar is read back from the device every LOG_EVERY steps only
+# (each read is a host-device synchronisation that stalls the GPU's queue).
+LOG_EVERY = 20
 
 Progress = Callable[[float, str], None]
 
@@ -57,6 +63,7 @@ class RunState:
     train_time_s: float = 0.0       # wall time of all sessions (training + validation)
     step_time_s: float = 0.0        # time spent in training epochs only (throughput)
     images_seen: int = 0
+    data_wait_s: float = 0.0        # host time spent waiting for the training loader (in step_time_s)
 
     def to_dict(self) -> dict[str, Any]:
         return plain(self.__dict__.copy())
@@ -85,7 +92,7 @@ def train_run(config: TrainConfig, progress: Progress | None = None) -> Path:
     Under torchrun every process calls this; rank 0 writes the files.
     """
     info = dist_utils.setup(config.device)
-    if check_run_folder(config) is None:
+    if dist_utils.on_rank0(lambda: check_run_folder(config), info) is None:
         return Path(config.out)  # complete already (and resume asked): nothing to load
     model_config = model_config_for(config)
     train, val, dataset = load_datasets(config, model_config)
@@ -130,17 +137,27 @@ def run_training(config: TrainConfig, train_set: Dataset, val_set: Dataset, data
     ``dataset`` describes the data for the record (``name``, ``synthetic``, ...).
     """
     info = dist_info or dist_utils.setup(config.device)
-    resuming = check_run_folder(config)
-    if resuming is None:
-        return Path(config.out)
-    if config.batch_size % info.world_size:
-        raise TrainingError(f"batch size {config.batch_size} is not divisible by {info.world_size} processes")
-    trainer = Trainer(config, train_set, val_set, dict(dataset), info, progress)
-    if resuming:
-        trainer.restore()
-    else:
-        trainer.start_record()
-    return trainer.run()
+    with contextlib.ExitStack() as stack:
+        def decide() -> bool | None:
+            # Rank 0 alone holds the run folder's lock (one writer per folder: a second train.py,
+            # resume or suite job on it gets one line) and decides for every rank whether to resume:
+            # on several machines a rank that cannot see the checkpoint must not start fresh.
+            stack.enter_context(run_folder_lock(config.out, purpose="resume" if config.resume else "train"))
+            return check_run_folder(config)
+
+        if not config.out:
+            raise TrainingError("no run folder given (--out runs/SUITE/NAME)")
+        resuming = dist_utils.on_rank0(decide, info)
+        if resuming is None:
+            return Path(config.out)
+        if config.batch_size % info.world_size:
+            raise TrainingError(f"batch size {config.batch_size} is not divisible by {info.world_size} processes")
+        trainer = Trainer(config, train_set, val_set, dict(dataset), info, progress)
+        if resuming:
+            trainer.restore()
+        else:
+            trainer.start_record()
+        return trainer.run()
 
 
 class Trainer:
@@ -188,25 +205,41 @@ class Trainer:
         config, info = self.config, self.info
         train_indices = subset_indices(len(train_set), config.limit_train, config.seed)
         val_indices = subset_indices(len(val_set), config.limit_val, config.seed + 1)
-        self.train_view = SeededSamples(train_set, train_indices, config.seed)
-        self.val_view = SeededSamples(val_set, val_indices, config.seed)
+        # A frame cache is read a batch at a time and augmented on the device (train_batch).
+        self.cached = is_frame_cache(train_set) and is_frame_cache(val_set)
+        view = CachedSamples if self.cached else SeededSamples
+        self.train_view = view(train_set, train_indices, config.seed)
+        self.val_view = view(val_set, val_indices, config.seed)
         if len(self.train_view) == 0 or len(self.val_view) == 0:
             which = "training" if len(self.train_view) == 0 else "validation"
             raise TrainingError(f"empty {which} set in {config.data or 'the given data'}")
         self.train_labels = label_arrays(train_set, train_indices)  # by position in train_view
-        self.loader_kw: dict[str, Any] = dict(num_workers=config.workers, pin_memory=self.use_cuda,
-                                              persistent_workers=False)
+        # Loaders are made once; their workers stay alive between epochs (the epoch travels with
+        # each index: EpochSampler). Own generators: making a loader must not draw from the global
+        # RNG (resume exactness).
+        workers = config.workers if config.workers is not None else dist_utils.default_workers(self.device)
+        self.loader_kw: dict[str, Any] = dict(num_workers=workers, pin_memory=self.use_cuda,
+                                              persistent_workers=workers > 0)
+        if self.cached:
+            from ..data.batch_augment import BatchAugment
+
+            self.loader_kw["collate_fn"] = passthrough
+            self.augment = BatchAugment(config.augment, self.model_config, train=True)
+            self.normalise = BatchAugment("none", self.model_config, train=False)
         self.val_loader = DataLoader(self.val_view, batch_size=self.batch,
                                      sampler=list(range(info.rank, len(self.val_view), info.world_size)),
-                                     generator=torch.Generator().manual_seed(config.seed), **self.loader_kw)
+                                     generator=torch.Generator().manual_seed(config.seed + 1), **self.loader_kw)
 
     def setup_model(self) -> None:
         """Model + loss (class statistics from the training subset) in one module, for DDP."""
         config = self.config
         class_weights, pos_weight = loss_statistics(config, self.train_labels)
         criterion = MultiTaskLoss(config.tasks, config.loss_config(), class_weights, pos_weight)
-        self.amp_dtype = amp_dtype_for(self.device, config.amp)
+        self.amp_dtype = precision.amp_dtype_for(self.device, config.amp)
         model = build_model(self.model_config, config.init)
+        if config.sync_bn and self.info.distributed:
+            # BatchNorm statistics over the global batch, as one process with the whole batch computes.
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         self.module = TrainModule(model, criterion, self.amp_dtype).to(self.device)
         if self.use_cuda:
             self.module.model.to(memory_format=torch.channels_last)
@@ -237,7 +270,15 @@ class Trainer:
         self.n_epochs = math.ceil(self.total_steps / self.steps_per_epoch)
         self.optimizer = build_optimizer(self.module, config)
         self.scheduler = build_scheduler(self.optimizer, config, self.steps_per_epoch, self.total_steps)
-        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
+        self.scaler = precision.make_grad_scaler(self.device, self.amp_dtype)
+        self.train_order = EpochSampler(self.sampler, batches=self.yields_batches)
+        generator = torch.Generator().manual_seed(config.seed)
+        if self.yields_batches:
+            self.train_loader = DataLoader(self.train_view, batch_sampler=self.train_order, generator=generator,
+                                           **self.loader_kw)
+        else:
+            self.train_loader = DataLoader(self.train_view, batch_size=self.batch, drop_last=self.drop_last,
+                                           sampler=self.train_order, generator=generator, **self.loader_kw)
 
     # ------------------------------------------------------------------ record and checkpoints
 
@@ -259,13 +300,17 @@ class Trainer:
         dist_utils.barrier(self.info)
 
     def restore(self) -> None:
-        saved = ckpt.load_checkpoint(ckpt.checkpoint_path(self.run_dir))
+        """Continue from the checkpoint rank 0 reads (ranks on other machines may not see it)."""
+        path = ckpt.checkpoint_path(self.run_dir)
+        saved = dist_utils.on_rank0(lambda: ckpt.load_checkpoint(path), self.info)
         self.module.load_state_dict(saved["module"])
         self.optimizer.load_state_dict(saved["optimizer"])
         self.scheduler.load_state_dict(saved["scheduler"])
-        self.scaler.load_state_dict(saved["scaler"])
+        precision.restore_grad_scaler(self.scaler, saved["scaler"])  # a CPU/bf16 run saved an empty state
         self.state = RunState(**saved["state"])
-        ckpt.restore_rng_state(saved["rng"])
+        per_rank = saved.get("rng_ranks") or []
+        own = per_rank[self.info.rank] if len(per_rank) == self.info.world_size else saved["rng"]
+        ckpt.restore_rng_state(own, self.device)
         if not self.info.is_main:
             self.state.epoch_sums = []  # rank 0 alone carries the (already reduced) partial sums
         self.base_train_time = self.state.train_time_s
@@ -277,11 +322,12 @@ class Trainer:
         """``sums``: the reduced loss sums of the epoch under way (empty at an epoch's end)."""
         self.state.epoch_sums = sums
         self.state.train_time_s = self.elapsed()
+        rngs = dist_utils.gather_objects(ckpt.capture_rng_state(self.device), self.info)  # each rank's own
         if self.info.is_main:
             ckpt.save_checkpoint(ckpt.checkpoint_path(self.run_dir), {
                 "module": self.module.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
-                "rng": ckpt.capture_rng_state(), "state": self.state.to_dict(), "config": self.config.to_dict(),
+                "rng": rngs[0], "rng_ranks": rngs, "state": self.state.to_dict(), "config": self.config.to_dict(),
             })
         dist_utils.barrier(self.info)
 
@@ -311,19 +357,11 @@ class Trainer:
         return self.run_dir
 
     def epoch_loader(self, epoch: int) -> DataLoader:
-        """The training loader of ``epoch``, past the steps a mid-epoch checkpoint already took."""
+        """The training loader set to ``epoch``, past the steps a mid-epoch checkpoint already took."""
         self.train_view.epoch = epoch
-        self.sampler.set_epoch(epoch)  # type: ignore[attr-defined]
         skip = self.state.step_in_epoch  # in batches
-        # Own generator: creating the loader must not draw from the global RNG (resume exactness).
-        generator = torch.Generator().manual_seed(self.config.seed + epoch)
-        if self.yields_batches:
-            return DataLoader(self.train_view, batch_sampler=SkipSampler(self.sampler, skip) if skip else self.sampler,
-                              generator=generator, **self.loader_kw)
-        skip *= self.batch
-        return DataLoader(self.train_view, batch_size=self.batch, drop_last=self.drop_last,
-                          sampler=SkipSampler(self.sampler, skip) if skip else self.sampler,
-                          generator=generator, **self.loader_kw)
+        self.train_order.set_epoch(epoch, skip if self.yields_batches else skip * self.batch)
+        return self.train_loader
 
     def steps_in_epoch(self) -> int:
         """Steps the epoch under way takes: fewer than ``steps_per_epoch`` when max_steps ends it."""
@@ -339,64 +377,102 @@ class Trainer:
 
     def train_epoch(self) -> list[float]:
         """Train until the epoch (or max_steps) ends; returns loss sums reduced over processes:
-        ``[total, (task sum, task steps) per task..., steps]``."""
+        ``[total, (task sum, task steps) per task..., steps]``. The sums stay on the device and
+        are read back once per checkpoint and epoch."""
         state, config = self.state, self.config
         epoch = state.epoch
         loader = self.epoch_loader(epoch)
         steps_this_epoch = self.steps_in_epoch()
-        sums = list(state.epoch_sums) or [0.0] * (2 + 2 * len(self.tasks))
+        width = 2 + 2 * len(self.tasks)
+        sums = torch.tensor(list(state.epoch_sums) or [0.0] * width, dtype=torch.float64, device=self.device)
         self.module.train()
         self.note_step_count(epoch + 1, steps_this_epoch)
         self.console.start_epoch(epoch + 1, steps_this_epoch, state.step_in_epoch)
         segment_start = time.perf_counter()
-        for images, targets, _ in loader:
-            if state.step_in_epoch >= steps_this_epoch:
+        shown: float | None = None
+        batches = iter(loader)
+        while state.step_in_epoch < steps_this_epoch:
+            wait_start = time.perf_counter()
+            try:
+                images, targets, _ = next(batches)
+            except StopIteration:
                 break
+            state.data_wait_s += time.perf_counter() - wait_start
             loss = self.train_batch(images, targets, sums)
-            self.console.step(loss)
+            if state.step_in_epoch % LOG_EVERY == 0 or state.step_in_epoch == steps_this_epoch:
+                shown = float(loss)
+            self.console.step(shown)
             if config.checkpoint_every and state.step % config.checkpoint_every == 0 \
                     and state.step_in_epoch < steps_this_epoch:
                 state.step_time_s += time.perf_counter() - segment_start
-                reduced = dist_utils.all_reduce_sum(sums, self.info)
+                reduced = self.reduce_sums(sums)
                 self.save_checkpoint(reduced)
-                sums = list(reduced) if self.info.is_main else [0.0] * len(sums)
+                sums = torch.tensor(reduced if self.info.is_main else [0.0] * width, dtype=torch.float64,
+                                    device=self.device)
                 segment_start = time.perf_counter()
             if self.progress and self.info.is_main:
                 self.progress(state.step / self.total_steps, f"epoch {epoch + 1}/{self.n_epochs} step "
-                              f"{state.step_in_epoch}/{steps_this_epoch} loss {loss:.3f}")
+                              f"{state.step_in_epoch}/{steps_this_epoch}"
+                              + (f" loss {shown:.3f}" if shown is not None else ""))
         state.step_time_s += time.perf_counter() - segment_start
-        return dist_utils.all_reduce_sum(sums, self.info)
+        return self.reduce_sums(sums)
 
-    def train_batch(self, images: torch.Tensor, targets: Mapping[str, torch.Tensor], sums: list[float]) -> float:
-        """One optimizer and schedule step; counts it in the state and adds its losses to ``sums``."""
+    def reduce_sums(self, sums: torch.Tensor) -> list[float]:
+        """Loss sums of every process, read back to the host (one synchronisation)."""
+        if self.info.distributed:
+            sums = sums.clone()
+            torch.distributed.all_reduce(sums)
+        return sums.tolist()
+
+    def train_batch(self, images: torch.Tensor, targets: Mapping[str, torch.Tensor], sums: torch.Tensor
+                    ) -> torch.Tensor:
+        """One optimizer and schedule step; counts it in the state and adds its losses to ``sums``
+        (on the device); returns the loss as a device tensor."""
         state = self.state
         images = images.to(self.device, non_blocking=True)
+        if self.cached:  # uint8 frames: the whole batch augmented here, seeded by (seed, epoch, step, rank)
+            from ..data.batch_augment import batch_generator
+
+            step_key = state.step * self.info.world_size + self.info.rank
+            images = self.augment(images, batch_generator(self.config.seed, state.epoch, step_key))
         if self.use_cuda:
             images = images.contiguous(memory_format=torch.channels_last)
         targets = to_device(targets, self.device)
-        valid = valid_rows(targets, self.tasks, self.n_classes)
-        loss, parts = train_step(self.wrapped, images, targets, self.optimizer, self.scaler)
-        self.scheduler.step()
+        present = labels_present(targets, self.tasks, self.n_classes)
+        loss, parts, took = step_on_device(self.wrapped, images, targets, self.optimizer, self.scaler)
+        if took:  # an fp16 step skipped for inf/NaN gradients leaves the schedule where it is
+            self.scheduler.step()
         state.step += 1
         state.step_in_epoch += 1
         state.images_seen += images.shape[0] * self.info.world_size
-        sums[0] += loss
-        for i, t in enumerate(self.tasks):
-            if valid[t]:  # a batch without labels for a task says nothing about its loss
-                sums[1 + 2 * i] += parts[t]
-                sums[2 + 2 * i] += 1
-        sums[-1] += 1
+        part_values = torch.stack([parts[t] for t in self.tasks]).to(torch.float64)
+        step_sums = torch.empty_like(sums)
+        step_sums[0] = loss
+        # A batch without labels for a task says nothing about its loss.
+        step_sums[1:-1:2] = torch.where(present > 0, part_values, torch.zeros_like(part_values))
+        step_sums[2:-1:2] = present
+        step_sums[-1] = 1
+        sums += step_sums
         return loss
 
     def validate(self) -> dict[str, Any]:
-        """Every rank scores its shard; outputs are gathered so all ranks agree on the best epoch."""
+        """Every rank predicts its shard with rank 0's BatchNorm statistics (the ones saved); the
+        outputs are gathered to rank 0, which scores them and tunes the AU thresholds once; every
+        rank gets its scores (so all agree on the best epoch)."""
+        dist_utils.broadcast_buffers(self.module, self.info)
         positions, outputs, targets = predict(self.module.model, self.val_loader, self.device, self.amp_dtype,
-                                              self.use_cuda)
+                                              self.use_cuda, prepare=self.normalise if self.cached else None)
         arrays = {**{f"o_{k}": v for k, v in outputs.items()}, **{f"t_{k}": v for k, v in targets.items()}}
-        _, merged = dist_utils.gather_arrays(positions, arrays, self.info)
-        return score({k[2:]: v for k, v in merged.items() if k.startswith("o_")},
-                     {k[2:]: v for k, v in merged.items() if k.startswith("t_")},
-                     self.config.tasks, self.config.expression_space)
+        gathered = dist_utils.gather_arrays(positions, arrays, self.info, to_rank0=True)
+
+        def scores() -> dict[str, Any]:
+            assert gathered is not None
+            merged = gathered[1]
+            return score({k[2:]: v for k, v in merged.items() if k.startswith("o_")},
+                         {k[2:]: v for k, v in merged.items() if k.startswith("t_")},
+                         self.config.tasks, self.config.expression_space)
+
+        return dist_utils.on_rank0(scores, self.info)
 
     def end_epoch(self, sums: list[float], metrics: dict[str, Any]) -> dict[str, Any]:
         """History row, best weights, checkpoint."""
@@ -445,6 +521,8 @@ class Trainer:
             "train_time_s": round(state.train_time_s, 3),
             "images_per_second": round(state.images_seen / state.step_time_s, 2) if state.step_time_s else None,
             "images_seen": state.images_seen,
+            # host time waiting for the next training batch, as a share of the training time
+            "data_wait_share": round(state.data_wait_s / state.step_time_s, 4) if state.step_time_s else None,
             "device": device_name(self.device),
             "world_size": self.info.world_size,
             "pretrained_from": self.pretrained_from,
