@@ -19,7 +19,7 @@ from ..losses import au_pos_weight, inverse_frequency_weights
 from ..metrics import valid_au, valid_expression
 from ..model import ModelConfig
 from ..tasks import get_label_space
-from .config import TrainConfig, TrainingError
+from .config import NO_CACHE, TrainConfig, TrainingError
 
 # Seed of the validation label choice (limit_val): fixed, so every run of a study is scored on the
 # same frames whatever its own seed.
@@ -30,7 +30,9 @@ class SeededSamples(Dataset):
     """View of ``base`` (optionally a subset) yielding ``(image, targets, position)``.
 
     Each sample is produced under a private torch RNG seeded by ``(seed, epoch, position)``:
-    random augmentation is then the same whatever the worker count or resume point.
+    random augmentation is then the same whatever the worker count or resume point. An item is a
+    position, or ``(epoch, position)`` from an :class:`EpochSampler` (persistent loader workers
+    hold their own copy of this view, so the epoch travels with the index).
     """
 
     def __init__(self, base: Dataset, indices: Sequence[int] | None, seed: int):
@@ -42,14 +44,65 @@ class SeededSamples(Dataset):
     def __len__(self) -> int:
         return len(self.indices)
 
-    def __getitem__(self, position: int):
-        sample_seed = ((self.seed * 1_000_003 + self.epoch) * 1_000_003 + position) % (2**63)
+    def __getitem__(self, item: int | tuple[int, int]):
+        epoch, position = item if isinstance(item, tuple) else (self.epoch, item)
+        sample_seed = ((self.seed * 1_000_003 + epoch) * 1_000_003 + position) % (2**63)
         with torch.random.fork_rng(devices=[]):
             # The CPU generator only: torch.manual_seed also queues lazy CUDA/XPU/MTIA seeding with
             # a formatted stack trace, about 2 ms per sample (profiled in benchmarks/training_throughput.py).
             torch.default_generator.manual_seed(sample_seed)
             image, targets = self.base[self.indices[position]]
         return image, targets, position
+
+
+class CachedSamples(SeededSamples):
+    """View of a frame cache split (:class:`affectmodel.data.cache.FrameCacheDataset`) read a
+    batch at a time: ``__getitems__`` gives ``(uint8 images (B, 3, S, S), targets, positions)``
+    with one read for the whole batch (use :func:`passthrough` as the loader's ``collate_fn``).
+    Augmentation happens on the training device, on the whole batch
+    (:class:`affectmodel.data.batch_augment.BatchAugment`, seeded per batch)."""
+
+    def __init__(self, base: Dataset, indices: Sequence[int] | None, seed: int):
+        super().__init__(base, indices, seed)
+        self.index_array = np.asarray(self.indices, dtype=np.int64)
+
+    def __getitems__(self, items: Sequence[int | tuple[int, int]]):
+        positions = np.asarray([i[1] if isinstance(i, tuple) else i for i in items], dtype=np.int64)
+        rows = self.index_array[positions]
+        return self.base.read_batch(rows), self.base.batch_targets(rows), torch.from_numpy(positions)
+
+
+def passthrough(batch: Any) -> Any:
+    """``collate_fn`` for :class:`CachedSamples`: ``__getitems__`` already returns a whole batch."""
+    return batch
+
+
+def is_frame_cache(dataset: Dataset) -> bool:
+    return hasattr(dataset, "read_batch") and hasattr(dataset, "batch_targets")
+
+
+class EpochSampler(Sampler):
+    """Wraps the training order for a loader created once (persistent workers): yields
+    ``(epoch, index)`` (or batches of them), past the first ``skip`` items (mid-epoch resume).
+    Call :meth:`set_epoch` before iterating the loader for an epoch."""
+
+    def __init__(self, sampler: Sampler, batches: bool):
+        self.sampler, self.batches = sampler, batches
+        self.epoch, self.skip = 0, 0
+
+    def set_epoch(self, epoch: int, skip: int = 0) -> None:
+        self.epoch, self.skip = epoch, skip
+        self.sampler.set_epoch(epoch)  # type: ignore[attr-defined]
+
+    def __iter__(self) -> Iterator:
+        epoch = self.epoch
+        for k, item in enumerate(self.sampler):
+            if k < self.skip:
+                continue
+            yield [(epoch, int(i)) for i in item] if self.batches else (epoch, int(item))
+
+    def __len__(self) -> int:
+        return max(0, len(self.sampler) - self.skip)  # type: ignore[arg-type]
 
 
 class SkipSampler(Sampler):
@@ -129,11 +182,26 @@ def build_train_sampler(config: TrainConfig, view: Dataset, labels: Mapping[str,
         raise TrainingError(f"sampler={config.sampler!r}: {e}") from None
 
 
+def frame_cache_dir(config: TrainConfig) -> str | None:
+    """The frame cache a run reads: ``config.cache``, else a complete one next to the data at the
+    run's image size (:func:`affectmodel.data.cache.find_frame_cache`); None with ``cache=none``."""
+    from ..data.cache import find_frame_cache
+
+    if config.cache == NO_CACHE:
+        return None
+    if config.cache:
+        return config.cache
+    found = find_frame_cache(config.data, config.image_size) if config.data else None
+    return str(found) if found is not None else None
+
+
 def load_datasets(config: TrainConfig, model_config: ModelConfig) -> tuple[Dataset, Dataset, dict[str, Any]]:
-    """Training and validation sets of ``config.data``, in any format
-    :func:`affectmodel.data.load_dataset` detects (Aff-Wild2 or the synthetic benchmark, AffectNet-style
-    CSVs, folder-per-class sets with their expression classes mapped by concept), plus the data set's
-    description for the run record (with the training set's leakage counts, Aff-Wild2 only)."""
+    """Training and validation sets of ``config.data``, plus the data set's description for the run
+    record (with the training set's leakage counts, Aff-Wild2 only): from the frame cache when there
+    is one (:func:`frame_cache_dir`: the same frames, labels and order as the JPEGs, checked against
+    the data's annotations), else in any format :func:`affectmodel.data.load_dataset` detects
+    (Aff-Wild2 or the synthetic benchmark, AffectNet-style CSVs, folder-per-class sets with their
+    expression classes mapped by concept)."""
     from ..data import build_transform
     from ..data.registry import load_dataset
 
@@ -145,14 +213,27 @@ def load_datasets(config: TrainConfig, model_config: ModelConfig) -> tuple[Datas
     if config.keep_leaking_videos:
         options["exclude_leaking_videos"] = False
     common = dict(tasks=config.tasks, expression_space=config.expression_space, **options)
-    train = load_dataset(config.data, split="train", transform=build_transform(config.augment, model_config, True),
-                         **common)
-    val = load_dataset(config.data, split="validation", transform=build_transform("none", model_config, False),
-                       **common)
+    cache_dir = frame_cache_dir(config)
+    extra: dict[str, Any] = {}
+    if cache_dir is not None:
+        from ..data.cache import open_frame_cache
+
+        cache_options = dict(tasks=config.tasks, source=config.data_source, expression_space=config.expression_space)
+        train = open_frame_cache(cache_dir, "train", root=config.data, **cache_options)
+        val = open_frame_cache(cache_dir, "validation", root=config.data, **cache_options)
+        if train.image_size != config.image_size:
+            raise TrainingError(f"frame cache {cache_dir} holds {train.image_size} px frames, not image_size "
+                                f"{config.image_size}: build one with --size {config.image_size} or pass --cache none")
+        extra["frame_cache"] = str(cache_dir)
+    else:
+        train = load_dataset(config.data, split="train",
+                             transform=build_transform(config.augment, model_config, True), **common)
+        val = load_dataset(config.data, split="validation", transform=build_transform("none", model_config, False),
+                           **common)
     stats = getattr(train, "stats", {}) or {}
     info = {"name": getattr(train, "dataset_name", "aff-wild2"), "synthetic": bool(getattr(train, "synthetic", False)),
             "root": str(config.data), "format": stats.get("format"), "source": stats.get("source", config.data_source),
-            "leakage": stats.get("leakage")}
+            "leakage": stats.get("leakage"), **extra}
     return train, val, info
 
 

@@ -187,6 +187,11 @@ def main(argv: list[str] | None = None) -> int:
     except (UserError, ConfigError, CheckpointError, FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # a full disk (DiskFullError), a run folder locked by another process...
+        from ..cli import os_error_message
+
+        print(f"error: {os_error_message(e)}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted: continue with --resume (suites resume by themselves)", file=sys.stderr)
         return 130

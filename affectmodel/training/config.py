@@ -30,7 +30,11 @@ DEVICES = ("auto", "cpu", "cuda")
 # Options that may differ between an interrupted run and its resumption: they change where and
 # how fast the run executes, not what it computes (bit-for-bit equality with an uninterrupted run
 # also needs the same device and thread count: float sums depend on how work is split).
-RESUME_MUTABLE = frozenset({"resume", "workers", "threads", "device", "checkpoint_every", "out", "data"})
+# On GPUs even the same device and thread count do not give bit-identical results (cuDNN
+# autotuning and non-deterministic kernels): there a resumed run is statistically equal only.
+# ``cache`` changes where the frames come from (the same frames), not what is trained.
+RESUME_MUTABLE = frozenset({"resume", "workers", "threads", "device", "checkpoint_every", "out", "data", "cache"})
+NO_CACHE = "none"   # --cache none: read the JPEGs even when a frame cache lies next to the data
 # Options left out of a configuration's identity (:func:`config_id`): the seed, where the run and
 # its data live, how fast it runs, and the suite bookkeeping. Names of options that a version may
 # not have (``cache``, ``jobs``) are harmless here.
@@ -112,7 +116,17 @@ class TrainConfig:
     device: str = option("auto", group="hardware", choices=DEVICES,
                          help="auto: CUDA when available, with mixed precision and channels_last")
     amp: bool = option(True, group="hardware", help="mixed precision on CUDA (bf16 where supported, else fp16)")
-    workers: int = option(0, group="data", help="data loader processes per training process")
+    workers: int | None = option(None, group="data", metavar="N",
+                                 default_text="min(8, CPUs per process) on CUDA, 0 on CPU",
+                                 help="data loader processes per training process (kept alive between epochs)")
+    cache: str = option("", group="data", metavar="DIR|none", default_text="ROOT/.affectmodel-cache/<size>px if built",
+                        help="frame cache (python -m affectmodel cache ROOT): batches are read from it and augmented "
+                             "on the training device; 'none' reads the JPEGs")
+    sync_bn: bool = option(False, group="hardware",
+                           help="under torchrun: BatchNorm statistics over the global batch (SyncBatchNorm), so "
+                                "results do not depend on the number of processes")
+    ccc_global_batch: bool = option(True, group="losses",
+                                    help="under torchrun: VA's CCC over the global batch, not each process's share")
     threads: int = option(0, group="hardware", default_text="torch's choice",
                           help="CPU threads for torch (1 is faster on a busy machine)")
     limit_train: int | None = option(None, group="data", metavar="N", default_text="all",
@@ -181,7 +195,7 @@ class TrainConfig:
             raise ConfigError(f"dev_fraction must be in [0, 1), got {self.dev_fraction}")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
-        if min(self.workers, self.threads, self.checkpoint_every, self.weight_decay) < 0:
+        if min(self.workers or 0, self.threads, self.checkpoint_every, self.weight_decay) < 0:
             raise ConfigError("workers, threads, checkpoint_every and weight_decay cannot be negative")
 
     # ------------------------------------------------------------------ derived configs
@@ -193,7 +207,8 @@ class TrainConfig:
     def loss_config(self) -> LossConfig:
         return LossConfig(expr=self.losses["expr"], au=self.losses["au"], va=self.losses["va"],
                           weighting=self.weighting, task_weights=dict(self.task_weights),
-                          label_smoothing=self.label_smoothing, focal_gamma=self.focal_gamma)
+                          label_smoothing=self.label_smoothing, focal_gamma=self.focal_gamma,
+                          va_global_batch=self.ccc_global_batch)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict; only the trained tasks' losses and weights are kept."""

@@ -34,9 +34,11 @@ class RunConsole:
             self.step_bar = tqdm(total=steps, initial=steps_done, desc=f"epoch {epoch}/{self.n_epochs}", unit="step",
                                  leave=False, dynamic_ncols=True)
 
-    def step(self, loss: float) -> None:
+    def step(self, loss: float | None) -> None:
+        """One step done; ``loss``: the latest loss read back from the device, if any (not every step)."""
         if self.step_bar is not None:
-            self.step_bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
+            if loss is not None:
+                self.step_bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
             self.step_bar.update(1)
 
     def end_epoch(self, summary: str) -> None:

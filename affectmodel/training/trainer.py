@@ -17,6 +17,7 @@ Reproducibility: see :mod:`.batches` (seeded per-sample augmentation, pass-seede
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import random
@@ -24,7 +25,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 import torch
@@ -32,6 +33,7 @@ import torch.nn as nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 
+from ..locking import run_folder_lock
 from ..losses import MultiTaskLoss
 from ..model import AffectModel, ModelConfig, build_model
 from ..predictions import PREDICTIONS_FILE, Predictions, save_predictions
@@ -39,15 +41,20 @@ from ..records import CONFIG_FILE, METRICS_FILE, MODEL_DIR, is_complete
 from ..tasks import AU_NAMES, get_label_space, headline_metric
 from . import checkpoint as ckpt
 from . import distributed as dist_utils
-from . import records_writer
-from .batches import (RunData, SeededSamples, SkipSampler, build_train_sampler, label_arrays, load_datasets,
-                      loss_statistics, prepare_run_data, sample_identity, valid_label_counts)
+from . import precision, records_writer
+from .batches import (CachedSamples, EpochSampler, RunData, SeededSamples, build_train_sampler, is_frame_cache,
+                      label_arrays, load_datasets, loss_statistics, passthrough, prepare_run_data, sample_identity,
+                      valid_label_counts)
 from .config import DEFAULT_EVALUATIONS, TrainConfig, TrainingError, config_differences, config_id
 from .console import RunConsole, step_count_note, summary_line
 from .evaluation import plain, predict, score
-from .selection import validation_metrics
 from .optim import build_optimizer, build_scheduler
-from .step import TrainModule, amp_dtype_for, to_device, train_step, valid_rows
+from .selection import validation_metrics
+from .step import TrainModule, labels_present, step_on_device, to_device
+
+# The loss shown on the progress bar is read back from the device every LOG_EVERY steps only
+# (each read is a host-device synchronisation that stalls the GPU's queue).
+LOG_EVERY = 20
 
 Progress = Callable[[float, str], None]
 
@@ -69,6 +76,7 @@ class RunState:
     train_time_s: float = 0.0       # wall time of all sessions (training + validation)
     step_time_s: float = 0.0        # time spent in training epochs only (throughput)
     images_seen: int = 0
+    data_wait_s: float = 0.0        # host time spent waiting for the training loader (in step_time_s)
 
     def to_dict(self) -> dict[str, Any]:
         return plain(self.__dict__.copy())
@@ -112,7 +120,7 @@ def train_run(config: TrainConfig, progress: Progress | None = None) -> Path:
     Under torchrun every process calls this; rank 0 writes the files.
     """
     info = dist_utils.setup(config.device)
-    if check_run_folder(config) is None:
+    if dist_utils.on_rank0(lambda: check_run_folder(config), info) is None:
         return Path(config.out)  # complete already (and resume asked): nothing to load
     model_config = model_config_for(config)
     train, val, dataset = load_datasets(config, model_config)
@@ -160,19 +168,29 @@ def run_training(config: TrainConfig, train_set: Dataset, val_set: Dataset, data
     is given; see :func:`.batches.prepare_run_data` for the label budgets.
     """
     info = dist_info or dist_utils.setup(config.device)
-    resuming = check_run_folder(config)
-    if resuming is None:
-        return Path(config.out)
-    if config.batch_size % info.world_size:
-        raise TrainingError(f"batch size {config.batch_size} is not divisible by {info.world_size} processes")
-    data = prepare_run_data(config, train_set, val_set, development,
-                            eval_transform=getattr(val_set, "transform", None))
-    trainer = Trainer(config, data, dict(dataset), info, progress)
-    if resuming:
-        trainer.restore()
-    else:
-        trainer.start_record()
-    return trainer.run()
+    with contextlib.ExitStack() as stack:
+        def decide() -> bool | None:
+            # Rank 0 alone holds the run folder's lock (one writer per folder: a second train.py,
+            # resume or suite job on it gets one line) and decides for every rank whether to resume:
+            # on several machines a rank that cannot see the checkpoint must not start fresh.
+            stack.enter_context(run_folder_lock(config.out, purpose="resume" if config.resume else "train"))
+            return check_run_folder(config)
+
+        if not config.out:
+            raise TrainingError("no run folder given (--out runs/SUITE/NAME)")
+        resuming = dist_utils.on_rank0(decide, info)
+        if resuming is None:
+            return Path(config.out)
+        if config.batch_size % info.world_size:
+            raise TrainingError(f"batch size {config.batch_size} is not divisible by {info.world_size} processes")
+        data = prepare_run_data(config, train_set, val_set, development,
+                                eval_transform=getattr(val_set, "transform", None))
+        trainer = Trainer(config, data, dict(dataset), info, progress)
+        if resuming:
+            trainer.restore()
+        else:
+            trainer.start_record()
+        return trainer.run()
 
 
 class Trainer:
@@ -222,16 +240,29 @@ class Trainer:
 
     def setup_data(self, data: RunData) -> None:
         """Per-sample seeded views, training labels and the development / validation loaders."""
-        config, info = self.config, self.info
-        self.train_view = SeededSamples(data.train, None, config.seed)
-        self.val_view = SeededSamples(data.validation, None, config.seed)
-        self.dev_view = SeededSamples(data.development, None, config.seed) if data.development is not None else None
+        config = self.config
+        # A frame cache is read a batch at a time and augmented on the device (train_batch).
+        self.cached = is_frame_cache(data.train) and is_frame_cache(data.validation)
+        view = CachedSamples if self.cached else SeededSamples
+        self.train_view = view(data.train, None, config.seed)
+        self.val_view = view(data.validation, None, config.seed)
+        self.dev_view = view(data.development, None, config.seed) if data.development is not None else None
         if len(self.train_view) == 0 or len(self.val_view) == 0:
             which = "training" if len(self.train_view) == 0 else "validation"
             raise TrainingError(f"empty {which} set in {config.data or 'the given data'}")
         self.train_labels = label_arrays(data.train, None)  # by position in train_view
-        self.loader_kw: dict[str, Any] = dict(num_workers=config.workers, pin_memory=self.use_cuda,
-                                              persistent_workers=False)
+        # Loaders are made once; their workers stay alive between epochs (the epoch travels with
+        # each index: EpochSampler). Own generators: making a loader must not draw from the global
+        # RNG (resume exactness).
+        workers = config.workers if config.workers is not None else dist_utils.default_workers(self.device)
+        self.loader_kw: dict[str, Any] = dict(num_workers=workers, pin_memory=self.use_cuda,
+                                              persistent_workers=workers > 0)
+        if self.cached:
+            from ..data.batch_augment import BatchAugment
+
+            self.loader_kw["collate_fn"] = passthrough
+            self.augment = BatchAugment(config.augment, self.model_config, train=True)
+            self.normalise = BatchAugment("none", self.model_config, train=False)
         self.val_loader = self.eval_loader(self.val_view)
         self.dev_loader = self.eval_loader(self.dev_view) if self.dev_view is not None else None
 
@@ -239,15 +270,18 @@ class Trainer:
         """Each rank scores every world_size-th sample (outputs are gathered afterwards)."""
         return DataLoader(view, batch_size=self.batch,
                           sampler=list(range(self.info.rank, len(view), self.info.world_size)),
-                          generator=torch.Generator().manual_seed(self.config.seed), **self.loader_kw)
+                          generator=torch.Generator().manual_seed(self.config.seed + 1), **self.loader_kw)
 
     def setup_model(self) -> None:
         """Model + loss (class statistics from the training subset) in one module, for DDP."""
         config = self.config
         class_weights, pos_weight = loss_statistics(config, self.train_labels)
         criterion = MultiTaskLoss(config.tasks, config.loss_config(), class_weights, pos_weight)
-        self.amp_dtype = amp_dtype_for(self.device, config.amp)
+        self.amp_dtype = precision.amp_dtype_for(self.device, config.amp)
         model = build_model(self.model_config, config.init)
+        if config.sync_bn and self.info.distributed:
+            # BatchNorm statistics over the global batch, as one process with the whole batch computes.
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         self.module = TrainModule(model, criterion, self.amp_dtype).to(self.device)
         if self.use_cuda:
             self.module.model.to(memory_format=torch.channels_last)
@@ -291,7 +325,15 @@ class Trainer:
         self.n_epochs = math.ceil(self.total_steps / self.period)
         self.optimizer = build_optimizer(self.module, config)
         self.scheduler = build_scheduler(self.optimizer, config, self.steps_per_epoch, self.total_steps)
-        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
+        self.scaler = precision.make_grad_scaler(self.device, self.amp_dtype)
+        self.train_order = EpochSampler(self.sampler, batches=self.yields_batches)
+        generator = torch.Generator().manual_seed(config.seed)
+        if self.yields_batches:
+            self.train_loader = DataLoader(self.train_view, batch_sampler=self.train_order, generator=generator,
+                                           **self.loader_kw)
+        else:
+            self.train_loader = DataLoader(self.train_view, batch_size=self.batch, drop_last=self.drop_last,
+                                           sampler=self.train_order, generator=generator, **self.loader_kw)
 
     # ------------------------------------------------------------------ record and checkpoints
 
@@ -317,13 +359,17 @@ class Trainer:
         dist_utils.barrier(self.info)
 
     def restore(self) -> None:
-        saved = ckpt.load_checkpoint(ckpt.checkpoint_path(self.run_dir))
+        """Continue from the checkpoint rank 0 reads (ranks on other machines may not see it)."""
+        path = ckpt.checkpoint_path(self.run_dir)
+        saved = dist_utils.on_rank0(lambda: ckpt.load_checkpoint(path), self.info)
         self.module.load_state_dict(saved["module"])
         self.optimizer.load_state_dict(saved["optimizer"])
         self.scheduler.load_state_dict(saved["scheduler"])
-        self.scaler.load_state_dict(saved["scaler"])
+        precision.restore_grad_scaler(self.scaler, saved["scaler"])  # a CPU/bf16 run saved an empty state
         self.state = RunState(**saved["state"])
-        ckpt.restore_rng_state(saved["rng"])
+        per_rank = saved.get("rng_ranks") or []
+        own = per_rank[self.info.rank] if len(per_rank) == self.info.world_size else saved["rng"]
+        ckpt.restore_rng_state(own, self.device)
         if not self.info.is_main:
             self.state.epoch_sums = []  # rank 0 alone carries the (already reduced) partial sums
             self.state.labels_seen = {}  # likewise the label counts
@@ -345,11 +391,12 @@ class Trainer:
         self.flush_label_counts()
         self.state.epoch_sums = sums
         self.state.train_time_s = self.elapsed()
+        rngs = dist_utils.gather_objects(ckpt.capture_rng_state(self.device), self.info)  # each rank's own
         if self.info.is_main:
             ckpt.save_checkpoint(ckpt.checkpoint_path(self.run_dir), {
                 "module": self.module.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
-                "rng": ckpt.capture_rng_state(), "state": self.state.to_dict(), "config": self.config.to_dict(),
+                "rng": rngs[0], "rng_ranks": rngs, "state": self.state.to_dict(), "config": self.config.to_dict(),
             })
         dist_utils.barrier(self.info)
 
@@ -366,8 +413,7 @@ class Trainer:
                 row = self.end_epoch(sums, metrics)
                 summary = summary_line(state.epoch, self.n_epochs, row, self.tasks, metrics,
                                        state.best_epoch == state.epoch and bool(metrics),
-                                       time.perf_counter() - epoch_start,
-                                       split="dev")
+                                       time.perf_counter() - epoch_start, split="dev")
                 self.console.end_epoch(summary)
                 if self.progress and self.info.is_main:
                     self.progress(state.step / self.total_steps, summary)
@@ -375,30 +421,23 @@ class Trainer:
             self.console.close()
         report = self.final_validation()
         if self.info.is_main:
+            assert report is not None
             self.finish(*report)
         dist_utils.barrier(self.info)
         if self.progress and self.info.is_main:
+            assert report is not None
             shown = report[0].get(self.headline)
-            self.progress(1.0, f"done: validation {self.headline} "
-                          f"{shown:.3f}" if isinstance(shown, float) else "done")
+            self.progress(1.0, f"done: validation {self.headline} {shown:.3f}" if isinstance(shown, float) else "done")
         return self.run_dir
 
     def pass_loader(self, data_pass: int, skip: int) -> DataLoader:
-        """The training loader of pass ``data_pass`` over the data, past its first ``skip`` batches
-        (mid-pass resume, or a budget that ends or an evaluation that falls inside a pass)."""
+        """The training loader set to pass ``data_pass`` over the data, past its first ``skip``
+        batches (mid-pass resume, or a budget end or an evaluation that falls inside a pass)."""
         self.train_view.epoch = data_pass
-        self.sampler.set_epoch(data_pass)  # type: ignore[attr-defined]
-        # Own generator: creating the loader must not draw from the global RNG (resume exactness).
-        generator = torch.Generator().manual_seed(self.config.seed + data_pass)
-        if self.yields_batches:
-            return DataLoader(self.train_view, batch_sampler=SkipSampler(self.sampler, skip) if skip else self.sampler,
-                              generator=generator, **self.loader_kw)
-        skip *= self.batch
-        return DataLoader(self.train_view, batch_size=self.batch, drop_last=self.drop_last,
-                          sampler=SkipSampler(self.sampler, skip) if skip else self.sampler,
-                          generator=generator, **self.loader_kw)
+        self.train_order.set_epoch(data_pass, skip if self.yields_batches else skip * self.batch)
+        return self.train_loader
 
-    def batches(self, start: int, end: int):
+    def batches(self, start: int, end: int) -> Iterator[Any]:
         """Training batches for steps ``start`` to ``end`` (exclusive), cycling through the data:
         step ``s`` is batch ``s % steps_per_epoch`` of pass ``s // steps_per_epoch``."""
         step = start
@@ -407,19 +446,18 @@ class Trainer:
             wanted = min(end, (data_pass + 1) * self.steps_per_epoch) - step
             taken = 0
             for batch in self.pass_loader(data_pass, skip):
-                if taken >= wanted:
-                    break
                 taken += 1
                 yield batch
+                if taken >= wanted:
+                    break
             if taken == 0:
-                raise TrainingError(f"pass {data_pass} of the training data yielded no batch")
+                raise TrainingError(f"pass {data_pass} over the training data yielded no batch")
             step += taken
 
     def steps_in_epoch(self) -> int:
         """Steps the period under way takes: fewer than ``period`` when the budget ends it."""
         state = self.state
-        start = state.step - state.step_in_epoch
-        return min(self.period, self.total_steps - start)
+        return min(self.period, self.total_steps - (state.step - state.step_in_epoch))
 
     def note_step_count(self, epoch: int, steps: int) -> None:
         """Say once why an epoch's step count is not the training set size over the batch size."""
@@ -431,72 +469,114 @@ class Trainer:
             self.console.line(note[1])
 
     def train_epoch(self) -> list[float]:
-        """Train until the evaluation period (or the budget) ends; returns loss sums reduced over
-        processes: ``[total, (task sum, task steps) per task..., steps]``."""
+        """Train until the epoch (or max_steps) ends; returns loss sums reduced over processes:
+        ``[total, (task sum, task steps) per task..., steps]``. The sums stay on the device and
+        are read back once per checkpoint and epoch."""
         state, config = self.state, self.config
         epoch = state.epoch
         steps_this_epoch = self.steps_in_epoch()
         end = state.step - state.step_in_epoch + steps_this_epoch
-        sums = list(state.epoch_sums) or [0.0] * (2 + 2 * len(self.tasks))
+        width = 2 + 2 * len(self.tasks)
+        sums = torch.tensor(list(state.epoch_sums) or [0.0] * width, dtype=torch.float64, device=self.device)
         self.module.train()
         self.note_step_count(epoch + 1, steps_this_epoch)
         self.console.start_epoch(epoch + 1, steps_this_epoch, state.step_in_epoch)
         segment_start = time.perf_counter()
-        for images, targets, _ in self.batches(state.step, end):
+        shown: float | None = None
+        batches = self.batches(state.step, end)
+        while state.step_in_epoch < steps_this_epoch:
+            wait_start = time.perf_counter()
+            try:
+                images, targets, _ = next(batches)
+            except StopIteration:
+                break
+            state.data_wait_s += time.perf_counter() - wait_start
             loss = self.train_batch(images, targets, sums)
-            self.console.step(loss)
+            if state.step_in_epoch % LOG_EVERY == 0 or state.step_in_epoch == steps_this_epoch:
+                shown = float(loss)
+            self.console.step(shown)
             if config.checkpoint_every and state.step % config.checkpoint_every == 0 \
                     and state.step_in_epoch < steps_this_epoch:
                 state.step_time_s += time.perf_counter() - segment_start
-                reduced = dist_utils.all_reduce_sum(sums, self.info)
+                reduced = self.reduce_sums(sums)
                 self.save_checkpoint(reduced)
-                sums = list(reduced) if self.info.is_main else [0.0] * len(sums)
+                sums = torch.tensor(reduced if self.info.is_main else [0.0] * width, dtype=torch.float64,
+                                    device=self.device)
                 segment_start = time.perf_counter()
             if self.progress and self.info.is_main:
                 self.progress(state.step / self.total_steps, f"epoch {epoch + 1}/{self.n_epochs} step "
-                              f"{state.step_in_epoch}/{steps_this_epoch} loss {loss:.3f}")
+                              f"{state.step_in_epoch}/{steps_this_epoch}"
+                              + (f" loss {shown:.3f}" if shown is not None else ""))
         state.step_time_s += time.perf_counter() - segment_start
-        return dist_utils.all_reduce_sum(sums, self.info)
+        return self.reduce_sums(sums)
 
-    def train_batch(self, images: torch.Tensor, targets: Mapping[str, torch.Tensor], sums: list[float]) -> float:
-        """One optimizer and schedule step; counts it (steps, images, labels) and adds its losses to ``sums``."""
+    def reduce_sums(self, sums: torch.Tensor) -> list[float]:
+        """Loss sums of every process, read back to the host (one synchronisation)."""
+        if self.info.distributed:
+            sums = sums.clone()
+            torch.distributed.all_reduce(sums)
+        return sums.tolist()
+
+    def train_batch(self, images: torch.Tensor, targets: Mapping[str, torch.Tensor], sums: torch.Tensor
+                    ) -> torch.Tensor:
+        """One optimizer and schedule step; counts it in the state and adds its losses to ``sums``
+        (on the device); returns the loss as a device tensor."""
         state = self.state
         images = images.to(self.device, non_blocking=True)
+        if self.cached:  # uint8 frames: the whole batch augmented here, seeded by (seed, epoch, step, rank)
+            from ..data.batch_augment import batch_generator
+
+            step_key = state.step * self.info.world_size + self.info.rank
+            images = self.augment(images, batch_generator(self.config.seed, state.epoch, step_key))
         if self.use_cuda:
             images = images.contiguous(memory_format=torch.channels_last)
         targets = to_device(targets, self.device)
         self.label_counter += valid_label_counts(targets, self.tasks, self.n_classes)
-        valid = valid_rows(targets, self.tasks, self.n_classes)
-        loss, parts = train_step(self.wrapped, images, targets, self.optimizer, self.scaler)
-        self.scheduler.step()
+        present = labels_present(targets, self.tasks, self.n_classes)
+        loss, parts, took = step_on_device(self.wrapped, images, targets, self.optimizer, self.scaler)
+        if took:  # an fp16 step skipped for inf/NaN gradients leaves the schedule where it is
+            self.scheduler.step()
         state.step += 1
         state.step_in_epoch += 1
         state.images_seen += images.shape[0] * self.info.world_size
-        sums[0] += loss
-        for i, t in enumerate(self.tasks):
-            if valid[t]:  # a batch without labels for a task says nothing about its loss
-                sums[1 + 2 * i] += parts[t]
-                sums[2 + 2 * i] += 1
-        sums[-1] += 1
+        part_values = torch.stack([parts[t] for t in self.tasks]).to(torch.float64)
+        step_sums = torch.empty_like(sums)
+        step_sums[0] = loss
+        # A batch without labels for a task says nothing about its loss.
+        step_sums[1:-1:2] = torch.where(present > 0, part_values, torch.zeros_like(part_values))
+        step_sums[2:-1:2] = present
+        step_sums[-1] = 1
+        sums += step_sums
         return loss
 
     def gathered_predictions(self, loader: DataLoader) -> tuple[np.ndarray, dict[str, np.ndarray],
-                                                                dict[str, np.ndarray]]:
-        """Every rank predicts its shard; (positions, outputs, targets) gathered on every rank."""
+                                                                dict[str, np.ndarray]] | None:
+        """Every rank predicts its shard with rank 0's BatchNorm statistics (the ones saved); the
+        (positions, outputs, targets) are gathered to rank 0 (None on the others)."""
+        dist_utils.broadcast_buffers(self.module, self.info)
         positions, outputs, targets = predict(self.module.model, loader, self.device, self.amp_dtype,
-                                              self.use_cuda)
+                                              self.use_cuda, prepare=self.normalise if self.cached else None)
         arrays = {**{f"o_{k}": v for k, v in outputs.items()}, **{f"t_{k}": v for k, v in targets.items()}}
-        positions, merged = dist_utils.gather_arrays(positions, arrays, self.info)
+        gathered = dist_utils.gather_arrays(positions, arrays, self.info, to_rank0=True)
+        if gathered is None:
+            return None
+        positions, merged = gathered
         return (positions, {k[2:]: v for k, v in merged.items() if k.startswith("o_")},
                 {k[2:]: v for k, v in merged.items() if k.startswith("t_")})
 
     def validate(self) -> dict[str, Any]:
-        """Scores on the development split (AU thresholds tuned on it); ``{}`` without one.
-        The validation split is not looked at here."""
+        """Scores on the development split (AU thresholds tuned on it, once, on rank 0; every rank
+        gets the scores so all agree on the selection); ``{}`` without one. The validation split
+        is not looked at here."""
         if self.dev_loader is None:
             return {}
-        _, outputs, targets = self.gathered_predictions(self.dev_loader)
-        return score(outputs, targets, self.config.tasks, self.config.expression_space)
+        gathered = self.gathered_predictions(self.dev_loader)
+
+        def scores() -> dict[str, Any]:
+            assert gathered is not None
+            return score(gathered[1], gathered[2], self.config.tasks, self.config.expression_space)
+
+        return dist_utils.on_rank0(scores, self.info)
 
     def end_epoch(self, sums: list[float], metrics: dict[str, Any]) -> dict[str, Any]:
         """History row, selection (best development score; without a development split, the
@@ -528,12 +608,18 @@ class Trainer:
         self.save_checkpoint([])
         return row
 
-    def final_validation(self) -> tuple[dict[str, Any], np.ndarray, dict[str, np.ndarray], dict[str, np.ndarray]]:
+    def final_validation(self) -> tuple[dict[str, Any], np.ndarray, dict[str, np.ndarray],
+                                        dict[str, np.ndarray]] | None:
         """The selected weights on the validation split, scored with the development-tuned AU
-        thresholds (0.5 without a development split): (metrics, positions, outputs, targets)."""
-        dist_utils.barrier(self.info)  # rank 0 wrote the selected weights
-        self.module.model.load_state_dict(ckpt.load_weights(ckpt.best_weights_path(self.run_dir)), strict=True)
-        positions, outputs, targets = self.gathered_predictions(self.val_loader)
+        thresholds (0.5 without a development split): (metrics, positions, outputs, targets) on
+        rank 0, None on the others."""
+        path = ckpt.best_weights_path(self.run_dir)
+        dist_utils.barrier(self.info)  # rank 0 wrote the selected weights (other machines may not see them)
+        self.module.model.load_state_dict(dist_utils.on_rank0(lambda: ckpt.load_weights(path), self.info), strict=True)
+        gathered = self.gathered_predictions(self.val_loader)
+        if gathered is None:
+            return None
+        positions, outputs, targets = gathered
         thresholds = self.state.best_metrics.get("au_thresholds") if self.dev_loader is not None else None
         metrics = validation_metrics(outputs, targets, self.config.tasks, self.config.expression_space, thresholds)
         return metrics, positions, outputs, targets
@@ -581,6 +667,8 @@ class Trainer:
             "steps": state.step,
             "budget_steps": state.step + int(init.get("budget_steps", 0)),
             "images_seen": state.images_seen,
+            # host time waiting for the next training batch, as a share of the training time
+            "data_wait_share": round(state.data_wait_s / state.step_time_s, 4) if state.step_time_s else None,
             "labels_seen": {t: int(state.labels_seen.get(t, 0)) for t in config.tasks},
             "init_run": self.pretrained_from,
             "parameters": final.num_parameters(),
