@@ -59,7 +59,8 @@ SCRIPT = textwrap.dedent('''
     config = TrainConfig(out=out, tasks=["expr", "au", "va"], image_size=32, batch_size=8, epochs=2,
                          device="cpu", augment="none", weighting="uncertainty", lr=1e-3, checkpoint_every=1,
                          resume=mode == "resume", threads=1)
-    trainer.run_training(config, TinyAffectSet(16, seed=0), TinyAffectSet(7, seed=1), {{"name": "tiny", "synthetic": True}})
+    trainer.run_training(config, TinyAffectSet(16, seed=0), TinyAffectSet(7, seed=1), {{"name": "tiny", "synthetic": True}},
+                         development=TinyAffectSet(5, seed=2))
     with open(os.path.join(report, f"{{mode}}-rank{{rank}}.json"), "w") as f:
         json.dump({{"digests": digests, "world": torch.distributed.get_world_size()}}, f)
 ''')
@@ -88,8 +89,8 @@ def test_two_cpu_processes_train_one_run_and_resume_as_rank0_decides(tmp_path):
     ranks = [json.loads((tmp_path / f"straight-rank{r}.json").read_text()) for r in (0, 1)]
     assert ranks[0]["world"] == ranks[1]["world"] == 2
     # Each rank saw different data, yet parameters AND BatchNorm buffers were identical at every
-    # validation (buffers: broadcast from rank 0 before validating).
-    assert len(ranks[0]["digests"]) == 2 and ranks[0]["digests"] == ranks[1]["digests"]
+    # evaluation (2 on the development split, 1 final; buffers: broadcast from rank 0 first).
+    assert len(ranks[0]["digests"]) == 3 and ranks[0]["digests"] == ranks[1]["digests"]
     assert ranks[0]["digests"][0] != ranks[0]["digests"][1]
     record = read_run(run_dir)
     assert record.metrics["world_size"] == 2 and record.config["world_size"] == 2
@@ -216,14 +217,15 @@ def test_skipped_fp16_step_does_not_advance_the_lr_schedule(tmp_path):
     """fp16 logic on CPU tensors: an enabled GradScaler that finds inf/NaN gradients (here: a
     batch that overflows) skips the optimizer step; the trainer then leaves the LR schedule."""
     from affectmodel.training import trainer as trainer_mod
+    from affectmodel.training.batches import RunData
     from affectmodel.training.config import TrainConfig
 
     config = TrainConfig(out=str(tmp_path / "run"), tasks=["expr"], image_size=32, batch_size=4, epochs=1,
-                         device="cpu", augment="none", threads=1)
-    run = trainer_mod.Trainer(config, TinyAffectSet(8), TinyAffectSet(4, seed=1), {"name": "tiny"},
-                              dist_utils.DistInfo(), None)
+                         device="cpu", augment="none", threads=1, dev_fraction=0)
+    data = RunData(TinyAffectSet(8), None, TinyAffectSet(4, seed=1))
+    run = trainer_mod.Trainer(config, data, {"name": "tiny"}, dist_utils.DistInfo(), None)
     run.scaler = torch.amp.GradScaler("cpu", init_scale=2.0 ** 16)
-    images, targets, _ = next(iter(run.epoch_loader(0)))
+    images, targets, _ = next(iter(run.pass_loader(0, 0)))
     overflowing = images * 1e38
     before = [p.detach().clone() for p in run.module.parameters()]
     lr_before, sched_before = run.optimizer.param_groups[0]["lr"], run.scheduler.last_epoch

@@ -107,9 +107,14 @@ def run(args: argparse.Namespace) -> int:
 
 def add_suite_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("suite", metavar="CONFIG", help="suite file (TOML: [defaults] and [[runs]])")
-    parser.add_argument("--data", required=True, metavar="ROOT", help="data folder for every run")
-    parser.add_argument("--out", required=True, metavar="DIR", help="suite folder: runs go to DIR/<run name>")
-    parser.add_argument("--only", default=None, metavar="NAME[,NAME...]", help="train only these runs")
+    parser.add_argument("--data", required=True, metavar="ROOT",
+                        help="data folder of the runs (a run's own relative `data` is resolved inside it)")
+    parser.add_argument("--out", required=True, metavar="DIR",
+                        help="suite folder: runs go to DIR/<run name>/seed-<k>")
+    parser.add_argument("--only", default=None, metavar="NAME[,NAME...]",
+                        help="train only these configurations (all their seeds) or NAME/seed-K runs")
+    parser.add_argument("--seeds", default=None, metavar="K[,K...]",
+                        help="train every configuration with these seeds instead of the suite's")
     parser.add_argument("--list", action="store_true", help="print the resolved runs and exit")
     defaults = TrainConfig()
     for f in dataclasses.fields(TrainConfig):
@@ -142,13 +147,20 @@ def run_suite_command(args: argparse.Namespace) -> int:
     for key in SUITE_MACHINE_OPTIONS:
         if hasattr(args, key):  # given (the defaults are SUPPRESSed)
             overrides[key] = getattr(args, key)
+    if args.seeds:
+        try:
+            overrides["seeds"] = [int(k) for k in args.seeds.split(",") if k.strip()]
+        except ValueError:
+            raise UserError(f"--seeds expects K[,K...], got {args.seeds!r}") from None
     only = [n.strip() for n in args.only.split(",") if n.strip()] if args.only else None
     if args.list:
         for run in load_suite(args.suite, args.data, args.out, overrides):
             c = run.config
-            print(f"{run.name}: tasks={','.join(c.tasks)} init={c.init} augment={c.augment} "
+            budget = f"steps={c.steps}" if c.steps is not None else f"epochs={c.epochs}"
+            print(f"{run.folder}: tasks={','.join(c.tasks)} init={run.init_from_run or c.init} augment={c.augment} "
                   f"losses={','.join(f'{t}={c.losses[t]}' for t in c.tasks)} weighting={c.weighting} "
-                  f"epochs={c.epochs} image_size={c.image_size}")
+                  f"{budget} limit_train={c.limit_train} image_size={c.image_size}"
+                  + (f" data={c.data}" if c.data != str(args.data) else ""))
         return 0
     from .jobs import job_slots
 
