@@ -16,9 +16,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "score": ("affectmodel.scoring", "score a prediction file against Aff-Wild2 annotations (ABAW metrics)"),
     "data-info": ("affectmodel.data.info", "check an Aff-Wild2 installation and count its labels"),
     "synth": ("affectmodel.data.synthetic", "generate the synthetic benchmark (Aff-Wild2 layout or class folders)"),
+    "cache": ("affectmodel.cache_cli", "decode every frame once into a memory-mapped frame cache for fast training"),
     "predict": ("affectmodel.inference.cli", "predict on images, folders and videos"),
     "publish": ("affectmodel.hub.publish", "publish a training run to the Hugging Face Hub"),
     "publish-space": ("affectmodel.hub.space", "publish the Gradio demo as a Hugging Face Space"),
+    "study": ("affectmodel.study", "matched uni- vs multi-task comparisons: means, intervals, seeds, verdicts"),
 }
 
 

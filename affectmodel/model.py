@@ -6,8 +6,7 @@ unpickles.
 """
 from __future__ import annotations
 
-import contextlib
-import io
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,14 +16,20 @@ import torch
 import torch.nn as nn
 import torchvision
 from huggingface_hub import PyTorchModelHubMixin
-from safetensors import SafetensorError
 
-from .tasks import AU_NAMES, DEFAULT_EXPRESSION_SPACE, VA_NAMES, get_label_space, parse_tasks
+from .tasks import AU_NAMES, DEFAULT_EXPRESSION_SPACE, get_label_space, get_task, parse_tasks
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 BACKBONES = ("resnet18",)
 INIT_CHOICES = ("random", "imagenet")  # or a path: weights file / checkpoint folder / run folder
+# Bounds on config.json, which may come from a stranger's Hub repository. Aff-Wild2's aligned crops
+# are 112 px; 1024 px is far above any useful face size and keeps one face's forward pass near 0.2 GB.
+MIN_INPUT_SIZE, MAX_INPUT_SIZE = 16, 1024
+# Float32 values alive per input pixel during one face's forward pass at most: input and normalised
+# copy (3 + 3 channels), the stride-2 stem's 64 channels at a quarter of the pixels (16) and its
+# batch-norm/ReLU output (16). Measured peak for input_size 20000 was 23.7 GB, i.e. about 15 per pixel.
+FORWARD_FLOATS_PER_PIXEL = 38
 
 
 class CheckpointError(RuntimeError):
@@ -48,18 +53,55 @@ class ModelConfig:
     labels: dict[str, list[str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        """Check every field against sane bounds (a config may come from an untrusted repository);
+        errors are one line naming the field."""
+        if not isinstance(self.tasks, (list, tuple, str)) or not all(isinstance(t, str) for t in self.tasks):
+            raise ValueError(f"field 'tasks' must be a list of task names, got {self.tasks!r}")
         self.tasks = list(parse_tasks(self.tasks))
+        if not isinstance(self.expression_space, str):
+            raise ValueError(f"field 'expression_space' must be a name, got {self.expression_space!r}")
         space = get_label_space(self.expression_space)
         self.expression_space = space.name
         if self.backbone not in BACKBONES:
-            raise ValueError(f"unknown backbone {self.backbone!r}; available: {', '.join(BACKBONES)}")
-        if self.au_thresholds is not None and len(self.au_thresholds) != len(AU_NAMES):
-            raise ValueError(f"au_thresholds needs {len(AU_NAMES)} values, got {len(self.au_thresholds)}")
-        self.labels = {k: list(v) for k, v in (("expr", space.labels), ("au", AU_NAMES), ("va", VA_NAMES))
-                       if k in self.tasks}
+            raise ValueError(f"field 'backbone': unknown backbone {self.backbone!r}; available: {', '.join(BACKBONES)}")
+        if not _is_int(self.input_size) or not MIN_INPUT_SIZE <= self.input_size <= MAX_INPUT_SIZE:
+            raise ValueError(f"field 'input_size' must be a whole number of pixels in "
+                             f"[{MIN_INPUT_SIZE}, {MAX_INPUT_SIZE}], got {self.input_size!r}")
+        self.input_size = int(self.input_size)
+        self.mean = _finite_list("mean", self.mean, 3, low=-10.0, high=10.0)
+        self.std = _finite_list("std", self.std, 3, low=1e-6, high=1e3)
+        if not _is_number(self.dropout) or not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"field 'dropout' must be a number in [0, 1), got {self.dropout!r}")
+        if self.au_thresholds is not None:
+            self.au_thresholds = _finite_list("au_thresholds", self.au_thresholds, len(AU_NAMES), low=0.0, high=1.0)
+        self.labels = {k: list(get_task(k, space).labels) for k in self.tasks}
 
     def head_sizes(self) -> dict[str, int]:
         return {k: len(v) for k, v in self.labels.items()}
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _finite_list(name: str, values, length: int, low: float, high: float) -> list[float]:
+    """``values`` as a list of ``length`` finite numbers in [low, high], or a one-line error."""
+    if not isinstance(values, (list, tuple)) or len(values) != length:
+        raise ValueError(f"field {name!r} needs a list of {length} numbers, got {values!r}")
+    for i, v in enumerate(values):
+        if not _is_number(v) or not low <= v <= high:
+            raise ValueError(f"field {name!r}: value {i} must be a finite number in [{low:g}, {high:g}], got {v!r}")
+    return [float(v) for v in values]
+
+
+def forward_memory_bytes(input_size: int, faces: int = 1) -> int:
+    """Upper estimate of the memory one forward pass of ``faces`` crops needs (checked before any
+    allocation, so a hostile ``input_size`` cannot take the machine down)."""
+    return 4 * FORWARD_FLOATS_PER_PIXEL * int(input_size) ** 2 * int(faces)
 
 
 def _resnet_trunk(name: str) -> tuple[nn.Module, int]:
@@ -101,9 +143,14 @@ class AffectModel(
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         z = self.dropout(self.features(images))
-        out = {k: head(z) for k, head in self.heads.items()}
-        if "va" in out:
-            out["va"] = torch.tanh(out["va"])  # valence/arousal are bounded to [-1, 1]
+        # Heads run in fp32 even under autocast: in bf16 the VA tanh saturates near 3.5 and its
+        # outputs are quantised to steps of about 0.004; the heads are a tiny share of the work.
+        device_type = z.device.type if z.device.type in ("cuda", "cpu", "xpu", "mps") else "cpu"
+        with torch.autocast(device_type=device_type, enabled=False):
+            z = z.float()
+            out = {k: head(z) for k, head in self.heads.items()}
+            if "va" in out:
+                out["va"] = torch.tanh(out["va"])  # valence/arousal are bounded to [-1, 1]
         return out
 
     def au_thresholds(self) -> torch.Tensor:
@@ -123,42 +170,15 @@ class AffectModel(
         return directory
 
     @classmethod
-    def load(cls, directory: str | os.PathLike, map_location: str = "cpu") -> "AffectModel":
-        """Strict local load of a folder written by :meth:`save` (safetensors only)."""
-        directory = Path(directory)
-        for name in ("config.json", "model.safetensors"):
-            if not (directory / name).is_file():
-                raise CheckpointError(f"{directory} is not a model folder: {name} is missing")
-        try:
-            # The mixin prints "Loading weights from local directory"; keep stdout clean for
-            # commands that print JSON.
-            with contextlib.redirect_stdout(io.StringIO()):
-                return cls.from_pretrained(str(directory), strict=True, map_location=map_location)
-        except SafetensorError as e:  # not a safetensors file, or a damaged one (never unpickled)
-            raise CheckpointError(f"cannot read weights from {directory / 'model.safetensors'}: {e}") from None
-        except (RuntimeError, ValueError, TypeError) as e:
-            raise CheckpointError(f"checkpoint {directory} does not match the model config: {e}") from e
+    def load(cls, source: str | os.PathLike, map_location: str = "cpu") -> "AffectModel":
+        """Strict, validated load of a model folder (written by :meth:`save`), a run folder or a Hub
+        id: the same loader as :func:`affectmodel.load_model` (:mod:`affectmodel.hub.loading`)."""
+        from .hub.loading import load_model  # lazy: the loader module imports this one
+
+        return load_model(source, map_location=map_location)
 
 
 # ------------------------------------------------------------------ initialisation
-
-def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """Read tensors from safetensors or a weights-only torch file (never unpickles objects)."""
-    if not path.exists():
-        raise CheckpointError(f"weights file not found: {path}")
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-            return load_file(str(path))
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any failure here means an unusable file
-        raise CheckpointError(f"cannot read weights from {path}: {e}") from e
-    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict):
-        raise CheckpointError(f"{path} does not hold a state dict")
-    return state
-
 
 def backbone_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Extract trunk weights from a torchvision ResNet or an ``AffectModel`` state dict."""
@@ -175,13 +195,18 @@ def backbone_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tenso
 def load_backbone(model: AffectModel, source: str | os.PathLike) -> None:
     """Initialise the trunk from a weights file, a model folder, or a run folder (``<run>/model``).
 
-    Heads stay as they are. The trunk must match exactly (strict), so a wrong file fails loudly.
+    Folders go through the one model loader (:func:`affectmodel.hub.loading.load_model`: config
+    bounds, finite weights, strict shapes); files through its weights reader. Heads stay as they
+    are. The trunk must match exactly (strict), so a wrong file fails loudly.
     """
+    from .hub.loading import load_model, read_weights_file  # lazy: the loader module imports this one
+
     path = Path(source)
     if path.is_dir():
-        folder = path / "model" if (path / "model" / "model.safetensors").exists() else path
-        path = folder / "model.safetensors"
-    state = backbone_state_dict(_read_state_dict(path))
+        state = load_model(path).state_dict()
+    else:
+        state = read_weights_file(path)
+    state = backbone_state_dict(state)
     try:
         model.trunk.load_state_dict(state, strict=True)
     except RuntimeError as e:

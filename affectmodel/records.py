@@ -1,14 +1,24 @@
 """Run records: the on-disk contract between training, the dashboard and the Hub.
 
-A run folder ``runs/<suite>/<run>/`` holds:
+A run folder ``runs/<suite>/<configuration>/seed-<k>/`` (one per configuration and seed; older
+records use ``runs/<suite>/<run>/``) holds:
 
 * ``config.json``  - the resolved training configuration (:class:`affectmodel.training.config.TrainConfig`
-  as a dict) plus ``code_version``, ``label_spaces`` and ``dataset``.
+  as a dict) plus ``code_version``, ``label_spaces``, ``dataset`` and the run's identity: ``suite``,
+  ``run`` (the configuration's name, without the seed), ``seed`` and ``config_id`` (a hash of the
+  configuration that ignores the seed and machine-only options). Older records without them are read
+  from the folder names (see :attr:`RunRecord.configuration`, :attr:`RunRecord.suite`).
 * ``metrics.json`` - validation results of the best checkpoint (see :data:`METRIC_KEYS`) and run facts:
   ``tasks``, ``multi_task``, ``dataset`` (``{"name", "synthetic", "split"}``), ``headline_metric``,
   ``best_epoch``, ``parameters``, ``train_time_s``, ``images_per_second``, ``per_class_f1``,
   ``per_au_f1``, ``au_thresholds``, optionally ``confusion_matrix`` (rows = true class) and
-  ``hub_repo`` once published. Written last: its presence marks a complete run.
+  ``hub_repo`` once published; the study fields ``steps``, ``images_seen``, ``labels_seen``
+  (``{task: count}``), ``budget_steps`` (own steps plus those of the run it was initialised from),
+  ``init_run`` (that run's name or null), ``init_train_time_s``, ``selection`` (where thresholds and the
+  best epoch were chosen: ``{"split": "development", "videos", "frames"}``), ``P_AU_at_0.5``, optionally
+  ``P_AU_tuned_on_validation`` (in-sample, named so) and ``leakage``. Written last: its presence marks
+  a complete run.
+* ``val_predictions.npz`` - per-frame validation outputs and targets (:mod:`affectmodel.predictions`).
 * ``history.csv``  - one row per epoch: ``epoch``, ``lr``, ``train_loss``, ``train_loss_<task>``,
   ``val_<metric>`` for each metric, ``time_s``.
 * ``model/``       - a folder that ``AffectModel.from_pretrained`` / :func:`affectmodel.load_model` loads.
@@ -16,7 +26,9 @@ A run folder ``runs/<suite>/<run>/`` holds:
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +40,11 @@ METRICS_FILE = "metrics.json"
 HISTORY_FILE = "history.csv"
 MODEL_DIR = "model"
 METRIC_KEYS = ("P_EXPR", "P_AU", "P_VA", "P_MTL", "ccc_valence", "ccc_arousal")
+SEED_FOLDER = re.compile(r"^seed-(\d+)$")
+# config.json keys that do not change what is trained: the seed, where things are, how fast, and
+# the identity fields themselves. A configuration id ignores them.
+NON_CONFIGURATION_KEYS = frozenset({"seed", "data", "out", "device", "workers", "threads", "resume",
+                                    "checkpoint_every", "code_version", "suite", "run", "config_id"})
 
 
 class RunRecordError(ValueError):
@@ -42,12 +59,42 @@ class RunRecord:
     history: list[dict[str, Any]] = field(default_factory=list)
 
     @property
+    def _seed_folder(self) -> re.Match | None:
+        return SEED_FOLDER.match(self.path.name)
+
+    @property
+    def configuration(self) -> str:
+        """The configuration's name without the seed: ``run`` in config.json, else the folder name."""
+        run = self.config.get("run")
+        if isinstance(run, str) and run:
+            return run
+        return self.path.parent.name if self._seed_folder else self.path.name
+
+    @property
+    def seed(self) -> int | None:
+        seed = self.config.get("seed")
+        if isinstance(seed, int) and not isinstance(seed, bool):
+            return seed
+        folder = self._seed_folder
+        return int(folder.group(1)) if folder else None
+
+    @property
     def name(self) -> str:
-        return self.path.name
+        """Unique within a suite: ``<configuration>/seed-<k>`` for per-seed folders, else the folder name."""
+        return f"{self.configuration}/{self.path.name}" if self._seed_folder else self.configuration
 
     @property
     def suite(self) -> str:
-        return self.path.parent.name
+        suite = self.config.get("suite")
+        if isinstance(suite, str) and suite:
+            return suite
+        return (self.path.parent.parent if self._seed_folder else self.path.parent).name
+
+    @property
+    def config_id(self) -> str:
+        """config.json's ``config_id``, else :func:`config_id` of the config (older records)."""
+        value = self.config.get("config_id")
+        return value if isinstance(value, str) and value else config_id(self.config)
 
     @property
     def tasks(self) -> list[str]:
@@ -115,6 +162,14 @@ def read_runs(root: str | Path) -> tuple[list[RunRecord], list[str]]:
         except RunRecordError as e:
             errors.append(str(e))
     return records, errors
+
+
+def config_id(config: dict[str, Any]) -> str:
+    """A short hash of a configuration that ignores the seed and machine-only options
+    (:data:`NON_CONFIGURATION_KEYS`): every seed of one configuration has the same id."""
+    kept = {k: v for k, v in config.items() if k not in NON_CONFIGURATION_KEYS}
+    text = json.dumps(kept, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
 
 
 def run_factors(config: dict[str, Any]) -> dict[str, str]:

@@ -31,3 +31,19 @@ def configure_openmp(environ: MutableMapping[str, str] | None = None) -> dict[st
         return {}
     environ.update(OPENMP_DEFAULTS)
     return dict(OPENMP_DEFAULTS)
+
+
+def available_memory_bytes() -> int | None:
+    """Memory the system can still give this process (Linux: ``MemAvailable``), or ``None`` when
+    unknown. Used to refuse a forward pass that could not fit before allocating it."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None

@@ -1,12 +1,22 @@
 """``python -m affectmodel score``: the equivalent of the ABAW challenge evaluation.
 
-Reads a prediction file in the challenge submission format (DESIGN.md §2) and a folder of
-per-video Aff-Wild2 annotation files, drops invalid labels and prints one JSON object with the
+Reads predictions and ground truth, drops invalid labels and prints one JSON object with the
 task's metric (computed by :mod:`affectmodel.metrics`). A prediction file must cover every frame
-that has a valid label; predictions for other frames are ignored, as in the challenge.
+that has a valid label; predictions for other frames are ignored, as in the challenge, and counted
+(``ignored_predictions`` in the answer, and a note on stderr) instead of silently dropped.
 
-Prediction files: header ``image_location,<labels...>`` (the task's label names), rows
-``<video>/<frame>.jpg,<values>``: EXPR one class index, AU 12 values 0/1, VA two floats.
+Formats (docs: README "Scoring"):
+
+* Challenge prediction files: header ``image_location,<labels...>`` (the task's label names), rows
+  ``<video>/<frame>.jpg,<values>``: EXPR one class index, AU 12 values 0/1, VA two floats.
+* The multi-task set's CSV (s-Aff-Wild2): header ``image,valence,arousal,expression,AU1,...,AU26``,
+  rows ``<video>/<frame>.jpg,...`` with -5 / -1 / -1 for a missing VA / expression / AU value. It is
+  accepted as ground truth (``--annotations FILE`` instead of a folder of per-video files) and as
+  predictions (a missing value = no prediction of that task for that frame).
+
+AU predictions are decisions (0/1) in both formats: ``score`` never tunes thresholds, so P_AU is the
+F1 of the decisions given (a model's probabilities are thresholded at 0.5, or at thresholds chosen on
+other data and stored with the model, before they are written).
 """
 from __future__ import annotations
 
@@ -14,6 +24,7 @@ import argparse
 import json
 import os
 import re
+import sys
 from pathlib import Path
 from typing import Mapping
 
@@ -21,8 +32,8 @@ import numpy as np
 
 from . import metrics
 from .data.annotations import (
-    AnnotationError, parse_number_rows, read_task_folder, read_text_lines, split_first_column,
-    split_header,
+    MTL_HEADER, AnnotationError, parse_number_rows, read_mtl_csv, read_task_folder, read_text_lines,
+    split_first_column, split_header,
 )
 from .io import write_text_atomic
 from .tasks import TaskSpec, get_label_space, get_task
@@ -153,47 +164,112 @@ def write_predictions(path: str | os.PathLike, task: str, predictions: Mapping[s
 
 # ------------------------------------------------------------------ scoring
 
-def score_files(task: str, predictions_path: str | os.PathLike, annotations_dir: str | os.PathLike,
-                expression_space: str = "abaw8") -> dict:
-    """Score a prediction file against a folder of ``<video>.txt`` annotation files.
+Frame = tuple[str, int]
 
-    Returns EXPR ``{"P_EXPR", "per_class_f1", "n"}``, AU ``{"P_AU", "per_au_f1", "n"}`` or
-    VA ``{"P_VA", "ccc_valence", "ccc_arousal", "n"}``; ``n`` = frames with a valid label.
+
+def _frame_of(image: str) -> Frame | None:
+    m = _IMAGE_RE.match(image)
+    return (m.group(1), int(m.group(2))) if m else None
+
+
+def _valid(task: str, values: np.ndarray, num_classes: int) -> np.ndarray:
+    """Rows of ``values`` with at least one valid label (or prediction) for ``task``."""
+    if task == "expr":
+        return metrics.valid_expression(values, num_classes)
+    if task == "au":
+        return metrics.valid_au(values).any(axis=1)
+    return metrics.valid_va(values).any(axis=1)
+
+
+def _mtl_rows(path: str | os.PathLike, task: str, expression_space: str) -> dict[Frame, np.ndarray]:
+    """One task's rows of a multi-task CSV, frames with a valid value only."""
+    mtl = read_mtl_csv(path, expression_space=expression_space)
+    values = {"expr": mtl.expr, "au": mtl.au, "va": mtl.va}[task]
+    keep = _valid(task, values, len(get_label_space(expression_space)))
+    out = {}
+    for i in np.nonzero(keep)[0].tolist():
+        frame = _frame_of(mtl.images[i])
+        if frame is None:
+            raise AnnotationError(Path(path), i + 2, f"image {mtl.images[i]!r} is not <video>/<frame>.jpg")
+        out[frame] = values[i]
+    return out
+
+
+def is_mtl_file(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a file whose header is the multi-task set's."""
+    path = Path(path)
+    if not path.is_file():
+        return False
+    lines = read_text_lines(path)
+    return bool(lines) and split_header(lines[0]) == tuple(c.lower() for c in MTL_HEADER)
+
+
+def read_ground_truth(annotations: str | os.PathLike, task: str, expression_space: str = "abaw8"
+                      ) -> dict[Frame, np.ndarray]:
+    """Valid labels of ``task`` by (video, frame): from a folder of per-video files or a multi-task CSV."""
+    annotations = Path(annotations)
+    if annotations.is_file():
+        if not is_mtl_file(annotations):
+            raise AnnotationError(annotations, 1, "an annotation file must be the multi-task set's CSV (header "
+                                                  f"{','.join(MTL_HEADER)!r}); per-task annotations are a folder "
+                                                  "of <video>.txt files")
+        return _mtl_rows(annotations, task, expression_space)
+    out = {}
+    for video, ann in read_task_folder(annotations, task, expression_space).items():
+        for i in np.nonzero(ann.valid_frames())[0].tolist():
+            out[(video, i + 1)] = ann.values[i]
+    return out
+
+
+def read_any_predictions(path: str | os.PathLike, task: str, expression_space: str = "abaw8"
+                         ) -> dict[Frame, np.ndarray]:
+    """Predictions of ``task`` by (video, frame), from a challenge prediction file or a multi-task CSV."""
+    if is_mtl_file(path):
+        return _mtl_rows(path, task, expression_space)
+    return {_frame_of(img): value for img, value in read_predictions(path, task, expression_space).items()}
+
+
+def score_files(task: str, predictions_path: str | os.PathLike, annotations: str | os.PathLike,
+                expression_space: str = "abaw8") -> dict:
+    """Score predictions against ground truth (a folder of ``<video>.txt`` files or a multi-task CSV).
+
+    Returns EXPR ``{"P_EXPR", "per_class_f1", ...}``, AU ``{"P_AU", "per_au_f1", ...}`` or
+    VA ``{"P_VA", "ccc_valence", "ccc_arousal", ...}`` plus ``n`` (frames with a valid label) and
+    ``ignored_predictions`` (prediction rows whose frame has no valid label for the task).
     Raises :class:`MissingPredictionsError` when annotated frames have no prediction.
     """
     spec = get_task(task, expression_space)
     space = get_label_space(expression_space)
-    annotations = read_task_folder(annotations_dir, spec.key, space)
-    predictions = read_predictions(predictions_path, spec.key, space.name)
-    by_frame = {}
-    for img, value in predictions.items():
-        m = _IMAGE_RE.match(img)
-        by_frame[(m.group(1), int(m.group(2)))] = value
+    truth = read_ground_truth(annotations, spec.key, space.name)
+    by_frame = read_any_predictions(predictions_path, spec.key, space.name)
 
     preds, targets, missing = [], [], {}
-    for video, ann in annotations.items():
-        for i in np.nonzero(ann.valid_frames())[0].tolist():
-            value = by_frame.get((video, i + 1))
-            if value is None:
-                missing[video] = missing.get(video, 0) + 1
-                continue
-            preds.append(value)
-            targets.append(ann.values[i])
+    for frame, target in truth.items():
+        value = by_frame.get(frame)
+        if value is None:
+            missing[frame[0]] = missing.get(frame[0], 0) + 1
+            continue
+        preds.append(value)
+        targets.append(target)
     if missing:
         raise MissingPredictionsError(predictions_path, missing)
+    ignored = sum(1 for frame in by_frame if frame not in truth)
     n = len(targets)
     if spec.key == "expr":
         pred = np.array(preds, dtype=np.int64).reshape(n)
         target = np.array(targets, dtype=np.int64).reshape(n)
         p, per = metrics.expression_f1(pred, target, len(space))
-        return {"P_EXPR": p, "per_class_f1": dict(zip(space.labels, per.tolist())), "n": n}
-    pred = np.array(preds, dtype=np.float64).reshape(n, spec.head_size)
-    target = np.array(targets, dtype=np.float64).reshape(n, spec.head_size)
-    if spec.key == "au":
-        p, per = metrics.au_f1(pred, target)
-        return {"P_AU": p, "per_au_f1": dict(zip(spec.labels, per.tolist())), "n": n}
-    p, v, a = metrics.va_ccc(pred, target)
-    return {"P_VA": p, "ccc_valence": v, "ccc_arousal": a, "n": n}
+        result = {"P_EXPR": p, "per_class_f1": dict(zip(space.labels, per.tolist()))}
+    else:
+        pred = np.array(preds, dtype=np.float64).reshape(n, spec.head_size)
+        target = np.array(targets, dtype=np.float64).reshape(n, spec.head_size)
+        if spec.key == "au":
+            p, per = metrics.au_f1(pred, target, 0.5)
+            result = {"P_AU": p, "per_au_f1": dict(zip(spec.labels, per.tolist()))}
+        else:
+            p, v, a = metrics.va_ccc(pred, target)
+            result = {"P_VA": p, "ccc_valence": v, "ccc_arousal": a}
+    return {**result, "n": n, "ignored_predictions": ignored}
 
 
 # ------------------------------------------------------------------ command
@@ -202,9 +278,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--task", required=True, type=str.upper, choices=("EXPR", "AU", "VA"),
                         help="challenge task of the prediction file")
     parser.add_argument("--predictions", required=True, type=Path,
-                        help="prediction CSV: header image_location,<labels>; rows <video>/<frame>.jpg,<values>")
+                        help="prediction CSV: header image_location,<labels>; rows <video>/<frame>.jpg,<values> "
+                             "(or the multi-task set's CSV format)")
     parser.add_argument("--annotations", required=True, type=Path,
-                        help="folder of per-video annotation files <video>.txt (Aff-Wild2 format)")
+                        help="folder of per-video annotation files <video>.txt (Aff-Wild2 format), or the "
+                             "multi-task set's CSV (image,valence,arousal,expression,AU1,...,AU26)")
     parser.add_argument("--expression-space", default="abaw8", choices=("abaw8", "abaw7"),
                         help="expression label space to score in (abaw7 for ABAW 1-2 files; default abaw8)")
 
@@ -213,11 +291,15 @@ def run(args: argparse.Namespace) -> int:
     if not args.predictions.is_file():
         raise FileNotFoundError(f"prediction file not found: {args.predictions}")
     result = score_files(args.task, args.predictions, args.annotations, args.expression_space)
+    if result["ignored_predictions"]:
+        print(f"note: {result['ignored_predictions']} prediction row(s) ignored: their frames have no valid "
+              f"{args.task} label in {args.annotations}", file=sys.stderr)
     print(json.dumps(result))
     return 0
 
 
 __all__ = [
     "MissingPredictionsError", "read_predictions", "format_predictions", "write_predictions",
-    "prediction_header", "image_name", "score_files", "add_arguments", "run",
+    "prediction_header", "image_name", "score_files", "read_ground_truth", "read_any_predictions", "is_mtl_file",
+    "add_arguments", "run",
 ]

@@ -1,4 +1,9 @@
-"""The uni-task versus multi-task study as tables: what the dashboard (and reports) show.
+"""The uni-task versus multi-task study as tables: what the dashboard, ``python -m affectmodel study``,
+the README table and the model card show.
+
+Verdicts come only from matched comparisons (:func:`study_report`): a multi-task configuration
+against the uni-task configurations that differ from it only in the tasks, over seeds, with intervals
+from :mod:`affectmodel.statistics`. The "best run" tables stay for browsing and never drive a verdict.
 
 Pure pandas on :class:`affectmodel.records.RunRecord` objects: no plotting and no UI, so that the
 logic is tested on its own and the library stays light. Study factors are read only through
@@ -9,13 +14,22 @@ Aff-Wild2 are never ranked against each other.
 """
 from __future__ import annotations
 
+import argparse
+import json
 import math
 import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 import pandas as pd
 
-from .records import METRIC_KEYS, SYNTHETIC_DATASET, RunRecord, run_factors
+from .predictions import PREDICTIONS_FILE, PredictionsError, load_predictions
+from .records import (METRIC_KEYS, NON_CONFIGURATION_KEYS, SYNTHETIC_DATASET, RunRecord, read_runs,
+                      run_factors)
+from .statistics import (DEFAULT_LEVEL, DEFAULT_RESAMPLES, METRIC_TASKS, Interval, ScoredRun, difference,
+                         estimate, t_quantile)
 from .tasks import ABAW_BASELINES, AU_NAMES, LABEL_SPACES, MTL_METRIC, TASK_KEYS, get_task
 
 FACTOR_COLUMNS: tuple[str, ...] = ("tasks", "setting", "init", "pretraining", "augmentation", "losses",
@@ -28,8 +42,6 @@ COST_COLUMNS: tuple[str, ...] = ("parameters", "train_time_s", "images_per_secon
 HIGHER_IS_BETTER: dict[str, bool] = {**{m: True for m in METRIC_COLUMNS},
                                      "parameters": False, "train_time_s": False, "images_per_second": True}
 TASK_METRICS: dict[str, str] = {k: get_task(k).metric for k in TASK_KEYS}
-# A difference smaller than this (on a 0-1 score) is reported as "no difference".
-NEGLIGIBLE_DELTA = 0.005
 HUB_PREFIX = "hub:"
 HUB_URL = "https://huggingface.co/"
 
@@ -97,7 +109,8 @@ def study_table(runs: Mapping[str, RunRecord]) -> pd.DataFrame:
     rows = []
     for key, record in runs.items():
         m = record.metrics
-        row: dict[str, Any] = {"run": key, "source": "hub" if key.startswith(HUB_PREFIX) else "local"}
+        row: dict[str, Any] = {"run": key, "configuration": f"{record.suite}/{record.configuration}",
+                               "seed": record.seed, "source": "hub" if key.startswith(HUB_PREFIX) else "local"}
         row.update(dataset_info(record))
         row.update(run_factors(record.config if record.config.get("tasks") else
                                {**record.config, "tasks": record.tasks}))
@@ -106,7 +119,8 @@ def study_table(runs: Mapping[str, RunRecord]) -> pd.DataFrame:
         row["hub_repo"] = m.get("hub_repo") or None
         row["path"] = str(record.path)
         rows.append(row)
-    columns = (["run", "source", "dataset", "synthetic", "split", *FACTOR_COLUMNS, *METRIC_COLUMNS,
+    columns = (["run", "configuration", "seed", "source", "dataset", "synthetic", "split", *FACTOR_COLUMNS,
+                *METRIC_COLUMNS,
                 *COST_COLUMNS, "best_epoch", "hub_repo", "path"])
     table = pd.DataFrame(rows, columns=columns)
     for c in METRIC_COLUMNS + COST_COLUMNS + ("best_epoch",):
@@ -177,7 +191,11 @@ def _best_row(rows: pd.DataFrame, metric: str) -> pd.Series | None:
 
 
 def headline_comparison(table: pd.DataFrame) -> pd.DataFrame:
-    """For each data set and task: the best uni-task run against the best multi-task run on that task's metric.
+    """The "best run" table: for each data set and task, the best uni-task run and the best multi-task run.
+
+    Best-of-N against best-of-M favours the side with more runs, and the best run may have had a
+    larger budget: this table is shown *labelled as best runs* and never drives a verdict (verdicts
+    come from :func:`matched_comparisons`).
 
     Columns: dataset, synthetic, task, title, metric, uni_run, uni, multi_run, multi, delta (multi - uni),
     baseline (the ABAW reference for Aff-Wild2, else NaN), and each side's parameters and training time.
@@ -209,7 +227,8 @@ def headline_comparison(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def cost_comparison(table: pd.DataFrame) -> pd.DataFrame:
-    """Per data set: the best uni-task model of each task together (N models) against one shared model.
+    """Best-run cost table: the best uni-task model of each task together (N models) against one shared model.
+    (The matched cost of a comparison is :func:`matched_costs`.)
 
     The shared model is the multi-task run with the highest P_MTL among those covering every task the
     uni-task side covers. ``uni_P_MTL`` sums the uni-task models' scores, comparable to the shared
@@ -288,53 +307,601 @@ def format_rate(x: float) -> str:
     return f"{x:.0f}" if abs(x) >= 100 else f"{x:.1f}" if abs(x) >= 10 else f"{x:.2f}"
 
 
-def verdict(comparison: pd.DataFrame, cost: pd.DataFrame | None = None) -> str:
-    """One sentence answering "did multi-task learning help, for which task, at what cost?" for one data set."""
-    helped, hurt, same, missing = [], [], [], []
-    for row in comparison.itertuples():
-        if not (math.isfinite(row.uni) and math.isfinite(row.multi)):
-            missing.append(row.title.lower())
-            continue
-        text = f"{row.title.lower()} ({row.delta:+.3f} {row.metric})"
-        (same if abs(row.delta) < NEGLIGIBLE_DELTA else helped if row.delta > 0 else hurt).append(text)
-    parts = []
-    if helped:
-        parts.append("helped " + _join(helped))
-    if hurt:
-        parts.append("hurt " + _join(hurt))
-    if same:
-        parts.append("made no real difference to " + _join(same))
-    sentence = ("Multi-task learning " + "; ".join(parts) + ".") if parts else \
-        "No task has both a uni-task and a multi-task run to compare."
-    if missing:
-        sentence += f" Not comparable (a run is missing on one side): {_join(missing)}."
-    if cost is not None and len(cost) and cost.iloc[0]["multi_run"] is not None and cost.iloc[0]["uni_models"] > 1:
-        c = cost.iloc[0]
-        sentence += (f" Cost: one shared model with {format_count(c.multi_parameters)} parameters instead of "
-                     f"{c.uni_models} with {format_count(c.uni_parameters)} in total, trained in "
-                     f"{format_duration(c.multi_train_time_s)} instead of {format_duration(c.uni_train_time_s)}.")
-    return sentence
-
-
-def cost_summary(cost: pd.Series) -> pd.DataFrame:
-    """One row of :func:`cost_comparison` as a small display table: what, N uni-task models, one shared model."""
-    n = int(cost["uni_models"])
-
-    def num(x: float, spec: str) -> str:
-        return format(x, spec) if math.isfinite(x) else "n/a"
-
-    return pd.DataFrame({
-        "": ["Models to train and run", "Parameters", "Training time", "Images/s through all tasks",
-             "P_MTL (sum of task scores)"],
-        f"{n} uni-task": [str(n), format_count(cost["uni_parameters"]), format_duration(cost["uni_train_time_s"]),
-                          format_rate(cost["uni_images_per_second"]), num(cost["uni_P_MTL"], ".3f")],
-        "1 multi-task": ["1", format_count(cost["multi_parameters"]), format_duration(cost["multi_train_time_s"]),
-                         format_rate(cost["multi_images_per_second"]), num(cost["multi_P_MTL"], ".3f")],
-    })
-
-
 def _join(items: Sequence[str]) -> str:
     return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+# ----------------------------------------------------------------------------- matched comparisons
+
+# config.json keys that may differ between a multi-task configuration and the uni-task ones it is
+# compared with: the tasks themselves and what only concerns other tasks. The budget is compared as
+# ``budget_steps`` where records carry it (epochs/max_steps otherwise).
+# Settings given per task (``{task: value}``, e.g. ``losses``) are compared on the task compared only.
+TASK_ONLY_KEYS = frozenset({"tasks", "weighting", "label_spaces", "dataset", "epochs", "max_steps"})
+INIT_KEYS = frozenset({"init", "pretrained_from"})
+VERDICTS = ("helped", "hurt", "no clear difference", "undecided", "unmatched")
+
+
+@dataclass
+class Configuration:
+    """The seeds of one configuration: runs of one suite with the same name and configuration id."""
+
+    key: str                              # "suite/configuration"
+    suite: str
+    name: str
+    dataset: str
+    synthetic: bool
+    tasks: tuple[str, ...]
+    runs: dict[str, RunRecord] = field(default_factory=dict)   # run id -> record (one per seed)
+
+    @property
+    def multi_task(self) -> bool:
+        return len(self.tasks) > 1
+
+    @property
+    def seeds(self) -> list[int]:
+        return sorted(r.seed for r in self.runs.values() if r.seed is not None)
+
+    @property
+    def init_run(self) -> str | None:
+        values = {r.metrics.get("init_run") for r in self.runs.values()}
+        return next((str(v) for v in values if v), None)
+
+    @property
+    def budget_steps(self) -> int | None:
+        """Own steps plus those of the run this one was initialised from (None for older records)."""
+        values = {_budget(r) for r in self.runs.values()}
+        return values.pop() if len(values) == 1 else None
+
+    def mean(self, key: str) -> float:
+        values = [_number(r.metrics.get(key)) for r in self.runs.values()]
+        values = [v for v in values if math.isfinite(v)]
+        return float(sum(values) / len(values)) if values else math.nan
+
+    def train_time_s(self) -> float:
+        """Mean training time per seed, including the run it was initialised from."""
+        own, init = self.mean("train_time_s"), self.mean("init_train_time_s")
+        return own + (init if math.isfinite(init) else 0.0)
+
+
+def _budget(record: RunRecord) -> int | None:
+    value = record.metrics.get("budget_steps")
+    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def group_configurations(runs: Mapping[str, RunRecord]) -> list[Configuration]:
+    """Runs grouped into configurations (seeds together), by data set, suite, name and configuration id."""
+    groups: dict[tuple, Configuration] = {}
+    for run, record in runs.items():
+        info = dataset_info(record)
+        hub = run.startswith(HUB_PREFIX)
+        ident = (info["dataset"], record.suite, record.configuration, record.config_id, hub and run)
+        if ident not in groups:
+            key = f"{record.suite}/{record.configuration}"
+            if any(c.key == key for c in groups.values()):
+                key += f" #{record.config_id[:6]}"
+            groups[ident] = Configuration(key, record.suite, record.configuration, info["dataset"],
+                                          info["synthetic"], tuple(t for t in TASK_KEYS if t in record.tasks))
+        groups[ident].runs[run] = record
+    return sorted(groups.values(), key=lambda c: (c.dataset, c.multi_task, c.key))
+
+
+def _match_signature(record: RunRecord, task: str, ignore_init: bool) -> str:
+    ignored = NON_CONFIGURATION_KEYS | TASK_ONLY_KEYS | (INIT_KEYS if ignore_init else frozenset())
+    kept = {}
+    for k, v in record.config.items():
+        if k in ignored:
+            continue
+        if isinstance(v, Mapping) and v and set(v) <= set(TASK_KEYS):
+            v = v.get(task)  # a per-task setting: only this task's value matters
+        kept[k] = v
+    kept["_dataset"] = dataset_info(record)["dataset"]
+    budget = _budget(record)
+    kept["_budget"] = budget if budget is not None else [record.config.get("epochs"), record.config.get("max_steps")]
+    return json.dumps(kept, sort_keys=True, default=str)
+
+
+def _signatures(config: Configuration, task: str, ignore_init: bool) -> set[str]:
+    return {_match_signature(r, task, ignore_init) for r in config.runs.values()}
+
+
+def find_matches(multi: Configuration, configurations: Sequence[Configuration]) -> dict[str, tuple[
+        Configuration | None, str]]:
+    """For each task of ``multi``: the uni-task configuration that differs from it only in the tasks
+    (same data set, initialisation, pre-training, augmentation, that task's loss and the same total
+    budget in steps), or None with the reason. A multi-task run initialised from another run is
+    matched on its total budget (its own steps plus that run's), whatever the uni-task runs' init.
+    """
+    ignore_init = multi.init_run is not None
+    out: dict[str, tuple[Configuration | None, str]] = {}
+    for task in multi.tasks:
+        unis = [c for c in configurations if c.tasks == (task,) and c.dataset == multi.dataset]
+        if not unis:
+            out[task] = (None, f"no uni-task {get_task(task).title.lower()} configuration on {multi.dataset}")
+            continue
+        want = _signatures(multi, task, ignore_init)
+        found = [u for u in unis if _signatures(u, task, ignore_init) == want]
+        if len(found) > 1:  # prefer the same suite, then the name
+            found.sort(key=lambda u: (u.suite != multi.suite, u.key))
+        if found:
+            out[task] = (found[0], "")
+            continue
+        budget = multi.budget_steps
+        same_budget = [u for u in unis if u.budget_steps == budget]
+        if budget is not None and not same_budget:
+            init = f" (includes {multi.init_run})" if multi.init_run else ""
+            reason = f"no uni-task configuration with the same total budget of {budget} steps{init}"
+        else:
+            reason = "no uni-task configuration differs from it only in the tasks"
+        out[task] = (None, reason)
+    return out
+
+
+def _thresholds(record: RunRecord) -> list[float] | None:
+    value = record.metrics.get("au_thresholds")
+    if isinstance(value, Mapping):
+        value = [value.get(au) for au in AU_NAMES]
+    if isinstance(value, (list, tuple)) and len(value) == len(AU_NAMES) and all(
+            isinstance(v, (int, float)) for v in value):
+        return [float(v) for v in value]
+    return None
+
+
+def scored_runs(config: Configuration) -> list[ScoredRun] | None:
+    """Each seed's validation predictions with its AU thresholds; None when a seed has no predictions file."""
+    out = []
+    for run, record in config.runs.items():
+        path = record.path / PREDICTIONS_FILE
+        if not path.is_file():
+            return None
+        try:
+            out.append(ScoredRun(load_predictions(path), _thresholds(record), run))
+        except PredictionsError:
+            return None
+    return out
+
+
+def _seeds_only(values: Sequence[float], level: float) -> Interval | None:
+    """Mean over seeds of metrics.json figures, with a seeds-only interval (no predictions to resample)."""
+    values = [v for v in values if math.isfinite(v)]
+    if not values:
+        return None
+    mean = sum(values) / len(values)
+    n = len(values)
+    if n > 1:
+        sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+        half = t_quantile(0.5 + level / 2, n - 1) * sd / math.sqrt(n)
+    else:
+        sd, half = 0.0, math.nan
+    return Interval(mean, mean - half, mean + half, level, (n,), 0, 0, math.nan, sd / math.sqrt(n), n - 1.0,
+                    (tuple(values),))
+
+
+@dataclass
+class Comparison:
+    """One task of one multi-task configuration against its matched uni-task configuration."""
+
+    dataset: str
+    synthetic: bool
+    task: str
+    metric: str
+    multi: str
+    uni: str | None
+    reason: str                          # why unmatched ("" when matched)
+    multi_estimate: Interval | None
+    uni_estimate: Interval | None
+    difference: Interval | None          # multi - uni, paired over videos, combined with seeds
+    multi_budget_steps: int | None
+    uni_budget_steps: int | None
+    init_run: str | None
+    verdict: str                         # one of VERDICTS
+    verdict_text: str
+
+    @property
+    def title(self) -> str:
+        return get_task(self.task).title
+
+    def as_dict(self) -> dict[str, Any]:
+        d = {k: getattr(self, k) for k in ("dataset", "synthetic", "task", "metric", "multi", "uni", "reason",
+                                           "multi_budget_steps", "uni_budget_steps", "init_run", "verdict",
+                                           "verdict_text")}
+        for k in ("multi_estimate", "uni_estimate", "difference"):
+            value = getattr(self, k)
+            d[k] = None if value is None else _json_safe(value.as_dict())
+        d["n_seeds"] = {"multi": self.multi_estimate.n_seeds[0] if self.multi_estimate else 0,
+                        "uni": self.uni_estimate.n_seeds[0] if self.uni_estimate else 0}
+        return d
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def verdict_of(difference: Interval | None, metric: str) -> tuple[str, str]:
+    """("helped" | "hurt" | "no clear difference" | "undecided", plain words with the figures).
+
+    "helped"/"hurt" only when the interval of the difference excludes zero and every side has at
+    least two seeds (otherwise the run-to-run spread is unknown and no verdict is drawn).
+    """
+    if difference is None or not math.isfinite(difference.mean):
+        return "undecided", "undecided: no figure on one side"
+    d, lo, hi = difference.mean, difference.low, difference.high
+    level = f"{difference.level:.0%}".replace("%", " %")
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        return "undecided", (f"undecided: {d:+.3f} {metric}, but no interval (one seed and no validation "
+                             "predictions to resample)")
+    if difference.n_videos == 0:
+        span = f"{lo:+.3f} to {hi:+.3f} over seeds only"
+        return "undecided", f"undecided: {d:+.3f} {metric} ({span}; no validation predictions to resample videos)"
+    if not difference.seeds_known:
+        return "undecided", (f"undecided: one seed on a side, so run-to-run spread is unknown ({d:+.3f} {metric}; "
+                             f"{lo:+.3f} to {hi:+.3f} over validation videos only)")
+    seeds = "/".join(str(n) for n in difference.n_seeds)
+    if difference.excludes_zero:
+        word = "helped" if d > 0 else "hurt"
+        return word, f"{word}: {d:+.3f} {metric} ({level} interval {lo:+.3f} to {hi:+.3f}; {seeds} seeds)"
+    return "no clear difference", f"no clear difference ({lo:+.3f} to {hi:+.3f} {metric}; {seeds} seeds)"
+
+
+def configuration_estimate(config: Configuration, metric: str, resamples: int = DEFAULT_RESAMPLES,
+                           seed: int = 0, level: float = DEFAULT_LEVEL) -> Interval | None:
+    """Mean of ``metric`` over the configuration's seeds with its interval (video bootstrap + seeds);
+    from metrics.json over seeds only when validation predictions are missing; None without the metric."""
+    if metric not in METRIC_TASKS or (metric == MTL_METRIC and not config.multi_task) or (
+            metric != MTL_METRIC and METRIC_TASKS[metric][0] not in config.tasks):
+        return None
+    runs = scored_runs(config)
+    if runs is not None:
+        try:
+            return estimate(runs, metric, resamples, level, seed)
+        except ValueError:  # predictions without this task or without shared frames: figures only
+            pass
+    return _seeds_only([_number(r.metrics.get(metric)) for r in config.runs.values()], level)
+
+
+def _difference(multi: Configuration, uni: Configuration, metric: str, resamples: int, seed: int,
+                level: float) -> Interval | None:
+    a, b = scored_runs(multi), scored_runs(uni)
+    if a is not None and b is not None:
+        try:
+            return difference(a, b, metric, resamples, level, seed)
+        except ValueError:  # no validation frame shared by both sides: figures only, never a verdict
+            pass
+    ma = _seeds_only([_number(r.metrics.get(metric)) for r in multi.runs.values()], level)
+    mb = _seeds_only([_number(r.metrics.get(metric)) for r in uni.runs.values()], level)
+    if ma is None or mb is None:
+        return None
+    var = ma.seed_se ** 2 + mb.seed_se ** 2
+    na, nb = ma.n_seeds[0], mb.n_seeds[0]
+    if na > 1 and nb > 1 and var > 0:
+        df = var ** 2 / (ma.seed_se ** 4 / (na - 1) + mb.seed_se ** 4 / (nb - 1))
+        half = t_quantile(0.5 + level / 2, df) * math.sqrt(var)
+    else:
+        df, half = math.nan, (0.0 if na > 1 and nb > 1 else math.nan)
+    d = ma.mean - mb.mean
+    return Interval(d, d - half, d + half, level, (na, nb), 0, 0, math.nan, math.sqrt(var), df,
+                    ma.per_seed + mb.per_seed)
+
+
+def matched_comparisons(configurations: Sequence[Configuration], resamples: int = DEFAULT_RESAMPLES,
+                        seed: int = 0, level: float = DEFAULT_LEVEL) -> list[Comparison]:
+    """Every task of every multi-task configuration against its matched uni-task configuration.
+
+    Unmatched pairs are listed with the reason (verdict "unmatched") and never get a verdict.
+    """
+    out = []
+    for multi in [c for c in configurations if c.multi_task]:
+        for task, (uni, reason) in find_matches(multi, configurations).items():
+            metric = TASK_METRICS[task]
+            multi_est = configuration_estimate(multi, metric, resamples, seed, level)
+            uni_est = configuration_estimate(uni, metric, resamples, seed, level) if uni else None
+            if uni is None:
+                diff, word, text = None, "unmatched", f"unmatched: {reason}"
+            else:
+                diff = _difference(multi, uni, metric, resamples, seed, level)
+                word, text = verdict_of(diff, metric)
+            out.append(Comparison(multi.dataset, multi.synthetic, task, metric, multi.key,
+                                  uni.key if uni else None, reason, multi_est, uni_est, diff, multi.budget_steps,
+                                  uni.budget_steps if uni else None, multi.init_run, word, text))
+    return out
+
+
+@dataclass
+class MatchedCost:
+    """One shared model against the matched uni-task models of its tasks (means over seeds)."""
+
+    dataset: str
+    multi: str
+    unis: list[str]
+    multi_parameters: float
+    uni_parameters: float                  # sum over the uni-task models
+    multi_train_time_s: float              # including the run it was initialised from
+    uni_train_time_s: float                # sum over the uni-task models
+    multi_init_train_time_s: float
+    multi_images_per_second: float
+    uni_images_per_second: float           # images through all uni-task models (1 / sum 1/throughput)
+    parameters_ratio: float                # multi / uni
+    train_time_ratio: float
+    speed_ratio: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return _json_safe(dict(self.__dict__))
+
+    def summary_table(self) -> pd.DataFrame:
+        """A small display table: what, N uni-task models, one shared model, shared / uni."""
+        n = len(self.unis)
+
+        def ratio(x: float) -> str:
+            return f"{x:.2f}x" if math.isfinite(x) else "n/a"
+
+        return pd.DataFrame({
+            "": ["Models to train and run", "Parameters", "Training time (incl. init run)",
+                 "Images/s through all tasks"],
+            f"{n} uni-task": [str(n), format_count(self.uni_parameters), format_duration(self.uni_train_time_s),
+                              format_rate(self.uni_images_per_second)],
+            "1 multi-task": ["1", format_count(self.multi_parameters), format_duration(self.multi_train_time_s),
+                             format_rate(self.multi_images_per_second)],
+            "shared / uni": [ratio(1 / n) if n else "n/a", ratio(self.parameters_ratio),
+                             ratio(self.train_time_ratio), ratio(self.speed_ratio)],
+        })
+
+
+def matched_costs(configurations: Sequence[Configuration]) -> list[MatchedCost]:
+    """Cost of each multi-task configuration against the uni-task configurations it is matched with."""
+    by_key = {c.key: c for c in configurations}
+    out = []
+    for multi in [c for c in configurations if c.multi_task]:
+        unis = [u for u, _ in find_matches(multi, configurations).values() if u is not None]
+        if not unis:
+            continue
+        params = sum(u.mean("parameters") for u in unis)
+        time_s = sum(u.train_time_s() for u in unis)
+        ips = [u.mean("images_per_second") for u in unis]
+        uni_ips = 1.0 / sum(1.0 / x for x in ips) if all(math.isfinite(x) and x > 0 for x in ips) else math.nan
+        m_params, m_time, m_ips = multi.mean("parameters"), multi.train_time_s(), multi.mean("images_per_second")
+        init = multi.mean("init_train_time_s")
+
+        def div(a: float, b: float) -> float:
+            return a / b if math.isfinite(a) and math.isfinite(b) and b else math.nan
+
+        out.append(MatchedCost(multi.dataset, multi.key, [u.key for u in unis if u.key in by_key], m_params, params,
+                               m_time, time_s, init if math.isfinite(init) else 0.0, m_ips, uni_ips,
+                               div(m_params, params), div(m_time, time_s), div(m_ips, uni_ips)))
+    return out
+
+
+@dataclass
+class StudyReport:
+    """Everything the study command, the dashboard, the README table and the model card show."""
+
+    configurations: list[Configuration]
+    comparisons: list[Comparison]
+    costs: list[MatchedCost]
+    estimates: dict[str, dict[str, Interval | None]]   # configuration key -> metric -> interval
+    resamples: int
+    level: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "protocol": PROTOCOL,
+            "resamples": self.resamples, "level": self.level,
+            "configurations": [{"key": c.key, "dataset": c.dataset, "synthetic": c.synthetic, "tasks": list(c.tasks),
+                                "seeds": c.seeds, "n_seeds": len(c.runs), "runs": list(c.runs),
+                                "budget_steps": c.budget_steps, "init_run": c.init_run,
+                                "estimates": {m: (None if i is None else _json_safe(i.as_dict()))
+                                              for m, i in self.estimates.get(c.key, {}).items()}}
+                               for c in self.configurations],
+            "comparisons": [c.as_dict() for c in self.comparisons],
+            "costs": [c.as_dict() for c in self.costs],
+        }
+
+
+PROTOCOL = ("Figures are means over seeds. AU thresholds and the best epoch are chosen on held-out training "
+            "videos (a development split), never on the validation frames reported. Intervals: 95 % from a "
+            "bootstrap over validation videos (paired for differences) combined with the spread over seeds "
+            "(t interval, Welch-Satterthwaite degrees of freedom). A verdict says helped/hurt only when the "
+            "interval of the difference excludes zero; multi-task configurations are compared only with "
+            "uni-task configurations that differ from them only in the tasks and have the same budget in steps.")
+
+
+def study_report(runs: Mapping[str, RunRecord], resamples: int = DEFAULT_RESAMPLES, seed: int = 0,
+                 level: float = DEFAULT_LEVEL) -> StudyReport:
+    """Configurations, matched comparisons with verdicts, matched costs and per-configuration intervals."""
+    configurations = group_configurations(runs)
+    estimates = {c.key: {m: configuration_estimate(c, m, resamples, seed, level)
+                         for m in ("P_EXPR", "P_AU", "P_VA", MTL_METRIC)} for c in configurations}
+    return StudyReport(configurations, matched_comparisons(configurations, resamples, seed, level),
+                       matched_costs(configurations), estimates, resamples, level)
+
+
+def run_estimates(record: RunRecord, resamples: int = DEFAULT_RESAMPLES, seed: int = 0,
+                  level: float = DEFAULT_LEVEL) -> dict[str, Interval]:
+    """One run's headline metrics with intervals over its validation videos (the run as a one-seed
+    configuration; empty when it has no predictions file)."""
+    info = dataset_info(record)
+    config = Configuration(f"{record.suite}/{record.configuration}", record.suite, record.configuration,
+                           info["dataset"], info["synthetic"], tuple(t for t in TASK_KEYS if t in record.tasks),
+                           {record.name: record})
+    if scored_runs(config) is None:
+        return {}
+    out = {}
+    for metric in ("P_EXPR", "P_AU", "P_VA", MTL_METRIC):
+        est = configuration_estimate(config, metric, resamples, seed, level)
+        if est is not None:
+            out[metric] = est
+    return out
+
+
+def comparisons_of(report: StudyReport, record: RunRecord) -> list[Comparison]:
+    """The matched comparisons a run's configuration takes part in (on either side)."""
+    key = f"{record.suite}/{record.configuration}"
+    return [c for c in report.comparisons if key in (c.multi, c.uni)]
+
+
+def verdict_sentence(comparisons: Sequence[Comparison], cost: MatchedCost | None = None) -> str:
+    """Plain words for one multi-task configuration's comparisons (one data set)."""
+    if not comparisons:
+        return "No multi-task configuration to compare."
+    multi = comparisons[0].multi
+    parts = [f"{c.title.lower()}: {c.verdict_text}" for c in comparisons]
+    text = f"{multi} against one model per task: " + "; ".join(parts) + "."
+    if cost is not None and cost.unis:
+        text += (f" Cost: one model with {format_count(cost.multi_parameters)} parameters instead of "
+                 f"{len(cost.unis)} with {format_count(cost.uni_parameters)}, trained in "
+                 f"{format_duration(cost.multi_train_time_s)} instead of {format_duration(cost.uni_train_time_s)}"
+                 + (" (including the run it started from)" if cost.multi_init_train_time_s else "") + ".")
+    return text
+
+
+def _cell(i: Interval | None) -> str:
+    if i is None or not math.isfinite(i.mean):
+        return "–"
+    if not (math.isfinite(i.low) and math.isfinite(i.high)):
+        return f"{i.mean:.3f}"
+    return f"{i.mean:.3f} ({i.low:.3f}–{i.high:.3f})"
+
+
+def _diff_cell(i: Interval | None) -> str:
+    if i is None or not math.isfinite(i.mean):
+        return "–"
+    if not (math.isfinite(i.low) and math.isfinite(i.high)):
+        return f"{i.mean:+.3f}"
+    return f"{i.mean:+.3f} ({i.low:+.3f} to {i.high:+.3f})"
+
+
+def report_markdown(report: StudyReport) -> str:
+    """The README's study table and verdict text (markdown), from :func:`study_report`."""
+    lines: list[str] = []
+    costs = {c.multi: c for c in report.costs}
+    for dataset in sorted({c.dataset for c in report.comparisons}):
+        comps = [c for c in report.comparisons if c.dataset == dataset]
+        lines += [f"### {dataset_label(dataset, comps[0].synthetic)}", "",
+                  "| Multi-task configuration | Task | Metric | Uni-task (matched) | Multi-task "
+                  "| Difference (95 % interval) "
+                  "| Seeds (multi/uni) | Budget (steps) | Verdict |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for c in comps:
+            seeds = f"{c.multi_estimate.n_seeds[0] if c.multi_estimate else 0}/" \
+                    f"{c.uni_estimate.n_seeds[0] if c.uni_estimate else 0}"
+            budget = f"{c.multi_budget_steps if c.multi_budget_steps is not None else '?'}" + (
+                f" (incl. {c.init_run})" if c.init_run else "")
+            lines.append(f"| {c.multi} | {c.title} | {c.metric} | {c.uni or 'unmatched'} {_cell(c.uni_estimate)} | "
+                         f"{_cell(c.multi_estimate)} | {_diff_cell(c.difference)} | {seeds} | {budget} | "
+                         f"{c.verdict_text} |")
+        lines.append("")
+        for multi in dict.fromkeys(c.multi for c in comps):
+            lines += [verdict_sentence([c for c in comps if c.multi == multi], costs.get(multi)), ""]
+    lines += [f"_{PROTOCOL}_", ""]
+    if any(c.synthetic for c in report.comparisons):
+        lines += ["_Synthetic benchmark: these figures check the pipeline and the statistics; they say nothing "
+                  "about real faces or Aff-Wild2._", ""]
+    return "\n".join(lines)
+
+
+def comparisons_frame(comparisons: Sequence[Comparison]) -> pd.DataFrame:
+    """One row per comparison (what the dashboard's comparison table shows): configurations, means with
+    intervals, difference with interval, seeds, budget, verdict."""
+    rows = []
+    for c in comparisons:
+        row = {"dataset": c.dataset, "synthetic": c.synthetic, "multi": c.multi, "task": c.task, "title": c.title,
+               "metric": c.metric, "uni": c.uni or "unmatched"}
+        for side, est in (("multi", c.multi_estimate), ("uni", c.uni_estimate), ("diff", c.difference)):
+            row[f"{side}_mean"] = est.mean if est else math.nan
+            row[f"{side}_low"] = est.low if est else math.nan
+            row[f"{side}_high"] = est.high if est else math.nan
+        row["multi_seeds"] = c.multi_estimate.n_seeds[0] if c.multi_estimate else 0
+        row["uni_seeds"] = c.uni_estimate.n_seeds[0] if c.uni_estimate else 0
+        row["budget_steps"] = c.multi_budget_steps
+        row["verdict"], row["verdict_text"] = c.verdict, c.verdict_text
+        rows.append(row)
+    columns = ["dataset", "synthetic", "multi", "task", "title", "metric", "uni", "multi_mean", "multi_low",
+               "multi_high", "uni_mean", "uni_low", "uni_high", "diff_mean", "diff_low", "diff_high", "multi_seeds",
+               "uni_seeds", "budget_steps", "verdict", "verdict_text"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def comparison_bars(comparisons: Sequence[Comparison]) -> pd.DataFrame:
+    """Long table for a bar chart with error bars: task, setting, configuration, mean, low, high, seeds, verdict."""
+    rows = []
+    for c in comparisons:
+        for setting, key, est in (("uni-task", c.uni, c.uni_estimate), ("multi-task", c.multi, c.multi_estimate)):
+            if est is None or not math.isfinite(est.mean):
+                continue
+            rows.append({"task": f"{c.title} ({c.metric})", "setting": setting, "configuration": key,
+                         "mean": est.mean, "low": est.low if math.isfinite(est.low) else None,
+                         "high": est.high if math.isfinite(est.high) else None, "seeds": est.n_seeds[0],
+                         "verdict": c.verdict_text,
+                         "baseline": ABAW_BASELINES.get(c.metric, math.nan) if is_affwild2(c.dataset) else math.nan})
+    return pd.DataFrame(rows, columns=["task", "setting", "configuration", "mean", "low", "high", "seeds", "verdict",
+                                       "baseline"])
+
+
+def in_sample_figures(record: RunRecord) -> dict[str, float]:
+    """Figures tuned on the validation frames they are reported on (optimistic), by metrics.json key."""
+    return {k: _number(v) for k, v in record.metrics.items()
+            if k.endswith("_tuned_on_validation") and math.isfinite(_number(v))}
+
+
+def selection_note(record: RunRecord) -> str:
+    """How a run's AU thresholds and best epoch were chosen, in words (from metrics.json ``selection``)."""
+    sel = record.metrics.get("selection")
+    if isinstance(sel, Mapping) and sel.get("split"):
+        size = ", ".join(f"{sel[k]} {k}" for k in ("videos", "frames") if sel.get(k) is not None)
+        return (f"AU thresholds and the best epoch were chosen on the {sel['split']} split "
+                f"({size}) of held-out training videos, not on the validation frames reported.")
+    return ("This record does not say where AU thresholds and the best epoch were chosen (an older run): "
+            "they may have been tuned on the validation frames reported, which is optimistic.")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("runs", type=Path, help="folder of run records (any depth), e.g. runs/quick")
+    parser.add_argument("--json", action="store_true", help="print the whole report as one JSON object")
+    parser.add_argument("--markdown", action="store_true", help="print the README table and verdicts (markdown)")
+    parser.add_argument("--resamples", type=int, default=DEFAULT_RESAMPLES,
+                        help=f"bootstrap resamples over validation videos (default {DEFAULT_RESAMPLES})")
+    parser.add_argument("--seed", type=int, default=0, help="random seed of the bootstrap (default 0)")
+
+
+def run(args: argparse.Namespace) -> int:
+    if not args.runs.is_dir():
+        raise FileNotFoundError(f"runs folder not found: {args.runs}")
+    if args.resamples < 2:
+        raise ValueError(f"--resamples must be at least 2, got {args.resamples}")
+    records, errors = read_runs(args.runs)
+    for e in errors:
+        print(f"warning: skipped a run: {e}", file=sys.stderr)
+    if not records:
+        raise ValueError(f"no run records (metrics.json) under {args.runs}")
+    report = study_report(index_runs(records), args.resamples, args.seed)
+    if args.json:
+        print(json.dumps(report.as_dict(), indent=2))
+    elif args.markdown:
+        print(report_markdown(report))
+    else:
+        print(report_text(report))
+    return 0
+
+
+def report_text(report: StudyReport) -> str:
+    """The console form of the report: one block per multi-task configuration."""
+    lines = []
+    for c in report.comparisons:
+        lines.append(f"{dataset_label(c.dataset, c.synthetic)} · {c.multi} vs {c.uni or '(unmatched)'} · "
+                     f"{c.title} ({c.metric})")
+        lines.append(f"  multi {_cell(c.multi_estimate)}  uni {_cell(c.uni_estimate)}  "
+                     f"difference {_diff_cell(c.difference)}  seeds "
+                     f"{c.multi_estimate.n_seeds[0] if c.multi_estimate else 0}/"
+                     f"{c.uni_estimate.n_seeds[0] if c.uni_estimate else 0}")
+        lines.append(f"  {c.verdict_text}")
+    if not report.comparisons:
+        lines.append("No multi-task configuration to compare.")
+    return "\n".join(lines)
 
 
 # ----------------------------------------------------------------------------- factor effects
@@ -451,6 +1018,11 @@ __all__ = [
     "FACTOR_COLUMNS", "EFFECT_FACTORS", "METRIC_COLUMNS", "COST_COLUMNS", "HIGHER_IS_BETTER", "TASK_METRICS",
     "run_id", "index_runs", "dataset_info", "dataset_label", "is_affwild2", "hub_url", "study_table",
     "filter_options", "filter_table", "best_mask", "best_runs", "table_csv", "headline_comparison",
-    "cost_comparison", "cost_summary", "verdict", "format_count", "format_duration", "format_rate",
+    "cost_comparison", "format_count", "format_duration", "format_rate",
     "factor_effects", "expression_labels", "per_label_f1", "history_long", "confusion_long", "run_metrics",
+    "Configuration", "Comparison", "MatchedCost", "StudyReport", "VERDICTS", "PROTOCOL", "group_configurations",
+    "find_matches", "scored_runs", "configuration_estimate", "verdict_of", "matched_comparisons", "matched_costs",
+    "study_report", "run_estimates", "comparisons_of", "verdict_sentence", "comparisons_frame", "comparison_bars",
+    "in_sample_figures",
+    "selection_note", "report_markdown", "report_text", "add_arguments", "run",
 ]

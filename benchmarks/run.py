@@ -6,7 +6,7 @@
     python benchmarks/run.py --quick              # small sizes: checks that everything runs, writes nothing
     python benchmarks/run.py --render-only        # rewrite RESULTS.md from results.json
 
-Families: model_limit, multitask_saving, video_e2e, training_throughput, loading (one module each in
+Families: model_limit, multitask_saving, video_e2e, training_throughput, loader_throughput, loading (one module each in
 ``benchmarks/``). Each comparison runs in one process with its variants interleaved, so ratios hold
 on a busy machine; figures are the median over repeated runs with min-max beside. Full runs keep
 their results in ``benchmarks/results.json`` (one entry per family, with the machine, load average
@@ -32,7 +32,7 @@ from affectmodel.runtime import configure_openmp  # noqa: E402
 configure_openmp()  # what the affectmodel command, train.py and the demo do: measure the same setting
 from benchmarks.common import FamilyResult, fmt, load_average, machine_description  # noqa: E402
 
-FAMILIES = ("model_limit", "multitask_saving", "video_e2e", "training_throughput", "loading")
+FAMILIES = ("model_limit", "multitask_saving", "video_e2e", "training_throughput", "loader_throughput", "loading")
 RESULTS_MD = ROOT / "benchmarks" / "RESULTS.md"
 RESULTS_JSON = ROOT / "benchmarks" / "results.json"
 

@@ -1,9 +1,11 @@
 """Results dashboard: did multi-task learning help, for which task, at what cost?
 
+    streamlit run dashboard/app.py                       # the shipped quick-suite records (results/quick)
     streamlit run dashboard/app.py -- --runs runs/quick [--hub OWNER/MODEL ...]
 
-The runs folder also comes from ``AFFECT_RUNS_DIR`` (default ``runs/``) and can be changed in the
-sidebar. All logic lives in :mod:`affectmodel.study`; this file only lays it out.
+The runs folder comes from ``--runs``, else ``AFFECT_RUNS_DIR``, else the records shipped with the
+repository (:data:`SHIPPED_RUNS`), and can be changed in the sidebar. All logic, every figure and every
+cost ratio lives in :mod:`affectmodel.study`; this file only lays it out.
 """
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ if str(_ROOT) not in sys.path:
     sys.path.insert(0, str(_ROOT))
 
 from affectmodel import study  # noqa: E402
+from affectmodel.predictions import PREDICTIONS_FILE  # noqa: E402
 from affectmodel.records import find_runs, read_runs  # noqa: E402
 from affectmodel.tasks import ABAW_BASELINES, AU_NAMES  # noqa: E402
 from dashboard import charts  # noqa: E402
@@ -30,20 +33,26 @@ FACTOR_TITLES = {"dataset": "Data set", "setting": "Setting", "tasks": "Tasks", 
                  "pretraining": "Pre-training", "augmentation": "Augmentation", "losses": "Losses",
                  "weighting": "Task weighting"}
 # Scores first, then cost, then the factors: the columns a reader compares come before the long ones.
-TABLE_COLUMNS = {"run": "Run", "setting": "Setting", "tasks": "Tasks", "P_EXPR": "P_EXPR", "P_AU": "P_AU",
+TABLE_COLUMNS = {"run": "Run", "seed": "Seed", "setting": "Setting", "tasks": "Tasks", "P_EXPR": "P_EXPR",
+                 "P_AU": "P_AU",
                  "P_VA": "P_VA", "P_MTL": "P_MTL", "ccc_valence": "CCC val.", "ccc_arousal": "CCC ar.",
                  "parameters": "Params", "train_time_s": "Train time", "images_per_second": "Images/s",
                  "init": "Init", "pretraining": "Pre-training", "augmentation": "Augment", "losses": "Losses",
                  "weighting": "Weighting", "data": "Data"}
 SHORT_TITLES = {"expr": "Expression", "au": "Action units", "va": "Valence/arousal"}
 BEST_STYLE = "background-color: #dcfce7; font-weight: 700; color: #14532d"
+# The quick suite's run records (records and validation predictions, no weights) ship with the repository.
+SHIPPED_RUNS = _ROOT / "results" / "quick"
+SUITE_FILE = _ROOT / "suites" / "quick.toml"
+VERDICT_COLORS = {"helped": "normal", "hurt": "normal"}
 
 
 # ----------------------------------------------------------------------------- sources
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="affectmodel results dashboard", allow_abbrev=False)
-    parser.add_argument("--runs", default=None, help="runs folder (default: $AFFECT_RUNS_DIR or runs/)")
+    parser.add_argument("--runs", default=None,
+                        help="runs folder (default: $AFFECT_RUNS_DIR, else the shipped results/quick)")
     parser.add_argument("--hub", nargs="*", default=[], help="Hub model repositories to read results from")
     args, _ = parser.parse_known_args(argv)  # under a test runner argv holds the runner's own options
     return args
@@ -53,7 +62,7 @@ def _fingerprint(root: str) -> tuple:
     """Changes whenever a run is added, rewritten or removed, so that the cache reloads."""
     stamp = []
     for run in find_runs(root):
-        for name in ("config.json", "metrics.json", "history.csv"):
+        for name in ("config.json", "metrics.json", "history.csv", PREDICTIONS_FILE):
             try:
                 stamp.append((str(run / name), (run / name).stat().st_mtime_ns))
             except OSError:
@@ -80,8 +89,31 @@ def load_hub(repo_ids: tuple[str, ...], taken: tuple[str, ...]) -> tuple[dict, l
     return study.index_runs(records, source="hub", taken=taken), list(errors)
 
 
+def default_runs_dir(args: argparse.Namespace) -> Path:
+    """``--runs``, else ``AFFECT_RUNS_DIR``, else the shipped quick-suite records."""
+    chosen = args.runs or os.environ.get("AFFECT_RUNS_DIR")
+    return Path(chosen) if chosen else SHIPPED_RUNS
+
+
+def make_runs_hint() -> str:
+    """How to make a runs folder: the commands in the quick suite's header (synthetic data, then the suite)."""
+    commands = []
+    try:
+        for line in SUITE_FILE.read_text(encoding="utf-8").splitlines():
+            text = line.lstrip("#").strip()
+            if text.startswith(("python -m affectmodel synth", "python train.py suite")):
+                commands.append(text)
+    except OSError:
+        pass
+    if not any(c.startswith("python train.py suite") for c in commands):
+        commands = ["python -m affectmodel synth --out data/synthetic",
+                    "python train.py suite suites/quick.toml --data data/synthetic --out runs/quick"]
+    return ("Make one with the quick suite (about 15-30 minutes on a laptop CPU):\n\n```\n" + "\n".join(commands)
+            + "\n```\n\nthen type `runs/quick` in the sidebar's *Runs folder*.")
+
+
 def sidebar_sources(args: argparse.Namespace) -> tuple[str, list[str]]:
-    default = args.runs or os.environ.get("AFFECT_RUNS_DIR") or "runs"
+    default = default_runs_dir(args)
     st.sidebar.header("Sources")
     runs_dir = st.sidebar.text_input("Runs folder", value=str(Path(default).expanduser().resolve()),
                                      key="runs_dir", help="A folder of run records, e.g. runs/quick")
@@ -97,19 +129,23 @@ def load_all(runs_dir: str, hub: list[str]) -> dict:
     root = Path(runs_dir).expanduser()
     runs: dict = {}
     if not root.is_dir():
-        st.error(f"The runs folder **{root}** does not exist. Point the dashboard at one: "
-                 "`streamlit run dashboard/app.py -- --runs runs/quick` (or set `AFFECT_RUNS_DIR`).")
+        st.error(f"The runs folder **{root}** does not exist. " + make_runs_hint())
     else:
         runs, errors = load_local(str(root), _fingerprint(str(root)))
         if not runs and not errors:
-            st.info(f"No run records in **{root}** yet. Train some runs (`python train.py suite "
-                    "suites/quick.toml --data DATA --out runs/quick`) or choose another folder in the sidebar.")
+            st.info(f"No run records in **{root}** yet. " + make_runs_hint())
         show_errors(errors, "run record")
     if hub:
         hub_runs, hub_errors = load_hub(tuple(hub), tuple(runs))
         show_errors(hub_errors, "Hub repository")
         runs = {**runs, **hub_runs}
     return runs
+
+
+@st.cache_data(show_spinner="Computing intervals over validation videos and seeds…")
+def load_report(_runs: dict, fingerprint: tuple) -> study.StudyReport:
+    """Matched comparisons with intervals for every loaded run (cached per set of records)."""
+    return study.study_report(_runs)
 
 
 def show_errors(errors: list[str], what: str) -> None:
@@ -153,64 +189,90 @@ def banners(table: pd.DataFrame) -> None:
     if table["dataset"].map(study.is_affwild2).any():
         ref = ", ".join(f"{k} {v:.2f}" for k, v in ABAW_BASELINES.items())
         st.info(f"Aff-Wild2 reference (ABAW official baselines on validation): {ref}. Strong challenge entries "
-                "reach P_MTL 1.5-1.75 with large backbones, temporal models and ensembles.",
-                icon=":material/flag:")
+                "reach P_MTL 1.5-1.75 with large backbones, temporal models and ensembles. Challenge figures are "
+                "usually tuned (thresholds, epoch) on the validation set itself, so they are optimistic; the "
+                "figures here are tuned on held-out training videos.", icon=":material/flag:")
 
 
-def headline(table: pd.DataFrame, runs: dict) -> None:
-    comparison = study.headline_comparison(table)
-    cost = study.cost_comparison(table)
-    if comparison.empty:
-        st.info("No scored runs match the filters.")
-        return
-    # real data first, then synthetic
-    datasets = sorted(comparison["dataset"].unique(), key=lambda d: (bool(table.loc[table.dataset == d,
-                                                                                     "synthetic"].any()), d))
-    for dataset in datasets:
-        comp = comparison[comparison["dataset"] == dataset].reset_index(drop=True)
-        cst = cost[cost["dataset"] == dataset].reset_index(drop=True)
-        synthetic = bool(comp["synthetic"].any())
+def _real_first(datasets, table: pd.DataFrame) -> list[str]:
+    return sorted(set(datasets), key=lambda d: (bool(table.loc[table.dataset == d, "synthetic"].any()), d))
+
+
+def headline(table: pd.DataFrame, report: study.StudyReport) -> None:
+    """Matched comparisons (the verdict), their error bars and cost; the best-run view only as a labelled aside."""
+    shown = set(table["configuration"])
+    comparisons = [c for c in report.comparisons if c.multi in shown and c.dataset in set(table["dataset"])]
+    if not comparisons:
+        st.info("No multi-task configuration among the shown runs, so nothing to compare: a comparison needs a "
+                "multi-task configuration and uni-task ones that differ from it only in the tasks.")
+    for dataset in _real_first([c.dataset for c in comparisons], table):
+        comps = [c for c in comparisons if c.dataset == dataset]
+        synthetic = comps[0].synthetic
         st.subheader(f"Did multi-task learning help? · {study.dataset_label(dataset, synthetic)}")
-        st.markdown(f"**{study.verdict(comp, cst)}**")
-        st.caption("Each card: the best multi-task score on that task, and its difference from the best "
-                   "uni-task model. Cost: one shared model against one model per task.")
-        has_cost = len(cst) > 0 and cst.loc[0, "multi_run"] is not None and cst.loc[0, "uni_models"] > 1
-        cols = st.columns(len(comp) + (2 if has_cost else 0))
-        for col, r in zip(cols, comp.itertuples()):
-            both = math.isfinite(r.uni) and math.isfinite(r.multi)
-            col.metric(SHORT_TITLES[r.task], _fmt(r.multi) if math.isfinite(r.multi) else _fmt(r.uni),
-                       delta=f"{r.delta:+.3f}" if both else None,
-                       delta_description=f"vs {_fmt(r.uni)} uni" if both else
-                       ("uni-task only" if math.isfinite(r.uni) else "multi-task only"),
-                       delta_color="normal" if both and abs(r.delta) >= study.NEGLIGIBLE_DELTA else "off",
-                       help=f"{r.metric}. Best uni-task run: {r.uni_run or 'none'} ({_fmt(r.uni)}). "
-                            f"Best multi-task run: {r.multi_run or 'none'} ({_fmt(r.multi)}).",
-                       border=True)
-        if has_cost:
-            c = cst.iloc[0]
-            saved = c.multi_parameters / c.uni_parameters - 1 if c.uni_parameters else math.nan
-            cols[-2].metric("Parameters", study.format_count(c.multi_parameters),
-                            delta=f"{saved:+.0%}" if math.isfinite(saved) else None, delta_color="inverse",
-                            delta_description=f"vs {study.format_count(c.uni_parameters)}",
-                            help=f"One shared model ({c.multi_run}) against {c.uni_models} uni-task models "
-                                 f"({c.uni_runs}) together.", border=True)
-            ratio = c.multi_train_time_s / c.uni_train_time_s - 1 if c.uni_train_time_s else math.nan
-            cols[-1].metric("Training time", study.format_duration(c.multi_train_time_s),
-                            delta=f"{ratio:+.0%}" if math.isfinite(ratio) else None, delta_color="inverse",
-                            delta_description=f"vs {study.format_duration(c.uni_train_time_s)}",
-                            help=f"One shared model ({c.multi_run}) against {c.uni_models} uni-task models "
-                                 f"({c.uni_runs}) trained one after the other.", border=True)
+        multis = list(dict.fromkeys(c.multi for c in comps))
+        default = max(multis, key=lambda m: sum(c.uni is not None for c in comps if c.multi == m))
+        multi = st.selectbox("Multi-task configuration", multis, index=multis.index(default),
+                             key=f"multi_{dataset}") if len(multis) > 1 else multis[0]
+        mine = [c for c in comps if c.multi == multi]
+        cost = next((c for c in report.costs if c.multi == multi), None)
+        st.markdown(f"**{study.verdict_sentence(mine, cost)}**")
+        st.caption("Matched comparison: the uni-task configurations differ from the multi-task one only in the "
+                   "tasks (same initialisation, augmentation, loss, budget in steps, data). Figures are means over "
+                   "seeds; intervals are 95 % over validation videos and seeds. \"Helped\"/\"hurt\" only when the "
+                   "interval of the difference excludes zero; otherwise there is no clear difference.")
+        cols = st.columns(len(mine) + (2 if cost else 0))
+        for col, c in zip(cols, mine):
+            est, diff = c.multi_estimate, c.difference
+            has_diff = diff is not None and math.isfinite(diff.mean)
+            uni_seeds = c.uni_estimate.n_seeds[0] if c.uni_estimate else 0
+            seeds = f"{est.n_seeds[0] if est else 0} seeds multi, {uni_seeds} uni"
+            col.metric(SHORT_TITLES[c.task], _fmt(est.mean) if est else "n/a",
+                       delta=f"{diff.mean:+.3f}" if has_diff else None,
+                       delta_description=(c.verdict if c.uni else "unmatched") + f" · {seeds}",
+                       delta_color=VERDICT_COLORS.get(c.verdict, "off"),
+                       help=f"{c.metric} of {c.multi} against {c.uni or 'no matched uni-task configuration'}: "
+                            f"{c.verdict_text}.", border=True)
+        if cost:
+            cols[-2].metric("Parameters", study.format_count(cost.multi_parameters),
+                            delta=f"{_fmt(cost.parameters_ratio, '.2f')}x",
+                            delta_description=f"of {len(cost.unis)} uni-task models", delta_color="off", help=f"{cost.multi} against {', '.join(cost.unis)} together.",
+                            border=True)
+            cols[-1].metric("Training time", study.format_duration(cost.multi_train_time_s),
+                            delta=f"{_fmt(cost.train_time_ratio, '.2f')}x",
+                            delta_description=f"of {len(cost.unis)} uni-task models", delta_color="off", help="Including the run it was initialised from, if any: "
+                                                    f"{study.format_duration(cost.multi_init_train_time_s)}.",
+                            border=True)
         left, right = st.columns([3, 2], gap="large")
-        left.altair_chart(charts.uni_vs_multi_chart(comp, synthetic), width="stretch")
-        if has_cost:
-            c = cst.iloc[0]
-            right.markdown(f"**At what cost?** One shared model against {c.uni_models} uni-task models")
-            right.dataframe(study.cost_summary(c), hide_index=True, width="stretch", key=f"cost_{dataset}")
-            right.caption(f"Shared model: {c.multi_run}. Uni-task models: {c.uni_runs}. Per task, the best "
-                          f"multi-task run is used (hover the bars to see which).")
-        else:
-            right.markdown("**Best runs per task**")
-            right.dataframe(comp[["title", "uni_run", "uni", "multi_run", "multi"]].rename(columns={
+        left.altair_chart(charts.matched_comparison_chart(study.comparison_bars(mine), synthetic), width="stretch")
+        if cost:
+            right.markdown(f"**At what cost?** One shared model against {len(cost.unis)} matched uni-task models")
+            right.dataframe(cost.summary_table(), hide_index=True, width="stretch", key=f"cost_{dataset}")
+        frame = study.comparisons_frame(comps)
+        st.markdown("**All matched comparisons**")
+        st.dataframe(frame[["multi", "title", "uni", "multi_mean", "uni_mean", "diff_mean", "diff_low", "diff_high",
+                            "multi_seeds", "uni_seeds", "budget_steps", "verdict_text"]],
+                     hide_index=True, width="stretch", key=f"comparisons_{dataset}",
+                     column_config={"multi": "Multi-task", "title": "Task", "uni": "Uni-task (matched)",
+                                    "multi_mean": st.column_config.NumberColumn("Multi", format="%.3f"),
+                                    "uni_mean": st.column_config.NumberColumn("Uni", format="%.3f"),
+                                    "diff_mean": st.column_config.NumberColumn("Difference", format="%+.3f"),
+                                    "diff_low": st.column_config.NumberColumn("95 % low", format="%+.3f"),
+                                    "diff_high": st.column_config.NumberColumn("95 % high", format="%+.3f"),
+                                    "multi_seeds": "Seeds (multi)", "uni_seeds": "Seeds (uni)",
+                                    "budget_steps": "Budget (steps)", "verdict_text": "Verdict"})
+    best_runs_section(table)
+
+
+def best_runs_section(table: pd.DataFrame) -> None:
+    comparison = study.headline_comparison(table)
+    if comparison.empty:
+        return
+    with st.expander("Best runs per task (not a verdict: the best of N runs favours the side with more runs)"):
+        for dataset in _real_first(comparison["dataset"], table):
+            comp = comparison[comparison["dataset"] == dataset].reset_index(drop=True)
+            synthetic = bool(comp["synthetic"].any())
+            st.altair_chart(charts.uni_vs_multi_chart(comp, synthetic), width="stretch")
+            st.dataframe(comp[["title", "uni_run", "uni", "multi_run", "multi"]].rename(columns={
                 "title": "Task", "uni_run": "Best uni-task run", "uni": "Uni", "multi_run": "Best multi-task run",
                 "multi": "Multi"}), hide_index=True, width="stretch", key=f"best_{dataset}",
                 column_config={"Uni": st.column_config.NumberColumn(format="%.3f"),
@@ -309,12 +371,17 @@ def detail_section(table: pd.DataFrame, runs: dict) -> None:
     repo = record.metrics.get("hub_repo")
     if repo:
         st.link_button(f"Open {repo} on the Hugging Face Hub", study.hub_url(repo), icon=":material/open_in_new:")
+    st.caption(study.selection_note(record))
     metrics = study.run_metrics(record)
     cols = st.columns(7)
     for col, (name, value) in zip(cols, metrics.items()):
         col.metric(name, f"{value:.3f}")
     cols[len(metrics)].metric("Parameters", study.format_count(row["parameters"]),
                     delta_description=f"{study.format_duration(row['train_time_s'])} training", delta=None)
+    for key, value in study.in_sample_figures(record).items():
+        st.metric(f"{key.replace('_tuned_on_validation', '')} tuned on validation (in-sample, optimistic)",
+                  f"{value:.3f}", help="Thresholds tuned on the very frames this figure is reported on; the "
+                                       "honest figure is the one above.")
     one = {run: record}
     long = study.history_long(one)
     for kind in ("loss", "validation"):
@@ -356,7 +423,7 @@ def main() -> None:
         st.info("No run matches the filters: clear some in the sidebar.")
         st.stop()
     banners(shown)
-    headline(shown, runs)
+    headline(shown, load_report(runs, tuple(sorted(runs)) + _fingerprint(runs_dir)))
     study_table_section(shown)
     synthetic = bool(shown["synthetic"].any())
     tabs = st.tabs(["Per class & per AU", "Training curves", "Factor effects", "Confusion matrix", "Run detail"])

@@ -72,9 +72,36 @@ def uni_vs_multi_chart(comparison: pd.DataFrame, synthetic: bool = False) -> alt
             y="baseline:Q", tooltip=[alt.Tooltip("baseline:Q", title="ABAW baseline", format=".2f")])
         layers.append(baseline)
     return alt.layer(*layers).properties(
-        title=_title("Best uni-task vs best multi-task model, per task", synthetic,
+        title=_title("Best runs (not a verdict): best uni-task vs best multi-task run", synthetic,
                      "red dashes: ABAW validation baseline" if data["baseline"].notna().any() else None),
         height=300)
+
+
+def matched_comparison_chart(bars: pd.DataFrame, synthetic: bool = False) -> alt.LayerChart:
+    """Matched uni-task vs multi-task configuration per task: mean over seeds with its 95 % interval
+    as an error bar (``bars`` is :func:`affectmodel.study.comparison_bars`)."""
+    order = list(dict.fromkeys(bars["task"]))
+    offset = alt.XOffset("setting:N", sort=["uni-task", "multi-task"])
+    base = alt.Chart(bars).encode(x=alt.X("task:N", sort=order, title=None,
+                                          axis=alt.Axis(labelAngle=0, labelLimit=200)), xOffset=offset)
+    tooltip = ["task", "setting", "configuration", alt.Tooltip("mean:Q", format=".3f"),
+               alt.Tooltip("low:Q", format=".3f", title="95 % low"), alt.Tooltip("high:Q", format=".3f",
+                                                                                title="95 % high"),
+               alt.Tooltip("seeds:Q", title="seeds"), "verdict"]
+    columns = base.mark_bar(opacity=0.85).encode(
+        y=alt.Y("mean:Q", title="mean over seeds (higher is better)"),
+        color=alt.Color("setting:N", scale=SETTING_SCALE, title=None, legend=alt.Legend(orient="top")),
+        tooltip=tooltip)
+    errors = base.transform_filter("isValid(datum.low) && isValid(datum.high)").mark_errorbar(
+        ticks=True, color="#111827", thickness=1.5).encode(y=alt.Y("low:Q", title=""), y2="high:Q", tooltip=tooltip)
+    layers = [columns, errors]
+    if bars["baseline"].notna().any():
+        layers.append(base.transform_filter("isValid(datum.baseline)").mark_tick(
+            color=BASELINE_COLOR, thickness=2, size=60, strokeDash=[4, 2]).encode(
+            y="baseline:Q", tooltip=[alt.Tooltip("baseline:Q", title="ABAW baseline", format=".2f")]))
+    return alt.layer(*layers).properties(
+        title=_title("Matched uni-task vs multi-task configuration, per task", synthetic,
+                     "bars: mean over seeds; black: 95 % interval (validation videos and seeds)"), height=300)
 
 
 def per_label_chart(long: pd.DataFrame, label_order: list[str], title: str, run_settings: dict[str, str],

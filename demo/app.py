@@ -6,9 +6,14 @@ A thin UI over :mod:`affectmodel.inference`; the figures come from :mod:`demo.ch
     python -m demo.app --model runs/suite/run --port 7861
     AFFECT_MODEL=owner/name python -m demo.app --host 0.0.0.0
 
-Stable API endpoints (``gradio_client``): ``/predict_image`` (an image file -> annotated image,
-..., JSON ``{"faces": [...]}``) and ``/predict_video`` (a video file -> annotated H.264 video, CSV
-of per-frame predictions, ...).
+Stable API endpoints (``gradio_client``; every output is named, see ``API_GUIDE``):
+``/predict_image`` (an image file -> annotated image, ..., ``predictions`` JSON ``{"faces": [...]}``)
+and ``/predict_video`` (a video file -> annotated H.264 video, CSV of per-frame predictions, ...).
+
+A model that cannot be loaded from ``$AFFECT_MODEL`` or the default model does not stop the app:
+the page opens on a message saying what failed and which variable to set, and every endpoint
+answers with that message (a Space always opens). An explicit ``--model`` that cannot be loaded is
+refused at the command line instead (exit 2): the person who typed it is at the terminal.
 """
 from __future__ import annotations
 
@@ -17,6 +22,7 @@ from affectmodel.runtime import configure_openmp
 configure_openmp()  # before torch loads (through affectmodel.inference): see affectmodel/runtime.py
 
 import argparse  # noqa: E402
+import json
 import logging
 import os
 import sys
@@ -37,7 +43,10 @@ from affectmodel.inference import (ImageLoadError, Predictor, VideoLoadError, Vi
 from affectmodel.tasks import AU_DESCRIPTIONS, AU_NAMES, VA_DESCRIPTIONS, get_label_space
 
 from . import charts
-from .default_model import resolve_model_source
+from .default_model import MODEL_ENV, ModelChoice, choose_model
+
+
+log = logging.getLogger("affectmodel.demo")
 
 
 EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"
@@ -47,6 +56,7 @@ MAX_IMAGE_PIXELS = 25_000_000      # decoded image size (decompression bombs inc
 MAX_VIDEO_SECONDS = 60.0
 MAX_VIDEO_PIXELS = 1920 * 1088     # per frame
 DETECT_MAX_SIDE = 1280             # faces are found on a copy at most this large
+MIN_VIDEO_SIDE = 16                # narrower videos cannot hold a detectable face
 CONCURRENCY = {"image": 2, "video": 1, "webcam": 2}
 QUEUE_SIZE = 64                    # waiting requests beyond this are told the demo is busy (a
                                    # waiting request holds only its uploaded file: 50 image + 5
@@ -67,15 +77,63 @@ class DemoModel:
         return dict(zip(self.predictor.labels.get("au", []), map(float, self.predictor.au_thresholds)))
 
 
-def load_demo_model(model_source: str | None) -> DemoModel:
-    source = resolve_model_source(model_source)
+def load_demo_model(model_source: str | ModelChoice | None) -> DemoModel:
+    choice = model_source if isinstance(model_source, ModelChoice) else choose_model(model_source)
+    source = choice.source
     predictor = Predictor(source, detect_max_side=DETECT_MAX_SIDE)
     try:
         info = model_info(source)
     except ValueError as e:  # facts for the About page are optional; the model itself loaded
         info = {"source": str(source), "error": str(e)}
     info.setdefault("tasks", list(predictor.tasks))
+    info["choice"] = choice.describe()
     return DemoModel(predictor, info)
+
+
+@dataclass(frozen=True)
+class ModelFailure:
+    """Why no model could be loaded; the page and every endpoint say it."""
+
+    source: str | None
+    reason: str
+
+    def message(self) -> str:
+        what = f"The model {self.source!r} could not be loaded" if self.source else "No model could be loaded"
+        return (f"{what}: {self.reason}. Set {MODEL_ENV} (a Space variable, or the environment) to a model "
+                f"folder, a run folder or a Hub id OWNER/NAME that this server can reach, or unset it to use "
+                f"the default demo model; then restart the app.")
+
+
+def try_load_demo_model(model_source: str | None) -> DemoModel | ModelFailure:
+    """The model, or what went wrong: any failure (unreachable Hub, broken folder, a default model
+    that does not build) becomes a :class:`ModelFailure` so that the app still opens."""
+    source = model_source or os.environ.get(MODEL_ENV) or None
+    try:
+        return load_demo_model(model_source)
+    except Exception as e:  # noqa: BLE001 - whatever the cause, the page must open and say it
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else e.__class__.__name__
+        return ModelFailure(source, reason)
+
+
+def refusing(handler, failure: ModelFailure, outputs: int = 0):
+    """``handler``'s signature (so the API documents the same parameters), answering every call
+    with why there is no model. With ``outputs``, an empty first argument (the page clearing a
+    selector) is answered with that many empty outputs instead of a second copy of the message."""
+    import functools
+
+    @functools.wraps(handler)
+    def refuse(*args, **kwargs):
+        if outputs and not args[0]:
+            return (None,) * outputs
+        raise user_error(failure.message(), title="No model loaded")
+    return refuse
+
+
+def launch_line(loaded: DemoModel | ModelFailure) -> str:
+    """What the console says at launch: the model in use, where it lives, built or reused."""
+    if isinstance(loaded, ModelFailure):
+        return f"affectmodel demo: NO MODEL. {loaded.message()} The page opens and shows this message."
+    return f"affectmodel demo: model {loaded.info.get('choice') or loaded.info.get('source')}"
 
 
 # ------------------------------------------------------------------ input component
@@ -96,10 +154,56 @@ class ImageFileInput(gr.Image):
             raise user_error(f"This is not a readable image ({e.__class__.__name__}).") from None
 
 
+class QuietChoiceMixin:
+    """Gradio refuses a value outside the choices (or a slider's range) with a message (good) and
+    a server traceback (noise: a wrong API argument is the caller's mistake). Same message, no
+    traceback."""
+
+    def preprocess(self, payload):
+        try:
+            return super().preprocess(payload)
+        except gr.Error as e:
+            raise user_error(str(e.message), title="Bad input") from None
+
+
+class ChoiceRadio(QuietChoiceMixin, gr.Radio):
+    is_template = True  # rendered by the frontend's ordinary Radio component
+
+
+class ChoiceDropdown(QuietChoiceMixin, gr.Dropdown):
+    is_template = True
+
+
+class RangeSlider(QuietChoiceMixin, gr.Slider):
+    is_template = True  # a value out of range: the same message, no traceback
+
+
 def user_error(message: str, title: str = "Error") -> gr.Error:
     """A message for the person using the demo (shown in the page and returned through the API);
     not a server fault, so no traceback in the log."""
     return gr.Error(message, title=title, print_exception=False)
+
+
+def answers_errors(what: str):
+    """Wrap an endpoint so that an unexpected failure on a user's input becomes a message in the
+    page and the API (one log line, no traceback) instead of Gradio's generic error."""
+    import functools
+
+    def wrap(fn):
+        @functools.wraps(fn)
+        def handler(*args, **kwargs):
+            try:
+                return fn(*args, **kwargs)
+            except gr.Error:
+                raise
+            except Exception as e:  # noqa: BLE001 - the input is the likely cause; say what failed
+                name = next((Path(a).name for a in args if isinstance(a, str) and os.path.sep in a), None)
+                detail = _readable(e, next((a for a in args if isinstance(a, str)), None)) or e.__class__.__name__
+                log.warning("%s failed%s: %s: %s", fn.__name__, f" on {name}" if name else "",
+                            e.__class__.__name__, detail)
+                raise user_error(f"Could not analyse {name or 'this input'}: {detail}", title=what) from None
+        return handler
+    return wrap
 
 
 def _readable(error: Exception, path: str | None) -> str:
@@ -151,7 +255,7 @@ def _summary(faces: list[dict], seconds: float) -> str:
 
 
 def clear_image_outputs():
-    return None, gr.Radio(choices=[], value=None, visible=False), "", None, None, None, None
+    return None, gr.update(choices=[], value=None, visible=False), "", None, None, None, None
 
 
 def _image_file(image_path: str, rgb: np.ndarray) -> str:
@@ -165,6 +269,7 @@ def _image_file(image_path: str, rgb: np.ndarray) -> str:
 
 
 def make_image_handlers(model: DemoModel):
+    @answers_errors("Cannot analyse this image")
     def predict_image(image_path: str | None):
         if not image_path:
             return (*clear_image_outputs()[:-1], {"faces": [], "message": "no image"})
@@ -182,12 +287,15 @@ def make_image_handlers(model: DemoModel):
                        title="No face")
         annotated = _image_file(image_path, draw_predictions(rgb, faces) if faces else rgb)
         names = _face_names(faces)
-        selector = gr.Radio(choices=names, value=names[0] if names else None, visible=len(faces) > 1)
+        selector = gr.update(choices=names, value=names[0] if names else None, visible=len(faces) > 1)
         label, aus, va = _face_views(model, faces, 0)
         result = _image_result(faces, (rgb.shape[1], rgb.shape[0]), seconds, message)
         return annotated, selector, _summary(faces, seconds), label, aus, va, result
 
+    @answers_errors("Cannot show this face")
     def select_face(name: str | None, result: dict | None):
+        if result is not None and not isinstance(result, dict):
+            raise user_error("result must be the predictions JSON of /predict_image.", title="Bad input")
         faces = [{k: v for k, v in f.items() if k != "face"} for f in (result or {}).get("faces", [])]
         names = _face_names(faces)
         index = names.index(name) if name in names else 0
@@ -235,6 +343,7 @@ def _output_path(video_path: str, suffix: str) -> Path:
 
 
 def make_video_handlers(model: DemoModel):
+    @answers_errors("Cannot analyse this video")
     def predict_video_file(video_path: str | None, every: float = 2, smoothing_window: float = 5,
                            progress=gr.Progress()):
         if not video_path:
@@ -247,6 +356,13 @@ def make_video_handlers(model: DemoModel):
             raise user_error(f"The video is {info.duration_s:.0f} s long; this demo analyses videos of up to "
                            f"{MAX_VIDEO_SECONDS:.0f} s. Trim it, or run `python -m affectmodel predict` locally.",
                            title="Video too long")
+        if min(info.width, info.height) <= 0:
+            raise user_error(f"{Path(video_path).name}: not a readable video (its stream has no frame size).",
+                             title="Cannot read this video")
+        if min(info.width, info.height) < MIN_VIDEO_SIDE:
+            raise user_error(f"{Path(video_path).name} is {info.width}x{info.height} pixels: too small to hold a "
+                             f"face (this demo needs at least {MIN_VIDEO_SIDE} pixels per side).",
+                             title="Video too small")
         if info.width * info.height > MAX_VIDEO_PIXELS:
             raise user_error(f"The video is {info.width}x{info.height}; this demo accepts up to 1920x1080. "
                            "Downscale it first.", title="Video too large")
@@ -274,13 +390,22 @@ def make_video_handlers(model: DemoModel):
         smoothing = f"moving average over {window} frames" if window > 1 else "no smoothing"
         summary = (f"**{len(names)} face track{'s' if len(names) != 1 else ''}** in {frames} frames with a face "
                    f"({_every_text(every)}, {smoothing}); {seconds:.1f} s.")
-        selector = gr.Dropdown(choices=names, value=names[0], visible=len(names) > 1)
+        selector = gr.update(choices=names, value=names[0], visible=len(names) > 1)
         return str(annotated), str(csv_path), summary, selector, va, expr
 
+    @answers_errors("Cannot show this track")
     def select_track(track: str | None, csv_path: str | None):
         if not csv_path:
             return None, None
-        return _track_charts(pd.read_csv(csv_path), track)
+        try:
+            table = pd.read_csv(csv_path)
+        except (ValueError, UnicodeDecodeError) as e:
+            raise user_error(f"{Path(csv_path).name} is not a predictions CSV of /predict_video "
+                             f"({e.__class__.__name__}).", title="Bad input") from None
+        if not {"track_id", "time_s"} <= set(table.columns):
+            raise user_error(f"{Path(csv_path).name} is not a predictions CSV of /predict_video "
+                             "(no track_id/time_s columns).", title="Bad input")
+        return _track_charts(table, track)
 
     return predict_video_file, select_track
 
@@ -288,6 +413,7 @@ def make_video_handlers(model: DemoModel):
 # ------------------------------------------------------------------ webcam
 
 def make_webcam_handler(model: DemoModel):
+    @answers_errors("Cannot analyse this frame")
     def predict_webcam_frame(frame: np.ndarray | None):
         if frame is None:
             return None, None, None, "Waiting for the camera…"
@@ -296,7 +422,8 @@ def make_webcam_handler(model: DemoModel):
         faces = model.predictor.predict_image(rgb)
         if not faces:
             return None, None, None, "No face in view."
-        # the largest face is the one in front of the camera
+        # the largest face is the one in front of the camera (the demo's own rule until
+        # affectmodel.inference exports the library's largest-face function)
         face = max(faces, key=lambda f: (f["box"][2] - f["box"][0]) * (f["box"][3] - f["box"][1]))
         label, aus, va = _face_views(model, [face], 0)
         top = top_expression(face)
@@ -318,6 +445,80 @@ def synthetic_banner(info: dict[str, Any]) -> str:
         return ("<div class='affect-banner'><b>Unknown training data.</b> This model has no training record "
                 "(metrics.json or model card); treat its predictions as untested.</div>")
     return ""
+
+
+def failure_banner(failure: ModelFailure) -> str:
+    import html
+    return ("<div class='affect-banner affect-error'><b>No model loaded.</b> "
+            f"{html.escape(failure.message())}</div>")
+
+
+def failure_markdown(failure: ModelFailure) -> str:
+    return "\n".join(["## The model", "", f"**No model loaded.** {failure.message()}", "",
+                       f"- On a Hugging Face Space: *Settings → Variables and secrets*, set `{MODEL_ENV}`, "
+                       "then restart the Space.",
+                       f"- Locally: `{MODEL_ENV}=OWNER/NAME .venv/bin/python -m demo.app`, or "
+                       "`.venv/bin/python -m demo.app --model runs/quick/multi`.",
+                       f"- Without `{MODEL_ENV}` the demo builds (once) and shows the default model trained on "
+                       "the synthetic benchmark."])
+
+
+# The answer of /predict_image (its `predictions` output), as JSON Schema; the README shows it too.
+PREDICTIONS_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["faces"],
+    "properties": {
+        "faces": {"type": "array", "items": {
+            "type": "object",
+            "required": ["face", "box", "score"],
+            "properties": {
+                "face": {"type": "integer", "minimum": 1, "description": "1-based, left to right"},
+                "box": {"type": "array", "items": {"type": "number"}, "minItems": 4, "maxItems": 4,
+                        "description": "x1, y1, x2, y2 in pixels of the uploaded image"},
+                "score": {"type": "number", "description": "face detector confidence"},
+                "expression": {"type": "object", "additionalProperties": {"type": "number"},
+                               "description": "probability per expression label (sums to 1)"},
+                "aus": {"type": "object", "additionalProperties": {"type": "number"},
+                        "description": "probability per action unit (AU1 ... AU26)"},
+                "aus_active": {"type": "object", "additionalProperties": {"type": "boolean"},
+                               "description": "probability >= the model's threshold for that unit"},
+                "valence": {"type": "number", "minimum": -1, "maximum": 1},
+                "arousal": {"type": "number", "minimum": -1, "maximum": 1},
+            }}},
+        "image_size": {"type": "array", "items": {"type": "integer"}, "minItems": 2, "maxItems": 2,
+                       "description": "width, height"},
+        "seconds": {"type": "number"},
+        "message": {"type": "string", "description": "set when there is nothing to show (no face, no image)"},
+    },
+}
+
+API_GUIDE = """## Use it from Python
+
+Every endpoint and output is named; `Client(URL).view_api()` lists them. Errors (an unreadable file,
+no face, no model loaded) raise `gradio_client.exceptions.AppError` with the message the page shows.
+
+```python
+from gradio_client import Client, handle_file
+
+client = Client("http://127.0.0.1:7860")          # or the Space id, e.g. "OWNER/affect-demo"
+(detected_faces, face, summary, expression, action_units,
+ valence_and_arousal, predictions) = client.predict(handle_file("photo.jpg"), api_name="/predict_image")
+for f in predictions["faces"]:
+    print(f["face"], f["box"], max(f["expression"], key=f["expression"].get), f["valence"], f["arousal"])
+
+(annotated_video, predictions_per_frame_csv, summary, face_track,
+ valence_and_arousal_over_time, expressions_over_time) = client.predict(
+    handle_file("clip.mp4"), 2, 5, api_name="/predict_video")  # every 2nd frame, smoothing window 5
+```
+
+`predictions_per_frame_csv` has one row per analysed frame and face track: `frame`, `time_s`,
+`track_id`, the box `x1 y1 x2 y2`, `expression`, `expr_<label>` probabilities, one column per
+action unit, `valence`, `arousal`. The `predictions` answer of `/predict_image` follows this JSON Schema:
+
+```json
+""" + json.dumps(PREDICTIONS_SCHEMA, indent=1) + """
+```
+"""
 
 
 def about_markdown(info: dict[str, Any], predictor: Predictor) -> str:
@@ -378,6 +579,7 @@ CSS = """
 .affect-banner {background: #fff4e5; border: 1px solid #f0a04b; border-left: 6px solid #e4572e;
   border-radius: 8px; padding: 10px 14px; color: #5a3100; font-size: 0.95rem; line-height: 1.45;}
 .affect-banner code {background: #ffe2c2; color: #5a3100;}
+.affect-error {background: #fdecea; border-color: #e4572e; color: #611a15;}
 .affect-header h1 {margin-bottom: 0.1rem;}
 .affect-header p {color: var(--body-text-color-subdued); margin-top: 0;}
 .affect-summary {min-height: 2.2rem;}
@@ -394,16 +596,27 @@ def launch_options(max_file_size: str | int = MAX_FILE_SIZE) -> dict[str, Any]:
 
 # ------------------------------------------------------------------ layout
 
-def build_demo(model_source: str | None = None, *, queue_size: int = QUEUE_SIZE) -> gr.Blocks:
+def build_demo(model_source: str | DemoModel | ModelFailure | None = None, *,
+               queue_size: int = QUEUE_SIZE) -> gr.Blocks:
     """The demo app for a model folder, run folder or Hub id (default: ``AFFECT_MODEL``, else the
-    default model, built on first use). Launch with ``demo.launch(**launch_options())``.
+    default model, built on first use), or for an already loaded model (:func:`try_load_demo_model`).
+    Launch with ``demo.launch(**launch_options())``.
 
+    A model that cannot be loaded gives the same app with a message in place of results: the page
+    says what failed and which variable to set, and every endpoint answers with that message.
     ``queue_size`` requests may wait; beyond that the queue answers "busy" instead of piling up
     work (and memory) on one CPU model."""
-    model = load_demo_model(model_source)
+    loaded = (model_source if isinstance(model_source, (DemoModel, ModelFailure))
+              else try_load_demo_model(model_source))
+    failure = loaded if isinstance(loaded, ModelFailure) else None
+    model = None if failure else loaded
     predict_image, select_face = make_image_handlers(model)
     predict_video_file, select_track = make_video_handlers(model)
     predict_webcam_frame = make_webcam_handler(model)
+    if failure:
+        predict_image, predict_video_file, predict_webcam_frame = (
+            refusing(fn, failure) for fn in (predict_image, predict_video_file, predict_webcam_frame))
+        select_face, select_track = refusing(select_face, failure, 3), refusing(select_track, failure, 2)
     examples = sorted(str(p) for p in EXAMPLES_DIR.glob("*.jpg"))
     video_examples = sorted(str(p) for p in EXAMPLES_DIR.glob("*.mp4"))
 
@@ -411,9 +624,9 @@ def build_demo(model_source: str | None = None, *, queue_size: int = QUEUE_SIZE)
         gr.Markdown("# Facial affect analysis\nExpressions, facial action units and valence/arousal from one "
                     "ResNet-18 network. Upload a photo, a video, or use your webcam.",
                     elem_classes="affect-header")
-        banner = synthetic_banner(model.info)
+        banner = failure_banner(failure) if failure else synthetic_banner(model.info)
         if banner:
-            gr.HTML(banner)
+            gr.HTML(banner, elem_id="model-error" if failure else "model-banner")
 
         with gr.Tabs():
             with gr.Tab("Image", id="image"):
@@ -428,12 +641,12 @@ def build_demo(model_source: str | None = None, *, queue_size: int = QUEUE_SIZE)
                     with gr.Column(scale=1):
                         image_out = gr.Image(label="Detected faces", type="numpy", format="jpeg",
                                              interactive=False, height=360, buttons=["download", "fullscreen"])
-                        face_select = gr.Radio(label="Face", choices=[], visible=False)
-                        image_summary = gr.Markdown(elem_classes="affect-summary")
+                        face_select = ChoiceRadio(label="Face", choices=[], visible=False)
+                        image_summary = gr.Markdown(label="Summary", elem_classes="affect-summary")
                 with gr.Row(equal_height=False):
                     expr_label = gr.Label(label="Expression", num_top_classes=8, scale=1)
                     au_plot = gr.Plot(label="Action units", scale=1, show_label=False)
-                    va_plot = gr.Plot(label="Valence / arousal", scale=1, show_label=False)
+                    va_plot = gr.Plot(label="Valence and arousal", scale=1, show_label=False)
                 with gr.Accordion("All numbers (JSON)", open=False):
                     image_json = gr.JSON(label="Predictions")
 
@@ -443,9 +656,9 @@ def build_demo(model_source: str | None = None, *, queue_size: int = QUEUE_SIZE)
                         video_in = gr.Video(label="Video (up to 60 s)", sources=["upload"], format=None,
                                             include_audio=True, height=320, elem_id="video-input")
                         with gr.Row():
-                            every_in = gr.Slider(1, 10, value=2, step=1, label="Analyse every k-th frame",
+                            every_in = RangeSlider(1, 10, value=2, step=1, label="Analyse every k-th frame",
                                                  info="higher = faster, coarser")
-                            smooth_in = gr.Slider(1, 15, value=5, step=1, label="Smoothing window (frames)",
+                            smooth_in = RangeSlider(1, 15, value=5, step=1, label="Smoothing window (frames)",
                                                   info="1 = off; moving average per face")
                         video_button = gr.Button("Analyse video", variant="primary")
                         if video_examples:
@@ -453,11 +666,11 @@ def build_demo(model_source: str | None = None, *, queue_size: int = QUEUE_SIZE)
                                         cache_examples=False)
                     with gr.Column(scale=1):
                         video_out = gr.Video(label="Annotated video", interactive=False, height=320)
-                        video_summary = gr.Markdown(elem_classes="affect-summary")
-                        video_csv = gr.File(label="Per-frame predictions (CSV)", interactive=False, elem_id="video-csv")
-                track_select = gr.Dropdown(label="Face track", choices=[], visible=False)
+                        video_summary = gr.Markdown(label="Summary", elem_classes="affect-summary")
+                        video_csv = gr.File(label="Predictions per frame (CSV)", interactive=False, elem_id="video-csv")
+                track_select = ChoiceDropdown(label="Face track", choices=[], visible=False)
                 with gr.Row(equal_height=False):
-                    va_timeline = gr.Plot(label="Valence / arousal over time", show_label=False)
+                    va_timeline = gr.Plot(label="Valence and arousal over time", show_label=False)
                     expr_timeline = gr.Plot(label="Expressions over time", show_label=False)
 
             with gr.Tab("Webcam", id="webcam"):
@@ -467,14 +680,15 @@ def build_demo(model_source: str | None = None, *, queue_size: int = QUEUE_SIZE)
                     with gr.Column(scale=1):
                         cam_in = gr.Image(sources=["webcam"], streaming=True, type="numpy", label="Webcam",
                                           webcam_options=gr.WebcamOptions(mirror=True), height=360)
-                        cam_status = gr.Markdown("Waiting for the camera…", elem_classes="affect-summary")
+                        cam_status = gr.Markdown("Waiting for the camera…", label="Status", elem_classes="affect-summary")
                     cam_label = gr.Label(label="Expression", num_top_classes=4, scale=1)
                 with gr.Row(equal_height=False):
                     cam_aus = gr.Plot(label="Action units", show_label=False)
-                    cam_va = gr.Plot(label="Valence / arousal", show_label=False)
+                    cam_va = gr.Plot(label="Valence and arousal", show_label=False)
 
             with gr.Tab("About", id="about"):
-                gr.Markdown(about_markdown(model.info, model.predictor))
+                gr.Markdown(failure_markdown(failure) if failure else about_markdown(model.info, model.predictor))
+                gr.Markdown(API_GUIDE)
 
         image_outputs = [image_out, face_select, image_summary, expr_label, au_plot, va_plot, image_json]
         # .input (not .change): it fires once per upload, paste or snapshot; setting the value from
@@ -527,12 +741,15 @@ def default_host() -> str:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    try:
-        demo = build_demo(args.model)
-    except (ValueError, FileNotFoundError) as e:  # bad --model: one readable line, exit 2
-        print(f"error: {e}", file=sys.stderr)
+    # huggingface_hub logs through its own handler: propagating too would print each retry twice.
+    logging.getLogger("huggingface_hub").propagate = False
+    loaded = try_load_demo_model(args.model)
+    if isinstance(loaded, ModelFailure) and args.model:  # a bad --model: one readable line, exit 2
+        print(f"error: {loaded.reason}", file=sys.stderr)
         return 2
+    demo = build_demo(loaded)
     port = args.port or int(os.environ.get("GRADIO_SERVER_PORT", 7860))
+    print(launch_line(loaded), flush=True)
     demo.launch(server_name=args.host or default_host(), server_port=port, share=args.share, **launch_options())
     return 0
 

@@ -1,7 +1,8 @@
 """Helpers for the Hub tests (tests/test_hub_*.py): a tiny run folder, and a fake Hub.
 
 * :func:`make_run` writes a complete run folder (``model/``, ``config.json``, ``metrics.json``,
-  ``history.csv``) following affectmodel/records.py, with a small untrained model.
+  ``history.csv``, optionally ``val_predictions.npz``) with the library's own writers and a small
+  untrained model.
 * :class:`FakeHub` is a bounded local HTTP server on 127.0.0.1 that answers the two requests
   ``hf_hub_download`` makes (HEAD and GET ``/<owner>/<name>/resolve/<revision>/<file>``) with the
   Hub's headers and error codes, so downloads, the cache and the not-found paths run for real
@@ -9,7 +10,6 @@
 """
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import socket
@@ -18,22 +18,30 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import unquote
 
+import numpy as np
+
 from affectmodel.model import AffectModel, ModelConfig
+from affectmodel.predictions import PREDICTIONS_FILE, Predictions, save_predictions
+from affectmodel.training.records_writer import write_config, write_history, write_metrics, write_model
 
 SENTINEL_TOKEN = "hf_SENTINELtokenDoNotLeak0123456789"
 
 
 def make_run(root: Path, name: str = "mtl", tasks=("expr", "au", "va"), synthetic: bool = True,
-             input_size: int = 32, model: AffectModel | None = None) -> Path:
-    """A complete run folder with hand-written records and an untrained model (or ``model``)."""
+             input_size: int = 32, model: AffectModel | None = None, predictions: bool = False,
+             extra_metrics: dict | None = None) -> Path:
+    """A complete run folder written with the library's writers and an untrained model (or ``model``).
+
+    ``predictions=True`` also writes ``val_predictions.npz`` (random outputs on a few videos)."""
     run = Path(root) / "suite" / name
     if model is not None:
         tasks, input_size = model.tasks, model.config.input_size
-    (model or AffectModel(ModelConfig(tasks=list(tasks), input_size=input_size))).save(run / "model")
+    write_model(run, model or AffectModel(ModelConfig(tasks=list(tasks), input_size=input_size)))
     config = {"data": "/home/someone/private/data", "out": str(run), "tasks": list(tasks), "init": "random",
               "expression_space": "abaw8", "losses": {t: {"expr": "ce", "au": "bce", "va": "ccc"}[t] for t in tasks},
               "weighting": "fixed", "augment": "light", "image_size": input_size, "epochs": 2, "lr": 0.001,
-              "batch_size": 8, "seed": 0, "code_version": "test"}
+              "batch_size": 8, "seed": 0, "code_version": "test", "suite": "suite", "run": name}
+    write_config(run, config)
     values = {"expr": {"P_EXPR": 0.3125}, "au": {"P_AU": 0.4375},
               "va": {"P_VA": 0.21875, "ccc_valence": 0.25, "ccc_arousal": 0.1875}}
     metrics = {"tasks": list(tasks), "multi_task": len(tasks) > 1,
@@ -45,13 +53,20 @@ def make_run(root: Path, name: str = "mtl", tasks=("expr", "au", "va"), syntheti
         metrics.update(values[t])
     if len(tasks) > 1:
         metrics["P_MTL"] = sum(metrics[k] for k in ("P_EXPR", "P_AU", "P_VA") if k in metrics)
-    (run / "config.json").write_text(json.dumps(config, indent=2))
-    (run / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    with open(run / "history.csv", "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["epoch", "lr", "train_loss", "val_P_MTL", "time_s"])
-        writer.writerow([1, 0.001, 1.5, 0.5, 3.0])
-        writer.writerow([2, 0.0005, 1.2, 0.9, 3.1])
+    if predictions:
+        rng = np.random.default_rng(0)
+        n = 60
+        outputs = {"expr": rng.random((n, 8)), "au": rng.random((n, 12)), "va": rng.uniform(-1, 1, (n, 2))}
+        targets = {"expr": rng.integers(0, 8, n), "au": (rng.random((n, 12)) < 0.3).astype(float),
+                   "va": rng.uniform(-1, 1, (n, 2))}
+        save_predictions(run / PREDICTIONS_FILE, Predictions(
+            np.repeat([f"v{i}" for i in range(6)], 10), np.tile(np.arange(1, 11), 6),
+            {t: outputs[t] for t in tasks}, {t: targets[t] for t in tasks}))
+    metrics.update(extra_metrics or {})
+    write_history(run, [{"epoch": 1, "lr": 0.001, "train_loss": 1.5, "val_P_MTL": 0.5, "time_s": 3.0},
+                        {"epoch": 2, "lr": 0.0005, "train_loss": 1.2, "val_P_MTL": 0.9, "time_s": 3.1}],
+                  ["epoch", "lr", "train_loss", "val_P_MTL", "time_s"])
+    write_metrics(run, metrics)
     return run
 
 

@@ -5,11 +5,11 @@ import math
 
 import pytest
 
-from benchmarks import common, loading, model_limit, multitask_saving, training_throughput, video_e2e
+from benchmarks import common, loader_throughput, loading, model_limit, multitask_saving, training_throughput, video_e2e
 from benchmarks.run import FAMILIES, render
 
 MODULES = {"model_limit": model_limit, "multitask_saving": multitask_saving, "video_e2e": video_e2e,
-           "training_throughput": training_throughput, "loading": loading}
+           "training_throughput": training_throughput, "loader_throughput": loader_throughput, "loading": loading}
 
 
 def _check_result(result: common.FamilyResult, family: str) -> None:
@@ -67,6 +67,12 @@ def test_generated_video_has_the_asked_length_and_size(tmp_path):
 def test_training_benchmark_runs_tiny(tmp_path, monkeypatch):
     monkeypatch.setattr(training_throughput, "CACHE_DIR", tmp_path)
     _check_result(training_throughput.run("tiny"), "training_throughput")
+
+
+def test_loader_benchmark_runs_tiny(tmp_path, monkeypatch):
+    monkeypatch.setattr(training_throughput, "CACHE_DIR", tmp_path)
+    monkeypatch.setattr(loader_throughput, "CACHE_DIR", tmp_path)
+    _check_result(loader_throughput.run("tiny"), "loader_throughput")
 
 
 @pytest.mark.slow

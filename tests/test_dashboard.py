@@ -17,7 +17,7 @@ from streamlit.dataframe_util import convert_arrow_bytes_to_pandas_df
 from streamlit.testing.v1 import AppTest
 
 from affectmodel.records import read_run
-from study_fixtures import write_run, write_study_runs
+from study_fixtures import write_run, write_seeded_study, write_study_runs
 
 APP = str(Path(__file__).resolve().parent.parent / "dashboard" / "app.py")
 TIMEOUT = 90  # the first run imports torch/pandas/altair cold
@@ -76,25 +76,33 @@ def test_first_screen_answers_the_question_with_table_headline_and_charts(monkey
             value = getattr(row, metric)
             assert value == pytest.approx(written[row.run][metric]) if metric in written[row.run] else pd.isna(value)
 
-    # headline: one card per task with the best multi-task score and its difference from uni-task
-    synth = {k: m for k, m in written.items() if m["dataset"]["synthetic"]}
-    cards = {m.label: m for m in at.metric}
-    for title, metric in (("Expression", "P_EXPR"), ("Action units", "P_AU"), ("Valence/arousal", "P_VA")):
-        multi = max(m[metric] for m in synth.values() if m["multi_task"] and metric in m)
-        uni = max(m[metric] for m in synth.values() if not m["multi_task"] and metric in m)
-        matching = [c for c in at.metric if c.label == title and c.value == f"{multi:.3f}"]
-        assert matching and matching[0].delta == f"{multi - uni:+.3f}"
+    # headline: the matched comparison quick/multi vs quick/uni-* (one seed each: figures, no verdict)
+    for title, metric, uni in (("Expression", "P_EXPR", "uni-expr"), ("Action units", "P_AU", "uni-au"),
+                               ("Valence/arousal", "P_VA", "uni-va")):
+        multi = written["quick/multi"][metric]
+        cards = [c for c in at.metric if c.label == title and c.value == f"{multi:.3f}"]
+        assert cards and cards[0].delta == f"{multi - written['quick/' + uni][metric]:+.3f}"
+        assert "undecided" in cards[0].proto.delta_description and "1 seeds multi" in cards[0].proto.delta_description
+    cards = {}
+    for m in at.metric:
+        cards.setdefault(m.label, m)  # the headline's cards come first (the run detail repeats some labels)
     assert {"Parameters", "Training time"} <= set(cards)
+    # the ratio comes from study.matched_costs (synthetic: 1 model for 3; Aff-Wild2: 1 matched uni-task run)
+    assert {(m.delta, m.proto.delta_description) for m in at.metric if m.label == "Parameters" and m.delta} == {
+        ("0.33x", "of 3 uni-task models"), ("1.00x", "of 1 uni-task models")}
     assert any(s.value.startswith("Did multi-task learning help?") for s in at.subheader)
-    verdicts = [m.value for m in at.markdown if "Multi-task learning" in m.value]
-    assert any("helped expression" in v and "hurt valence / arousal" in v and "instead of 3" in v for v in verdicts)
+    verdicts = [m.value for m in at.markdown if "against one model per task" in m.value]
+    assert any(v.count("undecided:") == 3 and "no interval" in v and "instead of 3" in v for v in verdicts)
+    assert not any("helped" in v or "hurt" in v for v in verdicts)  # one seed never decides
 
     # synthetic runs are labelled, and the ABAW reference appears because Aff-Wild2 runs are shown
     assert any("Synthetic benchmark" in w.value for w in at.warning)
     assert any("ABAW" in i.value for i in at.info)
 
     found = charts(at)
-    bars = found["Best uni-task vs best multi-task model, per task"]
+    matched = found["Matched uni-task vs multi-task configuration, per task"]
+    assert len(matched) == 2 and max(len(m) for m in matched) == 6  # quick/multi vs its three uni-task runs
+    bars = found["Best runs (not a verdict): best uni-task vs best multi-task run"]
     assert len(bars) == 2  # one per data set
     synth_bars = max(bars, key=len)
     assert len(synth_bars) == 6 and set(synth_bars["setting"]) == {"uni-task", "multi-task"}
@@ -114,16 +122,19 @@ def test_sidebar_filters_change_table_and_headline(monkeypatch, runs_dir, writte
     at = run_app(monkeypatch, runs_dir)
     at.multiselect(key="filter_setting").set_value(["uni-task"]).run()
     assert set(study_frame(at)["run"]) == {k for k, m in written.items() if not m["multi_task"]}
-    # only uni-task runs: the cards say so instead of showing a difference
-    assert all(m.delta == "" for m in at.metric if m.label == "Expression")
+    # only uni-task runs: nothing to compare, and the page says so
+    assert not any(m.label == "Expression" for m in at.metric)
+    assert any("nothing to compare" in i.value for i in at.info)
 
     at.multiselect(key="filter_setting").set_value([]).run()
     at.multiselect(key="filter_dataset").set_value(["aff-wild2"]).run()
     table = study_frame(at)
     assert set(table["run"]) == {k for k, m in written.items() if not m["dataset"]["synthetic"]}
     assert not any("Synthetic benchmark" in w.value for w in at.warning)
-    bars = charts(at)["Best uni-task vs best multi-task model, per task"]
+    bars = charts(at)["Best runs (not a verdict): best uni-task vs best multi-task run"]
     assert len(bars) == 1 and bars[0]["baseline"].notna().all()
+    matched = charts(at)["Matched uni-task vs multi-task configuration, per task"]
+    assert matched[0]["baseline"].notna().all()
 
     at.multiselect(key="filter_dataset").set_value(["synthetic-affect"]).run()
     at.multiselect(key="filter_losses").set_value(["expr=focal, au=bce, va=ccc"]).run()
@@ -142,14 +153,67 @@ def test_run_detail_shows_config_metrics_and_hub_link(monkeypatch, runs_dir, wri
     assert read_run(runs_dir / "quick" / "multi-focal").config in configs
 
 
-def test_empty_or_missing_folder_shows_a_message(monkeypatch, tmp_path):
+def test_empty_or_missing_folder_explains_how_to_make_one(monkeypatch, tmp_path):
     (tmp_path / "empty").mkdir()
     at = run_app(monkeypatch, tmp_path / "empty")
-    assert any("No run records" in i.value for i in at.info)
+    (info,) = [i.value for i in at.info if "No run records" in i.value]
     assert not at.dataframe and not at.get("vega_lite_chart")
 
     at = run_app(monkeypatch, tmp_path / "missing")
+    (error,) = [e.value for e in at.error if "does not exist" in e.value]
+    for text in (info, error):
+        # the suite command (preceded by the synthetic-data command of suites/quick.toml), not the dashboard again
+        assert "python train.py suite suites/quick.toml --data data/synthetic --out runs/quick" in text
+        assert text.index("python -m affectmodel synth") < text.index("python train.py suite")
+        assert "streamlit run" not in text
+
+
+def test_without_arguments_the_dashboard_opens_on_the_shipped_records(monkeypatch, tmp_path):
+    """A copy of the dashboard in a repository layout whose results/quick holds a tiny study."""
+    source = Path(APP).parent
+    (tmp_path / "dashboard").mkdir()
+    for name in ("app.py", "charts.py", "__init__.py"):
+        (tmp_path / "dashboard" / name).write_text((source / name).read_text())
+    write_seeded_study(tmp_path / "results", seeds=(0, 1), suite="quick")
+    monkeypatch.delenv("AFFECT_RUNS_DIR", raising=False)
+    at = AppTest.from_file(str(tmp_path / "dashboard" / "app.py"), default_timeout=TIMEOUT).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.text_input(key="runs_dir").value == str((tmp_path / "results" / "quick").resolve())
+    assert "quick/multi/seed-1" in set(study_frame(at)["run"])
+    at.text_input(key="runs_dir").set_value(str(tmp_path / "elsewhere")).run()  # the sidebar still chooses
     assert any("does not exist" in e.value for e in at.error)
+
+
+def test_seeded_study_shows_intervals_seeds_and_plain_verdicts(monkeypatch, tmp_path):
+    write_seeded_study(tmp_path / "gain", multi_gain=0.2)
+    at = run_app(monkeypatch, tmp_path / "gain")
+    verdicts = [m.value for m in at.markdown if "quick/multi against one model per task" in m.value]
+    assert verdicts and verdicts[0].count("helped:") == 3
+    (bars,) = charts(at)["Matched uni-task vs multi-task configuration, per task"]
+    assert len(bars) == 6 and (bars["low"] < bars["mean"]).all() and (bars["mean"] < bars["high"]).all()
+    assert (bars["seeds"] == 3).all()
+    table = [df.value for df in at.dataframe if "verdict_text" in df.value.columns][0]
+    assert (table["multi_seeds"] == 3).all()
+    assert set(table.loc[table["uni"] == "unmatched", "verdict_text"].str[:9]) == {"unmatched"}
+
+    st.cache_data.clear()
+    write_seeded_study(tmp_path / "null", multi_gain=0.0)
+    at = run_app(monkeypatch, tmp_path / "null")
+    verdicts = [m.value for m in at.markdown if "quick/multi against one model per task" in m.value]
+    assert verdicts[0].count("no clear difference (") == 3 and "helped" not in verdicts[0]
+
+
+def test_in_sample_tuned_figures_are_labelled_and_selection_explained(monkeypatch, tmp_path):
+    run = write_seeded_study(tmp_path, seeds=(0,))["uni-au"][0]
+    metrics = json.loads((run / "metrics.json").read_text())
+    metrics["P_AU_tuned_on_validation"] = 0.9
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    at = run_app(monkeypatch, tmp_path)
+    at.selectbox(key="detail_run").set_value("quick/uni-au/seed-0").run()
+    labels = {m.label: m.value for m in at.metric}
+    assert labels["P_AU tuned on validation (in-sample, optimistic)"] == "0.900"
+    assert labels["P_AU"] == f"{metrics['P_AU']:.3f}"
+    assert any("development split" in c.value for c in at.caption)
 
 
 def test_malformed_record_is_reported_and_other_runs_still_show(monkeypatch, runs_dir, written):
@@ -163,8 +227,10 @@ def test_malformed_record_is_reported_and_other_runs_still_show(monkeypatch, run
     assert str(broken) in warnings and "not valid JSON" in warnings
     assert "no-config" in warnings and "config.json is missing" in warnings
     assert set(study_frame(at)["run"]) == set(written) - {"quick/uni-au"}
-    # without a uni-task AU run the AU card compares nothing, the others still do
+    # without a uni-task AU run the AU comparison is unmatched, the others still compare
     assert any(m.label == "Expression" and m.delta for m in at.metric)
+    assert any(m.label == "Action units" and not m.delta and "unmatched" in m.proto.delta_description
+               for m in at.metric)
 
 
 def test_hub_repositories_are_read_lazily_and_errors_shown(monkeypatch, tmp_path):

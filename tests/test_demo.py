@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import re
 import time
 from pathlib import Path
 
@@ -304,6 +305,208 @@ def test_api_names_and_concurrency(server):
     assert limits["predict_video"] == 1
 
 
+def test_api_has_no_auto_generated_names(server):
+    _, client = server
+    api = client.view_api(print_info=False, return_format="dict")
+    for name, endpoint in api["named_endpoints"].items():
+        for item in endpoint["parameters"] + endpoint["returns"]:
+            label = item.get("parameter_name") or item.get("label") or ""
+            assert label and not label.startswith("value_"), (name, item)
+    returns = [r["label"] for r in api["named_endpoints"]["/predict_image"]["returns"]]
+    assert returns[-1] == "Predictions"
+    text = client.view_api(print_info=False, return_format="str")
+    assert "value_" not in text
+    assert "-> (detected_faces, face, summary, expression, action_units, valence_and_arousal, predictions)" in text
+
+
+def test_predictions_follow_the_documented_schema(server, files):
+    jsonschema = pytest.importorskip("jsonschema")
+    demo, client = server
+    *_, result = client.predict(handle_file(str(files["two"])), api_name="/predict_image")
+    jsonschema.validate(read_json(result), demo_app.PREDICTIONS_SCHEMA)
+    about = " ".join(str(b.value) for b in demo.blocks.values() if isinstance(b, gr.Markdown))
+    assert 'api_name="/predict_image"' in about and 'api_name="/predict_video"' in about
+    assert '"aus_active"' in about  # the schema is shown
+
+
+def test_readme_shows_the_api_guide_of_the_about_tab():
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    assert json.dumps(demo_app.PREDICTIONS_SCHEMA, indent=1) in readme
+    body = demo_app.API_GUIDE.split("\n", 1)[1].strip()
+    assert body in readme
+
+
+# ------------------------------------------------------------------ fuzzing the endpoints
+
+def _encode(path: Path, frames: list[np.ndarray], codec: str, pix_fmt: str, size=(32, 32)) -> Path:
+    import av
+
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream(codec, rate=10)
+        stream.height, stream.width = frames[0].shape[:2] if frames else size
+        stream.pix_fmt = pix_fmt
+        if not frames:
+            out.start_encoding()  # header only: a container with zero frames
+        for frame in frames:
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        out.mux(stream.encode())
+    return path
+
+
+def _noise(height: int, width: int, n: int = 3) -> list[np.ndarray]:
+    rng = np.random.default_rng(0)
+    return [rng.integers(0, 255, (height, width, 3), dtype=np.uint8) for _ in range(n)]
+
+
+@pytest.fixture(scope="module")
+def odd_files(tmp_path_factory) -> dict[str, Path]:
+    """Files of odd sizes, codecs and containers (a few KB each)."""
+    root = tmp_path_factory.mktemp("odd")
+    good = _encode(root / "good.mp4", _noise(64, 64, 12), "mpeg4", "yuv420p")
+    data = good.read_bytes()
+    (root / "truncated.mp4").write_bytes(data[: len(data) // 3])
+    (root / "header_only.mp4").write_bytes(data[:64])
+    (root / "empty.mp4").write_bytes(b"")
+    (root / "empty.png").write_bytes(b"")
+    (root / "random.jpg").write_bytes(bytes(range(256)) * 8)
+    Image.new("RGB", (1, 1), (1, 2, 3)).save(root / "one.png")
+    Image.new("L", (20000, 1), 128).save(root / "line.png")
+    Image.new("L", (1, 20000), 128).save(root / "column.png")
+    Image.new("RGB", (80, 60), (9, 9, 9)).save(root / "really_png.jpg", format="PNG")
+    Image.new("RGBA", (50, 50), (0, 0, 0, 0)).save(root / "transparent.png")
+    Image.new("I;16", (40, 30), 40000).save(root / "sixteen.png")
+    Image.new("CMYK", (40, 30)).save(root / "cmyk.jpg")
+    gif = [Image.new("P", (30, 30), i) for i in range(3)]
+    gif[0].save(root / "anim.gif", save_all=True, append_images=gif[1:])
+    Image.new("RGB", (64, 64), (200, 10, 10)).save(root / "picture.mp4", format="PNG")
+    return {
+        "one_px_wide.mp4": _encode(root / "one_px_wide.mp4", _noise(48, 1), "libx264", "yuv444p"),
+        "one_by_one.avi": _encode(root / "one_by_one.avi", _noise(1, 1), "mjpeg", "yuvj444p"),
+        "two_px_wide.mp4": _encode(root / "two_px_wide.mp4", _noise(64, 2), "libx264", "yuv444p"),
+        "zero_frames.mp4": _encode(root / "zero_frames.mp4", [], "mpeg4", "yuv420p"),
+        "mjpeg.avi": _encode(root / "mjpeg.avi", _noise(40, 56, 4), "mjpeg", "yuvj420p"),
+        **{p.name: p for p in root.iterdir() if p.name != "good.mp4"},
+        "good.mp4": good,
+    }
+
+
+VIDEO_FUZZ = {  # file -> what the answer must say (a face-free file that reads fine: "No face")
+    "one_px_wide.mp4": "1x48 pixels: too small", "one_by_one.avi": "1x1 pixels: too small",
+    "two_px_wide.mp4": "2x64 pixels: too small", "zero_frames.mp4": "no video stream",
+    "truncated.mp4": "not a readable video", "header_only.mp4": "not a readable video",
+    "empty.mp4": "empty file", "mjpeg.avi": "No face", "picture.mp4": "No face",
+    "random.jpg": "not a readable video",
+}
+IMAGE_FUZZ = {  # file -> error text, or None: a readable image without a face
+    "one.png": None, "line.png": None, "column.png": None, "really_png.jpg": None, "transparent.png": None,
+    "sixteen.png": None, "cmyk.jpg": None, "anim.gif": None, "empty.png": "empty file",
+    "random.jpg": "not an image file", "good.mp4": "not an image file",
+}
+
+
+def test_fuzzed_files_get_a_message_never_a_traceback(server, odd_files, capfd):
+    _, client = server
+    answers = {}
+    for name, expected in VIDEO_FUZZ.items():
+        with pytest.raises(AppError) as excinfo:
+            client.predict(handle_file(str(odd_files[name])), api_name="/predict_video")
+        answers["video " + name] = str(excinfo.value)
+        assert expected in str(excinfo.value), (name, str(excinfo.value))
+    for name, expected in IMAGE_FUZZ.items():
+        if expected is None:
+            *_, result = client.predict(handle_file(str(odd_files[name])), api_name="/predict_image")
+            assert read_json(result)["faces"] == [] and "No face" in read_json(result)["message"], name
+        else:
+            with pytest.raises(AppError, match=expected):
+                client.predict(handle_file(str(odd_files[name])), api_name="/predict_image")
+    for args, endpoint, expected in [
+            (("Face 9", {"faces": []}), "/select_face", "not in the list of choices"),
+            # earlier requests of this session decide whether the track name is a valid choice
+            (("Face #1", handle_file(str(odd_files["one.png"]))), "/select_track",
+             "not in the list of choices|one.png is not a predictions CSV"),
+            ((handle_file(str(odd_files["good.mp4"])), -5, 1e9), "/predict_video", "minimum value"),
+    ]:
+        try:
+            client.predict(*args, api_name=endpoint)
+        except AppError as e:
+            assert re.search(expected, str(e)) and "upstream" not in str(e), (endpoint, str(e))
+    assert all("upstream" not in a and "/tmp" not in a for a in answers.values()), answers
+    log = capfd.readouterr()
+    assert "Traceback" not in log.out + log.err
+    *_, result = client.predict(handle_file(str(files_one_face(odd_files))), api_name="/predict_image")
+    assert len(read_json(result)["faces"]) == 1  # and the app keeps serving
+
+
+def files_one_face(odd_files) -> Path:
+    path = odd_files["good.mp4"].with_name("face.jpg")
+    Image.fromarray(astronaut(320)).save(path)
+    return path
+
+
+def test_unexpected_failures_become_messages(server, files, monkeypatch, capfd):
+    demo, client = server
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("decoder exploded")
+
+    monkeypatch.setattr(demo_app, "predict_video", broken)
+    with pytest.raises(AppError, match="Could not analyse face.mp4: decoder exploded"):
+        client.predict(handle_file(str(files["video"])), 5, 1, api_name="/predict_video")
+    assert "Traceback" not in capfd.readouterr().err
+
+
+# ------------------------------------------------------------------ a model that cannot be loaded
+
+@pytest.mark.parametrize("kind", ["unreachable_hub_id", "broken_folder"])
+def test_a_model_that_cannot_be_loaded_leaves_the_app_up_with_a_message(kind, tmp_path, monkeypatch, files):
+    if kind == "unreachable_hub_id":
+        monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # no network here either way; offline fails at once
+        from huggingface_hub import constants
+        monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+        monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub-cache"))
+        monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub-cache"))
+        source, why = "nobody/unreachable-model", "not in the local cache"
+    else:
+        source = str(make_run_folder(tmp_path))
+        (Path(source) / "model" / "model.safetensors").write_bytes(b"not safetensors")
+        why = "model.safetensors"
+    monkeypatch.setenv(default_model.MODEL_ENV, source)
+    loaded = demo_app.try_load_demo_model(None)
+    assert isinstance(loaded, demo_app.ModelFailure) and why in loaded.reason
+    line = demo_app.launch_line(loaded)
+    assert "NO MODEL" in line and "AFFECT_MODEL" in line and source in line and "\n" not in line
+    demo = demo_app.build_demo(loaded)
+    html = " ".join(str(b.value) for b in demo.blocks.values() if isinstance(b, gr.HTML))
+    assert "No model loaded" in html and "AFFECT_MODEL" in html
+    _, url, _ = demo.launch(prevent_thread_lock=True, server_port=free_port(), quiet=True,
+                            **demo_app.launch_options())
+    try:
+        client = Client(url, verbose=False)
+        with pytest.raises(AppError, match="AFFECT_MODEL") as excinfo:
+            client.predict(handle_file(str(files["one"])), api_name="/predict_image")
+        assert source in str(excinfo.value)
+        with pytest.raises(AppError, match="could not be loaded"):
+            client.predict(handle_file(str(files["video"])), api_name="/predict_video")
+        assert "value_" not in client.view_api(print_info=False, return_format="str")
+        client.close()
+    finally:
+        demo.close()
+
+
+def test_main_keeps_the_app_up_when_the_environment_names_a_bad_model(monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv(default_model.MODEL_ENV, str(tmp_path / "nowhere"))
+    launched = {}
+
+    def fake_launch(self, **kwargs):
+        launched.update(kwargs)
+
+    monkeypatch.setattr(gr.Blocks, "launch", fake_launch)
+    assert demo_app.main(["--port", "7999"]) == 0
+    assert launched["server_port"] == 7999
+    out = capsys.readouterr().out
+    assert out.count("NO MODEL") == 1 and "nowhere" in out
+
+
 def test_real_training_data_shows_no_banner(tmp_path):
     info = {"synthetic": False, "dataset": "aff-wild2"}
     assert demo_app.synthetic_banner(info) == ""
@@ -367,12 +570,35 @@ def test_default_model_is_reused_once_built(monkeypatch, tmp_path):
     assert default_model.resolve_model_source(None) == str(run)
 
 
+def test_default_model_recipe_is_the_demo_suite():
+    from affectmodel.training import load_suite
+
+    runs = load_suite(default_model.DEFAULT_SUITE, "DATA", "OUT")
+    assert [r.name for r in runs] == [default_model.SUITE_RUN]
+    assert runs[0].config.tasks == ["expr", "au", "va"] and runs[0].config.device == "cpu"
+    assert default_model.read_demo_suite() == {"videos": 800, "frames": 3, "size": 64, "seed": 0}
+
+
+def test_model_choice_says_where_the_model_lives_and_whether_it_was_built(monkeypatch, tmp_path):
+    run = make_run_folder(tmp_path)
+    monkeypatch.delenv(default_model.MODEL_ENV, raising=False)
+    monkeypatch.setenv(default_model.DEFAULT_DIR_ENV, str(run))
+    choice = default_model.choose_model(None)
+    assert choice.origin == "default" and choice.built is False
+    assert f"reused) in {run}" in choice.describe() and "--rebuild" in choice.describe()
+    loaded = demo_app.try_load_demo_model(None)
+    assert str(run) in demo_app.launch_line(loaded) and "reused" in demo_app.launch_line(loaded)
+    monkeypatch.setenv(default_model.MODEL_ENV, str(run))
+    assert "(from $AFFECT_MODEL)" in default_model.choose_model(None).describe()
+
+
 @pytest.mark.slow
-def test_default_model_build_trains_a_synthetic_run(tmp_path):
-    recipe = default_model.DefaultModelRecipe(videos=2, frames=10, image_size=32, batch_size=8, max_steps=2,
-                                              epochs=1)
-    folder = default_model.ensure_default_model(tmp_path / "default-model", recipe)
+def test_default_model_build_runs_the_demo_suite(tmp_path):
+    overrides = {"image_size": 32, "batch_size": 8, "max_steps": 2, "epochs": 1, "limit_val": 8}
+    folder = default_model.ensure_default_model(tmp_path / "default-model", overrides=overrides,
+                                                data={"videos": 2, "frames": 10, "size": 64})
     assert (folder / "model" / "model.safetensors").is_file()
+    assert (folder / "suite.toml").read_text() == default_model.DEFAULT_SUITE.read_text()
     from affectmodel.hub.loading import model_info
     info = model_info(str(folder))
     assert info["synthetic"] is True and info["input_size"] == 32

@@ -166,7 +166,7 @@ def test_webcam_tab_streams_predictions(page):
     page.get_by_role("tab", name="Webcam").click()
     page.get_by_text("Click to Access Webcam").click()
     page.get_by_text("Record", exact=True).click(timeout=30_000)
-    page.get_by_text("per frame").wait_for(timeout=60_000)
+    page.get_by_text("ms per frame").wait_for(timeout=60_000)
     page.wait_for_timeout(2000)
     page.screenshot(path=str(OUTPUT / "demo_webcam.png"), full_page=True)
     page.get_by_text("Stop", exact=True).click()
@@ -178,3 +178,36 @@ def test_about_tab_explains_model_and_outputs(page):
     assert page.get_by_text("lip corner puller").first.is_visible()
     assert page.get_by_text("synthetic-affect").first.is_visible()
     page.screenshot(path=str(OUTPUT / "demo_about.png"), full_page=True)
+
+
+def test_unloadable_model_page_says_what_failed_and_which_variable_to_set(page, tmp_path, monkeypatch):
+    """AFFECT_MODEL naming a Hub repository that cannot be reached (offline here): the page opens
+    on the error banner, and an upload is answered with the same message, once."""
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub-cache"))
+    monkeypatch.setenv("AFFECT_MODEL", "nobody/unreachable-model")
+    demo = demo_app.build_demo()
+    _, url, _ = demo.launch(prevent_thread_lock=True, server_port=free_port(), quiet=True,
+                            **demo_app.launch_options())
+    # a second page of the module's browser (one Playwright session per module)
+    error_page = page.context.browser.new_page(viewport={"width": 1400, "height": 900})
+    try:
+        error_page.goto(url)
+        banner = error_page.locator("#model-error")
+        banner.wait_for(timeout=60_000)
+        text = banner.inner_text()
+        assert "No model loaded" in text and "nobody/unreachable-model" in text and "AFFECT_MODEL" in text
+        face = tmp_path / "face.jpg"
+        Image.fromarray(astronaut(256)).save(face)
+        error_page.locator("#image-input input[type=file]").set_input_files(str(face))
+        toast = error_page.locator(".toast-body")
+        toast.first.wait_for(timeout=30_000)  # the message comes back as a toast, next to the banner
+        error_page.wait_for_timeout(800)
+        assert "could not be loaded" in toast.first.inner_text()
+        assert toast.count() == 1  # one message per upload
+    finally:
+        error_page.screenshot(path=str(OUTPUT / "demo_no_model.png"))
+        error_page.close()
+        demo.close()

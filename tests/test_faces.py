@@ -1,9 +1,11 @@
+import cv2
 import numpy as np
 import pytest
 
-from affectmodel.inference.faces import DETECTORS, Face, create_detector, detect_faces
+from affectmodel.inference.faces import (DEFAULT_DETECT_MAX_SIDE, DETECTORS, RETINAFACE_TRAINING_SIDE, Face,
+                                         create_detector, detect_faces, detection_max_side, detection_scale)
 from affectmodel.inference.tracking import iou
-from media import astronaut, faces_image, gradient_image, noise_image
+from media import astronaut, face_tile, faces_image, gradient_image, moving_face_frames, noise_image
 
 
 @pytest.fixture(scope="module")
@@ -107,3 +109,66 @@ def test_private_session_gives_the_same_faces(retina):
         for fa, fb in zip(a, b):
             assert fa.box == fb.box and np.array_equal(fa.landmarks, fb.landmarks)
             assert fa.score == pytest.approx(fb.score, abs=1e-5)
+
+
+# ------------------------------------------------------------------ detection scale
+
+def _group_photo(width: int, height: int) -> np.ndarray:
+    """A small 'photo' of five faces of different sizes (the repo's test face, tiled)."""
+    canvas = np.full((height, width, 3), 110, np.uint8)
+    for (x, y, height) in [(20, 20, 150), (200, 30, 130), (380, 10, 170), (60, 200, 140), (330, 210, 120)]:
+        tile = face_tile(height)
+        canvas[y:y + tile.shape[0], x:x + tile.shape[1]] = tile
+    return canvas
+
+
+def _upscaled(image: np.ndarray, width: int, height: int) -> np.ndarray:
+    return cv2.resize(image, (width, height), interpolation=cv2.INTER_CUBIC)
+
+
+def _assert_same_faces(faces, reference, scale_x: float, scale_y: float, tolerance: float = 0.08) -> None:
+    """Same count, and each box within ``tolerance`` of its face's size from the reference box
+    (mapped to the large image)."""
+    assert len(faces) == len(reference)
+    for face, ref in zip(faces, reference):
+        expected = np.array(ref.box) * [scale_x, scale_y, scale_x, scale_y]
+        size = max(expected[2] - expected[0], expected[3] - expected[1])
+        assert np.abs(np.array(face.box) - expected).max() <= tolerance * size, (face.box, expected)
+
+
+@pytest.mark.parametrize("small_size,width,height", [((600, 400), 4000, 2668), ((640, 360), 3840, 2160)])
+def test_default_detection_is_right_on_large_photos(retina, small_size, width, height):
+    small = _group_photo(*small_size)
+    reference = retina.detect(small)
+    assert len(reference) == 5
+    faces = retina.detect(_upscaled(small, width, height))
+    _assert_same_faces(faces, reference, width / small.shape[1], height / small.shape[0])
+    assert retina.max_side == DEFAULT_DETECT_MAX_SIDE
+
+
+def test_default_detection_is_right_on_4k_video_frames(retina):
+    frames = moving_face_frames(3, size=(640, 360), step=40)
+    for frame in frames:
+        reference = retina.detect(frame)
+        assert len(reference) == 1
+        _assert_same_faces(retina.detect(_upscaled(frame, 3840, 2160)), reference, 6.0, 6.0)
+
+
+def test_landmarks_map_back_to_the_full_resolution_image(retina):
+    small = astronaut()
+    big = _upscaled(small, 2048, 2048)
+    face, = retina.detect(big)
+    ref, = retina.detect(small)
+    assert np.abs(face.landmarks / 4 - ref.landmarks).max() < 3  # about a pixel of the small image
+
+
+def test_detection_scale_rule():
+    assert detection_scale((2668, 4000, 3)) == pytest.approx(DEFAULT_DETECT_MAX_SIDE / 4000)
+    assert detection_scale((360, 640, 3)) == 1.0  # never upscaled
+    assert detection_scale((2668, 4000, 3), max_side=0) == 1.0  # explicit full resolution
+    assert detection_scale((112, 2420, 3)) == 1.0  # a strip of small faces keeps them
+    assert detection_scale((2000, 8000, 3)) == pytest.approx(RETINAFACE_TRAINING_SIDE / 2000)  # panorama
+    assert detection_max_side(None) == DEFAULT_DETECT_MAX_SIDE == 2 * RETINAFACE_TRAINING_SIDE
+    for bad in (-1, 2.5, "640", True):
+        with pytest.raises(ValueError, match="max_side"):
+            detection_max_side(bad)

@@ -117,3 +117,40 @@ def test_per_class_f1_table(tmp_path, per_class):
     text = build_model_card(read_run(run), "me/affect").text
     assert "| " + " | ".join(ABAW8.labels) + " |" in text
     assert "| " + " | ".join(f"{v:.4f}" for v in values) + " |" in text
+
+
+def test_model_index_reports_the_honest_figures_and_the_card_says_how_they_were_chosen(tmp_path):
+    selection = {"split": "development", "videos": 12, "frames": 480}
+    run = make_run(tmp_path, predictions=True, extra_metrics={
+        "P_AU_tuned_on_validation": 0.99, "P_AU_at_0.5": 0.40, "selection": selection})
+    card, reloaded = _card_and_reloaded(run, tmp_path)
+    metrics = json.loads((run / "metrics.json").read_text())
+    for c in (card, reloaded):
+        got = {r.metric_name: r.metric_value for r in c.data.eval_results}
+        assert got["P_AU"] == metrics["P_AU"] and 0.99 not in got.values()
+    text = str(reloaded)
+    assert "chosen on the development split (12 videos, 480 frames)" in text
+    assert "tuned on the validation frames themselves (in-sample, optimistic" in text and "0.9900" in text
+    assert "P_AU with every threshold at 0.5: 0.4000" in text
+    assert "challenge entries usually tune" in text
+    # intervals over validation videos, from the same study functions the dashboard uses
+    from affectmodel import study
+    est = study.run_estimates(read_run(run))["P_MTL"]
+    assert f"{est.low:.3f} to {est.high:.3f}" in text
+
+
+def test_older_record_card_says_selection_is_unknown(tmp_path):
+    card, _ = _card_and_reloaded(make_run(tmp_path), tmp_path)
+    assert "does not say where AU thresholds and the best epoch were chosen" in str(card)
+
+
+def test_card_lists_matched_verdicts_from_the_study_report(tmp_path):
+    from study_fixtures import write_seeded_study
+
+    from affectmodel import study
+    from affectmodel.records import read_runs
+    written = write_seeded_study(tmp_path / "runs", seeds=(0, 1))
+    report = study.study_report(study.index_runs(read_runs(tmp_path / "runs")[0]), resamples=100)
+    card = build_model_card(read_run(written["multi"][0]), "me/multi", report)
+    for c in study.comparisons_of(report, read_run(written["multi"][0])):
+        assert c.verdict_text in str(card)

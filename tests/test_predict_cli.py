@@ -171,3 +171,151 @@ def test_unreadable_files_in_folders_are_skipped(tmp_path, model, capsys):
     assert "skipped" in err and "bad.png" in err and "bad.mp4" in err and "skipped 2 unreadable" in err
     assert _run("--model", model, folder / "bad.mp4") == 2  # named explicitly: an error
     assert "not a readable video" in capsys.readouterr().err
+
+
+def _one_line_error(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err and "Traceback" not in err
+    return err
+
+
+@pytest.mark.skipif(__import__("os").geteuid() == 0, reason="root writes into read-only folders")
+def test_read_only_output_folders_are_named(tmp_path, model, media, capsys):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        assert _run("--model", model, media / "one.jpg", "--out", locked / "out.csv") == 2
+        err = _one_line_error(capsys)
+        assert str(locked / "out.csv") in err and ".tmp" not in err
+        assert list(locked.iterdir()) == []
+    finally:
+        locked.chmod(0o700)
+
+
+def test_an_unwritable_annotated_video_is_named(tmp_path, model, media, capsys, monkeypatch):
+    from affectmodel.inference import video
+
+    real_open = av.open
+
+    def refuse(path, *args, **kwargs):
+        if kwargs.get("mode") == "w":
+            raise PermissionError(13, "Permission denied", path)  # what a read-only folder gives
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(video.av, "open", refuse)
+    out = tmp_path / "a.mp4"
+    assert _run("--model", model, media / "clip.mp4", "--annotate", out, "--out", tmp_path / "o.csv") == 2
+    err = _one_line_error(capsys)
+    assert f"{out}: cannot write the annotated video: Permission denied" in err and ".tmp" not in err
+    assert list(tmp_path.iterdir()) == []
+
+
+class _FullDisk:
+    """A PyAV output container whose disk fills after a few packets."""
+
+    def __init__(self, container, packets: int = 2):
+        self._container, self._left = container, packets
+
+    def mux(self, packet):
+        self._left -= 1
+        if self._left < 0:
+            raise OSError(28, "No space left on device")
+        return self._container.mux(packet)
+
+    def __getattr__(self, name):
+        return getattr(self._container, name)
+
+
+def test_disk_full_while_annotating_is_one_line_and_leaves_no_file(tmp_path, model, media, capsys, monkeypatch):
+    from affectmodel.inference import video
+
+    real_open = av.open
+    monkeypatch.setattr(video.av, "open", lambda *a, **k: _FullDisk(real_open(*a, **k)) if k.get("mode") == "w"
+                        else real_open(*a, **k))
+    out = tmp_path / "out"
+    assert _run("--model", model, media / "clip.mp4", "--annotate", out / "a.mp4", "--out", out / "rows.csv") == 2
+    err = _one_line_error(capsys)
+    assert "disk full" in err and "a.mp4" in err and ".tmp" not in err
+    assert sorted(p.name for p in out.iterdir()) == []  # neither a partial video nor a partial table
+
+
+def test_disk_full_while_writing_predictions_is_one_line_and_leaves_no_file(tmp_path, model, media, capsys,
+                                                                           monkeypatch):
+    from affectmodel.inference import cli as predict_cli
+
+    real = predict_cli.TableWriter.image
+
+    def full(self, source, faces):
+        real(self, source, faces)
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(predict_cli.TableWriter, "image", full)
+    out = tmp_path / "rows.csv"
+    assert _run("--model", model, media / "one.jpg", "--out", out) == 2
+    err = _one_line_error(capsys)
+    assert "disk full" in err.lower() or "No space left on device" in err
+    assert (str(out) in err or f"{out.name} in {out.parent}" in err) and ".tmp" not in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def _aligned_frames(root, video: str, frames) -> None:
+    folder = root / "cropped_aligned" / video
+    folder.mkdir(parents=True)
+    tiles = [face_tile(112)[:, :112], np.ascontiguousarray(face_tile(112)[:, :112][:, ::-1])]
+    for i, frame in enumerate(frames):
+        Image.fromarray(tiles[i % 2]).save(folder / f"{frame:05d}.jpg")
+
+
+def test_abaw_aligned_with_annotations_writes_every_annotated_frame(tmp_path, model, capsys):
+    from affwild2_fixtures import AU_HEADER, au_line
+
+    _aligned_frames(tmp_path, "vid_left", (1, 2, 6))
+    annotations = tmp_path / "AU_Validation_Set"
+    annotations.mkdir()
+    # frames 1-7 annotated except 5 (all -1); frames 3, 4 and 7 have no image
+    lines = [au_line(0), au_line(1), au_line(2), au_line(3), au_line(invalid=True), au_line(4), au_line(5)]
+    (annotations / "vid_left.txt").write_text("\n".join([AU_HEADER, *lines]) + "\n")
+    (annotations / "vid_gone.txt").write_text("\n".join([AU_HEADER, au_line(1), au_line(2)]) + "\n")
+    pred = tmp_path / "au.csv"
+    assert _run("--model", model, tmp_path / "cropped_aligned", "--aligned", "--format", "abaw", "--task", "AU",
+                "--annotations", annotations, "--out", pred) == 0
+    values = read_predictions(pred, "AU")
+    assert list(values) == [f"vid_left/{f:05d}.jpg" for f in (1, 2, 3, 4, 6, 7)] + ["vid_gone/00001.jpg",
+                                                                                     "vid_gone/00002.jpg"]
+    own = {f: values[f"vid_left/{f:05d}.jpg"] for f in (1, 2, 6)}
+    assert (values["vid_left/00003.jpg"] == own[2]).all()  # nearest in time: 3 -> 2
+    assert (values["vid_left/00004.jpg"] == own[2]).all()  # 4 is as near to 2 as to 6: the earlier
+    assert (values["vid_left/00007.jpg"] == own[6]).all()
+    err = capsys.readouterr().err
+    assert "8 annotated frame(s) in 2 video(s), 5 without an image filled with the nearest prediction" in err
+    score_files("AU", pred, annotations)  # scorable: no annotated frame is missing
+
+
+def test_abaw_aligned_with_the_multitask_csv(tmp_path, model, capsys):
+    from affwild2_fixtures import au_line, write_mtl
+
+    _aligned_frames(tmp_path, "vidM", (2,))
+    mtl = write_mtl(tmp_path, "validation", [f"vidM/0000{f}.jpg,0.1,0.2,3,{au_line(f)}" for f in (1, 2, 3)]
+                    + [f"vidM/00004.jpg,-5,-5,-1,{au_line(invalid=True)}"])
+    pred = tmp_path / "expr.csv"
+    assert _run("--model", model, tmp_path / "cropped_aligned", "--aligned", "--format", "abaw", "--task", "EXPR",
+                "--annotations", mtl, "--out", pred) == 0
+    assert list(read_predictions(pred, "EXPR")) == [f"vidM/0000{f}.jpg" for f in (1, 2, 3)]  # 4: not annotated
+    assert "3 annotated frame(s) in 1 video(s), 2 without an image" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("change,message", [
+    ({"input_size": 20000}, "field 'input_size' must be a whole number of pixels in [16, 1024], got 20000"),
+    ({"au_thresholds": ["high"] * 12}, "field 'au_thresholds': value 0 must be a finite number in [0, 1], got 'high'"),
+    ({"std": [0, 0, 0]}, "field 'std': value 0 must be a finite number"),
+])
+def test_hostile_model_folders_are_one_line_errors(tmp_path, model, media, capsys, change, message):
+    hostile = tmp_path / "hostile"
+    hostile.mkdir()
+    (hostile / "model.safetensors").write_bytes((model / "model.safetensors").read_bytes())
+    config = json.loads((model / "config.json").read_text())
+    (hostile / "config.json").write_text(json.dumps({**config, **change}))
+    assert _run("--model", hostile, media / "one.jpg") == 2
+    err = _one_line_error(capsys)
+    assert message in err and str(hostile) in err

@@ -7,7 +7,9 @@ import torch
 from affectmodel import AffectModel, ModelConfig
 from affectmodel.inference.align import align_face
 from affectmodel.inference.faces import create_detector
-from affectmodel.inference.predictor import Predictor, flatten_record, top_expression
+from affectmodel.inference.predictor import (ModelTooLargeError, NonFiniteOutputError, Predictor, fit_batch_size, flatten_record,
+                                           top_expression)
+from affectmodel.model import forward_memory_bytes
 from affectmodel.tasks import ABAW8, AU_NAMES, get_label_space
 from media import astronaut, faces_image, noise_image, small_model_dir
 
@@ -159,3 +161,20 @@ def test_flat_rows_and_top_expression(predictor):
     assert row["AU1_active"] == 1 and row["AU26_active"] == 0
     assert row["AU12"] == pytest.approx(rec["aus"]["AU12"], abs=1e-6)
     assert top_expression({"aus": {}}) is None
+
+
+def test_non_finite_outputs_are_refused_not_reported(model_dir):
+    model = AffectModel.load(model_dir)
+    with torch.no_grad():
+        model.heads["expr"].bias[2] = float("nan")  # e.g. weights corrupted after loading
+    predictor = Predictor(model, detector=None)
+    with pytest.raises(NonFiniteOutputError, match=r"NaN or inf expr outputs for 1 of 1 face"):
+        predictor.predict_crops([astronaut()])
+
+
+def test_batch_size_fits_the_available_memory():
+    per_face = forward_memory_bytes(112)
+    assert fit_batch_size(112, 64, available=2 * 10 * per_face) == 10  # half the memory for one pass
+    assert fit_batch_size(112, 8, available=2 * 10 * per_face) == 8
+    with pytest.raises(ModelTooLargeError, match="input_size 1024 needs about"):
+        fit_batch_size(1024, 64, available=forward_memory_bytes(1024))  # refused before allocating

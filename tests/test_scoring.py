@@ -66,8 +66,11 @@ def test_score_expr_end_to_end(tmp_path, rng):
     res = run_score("--task", "EXPR", "--predictions", pred_file, "--annotations", ann)
     assert res.returncode == 0, res.stderr
     out = json.loads(res.stdout)
-    assert set(out) == {"P_EXPR", "per_class_f1", "n"}
+    assert set(out) == {"P_EXPR", "per_class_f1", "n", "ignored_predictions"}
     y_true = np.concatenate([truth["vidA"], truth["vidB_left"]])
+    # predictions for frames without an expression label are ignored, and counted
+    assert out["ignored_predictions"] == int((y_true < 0).sum()) > 0
+    assert f"note: {out['ignored_predictions']} prediction row(s) ignored" in res.stderr
     y_pred = np.array(list(preds.values()))
     keep = y_true >= 0
     expected = f1_score(y_true[keep], y_pred[keep], average="macro", labels=list(range(8)), zero_division=0)
@@ -89,7 +92,8 @@ def test_score_au_end_to_end(tmp_path, score_cli, rng):
     res = score_cli("--task", "au", "--predictions", pred_file, "--annotations", ann)
     assert res.returncode == 0, res.stderr
     out = json.loads(res.stdout)
-    assert set(out) == {"P_AU", "per_au_f1", "n"} and out["n"] == 59
+    assert set(out) == {"P_AU", "per_au_f1", "n", "ignored_predictions"} and out["n"] == 59
+    assert out["ignored_predictions"] == 0 and "ignored" not in res.stderr
     per = [f1_score(truth[truth[:, j] >= 0, j], pred[truth[:, j] >= 0, j], zero_division=0) for j in range(12)]
     np.testing.assert_allclose(list(out["per_au_f1"].values()), per)
     assert list(out["per_au_f1"]) == list(AU_NAMES)
@@ -107,13 +111,61 @@ def test_score_va_end_to_end(tmp_path, rng, score_cli):
     res = score_cli("--task", "VA", "--predictions", pred_file, "--annotations", ann)
     assert res.returncode == 0, res.stderr
     out = json.loads(res.stdout)
-    assert set(out) == {"P_VA", "ccc_valence", "ccc_arousal", "n"} and out["n"] == 48
+    assert set(out) == {"P_VA", "ccc_valence", "ccc_arousal", "n", "ignored_predictions"} and out["n"] == 48
+    assert out["ignored_predictions"] == 3  # two unlabelled frames and one frame of an unannotated video
     keep = truth[:, 0] != -5
     p = pred.round(6)
     v, a = ccc_np(p[keep, 0], truth[keep, 0]), ccc_np(p[keep, 1], truth[keep, 1])
     assert out["ccc_valence"] == pytest.approx(v, abs=1e-5)
     assert out["ccc_arousal"] == pytest.approx(a, abs=1e-5)
     assert out["P_VA"] == pytest.approx((v + a) / 2, abs=1e-5)
+
+
+def _write_mtl(path: Path, rows: list[tuple[str, list[float]]]) -> Path:
+    header = "image,valence,arousal,expression," + ",".join(AU_NAMES)
+    path.write_text(header + "\n" + "\n".join(img + "," + ",".join(_num(v) for v in values)
+                                               for img, values in rows) + "\n")
+    return path
+
+
+def _num(v: float) -> str:
+    return str(int(v)) if float(v).is_integer() else f"{v:.4f}"
+
+
+def test_multi_task_csv_as_ground_truth_and_as_predictions(tmp_path, rng, score_cli):
+    n = 30
+    va = rng.uniform(-1, 1, (n, 2)).round(3)
+    va[2] = -5
+    expr = rng.integers(0, 8, n)
+    expr[4] = -1
+    au = rng.integers(0, 2, (n, 12)).astype(float)
+    au[6] = -1
+    images = [image_name("vid", i + 1) for i in range(n)]
+    truth = _write_mtl(tmp_path / "validation_set_annotations.txt",
+                       [(img, [*va[i], expr[i], *au[i]]) for i, img in enumerate(images)])
+    p_va, p_expr, p_au = np.clip(va + 0.1, -1, 1), rng.integers(0, 8, n), rng.integers(0, 2, (n, 12))
+    pred = _write_mtl(tmp_path / "pred_mtl.csv",
+                      [(img, [*p_va[i], p_expr[i], *p_au[i]]) for i, img in enumerate(images)])
+    # the same predictions in the challenge's per-task format give the same score
+    expr_file = write_predictions(tmp_path / "expr.csv", "EXPR", dict(zip(images, p_expr)))
+    for predictions in (pred, expr_file):
+        res = score_cli("--task", "EXPR", "--predictions", predictions, "--annotations", truth)
+        assert res.returncode == 0, res.stderr
+        out = json.loads(res.stdout)
+        keep = expr >= 0
+        assert out["n"] == n - 1 and out["ignored_predictions"] == 1
+        assert out["P_EXPR"] == pytest.approx(f1_score(expr[keep], p_expr[keep], average="macro",
+                                                        labels=list(range(8)), zero_division=0))
+    out = score_files("AU", pred, truth)
+    assert out["n"] == n - 1 and out["ignored_predictions"] == 1
+    per = [f1_score(np.delete(au[:, j], 6), np.delete(p_au[:, j], 6), zero_division=0) for j in range(12)]
+    assert out["P_AU"] == pytest.approx(np.mean(per))
+    out = score_files("VA", pred, truth)
+    assert out["n"] == n - 1
+    # a plain file that is not the multi-task CSV is refused with the reason
+    (tmp_path / "other.txt").write_text("Neutral,Anger\n0\n")
+    with pytest.raises(AnnotationError, match="multi-task set's CSV"):
+        score_files("EXPR", expr_file, tmp_path / "other.txt")
 
 
 # ------------------------------------------------------------------ errors

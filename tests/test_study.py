@@ -4,14 +4,17 @@ from __future__ import annotations
 import io
 import json
 import math
+import subprocess
+import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from affectmodel import study
+from affectmodel import statistics, study
 from affectmodel.records import read_runs
 from affectmodel.tasks import ABAW8, ABAW_BASELINES, AU_NAMES
-from study_fixtures import AFFWILD2, write_run, write_study_runs
+from study_fixtures import AFFWILD2, write_run, write_seeded_study, write_study_runs
 
 
 @pytest.fixture
@@ -120,32 +123,6 @@ def test_cost_comparison_three_models_against_one(study_runs):
                  key=lambda k: metrics[k]["P_MTL"])
     assert c["multi_run"] == shared and c["multi_P_MTL"] == pytest.approx(metrics[shared]["P_MTL"])
     assert c["uni_P_MTL"] == pytest.approx(sum(metrics[r][m] for r, m in zip(uni, ("P_EXPR", "P_AU", "P_VA"))))
-    summary = study.cost_summary(c)
-    assert list(summary.columns) == ["", "3 uni-task", "1 multi-task"]
-    assert summary.iloc[1].tolist()[1:] == [study.format_count(c["uni_parameters"]),
-                                            study.format_count(c["multi_parameters"])]
-
-
-def test_verdict_names_tasks_helped_and_hurt_and_the_cost(tmp_path):
-    write_run(tmp_path, "s", "uni-expr", tasks="expr", scores={"P_EXPR": 0.40}, train_time_s=100)
-    write_run(tmp_path, "s", "uni-au", tasks="au", scores={"P_AU": 0.50}, train_time_s=100)
-    write_run(tmp_path, "s", "uni-va", tasks="va", scores={"P_VA": 0.60}, train_time_s=100)
-    write_run(tmp_path, "s", "multi", tasks="expr,au,va", scores={"P_EXPR": 0.45, "P_AU": 0.501, "P_VA": 0.5},
-              train_time_s=150)
-    table = study.study_table(study.index_runs(read_runs(tmp_path)[0]))
-    text = study.verdict(study.headline_comparison(table), study.cost_comparison(table))
-    assert "helped expression (+0.050 P_EXPR)" in text
-    assert "hurt valence / arousal (-0.100 P_VA)" in text
-    assert "no real difference to action units" in text  # +0.001 is below NEGLIGIBLE_DELTA
-    assert "instead of 3" in text and "2.5 min instead of 5.0 min" in text
-
-
-def test_verdict_without_a_pair_says_so(tmp_path):
-    write_run(tmp_path, "s", "multi", tasks="expr,au", scores={"P_EXPR": 0.4, "P_AU": 0.5})
-    table = study.study_table(study.index_runs(read_runs(tmp_path)[0]))
-    text = study.verdict(study.headline_comparison(table), study.cost_comparison(table))
-    assert text.startswith("No task has both")
-    assert "expression and action units" in text
 
 
 def test_factor_effects_only_lists_factors_that_vary_within_a_task_set(study_runs):
@@ -174,7 +151,8 @@ def test_per_label_history_and_confusion_tables(study_runs):
         study.per_label_f1(chosen, "va")
 
     history = study.history_long({"quick/multi": runs["quick/multi"]})
-    assert set(history["series"]) == {"total", "expr", "au", "va", "P_EXPR", "P_AU", "P_VA", "P_MTL"}
+    assert set(history["series"]) == {"total", "expr", "au", "va", "P_EXPR", "P_AU", "P_VA", "P_MTL", "ccc_valence",
+                                      "ccc_arousal"}  # the columns training writes (records_writer)
     last = history[(history["series"] == "P_MTL")].sort_values("epoch")["value"].iloc[-1]
     assert last == pytest.approx(metrics["quick/multi"]["P_MTL"], abs=1e-3)
 
@@ -228,3 +206,115 @@ def test_cost_of_a_pretrained_shared_model_includes_its_uni_task_pretraining(tmp
     assert c["multi_run"].endswith("multi-from-uni-au")
     assert c["multi_pretraining_s"] == 120
     assert c["multi_train_time_s"] == 150 + 120
+
+
+# ----------------------------------------------------------------------------- matched comparisons
+
+def _report(root, resamples=200):
+    records, errors = read_runs(root)
+    assert errors == []
+    return study.study_report(study.index_runs(records), resamples=resamples)
+
+
+def test_seed_folders_group_into_configurations_with_budgets(tmp_path):
+    written = write_seeded_study(tmp_path, seeds=(0, 1))
+    records, _ = read_runs(tmp_path)
+    runs = study.index_runs(records)
+    assert "quick/multi/seed-1" in runs
+    configs = {c.key: c for c in study.group_configurations(runs)}
+    assert set(configs) == {f"quick/{name}" for name in written}
+    assert configs["quick/multi"].seeds == [0, 1] and configs["quick/multi"].tasks == ("expr", "au", "va")
+    assert configs["quick/multi-from-uni-au"].budget_steps == 200
+    assert configs["quick/multi-from-uni-au"].init_run == "uni-au"
+    assert configs["quick/multi-from-uni-au"].train_time_s() == 60.0 + 50.0
+
+
+def test_matching_pairs_only_configurations_that_differ_in_the_tasks(tmp_path):
+    write_seeded_study(tmp_path, seeds=(0, 1))
+    configs = study.group_configurations(study.index_runs(read_runs(tmp_path)[0]))
+    by_key = {c.key: c for c in configs}
+    matches = study.find_matches(by_key["quick/multi"], configs)
+    assert {t: (u.key if u else None) for t, (u, _) in matches.items()} == {
+        "expr": "quick/uni-expr", "au": "quick/uni-au", "va": "quick/uni-va"}
+    focal = study.find_matches(by_key["quick/multi-focal"], configs)
+    assert focal["expr"][0] is None and "only in the tasks" in focal["expr"][1]  # its expression loss differs
+    assert focal["au"][0].key == "quick/uni-au"                                  # AU loss is the same
+    from_uni = study.find_matches(by_key["quick/multi-from-uni-au"], configs)
+    assert all(u is None and "200 steps" in why for u, why in from_uni.values())  # twice the budget
+
+
+def test_verdict_needs_an_interval_that_excludes_zero_and_two_seeds():
+    def interval(mean, low, high, seeds=(3, 3), videos=50):
+        return statistics.Interval(mean, low, high, 0.95, seeds, videos, 1000, 0.01, 0.01, 4.0, ((), ()))
+
+    assert study.verdict_of(interval(0.05, 0.01, 0.09), "P_AU")[0] == "helped"
+    assert study.verdict_of(interval(-0.05, -0.09, -0.01), "P_AU")[0] == "hurt"
+    word, text = study.verdict_of(interval(0.01, -0.02, 0.04), "P_AU")
+    assert word == "no clear difference" and text.startswith("no clear difference (-0.020 to +0.040")
+    word, text = study.verdict_of(interval(0.05, 0.01, 0.09, seeds=(1, 3)), "P_AU")
+    assert word == "undecided" and "one seed" in text   # an interval over videos only never decides
+
+
+def test_no_true_effect_gives_no_verdict_and_a_large_one_is_found(tmp_path):
+    write_seeded_study(tmp_path / "null", multi_gain=0.0)
+    write_seeded_study(tmp_path / "gain", multi_gain=0.2)
+    null = {c.task: c for c in _report(tmp_path / "null").comparisons if c.multi == "quick/multi"}
+    gain = {c.task: c for c in _report(tmp_path / "gain").comparisons if c.multi == "quick/multi"}
+    for task in ("expr", "au", "va"):
+        assert null[task].verdict == "no clear difference", null[task].verdict_text
+        assert gain[task].verdict == "helped", gain[task].verdict_text
+        assert gain[task].difference.low > 0 and gain[task].difference.n_seeds == (3, 3)
+
+
+def test_study_command_json_is_consistent(tmp_path):
+    write_seeded_study(tmp_path, multi_gain=0.1)
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, "-m", "affectmodel", "study", str(tmp_path), "--json", "--resamples",
+                           "200"], capture_output=True, text=True, cwd=root, timeout=300,
+                          env={"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin"})
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["protocol"].startswith("Figures are means over seeds")
+    assert len(report["comparisons"]) == 9
+    for c in report["comparisons"]:
+        assert c["verdict"] in study.VERDICTS
+        if c["uni"] is None:
+            assert c["verdict"] == "unmatched" and c["difference"] is None and c["reason"]
+            continue
+        d = c["difference"]
+        assert c["n_seeds"] == {"multi": 3, "uni": 3} and d["n_seeds"] == [3, 3]
+        assert d["low"] <= d["mean"] <= d["high"]
+        excludes = d["low"] > 0 or d["high"] < 0
+        expected = ("helped" if d["mean"] > 0 else "hurt") if excludes else "no clear difference"
+        assert c["verdict"] == expected
+        assert c["multi_estimate"]["low"] <= c["multi_estimate"]["mean"] <= c["multi_estimate"]["high"]
+    assert {c["multi"] for c in report["costs"]} >= {"quick/multi"}
+    cost = next(c for c in report["costs"] if c["multi"] == "quick/multi")
+    assert cost["parameters_ratio"] == pytest.approx(cost["multi_parameters"] / cost["uni_parameters"])
+
+
+def test_study_command_errors_are_one_line(tmp_path):
+    from affectmodel.cli import main
+    assert main(["study", str(tmp_path / "missing")]) == 2
+    (tmp_path / "empty").mkdir()
+    assert main(["study", str(tmp_path / "empty")]) == 2
+
+
+def test_older_records_without_predictions_read_and_never_claim_a_verdict(tmp_path):
+    write_study_runs(tmp_path)
+    report = _report(tmp_path)
+    quick = [c for c in report.comparisons if c.multi == "quick/multi"]
+    assert {c.uni for c in quick} == {"quick/uni-expr", "quick/uni-au", "quick/uni-va"}
+    assert all(c.verdict == "undecided" for c in quick)   # one seed, no predictions: figures, no verdict
+    expr = next(c for c in quick if c.task == "expr")
+    assert expr.difference.mean == pytest.approx(0.45 - 0.40)
+
+
+def test_report_markdown_has_the_table_and_the_verdicts(tmp_path):
+    write_seeded_study(tmp_path, seeds=(0, 1))
+    report = _report(tmp_path)
+    text = study.report_markdown(report)
+    assert "| Multi-task configuration | Task |" in text and "synthetic benchmark" in text
+    for c in report.comparisons:
+        assert c.verdict_text in text
+    assert "quick/multi against one model per task" in text and "instead of 3" in text

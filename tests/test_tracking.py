@@ -74,3 +74,25 @@ def test_current_lists_the_latest_boxes_left_to_right():
     assert [f.box[0] for _, f in tracker.current()] == [0.0, 200.0]
     with pytest.raises(ValueError):
         IoUTracker(iou_threshold=1.5)
+
+
+def test_new_face_possible_ignores_the_tracked_people_and_sees_the_rest():
+    from affectmodel.inference.tracking import motion_thumbnail, new_face_possible
+
+    still = np.full((180, 320, 3), 100, np.uint8)
+    person = [(1, Face((140.0, 40.0, 180.0, 90.0), 0.99))]
+    body_moved = still.copy()
+    body_moved[100:180, 130:190] = 200  # below the tracked face: their body
+    assert not new_face_possible(motion_thumbnail(still), motion_thumbnail(body_moved), still.shape, person)
+    entered = still.copy()
+    entered[40:100, 0:40] = 220  # something at the left edge, far from the tracked face
+    assert new_face_possible(motion_thumbnail(still), motion_thumbnail(entered), still.shape, person)
+    assert new_face_possible(None, motion_thumbnail(still), still.shape, person)  # no previous frame
+
+
+def test_follow_updates_boxes_of_live_tracks_only():
+    tracker = IoUTracker()
+    (a, fa), (b, fb) = tracker.update([Face((0, 0, 10, 10), 1.0), Face((50, 0, 60, 10), 1.0)])
+    moved = Face((2, 0, 12, 10), 1.0)
+    tracker.follow([(a, moved)])
+    assert dict(tracker.current()) == {a: moved, b: fb}

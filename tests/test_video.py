@@ -114,19 +114,24 @@ def test_rows_tracks_and_timestamps(raw_rows):
     assert {"expression", "aus", "aus_active", "valence", "arousal", "score"} <= set(rows[0])
 
 
-def test_detection_every_n_frames_tracks_in_between(clip, predictor):
-    calls = []
-    detector = predictor.detector
+class _Counting:
+    """The real detector, recording the size of every image it is given."""
 
-    class Counting:
-        name = "counting"
+    name = "counting"
 
-        def detect(self, image):
-            calls.append(1)
-            return detector.detect(image)
+    def __init__(self, detector):
+        self.detector, self.calls = detector, []
 
-    counted = Predictor(predictor.model, detector=Counting())
-    frames = list(iter_video_predictions(counted, clip, VideoOptions(detect_every=4)))
+    def detect(self, image):
+        self.calls.append(image.shape[:2])
+        return self.detector.detect(image)
+
+
+def test_detection_every_n_frames_holds_boxes_in_between_without_follow(clip, predictor):
+    counting = _Counting(predictor.detector)
+    calls = counting.calls
+    counted = Predictor(predictor.model, detector=counting)
+    frames = list(iter_video_predictions(counted, clip, VideoOptions(detect_every=4, follow=False)))
     assert len(calls) == 3 and len(frames) == N_FRAMES  # frames 0, 4, 8
     assert all(len(f.faces) == 2 and [x["track_id"] for x in f.faces] == [1, 2] for f in frames)
     # between detections the boxes are held
@@ -201,3 +206,30 @@ def test_options_are_checked():
         VideoOptions(every=0)
     with pytest.raises(ValueError, match="smoothing"):
         VideoOptions(smoothing="median")
+
+
+def _per_frame_counts(predictor, path, options):
+    return [len(fp.faces) for fp in iter_video_predictions(predictor, path, options)]
+
+
+def test_default_follows_faces_between_full_detections(clip, predictor):
+    counting = _Counting(predictor.detector)
+    frames = list(iter_video_predictions(Predictor(predictor.model, detector=counting), clip))
+    full = [i for i, shape in enumerate(counting.calls) if shape == (180, 320)]
+    assert len(full) == 2  # frames 0 and 10 of 12 (detect_every 10); small windows in between
+    assert len(counting.calls) == 2 + 2 * (N_FRAMES - 2)  # one window per face per other frame
+    assert all(len(f.faces) == 2 and [x["track_id"] for x in f.faces] == [1, 2] for f in frames)
+    every = [f.faces[0]["box"][0] for f in iter_video_predictions(predictor, clip, VideoOptions(detect_every=1))]
+    followed = [f.faces[0]["box"][0] for f in frames]
+    assert np.abs(np.array(followed) - every).max() < 4  # the boxes move with the face, not held
+
+
+def test_default_detects_again_when_a_face_leaves_or_enters(tmp_path, predictor):
+    frames = moving_face_frames(14, n_faces=2)
+    leaving = [f if i < 6 else moving_face_frames(14, n_faces=1)[i] for i, f in enumerate(frames)]
+    entering = leaving[::-1]
+    for name, video in (("leaving", leaving), ("entering", entering)):
+        path = write_video(tmp_path / f"{name}.mp4", video, FPS)
+        expected = _per_frame_counts(predictor, path, VideoOptions(detect_every=1))
+        assert sorted(set(expected)) == [1, 2]
+        assert _per_frame_counts(predictor, path, VideoOptions()) == expected, name

@@ -15,6 +15,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from ..model import ModelConfig
 from ..records import SYNTHETIC_DATASET, RunRecord, run_factors
+from ..study import StudyReport, comparisons_of, run_estimates, selection_note
 from ..tasks import (ABAW_BASELINES, AU_DESCRIPTIONS, VA_DESCRIPTIONS, get_label_space, headline_metric,
                      task_specs)
 
@@ -65,7 +66,11 @@ def model_config_of(run: RunRecord) -> ModelConfig:
 
 
 def eval_results(run: RunRecord) -> list[EvalResult]:
-    """One ``EvalResult`` per task metric present (numeric) in the run's metrics.json."""
+    """One ``EvalResult`` per task metric present (numeric) in the run's metrics.json.
+
+    Only the honest figures (:data:`CARD_METRICS`: P_AU with thresholds chosen on held-out training
+    videos); an in-sample ``*_tuned_on_validation`` figure never enters ``model-index``.
+    """
     ds = _dataset(run.metrics)
     results = []
     for key, (name, metric_type, task, _) in CARD_METRICS.items():
@@ -110,17 +115,42 @@ def _named(values: Any, labels: list[str]) -> dict[str, float]:
     return {}
 
 
-def _results_section(run: RunRecord, ds: dict[str, Any], config: ModelConfig) -> str:
+def _interval_text(run: RunRecord, key: str, intervals: dict) -> str:
+    est = intervals.get(key)
+    if est is None or not (isinstance(est.low, float) and est.low == est.low):
+        return "-"
+    return f"{est.low:.3f} to {est.high:.3f}"
+
+
+def _results_section(run: RunRecord, ds: dict[str, Any], config: ModelConfig, intervals: dict,
+                     report: StudyReport | None) -> str:
     lines = [f"## Results ({ds['split']} split of {_DATASET_SHORT.get(ds['name'], ds['name'])})", "",
-             "| Metric | Value | What it is | ABAW baseline on Aff-Wild2 |", "|---|---|---|---|"]
+             "| Metric | Value | 95 % interval (validation videos) | What it is | ABAW baseline on Aff-Wild2 |",
+             "|---|---|---|---|---|"]
     for key, (name, _, _, what) in CARD_METRICS.items():
         if isinstance(run.metrics.get(key), (int, float)):
             base = ABAW_BASELINES.get(key)
-            lines.append(f"| {name} | {_fmt(float(run.metrics[key]))} | {what} | "
-                         f"{_fmt(base) if base is not None else '-'} |")
+            lines.append(f"| {name} | {_fmt(float(run.metrics[key]))} | {_interval_text(run, key, intervals)} | "
+                         f"{what} | {_fmt(base) if base is not None else '-'} |")
+    lines += ["", selection_note(run)]
+    if isinstance(run.metrics.get("P_AU_at_0.5"), (int, float)):
+        lines.append(f"P_AU with every threshold at 0.5: {_fmt(float(run.metrics['P_AU_at_0.5']))}.")
+    tuned = {k: v for k, v in run.metrics.items()
+             if k.endswith("_tuned_on_validation") and isinstance(v, (int, float))}
+    for key, value in tuned.items():
+        lines.append(f"{key.replace('_tuned_on_validation', '')} tuned on the validation frames themselves "
+                     f"(in-sample, optimistic; not reported in the metadata): {_fmt(float(value))}.")
+    lines.append("ABAW challenge entries usually tune thresholds and the epoch on the validation set itself, so "
+                 "their validation figures are optimistic compared with these.")
     if ds["synthetic"]:
         lines += ["", "The baselines refer to real Aff-Wild2 data and are **not comparable** with "
                       "results on the synthetic benchmark."]
+    if report is not None:
+        comps = comparisons_of(report, run)
+        if comps:
+            lines += ["", "Uni-task vs multi-task (matched configurations, means over seeds, 95 % intervals over "
+                          "validation videos and seeds):", ""]
+            lines += [f"- {c.title} ({c.multi} vs {c.uni or 'unmatched'}): {c.verdict_text}" for c in comps]
     per_class = _named(run.metrics.get("per_class_f1"), config.labels.get("expr", []))
     per_au = _named(run.metrics.get("per_au_f1"), config.labels.get("au", []))
     for title, values in (("Per-class F1 (expression)", per_class), ("Per-AU F1", per_au)):
@@ -173,8 +203,8 @@ def _training_section(run: RunRecord, ds: dict[str, Any]) -> str:
         else f"uni-task: trained on {tasks[0] if tasks else '?'} only"
     return "\n".join([
         "## Training", "",
-        f"- Setting: {setting}; checkpoint chosen by {run.metrics.get('headline_metric') or headline_metric(tasks)} "
-        "on validation data.",
+        f"- Setting: {setting}; checkpoint chosen by {run.metrics.get('headline_metric') or headline_metric(tasks)}. "
+        + selection_note(run),
         f"- Data: {_DATASET_NAMES.get(ds['name'], ds['name'])}; the results above are on its {ds['split']} split.",
         "- Study factors: " + "; ".join(f"{k} {v}" for k, v in factors.items() if v) + ".",
         "- Full configuration (the uploaded `training_config.json`; local paths and machine settings omitted here):",
@@ -222,9 +252,15 @@ def _synthetic_notice() -> str:
             "must not be compared with Aff-Wild2 results.")
 
 
-def build_model_card(run: RunRecord, repo_id: str) -> ModelCard:
-    """A ``ModelCard`` whose metadata carries every task metric of ``run`` in ``model-index``."""
+def build_model_card(run: RunRecord, repo_id: str, report: StudyReport | None = None) -> ModelCard:
+    """A ``ModelCard`` whose metadata carries every honest task metric of ``run`` in ``model-index``.
+
+    Intervals over validation videos come from the run's predictions file (:func:`affectmodel.study.
+    run_estimates`); with ``report`` (:func:`affectmodel.study.study_report` of its study) the card also
+    lists the matched uni- vs multi-task verdicts its configuration takes part in.
+    """
     config = model_config_of(run)
+    intervals = run_estimates(run)
     ds = _dataset(run.metrics)
     results = eval_results(run)
     model_name = repo_id.split("/")[-1]
@@ -241,7 +277,8 @@ def build_model_card(run: RunRecord, repo_id: str) -> ModelCard:
         f"A {setting} facial affect model made with affectmodel: a {config.backbone} "
         f"trunk with heads for {', '.join(t.title for t in task_specs(config.tasks, config.expression_space).values())}.",
         "",
-        _results_section(run, ds, config), "", _labels_section(config), "", _preprocessing_section(config), "",
+        _results_section(run, ds, config, intervals, report), "", _labels_section(config), "",
+        _preprocessing_section(config), "",
         _training_section(run, ds), "", _usage_section(repo_id), "", _RESPONSIBLE_USE, "",
     ]
     return ModelCard("---\n" + data.to_yaml() + "\n---\n\n" + "\n".join(body))

@@ -5,8 +5,15 @@ from ``model.safetensors`` (or, for old folders, ``pytorch_model.bin`` through
 ``torch.load(weights_only=True)``): nothing is ever unpickled. The state dict must match the
 configuration exactly (strict), unlike ``PyTorchModelHubMixin.from_pretrained``'s default.
 
+This is the ONE loader of models: the predictor, the demo, ``AffectModel.load``, training
+initialisation from a folder or run (``build_model(init=...)``) and publishing all come here. A
+model may come from a stranger's repository, so before anything large is allocated it checks
+every ``config.json`` field against bounds (:class:`affectmodel.model.ModelConfig`), the label
+lists against :mod:`affectmodel.tasks`, and every tensor's name and shape in the weights file's
+header against the model the config describes; after reading, all weights must be finite.
+
 Every failure raises a :class:`ModelSourceError` subclass whose message says what is wrong and
-what to do about it.
+what to do about it, in one line naming the folder or file and the field.
 """
 from __future__ import annotations
 
@@ -30,6 +37,7 @@ _REPO_PART = r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?"
 _REPO_ID = re.compile(rf"{_REPO_PART}/{_REPO_PART}")
 
 SourceKind = Literal["folder", "run", "hub"]
+MAX_CONFIG_BYTES = 1 << 20  # a config.json is a few hundred bytes; refuse to parse a huge one
 
 
 class ModelSourceError(CheckpointError, ValueError):
@@ -54,6 +62,10 @@ class OfflineError(ModelSourceError):
 
 class WeightsMismatchError(ModelSourceError):
     """The weights do not fit the architecture described by config.json (strict loading)."""
+
+
+class InvalidModelError(ModelSourceError):
+    """config.json has a field out of bounds, or the weights hold NaN/inf."""
 
 
 @dataclass(frozen=True)
@@ -174,9 +186,12 @@ def hub_model_folder(repo_id: str, revision: str | None = None, local_files_only
 # ------------------------------------------------------------------ loading
 
 def read_model_config(folder: Path) -> ModelConfig:
+    """The validated config of a model folder (every field checked; see :class:`ModelConfig`)."""
     path = folder / CONFIG_FILE
     if not path.is_file():
         raise MissingFileError(f"{path} is missing: a model folder needs {CONFIG_FILE} next to {WEIGHTS_FILE}")
+    if path.stat().st_size > MAX_CONFIG_BYTES:
+        raise InvalidModelError(f"{path} is {path.stat().st_size} bytes; a model config is a few hundred")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
@@ -184,29 +199,86 @@ def read_model_config(folder: Path) -> ModelConfig:
     if not isinstance(data, dict) or "tasks" not in data:
         raise ModelSourceError(f"{path} is not an affectmodel model config (no 'tasks' entry)")
     try:
-        return ModelConfig(**{k: v for k, v in data.items() if k in ModelConfig.__dataclass_fields__})
-    except (TypeError, ValueError) as e:
-        raise ModelSourceError(f"{path} describes no valid model: {e}") from None
+        config = ModelConfig(**{k: v for k, v in data.items() if k in ModelConfig.__dataclass_fields__})
+    except (TypeError, ValueError, KeyError) as e:
+        raise InvalidModelError(f"{path} describes no valid model: {e}") from None
+    labels = data.get("labels")
+    if labels is not None:
+        # Derived, but it must agree with this package's task definitions for the configured tasks:
+        # a file claiming other labels would have its outputs read under the wrong names.
+        if not isinstance(labels, dict):
+            raise InvalidModelError(f"{path}: field 'labels' must map task names to label lists")
+        wrong = [k for k in config.tasks if k in labels and labels[k] != config.labels[k]]
+        if wrong:
+            raise InvalidModelError(f"{path}: field 'labels' for {', '.join(wrong)} does not match the task "
+                                    f"definitions (expected {config.labels[wrong[0]]})")
+    return config
+
+
+def read_weights_file(path: Path, map_location: str = "cpu") -> dict[str, torch.Tensor]:
+    """The one state-dict reader: ``.safetensors``, or a torch file through ``weights_only=True``
+    (a ``{"state_dict": ...}`` wrapper is unwrapped). Tensors only; all must be finite."""
+    path = Path(path)
+    if not path.is_file():
+        raise MissingFileError(f"weights file not found: {path}")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+            state = load_file(str(path), device=str(map_location))
+        else:
+            state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # noqa: BLE001 - corrupt header, pickled objects refused, truncated file...
+        raise ModelSourceError(f"cannot read weights from {path}: {e.__class__.__name__}: {e}") from None
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ModelSourceError(f"{path} does not hold a plain state dict of tensors")
+    check_finite(state, path)
+    return state
+
+
+def check_finite(state: dict[str, torch.Tensor], where: Path | str) -> None:
+    """Refuse weights with NaN or inf (they give NaN outputs that look like answers)."""
+    for key, tensor in state.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise InvalidModelError(f"weights in {where} are not finite: {key} holds NaN or inf values")
+
+
+def _weights_path(folder: Path) -> Path:
+    for name in (WEIGHTS_FILE, LEGACY_WEIGHTS_FILE):
+        if (folder / name).is_file():
+            return folder / name
+    raise MissingFileError(f"{folder} has no {WEIGHTS_FILE}")
 
 
 def read_state_dict(folder: Path, map_location: str = "cpu") -> dict[str, torch.Tensor]:
-    """Tensors only: safetensors, or a legacy ``.bin`` through ``weights_only=True``."""
-    path = folder / WEIGHTS_FILE
+    """Tensors only: the folder's safetensors, or a legacy ``.bin`` through ``weights_only=True``."""
+    return read_weights_file(_weights_path(folder), map_location)
+
+
+def check_weights_header(path: Path, expected: dict[str, tuple[int, ...]], config: ModelConfig) -> None:
+    """Names and shapes from a safetensors header (no tensor is read) against the model the config
+    describes: a file of huge or unexpected tensors is refused before it is allocated."""
+    if path.suffix != ".safetensors":
+        return  # legacy torch files have no separate header; read_weights_file checks them after reading
+    from safetensors import safe_open
     try:
-        if path.is_file():
-            from safetensors.torch import load_file
-            return load_file(str(path), device=str(map_location))
-        path = folder / LEGACY_WEIGHTS_FILE
-        if path.is_file():
-            state = torch.load(path, map_location=map_location, weights_only=True)
-            if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-                raise ModelSourceError(f"{path} does not hold a plain state dict of tensors")
-            return state
-    except ModelSourceError:
-        raise
-    except Exception as e:  # noqa: BLE001 - corrupt header, pickled objects refused, truncated file...
+        with safe_open(str(path), framework="pt") as f:
+            shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+    except Exception as e:  # noqa: BLE001 - not a safetensors file, or a damaged header
         raise ModelSourceError(f"cannot read weights from {path}: {e.__class__.__name__}: {e}") from None
-    raise MissingFileError(f"{folder} has no {WEIGHTS_FILE}")
+    tasks = ", ".join(config.tasks)
+    missing = sorted(set(expected) - set(shapes))
+    unexpected = sorted(set(shapes) - set(expected))
+    if missing or unexpected:
+        parts = [f"missing {_describe_keys(missing)}" if missing else "",
+                 f"unexpected {_describe_keys(unexpected)}" if unexpected else ""]
+        raise WeightsMismatchError(f"weights in {path.parent} do not match its config (tasks {tasks}): "
+                                   + "; ".join(p for p in parts if p))
+    wrong = [f"{k} {list(shapes[k])} (expected {list(expected[k])})" for k in expected if shapes[k] != expected[k]]
+    if wrong:
+        raise WeightsMismatchError(f"weights in {path.parent} do not match its config (tasks {tasks}, "
+                                   f"head sizes {config.head_sizes()}): {_describe_keys(wrong, 2)}")
 
 
 def _describe_keys(keys: list[str], limit: int = 4) -> str:
@@ -215,12 +287,16 @@ def _describe_keys(keys: list[str], limit: int = 4) -> str:
 
 
 def load_folder(folder: Path, map_location: str = "cpu") -> AffectModel:
-    """Strictly load a model folder (config.json + weights) into an ``AffectModel`` in eval mode."""
+    """Strictly load a model folder (config.json + weights) into an ``AffectModel`` in eval mode,
+    validating it first (see the module docstring)."""
+    folder = Path(folder)
     config = read_model_config(folder)
-    state = read_state_dict(folder, map_location)
+    weights = _weights_path(folder)
     # Built on the meta device: no time spent on a random initialisation that the weights replace.
     with torch.device("meta"):
         model = AffectModel(config)
+    check_weights_header(weights, {k: tuple(v.shape) for k, v in model.state_dict().items()}, config)
+    state = read_weights_file(weights, map_location)
     try:
         # strict=False so that mismatches are reported below with the keys named
         result = model.load_state_dict(state, strict=False, assign=True)

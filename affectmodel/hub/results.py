@@ -25,6 +25,11 @@ class HubRunRecord(RunRecord):
         return self.repo_id.split("/")[-1]
 
     @property
+    def configuration(self) -> str:
+        run = self.config.get("run")
+        return run if isinstance(run, str) and run else self.name
+
+    @property
     def suite(self) -> str:
         return f"hub:{self.repo_id.split('/')[0]}"
 

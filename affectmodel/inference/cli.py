@@ -11,7 +11,10 @@ Output formats:
   must be named by frame number (``<video>/00001.jpg``, as in Aff-Wild2); videos give one row
   per frame (1-based). One face per frame: the largest. Frames without a prediction (no face,
   or skipped by ``--every``) repeat the nearest earlier prediction (the first one for leading
-  frames), since the challenge expects every frame.
+  frames), since the challenge expects every frame. With ``--annotations`` (the task's Aff-Wild2
+  annotation folder or the multi-task CSV) image inputs give a row for every annotated frame;
+  annotated frames without an image take the nearest prediction in time, and the summary line
+  says how many were filled that way.
 
 Files given explicitly must be readable; unreadable images and videos found inside folders are
 skipped with a warning (in the ``abaw`` format a broken video is an error: the submission would
@@ -21,7 +24,9 @@ from __future__ import annotations
 
 import argparse
 import csv
+import errno
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Iterator, TextIO
@@ -32,9 +37,10 @@ from tqdm import tqdm
 
 from ..cli import UserError
 from ..io import atomic_write
-from .faces import DETECTORS, create_detector
+from ..tasks import CHALLENGE_TO_KEY
+from .faces import DEFAULT_DETECT_MAX_SIDE, DETECTORS, create_detector
 from ..images import ImageLoadError, is_image_file, load_image
-from .predictor import Predictor, flatten_record
+from .predictor import Predictor, flatten_record, largest_face
 from .video import VideoLoadError, VideoOptions, is_video_file, iter_video_predictions, probe_video
 
 FORMATS = ("table", "abaw")
@@ -49,11 +55,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                                  "with --format abaw a .csv prediction file (required)")
     parser.add_argument("--format", default="table", choices=FORMATS,
                         help="table: all outputs per face; abaw: challenge submission file for --task")
-    parser.add_argument("--task", type=str.upper, choices=("EXPR", "AU", "VA"),
+    parser.add_argument("--task", type=str.upper, choices=tuple(CHALLENGE_TO_KEY),
                         help="task for --format abaw (default: the model's task if it has one)")
+    parser.add_argument("--annotations", type=Path, metavar="PATH",
+                        help="--format abaw on images: the Aff-Wild2 annotation folder of the task (<video>.txt "
+                             "files) or the multi-task CSV; a row is written for every annotated frame, frames "
+                             "without an image taking the nearest prediction in time")
     parser.add_argument("--every", type=int, default=1, metavar="K", help="videos: process every K-th frame")
-    parser.add_argument("--detect-every", type=int, default=1, metavar="N",
-                        help="videos: detect faces every N processed frames and track them in between")
+    parser.add_argument("--detect-every", type=int, default=VideoOptions.detect_every, metavar="N",
+                        help="videos: detect faces on the whole frame at least every N processed frames "
+                             "(default: %(default)s); in between, tracked faces are re-found near their last "
+                             "box and the whole frame is detected again when one is lost or something else "
+                             "moves. 1 = detect every frame")
+    parser.add_argument("--hold-boxes", action="store_true",
+                        help="videos: between detections keep each face's last box instead of re-finding it "
+                             "(fastest; misses faces that enter or leave until the next detection)")
     parser.add_argument("--smooth", type=int, default=0, metavar="W",
                         help="videos: smooth outputs per face track over W processed frames (0 = off)")
     parser.add_argument("--smooth-method", default="mean", choices=("mean", "ema"),
@@ -64,8 +80,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="inputs are already aligned face crops (e.g. Aff-Wild2 cropped_aligned): no detection")
     parser.add_argument("--detector", default="retinaface", choices=DETECTORS, help="face detector")
     parser.add_argument("--min-face", type=int, default=20, metavar="PX", help="smallest face side in pixels")
-    parser.add_argument("--detect-max-side", type=int, default=None, metavar="PX",
-                        help="detect on a copy downscaled to this longer side (faster on large frames)")
+    parser.add_argument("--detect-max-side", type=int, default=DEFAULT_DETECT_MAX_SIDE, metavar="PX",
+                        help="detect on a copy downscaled to this longer side; boxes map back and crops come "
+                             "from the full image (default: %(default)s, twice the detector's training size, "
+                             "right at any photo size; 0 = full resolution)")
     parser.add_argument("--batch-size", type=int, default=64, help="faces per forward pass")
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
     parser.add_argument("--threads", type=int, default=None, metavar="N",
@@ -155,12 +173,6 @@ def abaw_value(record: dict, task: str) -> np.ndarray:
     return np.asarray([record["valence"], record["arousal"]])
 
 
-def _largest(faces: list[dict]) -> dict | None:
-    if not faces:
-        return None
-    return max(faces, key=lambda f: (f["box"][2] - f["box"][0]) * (f["box"][3] - f["box"][1]) if "box" in f else 0)
-
-
 def _frame_number(path: Path) -> int:
     if not path.stem.isdigit():
         raise UserError(f"{path}: --format abaw needs images named by frame number like <video>/00001.jpg")
@@ -182,6 +194,8 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--out must end in .csv or .json, got {args.out.name}")
     if args.aligned and videos:
         raise UserError("--aligned applies to cropped face images, not videos")
+    if args.annotations is not None and (args.format != "abaw" or videos):
+        raise UserError("--annotations applies to --format abaw on images (videos already give every frame)")
 
     if args.threads is not None:
         if args.threads < 1:
@@ -190,7 +204,7 @@ def run(args: argparse.Namespace) -> int:
     predictor = Predictor(args.model, detector=None if args.aligned else _detector(args), device=args.device,
                           batch_size=args.batch_size)
     task = _abaw_task(args, predictor) if args.format == "abaw" else None
-    options = VideoOptions(every=args.every, detect_every=args.detect_every,
+    options = VideoOptions(every=args.every, detect_every=args.detect_every, follow=not args.hold_boxes,
                            smoothing=args.smooth_method if args.smooth > 0 else None,
                            smooth_window=max(1, args.smooth))
     annotate = _annotation_paths(args.annotate, videos)
@@ -199,10 +213,18 @@ def run(args: argparse.Namespace) -> int:
     if task is not None:
         from ..scoring import format_predictions
 
-        predictions = dict(_abaw_predictions(predictor, inputs, task, options, annotate, show))
-        text = format_predictions(task, predictions, predictor.model.config.expression_space)
-        atomic_write(args.out, lambda p: p.write_text(text, encoding="utf-8"))
-        print(f"wrote {len(predictions)} {task.upper()} predictions to {args.out}", file=sys.stderr)
+        space = predictor.model.config.expression_space
+        annotated = _annotated_frames(args.annotations, task, space) if args.annotations else None
+        stats: dict[str, int] = {}
+        predictions = dict(_abaw_predictions(predictor, inputs, task, options, annotate, show, annotated, stats))
+        text = format_predictions(task, predictions, space)
+        _write_output(args.out, lambda p: p.write_text(text, encoding="utf-8"))
+        summary = f"wrote {len(predictions)} {task.upper()} predictions to {args.out}"
+        if annotated is not None:
+            total = sum(len(v) for v in annotated.values())
+            summary += (f"; {total} annotated frame(s) in {len(annotated)} video(s), "
+                        f"{stats.get('filled', 0)} without an image filled with the nearest prediction in time")
+        print(summary, file=sys.stderr)
         return 0
 
     kind = "jsonl" if args.out is None else args.out.suffix.lower().lstrip(".")
@@ -216,12 +238,24 @@ def run(args: argparse.Namespace) -> int:
             with open(tmp, "w", newline="", encoding="utf-8") as f:
                 counts.update(_write_table(TableWriter(f, kind, columns), predictor, inputs, options, annotate, show))
 
-        atomic_write(args.out, write)
+        _write_output(args.out, write)
     summary = f"{counts['faces']} face(s) in {counts['images']} image(s) and {counts['frames']} video frame(s)"
     if counts["skipped"]:
         summary += f"; skipped {counts['skipped']} unreadable file(s)"
     print(summary + (f"; wrote {args.out}" if args.out else ""), file=sys.stderr)
     return 0
+
+
+def _write_output(path: Path, write) -> None:
+    """Write the output atomically (no partial file on any failure); a full disk is one line
+    naming the output, whatever layer noticed it."""
+    try:
+        atomic_write(path, write)
+    except OSError as e:
+        if e.errno in (errno.ENOSPC, errno.EDQUOT) and "disk full" not in str(e):
+            raise OSError(e.errno, f"disk full ({os.strerror(errno.ENOSPC)}): cannot write the predictions "
+                                   f"(nothing was left behind)", str(path)) from None
+        raise
 
 
 def _detector(args: argparse.Namespace):
@@ -237,7 +271,7 @@ def _abaw_task(args: argparse.Namespace, predictor: Predictor) -> str:
             raise UserError("--format abaw with a multi-task model needs --task EXPR, AU or VA")
         task = predictor.tasks[0]
     else:
-        task = {"EXPR": "expr", "AU": "au", "VA": "va"}[args.task]
+        task = CHALLENGE_TO_KEY[args.task]
     if task not in predictor.tasks:
         raise UserError(f"the model does not predict {task.upper()} (its tasks: {', '.join(predictor.tasks)})")
     if task == "expr" and predictor.model.config.expression_space not in ("abaw8", "abaw7"):
@@ -320,8 +354,14 @@ def _write_table(writer: TableWriter, predictor: Predictor, inputs, options: Vid
 
 
 def _abaw_predictions(predictor: Predictor, inputs, task: str, options: VideoOptions,
-                      annotate: dict[Path, Path], show: bool) -> Iterator[tuple[str, np.ndarray]]:
+                      annotate: dict[Path, Path], show: bool, annotated: dict[str, list[int]] | None = None,
+                      stats: dict[str, int] | None = None) -> Iterator[tuple[str, np.ndarray]]:
+    """``(image name, value)`` for every frame. Images: every frame with an image and, with
+    ``annotated`` (video -> annotated frame numbers), every annotated frame; a frame without an
+    image takes the nearest prediction in time, counted in ``stats["filled"]``."""
     from ..scoring import image_name
+
+    stats = {} if stats is None else stats
 
     images = [(p, e) for p, k, e in inputs if k == "image"]
     # Images: group by video folder, so frames without a face can borrow a neighbour's prediction.
@@ -329,12 +369,24 @@ def _abaw_predictions(predictor: Predictor, inputs, task: str, options: VideoOpt
     for path, explicit in tqdm(images, desc="images", unit="img", disable=not show or not images, file=sys.stderr):
         frame = _frame_number(path)
         image = _read_image(path, explicit)
-        face = None if image is None else _largest(_predict_image(predictor, image))
+        face = None if image is None else largest_face(_predict_image(predictor, image))
         by_video.setdefault(path.parent.name, []).append((frame, None if face is None else abaw_value(face, task)))
-    for video, frames in by_video.items():
-        frames.sort(key=lambda x: x[0])
-        values = _fill([v for _, v in frames], task, predictor, video)
-        for (frame, _), value in zip(frames, values):
+    wanted = annotated or {}
+    for video in [*by_video, *(v for v in wanted if v not in by_video)]:
+        frames = sorted(by_video.get(video, []), key=lambda x: x[0])
+        values = _fill([v for _, v in frames] or [None], task, predictor, video)
+        known = np.array([f for f, _ in frames], dtype=np.int64)
+        rows = sorted(set(known.tolist()) | set(wanted.get(video, ())))
+        for frame in rows:
+            if known.size == 0:
+                value = values[0]  # no image of this video at all: the default, counted as filled
+            else:
+                # the nearest frame in time that has an image (the earlier one on a tie)
+                i = int(np.searchsorted(known, frame))
+                i = i if i < known.size and (i == 0 or known[i] - frame < frame - known[i - 1]) else i - 1
+                value = values[i]
+            if known.size == 0 or known[i] != frame:
+                stats["filled"] = stats.get("filled", 0) + 1
             yield image_name(video, frame), value
     for path, kind, _ in inputs:
         if kind != "video":
@@ -343,11 +395,35 @@ def _abaw_predictions(predictor: Predictor, inputs, task: str, options: VideoOpt
         values: list[np.ndarray | None] = []
         for fp in _video_frames(predictor, path, options, annotate, show):
             values.extend([None] * (fp.frame - len(values)))  # frames skipped by --every
-            face = _largest(fp.faces)
+            face = largest_face(fp.faces)
             values.append(None if face is None else abaw_value(face, task))
         values.extend([None] * max(0, (info.frame_count or 0) - len(values)))
         for i, value in enumerate(_fill(values, task, predictor, path.stem)):
             yield image_name(path.stem, i + 1), value
+
+
+def _annotated_frames(path: Path, task: str, expression_space: str) -> dict[str, list[int]]:
+    """Video -> 1-based numbers of the frames annotated for ``task``, from a per-task annotation
+    folder or the multi-task CSV (``<video>/<frame>.jpg`` rows)."""
+    from ..data.annotations import TaskAnnotations, read_mtl_csv, read_task_folder
+
+    if path.is_dir():
+        return {video: (np.flatnonzero(ann.valid_frames()) + 1).tolist()
+                for video, ann in read_task_folder(path, task, expression_space).items()}
+    if not path.is_file():
+        raise FileNotFoundError(f"annotations not found: {path}")
+    mtl = read_mtl_csv(path, expression_space=expression_space)
+    values = getattr(mtl, task)
+    valid = TaskAnnotations(path, task, values, expression_space=mtl.expression_space).valid_frames()
+    frames: dict[str, list[int]] = {}
+    for image, ok in zip(mtl.images, valid):
+        if ok:
+            video, _, name = image.rpartition("/")
+            stem = name.rsplit(".", 1)[0]
+            if not stem.isdigit():
+                raise UserError(f"{path}: image {image!r} is not named by frame number (<video>/00001.jpg)")
+            frames.setdefault(video, []).append(int(stem))
+    return {video: sorted(f) for video, f in frames.items()}
 
 
 def _fill(values: list[np.ndarray | None], task: str, predictor: Predictor, video: str) -> list[np.ndarray]:

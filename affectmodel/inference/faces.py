@@ -6,8 +6,20 @@
 * ``haar``: OpenCV's frontal-face Haar cascade from ``cv2.data`` (no landmarks; weaker, a fallback).
 
 Every detector returns faces at least ``min_face_size`` pixels wide and high, ordered left to
-right; an image without faces gives an empty list. ``max_side`` runs detection on a downscaled
-copy (faster on large frames); boxes and landmarks come back in full-image coordinates.
+right; an image without faces gives an empty list.
+
+Detection scale, one rule for the library, the ``predict`` command and the demo: detectors run
+on a copy whose longer side is at most :data:`DEFAULT_DETECT_MAX_SIDE` pixels (smaller images are
+never upscaled); boxes and landmarks come back in full-image coordinates, and crops are cut from
+the full-resolution image. Why: RetinaFace MobileNet-0.25 was trained on 640x640 crops with anchors
+of 16-512 px. At full resolution a phone photo (4000 px) holds faces far larger than the largest
+anchor and skin texture at the scale of the smallest ones: it then finds faces that are not there
+(a 4000x4000 upscale of a one-face photo gives 4 faces) and misplaces boxes. At twice the training
+side (1280 px) a face filling a portrait stays near the largest anchor while a face 1/40 of a frame
+wide still spans the smallest, so counts and boxes match those on the original-size image. The
+shorter side is not shrunk below half of that (the training side), so wide strips and panoramas
+keep their small faces (:func:`detection_scale`).
+``max_side=0`` detects at full resolution (only for inputs known to be small or cropped).
 """
 from __future__ import annotations
 
@@ -19,6 +31,8 @@ import numpy as np
 
 DETECTORS = ("retinaface", "haar")
 DEFAULT_MIN_FACE_SIZE = 20
+RETINAFACE_TRAINING_SIDE = 640  # input side the bundled RetinaFace weights were trained on
+DEFAULT_DETECT_MAX_SIDE = 2 * RETINAFACE_TRAINING_SIDE  # the one detection-scale rule (see above)
 LANDMARK_NAMES = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")  # image left/right
 
 
@@ -55,12 +69,36 @@ class FaceDetector(Protocol):
         """Faces in an ``(H, W, 3)`` uint8 RGB image, left to right."""
 
 
+def detection_max_side(max_side: int | None) -> int:
+    """The longer side detection runs at: ``None`` gives :data:`DEFAULT_DETECT_MAX_SIDE`, 0 means
+    full resolution; anything else must be a positive whole number of pixels."""
+    if max_side is None:
+        return DEFAULT_DETECT_MAX_SIDE
+    if isinstance(max_side, bool) or not isinstance(max_side, (int, np.integer)) or max_side < 0:
+        raise ValueError(f"detection max_side must be a whole number of pixels >= 0 (0 = full resolution), "
+                         f"got {max_side!r}")
+    return int(max_side)
+
+
+def detection_scale(shape: Sequence[int], max_side: int | None = None) -> float:
+    """Factor (<= 1) from an image of ``shape`` to the copy detection runs on: the longer side
+    comes down to ``max_side``, but the shorter side is not shrunk below ``max_side / 2`` (640 px
+    by default, the detector's training side). A face is never larger than the shorter side, so a
+    wide strip or panorama keeps its small faces instead of shrinking them below the smallest
+    anchor."""
+    side = detection_max_side(max_side)
+    if side == 0:
+        return 1.0
+    longest, shortest = max(shape[:2]), min(shape[:2])
+    return min(1.0, max(side / longest, (side / 2) / max(1, shortest)))
+
+
 def _downscale(image: np.ndarray, max_side: int | None) -> tuple[np.ndarray, float]:
-    """A copy whose longer side is at most ``max_side``, and the factor to map back."""
+    """A copy at :func:`detection_scale`, and the factor to map back."""
     h, w = image.shape[:2]
-    if not max_side or max(h, w) <= max_side:
+    scale = detection_scale(image.shape, max_side)
+    if scale == 1.0:
         return image, 1.0
-    scale = max_side / max(h, w)
     small = cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
     return small, 1.0 / scale
 
@@ -100,7 +138,7 @@ class RetinaFaceDetector:
         self.score_threshold = score_threshold
         self.nms_threshold = nms_threshold
         self.min_face_size = min_face_size
-        self.max_side = max_side
+        self.max_side = detection_max_side(max_side)
         self._detect = _own_session_detector(threads or 0)
         if self._detect is None:  # unknown package layout: its public function (shared session)
             from retinaface import detect_faces  # imported here: onnxruntime loads only when used
@@ -160,7 +198,7 @@ class HaarCascadeDetector:
         self.min_face_size = min_face_size
         self.scale_factor = scale_factor
         self.min_neighbors = min_neighbors
-        self.max_side = max_side
+        self.max_side = detection_max_side(max_side)
 
     def detect(self, image: np.ndarray) -> list[Face]:
         _check_image(image)
@@ -179,7 +217,8 @@ class HaarCascadeDetector:
 
 def create_detector(name: str = "retinaface", **options) -> FaceDetector:
     """A detector by name (:data:`DETECTORS`); options go to its constructor
-    (``min_face_size``, ``max_side``, and per detector thresholds)."""
+    (``min_face_size``, ``max_side`` — ``None`` for :data:`DEFAULT_DETECT_MAX_SIDE`, 0 for full
+    resolution — and per detector thresholds)."""
     key = name.lower()
     if key == "retinaface":
         return RetinaFaceDetector(**options)

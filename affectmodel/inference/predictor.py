@@ -21,7 +21,8 @@ import numpy as np
 import torch
 
 from ..data.transforms import normalisation
-from ..model import AffectModel
+from ..model import AffectModel, forward_memory_bytes
+from ..runtime import available_memory_bytes
 from .align import DEFAULT_BOX_MARGIN, DEFAULT_MARGIN, face_crop
 from .faces import Face, FaceDetector, create_detector
 from ..images import ImageSource, array_to_rgb, load_image
@@ -29,6 +30,29 @@ from ..images import ImageSource, array_to_rgb, load_image
 # Raw model outputs as numpy, one row per face: "expr" (n, C) softmax probabilities,
 # "au" (n, 12) sigmoid probabilities, "va" (n, 2) valence/arousal in [-1, 1].
 Outputs = dict[str, np.ndarray]
+
+
+class NonFiniteOutputError(ValueError):
+    """The model gave NaN or inf: broken weights, never an answer to show."""
+
+
+class ModelTooLargeError(MemoryError, ValueError):
+    """One face's forward pass would not fit in memory (refused before allocating). Also a
+    ``ValueError`` so that command lines print it as one line."""
+
+
+def fit_batch_size(input_size: int, batch_size: int, available: int | None = None) -> int:
+    """``batch_size`` lowered so that one forward pass fits in half the available memory; a model
+    whose single face would not fit is refused before anything is allocated."""
+    available = available_memory_bytes() if available is None else available
+    if available is None:
+        return batch_size
+    per_face = forward_memory_bytes(input_size)
+    fitting = (available // 2) // per_face
+    if fitting < 1:
+        raise ModelTooLargeError(f"the model's input_size {input_size} needs about {per_face / 2**30:.1f} GiB per face; "
+                          f"only {available / 2**30:.1f} GiB of memory is available")
+    return int(min(batch_size, fitting))
 
 
 def load_predictor_model(source: AffectModel | str | os.PathLike, map_location: str = "cpu") -> AffectModel:
@@ -45,7 +69,9 @@ class Predictor:
     """Face detection + alignment + the affect model, for images and crops.
 
     ``detector`` is a detector object, a detector name (``retinaface``/``haar``) or ``None``
-    (then only :meth:`predict_crops` works). ``batch_size`` caps one forward pass.
+    (then only :meth:`predict_crops` works). ``batch_size`` caps one forward pass. ``detect_max_side``
+    (a detector name only) overrides the detection scale (:data:`.faces.DEFAULT_DETECT_MAX_SIDE`;
+    0 = full resolution); crops always come from the full-resolution image.
     """
 
     def __init__(self, model: AffectModel | str | os.PathLike, detector: FaceDetector | str | None = "retinaface",
@@ -67,10 +93,10 @@ class Predictor:
         self.detector = detector
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-        self.batch_size = batch_size
+        config = self.model.config
+        self.batch_size = fit_batch_size(int(config.input_size), batch_size)
         self.align_margin = align_margin
         self.box_margin = box_margin
-        config = self.model.config
         self.tasks: tuple[str, ...] = tuple(config.tasks)
         self.labels: dict[str, list[str]] = {k: list(v) for k, v in config.labels.items()}
         self.input_size = int(config.input_size)
@@ -118,8 +144,14 @@ class Predictor:
                 parts["au"].append(torch.sigmoid(out["au"].float()).cpu().numpy())
             if "va" in out:
                 parts["va"].append(out["va"].float().cpu().numpy())
-        return {k: (np.concatenate(v) if v else np.zeros((0, len(self.labels[k])), np.float32))
-                for k, v in parts.items()}
+        outputs = {k: (np.concatenate(v) if v else np.zeros((0, len(self.labels[k])), np.float32))
+                   for k, v in parts.items()}
+        for key, values in outputs.items():
+            if not np.isfinite(values).all():
+                bad = int((~np.isfinite(values)).any(axis=1).sum())
+                raise NonFiniteOutputError(f"the model gave NaN or inf {key} outputs for {bad} of {n} face(s): "
+                                           "its weights are broken; refusing to report them")
+        return outputs
 
     def to_records(self, outputs: Outputs, faces: Sequence[Face] | None = None) -> list[dict]:
         """Plain per-face dicts from :meth:`forward` outputs (optionally smoothed first)."""
@@ -183,6 +215,20 @@ def flatten_record(record: dict) -> dict:
         elif key != "landmarks":
             row[key] = value
     return row
+
+
+def largest_face(records: Sequence[dict]) -> dict | None:
+    """The face record with the largest box (the person in front of the camera; the one face per
+    frame of a challenge submission), or ``None`` for no faces. Records without a box (aligned
+    crops) count as size 0, so the first one is kept."""
+    if not records:
+        return None
+
+    def area(record: dict) -> float:
+        box = record.get("box")
+        return (box[2] - box[0]) * (box[3] - box[1]) if box else 0.0
+
+    return max(records, key=area)
 
 
 def top_expression(record: dict) -> tuple[str, float] | None:

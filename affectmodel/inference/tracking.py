@@ -2,8 +2,9 @@
 
 Detections of a new frame are matched to existing tracks greedily by box overlap (highest IoU
 first); unmatched detections start new tracks; tracks unseen for more than ``max_missed``
-detection rounds end. Between detection rounds (detection every n frames) the last box and
-landmarks of each track stand in for the face: at video frame rates faces move little.
+detection rounds end. Between full detections, :func:`follow_tracks` re-finds each face in a
+small window around its last box (and reports a lost track), and :func:`new_face_possible` tells
+from a thumbnail whether anything changed outside the tracked faces (a face may have entered).
 """
 from __future__ import annotations
 
@@ -84,6 +85,13 @@ class IoUTracker:
         self._tracks = [t for t in self._tracks if t.missed <= self.max_missed]
         return out
 
+    def follow(self, followed: Sequence[tuple[int, Face]]) -> None:
+        """New boxes for live tracks found between detection rounds (:func:`follow_tracks`)."""
+        faces = dict(followed)
+        for track in self._tracks:
+            if track.id in faces:
+                track.face = faces[track.id]
+
     def current(self) -> list[tuple[int, Face]]:
         """Tracks seen in the latest detection round, left to right (for in-between frames)."""
         live = [t for t in self._tracks if t.missed == 0]
@@ -92,3 +100,80 @@ class IoUTracker:
     @property
     def active_ids(self) -> list[int]:
         return [t.id for t in self._tracks]
+
+
+# ------------------------------------------------------------------ between full detections
+
+ROI_CONTEXT = 1.0      # a track's search window: its box grown by this fraction of its size on each side
+ROI_MAX_SIDE = 128     # search windows are detected at most this large (the face stays ~40-60 px)
+THUMB_WIDTH = 48       # motion check: frames compared as grey thumbnails this wide
+MOTION_LEVEL = 24      # grey levels (of 255) a thumbnail cell must change by to count as motion
+MOTION_CELLS = 2       # cells outside the tracks that must change to suspect a new face
+
+
+def follow_tracks(detector, image: np.ndarray, tracked: Sequence[tuple[int, Face]],
+                  iou_threshold: float = 0.3) -> list[tuple[int, Face]] | None:
+    """Re-find each tracked face in a small window around its last box (a few ms per face instead
+    of a full-frame detection). Returns the updated ``[(track_id, face)]`` in full-image
+    coordinates, or ``None`` when any track is lost, i.e. a full detection is needed."""
+    import cv2
+
+    h, w = image.shape[:2]
+    out = []
+    for track_id, face in tracked:
+        x1, y1, x2, y2 = face.box
+        pad_x, pad_y = (x2 - x1) * ROI_CONTEXT, (y2 - y1) * ROI_CONTEXT
+        left, top = int(max(0, x1 - pad_x)), int(max(0, y1 - pad_y))
+        right, bottom = int(min(w, x2 + pad_x)), int(min(h, y2 + pad_y))
+        if right - left < 2 or bottom - top < 2:
+            return None
+        window = image[top:bottom, left:right]
+        scale = min(1.0, ROI_MAX_SIDE / max(window.shape[:2]))
+        if scale < 1.0:
+            window = cv2.resize(window, (max(1, round(window.shape[1] * scale)), max(1, round(window.shape[0] * scale))),
+                                interpolation=cv2.INTER_AREA)
+        # the face keeps >= min(its size, ~50 px) in the window, so the detector's minimum size still holds
+        found = [_to_image(f, scale, left, top) for f in detector.detect(np.ascontiguousarray(window))]
+        if not found:
+            return None
+        overlaps = iou_matrix([face.box], [f.box for f in found])[0]
+        best = int(overlaps.argmax())
+        if overlaps[best] < iou_threshold:
+            return None
+        out.append((track_id, found[best]))
+    return sorted(out, key=lambda t: t[1].center[0])
+
+
+def _to_image(face: Face, scale: float, left: int, top: int) -> Face:
+    x1, y1, x2, y2 = face.box
+    box = (x1 / scale + left, y1 / scale + top, x2 / scale + left, y2 / scale + top)
+    landmarks = None if face.landmarks is None else face.landmarks / scale + np.array([left, top], np.float32)
+    return Face(tuple(float(v) for v in box), face.score, landmarks)
+
+
+def motion_thumbnail(image: np.ndarray) -> np.ndarray:
+    """A small grey copy of a frame for :func:`new_face_possible`."""
+    import cv2
+
+    h, w = image.shape[:2]
+    height = max(1, round(h * THUMB_WIDTH / w))
+    return cv2.resize(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY), (THUMB_WIDTH, height),
+                      interpolation=cv2.INTER_AREA).astype(np.int16)
+
+
+def new_face_possible(previous: np.ndarray | None, current: np.ndarray, image_shape: Sequence[int],
+                      tracked: Sequence[tuple[int, Face]]) -> bool:
+    """True when the frame changed since the previous frame outside the tracked people: something
+    may have entered, so detect again. A tracked person's region is the face with a face width on
+    each side and half a face above, down to the bottom of the frame (their body moves too).
+    Camera motion also counts (then detection simply runs more often)."""
+    if previous is None or previous.shape != current.shape:
+        return True
+    changed = np.abs(current - previous) >= MOTION_LEVEL
+    sy, sx = current.shape[0] / image_shape[0], current.shape[1] / image_shape[1]
+    for _, face in tracked:
+        x1, y1, x2, y2 = face.box
+        pad_x, pad_y = (x2 - x1) * 1.0, (y2 - y1) * 0.5
+        changed[max(0, int((y1 - pad_y) * sy)):,
+                max(0, int((x1 - pad_x) * sx)):int(np.ceil((x2 + pad_x) * sx)) + 1] = False
+    return int(changed.sum()) >= MOTION_CELLS
