@@ -59,8 +59,8 @@ SCRIPT = textwrap.dedent('''
     config = TrainConfig(out=out, tasks=["expr", "au", "va"], image_size=32, batch_size=8, epochs=2,
                          device="cpu", augment="none", weighting="uncertainty", lr=1e-3, checkpoint_every=1,
                          resume=mode == "resume", threads=1)
-    trainer.run_training(config, TinyAffectSet(16, seed=0), TinyAffectSet(7, seed=1), {{"name": "tiny", "synthetic": True}},
-                         development=TinyAffectSet(5, seed=2))
+    # 20 images in 5 videos: one video held out for development, 16 to train on
+    trainer.run_training(config, TinyAffectSet(20, seed=0), TinyAffectSet(7, seed=1), {{"name": "tiny", "synthetic": True}})
     with open(os.path.join(report, f"{{mode}}-rank{{rank}}.json"), "w") as f:
         json.dump({{"digests": digests, "world": torch.distributed.get_world_size()}}, f)
 ''')
@@ -89,7 +89,8 @@ def test_two_cpu_processes_train_one_run_and_resume_as_rank0_decides(tmp_path):
     ranks = [json.loads((tmp_path / f"straight-rank{r}.json").read_text()) for r in (0, 1)]
     assert ranks[0]["world"] == ranks[1]["world"] == 2
     # Each rank saw different data, yet parameters AND BatchNorm buffers were identical at every
-    # evaluation (2 on the development split, 1 final; buffers: broadcast from rank 0 first).
+    # validation (buffers: broadcast from rank 0 before validating).
+    # 2 development evaluations, then the selected weights on validation
     assert len(ranks[0]["digests"]) == 3 and ranks[0]["digests"] == ranks[1]["digests"]
     assert ranks[0]["digests"][0] != ranks[0]["digests"][1]
     record = read_run(run_dir)
@@ -221,8 +222,8 @@ def test_skipped_fp16_step_does_not_advance_the_lr_schedule(tmp_path):
     from affectmodel.training.config import TrainConfig
 
     config = TrainConfig(out=str(tmp_path / "run"), tasks=["expr"], image_size=32, batch_size=4, epochs=1,
-                         device="cpu", augment="none", threads=1, dev_fraction=0)
-    data = RunData(TinyAffectSet(8), None, TinyAffectSet(4, seed=1))
+                         device="cpu", augment="none", threads=1)
+    data = RunData(TinyAffectSet(8), None, TinyAffectSet(4, seed=1))  # train, development, validation
     run = trainer_mod.Trainer(config, data, {"name": "tiny"}, dist_utils.DistInfo(), None)
     run.scaler = torch.amp.GradScaler("cpu", init_scale=2.0 ** 16)
     images, targets, _ = next(iter(run.pass_loader(0, 0)))

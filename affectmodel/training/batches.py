@@ -196,13 +196,12 @@ def frame_cache_dir(config: TrainConfig) -> str | None:
 
 
 def load_datasets(config: TrainConfig, model_config: ModelConfig) -> tuple[Dataset, Dataset, dict[str, Any]]:
-    """Training and validation sets of ``config.data``, in any format
-    :func:`affectmodel.data.load_dataset` detects (Aff-Wild2 or the synthetic benchmark, AffectNet-style
-    CSVs, folder-per-class sets with their expression classes mapped by concept), plus the data set's
-    description for the run record (with the training set's leakage counts, Aff-Wild2 only).
-
-    With a frame cache (:func:`frame_cache_dir`) the Aff-Wild2 splits are read from it: the same
-    frames, labels and order as the JPEGs, checked against the data's annotations."""
+    """Training and validation sets of ``config.data``, plus the data set's description for the run
+    record (with the training set's leakage counts, Aff-Wild2 only): from the frame cache when there
+    is one (:func:`frame_cache_dir`: the same frames, labels and order as the JPEGs, checked against
+    the data's annotations), else in any format :func:`affectmodel.data.load_dataset` detects
+    (Aff-Wild2 or the synthetic benchmark, AffectNet-style CSVs, folder-per-class sets with their
+    expression classes mapped by concept)."""
     from ..data import build_transform
     from ..data.registry import load_dataset
 
@@ -215,19 +214,17 @@ def load_datasets(config: TrainConfig, model_config: ModelConfig) -> tuple[Datas
         options["exclude_leaking_videos"] = False
     common = dict(tasks=config.tasks, expression_space=config.expression_space, **options)
     cache_dir = frame_cache_dir(config)
+    extra: dict[str, Any] = {}
     if cache_dir is not None:
         from ..data.cache import open_frame_cache
 
-        if config.keep_leaking_videos:
-            raise TrainingError(f"keep_leaking_videos: the frame cache {cache_dir} holds the default splits; "
-                                "pass --cache none to read the JPEGs")
-        cache_options = dict(tasks=config.tasks, expression_space=config.expression_space,
-                             source=config.data_source)
+        cache_options = dict(tasks=config.tasks, source=config.data_source, expression_space=config.expression_space)
         train = open_frame_cache(cache_dir, "train", root=config.data, **cache_options)
         val = open_frame_cache(cache_dir, "validation", root=config.data, **cache_options)
         if train.image_size != config.image_size:
             raise TrainingError(f"frame cache {cache_dir} holds {train.image_size} px frames, not image_size "
                                 f"{config.image_size}: build one with --size {config.image_size} or pass --cache none")
+        extra["frame_cache"] = str(cache_dir)
     else:
         train = load_dataset(config.data, split="train",
                              transform=build_transform(config.augment, model_config, True), **common)
@@ -236,7 +233,7 @@ def load_datasets(config: TrainConfig, model_config: ModelConfig) -> tuple[Datas
     stats = getattr(train, "stats", {}) or {}
     info = {"name": getattr(train, "dataset_name", "aff-wild2"), "synthetic": bool(getattr(train, "synthetic", False)),
             "root": str(config.data), "format": stats.get("format"), "source": stats.get("source", config.data_source),
-            "leakage": stats.get("leakage"), "frame_cache": cache_dir}
+            "leakage": stats.get("leakage"), **extra}
     return train, val, info
 
 

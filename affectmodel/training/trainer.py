@@ -25,7 +25,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 import torch
@@ -48,8 +48,8 @@ from .batches import (CachedSamples, EpochSampler, RunData, SeededSamples, build
 from .config import DEFAULT_EVALUATIONS, TrainConfig, TrainingError, config_differences, config_id
 from .console import RunConsole, step_count_note, summary_line
 from .evaluation import plain, predict, score
-from .selection import validation_metrics
 from .optim import build_optimizer, build_scheduler
+from .selection import validation_metrics
 from .step import TrainModule, labels_present, step_on_device, to_device
 
 # The loss shown on the progress bar is read back from the device every LOG_EVERY steps only
@@ -240,7 +240,7 @@ class Trainer:
 
     def setup_data(self, data: RunData) -> None:
         """Per-sample seeded views, training labels and the development / validation loaders."""
-        config, info = self.config, self.info
+        config = self.config
         # A frame cache is read a batch at a time and augmented on the device (train_batch).
         self.cached = is_frame_cache(data.train) and is_frame_cache(data.validation)
         view = CachedSamples if self.cached else SeededSamples
@@ -251,7 +251,7 @@ class Trainer:
             which = "training" if len(self.train_view) == 0 else "validation"
             raise TrainingError(f"empty {which} set in {config.data or 'the given data'}")
         self.train_labels = label_arrays(data.train, None)  # by position in train_view
-        # Loaders are made once; their workers stay alive between passes (the pass travels with
+        # Loaders are made once; their workers stay alive between epochs (the epoch travels with
         # each index: EpochSampler). Own generators: making a loader must not draw from the global
         # RNG (resume exactness).
         workers = config.workers if config.workers is not None else dist_utils.default_workers(self.device)
@@ -270,7 +270,7 @@ class Trainer:
         """Each rank scores every world_size-th sample (outputs are gathered afterwards)."""
         return DataLoader(view, batch_size=self.batch,
                           sampler=list(range(self.info.rank, len(view), self.info.world_size)),
-                          generator=torch.Generator().manual_seed(self.config.seed), **self.loader_kw)
+                          generator=torch.Generator().manual_seed(self.config.seed + 1), **self.loader_kw)
 
     def setup_model(self) -> None:
         """Model + loss (class statistics from the training subset) in one module, for DDP."""
@@ -413,8 +413,7 @@ class Trainer:
                 row = self.end_epoch(sums, metrics)
                 summary = summary_line(state.epoch, self.n_epochs, row, self.tasks, metrics,
                                        state.best_epoch == state.epoch and bool(metrics),
-                                       time.perf_counter() - epoch_start,
-                                       split="dev")
+                                       time.perf_counter() - epoch_start, split="dev")
                 self.console.end_epoch(summary)
                 if self.progress and self.info.is_main:
                     self.progress(state.step / self.total_steps, summary)
@@ -422,23 +421,23 @@ class Trainer:
             self.console.close()
         report = self.final_validation()
         if self.info.is_main:
+            assert report is not None
             self.finish(*report)
         dist_utils.barrier(self.info)
         if self.progress and self.info.is_main:
+            assert report is not None
             shown = report[0].get(self.headline)
-            self.progress(1.0, f"done: validation {self.headline} "
-                          f"{shown:.3f}" if isinstance(shown, float) else "done")
+            self.progress(1.0, f"done: validation {self.headline} {shown:.3f}" if isinstance(shown, float) else "done")
         return self.run_dir
 
     def pass_loader(self, data_pass: int, skip: int) -> DataLoader:
         """The training loader set to pass ``data_pass`` over the data, past its first ``skip``
-        batches (mid-pass resume, or a budget that ends or an evaluation that falls inside a pass).
-        One loader for the whole run: its workers persist."""
+        batches (mid-pass resume, or a budget end or an evaluation that falls inside a pass)."""
         self.train_view.epoch = data_pass
         self.train_order.set_epoch(data_pass, skip if self.yields_batches else skip * self.batch)
         return self.train_loader
 
-    def batches(self, start: int, end: int):
+    def batches(self, start: int, end: int) -> Iterator[Any]:
         """Training batches for steps ``start`` to ``end`` (exclusive), cycling through the data:
         step ``s`` is batch ``s % steps_per_epoch`` of pass ``s // steps_per_epoch``."""
         step = start
@@ -447,19 +446,18 @@ class Trainer:
             wanted = min(end, (data_pass + 1) * self.steps_per_epoch) - step
             taken = 0
             for batch in self.pass_loader(data_pass, skip):
-                if taken >= wanted:
-                    break
                 taken += 1
                 yield batch
+                if taken >= wanted:
+                    break
             if taken == 0:
-                raise TrainingError(f"pass {data_pass} of the training data yielded no batch")
+                raise TrainingError(f"pass {data_pass} over the training data yielded no batch")
             step += taken
 
     def steps_in_epoch(self) -> int:
         """Steps the period under way takes: fewer than ``period`` when the budget ends it."""
         state = self.state
-        start = state.step - state.step_in_epoch
-        return min(self.period, self.total_steps - start)
+        return min(self.period, self.total_steps - (state.step - state.step_in_epoch))
 
     def note_step_count(self, epoch: int, steps: int) -> None:
         """Say once why an epoch's step count is not the training set size over the batch size."""
@@ -471,9 +469,9 @@ class Trainer:
             self.console.line(note[1])
 
     def train_epoch(self) -> list[float]:
-        """Train until the evaluation period (or the budget) ends; returns loss sums reduced over
-        processes: ``[total, (task sum, task steps) per task..., steps]``. The sums stay on the
-        device and are read back once per checkpoint and evaluation."""
+        """Train until the epoch (or max_steps) ends; returns loss sums reduced over processes:
+        ``[total, (task sum, task steps) per task..., steps]``. The sums stay on the device and
+        are read back once per checkpoint and epoch."""
         state, config = self.state, self.config
         epoch = state.epoch
         steps_this_epoch = self.steps_in_epoch()
@@ -486,7 +484,7 @@ class Trainer:
         segment_start = time.perf_counter()
         shown: float | None = None
         batches = self.batches(state.step, end)
-        while True:
+        while state.step_in_epoch < steps_this_epoch:
             wait_start = time.perf_counter()
             try:
                 images, targets, _ = next(batches)
@@ -521,8 +519,8 @@ class Trainer:
 
     def train_batch(self, images: torch.Tensor, targets: Mapping[str, torch.Tensor], sums: torch.Tensor
                     ) -> torch.Tensor:
-        """One optimizer and schedule step; counts it (steps, images, labels) and adds its losses
-        to ``sums`` (on the device, like the label counts); returns the loss as a device tensor."""
+        """One optimizer and schedule step; counts it in the state and adds its losses to ``sums``
+        (on the device); returns the loss as a device tensor."""
         state = self.state
         images = images.to(self.device, non_blocking=True)
         if self.cached:  # uint8 frames: the whole batch augmented here, seeded by (seed, epoch, step, rank)
@@ -551,15 +549,15 @@ class Trainer:
         sums += step_sums
         return loss
 
-    def gathered_predictions(self, loader: DataLoader, to_rank0: bool = False
-                             ) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, np.ndarray]] | None:
-        """Every rank predicts its shard with rank 0's BatchNorm statistics (the ones saved);
-        (positions, outputs, targets) gathered on every rank, or on rank 0 only (None elsewhere)."""
+    def gathered_predictions(self, loader: DataLoader) -> tuple[np.ndarray, dict[str, np.ndarray],
+                                                                dict[str, np.ndarray]] | None:
+        """Every rank predicts its shard with rank 0's BatchNorm statistics (the ones saved); the
+        (positions, outputs, targets) are gathered to rank 0 (None on the others)."""
         dist_utils.broadcast_buffers(self.module, self.info)
         positions, outputs, targets = predict(self.module.model, loader, self.device, self.amp_dtype,
                                               self.use_cuda, prepare=self.normalise if self.cached else None)
         arrays = {**{f"o_{k}": v for k, v in outputs.items()}, **{f"t_{k}": v for k, v in targets.items()}}
-        gathered = dist_utils.gather_arrays(positions, arrays, self.info, to_rank0=to_rank0)
+        gathered = dist_utils.gather_arrays(positions, arrays, self.info, to_rank0=True)
         if gathered is None:
             return None
         positions, merged = gathered
@@ -567,17 +565,16 @@ class Trainer:
                 {k[2:]: v for k, v in merged.items() if k.startswith("t_")})
 
     def validate(self) -> dict[str, Any]:
-        """Scores on the development split (AU thresholds tuned on it); ``{}`` without one.
-        The validation split is not looked at here. Rank 0 scores (thresholds tuned once) and
-        every rank gets the scores, so all agree on the selection."""
+        """Scores on the development split (AU thresholds tuned on it, once, on rank 0; every rank
+        gets the scores so all agree on the selection); ``{}`` without one. The validation split
+        is not looked at here."""
         if self.dev_loader is None:
             return {}
-        gathered = self.gathered_predictions(self.dev_loader, to_rank0=True)
+        gathered = self.gathered_predictions(self.dev_loader)
 
         def scores() -> dict[str, Any]:
             assert gathered is not None
-            _, outputs, targets = gathered
-            return score(outputs, targets, self.config.tasks, self.config.expression_space)
+            return score(gathered[1], gathered[2], self.config.tasks, self.config.expression_space)
 
         return dist_utils.on_rank0(scores, self.info)
 
@@ -611,14 +608,17 @@ class Trainer:
         self.save_checkpoint([])
         return row
 
-    def final_validation(self) -> tuple[dict[str, Any], np.ndarray, dict[str, np.ndarray], dict[str, np.ndarray]]:
+    def final_validation(self) -> tuple[dict[str, Any], np.ndarray, dict[str, np.ndarray],
+                                        dict[str, np.ndarray]] | None:
         """The selected weights on the validation split, scored with the development-tuned AU
-        thresholds (0.5 without a development split): (metrics, positions, outputs, targets)."""
-        dist_utils.barrier(self.info)  # rank 0 wrote the selected weights
-        self.module.model.load_state_dict(ckpt.load_weights(ckpt.best_weights_path(self.run_dir)), strict=True)
-        gathered = self.gathered_predictions(self.val_loader, to_rank0=True)
-        if gathered is None:  # not rank 0: only rank 0 scores and writes the record
-            return {}, np.zeros(0, dtype=np.int64), {}, {}
+        thresholds (0.5 without a development split): (metrics, positions, outputs, targets) on
+        rank 0, None on the others."""
+        path = ckpt.best_weights_path(self.run_dir)
+        dist_utils.barrier(self.info)  # rank 0 wrote the selected weights (other machines may not see them)
+        self.module.model.load_state_dict(dist_utils.on_rank0(lambda: ckpt.load_weights(path), self.info), strict=True)
+        gathered = self.gathered_predictions(self.val_loader)
+        if gathered is None:
+            return None
         positions, outputs, targets = gathered
         thresholds = self.state.best_metrics.get("au_thresholds") if self.dev_loader is not None else None
         metrics = validation_metrics(outputs, targets, self.config.tasks, self.config.expression_space, thresholds)
@@ -667,14 +667,14 @@ class Trainer:
             "steps": state.step,
             "budget_steps": state.step + int(init.get("budget_steps", 0)),
             "images_seen": state.images_seen,
+            # host time waiting for the next training batch, as a share of the training time
+            "data_wait_share": round(state.data_wait_s / state.step_time_s, 4) if state.step_time_s else None,
             "labels_seen": {t: int(state.labels_seen.get(t, 0)) for t in config.tasks},
             "init_run": self.pretrained_from,
             "parameters": final.num_parameters(),
             "train_time_s": round(state.train_time_s, 3),
             "init_train_time_s": float(init.get("train_time_s", 0.0)),
             "images_per_second": round(state.images_seen / state.step_time_s, 2) if state.step_time_s else None,
-            # host time waiting for the next training batch, as a share of the training time
-            "data_wait_share": round(state.data_wait_s / state.step_time_s, 4) if state.step_time_s else None,
             "device": device_name(self.device),
             "world_size": self.info.world_size,
             "pretrained_from": self.pretrained_from,
