@@ -109,6 +109,8 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None], size_hi
     except Exception as e:  # noqa: BLE001 - classified below, re-raised as it is otherwise
         written = tmp_path.stat().st_size if tmp_path.exists() else 0
         tmp_path.unlink(missing_ok=True)
+        if isinstance(e, DiskFullError):
+            raise  # already names its own file (e.g. a video written while this table was open)
         if _is_disk_full(e, free, size_hint or written + 1):
             # The writer's frames (torch keeps the deleted file open in them) would hold the
             # file's blocks for as long as the error lives: drop them, keep the message.

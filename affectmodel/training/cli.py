@@ -122,6 +122,11 @@ def add_suite_arguments(parser: argparse.ArgumentParser) -> None:
             _add_field(parser, f, getattr(defaults, f.name), prefix="every run: ", shown="the suite's")
     parser.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
                         help="override an option of every run (repeatable), e.g. --set epochs=1")
+    parser.add_argument("--devices", default=None, metavar="cuda:0,cuda:1,...",
+                        help="train independent runs at the same time, one per GPU (one big run on several "
+                             "GPUs: torchrun)")
+    parser.add_argument("--jobs", type=int, default=None, metavar="N",
+                        help="train N independent runs at the same time on CPU (threads shared out)")
 
 
 def _parse_setting(text: str) -> tuple[str, Any]:
@@ -157,14 +162,24 @@ def run_suite_command(args: argparse.Namespace) -> int:
                   f"{budget} limit_train={c.limit_train} image_size={c.image_size}"
                   + (f" data={c.data}" if c.data != str(args.data) else ""))
         return 0
+    from .jobs import job_slots
+
+    slots = job_slots(args.devices, args.jobs)
+    if len(slots) > 1 and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise UserError("--devices/--jobs start their own processes: run the suite without torchrun")
     main_process = _is_main_process()
     results = run_suite(args.suite, args.data, args.out, overrides, only=only,
-                        log=print if main_process else (lambda _: None))
+                        log=print if main_process else (lambda _: None), slots=slots)
     if main_process:
         trained = sum(r["status"] == "trained" for r in results)
         skipped = sum(r["status"] == "skipped" for r in results)
-        print(f"suite done: {trained} trained, {skipped} already complete")
+        unfinished = [r for r in results if r["status"] in ("failed", "busy", "blocked")]
+        print(f"suite done: {trained} trained, {skipped} already complete"
+              + (f", {len(unfinished)} not finished ({', '.join(r['name'] + ': ' + r['status'] for r in unfinished)})"
+                 if unfinished else ""))
         print(suite_table(args.out))
+        if unfinished:
+            return 1
     return 0
 
 

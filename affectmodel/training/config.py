@@ -38,7 +38,7 @@ NO_CACHE = "none"   # --cache none: read the JPEGs even when a frame cache lies 
 # Options left out of a configuration's identity (:func:`config_id`): the seed, where the run and
 # its data live, how fast it runs, and the suite bookkeeping. Names of options that a version may
 # not have (``cache``, ``jobs``) are harmless here.
-IDENTITY_IGNORED = RESUME_MUTABLE | {"seed", "suite", "run", "cache", "jobs"}
+IDENTITY_IGNORED = RESUME_MUTABLE | {"seed", "suite", "run", "cache", "jobs", "sync_bn"}
 # With a ``steps`` budget and no ``eval_every``: this many evaluations, evenly spaced.
 DEFAULT_EVALUATIONS = 5
 

@@ -182,10 +182,12 @@ def _merge(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
 def run_suite(path: str | Path, data: str | Path, out: str | Path, overrides: Mapping[str, Any] | None = None,
               only: Sequence[str] | None = None,
               train: Callable[[TrainConfig], Path] | None = None,
-              log: Callable[[str], None] = print) -> list[dict[str, Any]]:
+              log: Callable[[str], None] = print, slots: Sequence[str] | None = None) -> list[dict[str, Any]]:
     """Train every run not yet complete, in order; returns one status dict per run.
 
     ``train`` defaults to :func:`affectmodel.training.trainer.train_run` (injectable for tests).
+    ``slots``: the devices of concurrent jobs (:func:`affectmodel.training.jobs.job_slots`); with
+    more than one, independent runs train at the same time (:mod:`affectmodel.training.jobs`).
     """
     if train is None:
         from .trainer import train_run as train
@@ -199,6 +201,8 @@ def run_suite(path: str | Path, data: str | Path, out: str | Path, overrides: Ma
     if Path(path).resolve() != (out / "suite.toml").resolve() and Path(path).suffix == ".toml":
         # What produced these runs, next to them (atomic: every torchrun process writes it).
         write_text_atomic(out / "suite.toml", Path(path).read_text(encoding="utf-8"))
+    if slots is not None and len(slots) > 1:
+        return _run_concurrently(runs, out, only, slots, log)
     results = []
     for i, run in enumerate(runs, start=1):
         run_dir = out / run.folder
@@ -221,6 +225,26 @@ def run_suite(path: str | Path, data: str | Path, out: str | Path, overrides: Ma
         log(f"[{i}/{len(runs)}] {run.folder}: done in {seconds:.0f} s")
         results.append({**status, "status": "trained", "seconds": seconds})
     return results
+
+
+def _run_concurrently(runs: Sequence[SuiteRun], out: Path, only: Sequence[str] | None, slots: Sequence[str],
+                      log: Callable[[str], None]) -> list[dict[str, Any]]:
+    from .jobs import run_jobs
+
+    statuses: dict[str, dict[str, Any]] = {}
+    to_train = []
+    for i, run in enumerate(runs, start=1):
+        status = {"name": run.name, "path": str(out / run.name)}
+        if only and run.name not in only:
+            statuses[run.name] = {**status, "status": "not selected"}
+        elif is_complete(out / run.name):
+            log(f"[{i}/{len(runs)}] {run.name}: complete, skipped")
+            statuses[run.name] = {**status, "status": "skipped"}
+        else:
+            to_train.append(run)
+    for status in run_jobs(to_train, out, slots, log=log):
+        statuses[status["name"]] = status
+    return [statuses[r.name] for r in runs]
 
 
 def suite_table(out: str | Path) -> str:
