@@ -27,6 +27,7 @@ epochs = 2
 threads = 1
 checkpoint_every = 1
 augment = "light"
+dev_fraction = 0
 
 [[runs]]
 name = "uni-expr"
@@ -41,7 +42,7 @@ name = "multi-from-expr"
 tasks = ["expr", "au", "va"]
 init = "uni-expr"
 """
-TIMING = ("train_time_s", "images_per_second", "data_wait_share")
+TIMING = ("train_time_s", "init_train_time_s", "images_per_second", "data_wait_share")
 
 
 @pytest.fixture(scope="module")
@@ -60,6 +61,7 @@ def sequential(tmp_path_factory, bench):
 
 
 def _metrics(run_dir):
+    run_dir = run_dir / "seed-0"  # <configuration>/seed-<k>
     return {k: v for k, v in read_run(run_dir).metrics.items() if k not in TIMING}
 
 
@@ -85,9 +87,9 @@ def test_two_jobs_give_the_records_of_a_sequential_suite(tmp_path, bench, sequen
     # The two independent runs started together; the one initialised from uni-expr waited for it.
     starts = [line for line in lines if ": training" in line]
     assert "uni-expr" in starts[0] and "uni-au" in starts[1] and "multi-from-expr" in starts[2]
-    uni_expr_done = next(i for i, line in enumerate(lines) if "uni-expr: done" in line)
+    uni_expr_done = next(i for i, line in enumerate(lines) if "uni-expr/seed-0: done" in line)
     assert lines.index(starts[2]) > uni_expr_done
-    assert (tmp_path / "out" / ".logs" / "uni-au.log").is_file()
+    assert (tmp_path / "out" / ".logs" / "uni-au_seed-0.log").is_file()
 
 
 @pytest.mark.slow
@@ -101,14 +103,14 @@ def test_an_interrupted_parallel_suite_resumes_to_the_same_records(tmp_path, ben
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)
     deadline = time.monotonic() + 240
-    checkpoint = out / "uni-au" / "checkpoints" / "last.pt"
+    checkpoint = out / "uni-au" / "seed-0" / "checkpoints" / "last.pt"
     while not checkpoint.is_file() and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.1)
     assert checkpoint.is_file(), proc.communicate()[0][-2000:]
     os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C in a terminal reaches the suite and its jobs
     output = proc.communicate(timeout=120)[0]
     assert proc.returncode != 0, output
-    assert not is_complete(out / "uni-au")
+    assert not is_complete(out / "uni-au" / "seed-0")
 
     again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=400)
     assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
@@ -121,14 +123,14 @@ def test_a_run_locked_by_another_process_is_reported_busy_and_the_suite_fails(tm
     from affectmodel.training.cli import main
 
     (tmp_path / "suite.toml").write_text('[defaults]\nimage_size = 32\nbatch_size = 8\nmax_steps = 1\n'
-                                         'threads = 1\n[[runs]]\nname = "a"\ntasks = ["expr"]\n'
+                                         'threads = 1\ndev_fraction = 0\n[[runs]]\nname = "a"\ntasks = ["expr"]\n'
                                          '[[runs]]\nname = "b"\ntasks = ["au"]\ninit = "a"\n')
     out = tmp_path / "out"
-    with run_folder_lock(out / "a"):  # another suite command is training run "a"
+    with run_folder_lock(out / "a" / "seed-0"):  # another suite command is training run "a"
         code = main(["suite", str(tmp_path / "suite.toml"), "--data", str(bench), "--out", str(out), "--jobs", "2"])
     printed = capsys.readouterr().out
     assert code == 1
-    assert f"a: busy: run folder {out / 'a'} is being written by pid {os.getpid()}" in printed
-    assert "b: training" not in printed  # b starts from a: it never started
-    assert "not finished (a: busy, b: blocked)" in printed
-    assert not is_complete(out / "b")
+    assert f"a/seed-0: busy: run folder {out / 'a' / 'seed-0'} is being written by pid {os.getpid()}" in printed
+    assert "b/seed-0: training" not in printed  # b starts from a: it never started
+    assert "not finished (a/seed-0: busy, b/seed-0: blocked)" in printed
+    assert not is_complete(out / "b" / "seed-0")

@@ -232,17 +232,17 @@ def _run_concurrently(runs: Sequence[SuiteRun], out: Path, only: Sequence[str] |
     statuses: dict[str, dict[str, Any]] = {}
     to_train = []
     for i, run in enumerate(runs, start=1):
-        status = {"name": run.name, "path": str(out / run.name)}
-        if only and run.name not in only:
-            statuses[run.name] = {**status, "status": "not selected"}
-        elif is_complete(out / run.name):
-            log(f"[{i}/{len(runs)}] {run.name}: complete, skipped")
-            statuses[run.name] = {**status, "status": "skipped"}
+        status = {"name": run.name, "seed": run.seed, "path": str(out / run.folder)}
+        if only and run.name not in only and run.folder not in only:
+            statuses[run.folder] = {**status, "status": "not selected"}
+        elif is_complete(out / run.folder):
+            log(f"[{i}/{len(runs)}] {run.folder}: complete, skipped")
+            statuses[run.folder] = {**status, "status": "skipped"}
         else:
             to_train.append(run)
-    for status in run_jobs(to_train, out, slots, log=log):
-        statuses[status["name"]] = status
-    return [statuses[r.name] for r in runs]
+    for run, status in zip(to_train, run_jobs(to_train, out, slots, log=log)):
+        statuses[run.folder] = {**status, "name": run.name, "seed": run.seed}
+    return [statuses[r.folder] for r in runs]
 
 
 def suite_table(out: str | Path) -> str:
