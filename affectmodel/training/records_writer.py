@@ -1,7 +1,8 @@
 """Write a run folder exactly as :mod:`affectmodel.records` reads it.
 
-Order matters: ``config.json`` when the run starts, ``history.csv`` after each epoch, and at the
-end ``model/`` and finally ``metrics.json``, whose presence marks the run complete.
+Order matters: ``config.json`` when the run starts, ``history.csv`` after each evaluation, and at
+the end ``model/``, ``val_predictions.npz`` (:mod:`affectmodel.predictions`) and finally
+``metrics.json``, whose presence marks the run complete.
 """
 from __future__ import annotations
 

@@ -221,7 +221,9 @@ def run_suite(path: str | Path, data: str | Path, out: str | Path, overrides: Ma
         log(f"[{i}/{len(runs)}] {run.folder}: training ({'+'.join(run.config.tasks)})")
         start = time.perf_counter()
         train(run.config)
-        results.append({**status, "status": "trained", "seconds": round(time.perf_counter() - start, 1)})
+        seconds = round(time.perf_counter() - start, 1)
+        log(f"[{i}/{len(runs)}] {run.folder}: done in {seconds:.0f} s")
+        results.append({**status, "status": "trained", "seconds": seconds})
     return results
 
 
