@@ -30,8 +30,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -168,7 +169,7 @@ def ddp_run(data: Path, device: str, p: dict[str, Any], work: Path) -> dict[str,
     if not device.startswith("cuda"):
         env["OMP_NUM_THREADS"] = "1"
     start = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, check=False)
     wall = time.perf_counter() - start
     if proc.returncode != 0:
         return {"error": (proc.stderr.strip().splitlines() or [f"exit status {proc.returncode}"])[-1],
@@ -207,7 +208,8 @@ def machine(device: str) -> dict[str, Any]:
     if device.startswith("cuda"):
         props = torch.cuda.get_device_properties(0)
         facts.update(gpu=torch.cuda.get_device_name(0), gpus=torch.cuda.device_count(),
-                     compute_capability=f"{props.major}.{props.minor}", gpu_memory_gb=round(props.total_memory / 1e9, 1),
+                     compute_capability=f"{props.major}.{props.minor}",
+                     gpu_memory_gb=round(props.total_memory / 1e9, 1),
                      cuda=torch.version.cuda)
     return facts
 
@@ -238,8 +240,9 @@ def markdown(results: dict[str, Any]) -> str:
     else:
         lines += ["", f"DDP: {ddp.get('skipped') or 'failed: ' + str(ddp.get('error'))}."]
     fit = results["fit"]
+    verdict = "falls" if fit["loss_fell"] else "DOES NOT FALL"
     lines += [f"Short fit ({fit['epochs']} epochs, multi-task): training loss "
-              f"{' -> '.join(f'{v:.3f}' for v in fit['train_loss'])} ({'falls' if fit['loss_fell'] else 'DOES NOT FALL'}).",
+              f"{' -> '.join(f'{v:.3f}' for v in fit['train_loss'])} ({verdict}).",
               "", f"Frame cache: built in {results['data']['cache_build_s']} s, "
                   f"{(results['data']['cache_bytes'] or 0) / 1e6:.1f} MB."]
     return "\n".join(lines) + "\n"

@@ -9,8 +9,7 @@ from affectmodel.data.cache import build_frame_cache, default_cache_dir
 from affectmodel.data.synthetic import generate_benchmark
 from affectmodel.model import ModelConfig
 from affectmodel.records import read_run
-from affectmodel.training.batches import (CachedSamples, SeededSamples, frame_cache_dir, load_datasets,
-                                          passthrough)
+from affectmodel.training.batches import CachedSamples, SeededSamples, frame_cache_dir, load_datasets, passthrough
 from affectmodel.training.config import TrainConfig
 from affectmodel.training.trainer import train_run
 

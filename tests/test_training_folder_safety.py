@@ -3,8 +3,9 @@ and ``--resume`` continues once space is freed (a real full disk: a small tmpfs 
 import os
 
 import pytest
-
 from _training_data import TinyAffectSet
+from small_fs import fill, mounted_tmpfs
+
 from affectmodel.data.synthetic import generate_benchmark
 from affectmodel.io import DiskFullError
 from affectmodel.locking import run_folder_lock
@@ -13,7 +14,6 @@ from affectmodel.training import checkpoint as ckpt
 from affectmodel.training.cli import main
 from affectmodel.training.config import TrainConfig
 from affectmodel.training.trainer import run_training
-from small_fs import fill, mounted_tmpfs
 
 DATASET = {"name": "tiny", "synthetic": True}
 

@@ -112,7 +112,7 @@ def test_an_interrupted_parallel_suite_resumes_to_the_same_records(tmp_path, ben
     assert proc.returncode != 0, output
     assert not is_complete(out / "uni-au" / "seed-0")
 
-    again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=400)
+    again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=400, check=False)
     assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
     assert "suite done" in again.stdout
     for name in ("uni-expr", "uni-au", "multi-from-expr"):
