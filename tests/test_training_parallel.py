@@ -27,7 +27,8 @@ epochs = 2
 threads = 1
 checkpoint_every = 1
 augment = "light"
-dev_fraction = 0
+# 4 training videos: hold out 2 so that every task has development frames
+dev_fraction = 0.5
 
 [[runs]]
 name = "uni-expr"
@@ -83,7 +84,8 @@ def test_two_jobs_give_the_records_of_a_sequential_suite(tmp_path, bench, sequen
     results = run_suite(tmp_path / "suite.toml", bench, tmp_path / "out", log=lines.append, slots=["cpu", "cpu"])
     assert [r["status"] for r in results] == ["trained"] * 3, results
     for name in ("uni-expr", "uni-au", "multi-from-expr"):
-        assert _metrics(tmp_path / "out" / name) == _metrics(sequential / name), name
+        folder = f"{name}/seed-0"
+        assert _metrics(tmp_path / "out" / folder) == _metrics(sequential / folder), name
     # The two independent runs started together; the one initialised from uni-expr waited for it.
     starts = [line for line in lines if ": training" in line]
     assert "uni-expr" in starts[0] and "uni-au" in starts[1] and "multi-from-expr" in starts[2]
@@ -116,7 +118,7 @@ def test_an_interrupted_parallel_suite_resumes_to_the_same_records(tmp_path, ben
     assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
     assert "suite done" in again.stdout
     for name in ("uni-expr", "uni-au", "multi-from-expr"):
-        assert _metrics(out / name) == _metrics(sequential / name), name
+        assert _metrics(out / name / "seed-0") == _metrics(sequential / name / "seed-0"), name
 
 
 def test_a_run_locked_by_another_process_is_reported_busy_and_the_suite_fails(tmp_path, bench, capsys):
