@@ -62,7 +62,6 @@ def sequential(tmp_path_factory, bench):
 
 
 def _metrics(run_dir):
-    run_dir = run_dir / "seed-0"  # <configuration>/seed-<k>
     return {k: v for k, v in read_run(run_dir).metrics.items() if k not in TIMING}
 
 
