@@ -10,8 +10,8 @@ from .tasks import ABAW8, AU_NAMES, VA_NAMES, get_label_space, get_task
 
 # The model names import torch/torchvision (seconds); resolve them on first use so that
 # `python -m affectmodel --help` and torch-free commands (score) start fast.
-__getattr__ = lazy_getattr(__name__, {name: ".model" for name in
-                                      ("AffectModel", "CheckpointError", "ModelConfig", "build_model")})
+__getattr__ = lazy_getattr(__name__, dict.fromkeys(("AffectModel", "CheckpointError", "ModelConfig", "build_model"),
+                                                   ".model"))
 
 __version__ = "0.1.0"
 
@@ -23,5 +23,16 @@ def load_model(source, revision=None, local_files_only=None, map_location="cpu")
     return _load(source, revision=revision, local_files_only=local_files_only, map_location=map_location)
 
 
-__all__ = ["AffectModel", "ModelConfig", "CheckpointError", "build_model", "load_model",
-           "ABAW8", "AU_NAMES", "VA_NAMES", "get_label_space", "get_task", "__version__"]
+__all__ = [
+    "ABAW8",
+    "AU_NAMES",
+    "VA_NAMES",
+    "AffectModel",
+    "CheckpointError",
+    "ModelConfig",
+    "__version__",
+    "build_model",
+    "get_label_space",
+    "get_task",
+    "load_model",
+]

@@ -12,8 +12,9 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 # How torch.save and safetensors report a write that the file system cut short.
 _DISK_FULL_WORDS = ("No space left on device", "Disk quota exceeded")
@@ -80,7 +81,7 @@ def _naming_destination(error: OSError, tmp: Path, path: Path) -> OSError:
     return renamed
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[Path], None], size_hint: int | None = None) -> Path:
+def atomic_write(path: str | os.PathLike, write: Callable[[Path], object], size_hint: int | None = None) -> Path:
     """Call ``write(tmp_path)`` then rename over ``path``: readers never see a half-written file,
     even if the process is killed mid-write.
 
@@ -106,7 +107,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None], size_hi
         with open(tmp_path, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp_path, path)
-    except Exception as e:  # noqa: BLE001 - classified below, re-raised as it is otherwise
+    except Exception as e:
         written = tmp_path.stat().st_size if tmp_path.exists() else 0
         tmp_path.unlink(missing_ok=True)
         if isinstance(e, DiskFullError):

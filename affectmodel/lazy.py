@@ -6,7 +6,8 @@ do not pay for importing torch, OpenCV or PyAV until a name that needs them is t
 from __future__ import annotations
 
 import importlib
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 
 def lazy_getattr(package: str, exports: Mapping[str, str]) -> Callable[[str], Any]:

@@ -1,4 +1,4 @@
-"""Masked task losses and task weighting (DESIGN.md §4).
+"""Masked task losses and task weighting (docs/REFERENCE.md, "Losses and training recipes").
 
 Every loss ignores rows (or AU/VA elements) without a valid label, and a batch with no valid
 label for a task gives a zero loss that still carries gradient structure (never NaN).
@@ -10,12 +10,12 @@ overflow, and inf * 0 is NaN).
 """
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
 
 from .tasks import TASK_WEIGHTINGS, get_task, parse_tasks
 
@@ -74,7 +74,7 @@ def expression_loss(logits: torch.Tensor, target: torch.Tensor, kind: str = "ce"
     logits = logits.float()
     row_weight = valid.float()
     if kind in ("ce", "weighted_ce"):
-        weight = class_weights.to(logits) if kind == "weighted_ce" else None
+        weight = class_weights.to(logits) if kind == "weighted_ce" and class_weights is not None else None
         per_row = F.cross_entropy(logits, safe_target, weight=weight, label_smoothing=label_smoothing,
                                   reduction="none")
         if weight is not None:
@@ -244,6 +244,9 @@ class MultiTaskLoss(nn.Module):
     nothing). Its parameters must be given to the optimizer.
     """
 
+    class_weights: torch.Tensor | None  # buffers (follow .to(device)), declared for the type checker
+    pos_weight: torch.Tensor | None
+
     def __init__(self, tasks: Sequence[str], config: LossConfig | None = None,
                  class_weights: torch.Tensor | None = None, pos_weight: torch.Tensor | None = None):
         super().__init__()
@@ -270,7 +273,7 @@ class MultiTaskLoss(nn.Module):
     def forward(self, outputs: Mapping[str, torch.Tensor], targets: Mapping[str, torch.Tensor]
                 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         losses = self.task_losses(outputs, targets)
-        total = 0.0
+        total: torch.Tensor | float = 0.0
         for task, loss in losses.items():
             if self.config.weighting == "uncertainty":
                 s = self.log_vars[task]
@@ -278,4 +281,4 @@ class MultiTaskLoss(nn.Module):
                 total = total + present * (torch.exp(-s) * loss + s)
             else:
                 total = total + self.config.task_weights.get(task, 1.0) * loss
-        return total, losses
+        return torch.as_tensor(total), losses

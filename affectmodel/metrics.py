@@ -1,16 +1,15 @@
-"""ABAW metrics exactly as in DESIGN.md §3, on numpy arrays.
+"""ABAW metrics exactly as defined in docs/REFERENCE.md ("Metrics"), on numpy arrays.
 
 Invalid labels (-1 for EXPR/AU, -5 for VA; in general anything outside the valid range) are
 dropped per task (per AU / per VA dimension) before scoring.
 """
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from .tasks import AU_NAMES, MTL_METRIC, VA_NAMES, get_label_space, DEFAULT_EXPRESSION_SPACE
-
+from .tasks import AU_NAMES, DEFAULT_EXPRESSION_SPACE, MTL_METRIC, VA_NAMES, get_label_space
 
 # ------------------------------------------------------------------ validity masks
 
@@ -58,7 +57,7 @@ def expression_f1(pred: np.ndarray, target: np.ndarray, num_classes: int) -> tup
     return float(per_class.mean()), per_class
 
 
-def au_f1(scores: np.ndarray, target: np.ndarray, thresholds: float | Sequence[float] = 0.5
+def au_f1(scores: np.ndarray, target: np.ndarray, thresholds: float | Sequence[float] | np.ndarray = 0.5
           ) -> tuple[float, np.ndarray]:
     """Mean over AUs of the binary F1 of each AU, and the per-AU F1.
 
@@ -86,14 +85,14 @@ def tune_au_thresholds(scores: np.ndarray, target: np.ndarray,
     scores = np.asarray(scores, dtype=float)
     target = np.asarray(target, dtype=float)
     mask = valid_au(target)
-    grid = np.asarray(sorted(grid, key=lambda t: abs(t - 0.5)))
+    candidates = np.asarray(sorted(grid, key=lambda t: abs(t - 0.5)))
     best = np.full(scores.shape[1], 0.5)
     for j in range(scores.shape[1]):
         s, t = scores[mask[:, j], j], target[mask[:, j], j] == 1
         if len(t) == 0:
             continue
-        f1s = [f1_binary(s >= g, t) for g in grid]
-        best[j] = grid[int(np.argmax(f1s))]
+        f1s = [f1_binary(s >= g, t) for g in candidates]
+        best[j] = candidates[int(np.argmax(f1s))]
     return best
 
 
@@ -128,7 +127,7 @@ def va_ccc(pred: np.ndarray, target: np.ndarray) -> tuple[float, float, float]:
 
 def evaluate(outputs: Mapping[str, np.ndarray], targets: Mapping[str, np.ndarray],
              expression_space=DEFAULT_EXPRESSION_SPACE,
-             au_thresholds: float | Sequence[float] | None = None) -> dict:
+             au_thresholds: float | Sequence[float] | np.ndarray | None = None) -> dict:
     """Score whichever tasks are present in ``outputs``.
 
     ``outputs``: ``expr`` class probabilities or logits (n, C); ``au`` probabilities (n, 12);
@@ -141,14 +140,14 @@ def evaluate(outputs: Mapping[str, np.ndarray], targets: Mapping[str, np.ndarray
     if "expr" in outputs:
         p, per = expression_f1(outputs["expr"], targets["expr"], len(space))
         result["P_EXPR"] = p
-        result["per_class_f1"] = dict(zip(space.labels, per.tolist()))
+        result["per_class_f1"] = dict(zip(space.labels, per.tolist(), strict=True))
         result["n_expr"] = int(valid_expression(targets["expr"], len(space)).sum())
         headline.append(p)
     if "au" in outputs:
         thr = 0.5 if au_thresholds is None else au_thresholds
         p, per = au_f1(outputs["au"], targets["au"], thr)
         result["P_AU"] = p
-        result["per_au_f1"] = dict(zip(AU_NAMES, per.tolist()))
+        result["per_au_f1"] = dict(zip(AU_NAMES, per.tolist(), strict=True))
         result["n_au"] = int(valid_au(targets["au"]).all(axis=1).sum())
         headline.append(p)
     if "va" in outputs:
@@ -174,6 +173,16 @@ def confusion_matrix(pred: np.ndarray, target: np.ndarray, num_classes: int) -> 
 
 
 __all__ = [
-    "valid_expression", "valid_au", "valid_va", "f1_binary", "expression_f1", "au_f1",
-    "tune_au_thresholds", "ccc", "va_ccc", "evaluate", "confusion_matrix", "VA_NAMES",
+    "VA_NAMES",
+    "au_f1",
+    "ccc",
+    "confusion_matrix",
+    "evaluate",
+    "expression_f1",
+    "f1_binary",
+    "tune_au_thresholds",
+    "va_ccc",
+    "valid_au",
+    "valid_expression",
+    "valid_va",
 ]

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import torch
-import torch.nn as nn
 import torchvision
 from huggingface_hub import PyTorchModelHubMixin
+from torch import nn
 
 from .tasks import AU_NAMES, DEFAULT_EXPRESSION_SPACE, get_label_space, get_task, parse_tasks
 
@@ -170,7 +170,7 @@ class AffectModel(
         return directory
 
     @classmethod
-    def load(cls, source: str | os.PathLike, map_location: str = "cpu") -> "AffectModel":
+    def load(cls, source: str | os.PathLike, map_location: str = "cpu") -> AffectModel:
         """Strict, validated load of a model folder (written by :meth:`save`), a run folder or a Hub
         id: the same loader as :func:`affectmodel.load_model` (:mod:`affectmodel.hub.loading`)."""
         from .hub.loading import load_model  # lazy: the loader module imports this one
@@ -218,7 +218,7 @@ def load_imagenet(model: AffectModel) -> None:
     weights = torchvision.models.get_model_weights(model.config.backbone).IMAGENET1K_V1
     try:
         state = weights.get_state_dict(progress=False)
-    except Exception as e:  # noqa: BLE001 - URLError, socket errors, SSL errors...
+    except Exception as e:
         filename = os.path.basename(weights.url)
         hub_dir = Path(torch.hub.get_dir()) / "checkpoints"
         raise CheckpointError(

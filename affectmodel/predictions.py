@@ -22,9 +22,9 @@ videos, never on these frames.
 from __future__ import annotations
 
 import zipfile
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -80,7 +80,7 @@ class Predictions:
     def __len__(self) -> int:
         return len(self.video)
 
-    def select(self, rows: np.ndarray | Sequence[int]) -> "Predictions":
+    def select(self, rows: np.ndarray | Sequence[int]) -> Predictions:
         """The rows ``rows`` (indices or a boolean mask), in that order."""
         rows = np.asarray(rows)
         return Predictions(self.video[rows], self.frame[rows], {k: v[rows] for k, v in self.outputs.items()},
@@ -101,7 +101,7 @@ def save_predictions(path: str | Path, predictions: Predictions) -> Path:
 
     def write(tmp: Path) -> None:
         with open(tmp, "wb") as f:
-            np.savez_compressed(f, **arrays)
+            np.savez_compressed(f, allow_pickle=False, **arrays)
 
     return atomic_write(path, write)
 

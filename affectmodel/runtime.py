@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import MutableMapping
+from collections.abc import MutableMapping
 
 # Idle OpenMP threads sleep instead of spinning: robust on shared CPUs, nearly free on idle ones.
 OPENMP_DEFAULTS = {"OMP_WAIT_POLICY": "PASSIVE"}

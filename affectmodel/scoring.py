@@ -5,7 +5,7 @@ task's metric (computed by :mod:`affectmodel.metrics`). A prediction file must c
 that has a valid label; predictions for other frames are ignored, as in the challenge, and counted
 (``ignored_predictions`` in the answer, and a note on stderr) instead of silently dropped.
 
-Formats (docs: README "Scoring"):
+Formats (docs/REFERENCE.md, "Scoring and prediction files"):
 
 * Challenge prediction files: header ``image_location,<labels...>`` (the task's label names), rows
   ``<video>/<frame>.jpg,<values>``: EXPR one class index, AU 12 values 0/1, VA two floats.
@@ -25,15 +25,21 @@ import json
 import os
 import re
 import sys
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 import numpy as np
 
 from . import metrics
 from .data.annotations import (
-    MTL_HEADER, AnnotationError, parse_number_rows, read_mtl_csv, read_task_folder, read_text_lines,
-    split_first_column, split_header,
+    MTL_HEADER,
+    AnnotationError,
+    parse_number_rows,
+    read_mtl_csv,
+    read_task_folder,
+    read_text_lines,
+    split_first_column,
+    split_header,
 )
 from .io import write_text_atomic
 from .tasks import TaskSpec, get_label_space, get_task
@@ -59,7 +65,7 @@ class MissingPredictionsError(ValueError):
 
 def prediction_header(task: str, expression_space: str = "abaw8") -> str:
     """Line 1 of a prediction file for ``task``: ``image_location,<labels...>``."""
-    return ",".join((IMAGE_COLUMN,) + get_task(task, expression_space).labels)
+    return ",".join((IMAGE_COLUMN, *get_task(task, expression_space).labels))
 
 
 def image_name(video: str, frame: int) -> str:
@@ -76,7 +82,7 @@ def read_predictions(path: str | os.PathLike, task: str, expression_space: str =
     """
     path = Path(path)
     spec = get_task(task, expression_space)
-    expected = (IMAGE_COLUMN,) + spec.labels
+    expected = (IMAGE_COLUMN, *spec.labels)
     lines = read_text_lines(path)
     if not lines:
         raise AnnotationError(path, 1, f"empty file; expected the header {','.join(expected)!r}")
@@ -99,7 +105,7 @@ def read_predictions(path: str | os.PathLike, task: str, expression_space: str =
     arr = parse_number_rows(path, tokens, numeric_lines, ncols, False, [], _prediction_problems(spec),
                             np.zeros(ncols), column_offset=1, extra_reasons=reasons)
     if spec.key == "expr":
-        return {img: np.array(int(v), dtype=np.int64) for img, v in zip(images, arr[:, 0])}
+        return {img: np.array(int(v), dtype=np.int64) for img, v in zip(images, arr[:, 0], strict=True)}
     if spec.key == "au":
         values = arr.astype(np.int64)
         return {img: values[i] for i, img in enumerate(images)}
@@ -123,7 +129,7 @@ def _prediction_problems(spec: TaskSpec):
             ok = finite
             what = "a finite number"
         rows, cols = np.nonzero(~ok)
-        for i, j in zip(rows.tolist(), cols.tolist()):
+        for i, j in zip(rows.tolist(), cols.tolist(), strict=True):
             label = "expression" if spec.key == "expr" else names[j]
             out.setdefault(i, f"predicted {label} value {_fmt(arr[i, j])} is not {what}")
         return out
@@ -177,8 +183,8 @@ def _valid(task: str, values: np.ndarray, num_classes: int) -> np.ndarray:
     if task == "expr":
         return metrics.valid_expression(values, num_classes)
     if task == "au":
-        return metrics.valid_au(values).any(axis=1)
-    return metrics.valid_va(values).any(axis=1)
+        return np.asarray(metrics.valid_au(values).any(axis=1))
+    return np.asarray(metrics.valid_va(values).any(axis=1))
 
 
 def _mtl_rows(path: str | os.PathLike, task: str, expression_space: str) -> dict[Frame, np.ndarray]:
@@ -226,7 +232,9 @@ def read_any_predictions(path: str | os.PathLike, task: str, expression_space: s
     """Predictions of ``task`` by (video, frame), from a challenge prediction file or a multi-task CSV."""
     if is_mtl_file(path):
         return _mtl_rows(path, task, expression_space)
-    return {_frame_of(img): value for img, value in read_predictions(path, task, expression_space).items()}
+    # read_predictions has refused any image name that is not <video>/<frame>.jpg
+    return {frame: value for img, value in read_predictions(path, task, expression_space).items()
+            if (frame := _frame_of(img)) is not None}
 
 
 def score_files(task: str, predictions_path: str | os.PathLike, annotations: str | os.PathLike,
@@ -243,7 +251,8 @@ def score_files(task: str, predictions_path: str | os.PathLike, annotations: str
     truth = read_ground_truth(annotations, spec.key, space.name)
     by_frame = read_any_predictions(predictions_path, spec.key, space.name)
 
-    preds, targets, missing = [], [], {}
+    preds, targets = [], []
+    missing: dict[str, int] = {}
     for frame, target in truth.items():
         value = by_frame.get(frame)
         if value is None:
@@ -256,16 +265,16 @@ def score_files(task: str, predictions_path: str | os.PathLike, annotations: str
     ignored = sum(1 for frame in by_frame if frame not in truth)
     n = len(targets)
     if spec.key == "expr":
-        pred = np.array(preds, dtype=np.int64).reshape(n)
+        pred: np.ndarray = np.array(preds, dtype=np.int64).reshape(n)
         target = np.array(targets, dtype=np.int64).reshape(n)
         p, per = metrics.expression_f1(pred, target, len(space))
-        result = {"P_EXPR": p, "per_class_f1": dict(zip(space.labels, per.tolist()))}
+        result = {"P_EXPR": p, "per_class_f1": dict(zip(space.labels, per.tolist(), strict=True))}
     else:
         pred = np.array(preds, dtype=np.float64).reshape(n, spec.head_size)
         target = np.array(targets, dtype=np.float64).reshape(n, spec.head_size)
         if spec.key == "au":
             p, per = metrics.au_f1(pred, target, 0.5)
-            result = {"P_AU": p, "per_au_f1": dict(zip(spec.labels, per.tolist()))}
+            result = {"P_AU": p, "per_au_f1": dict(zip(spec.labels, per.tolist(), strict=True))}
         else:
             p, v, a = metrics.va_ccc(pred, target)
             result = {"P_VA": p, "ccc_valence": v, "ccc_arousal": a}
@@ -299,7 +308,16 @@ def run(args: argparse.Namespace) -> int:
 
 
 __all__ = [
-    "MissingPredictionsError", "read_predictions", "format_predictions", "write_predictions",
-    "prediction_header", "image_name", "score_files", "read_ground_truth", "read_any_predictions", "is_mtl_file",
-    "add_arguments", "run",
+    "MissingPredictionsError",
+    "add_arguments",
+    "format_predictions",
+    "image_name",
+    "is_mtl_file",
+    "prediction_header",
+    "read_any_predictions",
+    "read_ground_truth",
+    "read_predictions",
+    "run",
+    "score_files",
+    "write_predictions",
 ]

@@ -1,6 +1,6 @@
 """Uncertainty of study figures: intervals over validation videos and over training seeds (numpy only).
 
-Why this shape (docs: README "Study protocol"):
+Why this shape (docs/REFERENCE.md, "Study protocol"):
 
 * Frames of one video are strongly correlated, so resampling frames gives intervals far too narrow.
   Every resample here draws whole validation **videos** with replacement (a cluster bootstrap). For a
@@ -20,9 +20,10 @@ Why this shape (docs: README "Study protocol"):
   A fully hierarchical bootstrap (resample seeds per side too) was the alternative: with 3 seeds,
   resampling 3 values with replacement underestimates their variance by a factor 2/3 and ignores that
   the variance itself is estimated from 3 values, so with no effect a nominal 95 % interval would
-  exclude zero in about 18 % of studies (P(|t_4| > 1.96 sqrt(2/3)) when seed spread dominates). The t-combination keeps the false "helped/hurt" rate near the nominal
-  5 % (tests/test_statistics.py simulates it), at the price of wide intervals with few seeds, which is
-  the honest answer. The model-by-video interaction appears in both terms, which errs on the wide side.
+  exclude zero in about 18 % of studies (P(|t_4| > 1.96 sqrt(2/3)) when seed spread dominates). The
+  t-combination keeps the false "helped/hurt" rate near the nominal 5 % (tests/test_statistics.py
+  simulates it), at the price of wide intervals with few seeds, which is the honest answer. The
+  model-by-video interaction appears in both terms, which errs on the wide side.
 * With one seed on a side the run-to-run spread cannot be estimated: :attr:`Interval.seeds_known` is
   False and the interval covers the validation videos only; callers must not draw a verdict from it.
 
@@ -31,8 +32,8 @@ Everything is deterministic given ``seed`` (a ``numpy.random.Generator`` is crea
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
@@ -51,7 +52,7 @@ class ScoredRun:
     """One run's validation predictions and the AU thresholds it was selected with (None = 0.5)."""
 
     predictions: Predictions
-    au_thresholds: Sequence[float] | None = None
+    au_thresholds: Sequence[float] | np.ndarray | None = None
     name: str = ""
 
 
@@ -162,8 +163,8 @@ def _task_rows(predictions: Predictions, task: str) -> np.ndarray:
     if task == "expr":
         return valid_expression(target, len(get_label_space(predictions.expression_space)))
     if task == "au":
-        return valid_au(target).any(axis=1)
-    return valid_va(target).any(axis=1)
+        return np.asarray(valid_au(target).any(axis=1))
+    return np.asarray(valid_va(target).any(axis=1))
 
 
 def _per_video(codes: np.ndarray, values: np.ndarray, n_videos: int) -> np.ndarray:
@@ -175,7 +176,7 @@ def _per_video(codes: np.ndarray, values: np.ndarray, n_videos: int) -> np.ndarr
 
 
 def video_statistics(predictions: Predictions, task: str, video_codes: np.ndarray, n_videos: int,
-                     au_thresholds: Sequence[float] | None = None) -> np.ndarray:
+                     au_thresholds: Sequence[float] | np.ndarray | None = None) -> np.ndarray:
     """Per-video sufficient statistics of ``task`` on the rows of ``predictions`` (all rows are used).
 
     Shapes: ``expr`` (V, C, 3) and ``au`` (V, 12, 3) hold (true positives, predicted positives, true
@@ -254,7 +255,7 @@ def _common_rows(runs: Sequence[ScoredRun], keys: Sequence[np.ndarray], task: st
     """For each run, the row indices of the frames that every run predicted with a valid ``task`` label,
     in one shared order (sorted by video/frame key)."""
     keyed = []
-    for run, run_keys in zip(runs, keys):
+    for run, run_keys in zip(runs, keys, strict=True):
         rows = np.nonzero(_task_rows(run.predictions, task))[0]
         keyed.append((run_keys[rows], rows))
     common = np.unique(keyed[0][0])
@@ -298,7 +299,7 @@ def _prepare(sides: Sequence[Sequence[ScoredRun]], metric: str) -> tuple[list[li
 
 def _score(stats: dict[str, np.ndarray], weights: np.ndarray) -> np.ndarray:
     """The metric (sum over its tasks) for each row of ``weights`` (B, V)."""
-    total = 0.0
+    total: float | np.ndarray = 0.0
     for task, s in stats.items():
         summed = np.tensordot(weights, s, axes=(1, 0))
         total = total + metric_from_statistics(task, summed)
@@ -317,7 +318,7 @@ def _interval(sides: Sequence[Sequence[ScoredRun]], metric: str, signs: Sequence
     weights = video_weights(n_videos, resamples, seed)
     ones = np.ones((1, n_videos))
     point, boot, seed_var, per_seed, counts, dfs_terms = 0.0, 0.0, 0.0, [], [], []
-    for sign, side in zip(signs, prepared):
+    for sign, side in zip(signs, prepared, strict=True):
         full = np.array([_score(s, ones)[0] for s in side])
         resampled = np.mean([_score(s, weights) for s in side], axis=0)
         point += sign * full.mean()
@@ -352,5 +353,16 @@ def difference(a: Sequence[ScoredRun], b: Sequence[ScoredRun], metric: str, resa
     return _interval([list(a), list(b)], metric, (1.0, -1.0), resamples, level, seed)
 
 
-__all__ = ["METRIC_TASKS", "DEFAULT_RESAMPLES", "DEFAULT_LEVEL", "ScoredRun", "Interval", "t_quantile",
-           "video_statistics", "metric_from_statistics", "video_weights", "estimate", "difference"]
+__all__ = [
+    "DEFAULT_LEVEL",
+    "DEFAULT_RESAMPLES",
+    "METRIC_TASKS",
+    "Interval",
+    "ScoredRun",
+    "difference",
+    "estimate",
+    "metric_from_statistics",
+    "t_quantile",
+    "video_statistics",
+    "video_weights",
+]

@@ -19,17 +19,25 @@ import json
 import math
 import re
 import sys
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 import pandas as pd
 
 from .predictions import PREDICTIONS_FILE, PredictionsError, load_predictions
-from .records import (METRIC_KEYS, NON_CONFIGURATION_KEYS, SYNTHETIC_DATASET, RunRecord, read_runs,
-                      run_factors)
-from .statistics import (DEFAULT_LEVEL, DEFAULT_RESAMPLES, METRIC_TASKS, Interval, ScoredRun, difference,
-                         estimate, t_quantile)
+from .records import METRIC_KEYS, NON_CONFIGURATION_KEYS, SYNTHETIC_DATASET, RunRecord, read_runs, run_factors
+from .statistics import (
+    DEFAULT_LEVEL,
+    DEFAULT_RESAMPLES,
+    METRIC_TASKS,
+    Interval,
+    ScoredRun,
+    difference,
+    estimate,
+    t_quantile,
+)
 from .tasks import ABAW_BASELINES, AU_NAMES, LABEL_SPACES, MTL_METRIC, TASK_KEYS, get_task
 
 FACTOR_COLUMNS: tuple[str, ...] = ("tasks", "setting", "init", "pretraining", "augmentation", "losses",
@@ -39,7 +47,7 @@ EFFECT_FACTORS: tuple[str, ...] = ("init", "pretraining", "augmentation", "losse
 METRIC_COLUMNS: tuple[str, ...] = METRIC_KEYS
 COST_COLUMNS: tuple[str, ...] = ("parameters", "train_time_s", "images_per_second")
 # Direction of "best" for each numeric column of the study table.
-HIGHER_IS_BETTER: dict[str, bool] = {**{m: True for m in METRIC_COLUMNS},
+HIGHER_IS_BETTER: dict[str, bool] = {**dict.fromkeys(METRIC_COLUMNS, True),
                                      "parameters": False, "train_time_s": False, "images_per_second": True}
 TASK_METRICS: dict[str, str] = {k: get_task(k).metric for k in TASK_KEYS}
 HUB_PREFIX = "hub:"
@@ -187,7 +195,7 @@ def _best_row(rows: pd.DataFrame, metric: str) -> pd.Series | None:
     rows = rows.dropna(subset=[metric])
     if rows.empty:
         return None
-    return rows.loc[rows[metric].idxmax()]
+    return rows.iloc[int(rows[metric].astype(float).to_numpy().argmax())]
 
 
 def headline_comparison(table: pd.DataFrame) -> pd.DataFrame:
@@ -210,7 +218,7 @@ def headline_comparison(table: pd.DataFrame) -> pd.DataFrame:
             multi = _best_row(group[tasks_of.map(lambda t, task=task: len(t) > 1 and task in t)], metric)
             if uni is None and multi is None:
                 continue
-            row = {"dataset": dataset, "synthetic": bool(group["synthetic"].any()), "task": task,
+            row: dict[str, Any] = {"dataset": dataset, "synthetic": bool(group["synthetic"].any()), "task": task,
                    "title": get_task(task).title, "metric": metric}
             for side, best in (("uni", uni), ("multi", multi)):
                 row[f"{side}_run"] = None if best is None else best["run"]
@@ -218,7 +226,7 @@ def headline_comparison(table: pd.DataFrame) -> pd.DataFrame:
                 row[f"{side}_parameters"] = math.nan if best is None else float(best["parameters"])
                 row[f"{side}_train_time_s"] = math.nan if best is None else float(best["train_time_s"])
             row["delta"] = row["multi"] - row["uni"]
-            row["baseline"] = ABAW_BASELINES.get(metric, math.nan) if is_affwild2(dataset) else math.nan
+            row["baseline"] = ABAW_BASELINES.get(metric, math.nan) if is_affwild2(str(dataset)) else math.nan
             rows.append(row)
     columns = ["dataset", "synthetic", "task", "title", "metric", "uni_run", "uni", "multi_run", "multi",
                "delta", "baseline", "uni_parameters", "uni_train_time_s", "multi_parameters",
@@ -245,14 +253,14 @@ def cost_comparison(table: pd.DataFrame) -> pd.DataFrame:
             if best is not None:
                 uni_best[task] = best
         covered = set(uni_best)
-        multi_rows = group[tasks_of.map(lambda t: len(t) > 1 and covered <= set(t))] if covered else group[
-            tasks_of.map(lambda t: len(t) > 1)]
+        multi_rows = (group[tasks_of.map(lambda t, covered=covered: len(t) > 1 and covered <= set(t))] if covered
+                      else group[tasks_of.map(lambda t: len(t) > 1)])
         multi = _best_row(multi_rows, MTL_METRIC)
         if not uni_best and multi is None:
             continue
         uni = pd.DataFrame(uni_best.values())
         ips = uni["images_per_second"] if uni_best else pd.Series(dtype=float)
-        row = {
+        row: dict[str, Any] = {
             "dataset": dataset, "synthetic": bool(group["synthetic"].any()),
             "tasks": "+".join(t for t in TASK_KEYS if t in uni_best),
             "uni_runs": ", ".join(str(r["run"]) for r in uni_best.values()),
@@ -919,7 +927,7 @@ def factor_effects(table: pd.DataFrame, metric: str, factors: Sequence[str] = EF
             continue
         for (tasks, level), group in scored.groupby(["tasks", factor], sort=True):
             rows.append({"factor": factor, "level": str(level), "tasks": tasks,
-                         "value": float(group[metric].mean()), "runs": int(len(group))})
+                         "value": float(group[metric].mean()), "runs": len(group)})
     return pd.DataFrame(rows, columns=["factor", "level", "tasks", "value", "runs"])
 
 
@@ -950,7 +958,7 @@ def _scores(value: Any, labels: Sequence[str]) -> list[tuple[str, float]]:
         return [(str(k), _number(v)) for k, v in value.items()]
     if isinstance(value, (list, tuple)):
         names = list(labels) if len(labels) == len(value) else [f"#{i}" for i in range(len(value))]
-        return [(n, _number(v)) for n, v in zip(names, value)]
+        return [(n, _number(v)) for n, v in zip(names, value, strict=True)]
     return []
 
 
@@ -1015,14 +1023,58 @@ def run_metrics(record: RunRecord) -> dict[str, float]:
 
 
 __all__ = [
-    "FACTOR_COLUMNS", "EFFECT_FACTORS", "METRIC_COLUMNS", "COST_COLUMNS", "HIGHER_IS_BETTER", "TASK_METRICS",
-    "run_id", "index_runs", "dataset_info", "dataset_label", "is_affwild2", "hub_url", "study_table",
-    "filter_options", "filter_table", "best_mask", "best_runs", "table_csv", "headline_comparison",
-    "cost_comparison", "format_count", "format_duration", "format_rate",
-    "factor_effects", "expression_labels", "per_label_f1", "history_long", "confusion_long", "run_metrics",
-    "Configuration", "Comparison", "MatchedCost", "StudyReport", "VERDICTS", "PROTOCOL", "group_configurations",
-    "find_matches", "scored_runs", "configuration_estimate", "verdict_of", "matched_comparisons", "matched_costs",
-    "study_report", "run_estimates", "comparisons_of", "verdict_sentence", "comparisons_frame", "comparison_bars",
+    "COST_COLUMNS",
+    "EFFECT_FACTORS",
+    "FACTOR_COLUMNS",
+    "HIGHER_IS_BETTER",
+    "METRIC_COLUMNS",
+    "PROTOCOL",
+    "TASK_METRICS",
+    "VERDICTS",
+    "Comparison",
+    "Configuration",
+    "MatchedCost",
+    "StudyReport",
+    "add_arguments",
+    "best_mask",
+    "best_runs",
+    "comparison_bars",
+    "comparisons_frame",
+    "comparisons_of",
+    "configuration_estimate",
+    "confusion_long",
+    "cost_comparison",
+    "dataset_info",
+    "dataset_label",
+    "expression_labels",
+    "factor_effects",
+    "filter_options",
+    "filter_table",
+    "find_matches",
+    "format_count",
+    "format_duration",
+    "format_rate",
+    "group_configurations",
+    "headline_comparison",
+    "history_long",
+    "hub_url",
     "in_sample_figures",
-    "selection_note", "report_markdown", "report_text", "add_arguments", "run",
+    "index_runs",
+    "is_affwild2",
+    "matched_comparisons",
+    "matched_costs",
+    "per_label_f1",
+    "report_markdown",
+    "report_text",
+    "run",
+    "run_estimates",
+    "run_id",
+    "run_metrics",
+    "scored_runs",
+    "selection_note",
+    "study_report",
+    "study_table",
+    "table_csv",
+    "verdict_of",
+    "verdict_sentence",
 ]

@@ -1,7 +1,8 @@
 """Task definitions: the single source of truth for label spaces, head sizes, losses and metrics.
 
 Every other module (model heads, losses, metrics, data readers, demo, dashboard) reads these
-definitions; nothing else declares a label list. Facts follow ``shared/DESIGN.md`` §1-§3.
+definitions; nothing else declares a label list. The facts are described in
+``docs/REFERENCE.md`` (label spaces, Aff-Wild2 files, metrics).
 
 Target conventions (what a data set yields and what losses/metrics consume):
 
@@ -12,8 +13,9 @@ Target conventions (what a data set yields and what losses/metrics consume):
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Sequence
+from typing import Literal
 
 # --------------------------------------------------------------------------------------
 # Expression label spaces
@@ -134,7 +136,7 @@ class TaskSpec:
     labels: tuple[str, ...]      # class names / AU names / output names
     invalid_code: float          # "not annotated" code in Aff-Wild2 files
     losses: tuple[str, ...]      # loss names accepted by affectmodel.losses; first = default
-    metric: str                  # headline metric (DESIGN.md §3)
+    metric: str                  # headline metric (docs/REFERENCE.md, "Metrics")
     annotation_header: tuple[str, ...]  # line 1 of a per-video Aff-Wild2 annotation file
 
     @property
@@ -189,7 +191,7 @@ CHALLENGE_TO_KEY: dict[str, str] = {"EXPR": "expr", "AU": "au", "VA": "va"}
 TASK_WEIGHTINGS: tuple[str, ...] = ("fixed", "uncertainty")
 # Multi-task headline score: sum of the per-task scores (0..3).
 MTL_METRIC = "P_MTL"
-# ABAW reference points on the Aff-Wild2 validation set (DESIGN.md §3), for dashboards/cards.
+# ABAW reference points on the Aff-Wild2 validation set (docs/REFERENCE.md, "Metrics"), for dashboards/cards.
 ABAW_BASELINES: dict[str, float] = {"P_EXPR": 0.25, "P_AU": 0.39, "P_VA": 0.22, "P_MTL": 0.30}
 
 

@@ -11,15 +11,16 @@ from __future__ import annotations
 
 import cProfile
 import io
+import math
 import os
 import platform
 import pstats
 import statistics
 import tempfile
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Mapping
 
 MODES = ("full", "quick", "tiny")
 ROOT = Path(__file__).resolve().parents[1]
@@ -106,7 +107,7 @@ class FamilyResult:
 
 def fmt(value: float) -> str:
     """Three significant figures without exponent noise (0.0123, 1.23, 123, 1234)."""
-    if value == 0 or not value == value:  # 0 or NaN
+    if value == 0 or math.isnan(value):
         return str(value)
     magnitude = abs(value)
     if magnitude >= 100:
@@ -137,7 +138,7 @@ def interleaved(variants: Mapping[str, Callable[[], object]], repeats: int, warm
 
 def ratios(numerator: list[float], denominator: list[float]) -> list[float]:
     """Per-repeat ratios of paired measurements (same round of an interleaved run)."""
-    return [a / b for a, b in zip(numerator, denominator)]
+    return [a / b for a, b in zip(numerator, denominator, strict=True)]
 
 
 # ------------------------------------------------------------------ machine, memory, profiles

@@ -74,7 +74,7 @@ def run(mode: str = "full") -> FamilyResult:
     }, p["repeats_32"])
 
     def best(times: dict[str, list[float]]) -> list[float]:
-        return [min(a, b) for a, b in zip(times["bare"], times["bare_cl"])]
+        return [min(a, b) for a, b in zip(times["bare"], times["bare_cl"], strict=True)]
 
     ms = lambda values: [v * 1e3 for v in values]  # noqa: E731
     overhead_many = ratios(many["predictor"], best(many))
@@ -92,8 +92,8 @@ def run(mode: str = "full") -> FamilyResult:
     ]
     notes = []
     if mode != "tiny" and rows[-1].met is False:
-        notes.append("Profile of predict_crops (batch %d), top entries by own time:\n\n```\n%s\n```"
-                     % (batch, profile_top(lambda: predictor.predict_crops(crops))))
+        notes.append(f"Profile of predict_crops (batch {batch}), top entries by own time:\n\n```\n"
+                     f"{profile_top(lambda: predictor.predict_crops(crops))}\n```")
     return FamilyResult("model_limit", "Model limit: bare ResNet-18 trunk vs the predictor on crops", rows,
                         params={**p, "torch_threads": torch.get_num_threads()}, notes=notes,
                         seconds=time.perf_counter() - started)

@@ -28,7 +28,18 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .common import CACHE_DIR, ROOT, FamilyResult, Row, check_mode, interleaved, peak_rss_mib, profile_top, ratios, rss_mib
+from .common import (
+    CACHE_DIR,
+    ROOT,
+    FamilyResult,
+    Row,
+    check_mode,
+    interleaved,
+    peak_rss_mib,
+    profile_top,
+    ratios,
+    rss_mib,
+)
 
 PARAMS = {
     "full": {"width": 640, "height": 360, "clip_s": 6, "short_s": 30, "long_s": 180, "repeats": 3,

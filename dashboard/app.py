@@ -14,6 +14,7 @@ import math
 import os
 import sys
 from pathlib import Path
+from typing import Any, Literal
 
 import pandas as pd
 import streamlit as st
@@ -44,7 +45,7 @@ BEST_STYLE = "background-color: #dcfce7; font-weight: 700; color: #14532d"
 # The quick suite's run records (records and validation predictions, no weights) ship with the repository.
 SHIPPED_RUNS = _ROOT / "results" / "quick"
 SUITE_FILE = _ROOT / "suites" / "quick.toml"
-VERDICT_COLORS = {"helped": "normal", "hurt": "normal"}
+VERDICT_COLORS: dict[str, Literal["normal", "off"]] = {"helped": "normal", "hurt": "normal"}
 
 
 # ----------------------------------------------------------------------------- sources
@@ -84,7 +85,7 @@ def load_hub(repo_ids: tuple[str, ...], taken: tuple[str, ...]) -> tuple[dict, l
         return {}, [f"Reading results from the Hub is not available in this install ({e})."]
     try:
         records, errors = read_hub_runs(list(repo_ids))
-    except Exception as e:  # a readable line on screen instead of a traceback
+    except Exception as e:  # noqa: BLE001 - a readable line on screen instead of a traceback
         return {}, [f"Could not read results from the Hub: {type(e).__name__}: {e}"]
     return study.index_runs(records, source="hub", taken=taken), list(errors)
 
@@ -170,13 +171,13 @@ def sidebar_filters(table: pd.DataFrame) -> pd.DataFrame:
 
 # ----------------------------------------------------------------------------- sections
 
-def _fmt(x: float, spec: str = ".3f") -> str:
+def _fmt(x: float | None, spec: str = ".3f") -> str:
     return format(x, spec) if isinstance(x, (int, float)) and math.isfinite(x) else "n/a"
 
 
 def _settings(table: pd.DataFrame, chosen: list[str]) -> dict[str, str]:
     """Run -> "uni-task"/"multi-task" in the chosen order (the charts colour runs by setting)."""
-    setting = dict(zip(table["run"], table["setting"]))
+    setting = dict(zip(table["run"], table["setting"], strict=True))
     return {r: setting[r] for r in chosen}
 
 
@@ -221,13 +222,13 @@ def headline(table: pd.DataFrame, report: study.StudyReport) -> None:
                    "seeds; intervals are 95 % over validation videos and seeds. \"Helped\"/\"hurt\" only when the "
                    "interval of the difference excludes zero; otherwise there is no clear difference.")
         cols = st.columns(len(mine) + (2 if cost else 0))
-        for col, c in zip(cols, mine):
+        for col, c in zip(cols, mine, strict=False):  # the cost columns follow
             est, diff = c.multi_estimate, c.difference
             has_diff = diff is not None and math.isfinite(diff.mean)
             uni_seeds = c.uni_estimate.n_seeds[0] if c.uni_estimate else 0
             seeds = f"{est.n_seeds[0] if est else 0} seeds multi, {uni_seeds} uni"
             col.metric(SHORT_TITLES[c.task], _fmt(est.mean) if est else "n/a",
-                       delta=f"{diff.mean:+.3f}" if has_diff else None,
+                       delta=f"{diff.mean:+.3f}" if diff is not None and has_diff else None,
                        delta_description=(c.verdict if c.uni else "unmatched") + f" · {seeds}",
                        delta_color=VERDICT_COLORS.get(c.verdict, "off"),
                        help=f"{c.metric} of {c.multi} against {c.uni or 'no matched uni-task configuration'}: "
@@ -235,12 +236,14 @@ def headline(table: pd.DataFrame, report: study.StudyReport) -> None:
         if cost:
             cols[-2].metric("Parameters", study.format_count(cost.multi_parameters),
                             delta=f"{_fmt(cost.parameters_ratio, '.2f')}x",
-                            delta_description=f"of {len(cost.unis)} uni-task models", delta_color="off", help=f"{cost.multi} against {', '.join(cost.unis)} together.",
+                            delta_description=f"of {len(cost.unis)} uni-task models", delta_color="off",
+                            help=f"{cost.multi} against {', '.join(cost.unis)} together.",
                             border=True)
             cols[-1].metric("Training time", study.format_duration(cost.multi_train_time_s),
                             delta=f"{_fmt(cost.train_time_ratio, '.2f')}x",
-                            delta_description=f"of {len(cost.unis)} uni-task models", delta_color="off", help="Including the run it was initialised from, if any: "
-                                                    f"{study.format_duration(cost.multi_init_train_time_s)}.",
+                            delta_description=f"of {len(cost.unis)} uni-task models", delta_color="off",
+                            help="Including the run it was initialised from, if any: "
+                                 f"{study.format_duration(cost.multi_init_train_time_s)}.",
                             border=True)
         left, right = st.columns([3, 2], gap="large")
         left.altair_chart(charts.matched_comparison_chart(study.comparison_bars(mine), synthetic), width="stretch")
@@ -283,11 +286,12 @@ def study_table_section(table: pd.DataFrame) -> None:
     st.subheader("Study table")
     st.caption("One row per run. Green: the best score in each metric column (per data set). "
                "None: the run does not have that task.")
-    shown = table.assign(data=[study.dataset_label(d, s) for d, s in zip(table["dataset"], table["synthetic"])])
+    shown = table.assign(data=[study.dataset_label(d, s)
+                               for d, s in zip(table["dataset"], table["synthetic"], strict=True)])
     shown = shown[list(TABLE_COLUMNS)]
     mask = study.best_mask(table).reindex(columns=shown.columns, fill_value=False)
     styler = shown.style.apply(lambda _: mask.map(lambda best: BEST_STYLE if best else ""), axis=None)
-    fmt = {c: "{:.3f}" for c in study.METRIC_COLUMNS}
+    fmt: dict[str, Any] = dict.fromkeys(study.METRIC_COLUMNS, "{:.3f}")
     fmt.update({"parameters": study.format_count, "train_time_s": study.format_duration,
                 "images_per_second": study.format_rate})
     styler = styler.format(fmt, na_rep="–")
@@ -369,12 +373,13 @@ def detail_section(table: pd.DataFrame, runs: dict) -> None:
                 f"{study.dataset_label(info['dataset'], info['synthetic'])}"
                 f"{', split ' + info['split'] if info['split'] else ''} · source: {row['source']}")
     repo = record.metrics.get("hub_repo")
-    if repo:
-        st.link_button(f"Open {repo} on the Hugging Face Hub", study.hub_url(repo), icon=":material/open_in_new:")
+    url = study.hub_url(repo if isinstance(repo, str) else None)
+    if url:
+        st.link_button(f"Open {repo} on the Hugging Face Hub", url, icon=":material/open_in_new:")
     st.caption(study.selection_note(record))
     metrics = study.run_metrics(record)
     cols = st.columns(7)
-    for col, (name, value) in zip(cols, metrics.items()):
+    for col, (name, value) in zip(cols, metrics.items(), strict=False):
         col.metric(name, f"{value:.3f}")
     cols[len(metrics)].metric("Parameters", study.format_count(row["parameters"]),
                     delta_description=f"{study.format_duration(row['train_time_s'])} training", delta=None)

@@ -71,7 +71,7 @@ def uni_vs_multi_chart(comparison: pd.DataFrame, synthetic: bool = False) -> alt
             color=BASELINE_COLOR, thickness=2, size=60, strokeDash=[4, 2]).encode(
             y="baseline:Q", tooltip=[alt.Tooltip("baseline:Q", title="ABAW baseline", format=".2f")])
         layers.append(baseline)
-    return alt.layer(*layers).properties(
+    return alt.LayerChart(layer=layers).properties(
         title=_title("Best runs (not a verdict): best uni-task vs best multi-task run", synthetic,
                      "red dashes: ABAW validation baseline" if data["baseline"].notna().any() else None),
         height=300)
@@ -99,7 +99,7 @@ def matched_comparison_chart(bars: pd.DataFrame, synthetic: bool = False) -> alt
         layers.append(base.transform_filter("isValid(datum.baseline)").mark_tick(
             color=BASELINE_COLOR, thickness=2, size=60, strokeDash=[4, 2]).encode(
             y="baseline:Q", tooltip=[alt.Tooltip("baseline:Q", title="ABAW baseline", format=".2f")]))
-    return alt.layer(*layers).properties(
+    return alt.LayerChart(layer=layers).properties(
         title=_title("Matched uni-task vs multi-task configuration, per task", synthetic,
                      "bars: mean over seeds; black: 95 % interval (validation videos and seeds)"), height=300)
 
@@ -174,5 +174,5 @@ def confusion_chart(long: pd.DataFrame, run: str, synthetic: bool = False) -> al
         text=alt.Text("count:Q", format=".0f"),
         color=alt.condition("datum.rate > 0.5", alt.value("white"), alt.value("#1f2937")),
     )
-    return alt.layer(cells, text).properties(
+    return alt.LayerChart(layer=[cells, text]).properties(
         title=_title(f"Expression confusion matrix: {run}", synthetic), width=420, height=380)

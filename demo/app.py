@@ -21,7 +21,7 @@ from affectmodel.runtime import configure_openmp
 
 configure_openmp()  # before torch loads (through affectmodel.inference): see affectmodel/runtime.py
 
-import argparse  # noqa: E402
+import argparse
 import json
 import logging
 import os
@@ -30,7 +30,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import gradio as gr
 import numpy as np
@@ -38,13 +38,23 @@ import pandas as pd
 from PIL import Image
 
 from affectmodel.hub.loading import model_info
-from affectmodel.inference import (ImageLoadError, Predictor, VideoLoadError, VideoOptions, draw_predictions,
-                                   flatten_record, load_image, predict_video, probe_video, top_expression)
+from affectmodel.inference import (
+    ImageLoadError,
+    Predictor,
+    VideoLoadError,
+    VideoOptions,
+    draw_predictions,
+    flatten_record,
+    largest_face,
+    load_image,
+    predict_video,
+    probe_video,
+    top_expression,
+)
 from affectmodel.tasks import AU_DESCRIPTIONS, AU_NAMES, VA_DESCRIPTIONS, get_label_space
 
 from . import charts
 from .default_model import MODEL_ENV, ModelChoice, choose_model
-
 
 log = logging.getLogger("affectmodel.demo")
 
@@ -55,7 +65,6 @@ MAX_FILE_SIZE = "50mb"             # any upload (enforced by Gradio before our c
 MAX_IMAGE_PIXELS = 25_000_000      # decoded image size (decompression bombs included)
 MAX_VIDEO_SECONDS = 60.0
 MAX_VIDEO_PIXELS = 1920 * 1088     # per frame
-DETECT_MAX_SIDE = 1280             # faces are found on a copy at most this large
 MIN_VIDEO_SIDE = 16                # narrower videos cannot hold a detectable face
 CONCURRENCY = {"image": 2, "video": 1, "webcam": 2}
 QUEUE_SIZE = 64                    # waiting requests beyond this are told the demo is busy (a
@@ -74,13 +83,15 @@ class DemoModel:
 
     @property
     def au_thresholds(self) -> dict[str, float]:
-        return dict(zip(self.predictor.labels.get("au", []), map(float, self.predictor.au_thresholds)))
+        # A model without the AU head has no AU labels but still 12 default thresholds.
+        return dict(zip(self.predictor.labels.get("au", []), map(float, self.predictor.au_thresholds),
+                        strict=False))
 
 
 def load_demo_model(model_source: str | ModelChoice | None) -> DemoModel:
     choice = model_source if isinstance(model_source, ModelChoice) else choose_model(model_source)
     source = choice.source
-    predictor = Predictor(source, detect_max_side=DETECT_MAX_SIDE)
+    predictor = Predictor(source)  # the library decides the detection scale (affectmodel.inference.faces)
     try:
         info = model_info(source)
     except ValueError as e:  # facts for the About page are optional; the model itself loaded
@@ -161,7 +172,7 @@ class QuietChoiceMixin:
 
     def preprocess(self, payload):
         try:
-            return super().preprocess(payload)
+            return super().preprocess(payload)  # type: ignore[misc]  # a mixin: the Gradio component has it
         except gr.Error as e:
             raise user_error(str(e.message), title="Bad input") from None
 
@@ -228,7 +239,7 @@ def _face_views(model: DemoModel, faces: list[dict], index: int):
     name = _face_names(faces)[index]
     label = face.get("expression")
     aus = charts.au_chart(face["aus"], model.au_thresholds, title=f"Action units — {name}") if "aus" in face else None
-    points = [(n, f["valence"], f["arousal"]) for n, f in zip(_face_names(faces), faces) if "valence" in f]
+    points = [(n, f["valence"], f["arousal"]) for n, f in zip(_face_names(faces), faces, strict=True) if "valence" in f]
     va = charts.circumplex_chart(points) if points else None
     return label, aus, va
 
@@ -245,7 +256,7 @@ def _summary(faces: list[dict], seconds: float) -> str:
     if not faces:
         return "**No face found.** Try a larger, frontal, well-lit face."
     parts = []
-    for name, face in zip(_face_names(faces), faces):
+    for name, face in zip(_face_names(faces), faces, strict=True):
         top = top_expression(face)
         text = f"**{name}**" + (f": {top[0]} ({top[1]:.0%})" if top else "")
         if "valence" in face:
@@ -345,7 +356,7 @@ def _output_path(video_path: str, suffix: str) -> Path:
 def make_video_handlers(model: DemoModel):
     @answers_errors("Cannot analyse this video")
     def predict_video_file(video_path: str | None, every: float = 2, smoothing_window: float = 5,
-                           progress=gr.Progress()):
+                           progress=gr.Progress()):  # noqa: B008 - Gradio injects its tracker through this default
         if not video_path:
             raise user_error("Upload a video first.", title="No video")
         try:
@@ -422,9 +433,7 @@ def make_webcam_handler(model: DemoModel):
         faces = model.predictor.predict_image(rgb)
         if not faces:
             return None, None, None, "No face in view."
-        # the largest face is the one in front of the camera (the demo's own rule until
-        # affectmodel.inference exports the library's largest-face function)
-        face = max(faces, key=lambda f: (f["box"][2] - f["box"][0]) * (f["box"][3] - f["box"][1]))
+        face = largest_face(faces)  # the person in front of the camera
         label, aus, va = _face_views(model, [face], 0)
         top = top_expression(face)
         status = f"{top[0]} ({top[1]:.0%})" if top else "Face found"
@@ -525,7 +534,7 @@ def about_markdown(info: dict[str, Any], predictor: Predictor) -> str:
     tasks = info.get("tasks") or list(predictor.tasks)
     where = {"hub": "Hugging Face Hub repository", "run": "training run folder", "folder": "model folder"}
     lines = ["## The model", "",
-             f"- **Source:** `{info.get('source')}` ({where.get(info.get('kind'), 'model')})"
+             f"- **Source:** `{info.get('source')}` ({where.get(str(info.get('kind')), 'model')})"
              + (f", revision `{info['revision']}`" if info.get("revision") else ""),
              f"- **Tasks:** {', '.join(tasks)}"]
     if info.get("card_url"):
@@ -553,7 +562,7 @@ def about_markdown(info: dict[str, Any], predictor: Predictor) -> str:
         lines += ["**Action units** (FACS): independent probabilities that a facial muscle movement is present. "
                   "A unit counts as active when its probability reaches its threshold (tuned on validation data "
                   "when the model stores thresholds, else 0.5).", "", "| AU | movement | threshold |", "|---|---|---|"]
-        thresholds = dict(zip(AU_NAMES, map(float, predictor.au_thresholds)))
+        thresholds = dict(zip(AU_NAMES, map(float, predictor.au_thresholds), strict=True))
         lines += [f"| {au} | {AU_DESCRIPTIONS[au]} | {thresholds.get(au, 0.5):.2f} |" for au in AU_NAMES]
         lines.append("")
     if "va" in tasks:
@@ -609,7 +618,8 @@ def build_demo(model_source: str | DemoModel | ModelFailure | None = None, *,
     loaded = (model_source if isinstance(model_source, (DemoModel, ModelFailure))
               else try_load_demo_model(model_source))
     failure = loaded if isinstance(loaded, ModelFailure) else None
-    model = None if failure else loaded
+    # Without a model the handlers are built only for their signatures: refusing() answers every call.
+    model = loaded if isinstance(loaded, DemoModel) else cast(DemoModel, None)
     predict_image, select_face = make_image_handlers(model)
     predict_video_file, select_track = make_video_handlers(model)
     predict_webcam_frame = make_webcam_handler(model)
@@ -680,7 +690,8 @@ def build_demo(model_source: str | DemoModel | ModelFailure | None = None, *,
                     with gr.Column(scale=1):
                         cam_in = gr.Image(sources=["webcam"], streaming=True, type="numpy", label="Webcam",
                                           webcam_options=gr.WebcamOptions(mirror=True), height=360)
-                        cam_status = gr.Markdown("Waiting for the camera…", label="Status", elem_classes="affect-summary")
+                        cam_status = gr.Markdown("Waiting for the camera…", label="Status",
+                                                 elem_classes="affect-summary")
                     cam_label = gr.Label(label="Expression", num_top_classes=4, scale=1)
                 with gr.Row(equal_height=False):
                     cam_aus = gr.Plot(label="Action units", show_label=False)
@@ -748,7 +759,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {loaded.reason}", file=sys.stderr)
         return 2
     demo = build_demo(loaded)
-    port = args.port or int(os.environ.get("GRADIO_SERVER_PORT", 7860))
+    port = args.port or int(os.environ.get("GRADIO_SERVER_PORT", "7860"))
     print(launch_line(loaded), flush=True)
     demo.launch(server_name=args.host or default_host(), server_port=port, share=args.share, **launch_options())
     return 0

@@ -5,7 +5,7 @@ returns an Altair chart that ``gr.Plot`` renders; nothing here touches the model
 from __future__ import annotations
 
 import math
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import altair as alt
 import pandas as pd
@@ -60,7 +60,7 @@ def au_chart(aus: Mapping[str, float], thresholds: Mapping[str, float], title: s
 
 
 def circumplex_chart(points: Sequence[tuple[str, float, float]], title: str = "Valence / arousal"
-                     ) -> alt.Chart:
+                     ) -> alt.LayerChart:
     """Russell's circumplex: unit circle, valence on x, arousal on y, quadrants named, and one
     marked point per ``(name, valence, arousal)``."""
     circle = pd.DataFrame([{"valence": math.cos(t / 90 * math.pi), "arousal": math.sin(t / 90 * math.pi),
@@ -78,26 +78,27 @@ def circumplex_chart(points: Sequence[tuple[str, float, float]], title: str = "V
                          for sv, sa, name in QUADRANTS])
     quad_text = [  # right-hand names align right so they stay inside the plot, and vice versa
         alt.Chart(quad[quad["side"] == side]).mark_text(
-            align=align, baseline="middle", color="#5b6b7b", fontStyle="italic", fontSize=11
+            align="right" if side == 1 else "left", baseline="middle", color="#5b6b7b", fontStyle="italic",
+            fontSize=11,
         ).encode(x=x, y=y, text="name:N")
-        for side, align in ((1, "right"), (-1, "left"))
+        for side in (1, -1)
     ]
     layers = [ring, vline, hline, *quad_text]
     if points:
         pts = pd.DataFrame([{"face": name, "valence": float(v), "arousal": float(a)} for name, v, a in points])
         names = list(pts["face"])
-        color = alt.Color("face:N", scale=alt.Scale(domain=names, range=list(POINT_COLORS[:len(names)]) or None),
+        color = alt.Color("face:N", scale=alt.Scale(domain=names, range=list(POINT_COLORS[:len(names)])),
                           legend=None)
         tooltip = ["face:N", alt.Tooltip("valence:Q", format="+.2f"), alt.Tooltip("arousal:Q", format="+.2f")]
         layers.append(alt.Chart(pts).mark_point(filled=True, size=220, opacity=0.95, stroke="white",
                                                 strokeWidth=1.5).encode(x=x, y=y, color=color, tooltip=tooltip))
         layers.append(alt.Chart(pts).mark_text(dx=12, dy=-12, align="left", fontWeight="bold", fontSize=12)
                       .encode(x=x, y=y, color=color, text="face:N"))
-    return alt.layer(*layers).properties(title=title, width=CHART_WIDTH, height=CHART_WIDTH, autosize=FIT)
+    return alt.LayerChart(layer=layers).properties(title=title, width=CHART_WIDTH, height=CHART_WIDTH, autosize=FIT)
 
 
 def timeline_chart(frame: pd.DataFrame, columns: Sequence[str], title: str, y_title: str,
-                   y_domain: tuple[float, float], time_column: str = "time_s") -> alt.Chart:
+                   y_domain: tuple[float, float], time_column: str = "time_s") -> alt.LayerChart:
     """Lines of ``columns`` over time (one colour per column) from a per-frame table."""
     columns = [c for c in columns if c in frame.columns]
     long = frame.melt(id_vars=[time_column], value_vars=columns, var_name="series", value_name="value")
@@ -113,4 +114,4 @@ def timeline_chart(frame: pd.DataFrame, columns: Sequence[str], title: str, y_ti
     if y_domain[0] < 0 < y_domain[1]:
         layers.insert(0, alt.Chart(pd.DataFrame([{"zero": 0.0}])).mark_rule(color="#b8c2cc", strokeDash=[4, 3])
                       .encode(y="zero:Q"))
-    return alt.layer(*layers).properties(title=title, width=TIMELINE_WIDTH, height=240, autosize=FIT)
+    return alt.LayerChart(layer=layers).properties(title=title, width=TIMELINE_WIDTH, height=240, autosize=FIT)

@@ -23,7 +23,6 @@ from typing import Any
 
 from affectmodel.records import is_complete
 
-
 MODEL_ENV = "AFFECT_MODEL"
 DEFAULT_DIR_ENV = "AFFECT_DEFAULT_MODEL_DIR"
 # The recipe; next to the demo package in a checkout and in a published Space folder alike.

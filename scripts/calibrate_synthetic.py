@@ -19,6 +19,7 @@ import json
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -49,7 +50,7 @@ def normalise(x: torch.Tensor, config: ModelConfig) -> torch.Tensor:
 @torch.no_grad()
 def predict(model, x: torch.Tensor, config: ModelConfig) -> dict[str, np.ndarray]:
     model.eval()
-    outs = {k: [] for k in TASKS}
+    outs: dict[str, list[torch.Tensor]] = {k: [] for k in TASKS}
     for i in range(0, len(x), 256):
         o = model(normalise(x[i:i + 256], config))
         outs["expr"].append(torch.softmax(o["expr"], 1))
@@ -98,7 +99,7 @@ def _score_sklearn(feats_tr, y_tr, feats_va, y_va) -> dict[str, float]:
     return evaluate(out, y_va)
 
 
-def ceiling(videos: int, frames: int, seed: int) -> dict[str, float]:
+def ceiling(videos: int, frames: int, seed: int) -> dict[str, Any]:
     from affectmodel.data.synthetic import expression_deck, sample_sequence
 
     cfg = SynthConfig()

@@ -29,6 +29,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
@@ -162,7 +163,7 @@ def sequential(client, image: Path, n: int, pid: int | None, every: int, timeout
         after = [(i, m) for i, m in samples if i >= warm and m is not None]
         report.update({
             "rss_mb": [[i, round(m, 1)] for i, m in samples if m is not None],
-            "rss_start_mb": round(samples[0][1], 1),
+            "rss_start_mb": None if samples[0][1] is None else round(samples[0][1], 1),
             "rss_after_warmup_mb": round(after[0][1], 1),
             "rss_end_mb": round(after[-1][1], 1),
             "rss_growth_after_warmup_mb": round(after[-1][1] - after[0][1], 1),
@@ -178,11 +179,12 @@ def _slope(points: list[tuple[int, float]]) -> float:
     xs, ys = [p[0] for p in points], [p[1] for p in points]
     mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
     den = sum((x - mx) ** 2 for x in xs)
-    return sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / den if den else 0.0
+    return sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / den if den else 0.0
 
 
 def machine() -> dict:
-    info = {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count()}
+    info: dict[str, Any] = {"platform": platform.platform(), "python": platform.python_version(),
+                            "cpus": os.cpu_count()}
     try:
         model = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                      if line.startswith("model name"))

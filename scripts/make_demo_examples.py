@@ -24,13 +24,13 @@ def make_examples(out_dir: Path = EXAMPLES_DIR) -> list[Path]:
     astronaut = data.astronaut()  # 512x512 RGB portrait (public domain, NASA)
     images = {
         # one face
-        "astronaut.jpg": Image.fromarray(astronaut).resize((384, 384), Image.LANCZOS),
+        "astronaut.jpg": Image.fromarray(astronaut).resize((384, 384), Image.Resampling.LANCZOS),
         # two faces side by side (the second mirrored and darker) for the face selector
         "two_faces.jpg": Image.fromarray(np.concatenate(
             [astronaut, (astronaut[:, ::-1].astype(np.float32) * 0.8).astype(np.uint8)], axis=1)
-        ).resize((640, 320), Image.LANCZOS),
+        ).resize((640, 320), Image.Resampling.LANCZOS),
         # a close crop of the face, as a face-tracking camera would send it
-        "face_crop.jpg": Image.fromarray(astronaut[20:240, 120:340]).resize((224, 224), Image.LANCZOS),
+        "face_crop.jpg": Image.fromarray(astronaut[20:240, 120:340]).resize((224, 224), Image.Resampling.LANCZOS),
     }
     images["synthetic_faces.jpg"] = synthetic_faces()
     paths = []

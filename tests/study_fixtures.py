@@ -14,8 +14,9 @@ Nothing here trains a model: the dashboard and the study read records and predic
 from __future__ import annotations
 
 import zlib
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -102,7 +103,7 @@ def write_run(root: Path, suite: str, name: str, *, tasks: str, scores: dict[str
             m["au_thresholds"] = dict(zip(AU_NAMES, thresholds))
             m["P_AU_at_0.5"] = m["P_AU"]
         own = steps or 100
-        m.update({"steps": own, "images_seen": own * 32, "labels_seen": {k: own * 30 for k in keys},
+        m.update({"steps": own, "images_seen": own * 32, "labels_seen": dict.fromkeys(keys, own * 30),
                   "budget_steps": own + init_steps, "init_run": init_run, "init_train_time_s": init_train_time_s,
                   "selection": {"split": "development", "videos": 4, "frames": 96}, "leakage": {}})
     if hub_repo:

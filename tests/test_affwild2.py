@@ -5,15 +5,22 @@ import json
 import numpy as np
 import pytest
 import torch
+from affwild2_fixtures import (
+    AU_HEADER,
+    EXPR7_HEADER,
+    au_line,
+    make_miniature,
+    write_image,
+    write_images,
+    write_mtl,
+    write_task_file,
+)
 
 from affectmodel.data.affwild2 import detect_layout, load_affwild2
 from affectmodel.data.annotations import AnnotationError
 from affectmodel.data.dataset import ImageReadError
 from affectmodel.data.transforms import build_transform
 from affectmodel.model import ModelConfig
-from affwild2_fixtures import (
-    AU_HEADER, EXPR7_HEADER, au_line, make_miniature, write_image, write_images, write_mtl, write_task_file,
-)
 
 SMALL = build_transform("none", ModelConfig(input_size=16), train=False)
 

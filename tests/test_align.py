@@ -3,12 +3,17 @@ import dataclasses
 import cv2
 import numpy as np
 import pytest
+from media import astronaut
 
 from affectmodel.inference.align import (
-    ARCFACE_TEMPLATE_112, align_face, canonical_template, crop_box, face_crop, similarity_transform,
+    ARCFACE_TEMPLATE_112,
+    align_face,
+    canonical_template,
+    crop_box,
+    face_crop,
+    similarity_transform,
 )
 from affectmodel.inference.faces import Face, create_detector
-from media import astronaut
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,11 @@ import numpy as np
 import pytest
 
 from affectmodel.data.annotations import (
-    AnnotationError, MTLAnnotations, TaskAnnotations, read_mtl_csv, read_task_file, read_task_folder,
+    AnnotationError,
+    TaskAnnotations,
+    read_mtl_csv,
+    read_task_file,
+    read_task_folder,
 )
 from affectmodel.tasks import ABAW7, ABAW8, AFFECTNET8, AU_NAMES, label_mapping
 
@@ -63,7 +67,7 @@ def test_expression_spaces_map_by_concept(tmp_path):
     eight = write(tmp_path / "e8.txt", EXPR_HEADER + "\n" + "\n".join(map(str, range(-1, 8))) + "\n")
     seven = write(tmp_path / "e7.txt", ",".join(ABAW7.labels) + "\n" + "\n".join(map(str, range(-1, 7))) + "\n")
     # 8-class file read in the 7-class space: "Other" has no counterpart, so it is not annotated
-    np.testing.assert_array_equal(read_task_file(eight, "expr", "abaw7").values, list(range(-1, 7)) + [-1])
+    np.testing.assert_array_equal(read_task_file(eight, "expr", "abaw7").values, [*range(-1, 7), -1])
     # 7-class (ABAW 1-2) file read in the default 8-class space: same indices
     np.testing.assert_array_equal(read_task_file(seven, "expr").values, list(range(-1, 7)))
     # another space: explicit mapping by concept, never positional
@@ -168,7 +172,7 @@ def test_mtl_csv(tmp_path):
             mtl_row("vid2_left/00010.jpg", (0.0, 1.0), 7, (0,) * 12)]
     f = write(tmp_path / "training_set_annotations.txt", MTL_HEADER + "\n" + "\n".join(rows) + "\n\n", "\r\n")
     m = read_mtl_csv(f)
-    assert isinstance(m, MTLAnnotations) and len(m) == 3
+    assert len(m) == 3
     assert m.images == ["vid1/00001.jpg", "vid1/00002.jpg", "vid2_left/00010.jpg"]
     np.testing.assert_array_equal(m.expr, [4, -1, 7])
     assert m.expr.dtype == np.int64 and m.au.dtype == np.float32 and m.va.dtype == np.float32
@@ -182,7 +186,7 @@ def test_mtl_csv(tmp_path):
 def test_mtl_rejects_path_escape_even_when_skipping(tmp_path, image):
     f = write(tmp_path / "m.csv", MTL_HEADER + "\n" + mtl_row("v/00001.jpg") + "\n" + mtl_row(image) + "\n")
     for skip in (False, True):
-        with pytest.raises(AnnotationError, match=rf"m\.csv:3: .*escapes"):
+        with pytest.raises(AnnotationError, match=r"m\.csv:3: .*escapes"):
             read_mtl_csv(f, skip_bad_lines=skip)
 
 

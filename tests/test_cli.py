@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def run_cli(*args, code=None):
     cmd = [sys.executable, "-m", "affectmodel", *args] if code is None else [sys.executable, "-c", code]
-    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
 
 
 def test_help_lists_every_command():

@@ -15,9 +15,9 @@ import pytest
 import streamlit as st
 from streamlit.dataframe_util import convert_arrow_bytes_to_pandas_df
 from streamlit.testing.v1 import AppTest
+from study_fixtures import write_run, write_seeded_study, write_study_runs
 
 from affectmodel.records import read_run
-from study_fixtures import write_run, write_seeded_study, write_study_runs
 
 APP = str(Path(__file__).resolve().parent.parent / "dashboard" / "app.py")
 TIMEOUT = 90  # the first run imports torch/pandas/altair cold
@@ -83,10 +83,8 @@ def test_first_screen_answers_the_question_with_table_headline_and_charts(monkey
         cards = [c for c in at.metric if c.label == title and c.value == f"{multi:.3f}"]
         assert cards and cards[0].delta == f"{multi - written['quick/' + uni][metric]:+.3f}"
         assert "undecided" in cards[0].proto.delta_description and "1 seeds multi" in cards[0].proto.delta_description
-    cards = {}
-    for m in at.metric:
-        cards.setdefault(m.label, m)  # the headline's cards come first (the run detail repeats some labels)
-    assert {"Parameters", "Training time"} <= set(cards)
+    labels = {m.label for m in at.metric}
+    assert {"Parameters", "Training time"} <= labels
     # the ratio comes from study.matched_costs (synthetic: 1 model for 3; Aff-Wild2: 1 matched uni-task run)
     assert {(m.delta, m.proto.delta_description) for m in at.metric if m.label == "Parameters" and m.delta} == {
         ("0.33x", "of 3 uni-task models"), ("1.00x", "of 1 uni-task models")}
@@ -146,7 +144,7 @@ def test_run_detail_shows_config_metrics_and_hub_link(monkeypatch, runs_dir, wri
     at.selectbox(key="detail_run").set_value("quick/multi-focal").run()
     assert not at.exception
     links = at.get("link_button")
-    assert [l.proto.url for l in links] == ["https://huggingface.co/" + written["quick/multi-focal"]["hub_repo"]]
+    assert [link.proto.url for link in links] == ["https://huggingface.co/" + written["quick/multi-focal"]["hub_repo"]]
     detail_metrics = {m.label: m.value for m in at.metric}
     assert detail_metrics["P_MTL"] == f"{written['quick/multi-focal']['P_MTL']:.3f}"
     configs = [json.loads(j.proto.body) for j in at.json]
@@ -192,7 +190,7 @@ def test_seeded_study_shows_intervals_seeds_and_plain_verdicts(monkeypatch, tmp_
     (bars,) = charts(at)["Matched uni-task vs multi-task configuration, per task"]
     assert len(bars) == 6 and (bars["low"] < bars["mean"]).all() and (bars["mean"] < bars["high"]).all()
     assert (bars["seeds"] == 3).all()
-    table = [df.value for df in at.dataframe if "verdict_text" in df.value.columns][0]
+    table = next(df.value for df in at.dataframe if "verdict_text" in df.value.columns)
     assert (table["multi_seeds"] == 3).all()
     assert set(table.loc[table["uni"] == "unmatched", "verdict_text"].str[:9]) == {"unmatched"}
 
@@ -244,7 +242,7 @@ def test_hub_repositories_are_read_lazily_and_errors_shown(monkeypatch, tmp_path
         return [read_run(run)], ["someone/missing: repository not found"]
 
     fake = types.ModuleType("affectmodel.hub.results")
-    fake.read_hub_runs = read_hub_runs
+    vars(fake)["read_hub_runs"] = read_hub_runs
     monkeypatch.setitem(sys.modules, "affectmodel.hub.results", fake)
     (tmp_path / "runs").mkdir()
     at = run_app(monkeypatch, tmp_path / "runs")

@@ -14,9 +14,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-
-from study_fixtures import write_seeded_study
 from net import free_port
+from study_fixtures import write_seeded_study
 
 REPO = Path(__file__).resolve().parent.parent
 APP = REPO / "dashboard" / "app.py"

@@ -22,12 +22,13 @@ gr = pytest.importorskip("gradio")
 gradio_client = pytest.importorskip("gradio_client")
 skimage_data = pytest.importorskip("skimage.data")
 
+from net import free_port  # noqa: E402
+
 from affectmodel.inference import probe_video, write_video_frames  # noqa: E402
 from affectmodel.model import AffectModel, ModelConfig  # noqa: E402
 from affectmodel.tasks import ABAW8, AU_NAMES  # noqa: E402
 from demo import app as demo_app  # noqa: E402
 from demo import charts, default_model  # noqa: E402
-from net import free_port
 
 # Gradio's queue calls pandas options that pandas 3 deprecates; not ours to fix.
 pytestmark = [pytest.mark.filterwarnings("ignore:.*no_silent_downcasting"),
@@ -110,7 +111,7 @@ def read_json(value):
 # ------------------------------------------------------------------ image endpoint
 
 def test_predict_image_returns_every_face_with_all_outputs(server, files):
-    demo, client = server
+    _, client = server
     start = time.perf_counter()
     annotated, selector, summary, label, aus_plot, va_plot, result = client.predict(
         handle_file(str(files["two"])), api_name="/predict_image")
@@ -160,7 +161,7 @@ def test_select_face_shows_that_faces_numbers(server, files):
 
 def test_image_without_a_face_says_so(server, files):
     _, client = server
-    annotated, selector, summary, label, _, _, result = client.predict(
+    annotated, _selector, summary, _label, _, _, result = client.predict(
         handle_file(str(files["none"])), api_name="/predict_image")
     result = read_json(result)
     assert result["faces"] == []
@@ -198,7 +199,7 @@ def test_uploads_over_the_size_limit_are_refused(server, tmp_path):
 def test_predict_video_gives_csv_annotated_h264_and_timelines(server, files):
     _, client = server
     start = time.perf_counter()
-    video, csv_path, summary, track, va_plot, expr_plot = client.predict(
+    video, csv_path, summary, _track, va_plot, expr_plot = client.predict(
         handle_file(str(files["video"])), 1, 3, api_name="/predict_video")
     print(f"\n/predict_video round trip (25 frames): {time.perf_counter() - start:.2f} s")
     table = pd.read_csv(csv_path)
@@ -444,7 +445,7 @@ def files_one_face(odd_files) -> Path:
 
 
 def test_unexpected_failures_become_messages(server, files, monkeypatch, capfd):
-    demo, client = server
+    _, client = server
 
     def broken(*args, **kwargs):
         raise RuntimeError("decoder exploded")

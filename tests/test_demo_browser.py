@@ -29,10 +29,11 @@ sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
 av = pytest.importorskip("av")
 skimage_data = pytest.importorskip("skimage.data")
 
+from net import free_port  # noqa: E402
+
 from affectmodel.inference import write_video_frames  # noqa: E402
 from affectmodel.model import AffectModel, ModelConfig  # noqa: E402
 from demo import app as demo_app  # noqa: E402
-from net import free_port
 
 OUTPUT = Path(__file__).resolve().parents[1] / "test-output"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -97,7 +98,7 @@ def page(app_url, media):
     with sync_playwright() as p:
         browser = p.chromium.launch(
             executable_path=CHROMIUM,
-            args=CHROMIUM_ARGS + ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+            args=[*CHROMIUM_ARGS, "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
                                   f"--use-file-for-fake-video-capture={media['camera']}"])
         context = browser.new_context(viewport={"width": 1400, "height": 1000}, permissions=["camera"])
         page = context.new_page()

@@ -1,11 +1,19 @@
 import cv2
 import numpy as np
 import pytest
-
-from affectmodel.inference.faces import (DEFAULT_DETECT_MAX_SIDE, DETECTORS, RETINAFACE_TRAINING_SIDE, Face,
-                                         create_detector, detect_faces, detection_max_side, detection_scale)
-from affectmodel.inference.tracking import iou
 from media import astronaut, face_tile, faces_image, gradient_image, moving_face_frames, noise_image
+
+from affectmodel.inference.faces import (
+    DEFAULT_DETECT_MAX_SIDE,
+    DETECTORS,
+    RETINAFACE_TRAINING_SIDE,
+    Face,
+    create_detector,
+    detect_faces,
+    detection_max_side,
+    detection_scale,
+)
+from affectmodel.inference.tracking import iou
 
 
 @pytest.fixture(scope="module")

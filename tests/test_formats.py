@@ -2,13 +2,13 @@
 import numpy as np
 import pytest
 import torch
+from affwild2_fixtures import write_image
 
 from affectmodel.data.annotations import AnnotationError
 from affectmodel.data.formats import RAFDB_BASIC_FOLDERS, load_affectnet_csv, load_image_folder
-from affectmodel.tasks import ABAW8, AFFECTNET8, label_mapping
 from affectmodel.data.transforms import build_transform
 from affectmodel.model import ModelConfig
-from affwild2_fixtures import write_image
+from affectmodel.tasks import ABAW8, AFFECTNET8, label_mapping
 
 SMALL = build_transform("none", ModelConfig(input_size=16), train=False)
 HEADER = "subDirectory_filePath,face_x,face_y,expression,valence,arousal"

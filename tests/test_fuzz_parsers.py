@@ -18,7 +18,7 @@ import io
 import os
 import re
 import tempfile
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +30,10 @@ from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from affectmodel.data.annotations import (  # noqa: E402
-    MTL_HEADER, AnnotationError, read_mtl_csv, read_task_file,
+    MTL_HEADER,
+    AnnotationError,
+    read_mtl_csv,
+    read_task_file,
 )
 from affectmodel.images import ImageLoadError, load_image  # noqa: E402
 from affectmodel.scoring import prediction_header, read_predictions  # noqa: E402
@@ -47,7 +50,7 @@ MAX_PIXELS = 1_000_000
 
 # ------------------------------------------------------------------ images
 
-@lru_cache(maxsize=None)
+@cache
 def seed_image(fmt: str) -> bytes:
     """A small, valid, non-trivial image file in ``fmt`` (EXIF included where the format has it)."""
     rng = np.random.default_rng(0)

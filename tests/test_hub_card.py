@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from huggingface_hub import ModelCard
 from hub_fixtures import make_run
+from huggingface_hub import ModelCard
 
 from affectmodel.hub.card import build_model_card, eval_results, metrics_from_card, write_model_card
 from affectmodel.model import AffectModel, ModelConfig
@@ -70,7 +70,7 @@ def test_uni_task_card(tmp_path):
     run = make_run(tmp_path, name="expr-only", tasks=("expr",))
     card, reloaded = _card_and_reloaded(run, tmp_path)
     assert [(r.metric_name, r.metric_value) for r in reloaded.data.eval_results] == [("P_EXPR", 0.3125)]
-    assert "- Setting: uni-task: trained on expr only" in card.text 
+    assert "- Setting: uni-task: trained on expr only" in card.text
     assert "A uni-task facial affect model" in card.text and "trained jointly" not in card.text
     assert "`au`" not in card.text and "`va`" not in card.text
 
@@ -83,7 +83,7 @@ def test_card_documents_labels_input_training_and_use(tmp_path):
     run = make_run(tmp_path, model=model)
     text = build_model_card(read_run(run), "me/affect-mtl").text
     assert ", ".join(f"{i} {label}" for i, label in enumerate(ABAW8.labels)) in text
-    for au, t in zip(AU_NAMES, thresholds):
+    for au, t in zip(AU_NAMES, thresholds, strict=True):
         assert f"{au} " in text and f"(threshold {t:.2f})" in text
     for name in VA_NAMES:
         assert name in text
@@ -112,7 +112,7 @@ def test_per_class_f1_table(tmp_path, per_class):
     run = make_run(tmp_path)
     metrics = json.loads((run / "metrics.json").read_text())
     values = [round(0.1 * i, 1) for i in range(len(ABAW8))]
-    metrics["per_class_f1"] = values if per_class == "list" else dict(zip(ABAW8.labels, values))
+    metrics["per_class_f1"] = values if per_class == "list" else dict(zip(ABAW8.labels, values, strict=True))
     (run / "metrics.json").write_text(json.dumps(metrics))
     text = build_model_card(read_run(run), "me/affect").text
     assert "| " + " | ".join(ABAW8.labels) + " |" in text

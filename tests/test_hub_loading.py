@@ -14,9 +14,18 @@ import torch
 from hub_fixtures import FakeHub, closed_port, folder_files, make_run, no_retry_wait, use_endpoint
 
 import affectmodel
-from affectmodel.hub.loading import (MissingFileError, ModelSourceError, OfflineError, RepoNotFoundError,
-                                     InvalidModelError, SourceNotFoundError, WeightsMismatchError, load_model, model_info,
-                                     resolve_source)
+from affectmodel.hub.loading import (
+    InvalidModelError,
+    MissingFileError,
+    ModelSourceError,
+    OfflineError,
+    RepoNotFoundError,
+    SourceNotFoundError,
+    WeightsMismatchError,
+    load_model,
+    model_info,
+    resolve_source,
+)
 from affectmodel.hub.publish import publish_run
 from affectmodel.model import AffectModel, CheckpointError, ModelConfig
 

@@ -14,9 +14,9 @@ import types
 
 import pytest
 import torch
+from hub_fixtures import SENTINEL_TOKEN, FakeHub, closed_port, make_run, no_retry_wait, use_endpoint
 from huggingface_hub import HfApi, ModelCard
 from huggingface_hub.errors import HfHubHTTPError
-from hub_fixtures import SENTINEL_TOKEN, FakeHub, closed_port, make_run, no_retry_wait, use_endpoint
 from safetensors import safe_open
 
 from affectmodel import cli

@@ -13,7 +13,7 @@ from hub_fixtures import FakeHub, closed_port, folder_files, make_run, use_endpo
 
 from affectmodel.hub.publish import public_training_config, publish_run
 from affectmodel.hub.results import HubRunRecord, read_hub_runs
-from affectmodel.records import RunRecord, read_run, run_factors
+from affectmodel.records import read_run, run_factors
 
 
 @pytest.fixture
@@ -38,9 +38,9 @@ def test_reads_published_runs_then_offline_from_cache(repos, tmp_path, monkeypat
         use_endpoint(monkeypatch, hub.url, tmp_path / "cache")
         records, errors = read_hub_runs(ids)
     assert errors == []
-    for record, repo_id in zip(records, ids):
+    for record, repo_id in zip(records, ids, strict=True):
         local = runs[repo_id]
-        assert isinstance(record, RunRecord) and isinstance(record, HubRunRecord)
+        assert isinstance(record, HubRunRecord)
         assert record.metrics == {**local.metrics, "hub_repo": repo_id}
         # Published configs carry local directories as their last component only (public_training_config).
         assert record.config == public_training_config(local.config)

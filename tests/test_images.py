@@ -1,15 +1,15 @@
 import io
-import struct
 import resource
+import struct
 import zlib
 
 import numpy as np
 import pytest
+from media import astronaut
 from PIL import Image
 
-from affectmodel.inference.faces import create_detector
 from affectmodel.images import DEFAULT_MAX_PIXELS, ImageLoadError, array_to_rgb, load_image
-from media import astronaut
+from affectmodel.inference.faces import create_detector
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +100,8 @@ def _png_header_only(width: int, height: int) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 16)) + chunk(b"IEND", b"")
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 16))
+            + chunk(b"IEND", b""))
 
 
 @pytest.mark.parametrize("side", [10_000, 100_000])

@@ -2,11 +2,11 @@
 import json
 
 import pytest
+from affwild2_fixtures import au_line, make_miniature, write_images, write_task_file
 
 from affectmodel.cli import main as cli_main
 from affectmodel.data.info import data_info
 from affectmodel.data.synthetic import generate_benchmark
-from affwild2_fixtures import au_line, make_miniature, write_images, write_task_file
 
 
 @pytest.mark.parametrize("layout", ["newer", "older"])

@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from affectmodel.locking import (LOCK_FILE, RunFolderLockedError, ensure_not_being_written, lock_path,
-                                 run_folder_lock)
+from affectmodel.locking import LOCK_FILE, RunFolderLockedError, ensure_not_being_written, lock_path, run_folder_lock
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -41,7 +40,7 @@ def test_processes_racing_on_one_folder_exactly_one_wins(tmp_path, round_):
         assert p.exitcode == 0
     outcomes = [results[i] for i in range(n)]
     assert outcomes.count("won") == 1, outcomes
-    winner = next(p.pid for p, o in zip(procs, outcomes) if o == "won")
+    winner = next(p.pid for p, o in zip(procs, outcomes, strict=True) if o == "won")
     for outcome in outcomes:
         if outcome != "won":
             assert f"run folder {tmp_path / 'run'} is being written by pid {winner}" in outcome
@@ -69,9 +68,9 @@ def test_live_holder_is_named_and_killed_holder_is_taken_over(tmp_path, capsys):
     run_dir = tmp_path / "run"
     holder = _start_holder(run_dir)
     try:
-        with pytest.raises(RunFolderLockedError, match=rf"{run_dir} is being written by pid {holder.pid} .*train"):
-            with run_folder_lock(run_dir):
-                pass
+        with (pytest.raises(RunFolderLockedError, match=rf"{run_dir} is being written by pid {holder.pid} .*train"),
+              run_folder_lock(run_dir)):
+            pass
         with pytest.raises(RunFolderLockedError, match=f"pid {holder.pid}"):
             ensure_not_being_written(run_dir)
     finally:
@@ -92,9 +91,9 @@ def test_lock_from_another_host_is_not_taken_over_silently(tmp_path):
     run_dir.mkdir()
     foreign = {"pid": 4242, "host": "some-other-machine", "started": "2026-01-01T00:00:00", "purpose": "train"}
     lock_path(run_dir).write_text(json.dumps(foreign))
-    with pytest.raises(RunFolderLockedError, match="pid 4242 on some-other-machine.*another machine.*delete"):
-        with run_folder_lock(run_dir):
-            pass
+    with (pytest.raises(RunFolderLockedError, match="pid 4242 on some-other-machine.*another machine.*delete"),
+          run_folder_lock(run_dir)):
+        pass
     with pytest.raises(RunFolderLockedError, match="some-other-machine"):
         ensure_not_being_written(run_dir)
     assert json.loads(lock_path(run_dir).read_text()) == foreign  # left as it was
@@ -106,9 +105,8 @@ def test_read_guard_creates_nothing_and_lock_is_reusable(tmp_path):
     ensure_not_being_written(run_dir)
     assert list(run_dir.iterdir()) == []
     for _ in range(2):  # released, then taken again by the same process
-        with run_folder_lock(run_dir):
-            with pytest.raises(RunFolderLockedError):
-                ensure_not_being_written(run_dir)
+        with run_folder_lock(run_dir), pytest.raises(RunFolderLockedError):
+            ensure_not_being_written(run_dir)
     assert [p.name for p in run_dir.iterdir()] == []
     assert LOCK_FILE.startswith(".")  # hidden: not listed as a run file
 

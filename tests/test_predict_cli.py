@@ -6,12 +6,12 @@ import av
 import numpy as np
 import pytest
 import torch
+from media import astronaut, face_tile, faces_image, moving_face_frames, noise_image, small_model_dir, write_video
 from PIL import Image
 
 from affectmodel.cli import main
 from affectmodel.scoring import read_predictions, score_files
 from affectmodel.tasks import ABAW8, AU_NAMES
-from media import astronaut, face_tile, faces_image, moving_face_frames, noise_image, small_model_dir, write_video
 
 N_FRAMES = 9
 

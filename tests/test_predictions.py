@@ -2,8 +2,7 @@
 import numpy as np
 import pytest
 
-from affectmodel.predictions import (PREDICTIONS_FILE, Predictions, PredictionsError, load_predictions,
-                                     save_predictions)
+from affectmodel.predictions import PREDICTIONS_FILE, Predictions, PredictionsError, load_predictions, save_predictions
 
 
 def _predictions(n: int = 7) -> Predictions:

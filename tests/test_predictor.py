@@ -3,15 +3,21 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from media import astronaut, faces_image, noise_image, small_model_dir
 
 from affectmodel import AffectModel, ModelConfig
 from affectmodel.inference.align import align_face
 from affectmodel.inference.faces import create_detector
-from affectmodel.inference.predictor import (ModelTooLargeError, NonFiniteOutputError, Predictor, fit_batch_size, flatten_record,
-                                           top_expression)
+from affectmodel.inference.predictor import (
+    ModelTooLargeError,
+    NonFiniteOutputError,
+    Predictor,
+    fit_batch_size,
+    flatten_record,
+    top_expression,
+)
 from affectmodel.model import forward_memory_bytes
 from affectmodel.tasks import ABAW8, AU_NAMES, get_label_space
-from media import astronaut, faces_image, noise_image, small_model_dir
 
 THRESHOLDS = [0.0] * 6 + [1.0] * 6  # first six AUs always on, last six never: checks stored thresholds are used
 

@@ -3,6 +3,7 @@ import json
 
 import numpy as np
 import pytest
+from affwild2_fixtures import make_miniature, write_image
 
 from affectmodel.cli import main as cli_main
 from affectmodel.data import load_dataset
@@ -10,7 +11,6 @@ from affectmodel.data.registry import UnrecognisedDataError, detect_format
 from affectmodel.data.transforms import build_transform
 from affectmodel.model import ModelConfig
 from affectmodel.tasks import ABAW8
-from affwild2_fixtures import make_miniature, write_image
 
 SMALL = build_transform("none", ModelConfig(input_size=16), train=False)
 
@@ -43,7 +43,7 @@ def test_fer2013_folders_mapped_by_concept(tmp_path):
 def test_rafdb_numbered_folders_inside_a_wrapper(tmp_path):
     _folders(tmp_path / "DATASET", ["train", "test"], [str(i) for i in range(1, 8)], per_class=1)
     ds = load_dataset(tmp_path, "train", tasks="expr", transform=SMALL)
-    by_folder = {p.parent.name: int(e) for p, e in zip(ds.image_paths, ds.labels["expr"])}
+    by_folder = {p.parent.name: int(e) for p, e in zip(ds.image_paths, ds.labels["expr"], strict=True)}
     assert by_folder["4"] == ABAW8.labels.index("Happiness") and by_folder["7"] == ABAW8.labels.index("Neutral")
 
 

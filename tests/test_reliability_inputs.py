@@ -24,18 +24,24 @@ import av
 import cv2
 import numpy as np
 import pytest
+from affwild2_fixtures import AU_HEADER, EXPR_HEADER, au_line, make_miniature, write_images, write_mtl, write_task_file
+from media import astronaut, face_tile, faces_image, moving_face_frames, small_model_dir, write_video
+from net import free_port
 from PIL import Image, ImageFile
 
 from affectmodel.cli import main as cli_main
 from affectmodel.data.affwild2 import load_affwild2
 from affectmodel.data.annotations import AnnotationError, read_mtl_csv, read_task_file, read_task_folder
-from affectmodel.inference import (ImageLoadError, Predictor, VideoLoadError, iter_video_predictions, load_image,
-                                   predict_video, probe_video)
-from affectmodel.tasks import ABAW8, AU_NAMES
-from affwild2_fixtures import (AU_HEADER, EXPR_HEADER, au_line, make_miniature, write_images, write_mtl,
-                               write_task_file)
-from media import astronaut, face_tile, faces_image, moving_face_frames, small_model_dir, write_video
-from net import free_port
+from affectmodel.inference import (
+    ImageLoadError,
+    Predictor,
+    VideoLoadError,
+    iter_video_predictions,
+    load_image,
+    predict_video,
+    probe_video,
+)
+from affectmodel.tasks import AU_NAMES
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = [pytest.mark.filterwarnings("ignore:.*no_silent_downcasting"),
@@ -99,7 +105,7 @@ def images(tmp_path_factory) -> dict[str, Path]:
         "corrupt_header.jpg": _damage(jpeg, 0.0, 200),      # no JPEG signature left
         "corrupt_middle.jpg": _damage(jpeg, 0.5, 2000),     # JPEG has no checksum: decodes, damaged
         "text_renamed.jpg": b"name,score\nalice,3\n",
-        "text_renamed.png": "just some words\n".encode(),
+        "text_renamed.png": b"just some words\n",
         # 30000 x 30000 bilevel: a 0.1 MB file that would decode to 900 MB
         "bomb.png": png_bomb(30000),
         # 8000 x 8000: under Pillow's own bomb limit, over affectmodel's 50 MP

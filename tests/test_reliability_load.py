@@ -28,7 +28,7 @@ from PIL import Image
 pytest.importorskip("gradio")
 pytest.importorskip("gradio_client")
 
-from media import astronaut, moving_face_frames, small_model_dir, write_video  # noqa: E402
+from media import astronaut, moving_face_frames, small_model_dir, write_video
 from net import free_port
 
 REPO = Path(__file__).resolve().parents[1]

@@ -14,6 +14,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from affwild2_fixtures import au_line, make_miniature, write_images, write_mtl
+from hub_fixtures import SENTINEL_TOKEN, FakeHub, make_run, use_endpoint
+from net import free_port
 
 from affectmodel import load_model
 from affectmodel.data.affwild2 import load_affwild2
@@ -24,9 +27,6 @@ from affectmodel.inference import Predictor
 from affectmodel.model import AffectModel, CheckpointError, ModelConfig, build_model
 from affectmodel.training import checkpoint as ckpt
 from affectmodel.training.cli import main as train_main
-from affwild2_fixtures import au_line, make_miniature, write_images, write_mtl
-from hub_fixtures import SENTINEL_TOKEN, FakeHub, make_run, use_endpoint
-from net import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = [pytest.mark.filterwarnings("ignore:Detected pickle protocol"),  # the malicious files use protocol 5
@@ -266,9 +266,10 @@ def test_demo_binds_to_loopback_unless_told_otherwise(monkeypatch, demo_run):
 @needs_gradio
 @pytest.mark.slow
 def test_uploads_are_size_limited_and_live_in_a_temp_folder_that_is_cleaned(tmp_path, monkeypatch, demo_run):
-    from demo import app as demo_app
     from media import astronaut, moving_face_frames, write_video
     from PIL import Image
+
+    from demo import app as demo_app
 
     cache = tmp_path / "gradio-temp"
     monkeypatch.setenv("GRADIO_TEMP_DIR", str(cache))

@@ -2,7 +2,11 @@ import numpy as np
 import pytest
 
 from affectmodel.inference.smoothing import (
-    TrackSmoother, ema_alpha, exponential_smoothing, moving_average, smooth_series,
+    TrackSmoother,
+    ema_alpha,
+    exponential_smoothing,
+    moving_average,
+    smooth_series,
 )
 
 

@@ -3,13 +3,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from affwild2_fixtures import make_study_tree
 
 from affectmodel.data.affwild2 import load_affwild2
 from affectmodel.data.dataset import ImageLabelDataset, empty_labels
 from affectmodel.data.splits import development_split, development_videos, limit_labels, stable_unit
 from affectmodel.data.transforms import build_transform
 from affectmodel.model import ModelConfig
-from affwild2_fixtures import make_study_tree
 
 SMALL = build_transform("none", ModelConfig(input_size=16), train=False)
 
@@ -73,7 +73,8 @@ def test_uni_and_multi_task_runs_hold_out_the_same_videos(study_root):
         assert set(uni.development_videos) == set(multi.development_videos) & task_videos
         # and the same frames: the multi-task dev frames labelled for this task
         labelled = multi.development.valid_masks()[task]
-        assert set(uni.development.frame_keys()) == {k for k, ok in zip(multi.development.frame_keys(), labelled) if ok}
+        assert set(uni.development.frame_keys()) == {
+            k for k, ok in zip(multi.development.frame_keys(), labelled, strict=True) if ok}
 
 
 def test_per_image_sets_split_by_image(tmp_path):

@@ -3,8 +3,20 @@ import pytest
 
 from affectmodel import tasks
 from affectmodel.tasks import (
-    ABAW7, ABAW8, AFFECTNET8, AU_NAMES, AU_TASK, FER7, VA_TASK, expression_task, get_label_space,
-    get_task, headline_metric, label_mapping, parse_tasks, task_specs,
+    ABAW7,
+    ABAW8,
+    AFFECTNET8,
+    AU_NAMES,
+    AU_TASK,
+    FER7,
+    VA_TASK,
+    expression_task,
+    get_label_space,
+    get_task,
+    headline_metric,
+    label_mapping,
+    parse_tasks,
+    task_specs,
 )
 
 

@@ -238,3 +238,20 @@ def test_skipped_fp16_step_does_not_advance_the_lr_schedule(tmp_path):
     assert run.state.step == 1 and sums[-1] == 1       # the step still counts (as torch's own loop)
     run.train_batch(images, targets, sums)
     assert run.scheduler.last_epoch == sched_before + 1
+
+
+def _trainer_with_sync_bn(info):
+    from affectmodel.training import trainer as trainer_mod
+    from affectmodel.training.batches import RunData
+    from affectmodel.training.config import TrainConfig
+
+    config = TrainConfig(out="unused", tasks=["expr"], image_size=32, batch_size=4, device="cpu", sync_bn=True,
+                         dev_fraction=0)
+    trainer_mod.Trainer(config, RunData(TinyAffectSet(8), None, TinyAffectSet(4, seed=1)), {"name": "tiny"}, info,
+                        None)
+
+
+def test_sync_bn_on_cpu_processes_is_refused_with_one_line():
+    expected = ("error", "TrainingError: sync_bn needs GPUs (SyncBatchNorm does not run on CPU): drop --sync-bn "
+                         "for a CPU run")
+    assert _in_two_processes(_trainer_with_sync_bn) == [expected, expected]

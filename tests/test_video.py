@@ -1,15 +1,20 @@
 import av
 import numpy as np
 import pytest
+from media import moving_face_frames, small_model_dir, write_video
 
 from affectmodel.inference.faces import create_detector
 from affectmodel.inference.predictor import Predictor
 from affectmodel.inference.smoothing import smooth_series
 from affectmodel.inference.video import (
-    VideoLoadError, VideoOptions, iter_frames, iter_video_predictions, predict_video, probe_video,
+    VideoLoadError,
+    VideoOptions,
+    iter_frames,
+    iter_video_predictions,
+    predict_video,
+    probe_video,
     write_video_frames,
 )
-from media import moving_face_frames, small_model_dir, write_video
 
 N_FRAMES, FPS = 12, 10
 

@@ -17,9 +17,10 @@ from __future__ import annotations
 import os
 import re
 import warnings
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -253,7 +254,8 @@ def _join_mtl(lay: AffWild2Layout, split: str, tasks: tuple[str, ...], space: La
     path = lay.mtl_files[split]
     m: MTLAnnotations = read_mtl_csv(path, skip_bad_lines=skip_bad_lines, expression_space=space)
     n = len(m)
-    labels = {"expr": m.expr.astype(np.int64), "au": m.au.astype(np.float32), "va": m.va.astype(np.float32)}
+    labels: dict[str, np.ndarray] = {"expr": m.expr.astype(np.int64), "au": m.au.astype(np.float32),
+                                     "va": m.va.astype(np.float32)}
     valid = valid_label_masks(labels, len(space))
     # one directory listing per video folder
     parents, names = [], []
@@ -268,7 +270,7 @@ def _join_mtl(lay: AffWild2Layout, split: str, tasks: tuple[str, ...], space: La
             listings[parent] = set(os.listdir(folder))
         except (FileNotFoundError, NotADirectoryError):
             listings[parent] = set()
-    exists = np.fromiter((nm in listings[p] for p, nm in zip(parents, names)), dtype=bool, count=n)
+    exists = np.fromiter((nm in listings[p] for p, nm in zip(parents, names, strict=True)), dtype=bool, count=n)
     stats = {get_task(t).challenge_name: _task_stats() for t in tasks}
     for t in tasks:
         _count(stats[get_task(t).challenge_name], valid[t], exists)
@@ -337,7 +339,7 @@ def find_leakage(train_videos: Mapping[str, set[str]], validation_videos: Mappin
 def _leakage_stats(found: dict[str, Any], videos: list[str], video_ids: np.ndarray, excluded: bool
                    ) -> dict[str, Any]:
     """The JSON-ready ``.stats["leakage"]`` entry: counts per pair, over this training set's frames."""
-    per_video = dict(zip(videos, np.bincount(video_ids, minlength=len(videos)).tolist()))
+    per_video = dict(zip(videos, np.bincount(video_ids, minlength=len(videos)).tolist(), strict=True))
     frames = {v: per_video.get(v, 0) for v in found["videos"]}
     return {
         "excluded": excluded,
@@ -429,5 +431,13 @@ def _drop_videos(paths: list[Path], labels: dict[str, np.ndarray], videos: list[
             new_id[video_ids[keep]], frames[keep])
 
 
-__all__ = ["AffWild2Dataset", "AffWild2Layout", "DATASET_NAME", "SPLITS", "annotated_videos",
-           "detect_layout", "find_leakage", "load_affwild2"]
+__all__ = [
+    "DATASET_NAME",
+    "SPLITS",
+    "AffWild2Dataset",
+    "AffWild2Layout",
+    "annotated_videos",
+    "detect_layout",
+    "find_leakage",
+    "load_affwild2",
+]

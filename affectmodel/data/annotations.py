@@ -19,14 +19,22 @@ import numpy as np
 
 from ..metrics import valid_au, valid_expression, valid_va
 from ..tasks import (
-    ABAW7, ABAW8, AU_NAMES, AU_TASK, VA_NAMES, VA_TASK, LabelSpace, get_label_space, get_task,
+    ABAW7,
+    ABAW8,
+    AU_NAMES,
+    AU_TASK,
+    VA_NAMES,
+    VA_TASK,
+    LabelSpace,
+    get_label_space,
+    get_task,
     label_mapping,
 )
 
 # Aff-Wild2 EXPR files come in the 8-class (ABAW 3+) or the 7-class (ABAW 1-2) label space;
 # the file's header says which, and values are mapped by concept into the requested space.
 EXPR_FILE_SPACES: tuple[LabelSpace, ...] = (ABAW8, ABAW7)
-MTL_HEADER: tuple[str, ...] = ("image",) + VA_NAMES + ("expression",) + AU_NAMES
+MTL_HEADER: tuple[str, ...] = ("image", *VA_NAMES, "expression", *AU_NAMES)
 _MTL_VA, _MTL_EXPR, _MTL_AU = slice(0, 2), 2, slice(3, 3 + len(AU_NAMES))  # numeric columns
 
 
@@ -312,7 +320,7 @@ def _parse_line(line: str, ncols: int, column_offset: int) -> tuple[np.ndarray |
 def _nonfinite(arr: np.ndarray, names: tuple[str, ...]) -> dict[int, str]:
     out: dict[int, str] = {}
     rows, cols = np.nonzero(~np.isfinite(arr))
-    for i, j in zip(rows.tolist(), cols.tolist()):
+    for i, j in zip(rows.tolist(), cols.tolist(), strict=True):
         out.setdefault(i, f"{names[j]} value {float(arr[i, j])} is not finite")
     return out
 
@@ -336,7 +344,7 @@ def _au_problems(arr: np.ndarray) -> dict[int, str]:
     out = _nonfinite(arr, AU_NAMES)
     ok = (arr == 0) | (arr == 1) | (arr == AU_TASK.invalid_code)
     rows, cols = np.nonzero(~ok)
-    for i, j in zip(rows.tolist(), cols.tolist()):
+    for i, j in zip(rows.tolist(), cols.tolist(), strict=True):
         out.setdefault(i, f"{AU_NAMES[j]} value {_fmt(arr[i, j])} out of range (expected 0 or 1, "
                           f"or -1 for not annotated)")
     return out
@@ -346,7 +354,7 @@ def _va_problems(arr: np.ndarray) -> dict[int, str]:
     out = _nonfinite(arr, VA_NAMES)
     ok = ((arr >= -1) & (arr <= 1)) | (arr == VA_TASK.invalid_code)
     rows, cols = np.nonzero(~ok)
-    for i, j in zip(rows.tolist(), cols.tolist()):
+    for i, j in zip(rows.tolist(), cols.tolist(), strict=True):
         out.setdefault(i, f"{VA_NAMES[j]} value {_fmt(arr[i, j])} out of range (expected -1..1, "
                           f"or -5 for not annotated)")
     return out
@@ -377,12 +385,21 @@ def _valid_rows(task: str, values: np.ndarray, expression_space: str | None) -> 
     if task == "expr":
         return valid_expression(values, len(get_label_space(expression_space or ABAW8)))
     if task == "au":
-        return valid_au(values).any(axis=1)
-    return valid_va(values).any(axis=1)
+        return np.asarray(valid_au(values).any(axis=1))
+    return np.asarray(valid_va(values).any(axis=1))
 
 
 __all__ = [
-    "AnnotationError", "TaskAnnotations", "MTLAnnotations", "read_task_file", "read_task_folder",
-    "read_mtl_csv", "EXPR_FILE_SPACES", "MTL_HEADER", "read_text_lines", "split_header",
-    "split_first_column", "parse_number_rows",
+    "EXPR_FILE_SPACES",
+    "MTL_HEADER",
+    "AnnotationError",
+    "MTLAnnotations",
+    "TaskAnnotations",
+    "parse_number_rows",
+    "read_mtl_csv",
+    "read_task_file",
+    "read_task_folder",
+    "read_text_lines",
+    "split_first_column",
+    "split_header",
 ]

@@ -11,9 +11,10 @@ Per-image sets (AffectNet, folder-per-class) are read as one one-frame "video" p
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -68,8 +69,8 @@ def valid_label_masks(labels: dict[str, np.ndarray], num_classes: int) -> dict[s
     """Per task, bool (n,): the sample carries a usable label (AU: at least one AU annotated)."""
     return {
         "expr": valid_expression(labels["expr"], num_classes),
-        "au": valid_au(labels["au"]).any(axis=1),
-        "va": valid_va(labels["va"]).any(axis=1),
+        "au": np.asarray(valid_au(labels["au"]).any(axis=1)),
+        "va": np.asarray(valid_va(labels["va"]).any(axis=1)),
     }
 
 
@@ -143,12 +144,12 @@ class ImageLabelDataset(Dataset):
     def au_positive_counts(self) -> np.ndarray:
         return self.au_counts()[0]
 
-    def subset(self, indices: Sequence[int] | np.ndarray) -> "ImageLabelDataset":
+    def subset(self, indices: Sequence[int] | np.ndarray) -> ImageLabelDataset:
         """A copy holding only ``indices`` (same transform and metadata)."""
         idx = np.asarray(indices, dtype=np.int64)
         return self._copy_with(idx)
 
-    def _copy_with(self, idx: np.ndarray) -> "ImageLabelDataset":
+    def _copy_with(self, idx: np.ndarray) -> ImageLabelDataset:
         import copy
         new = copy.copy(self)
         new.image_paths = [self.image_paths[i] for i in idx]
@@ -164,7 +165,7 @@ class ImageLabelDataset(Dataset):
     def frame_keys(self) -> list[str]:
         """A name for every sample that is the same in every load of this data (``<video>/<frame>``),
         used to match frames across data sets of the same root (tasks differ, splits differ)."""
-        return [f"{self.videos[v]}/{int(f)}" for v, f in zip(self.video_ids, self.frame_numbers)]
+        return [f"{self.videos[v]}/{int(f)}" for v, f in zip(self.video_ids, self.frame_numbers, strict=True)]
 
 
 __all__ = ["ImageLabelDataset", "ImageReadError", "empty_labels", "image_key", "load_image", "valid_label_masks"]

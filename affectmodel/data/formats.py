@@ -17,13 +17,13 @@ from __future__ import annotations
 import csv
 import io
 import os
+from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
-from typing import Mapping
 
 import numpy as np
 
 from ..images import IMAGE_SUFFIXES
-from ..tasks import LABEL_SPACES, VA_TASK, get_label_space, label_mapping
+from ..tasks import LABEL_SPACES, VA_TASK, LabelSpace, get_label_space, label_mapping
 from .annotations import AnnotationError
 from .dataset import ImageLabelDataset, Transform, empty_labels
 
@@ -58,8 +58,9 @@ def _find_column(header: list[str], names: tuple[str, ...]) -> int | None:
 
 
 def load_affectnet_csv(csv_path: str | os.PathLike, image_root: str | os.PathLike | None = None,
-                       transform: Transform | None = None, expression_space: str = "abaw8",
-                       source_space: str = "affectnet8", skip_bad_lines: bool = False) -> ImageLabelDataset:
+                       transform: Transform | None = None, expression_space: str | LabelSpace = "abaw8",
+                       source_space: str | LabelSpace = "affectnet8", skip_bad_lines: bool = False
+                       ) -> ImageLabelDataset:
     """Read an AffectNet-style CSV. Image paths are relative to ``image_root`` (default: the CSV's
     folder) and may not leave it. Rows whose image is absent are skipped and counted in
     ``.stats["missing_images"]``; malformed rows raise ``AnnotationError`` ("file:line: reason")
@@ -111,7 +112,8 @@ def load_affectnet_csv(csv_path: str | os.PathLike, image_root: str | os.PathLik
             continue
         if not _inside(rel):
             # never skippable: a path leaving the image folder signals a broken or hostile file
-            raise AnnotationError(csv_path, i, f"image path {rel!r} escapes the image folder (absolute or contains '..')")
+            raise AnnotationError(csv_path, i,
+                                  f"image path {rel!r} escapes the image folder (absolute or contains '..')")
         try:
             code = float(row[ce])
         except ValueError:
@@ -174,7 +176,7 @@ def _folder_concept(name: str, space, folder_labels: Mapping[str, str] | None) -
             return None
         name = value
     low = name.strip().lower()
-    for label, concept in zip(space.labels, space.concepts):
+    for label, concept in zip(space.labels, space.concepts, strict=True):
         if low in (label.lower(), concept):
             return concept
     synonym = _SYNONYMS.get(low)
@@ -198,9 +200,9 @@ def detect_folder_labels(names: list[str]) -> tuple[str, Mapping[str, str] | Non
     return None
 
 
-def load_image_folder(root: str | os.PathLike, label_space: str, transform: Transform | None = None,
-                      expression_space: str = "abaw8", folder_labels: Mapping[str, str] | None = None
-                      ) -> ImageLabelDataset:
+def load_image_folder(root: str | os.PathLike, label_space: str | LabelSpace,
+                      transform: Transform | None = None, expression_space: str | LabelSpace = "abaw8",
+                      folder_labels: Mapping[str, str] | None = None) -> ImageLabelDataset:
     """Expression-only images in ``root/<class>/``; the folders' ``label_space`` must be declared
     (e.g. ``fer7`` for FER2013 image folders). ``folder_labels`` maps folder names to labels or
     concepts of that space (``RAFDB_BASIC_FOLDERS`` for RAF-DB's ``1``..``7``)."""

@@ -46,8 +46,8 @@ def data_info(root: str | Path, layout: str = "auto", source: str = "auto", expr
         for task in TASK_KEYS:
             name = get_task(task).challenge_name
             entry[name] = dict(ds.stats["tasks"][name])
-        entry["EXPR"]["class_counts"] = dict(zip(space.labels, ds.class_counts().tolist()))
-        entry["AU"]["positives"] = dict(zip(AU_NAMES, ds.au_positive_counts().tolist()))
+        entry["EXPR"]["class_counts"] = dict(zip(space.labels, ds.class_counts().tolist(), strict=True))
+        entry["AU"]["positives"] = dict(zip(AU_NAMES, ds.au_positive_counts().tolist(), strict=True))
         entry["frames"] = ds.stats["frames"]
         entry["videos"] = ds.stats["videos"]
         entry["source"] = ds.source

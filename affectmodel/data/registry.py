@@ -18,8 +18,9 @@ per-image sets) with expression classes mapped by concept into ``expression_spac
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from ..tasks import LabelSpace, get_label_space, parse_tasks
 from .affwild2 import detect_layout, load_affwild2

@@ -11,7 +11,7 @@ deterministic for a seed; call ``set_epoch(e)`` to vary the order between epochs
 from __future__ import annotations
 
 import math
-from typing import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -75,7 +75,8 @@ class MultiTaskBatchSampler(Sampler[list[int]]):
                  num_classes: int = 8, min_per_task: int = 2, seed: int = 0, drop_last: bool = False):
         tasks = parse_tasks(tasks)
         if batch_size < min_per_task * len(tasks):
-            raise ValueError(f"batch_size {batch_size} cannot hold {min_per_task} samples of each of {len(tasks)} tasks")
+            raise ValueError(f"batch_size {batch_size} cannot hold {min_per_task} samples of each of "
+                             f"{len(tasks)} tasks")
         masks = valid_label_masks({k: np.asarray(v) for k, v in labels.items()}, num_classes)
         self.n = len(masks["expr"])
         self.valid = {t: masks[t] for t in tasks}

@@ -4,7 +4,7 @@ Both choices depend only on names (video names, ``<video>/<frame>`` keys) and a 
 a stable hash (BLAKE2b, not Python's per-process ``hash``), never on the order or the index of a
 sample. So a uni-task and a multi-task run read from the same installation — whose training sets
 hold different frames — still hold out the same development videos and see the same labels of a
-task (docs: "Study protocol" in the README).
+task (docs/REFERENCE.md, "Study protocol").
 
 * :func:`development_split`: whole training videos held out to tune AU thresholds and pick the
   best epoch, so the validation frames that are reported are never used for either.
@@ -14,8 +14,9 @@ task (docs: "Study protocol" in the README).
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -28,7 +29,7 @@ _DEV_SALT = "affectmodel-development-split-v1"
 
 def stable_unit(key: str, salt: str) -> float:
     """A number in [0, 1) that depends only on ``salt`` and ``key`` (the same on every machine)."""
-    digest = hashlib.blake2b(f"{salt}\0{key}".encode("utf-8"), digest_size=8).digest()
+    digest = hashlib.blake2b(f"{salt}\0{key}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big") / 2.0 ** 64
 
 
@@ -54,7 +55,7 @@ def development_videos(videos: Sequence[str], fraction: float = DEVELOPMENT_FRAC
     names = sorted(set(videos))
     if fraction == 0.0 or len(names) < 2:
         return set()
-    k = min(len(names) - 1, max(1, int(round(fraction * len(names)))))
+    k = min(len(names) - 1, max(1, round(fraction * len(names))))
     ranked = sorted(names, key=lambda v: (stable_unit(v, _DEV_SALT), v))
     return set(ranked[:k])
 
@@ -79,11 +80,11 @@ def development_split(dataset: ImageLabelDataset, fraction: float = DEVELOPMENT_
     used = sorted({dataset.videos[i] for i in np.unique(dataset.video_ids[dev_idx])})
     stats: dict[str, Any] = {
         "fraction": fraction,
-        "development": {"videos": len(used), "frames": int(len(dev_idx))},
-        "train": {"videos": int(len(np.unique(dataset.video_ids[train_idx]))), "frames": int(len(train_idx))},
+        "development": {"videos": len(used), "frames": len(dev_idx)},
+        "train": {"videos": len(np.unique(dataset.video_ids[train_idx])), "frames": len(train_idx)},
     }
     if validation is not None:
-        val_videos = set(validation.videos[i] for i in np.unique(validation.video_ids))
+        val_videos = {validation.videos[i] for i in np.unique(validation.video_ids)}
         val_frames = set(validation.frame_keys())
         dev_keys = [dataset.frame_keys()[i] for i in dev_idx] if len(dev_idx) else []
         stats["overlap_with_validation"] = {
@@ -145,7 +146,7 @@ def limit_labels(dataset: ImageLabelDataset, tasks: Sequence[str] | str, limit: 
     for key in TASK_KEYS:
         drop = ~masks[key] if key in masks else np.ones(len(union), dtype=bool)
         subset.labels[key][drop] = blank[key][drop]
-    stats = {"limit": limit, "seed": seed, "frames": int(len(union)),
+    stats = {"limit": limit, "seed": seed, "frames": len(union),
              "labels": {t: int(masks[t].sum()) for t in tasks},
              "available": {t: int(valid[t].sum()) for t in tasks}}
     return LabelSelection(union, masks, subset, stats)

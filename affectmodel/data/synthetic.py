@@ -36,9 +36,10 @@ import json
 import math
 import shutil
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -49,8 +50,14 @@ from ..tasks import ABAW8, AU_NAMES, AU_TASK, VA_TASK, expression_task
 from .layout import MTL_FILES, MTL_FOLDER, SPLIT_DIRS, TASK_FOLDERS, TRACK_SUFFIXES, base_video_name
 from .marker import MARKER_FILE, SYNTHETIC_DATASET, SYNTHETIC_FOLDERS_DATASET, read_marker
 from .synthetic_faces import (
-    HIDDEN_AUS, FaceParams, ImageNuisance, apply_nuisance, random_background, render_face,
-    sample_identity, with_pose,
+    HIDDEN_AUS,
+    FaceParams,
+    ImageNuisance,
+    apply_nuisance,
+    random_background,
+    render_face,
+    sample_identity,
+    with_pose,
 )
 
 DATASET_NAME = SYNTHETIC_DATASET
@@ -163,7 +170,7 @@ class SyntheticSequence:
         rng = rng or np.random.default_rng(self.background_seed + t)
         if background is None:
             background = random_background(np.random.default_rng(self.background_seed), size)
-        hidden = dict(zip(HIDDEN_AUS, self.hidden_au[t].tolist()))
+        hidden = dict(zip(HIDDEN_AUS, self.hidden_au[t].tolist(), strict=True))
         img = render_face(self.au_intensity[t], self.frame_params(t), size, background=background,
                           occluder=self.occluders[t], hidden_au=hidden)
         n = self.nuisance
@@ -177,7 +184,7 @@ def _smooth(x: np.ndarray, sigma: float) -> np.ndarray:
     """Gaussian smoothing along axis 0 (edges padded with the edge values)."""
     if sigma <= 0 or len(x) < 2:
         return x
-    r = int(math.ceil(3 * sigma))
+    r = math.ceil(3 * sigma)
     k = np.exp(-0.5 * (np.arange(-r, r + 1) / sigma) ** 2)
     k /= k.sum()
     x2 = x.reshape(len(x), -1)
@@ -194,7 +201,7 @@ def _drift(rng: np.random.Generator, frames: int, scale: float, sigma: float = 8
     # in a short video the smoothed signal is almost constant, and dividing by its tiny sample
     # std blew its offset up (a negative face scale: "x1 must be greater than or equal to x0").
     if sigma > 0 and frames > 1:
-        r = int(math.ceil(3 * sigma))
+        r = math.ceil(3 * sigma)
         k = np.exp(-0.5 * (np.arange(-r, r + 1) / sigma) ** 2)
         s = s / math.sqrt(float(((k / k.sum()) ** 2).sum()))
     return (s * scale).astype(np.float64)
@@ -226,8 +233,8 @@ def _other_expression(rng: np.random.Generator) -> dict[str, float]:
         if len(mix) >= 2:
             return mix
     k = int(rng.integers(2, 4))
-    names = rng.choice(len(AU_NAMES), size=k, replace=False)
-    mix = {AU_NAMES[i]: float(rng.uniform(0.5, 1.0)) for i in names}
+    chosen = rng.choice(len(AU_NAMES), size=k, replace=False)
+    mix = {AU_NAMES[i]: float(rng.uniform(0.5, 1.0)) for i in chosen}
     if rng.random() < 0.3:
         mix[HIDDEN_AUS[int(rng.integers(len(HIDDEN_AUS)))]] = float(rng.uniform(0.3, 0.9))
     return mix
@@ -354,7 +361,7 @@ def sample_sequence(frames: int = 100, rng: np.random.Generator | int | None = N
             for i in range(start, stop):
                 occluders[i] = occ
     lo_q, hi_q = cfg.jpeg_quality
-    quality = int(round(hi_q - (hi_q - lo_q) * nz * rng.random()))
+    quality = round(hi_q - (hi_q - lo_q) * nz * rng.random())
     return SyntheticSequence(expr=expr, au_intensity=au_int, hidden_au=hidden, au=au, va=va,
                              identity=identity, pose=pose, light=light, occluders=occluders,
                              nuisance=nuisance, jpeg_quality=quality,
@@ -392,12 +399,12 @@ def plan_videos(cfg: SynthConfig) -> list[_VideoPlan]:
     rng = np.random.default_rng(plan_seed)
     names = _video_names(cfg.videos, cfg.pair_every)
     bases = sorted({base_video_name(n) for n in names})
-    n_val = int(round(len(bases) * cfg.validation_fraction)) if len(bases) > 1 else 0
+    n_val = round(len(bases) * cfg.validation_fraction) if len(bases) > 1 else 0
     if cfg.validation_fraction > 0 and len(bases) > 1:
         n_val = max(1, n_val)
     val_bases = set(rng.permutation(bases)[:n_val].tolist())
     plans = []
-    for name, seed in zip(names, video_seeds):
+    for name, seed in zip(names, video_seeds, strict=True):
         base = base_video_name(name)
         tasks = tuple(t for t in TASK_FOLDERS if rng.random() < cfg.task_fractions.get(t, 0.0))
         if not tasks:
@@ -473,8 +480,9 @@ def generate_benchmark(out_dir: str | Path, videos: int = 20, frames: int = 100,
                "va": ",".join(VA_TASK.annotation_header)}
     formatters = {"expr": _expr_lines, "au": _au_lines, "va": _va_lines}
     mtl_rows: dict[str, list[str]] = {s: [] for s in SPLIT_FOLDERS}
-    counts = {s: {"videos": 0, "images": 0, **{t: {"labelled": 0, "invalid": 0, "missing_images": 0}
-                                                for t in TASK_FOLDERS}} for s in SPLIT_FOLDERS}
+    counts: dict[str, dict[str, Any]] = {
+        s: {"videos": 0, "images": 0, **{t: {"labelled": 0, "invalid": 0, "missing_images": 0} for t in TASK_FOLDERS}}
+        for s in SPLIT_FOLDERS}
     bar = tqdm(total=cfg.videos * cfg.frames, desc="synth", unit="frame", disable=not progress)
     for plan in plans:
         rng = np.random.default_rng(plan.seed)
@@ -512,7 +520,7 @@ def generate_benchmark(out_dir: str | Path, videos: int = 20, frames: int = 100,
             c[task]["invalid"] += int((~annotated[task] & ~missing).sum())
             c[task]["missing_images"] += int(missing.sum())
         # multi-task rows: images with at least one valid label
-        for t in np.flatnonzero(~missing & (annotated["expr"] | annotated["au"] | annotated["va"])):
+        for t in np.flatnonzero(~missing & (annotated["expr"] | annotated["au"] | annotated["va"])).tolist():
             va_txt = _va_lines(values["va"][t:t + 1])[0]
             mtl_rows[plan.split].append(f"{plan.name}/{t + 1:05d}.jpg,{va_txt},{int(values['expr'][t])},"
                                         + _au_lines(values["au"][t:t + 1])[0])
@@ -565,7 +573,7 @@ def generate_expression_folders(out_dir: str | Path, videos: int = 20, frames: i
     started = time.perf_counter()
     plans = plan_videos(cfg)
     deck = expression_deck(cfg.expression_weights, np.random.default_rng([cfg.seed, 1]))
-    counts = {s: {label: 0 for label in ABAW8.labels} for s in FOLDER_SPLITS}
+    counts = {s: dict.fromkeys(ABAW8.labels, 0) for s in FOLDER_SPLITS}
     bar = tqdm(total=cfg.videos, desc="synth folders", unit="video", disable=not progress)
     for plan in plans:
         rng = np.random.default_rng(plan.seed)
@@ -641,7 +649,7 @@ def contact_sheet(path: str | Path | None = None, columns: int = 6, size: int = 
                 img = Image.open(buf).convert("RGB")
             sheet.paste(img, (label_w + col_i * size, y))
     if scale != 1:
-        sheet = sheet.resize((sheet.width * scale, sheet.height * scale), Image.NEAREST)
+        sheet = sheet.resize((sheet.width * scale, sheet.height * scale), Image.Resampling.NEAREST)
     if path is not None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         sheet.save(path)
@@ -660,7 +668,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--videos", type=int, default=20, help="number of videos (default 20)")
     parser.add_argument("--frames", type=int, default=100, help="frames per video (default 100)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (same seed, same files)")
-    parser.add_argument("--size", type=int, default=112, help="image size in pixels (default 112, like cropped_aligned)")
+    parser.add_argument("--size", type=int, default=112,
+                        help="image size in pixels (default 112, like cropped_aligned)")
     parser.add_argument("--validation-fraction", type=float, default=0.25)
     parser.add_argument("--nuisance", type=float, default=SynthConfig.nuisance,
                         help=f"strength of pose/lighting/blur/noise/occlusion, 0 (clean) to 1 (harsh); "
@@ -687,6 +696,20 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-__all__ = ["CIRCUMPLEX", "DATASET_NAME", "EXPRESSION_PROTOTYPES", "MARKER_FILE", "SynthConfig", "mixture_circumplex",
-           "SyntheticSequence", "contact_sheet", "generate_benchmark", "generate_expression_folders", "plan_videos",
-           "prototype_intensities", "read_marker", "render_face", "sample_sequence"]
+__all__ = [
+    "CIRCUMPLEX",
+    "DATASET_NAME",
+    "EXPRESSION_PROTOTYPES",
+    "MARKER_FILE",
+    "SynthConfig",
+    "SyntheticSequence",
+    "contact_sheet",
+    "generate_benchmark",
+    "generate_expression_folders",
+    "mixture_circumplex",
+    "plan_videos",
+    "prototype_intensities",
+    "read_marker",
+    "render_face",
+    "sample_sequence",
+]

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import io
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Sequence
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageChops, ImageDraw, ImageFilter
@@ -59,7 +60,7 @@ class FaceParams:
 
 
 def _lerp(a: Sequence[float], b: Sequence[float], t: float) -> tuple[float, ...]:
-    return tuple(float(x + (y - x) * t) for x, y in zip(a, b))
+    return tuple(float(x + (y - x) * t) for x, y in zip(a, b, strict=True))
 
 
 def sample_identity(rng: np.random.Generator) -> FaceParams:
@@ -142,7 +143,7 @@ class _Projector:
         yr = x * self.sr + y * self.cr
         px = self.centre[0] + xr * self.unit
         py = self.centre[1] + yr * self.unit
-        return list(zip(px.tolist(), py.tolist()))
+        return list(zip(px.tolist(), py.tolist(), strict=True))
 
     def on_surface(self, pts, extra: float = 0.0) -> list[tuple[float, float]]:
         pts = np.atleast_2d(np.asarray(pts, dtype=np.float64))
@@ -157,7 +158,7 @@ def _shade(c: Sequence[int], f: float) -> RGB:
 
 
 def _mix(a: Sequence[int], b: Sequence[int], t: float) -> RGB:
-    return tuple(int(np.clip(x + (y - x) * t, 0, 255)) for x, y in zip(a, b))  # type: ignore[return-value]
+    return tuple(int(np.clip(x + (y - x) * t, 0, 255)) for x, y in zip(a, b, strict=True))  # type: ignore[return-value]
 
 
 # ----------------------------------------------------------------------------- drawing
@@ -196,7 +197,8 @@ def _draw_eye(draw: ImageDraw.ImageDraw, canvas: Image.Image, proj: _Projector, 
     # iris and pupil clipped to the eye opening
     r = proj.length(0.045 * p.eye_size)
     (ix, iy), = proj.on_surface([(cx + side * 0.004, cy - 0.006)], -0.02)
-    _paste_clipped(canvas, p.iris, eye_px, lambda d, o: d.ellipse((ix - r - o[0], iy - r - o[1], ix + r - o[0], iy + r - o[1]), fill=255))
+    _paste_clipped(canvas, p.iris, eye_px,
+                   lambda d, o: d.ellipse((ix - r - o[0], iy - r - o[1], ix + r - o[0], iy + r - o[1]), fill=255))
     r2 = r * 0.45
     _paste_clipped(canvas, (15, 12, 10), eye_px,
                    lambda d, o: d.ellipse((ix - r2 - o[0], iy - r2 - o[1], ix + r2 - o[0], iy + r2 - o[1]), fill=255))
@@ -257,7 +259,8 @@ def _draw_wrinkles(draw: ImageDraw.ImageDraw, proj: _Projector, p: FaceParams, a
                       fill=_mix(p.skin, _shade(p.skin, 0.65), mid_t), width=lw)
         for s in (-1, 1):
             if side_t > 0.1:
-                draw.line(proj.on_surface(_through((s * 0.14, y + 0.01), (s * 0.22, y - 0.01), (s * 0.3, y + 0.015), 8)),
+                draw.line(proj.on_surface(_through((s * 0.14, y + 0.01), (s * 0.22, y - 0.01),
+                                                   (s * 0.3, y + 0.015), 8)),
                           fill=_mix(p.skin, _shade(p.skin, 0.65), side_t), width=lw)
     # vertical furrows between the brows (AU4)
     if a["AU4"] > 0.1:
@@ -294,7 +297,7 @@ def _draw_nose(draw: ImageDraw.ImageDraw, proj: _Projector, p: FaceParams, au: d
         draw.ellipse((nx - r * 1.3, ny - r * 0.7, nx + r * 1.3, ny + r * 0.7), fill=_shade(p.skin, 0.45))
 
 
-def _mouth_geometry(p: FaceParams, au: dict[str, float]) -> dict[str, np.ndarray | float]:
+def _mouth_geometry(p: FaceParams, au: dict[str, float]) -> dict[str, Any]:  # point arrays and scalars
     a = au
     y0 = 0.36 + 0.03 * (p.nose_length - 1) + 0.05 * a["AU26"]
     half = 0.17 * p.mouth_width * (1 + 0.3 * a["AU12"] - 0.18 * a["AU23"] - 0.1 * a["AU24"]
@@ -314,9 +317,12 @@ def _mouth_geometry(p: FaceParams, au: dict[str, float]) -> dict[str, np.ndarray
     # the lip stretcher flattens the opening into a wide, tense slit
     lower_in = _through(right, (0, mid_y + gap * (1 - 0.35 * a["AU20"]) + curve * 0.55), left, 16)
     upper_out = np.concatenate([
-        _through(left, (-half * 0.45, mid_y - t_up - up_raise * 1.1 - 0.006 + curve * 0.25), (-0.025, mid_y - t_up - up_raise - 0.004), 8),
-        _through((-0.025, mid_y - t_up - up_raise - 0.004), (0, mid_y - t_up - up_raise + 0.008), (0.025, mid_y - t_up - up_raise - 0.004), 5)[1:],
-        _through((0.025, mid_y - t_up - up_raise - 0.004), (half * 0.45, mid_y - t_up - up_raise * 1.1 - 0.006 + curve * 0.25), right, 8)[1:],
+        _through(left, (-half * 0.45, mid_y - t_up - up_raise * 1.1 - 0.006 + curve * 0.25),
+                 (-0.025, mid_y - t_up - up_raise - 0.004), 8),
+        _through((-0.025, mid_y - t_up - up_raise - 0.004), (0, mid_y - t_up - up_raise + 0.008),
+                 (0.025, mid_y - t_up - up_raise - 0.004), 5)[1:],
+        _through((0.025, mid_y - t_up - up_raise - 0.004),
+                 (half * 0.45, mid_y - t_up - up_raise * 1.1 - 0.006 + curve * 0.25), right, 8)[1:],
     ])
     lower_out = _through(right, (0, mid_y + gap + t_low + curve * 0.55 + 0.008 - 0.012 * a["AU17"]), left, 16)
     return {"upper_in": upper_in, "lower_in": lower_in, "upper_out": upper_out, "lower_out": lower_out,
@@ -356,7 +362,8 @@ def _draw_mouth(draw: ImageDraw.ImageDraw, canvas: Image.Image, proj: _Projector
         top_y = float(np.min(g["upper_in"][:, 1]))
         th = min(0.045, g["gap"] * 0.55 + 0.012)
         rect = proj.on_surface(np.array([(-g["half"] * 0.75, top_y - 0.02), (g["half"] * 0.75, top_y - 0.02),
-                                         (g["half"] * 0.7, top_y + th + 0.012), (-g["half"] * 0.7, top_y + th + 0.012)]), -0.01)
+                                         (g["half"] * 0.7, top_y + th + 0.012),
+                                         (-g["half"] * 0.7, top_y + th + 0.012)]), -0.01)
         _paste_clipped(canvas, (238, 234, 222), inner_px,
                        lambda d, o: d.polygon([(x - o[0], y - o[1]) for x, y in rect], fill=255))
     # lip line between the lips (closed mouth) or the opening's edge
@@ -380,7 +387,7 @@ def _head_outline(p: FaceParams, au: dict[str, float]) -> np.ndarray:
     return np.stack([x * squeeze, yy], axis=1)
 
 
-def render_face(au_intensities: Sequence[float], params: FaceParams | None = None, size: int = 112,
+def render_face(au_intensities: Sequence[float] | np.ndarray, params: FaceParams | None = None, size: int = 112,
                 background: Image.Image | RGB | None = (128, 128, 128), supersample: int = 3,
                 occluder: dict | None = None, hidden_au: dict[str, float] | None = None) -> Image.Image:
     """Draw one face. ``au_intensities``: 12 values in [0, 1] (``AU_NAMES`` order).
@@ -404,11 +411,10 @@ def render_face(au_intensities: Sequence[float], params: FaceParams | None = Non
     if not p.scale > 0:
         raise ValueError(f"face scale must be positive, got {p.scale}")
     S = size * supersample
-    transparent = background is None
-    if transparent:
+    if background is None:
         canvas = Image.new("RGBA", (S, S), (0, 0, 0, 0))
     elif isinstance(background, Image.Image):
-        canvas = background.convert("RGB").resize((S, S), Image.BILINEAR)
+        canvas = background.convert("RGB").resize((S, S), Image.Resampling.BILINEAR)
     else:
         canvas = Image.new("RGB", (S, S), tuple(int(c) for c in background))
     draw = ImageDraw.Draw(canvas)
@@ -443,8 +449,8 @@ def render_face(au_intensities: Sequence[float], params: FaceParams | None = Non
         hairline_y = -0.5 if p.hair_style != 3 else -0.32
         hairline = _through((-p.face_width * 1.02, -0.22), (0, hairline_y), (p.face_width * 1.02, -0.22), 14)
         cap = cap[np.argsort(np.arctan2(cap[:, 1], cap[:, 0]))]
-        draw.polygon(proj(np.concatenate([cap[::-1], hairline]), 0.3 * proj.depth(np.concatenate([cap[::-1], hairline])) + 0.05),
-                     fill=tuple(p.hair))
+        outline = np.concatenate([cap[::-1], hairline])
+        draw.polygon(proj(outline, 0.3 * proj.depth(outline) + 0.05), fill=tuple(p.hair))
     _draw_wrinkles(draw, proj, p, au)
     for s in (-1, 1):
         _draw_eye(draw, canvas, proj, p, s, au)
@@ -461,7 +467,7 @@ def render_face(au_intensities: Sequence[float], params: FaceParams | None = Non
                   fill=(30, 30, 35), width=lw)
     if occluder:
         _draw_occluder(draw, S, occluder, p)
-    img = canvas.resize((size, size), Image.LANCZOS)
+    img = canvas.resize((size, size), Image.Resampling.LANCZOS)
     return img
 
 
@@ -485,7 +491,8 @@ def _draw_occluder(draw: ImageDraw.ImageDraw, S: int, occ: dict, p: FaceParams) 
             draw.polygon(rot([(x - 0.07 * s, 0), (x + 0.07 * s, 0), (x + 0.06 * s, -0.55 * s + 0.05 * s * abs(k - 1.5)),
                               (x - 0.06 * s, -0.55 * s + 0.05 * s * abs(k - 1.5))]), fill=color)
     elif kind == "bar":  # microphone, cup, sign: a rounded bar
-        draw.polygon(rot([(-0.6 * s, -0.15 * s), (0.6 * s, -0.15 * s), (0.6 * s, 0.15 * s), (-0.6 * s, 0.15 * s)]), fill=color)
+        draw.polygon(rot([(-0.6 * s, -0.15 * s), (0.6 * s, -0.15 * s), (0.6 * s, 0.15 * s), (-0.6 * s, 0.15 * s)]),
+                     fill=color)
     else:
         draw.polygon(rot(_ellipse(0, 0, 0.5 * s, 0.35 * s, 24)), fill=color)
 
@@ -552,5 +559,13 @@ def with_pose(params: FaceParams, **changes) -> FaceParams:
     return replace(params, **changes)
 
 
-__all__ = ["FaceParams", "ImageNuisance", "apply_nuisance", "random_background", "render_face",
-           "sample_identity", "with_pose", "HIDDEN_AUS"]
+__all__ = [
+    "HIDDEN_AUS",
+    "FaceParams",
+    "ImageNuisance",
+    "apply_nuisance",
+    "random_background",
+    "render_face",
+    "sample_identity",
+    "with_pose",
+]

@@ -18,8 +18,8 @@ None of them changes the labels: a horizontal flip mirrors the face, and express
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import torch
@@ -36,7 +36,7 @@ def preprocess(image: Image.Image, config: ModelConfig) -> torch.Tensor:
     size = int(config.input_size)
     image = image.convert("RGB")
     if image.size != (size, size):
-        image = image.resize((size, size), Image.BILINEAR)
+        image = image.resize((size, size), Image.Resampling.BILINEAR)
     # (x / 255 - mean) / std in numpy, one pass: small torch ops each start an OpenMP region, which
     # made this a large share of the data-loading time on a busy 2-core machine.
     scale, shift = normalisation(tuple(config.mean), tuple(config.std))
@@ -58,9 +58,9 @@ def _augmentations(preset: str, size: int) -> tuple[list, list]:
     if preset == "light":
         return light, []
     if preset == "strong":
-        return (light + [T.RandomApply([T.ColorJitter(0.3, 0.3, 0.3, 0.03)], p=0.8),
-                         T.RandomRotation(10, interpolation=T.InterpolationMode.BILINEAR),
-                         T.RandomGrayscale(0.05)],
+        return ([*light, T.RandomApply([T.ColorJitter(0.3, 0.3, 0.3, 0.03)], p=0.8),
+                 T.RandomRotation(10, interpolation=T.InterpolationMode.BILINEAR),
+                 T.RandomGrayscale(0.05)],
                 [T.RandomErasing(p=0.25, scale=(0.02, 0.12), ratio=(0.5, 2.0), value=0)])
     return [], []
 

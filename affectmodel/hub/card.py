@@ -3,7 +3,7 @@ model responsibly (data, label spaces, preprocessing, training setup, limits).
 
 The card is built as text and parsed by ``huggingface_hub.ModelCard``; it is written into the
 uploaded folder as ``README.md`` (``ModelCard.push_to_hub``/``validate`` would contact the Hub's
-fixed address, see DESIGN.md §7).
+fixed address, see docs/REFERENCE.md, "Package pitfalls").
 """
 from __future__ import annotations
 
@@ -16,8 +16,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from ..model import ModelConfig
 from ..records import SYNTHETIC_DATASET, RunRecord, run_factors
 from ..study import StudyReport, comparisons_of, run_estimates, selection_note
-from ..tasks import (ABAW_BASELINES, AU_DESCRIPTIONS, VA_DESCRIPTIONS, get_label_space, headline_metric,
-                     task_specs)
+from ..tasks import ABAW_BASELINES, AU_DESCRIPTIONS, VA_DESCRIPTIONS, get_label_space, headline_metric, task_specs
 
 # metrics.json key -> (name in the card, metric type, task key, what it is)
 CARD_METRICS: dict[str, tuple[str, str, str, str]] = {
@@ -46,7 +45,9 @@ TAGS = ["affectmodel", "facial-expression-recognition", "action-units", "valence
 
 
 def _dataset(metrics: dict[str, Any]) -> dict[str, Any]:
-    raw = metrics.get("dataset") if isinstance(metrics.get("dataset"), dict) else {}
+    raw = metrics.get("dataset")
+    if not isinstance(raw, dict):
+        raw = {}
     name = str(raw.get("name") or (SYNTHETIC_DATASET if raw.get("synthetic") else "aff-wild2"))
     return {"name": name, "synthetic": bool(raw.get("synthetic", False)),
             "split": str(raw.get("split") or "validation")}
@@ -111,7 +112,7 @@ def _named(values: Any, labels: list[str]) -> dict[str, float]:
     if isinstance(values, dict):
         return {str(k): float(v) for k, v in values.items() if isinstance(v, (int, float))}
     if isinstance(values, list) and len(values) == len(labels):
-        return {label: float(v) for label, v in zip(labels, values) if isinstance(v, (int, float))}
+        return {label: float(v) for label, v in zip(labels, values, strict=True) if isinstance(v, (int, float))}
     return {}
 
 
@@ -176,7 +177,7 @@ def _labels_section(config: ModelConfig) -> str:
         thresholds = config.au_thresholds or [0.5] * len(specs["au"].labels)
         lines += ["- `au`: 12 logits, one per action unit (sigmoid; active when above its threshold):",
                   "  " + ", ".join(f"{au} {AU_DESCRIPTIONS[au]} (threshold {t:.2f})"
-                                   for au, t in zip(specs["au"].labels, thresholds))]
+                                   for au, t in zip(specs["au"].labels, thresholds, strict=True))]
     if "va" in specs:
         lines += ["- `va`: 2 values in [-1, 1] (tanh): "
                   + "; ".join(f"{name} - {VA_DESCRIPTIONS[name]}" for name in specs["va"].labels)]
@@ -275,7 +276,8 @@ def build_model_card(run: RunRecord, repo_id: str, report: StudyReport | None = 
         body += [_synthetic_notice(), ""]
     body += [
         f"A {setting} facial affect model made with affectmodel: a {config.backbone} "
-        f"trunk with heads for {', '.join(t.title for t in task_specs(config.tasks, config.expression_space).values())}.",
+        f"trunk with heads for "
+        f"{', '.join(t.title for t in task_specs(config.tasks, config.expression_space).values())}.",
         "",
         _results_section(run, ds, config, intervals, report), "", _labels_section(config), "",
         _preprocessing_section(config), "",

@@ -127,9 +127,15 @@ def hub_download(repo_id: str, filename: str, revision: str | None = None,
     Errors become :class:`ModelSourceError` subclasses with readable messages; with
     ``required=False`` a file missing from the repository returns ``None`` instead."""
     from huggingface_hub import constants, hf_hub_download
-    from huggingface_hub.errors import (EntryNotFoundError, GatedRepoError, HfHubHTTPError,
-                                        LocalEntryNotFoundError, OfflineModeIsEnabled,
-                                        RepositoryNotFoundError, RevisionNotFoundError)
+    from huggingface_hub.errors import (
+        EntryNotFoundError,
+        GatedRepoError,
+        HfHubHTTPError,
+        LocalEntryNotFoundError,
+        OfflineModeIsEnabled,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
 
     offline = bool(local_files_only) or constants.is_offline_mode()
     where = f"{repo_id}" + (f" at revision {revision!r}" if revision else "")

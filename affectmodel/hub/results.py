@@ -3,9 +3,10 @@ objects the dashboard shows next to local run folders."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from ..records import HISTORY_FILE, METRICS_FILE, RunRecord, RunRecordError, _read_history
 from .loading import ModelSourceError, hub_download, is_repo_id
@@ -64,10 +65,10 @@ def read_hub_run(repo_id: str, revision: str | None = None, local_files_only: bo
 
 
 def read_hub_runs(repo_ids: Iterable[str], revision: str | None = None, local_files_only: bool | None = None
-                  ) -> tuple[list[RunRecord], list[str]]:
+                  ) -> tuple[list[HubRunRecord], list[str]]:
     """Runs of every readable repository, and one readable message per repository that failed
     (not found, offline and not cached, malformed files)."""
-    records: list[RunRecord] = []
+    records: list[HubRunRecord] = []
     errors: list[str] = []
     for repo_id in repo_ids:
         repo_id = repo_id.strip()

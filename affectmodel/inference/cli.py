@@ -28,18 +28,19 @@ import errno
 import json
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator, TextIO
+from typing import TextIO
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
 from ..cli import UserError
+from ..images import ImageLoadError, is_image_file, load_image
 from ..io import atomic_write
 from ..tasks import CHALLENGE_TO_KEY
 from .faces import DEFAULT_DETECT_MAX_SIDE, DETECTORS, create_detector
-from ..images import ImageLoadError, is_image_file, load_image
 from .predictor import Predictor, flatten_record, largest_face
 from .video import VideoLoadError, VideoOptions, is_video_file, iter_video_predictions, probe_video
 

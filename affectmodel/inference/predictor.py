@@ -14,18 +14,18 @@ Label names come from the model's config (set from :mod:`affectmodel.tasks`).
 from __future__ import annotations
 
 import os
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import cv2
 import numpy as np
 import torch
 
 from ..data.transforms import normalisation
+from ..images import ImageSource, array_to_rgb, load_image
 from ..model import AffectModel, forward_memory_bytes
 from ..runtime import available_memory_bytes
 from .align import DEFAULT_BOX_MARGIN, DEFAULT_MARGIN, face_crop
 from .faces import Face, FaceDetector, create_detector
-from ..images import ImageSource, array_to_rgb, load_image
 
 # Raw model outputs as numpy, one row per face: "expr" (n, C) softmax probabilities,
 # "au" (n, 12) sigmoid probabilities, "va" (n, 2) valence/arousal in [-1, 1].

@@ -11,7 +11,7 @@ before thresholding; valence/arousal stay within [-1, 1].
 from __future__ import annotations
 
 from collections import deque
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 

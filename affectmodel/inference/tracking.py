@@ -8,8 +8,8 @@ from a thumbnail whether anything changed outside the tracked faces (a face may 
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 

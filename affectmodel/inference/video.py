@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import errno
 import os
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
 
 import av
 import numpy as np
@@ -196,7 +196,7 @@ class AnnotatedVideoWriter:
         self._stream = None
         self._count = 0
 
-    def __enter__(self) -> "AnnotatedVideoWriter":
+    def __enter__(self) -> AnnotatedVideoWriter:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
@@ -362,7 +362,7 @@ def iter_video_predictions(predictor: Predictor, path: str | os.PathLike, option
 
 
 def _flush(predictor: Predictor, pending: list[_Pending], smoother: TrackSmoother | None,
-           writer: AnnotatedVideoWriter | None, reporter: "_Progress") -> Iterator[FramePrediction]:
+           writer: AnnotatedVideoWriter | None, reporter: _Progress) -> Iterator[FramePrediction]:
     if not pending:
         return
     crops = [c for p in pending for c in p.crops]

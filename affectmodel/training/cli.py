@@ -175,7 +175,8 @@ def run_suite_command(args: argparse.Namespace) -> int:
         skipped = sum(r["status"] == "skipped" for r in results)
         unfinished = [r for r in results if r["status"] in ("failed", "busy", "blocked")]
         print(f"suite done: {trained} trained, {skipped} already complete"
-              + (f", {len(unfinished)} not finished ({', '.join(r['name'] + ': ' + r['status'] for r in unfinished)})"
+              + (f", {len(unfinished)} not finished ("
+                 + ", ".join(f"{os.path.relpath(r['path'], args.out)}: {r['status']}" for r in unfinished) + ")"
                  if unfinished else ""))
         print(suite_table(args.out))
         if unfinished:

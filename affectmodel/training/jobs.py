@@ -19,9 +19,10 @@ import os
 import re
 import sys
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from ..records import is_complete
 from .config import ConfigError
@@ -59,8 +60,13 @@ class _Job:
     started: float = 0.0
 
 
-def _log_path(out: Path, name: str) -> Path:
-    return out / LOG_FOLDER / (name.replace("/", "_") + ".log")
+def _key(run: Any) -> str:
+    """A run's identity in a suite: its folder under the suite folder (``<name>/seed-<k>``)."""
+    return str(getattr(run, "folder", run.name))
+
+
+def _log_path(out: Path, run: Any) -> Path:
+    return out / LOG_FOLDER / (_key(run).replace("/", "_") + ".log")
 
 
 def _job_main(config_values: dict[str, Any], device: str, threads: int, log_file: str) -> None:
@@ -111,11 +117,11 @@ def run_jobs(runs: Sequence[Any], out: str | Path, slots: Sequence[str], log: Ca
     returns one status dict per run ("trained", "failed", "busy", "blocked")."""
     out = Path(out)
     (out / LOG_FOLDER).mkdir(parents=True, exist_ok=True)
-    by_out = {str(Path(r.config.out)): r.folder for r in runs}  # suite runs: <name>/seed-<k>
+    by_out = {str(Path(r.config.out)): _key(r) for r in runs}
     for run in runs:
         dep = _dependency(run, by_out)
         if run.config.init and dep is None and run.init_from_run and not is_complete(Path(run.config.init)):
-            raise ConfigError(f"run {run.folder!r} starts from run {run.init_from_run!r}, which is not complete "
+            raise ConfigError(f"run {_key(run)!r} starts from run {run.init_from_run!r}, which is not complete "
                               f"in {out}: run it first")
     cpu_slots = sum(s == "cpu" for s in slots)
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
@@ -133,14 +139,14 @@ def run_jobs(runs: Sequence[Any], out: str | Path, slots: Sequence[str], log: Ca
                 job = _next_ready(pending, by_out, results)
                 if job is None:
                     break
-                path = _log_path(out, job.run.folder)
+                path = _log_path(out, job.run)
                 job.slot, job.started = slot, time.perf_counter()
                 job.process = ctx.Process(target=_job_main, args=(job.run.config.to_dict(), device,
                                                                   threads if device == "cpu" else 0, str(path)),
-                                          name=f"suite-job-{job.run.folder}")
+                                          name=f"suite-job-{_key(job.run)}")
                 job.process.start()
                 running[slot] = job
-                log(f"[{job.index}/{total}] {job.run.folder}: training ({'+'.join(job.run.config.tasks)}) on {device}, "
+                log(f"[{job.index}/{total}] {_key(job.run)}: training ({'+'.join(job.run.config.tasks)}) on {device}, "
                     f"log {path}")
             for slot, job in list(running.items()):
                 code = job.process.exitcode
@@ -148,16 +154,16 @@ def run_jobs(runs: Sequence[Any], out: str | Path, slots: Sequence[str], log: Ca
                     continue
                 job.process.join()
                 del running[slot]
-                status = {"name": job.run.name, "seed": job.run.seed, "path": job.run.config.out,
+                status = {"name": _key(job.run), "path": job.run.config.out,
                           "seconds": round(time.perf_counter() - job.started, 1)}
                 if code == 0 and is_complete(Path(job.run.config.out)):
                     status["status"] = "trained"
-                    log(f"[{job.index}/{total}] {job.run.folder}: done in {status['seconds']:.0f}s")
+                    log(f"[{job.index}/{total}] {_key(job.run)}: done in {status['seconds']:.0f}s")
                 else:
                     status["status"] = "busy" if code == BUSY_EXIT else "failed"
-                    status["error"] = _last_line(_log_path(out, job.run.folder)) or f"exit status {code}"
-                    log(f"[{job.index}/{total}] {job.run.folder}: {status['status']}: {status['error']}")
-                results[job.run.folder] = status
+                    status["error"] = _last_line(_log_path(out, job.run)) or f"exit status {code}"
+                    log(f"[{job.index}/{total}] {_key(job.run)}: {status['status']}: {status['error']}")
+                results[_key(job.run)] = status
             if pending and not running and _next_ready(pending, by_out, results, peek=True) is None:
                 break  # only runs waiting for dependencies that will not complete
             time.sleep(poll_s)
@@ -169,10 +175,10 @@ def run_jobs(runs: Sequence[Any], out: str | Path, slots: Sequence[str], log: Ca
             job.process.join(30)
         raise
     for job in pending:
-        results.setdefault(job.run.folder, {"name": job.run.name, "seed": job.run.seed, "path": job.run.config.out, "status": "blocked",
+        results.setdefault(_key(job.run), {"name": _key(job.run), "path": job.run.config.out, "status": "blocked",
                                           "error": f"waits for run {_dependency(job.run, by_out)!r}, which did not "
                                                    "complete"})
-    return [results[r.folder] for r in runs]
+    return [results[_key(r)] for r in runs]
 
 
 def _dependency(run: Any, by_out: dict[str, str]) -> str | None:
@@ -192,7 +198,7 @@ def _next_ready(pending: list[_Job], by_out: dict[str, str], results: dict[str, 
         if dep is not None and dep in results and results[dep]["status"] != "trained":
             if not peek:
                 pending.remove(job)
-                results[job.run.folder] = {"name": job.run.name, "seed": job.run.seed, "path": job.run.config.out, "status": "blocked",
+                results[_key(job.run)] = {"name": _key(job.run), "path": job.run.config.out, "status": "blocked",
                                          "error": f"waits for run {dep!r}, which {results[dep]['status']}"}
             continue
         if dep is not None and dep not in results:

@@ -243,7 +243,7 @@ def _run_concurrently(runs: Sequence[SuiteRun], out: Path, only: Sequence[str] |
         else:
             to_train.append(run)
     for run, status in zip(to_train, run_jobs(to_train, out, slots, log=log)):
-        statuses[run.folder] = status
+        statuses[run.folder] = {**status, "name": run.name, "seed": run.seed}
     return [statuses[r.folder] for r in runs]
 
 

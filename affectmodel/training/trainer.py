@@ -280,6 +280,9 @@ class Trainer:
         self.amp_dtype = precision.amp_dtype_for(self.device, config.amp)
         model = build_model(self.model_config, config.init)
         if config.sync_bn and self.info.distributed:
+            if not self.use_cuda:  # torch's SyncBatchNorm runs on GPUs only
+                raise TrainingError("sync_bn needs GPUs (SyncBatchNorm does not run on CPU): drop --sync-bn "
+                                    "for a CPU run")
             # BatchNorm statistics over the global batch, as one process with the whole batch computes.
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         self.module = TrainModule(model, criterion, self.amp_dtype).to(self.device)
