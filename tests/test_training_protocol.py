@@ -3,8 +3,9 @@ validation predictions, leakage counts in the record, and a pre-training chain a
 import numpy as np
 import pytest
 import torch
-
 from _training_data import TinyAffectSet
+from affwild2_fixtures import au_line, make_study_tree, write_images, write_task_file
+
 from affectmodel.data.synthetic import generate_benchmark, generate_expression_folders
 from affectmodel.metrics import evaluate
 from affectmodel.model import AffectModel
@@ -16,8 +17,6 @@ from affectmodel.training import trainer as trainer_mod
 from affectmodel.training.cli import main
 from affectmodel.training.config import TrainConfig
 from affectmodel.training.suite import run_suite
-
-from affwild2_fixtures import au_line, make_study_tree, write_images, write_task_file
 
 DATASET = {"name": "tiny-test-set", "synthetic": True}
 
@@ -96,8 +95,8 @@ def test_val_predictions_rescore_to_the_recorded_figures(tmp_path):
     m = read_run(run_dir).metrics
     preds = load_predictions(run_dir / PREDICTIONS_FILE)
     assert preds.tasks == ("expr", "au", "va") and len(preds) == len(val)
-    assert sorted(zip(preds.video, preds.frame)) == sorted(
-        (val.videos[v], int(f)) for v, f in zip(val.video_ids, val.frame_numbers))
+    assert sorted(zip(preds.video, preds.frame, strict=True)) == sorted(
+        (val.videos[v], int(f)) for v, f in zip(val.video_ids, val.frame_numbers, strict=True))
     again = evaluate(preds.outputs, preds.targets, preds.expression_space,
                      au_thresholds=[m["au_thresholds"][a] for a in AU_NAMES])
     for key in ("P_EXPR", "P_AU", "P_VA", "P_MTL", "ccc_valence", "ccc_arousal"):
@@ -118,7 +117,7 @@ def test_uni_and_multi_task_runs_see_the_same_labels(tmp_path, study_tree):
               "--augment", "none"]
     records = {}
     for name, tasks in (("uni-expr", "expr"), ("uni-au", "au"), ("multi", "expr,au,va")):
-        assert main(common + ["--tasks", tasks, "--out", str(tmp_path / name)]) == 0
+        assert main([*common, "--tasks", tasks, "--out", str(tmp_path / name)]) == 0
         records[name] = read_run(tmp_path / name)
     multi = records["multi"]
     for task in ("expr", "au"):
@@ -169,7 +168,7 @@ def test_leakage_counts_reach_the_run_record(tmp_path, keep):
             "--batch-size", "4", "--steps", "2", "--device", "cpu", "--threads", "1"]
     if keep:
         with pytest.warns(UserWarning, match="stay in training"):
-            assert main(argv + ["--keep-leaking-videos"]) == 0
+            assert main([*argv, "--keep-leaking-videos"]) == 0
     else:
         assert main(argv) == 0
     record = read_run(tmp_path / "run")

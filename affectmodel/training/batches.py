@@ -7,6 +7,7 @@ not depend on the number of loader workers and a resumed run repeats what an uni
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Mapping, Sequence
 
@@ -280,13 +281,16 @@ def prepare_run_data(config: TrainConfig, train: Dataset, validation: Dataset,
         if eval_transform is not None:
             development.transform = eval_transform  # a copy: the training subset keeps its augmentation
         facts["development"] = split.stats
-        labelled = development.valid_masks() if len(development) else {}
+        if len(development) == 0:
+            raise TrainingError(f"dev_fraction={config.dev_fraction:g} left no development frames (too few "
+                                "training videos?); use a larger fraction or dev_fraction = 0")
+        labelled = development.valid_masks()
         missing = [t for t in config.tasks if not np.any(labelled.get(t, False))]
-        if missing:  # nothing to tune thresholds or select on for that task
-            raise TrainingError(f"dev_fraction={config.dev_fraction:g}: the development split "
-                                f"({len(split.development_videos)} video(s), {len(development)} frames) holds no "
-                                f"{'/'.join(missing)} labels (too few training videos?); use a larger fraction "
-                                "or dev_fraction = 0")
+        if missing:  # recorded and said: that task neither tunes thresholds nor weighs in the selection
+            facts["development"]["tasks_without_labels"] = missing
+            warnings.warn(f"the development split ({len(split.development_videos)} video(s)) holds no "
+                          f"{'/'.join(missing)} labels: {'AU thresholds stay 0.5 and ' if 'au' in missing else ''}"
+                          "the selection ignores that task; use a larger dev_fraction", stacklevel=2)
     if config.limit_train is not None or config.limit_val is not None:
         for name, ds in (("training", train), ("validation", validation)):
             if not names_videos(ds):

@@ -46,7 +46,7 @@ def validation_metrics(outputs: Mapping[str, np.ndarray], targets: Mapping[str, 
         in_sample = tune_au_thresholds(outputs["au"], targets["au"])
         metrics["P_AU_tuned_on_validation"] = evaluate({"au": outputs["au"]}, {"au": targets["au"]},
                                                        au_thresholds=in_sample)["P_AU"]
-        metrics["au_thresholds"] = dict(zip(AU_NAMES, [float(t) for t in thresholds]))  # type: ignore[arg-type]
+        metrics["au_thresholds"] = dict(zip(AU_NAMES, [float(t) for t in thresholds], strict=True))  # type: ignore[arg-type]
     if "expr" in tasks:
         n_classes = len(get_label_space(expression_space))
         metrics["confusion_matrix"] = confusion_matrix(outputs["expr"], targets["expr"], n_classes).tolist()

@@ -108,7 +108,7 @@ def load_suite(path: str | Path, data: str | Path, out: str | Path,
     if "seeds" in header or "seeds" in defaults:
         where = f"{path} [suite]" if "seeds" in header else f"{path} [defaults]"
         suite_seeds = _seeds(header.get("seeds", defaults.pop("seeds", None)), where)
-    for key in _SUITE_OWNED + ("data",):
+    for key in (*_SUITE_OWNED, "data"):
         if key in defaults:
             raise ConfigError(f"{path} [defaults]: {key!r} is set by the suite command, not in [defaults]"
                               + (" (a run may set its own data)" if key == "data" else ""))
@@ -242,7 +242,7 @@ def _run_concurrently(runs: Sequence[SuiteRun], out: Path, only: Sequence[str] |
             statuses[run.folder] = {**status, "status": "skipped"}
         else:
             to_train.append(run)
-    for run, status in zip(to_train, run_jobs(to_train, out, slots, log=log)):
+    for run, status in zip(to_train, run_jobs(to_train, out, slots, log=log), strict=True):
         statuses[run.folder] = {**status, "name": run.name, "seed": run.seed}
     return [statuses[r.folder] for r in runs]
 

@@ -42,9 +42,21 @@ from ..tasks import AU_NAMES, get_label_space, headline_metric
 from . import checkpoint as ckpt
 from . import distributed as dist_utils
 from . import precision, records_writer
-from .batches import (CachedSamples, EpochSampler, RunData, SeededSamples, build_train_sampler, is_frame_cache,
-                      label_arrays, load_datasets, loss_statistics, passthrough, prepare_run_data, sample_identity,
-                      valid_label_counts)
+from .batches import (
+    CachedSamples,
+    EpochSampler,
+    RunData,
+    SeededSamples,
+    build_train_sampler,
+    is_frame_cache,
+    label_arrays,
+    load_datasets,
+    loss_statistics,
+    passthrough,
+    prepare_run_data,
+    sample_identity,
+    valid_label_counts,
+)
 from .config import DEFAULT_EVALUATIONS, TrainConfig, TrainingError, config_differences, config_id
 from .console import RunConsole, step_count_note, summary_line
 from .evaluation import plain, predict, score
@@ -386,7 +398,7 @@ class Trainer:
         counts = dist_utils.all_reduce_sum([float(c) for c in self.label_counter.tolist()], self.info)
         self.label_counter.zero_()
         if self.info.is_main:
-            for task, n in zip(self.tasks, counts):
+            for task, n in zip(self.tasks, counts, strict=True):
                 self.state.labels_seen[task] = int(self.state.labels_seen.get(task, 0) + round(n))
 
     def save_checkpoint(self, sums: list[float]) -> None:
