@@ -37,6 +37,24 @@ RESULTS_MD = ROOT / "benchmarks" / "RESULTS.md"
 RESULTS_JSON = ROOT / "benchmarks" / "results.json"
 
 
+# Until benchmarks/gpu.py has run on a GPU (its own results: gpu.json / gpu.md).
+GPU_NOTE = """\
+## GPU figures: not yet measured
+
+No GPU was available where these figures were produced, so the CUDA training path (bf16 or fp16 +
+GradScaler, channels_last, frame cache, NCCL) has no measured figures here yet. One command measures
+it on a CUDA machine (training images/s at 112 px for uni- and multi-task from the frame cache and
+from JPEGs, the share of step time spent waiting for data, bare step vs loop, a DDP run on all
+visible GPUs, a short fit whose loss must fall) and writes `gpu.json` and `gpu.md`:
+
+```bash
+python benchmarks/gpu.py --out benchmarks/gpu_results
+```
+
+`python benchmarks/gpu.py --smoke` runs the same steps on CPU at tiny sizes (a check of the script,
+not a measurement).
+"""
+
 # What the profiles showed and what was changed to meet the targets (kept with the renderer so the
 # generated file keeps it). Figures in brackets are from the interleaved A/B runs named there.
 CHANGES = """\
@@ -140,7 +158,7 @@ def render(results: dict) -> str:
             if r["met"] is not None:
                 out.append(f"| {fam['family']} | {r['name']} | {format_value(r['median'], r['unit'])} | "
                            f"{r['target']} | {status(r['met'])} |")
-    out += ["", CHANGES.rstrip()]
+    out += ["", CHANGES.rstrip(), "", GPU_NOTE.rstrip()]
     for fam in families:
         load = ", ".join(f"{x:g}" for x in fam["load_before"]) if fam["load_before"] else "unknown"
         load_after = ", ".join(f"{x:g}" for x in fam["load_after"]) if fam["load_after"] else "unknown"

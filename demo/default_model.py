@@ -106,7 +106,7 @@ def build_default_model(folder: Path, suite: Path = DEFAULT_SUITE, overrides: di
         generate_benchmark(data_dir, videos=data["videos"], frames=data["frames"], seed=data["seed"],
                            size=data["size"], progress=sys.stderr.isatty())
         run_suite(suite, data_dir, out, overrides=overrides)
-        run_dir = out / SUITE_RUN
+        run_dir = out / SUITE_RUN / "seed-0"  # suites train into <run>/seed-<k>; demo.toml: seed 0
         if not is_complete(run_dir):
             raise RuntimeError(f"training the default model did not produce a complete run in {run_dir}")
         if (out / "suite.toml").is_file():   # the recipe travels with the model

@@ -1,23 +1,29 @@
 """Tiny in-memory data sets that follow the target contract, for the training tests."""
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from affectmodel.data.dataset import valid_label_masks
 from affectmodel.tasks import ABAW8, AU_NAMES
 
 
 class TinyAffectSet(Dataset):
     """Random images whose labels depend on the image (so training can lower the loss).
 
-    ``missing``: fraction of rows without a label, per task, to exercise masking.
+    ``missing``: fraction of rows without a label, per task, to exercise masking. Like every
+    affectmodel reader, it names the video of each sample (``frames_per_video`` frames each, named
+    ``<prefix>NN``), so development splits and label budgets work on it.
     """
 
     dataset_name = "tiny-test-set"
     synthetic = True
 
-    def __init__(self, n: int = 24, size: int = 32, seed: int = 0, missing: float = 0.25):
+    def __init__(self, n: int = 24, size: int = 32, seed: int = 0, missing: float = 0.25, frames_per_video: int = 4,
+                 prefix: str = "video"):
         g = np.random.default_rng(seed)
         self.images = torch.from_numpy(g.normal(size=(n, 3, size, size)).astype(np.float32))
         brightness = self.images.mean(dim=(1, 2, 3)).numpy()
@@ -28,6 +34,23 @@ class TinyAffectSet(Dataset):
         au[g.random(n) < missing] = -1
         va[g.random(n) < missing] = -5
         self.labels = {"expr": expr, "au": au, "va": va}
+        self.videos = [f"{prefix}{i:02d}" for i in range((n + frames_per_video - 1) // frames_per_video)]
+        self.video_ids = np.arange(n, dtype=np.int64) // frames_per_video
+        self.frame_numbers = np.arange(n, dtype=np.int64) % frames_per_video + 1
+
+    def frame_keys(self) -> list[str]:
+        return [f"{self.videos[v]}/{int(f)}" for v, f in zip(self.video_ids, self.frame_numbers)]
+
+    def valid_masks(self) -> dict[str, np.ndarray]:
+        return valid_label_masks(self.labels, len(ABAW8))
+
+    def subset(self, indices) -> "TinyAffectSet":
+        idx = np.asarray(indices, dtype=np.int64)
+        new = copy.copy(self)
+        new.images = self.images[idx]
+        new.labels = {k: v[idx] for k, v in self.labels.items()}
+        new.video_ids, new.frame_numbers = self.video_ids[idx], self.frame_numbers[idx]
+        return new
 
     def __len__(self) -> int:
         return len(self.images)

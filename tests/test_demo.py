@@ -595,7 +595,8 @@ def test_model_choice_says_where_the_model_lives_and_whether_it_was_built(monkey
 
 @pytest.mark.slow
 def test_default_model_build_runs_the_demo_suite(tmp_path):
-    overrides = {"image_size": 32, "batch_size": 8, "max_steps": 2, "epochs": 1, "limit_val": 8}
+    # 2 videos (1 for training): no development split to hold out, so dev_fraction 0, explicitly
+    overrides = {"image_size": 32, "batch_size": 8, "max_steps": 2, "epochs": 1, "limit_val": 8, "dev_fraction": 0.0}
     folder = default_model.ensure_default_model(tmp_path / "default-model", overrides=overrides,
                                                 data={"videos": 2, "frames": 10, "size": 64})
     assert (folder / "model" / "model.safetensors").is_file()

@@ -66,6 +66,9 @@ def test_missing_data_and_out_are_reported(tmp_path, capsys):
 
 
 SUITE = """
+[suite]
+seeds = [3]
+
 [defaults]
 image_size = 32
 batch_size = 8
@@ -96,9 +99,17 @@ def test_suite_command_trains_then_skips(tmp_path, bench, capsys):
     assert first.returncode == 0, first.stderr[-2000:]
     assert "suite done: 2 trained, 0 already complete" in first.stdout
     assert "Synthetic-benchmark figures" in first.stdout and "| multi-from-uni-expr |" in first.stdout
-    assert is_complete(out / "uni-expr") and is_complete(out / "multi-from-uni-expr")
-    multi = read_run(out / "multi-from-uni-expr")
+    uni_dir, multi_dir = out / "uni-expr" / "seed-3", out / "multi-from-uni-expr" / "seed-3"
+    assert is_complete(uni_dir) and is_complete(multi_dir)
+    uni, multi = read_run(uni_dir), read_run(multi_dir)
     assert multi.config["pretrained_from"] == "uni-expr" and multi.config["losses"]["expr"] == "focal"
-    assert json.loads((out / "uni-expr" / "model" / "config.json").read_text())["tasks"] == ["expr"]
+    assert (multi.config["suite"], multi.config["run"], multi.config["seed"]) == ("mini", "multi-from-uni-expr", 3)
+    assert multi.config["init"] == str(uni_dir)
+    # the budget of a run started from another run counts that run's steps and time
+    assert uni.metrics["steps"] == multi.metrics["steps"] == 2 and uni.metrics["budget_steps"] == 2
+    assert multi.metrics["budget_steps"] == 4 and multi.metrics["init_run"] == "uni-expr"
+    assert multi.metrics["init_train_time_s"] == pytest.approx(uni.metrics["train_time_s"], abs=1e-3)
+    assert uni.metrics["init_run"] is None and uni.metrics["init_train_time_s"] == 0
+    assert json.loads((uni_dir / "model" / "config.json").read_text())["tasks"] == ["expr"]
     assert main(cmd[2:]) == 0  # again, in this process: nothing left to train
     assert "suite done: 0 trained, 2 already complete" in capsys.readouterr().out

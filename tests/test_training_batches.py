@@ -43,8 +43,9 @@ def _skewed(n=24, seed=0):
 
 
 def _config(tmp_path, name, **changes):
+    # No development split: these tests count what the training order reads.
     values = dict(out=str(tmp_path / name), tasks=["expr"], image_size=32, batch_size=4, epochs=1, device="cpu",
-                  augment="none", threads=1)
+                  augment="none", threads=1, dev_fraction=0.0)
     values.update(changes)
     return TrainConfig(**values)
 

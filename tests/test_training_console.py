@@ -20,7 +20,7 @@ def _one_thread():
     torch.set_num_threads(before)
 
 
-def _run(tmp_path, capsys, n_train=16, **changes):
+def _run(tmp_path, capsys, n_train=20, **changes):  # 20 in 5 videos: 16 train + 4 development
     values = dict(out=str(tmp_path / "run"), tasks=["expr", "va"], image_size=32, batch_size=4, epochs=2,
                   device="cpu", augment="none", threads=1)
     values.update(changes)
@@ -33,7 +33,7 @@ def test_a_log_gets_one_plain_line_per_epoch_and_no_bars(tmp_path, capsys):
     lines = captured.out.splitlines()
     assert [line.split(":")[0] for line in lines] == ["epoch 1/2", "epoch 2/2"]
     for line in lines:  # the same figures a terminal shows under its bars
-        assert "loss" in line and "(expr" in line and "| val P_EXPR" in line and "| lr" in line
+        assert "loss" in line and "(expr" in line and "| dev P_EXPR" in line and "| lr" in line
     whole = captured.out + captured.err
     assert "\r" not in whole and "\x1b" not in whole and "\n\n" not in whole
     assert "it/s" not in whole and "step/s" not in whole and "epoch/s" not in whole
@@ -47,7 +47,7 @@ def test_an_epoch_shortened_by_max_steps_is_said_once(tmp_path, capsys):
 
 
 def test_a_partial_last_batch_is_said_once(tmp_path, capsys):
-    lines = _run(tmp_path, capsys, n_train=18).out.splitlines()
+    lines = _run(tmp_path, capsys, n_train=22).out.splitlines()  # 18 train + 4 development
     notes = [line for line in lines if "partial last batch" in line]
     assert notes == ["epoch 1: 4 steps of 4 images; the last 2 images of each epoch's order are left out "
                      "(partial last batch)"]

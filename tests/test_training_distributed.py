@@ -22,52 +22,96 @@ SCRIPT = textwrap.dedent('''
     sys.path[:0] = [{tests!r}, {repo!r}]
     import torch
     from _training_data import TinyAffectSet
+    from affectmodel.training import checkpoint as ckpt
     from affectmodel.training import trainer
     from affectmodel.training.config import TrainConfig
 
     rank = int(os.environ["RANK"])
+    out, report, mode = sys.argv[1], sys.argv[2], sys.argv[3]
     digests = []
     real_predict = trainer.predict
 
     def predict_and_fingerprint(model, *args, **kwargs):
-        # Called once per epoch on every rank: DDP must keep the replicas identical.
-        blob = b"".join(p.detach().numpy().tobytes() for p in model.parameters())
-        digests.append(hashlib.sha256(blob).hexdigest())
+        # Called once per epoch on every rank: DDP keeps the parameters identical, and every rank
+        # must validate with rank 0's BatchNorm running statistics (buffers), not its own.
+        params = b"".join(p.detach().numpy().tobytes() for p in model.parameters())
+        buffers = b"".join(b.detach().numpy().tobytes() for b in model.buffers())
+        digests.append([hashlib.sha256(params).hexdigest(), hashlib.sha256(buffers).hexdigest()])
         return real_predict(model, *args, **kwargs)
 
     trainer.predict = predict_and_fingerprint
-    config = TrainConfig(out=sys.argv[1], tasks=["expr", "au", "va"], image_size=32, batch_size=8, epochs=2,
-                         device="cpu", augment="none", weighting="uncertainty", lr=1e-3)
-    trainer.run_training(config, TinyAffectSet(16, seed=0), TinyAffectSet(7, seed=1), {{"name": "tiny", "synthetic": True}})
-    with open(os.path.join(sys.argv[2], f"rank{{rank}}.json"), "w") as f:
+    if mode == "interrupt":  # every rank stops after 3 optimizer steps (a killed job)
+        real_batch = trainer.Trainer.train_batch
+
+        def stop_after_three(self, *args):
+            if self.state.step == 3:
+                raise SystemExit(3)
+            return real_batch(self, *args)
+
+        trainer.Trainer.train_batch = stop_after_three
+    if mode == "resume" and rank == 1:
+        # Rank 1 is on a machine that cannot see the run folder: left to itself it would start
+        # fresh. Rank 0 decides and reads the checkpoint for every rank.
+        trainer.check_run_folder = lambda config: False
+        def unreadable(path):
+            raise FileNotFoundError(path)
+        ckpt.load_checkpoint = unreadable
+    config = TrainConfig(out=out, tasks=["expr", "au", "va"], image_size=32, batch_size=8, epochs=2,
+                         device="cpu", augment="none", weighting="uncertainty", lr=1e-3, checkpoint_every=1,
+                         resume=mode == "resume", threads=1)
+    # 20 images in 5 videos: one video held out for development, 16 to train on
+    trainer.run_training(config, TinyAffectSet(20, seed=0), TinyAffectSet(7, seed=1), {{"name": "tiny", "synthetic": True}})
+    with open(os.path.join(report, f"{{mode}}-rank{{rank}}.json"), "w") as f:
         json.dump({{"digests": digests, "world": torch.distributed.get_world_size()}}, f)
 ''')
 
 
-@pytest.mark.slow
-@pytest.mark.timeout(240)
-def test_two_cpu_processes_train_one_run(tmp_path):
+def _torchrun(tmp_path, run_dir, mode, expect=0):
     script = tmp_path / "ddp_train.py"
     script.write_text(SCRIPT.format(tests=str(REPO / "tests"), repo=str(REPO)))
-    run_dir = tmp_path / "run"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                           str(script), str(run_dir), str(tmp_path)],
+                           str(script), str(run_dir), str(tmp_path), mode],
                           capture_output=True, text=True, timeout=220, env=env, cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert (proc.returncode == 0) == (expect == 0), proc.stderr[-3000:]
+    return proc
+
+
+def _comparable(metrics):
+    return {k: v for k, v in metrics.items() if k not in ("train_time_s", "images_per_second", "data_wait_share")}
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_two_cpu_processes_train_one_run_and_resume_as_rank0_decides(tmp_path):
+    run_dir = tmp_path / "run"
+    _torchrun(tmp_path, run_dir, "straight")
+    ranks = [json.loads((tmp_path / f"straight-rank{r}.json").read_text()) for r in (0, 1)]
     assert ranks[0]["world"] == ranks[1]["world"] == 2
-    # Each rank saw different data, yet the replicas stayed identical after every epoch.
-    assert len(ranks[0]["digests"]) == 2 and ranks[0]["digests"] == ranks[1]["digests"]
+    # Each rank saw different data, yet parameters AND BatchNorm buffers were identical at every
+    # validation (buffers: broadcast from rank 0 before validating).
+    # 2 development evaluations, then the selected weights on validation
+    assert len(ranks[0]["digests"]) == 3 and ranks[0]["digests"] == ranks[1]["digests"]
     assert ranks[0]["digests"][0] != ranks[0]["digests"][1]
     record = read_run(run_dir)
     assert record.metrics["world_size"] == 2 and record.config["world_size"] == 2
-    # Validation outputs of both ranks (4 + 3 images) were gathered: each labelled image counted once.
+    # Validation outputs of both ranks (4 + 3 images, uneven shards) reached rank 0: each
+    # labelled image counted once.
     val_expr = TinyAffectSet(7, seed=1).labels["expr"]
     assert record.metrics["n_expr"] == int((val_expr >= 0).sum())
     # 16 images, global batch 8 -> 2 steps per epoch (2 processes x 4 images).
     assert record.metrics["steps"] == 4 and record.metrics["images_seen"] == 32
     assert not (run_dir / "checkpoints").exists()
+
+    # Interrupted after 3 steps (mid-epoch 2), then resumed with rank 1 blind to the folder.
+    resumed_dir = tmp_path / "resumed"
+    _torchrun(tmp_path, resumed_dir, "interrupt", expect=3)
+    saved = torch.load(resumed_dir / "checkpoints" / "last.pt", weights_only=True)
+    assert saved["state"]["step"] == 3 and len(saved["rng_ranks"]) == 2  # each rank's own RNG state
+    _torchrun(tmp_path, resumed_dir, "resume")
+    resumed = read_run(resumed_dir)
+    # On CPU with the same thread count, resuming gives the uninterrupted run's results exactly.
+    assert _comparable(resumed.metrics) == _comparable(record.metrics)
 
 
 # ------------------------------------------------------------------ helpers, with gloo on CPU
@@ -155,3 +199,59 @@ def test_more_processes_than_gpus_is_an_error_not_a_shared_gpu(monkeypatch):
         dist_utils.resolve_device("cuda", 2)
     with pytest.raises(ValueError, match="local rank 3"):
         dist_utils.resolve_device("auto", 3)
+
+
+def test_a_process_without_validation_images_gives_outputs_of_the_right_shape():
+    from torch.utils.data import DataLoader
+
+    from affectmodel.model import AffectModel, ModelConfig
+    from affectmodel.training.evaluation import predict
+
+    model = AffectModel(ModelConfig(tasks=["expr", "au", "va"], input_size=32))
+    positions, outputs, targets = predict(model, DataLoader([], batch_size=4), torch.device("cpu"))
+    assert positions.shape == (0,)
+    assert outputs["expr"].shape == (0, 8) and outputs["au"].shape == (0, 12) and outputs["va"].shape == (0, 2)
+    assert targets["expr"].shape == (0,) and targets["au"].shape == (0, 12) and targets["va"].shape == (0, 2)
+
+
+def test_skipped_fp16_step_does_not_advance_the_lr_schedule(tmp_path):
+    """fp16 logic on CPU tensors: an enabled GradScaler that finds inf/NaN gradients (here: a
+    batch that overflows) skips the optimizer step; the trainer then leaves the LR schedule."""
+    from affectmodel.training import trainer as trainer_mod
+    from affectmodel.training.batches import RunData
+    from affectmodel.training.config import TrainConfig
+
+    config = TrainConfig(out=str(tmp_path / "run"), tasks=["expr"], image_size=32, batch_size=4, epochs=1,
+                         device="cpu", augment="none", threads=1)
+    data = RunData(TinyAffectSet(8), None, TinyAffectSet(4, seed=1))  # train, development, validation
+    run = trainer_mod.Trainer(config, data, {"name": "tiny"}, dist_utils.DistInfo(), None)
+    run.scaler = torch.amp.GradScaler("cpu", init_scale=2.0 ** 16)
+    images, targets, _ = next(iter(run.pass_loader(0, 0)))
+    overflowing = images * 1e38
+    before = [p.detach().clone() for p in run.module.parameters()]
+    lr_before, sched_before = run.optimizer.param_groups[0]["lr"], run.scheduler.last_epoch
+    sums = torch.zeros(4, dtype=torch.float64)
+    run.train_batch(overflowing, targets, sums)
+    assert run.scaler.get_scale() < 2.0 ** 16          # the scaler saw inf gradients and backed off
+    assert all(torch.equal(a, b) for a, b in zip(before, run.module.parameters()))  # step skipped
+    assert run.scheduler.last_epoch == sched_before and run.optimizer.param_groups[0]["lr"] == lr_before
+    assert run.state.step == 1 and sums[-1] == 1       # the step still counts (as torch's own loop)
+    run.train_batch(images, targets, sums)
+    assert run.scheduler.last_epoch == sched_before + 1
+
+
+def _trainer_with_sync_bn(info):
+    from affectmodel.training import trainer as trainer_mod
+    from affectmodel.training.batches import RunData
+    from affectmodel.training.config import TrainConfig
+
+    config = TrainConfig(out="unused", tasks=["expr"], image_size=32, batch_size=4, device="cpu", sync_bn=True,
+                         dev_fraction=0)
+    trainer_mod.Trainer(config, RunData(TinyAffectSet(8), None, TinyAffectSet(4, seed=1)), {"name": "tiny"}, info,
+                        None)
+
+
+def test_sync_bn_on_cpu_processes_is_refused_with_one_line():
+    expected = ("error", "TrainingError: sync_bn needs GPUs (SyncBatchNorm does not run on CPU): drop --sync-bn "
+                         "for a CPU run")
+    assert _in_two_processes(_trainer_with_sync_bn) == [expected, expected]

@@ -31,11 +31,12 @@ def _one_thread():
 
 
 def _data():
-    return TinyAffectSet(16, seed=0), TinyAffectSet(10, seed=1)
+    return TinyAffectSet(20, seed=0), TinyAffectSet(10, seed=1)
 
 
 def _config(tmp_path, name, **changes):
-    # 16 images, batch 4: 4 steps per epoch, 8 in all.
+    # 20 images in 5 videos, one held out for development (dev_fraction 0.1): 16 train, batch 4:
+    # 4 steps per epoch, 8 in all.
     values = dict(out=str(tmp_path / name), tasks=["expr", "au", "va"], image_size=32, batch_size=4, epochs=2,
                   device="cpu", augment="none", dropout=0.2, weighting="uncertainty", threads=1,
                   losses={"expr": "weighted_ce", "au": "weighted_bce", "va": "ccc+mse"})
@@ -172,11 +173,18 @@ def test_run_record_follows_the_contract(straight_run):
     assert c["code_version"] and c["label_spaces"]["au"]["labels"] == list(AU_NAMES)
     assert c["dataset"]["train_size"] == 16 and c["pretrained_from"] is None and c["losses"]["va"] == "ccc+mse"
     assert [r["epoch"] for r in record.history] == [1, 2]
-    assert {"lr", "train_loss", "train_loss_expr", "train_loss_au", "train_loss_va", "val_P_MTL", "time_s"} \
+    assert {"lr", "train_loss", "train_loss_expr", "train_loss_au", "train_loss_va", "dev_P_MTL", "time_s"} \
         <= set(record.history[0])
-    best = record.history[m["best_epoch"] - 1]
-    assert best["val_P_MTL"] == pytest.approx(m["P_MTL"]) and best["val_P_MTL"] == max(
-        r["val_P_MTL"] for r in record.history)
+    assert not any(k.startswith("val_") for k in record.history[0])  # validation is scored once, at the end
+    best = record.history[m["best_epoch"] - 1]  # selection follows the development scores
+    assert best["dev_P_MTL"] == pytest.approx(m["selection"]["scores"]["P_MTL"]) and best["dev_P_MTL"] == max(
+        r["dev_P_MTL"] for r in record.history)
+    assert m["selection"]["split"] == "development" and m["selection"]["videos"] == 1
+    assert m["selection"]["frames"] == 4 and c["dataset"]["development_size"] == 4
+    assert m["steps"] == m["budget_steps"] == 8 and m["images_seen"] == 32 and m["init_run"] is None
+    assert set(m["labels_seen"]) == {"expr", "au", "va"} and 0 < m["labels_seen"]["au"] <= 32
+    assert "P_AU_at_0.5" in m and "P_AU_tuned_on_validation" in m and m["P_AU_tuned_on_validation"] >= m["P_AU"]
+    assert len(c["config_id"]) == 12 and c["seed"] == 0
     assert not (straight_run / "checkpoints").exists()
     # metrics.json is written last: nothing in the folder is newer.
     newest = max(p.stat().st_mtime_ns for p in straight_run.rglob("*") if p.is_file())

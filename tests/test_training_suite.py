@@ -49,10 +49,72 @@ def test_runs_resolve_defaults_overrides_and_init_from_earlier_runs(tmp_path):
     uni, au, multi = by_name["uni-expr"].config, by_name["uni-au"].config, by_name["multi-from-expr"].config
     assert uni.tasks == ["expr"] and uni.image_size == 48 and uni.epochs == 2 and uni.losses["expr"] == "weighted_ce"
     assert au.losses["au"] == "weighted_bce" and au.losses["expr"] == "weighted_ce"
-    assert multi.epochs == 1 and multi.init == str(tmp_path / "out" / "uni-expr")
+    assert multi.epochs == 1 and multi.init == str(tmp_path / "out" / "uni-expr" / "seed-0")
     assert by_name["multi-from-expr"].init_from_run == "uni-expr" and by_name["uni-expr"].init_from_run is None
     assert all(r.config.workers == 3 and r.config.resume and r.config.data == "DATA" for r in runs)
-    assert uni.out == str(tmp_path / "out" / "uni-expr")
+    assert uni.out == str(tmp_path / "out" / "uni-expr" / "seed-0")
+    assert uni.suite == "test" and uni.run == "uni-expr" and uni.seed == 0
+
+
+SEEDED = """
+[suite]
+name = "seeded"
+seeds = [0, 1, 2]
+
+[defaults]
+steps = 20
+
+[[runs]]
+name = "pretrain"
+tasks = ["expr"]
+data = "../folders"
+seeds = [1, 2]
+
+[[runs]]
+name = "uni-expr"
+tasks = ["expr"]
+
+[[runs]]
+name = "multi-from-pretrain"
+tasks = ["expr", "au", "va"]
+init = "pretrain"
+seeds = [2, 1]
+data = "/abs/affwild2"
+"""
+
+
+def test_seeds_give_one_folder_per_configuration_and_seed(tmp_path):
+    out = tmp_path / "out"
+    runs = load_suite(_write(tmp_path, SEEDED), tmp_path / "data", out)
+    assert [r.folder for r in runs] == ["pretrain/seed-1", "pretrain/seed-2", "uni-expr/seed-0", "uni-expr/seed-1",
+                                        "uni-expr/seed-2", "multi-from-pretrain/seed-2", "multi-from-pretrain/seed-1"]
+    for r in runs:
+        assert r.config.seed == r.seed and r.config.out == str(out / r.name / f"seed-{r.seed}")
+        assert r.config.run == r.name and r.config.suite == "seeded" and r.config.steps == 20
+    chained = [r for r in runs if r.name == "multi-from-pretrain"]
+    assert [r.config.init for r in chained] == [str(out / "pretrain" / "seed-2"), str(out / "pretrain" / "seed-1")]
+    by_folder = {r.folder: r.config for r in runs}
+    assert by_folder["pretrain/seed-1"].data == str(tmp_path / "data" / "../folders")   # relative to --data
+    assert by_folder["multi-from-pretrain/seed-1"].data == "/abs/affwild2"             # absolute
+    assert by_folder["uni-expr/seed-0"].data == str(tmp_path / "data")
+    # --seeds on the command line replaces every configuration's seeds
+    assert {r.seed for r in load_suite(_write(tmp_path, SEEDED.replace("seeds = [2, 1]", "")), "D", out,
+                                       overrides={"seeds": [1]})} == {1}
+
+
+@pytest.mark.parametrize("text, message", [
+    ('[suite]\nseeds = [0]\n[[runs]]\nname = "a"\nseed = 3\n', "both seed and seeds"),
+    ('[suite]\nseeds = []\n[[runs]]\nname = "a"\n', "non-empty list"),
+    ('[suite]\nseeds = [1, 1]\n[[runs]]\nname = "a"\n', "repeat a seed"),
+    ('[suite]\nseeds = [0, 1]\n[[runs]]\nname = "a"\nseeds = [0]\n[[runs]]\nname = "b"\ninit = "a"\n',
+     "no run with seed(s) 1"),
+    ('[suite]\nseed = [0]\n[[runs]]\nname = "a"\n', "unknown key(s) ['seed']"),
+    ('[defaults]\ndata = "x"\n[[runs]]\nname = "a"\n', "a run may set its own data"),
+])
+def test_bad_seed_declarations_are_reported_clearly(tmp_path, text, message):
+    with pytest.raises(ConfigError) as e:
+        load_suite(_write(tmp_path, text), "DATA", tmp_path / "out")
+    assert message in str(e.value)
 
 
 @pytest.mark.parametrize("text, message", [
@@ -75,9 +137,10 @@ def _fake_complete_run(config):
     run_dir = Path(config.out)
     (run_dir / "model").mkdir(parents=True, exist_ok=True)
     (run_dir / "model" / "model.safetensors").write_bytes(b"0")
-    source = Path(config.init).name if config.init not in ("random", "imagenet") else None
+    source = Path(config.init).parent.name if config.init not in ("random", "imagenet") else None
     (run_dir / "config.json").write_text(json.dumps({"tasks": config.tasks, "init": config.init, "pretrained_from": source,
-                                                     "losses": config.losses, "augment": config.augment}))
+                                                     "losses": config.losses, "augment": config.augment,
+                                                     "run": config.run, "seed": config.seed}))
     scores = {"expr": "P_EXPR", "au": "P_AU", "va": "P_VA"}
     metrics = {scores[t]: 0.5 for t in config.tasks}
     if len(config.tasks) > 1:
@@ -92,15 +155,15 @@ def test_complete_runs_are_skipped_and_an_interrupted_suite_continues(tmp_path):
     calls = []
 
     def train(config):
-        calls.append(Path(config.out).name)
-        if Path(config.out).name == "multi-from-expr" and len(calls) == 3:
+        calls.append(config.run)
+        if config.run == "multi-from-expr" and len(calls) == 3:
             raise KeyboardInterrupt  # the suite is interrupted during its last run
         return _fake_complete_run(config)
 
     with pytest.raises(KeyboardInterrupt):
         run_suite(suite, "DATA", out, train=train, log=lambda m: None)
     assert calls == ["uni-expr", "uni-au", "multi-from-expr"]
-    assert is_complete(out / "uni-au") and not is_complete(out / "multi-from-expr")
+    assert is_complete(out / "uni-au" / "seed-0") and not is_complete(out / "multi-from-expr" / "seed-0")
     results = run_suite(suite, "DATA", out, train=train, log=lambda m: None)
     assert calls[3:] == ["multi-from-expr"]
     assert [r["status"] for r in results] == ["skipped", "skipped", "trained"]
@@ -110,8 +173,8 @@ def test_complete_runs_are_skipped_and_an_interrupted_suite_continues(tmp_path):
 def test_only_and_missing_init_run(tmp_path):
     suite, out = _write(tmp_path), tmp_path / "out"
     calls = []
-    train = lambda config: calls.append(Path(config.out).name) or _fake_complete_run(config)  # noqa: E731
-    with pytest.raises(ConfigError, match="starts from run 'uni-expr', which is not complete"):
+    train = lambda config: calls.append(config.run) or _fake_complete_run(config)  # noqa: E731
+    with pytest.raises(ConfigError, match="starts from run 'uni-expr/seed-0', which is not complete"):
         run_suite(suite, "DATA", out, only=["multi-from-expr"], train=train, log=lambda m: None)
     with pytest.raises(ConfigError, match="unknown run"):
         run_suite(suite, "DATA", out, only=["nope"], train=train, log=lambda m: None)
@@ -124,7 +187,7 @@ def test_suite_table_lists_runs_and_marks_synthetic_figures(tmp_path):
     run_suite(suite, "DATA", out, train=_fake_complete_run, log=lambda m: None)
     table = suite_table(out)
     lines = table.splitlines()
-    assert lines[0].startswith("| run | setting |") and len([l for l in lines if l.startswith("| uni")]) == 2
+    assert lines[0].startswith("| run | seed | setting |") and len([l for l in lines if l.startswith("| uni")]) == 2
     row = next(l for l in lines if l.startswith("| multi-from-expr"))
     assert "multi-task" in row and "uni-expr" in row and "1.500" in row
     assert "Synthetic-benchmark figures" in table
@@ -135,6 +198,10 @@ def test_shipped_suites_load(tmp_path, name):
     runs = load_suite(REPO / "suites" / name, "DATA", tmp_path / "out")
     tasks = {tuple(r.config.tasks) for r in runs}
     assert {("expr",), ("au",), ("va",), ("expr", "au", "va")} <= tasks
-    assert any(r.init_from_run for r in runs)                       # multi-task from uni-task backbones
-    assert len({r.config.augment for r in runs}) >= 2
+    assert any(r.init_from_run for r in runs)                       # multi-task from another run's backbone
     assert any(r.config.losses["expr"] != "ce" for r in runs if "expr" in r.config.tasks)
+    # at least 3 seeds for the core comparison, one step budget, development split on
+    for core in ("uni-expr", "uni-au", "uni-va", "multi"):
+        assert len({r.seed for r in runs if r.name == core}) >= 3
+    assert len({r.config.steps for r in runs}) == 1 and runs[0].config.steps is not None
+    assert all(r.config.dev_fraction > 0 for r in runs)

@@ -7,6 +7,8 @@ not depend on the number of loader workers and a resumed run repeats what an uni
 """
 from __future__ import annotations
 
+import warnings
+from dataclasses import dataclass, field
 from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
@@ -18,14 +20,20 @@ from ..losses import au_pos_weight, inverse_frequency_weights
 from ..metrics import valid_au, valid_expression
 from ..model import ModelConfig
 from ..tasks import get_label_space
-from .config import TrainConfig, TrainingError
+from .config import NO_CACHE, TrainConfig, TrainingError
+
+# Seed of the validation label choice (limit_val): fixed, so every run of a study is scored on the
+# same frames whatever its own seed.
+VALIDATION_SEED = 0
 
 
 class SeededSamples(Dataset):
     """View of ``base`` (optionally a subset) yielding ``(image, targets, position)``.
 
     Each sample is produced under a private torch RNG seeded by ``(seed, epoch, position)``:
-    random augmentation is then the same whatever the worker count or resume point.
+    random augmentation is then the same whatever the worker count or resume point. An item is a
+    position, or ``(epoch, position)`` from an :class:`EpochSampler` (persistent loader workers
+    hold their own copy of this view, so the epoch travels with the index).
     """
 
     def __init__(self, base: Dataset, indices: Sequence[int] | None, seed: int):
@@ -37,14 +45,65 @@ class SeededSamples(Dataset):
     def __len__(self) -> int:
         return len(self.indices)
 
-    def __getitem__(self, position: int):
-        sample_seed = ((self.seed * 1_000_003 + self.epoch) * 1_000_003 + position) % (2**63)
+    def __getitem__(self, item: int | tuple[int, int]):
+        epoch, position = item if isinstance(item, tuple) else (self.epoch, item)
+        sample_seed = ((self.seed * 1_000_003 + epoch) * 1_000_003 + position) % (2**63)
         with torch.random.fork_rng(devices=[]):
             # The CPU generator only: torch.manual_seed also queues lazy CUDA/XPU/MTIA seeding with
             # a formatted stack trace, about 2 ms per sample (profiled in benchmarks/training_throughput.py).
             torch.default_generator.manual_seed(sample_seed)
             image, targets = self.base[self.indices[position]]
         return image, targets, position
+
+
+class CachedSamples(SeededSamples):
+    """View of a frame cache split (:class:`affectmodel.data.cache.FrameCacheDataset`) read a
+    batch at a time: ``__getitems__`` gives ``(uint8 images (B, 3, S, S), targets, positions)``
+    with one read for the whole batch (use :func:`passthrough` as the loader's ``collate_fn``).
+    Augmentation happens on the training device, on the whole batch
+    (:class:`affectmodel.data.batch_augment.BatchAugment`, seeded per batch)."""
+
+    def __init__(self, base: Dataset, indices: Sequence[int] | None, seed: int):
+        super().__init__(base, indices, seed)
+        self.index_array = np.asarray(self.indices, dtype=np.int64)
+
+    def __getitems__(self, items: Sequence[int | tuple[int, int]]):
+        positions = np.asarray([i[1] if isinstance(i, tuple) else i for i in items], dtype=np.int64)
+        rows = self.index_array[positions]
+        return self.base.read_batch(rows), self.base.batch_targets(rows), torch.from_numpy(positions)
+
+
+def passthrough(batch: Any) -> Any:
+    """``collate_fn`` for :class:`CachedSamples`: ``__getitems__`` already returns a whole batch."""
+    return batch
+
+
+def is_frame_cache(dataset: Dataset) -> bool:
+    return hasattr(dataset, "read_batch") and hasattr(dataset, "batch_targets")
+
+
+class EpochSampler(Sampler):
+    """Wraps the training order for a loader created once (persistent workers): yields
+    ``(epoch, index)`` (or batches of them), past the first ``skip`` items (mid-epoch resume).
+    Call :meth:`set_epoch` before iterating the loader for an epoch."""
+
+    def __init__(self, sampler: Sampler, batches: bool):
+        self.sampler, self.batches = sampler, batches
+        self.epoch, self.skip = 0, 0
+
+    def set_epoch(self, epoch: int, skip: int = 0) -> None:
+        self.epoch, self.skip = epoch, skip
+        self.sampler.set_epoch(epoch)  # type: ignore[attr-defined]
+
+    def __iter__(self) -> Iterator:
+        epoch = self.epoch
+        for k, item in enumerate(self.sampler):
+            if k < self.skip:
+                continue
+            yield [(epoch, int(i)) for i in item] if self.batches else (epoch, int(item))
+
+    def __len__(self) -> int:
+        return max(0, len(self.sampler) - self.skip)  # type: ignore[arg-type]
 
 
 class SkipSampler(Sampler):
@@ -124,17 +183,152 @@ def build_train_sampler(config: TrainConfig, view: Dataset, labels: Mapping[str,
         raise TrainingError(f"sampler={config.sampler!r}: {e}") from None
 
 
+def frame_cache_dir(config: TrainConfig) -> str | None:
+    """The frame cache a run reads: ``config.cache``, else a complete one next to the data at the
+    run's image size (:func:`affectmodel.data.cache.find_frame_cache`); None with ``cache=none``."""
+    from ..data.cache import find_frame_cache
+
+    if config.cache == NO_CACHE:
+        return None
+    if config.cache:
+        return config.cache
+    found = find_frame_cache(config.data, config.image_size) if config.data else None
+    return str(found) if found is not None else None
+
+
 def load_datasets(config: TrainConfig, model_config: ModelConfig) -> tuple[Dataset, Dataset, dict[str, Any]]:
-    """Training and validation sets of ``config.data`` via :mod:`affectmodel.data`."""
-    from ..data import build_transform, load_affwild2
+    """Training and validation sets of ``config.data``, plus the data set's description for the run
+    record (with the training set's leakage counts, Aff-Wild2 only): from the frame cache when there
+    is one (:func:`frame_cache_dir`: the same frames, labels and order as the JPEGs, checked against
+    the data's annotations), else in any format :func:`affectmodel.data.load_dataset` detects
+    (Aff-Wild2 or the synthetic benchmark, AffectNet-style CSVs, folder-per-class sets with their
+    expression classes mapped by concept)."""
+    from ..data import build_transform
+    from ..data.registry import load_dataset
 
     if not config.data:
         raise TrainingError("no data folder given (--data ROOT)")
-    common = dict(tasks=config.tasks, source=config.data_source, expression_space=config.expression_space)
-    train = load_affwild2(config.data, split="train", transform=build_transform(config.augment, model_config, True),
-                          **common)
-    val = load_affwild2(config.data, split="validation", transform=build_transform("none", model_config, False),
-                        **common)
+    options: dict[str, Any] = {}
+    if config.data_source != "auto":
+        options["source"] = config.data_source
+    if config.keep_leaking_videos:
+        options["exclude_leaking_videos"] = False
+    common = dict(tasks=config.tasks, expression_space=config.expression_space, **options)
+    cache_dir = frame_cache_dir(config)
+    extra: dict[str, Any] = {}
+    if cache_dir is not None:
+        from ..data.cache import open_frame_cache
+
+        cache_options = dict(tasks=config.tasks, source=config.data_source, expression_space=config.expression_space)
+        train = open_frame_cache(cache_dir, "train", root=config.data, **cache_options)
+        val = open_frame_cache(cache_dir, "validation", root=config.data, **cache_options)
+        if train.image_size != config.image_size:
+            raise TrainingError(f"frame cache {cache_dir} holds {train.image_size} px frames, not image_size "
+                                f"{config.image_size}: build one with --size {config.image_size} or pass --cache none")
+        extra["frame_cache"] = str(cache_dir)
+    else:
+        train = load_dataset(config.data, split="train",
+                             transform=build_transform(config.augment, model_config, True), **common)
+        val = load_dataset(config.data, split="validation", transform=build_transform("none", model_config, False),
+                           **common)
+    stats = getattr(train, "stats", {}) or {}
     info = {"name": getattr(train, "dataset_name", "aff-wild2"), "synthetic": bool(getattr(train, "synthetic", False)),
-            "root": str(config.data), "source": getattr(train, "stats", {}).get("source", config.data_source)}
+            "root": str(config.data), "format": stats.get("format"), "source": stats.get("source", config.data_source),
+            "leakage": stats.get("leakage"), **extra}
     return train, val, info
+
+
+# ------------------------------------------------------------------ the data a run trains, selects and reports on
+
+@dataclass
+class RunData:
+    """What one run uses: ``train`` (label-limited), ``development`` (held-out training videos, or
+    None with ``dev_fraction = 0``), ``validation`` (reported only), and the record's facts."""
+
+    train: Dataset
+    development: Dataset | None
+    validation: Dataset
+    facts: dict[str, Any] = field(default_factory=dict)
+
+
+def names_videos(dataset: Dataset) -> bool:
+    """True for data sets that say which video each sample comes from (every affectmodel reader)."""
+    return all(hasattr(dataset, a) for a in ("frame_keys", "video_ids", "videos", "subset", "valid_masks"))
+
+
+def prepare_run_data(config: TrainConfig, train: Dataset, validation: Dataset,
+                     development: Dataset | None = None, eval_transform: Any = None) -> RunData:
+    """Development split, label budgets and the validation subset, the same for every run of a study.
+
+    Order: ``development_split(train, dev_fraction)`` (whole training videos, chosen by name) →
+    ``limit_labels(rest, tasks, limit_train, seed)`` → ``limit_labels(validation, tasks, limit_val,
+    seed 0)`` (a fixed seed: every run and seed is scored on the same frames). ``development``
+    given: the caller split already (``train`` is then the rest). Data sets that do not name their
+    videos (plain torch sets in tests) need ``dev_fraction = 0`` or ``development`` and no limits.
+    ``eval_transform``: the development set's transform (no augmentation), when it is a subset of
+    the training set.
+    """
+    from ..data.splits import development_split, limit_labels
+
+    facts: dict[str, Any] = {}
+    if development is None and config.dev_fraction > 0:
+        if not names_videos(train):
+            raise TrainingError(f"dev_fraction={config.dev_fraction:g} needs a data set that names its videos "
+                                "(an affectmodel reader); set dev_fraction = 0 or pass a development set")
+        split = development_split(train, config.dev_fraction,
+                                  validation=validation if names_videos(validation) else None)
+        train, development = split.train, split.development
+        if eval_transform is not None:
+            development.transform = eval_transform  # a copy: the training subset keeps its augmentation
+        facts["development"] = split.stats
+        if len(development) == 0:
+            raise TrainingError(f"dev_fraction={config.dev_fraction:g} left no development frames (too few "
+                                "training videos?); use a larger fraction or dev_fraction = 0")
+        labelled = development.valid_masks()
+        missing = [t for t in config.tasks if not np.any(labelled.get(t, False))]
+        if missing:  # recorded and said: that task neither tunes thresholds nor weighs in the selection
+            facts["development"]["tasks_without_labels"] = missing
+            warnings.warn(f"the development split ({len(split.development_videos)} video(s)) holds no "
+                          f"{'/'.join(missing)} labels: {'AU thresholds stay 0.5 and ' if 'au' in missing else ''}"
+                          "the selection ignores that task; use a larger dev_fraction", stacklevel=2)
+    if config.limit_train is not None or config.limit_val is not None:
+        for name, ds in (("training", train), ("validation", validation)):
+            if not names_videos(ds):
+                raise TrainingError(f"limit_train / limit_val need a {name} set that names its frames "
+                                    "(an affectmodel reader)")
+    if config.limit_train is not None:
+        chosen = limit_labels(train, config.tasks, config.limit_train, config.seed)
+        train = chosen.dataset
+        facts["label_budget"] = chosen.stats
+    if config.limit_val is not None:
+        chosen = limit_labels(validation, config.tasks, config.limit_val, VALIDATION_SEED)
+        validation = chosen.dataset
+        facts["validation_subset"] = chosen.stats
+    return RunData(train, development, validation, facts)
+
+
+def sample_identity(dataset: Dataset, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(video names, 1-based frame numbers) of ``indices``; ``sample<i>`` and -1 for data sets
+    that do not name their videos."""
+    indices = np.asarray(indices, dtype=np.int64)
+    if names_videos(dataset) and hasattr(dataset, "frame_numbers"):
+        videos = np.asarray(dataset.videos, dtype=str)  # type: ignore[attr-defined]
+        ids = np.asarray(dataset.video_ids)[indices]  # type: ignore[attr-defined]
+        return videos[ids] if len(videos) else np.zeros(0, dtype=str), np.asarray(dataset.frame_numbers)[indices]  # type: ignore[attr-defined]
+    return np.array([f"sample{i}" for i in indices], dtype=str), np.full(len(indices), -1, dtype=np.int64)
+
+
+def valid_label_counts(targets: Mapping[str, torch.Tensor], tasks: Sequence[str], n_classes: int) -> torch.Tensor:
+    """Frames of a batch with a usable label, per task (int64 on the targets' device; no host sync).
+    AU: at least one AU annotated; VA: at least one of valence/arousal (as the label budgets count)."""
+    counts = []
+    for task in tasks:
+        t = targets[task]
+        if task == "expr":
+            valid = (t >= 0) & (t < n_classes)
+        elif task == "au":
+            valid = ((t == 0) | (t == 1)).any(dim=1)
+        else:
+            valid = (torch.isfinite(t) & (t >= -1) & (t <= 1)).any(dim=1)
+        counts.append(valid.sum())
+    return torch.stack(counts).to(torch.int64)

@@ -1,8 +1,11 @@
 """Resumable training checkpoints, written atomically and read without unpickling objects.
 
-A checkpoint holds everything needed to continue a run bit-for-bit: model, optimizer, LR
-scheduler, gradient scaler, loss (uncertainty weights), RNG states, epoch/step counters and the
-bookkeeping of the run (history, best score). It is saved with ``torch.save`` and loaded with
+A checkpoint holds everything needed to continue a run: model, optimizer, LR scheduler, gradient
+scaler, loss (uncertainty weights), the RNG states of every process (each rank's own CUDA
+generator included), epoch/step counters and the bookkeeping of the run (history, best score).
+On CPU with the same thread count, a resumed run is bit-identical to an uninterrupted one. On
+GPUs it is statistically equal only: cuDNN's autotuned algorithms and non-deterministic kernels
+(atomic adds in backward passes) change the last bits from one session to the next. It is saved with ``torch.save`` and loaded with
 ``torch.load(weights_only=True)``, so every RNG state is stored as a tensor.
 
 Both files are written atomically (:func:`affectmodel.io.atomic_write`): on a full disk the save
@@ -37,7 +40,8 @@ def best_weights_path(run_dir: str | Path) -> Path:
 
 # ------------------------------------------------------------------ RNG states as tensors
 
-def capture_rng_state() -> dict[str, Any]:
+def capture_rng_state(device: torch.device | None = None) -> dict[str, Any]:
+    """This process's RNG states; ``device``: the process's own GPU, whose CUDA generator is saved."""
     np_state = np.random.get_state()
     py_version, py_internal, py_gauss = random.getstate()
     state: dict[str, Any] = {
@@ -49,12 +53,13 @@ def capture_rng_state() -> dict[str, Any]:
         "python_meta": torch.tensor([py_version, py_gauss is not None], dtype=torch.int64),
         "python_gauss": torch.tensor([py_gauss or 0.0], dtype=torch.float64),
     }
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+    if device is not None and device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
     return state
 
 
-def restore_rng_state(state: dict[str, Any]) -> None:
+def restore_rng_state(state: dict[str, Any], device: torch.device | None = None) -> None:
+    """Restore what :func:`capture_rng_state` saved; the CUDA state goes to ``device``."""
     torch.set_rng_state(state["torch"].cpu())
     meta = state["numpy_meta"].tolist()
     np.random.set_state(("MT19937", state["numpy_keys"].numpy().astype(np.uint32),
@@ -62,10 +67,12 @@ def restore_rng_state(state: dict[str, Any]) -> None:
     version, has_gauss = state["python_meta"].tolist()
     gauss = float(state["python_gauss"][0]) if has_gauss else None
     random.setstate((int(version), tuple(int(v) for v in state["python"].tolist()), gauss))
-    if "cuda" in state and torch.cuda.is_available():
-        cuda_states = state["cuda"]
-        if len(cuda_states) == torch.cuda.device_count():
-            torch.cuda.set_rng_state_all([s.cpu() for s in cuda_states])
+    if "cuda" in state and device is not None and device.type == "cuda":
+        cuda_state = state["cuda"]
+        if isinstance(cuda_state, (list, tuple)):  # older checkpoints: every visible GPU's state
+            cuda_state = cuda_state[device.index or 0] if len(cuda_state) > (device.index or 0) else None
+        if cuda_state is not None:
+            torch.cuda.set_rng_state(cuda_state.cpu(), device)
 
 
 # ------------------------------------------------------------------ save / load

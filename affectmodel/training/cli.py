@@ -107,9 +107,14 @@ def run(args: argparse.Namespace) -> int:
 
 def add_suite_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("suite", metavar="CONFIG", help="suite file (TOML: [defaults] and [[runs]])")
-    parser.add_argument("--data", required=True, metavar="ROOT", help="data folder for every run")
-    parser.add_argument("--out", required=True, metavar="DIR", help="suite folder: runs go to DIR/<run name>")
-    parser.add_argument("--only", default=None, metavar="NAME[,NAME...]", help="train only these runs")
+    parser.add_argument("--data", required=True, metavar="ROOT",
+                        help="data folder of the runs (a run's own relative `data` is resolved inside it)")
+    parser.add_argument("--out", required=True, metavar="DIR",
+                        help="suite folder: runs go to DIR/<run name>/seed-<k>")
+    parser.add_argument("--only", default=None, metavar="NAME[,NAME...]",
+                        help="train only these configurations (all their seeds) or NAME/seed-K runs")
+    parser.add_argument("--seeds", default=None, metavar="K[,K...]",
+                        help="train every configuration with these seeds instead of the suite's")
     parser.add_argument("--list", action="store_true", help="print the resolved runs and exit")
     defaults = TrainConfig()
     for f in dataclasses.fields(TrainConfig):
@@ -117,6 +122,11 @@ def add_suite_arguments(parser: argparse.ArgumentParser) -> None:
             _add_field(parser, f, getattr(defaults, f.name), prefix="every run: ", shown="the suite's")
     parser.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
                         help="override an option of every run (repeatable), e.g. --set epochs=1")
+    parser.add_argument("--devices", default=None, metavar="cuda:0,cuda:1,...",
+                        help="train independent runs at the same time, one per GPU (one big run on several "
+                             "GPUs: torchrun)")
+    parser.add_argument("--jobs", type=int, default=None, metavar="N",
+                        help="train N independent runs at the same time on CPU (threads shared out)")
 
 
 def _parse_setting(text: str) -> tuple[str, Any]:
@@ -137,22 +147,40 @@ def run_suite_command(args: argparse.Namespace) -> int:
     for key in SUITE_MACHINE_OPTIONS:
         if hasattr(args, key):  # given (the defaults are SUPPRESSed)
             overrides[key] = getattr(args, key)
+    if args.seeds:
+        try:
+            overrides["seeds"] = [int(k) for k in args.seeds.split(",") if k.strip()]
+        except ValueError:
+            raise UserError(f"--seeds expects K[,K...], got {args.seeds!r}") from None
     only = [n.strip() for n in args.only.split(",") if n.strip()] if args.only else None
     if args.list:
         for run in load_suite(args.suite, args.data, args.out, overrides):
             c = run.config
-            print(f"{run.name}: tasks={','.join(c.tasks)} init={c.init} augment={c.augment} "
+            budget = f"steps={c.steps}" if c.steps is not None else f"epochs={c.epochs}"
+            print(f"{run.folder}: tasks={','.join(c.tasks)} init={run.init_from_run or c.init} augment={c.augment} "
                   f"losses={','.join(f'{t}={c.losses[t]}' for t in c.tasks)} weighting={c.weighting} "
-                  f"epochs={c.epochs} image_size={c.image_size}")
+                  f"{budget} limit_train={c.limit_train} image_size={c.image_size}"
+                  + (f" data={c.data}" if c.data != str(args.data) else ""))
         return 0
+    from .jobs import job_slots
+
+    slots = job_slots(args.devices, args.jobs)
+    if len(slots) > 1 and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise UserError("--devices/--jobs start their own processes: run the suite without torchrun")
     main_process = _is_main_process()
     results = run_suite(args.suite, args.data, args.out, overrides, only=only,
-                        log=print if main_process else (lambda _: None))
+                        log=print if main_process else (lambda _: None), slots=slots)
     if main_process:
         trained = sum(r["status"] == "trained" for r in results)
         skipped = sum(r["status"] == "skipped" for r in results)
-        print(f"suite done: {trained} trained, {skipped} already complete")
+        unfinished = [r for r in results if r["status"] in ("failed", "busy", "blocked")]
+        print(f"suite done: {trained} trained, {skipped} already complete"
+              + (f", {len(unfinished)} not finished ("
+                 + ", ".join(f"{os.path.relpath(r['path'], args.out)}: {r['status']}" for r in unfinished) + ")"
+                 if unfinished else ""))
         print(suite_table(args.out))
+        if unfinished:
+            return 1
     return 0
 
 
@@ -174,6 +202,11 @@ def main(argv: list[str] | None = None) -> int:
         return command(args)
     except (UserError, ConfigError, CheckpointError, FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # a full disk (DiskFullError), a run folder locked by another process...
+        from ..cli import os_error_message
+
+        print(f"error: {os_error_message(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted: continue with --resume (suites resume by themselves)", file=sys.stderr)

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import hashlib
+import json
 import tomllib
 import typing
 from dataclasses import dataclass, field
@@ -28,7 +30,17 @@ DEVICES = ("auto", "cpu", "cuda")
 # Options that may differ between an interrupted run and its resumption: they change where and
 # how fast the run executes, not what it computes (bit-for-bit equality with an uninterrupted run
 # also needs the same device and thread count: float sums depend on how work is split).
-RESUME_MUTABLE = frozenset({"resume", "workers", "threads", "device", "checkpoint_every", "out", "data"})
+# On GPUs even the same device and thread count do not give bit-identical results (cuDNN
+# autotuning and non-deterministic kernels): there a resumed run is statistically equal only.
+# ``cache`` changes where the frames come from (the same frames), not what is trained.
+RESUME_MUTABLE = frozenset({"resume", "workers", "threads", "device", "checkpoint_every", "out", "data", "cache"})
+NO_CACHE = "none"   # --cache none: read the JPEGs even when a frame cache lies next to the data
+# Options left out of a configuration's identity (:func:`config_id`): the seed, where the run and
+# its data live, how fast it runs, and the suite bookkeeping. Names of options that a version may
+# not have (``cache``, ``jobs``) are harmless here.
+IDENTITY_IGNORED = RESUME_MUTABLE | {"seed", "suite", "run", "cache", "jobs", "sync_bn"}
+# With a ``steps`` budget and no ``eval_every``: this many evaluations, evenly spaced.
+DEFAULT_EVALUATIONS = 5
 
 
 class ConfigError(ValueError):
@@ -84,9 +96,15 @@ class TrainConfig:
     image_size: int = option(112, group="data", help="input size in pixels")
     dropout: float = option(0.0, group="optimisation", help="dropout before the heads")
     batch_size: int = option(64, group="data", help="total batch size over all processes")
-    epochs: int = option(10, group="optimisation", help="training epochs")
-    max_steps: int | None = option(None, group="optimisation", metavar="N", default_text="all epochs",
-                                   help="stop after this many optimizer steps")
+    epochs: int = option(10, group="optimisation", help="training epochs (unless --steps is set)")
+    steps: int | None = option(None, group="optimisation", metavar="N", default_text="epochs decide",
+                               help="budget in optimizer steps: replaces --epochs, the data is cycled as needed "
+                                    "(set it once for a whole comparison so every run has the same budget)")
+    eval_every: int | None = option(None, group="optimisation", metavar="N",
+                                    default_text=f"each epoch; with --steps, {DEFAULT_EVALUATIONS} evenly spaced",
+                                    help="evaluate on the development split every N steps (and at the end)")
+    max_steps: int | None = option(None, group="optimisation", metavar="N", default_text="no cap",
+                                   help="stop after this many optimizer steps (a cap on the epochs or steps budget)")
     lr: float = option(1e-3, group="optimisation", help="peak learning rate")
     schedule: str = option("cosine", group="optimisation", choices=SCHEDULES, help="per-step LR schedule")
     step_epochs: int = option(3, group="optimisation", help="step schedule: decay every N epochs")
@@ -98,16 +116,39 @@ class TrainConfig:
     device: str = option("auto", group="hardware", choices=DEVICES,
                          help="auto: CUDA when available, with mixed precision and channels_last")
     amp: bool = option(True, group="hardware", help="mixed precision on CUDA (bf16 where supported, else fp16)")
-    workers: int = option(0, group="data", help="data loader processes per training process")
+    workers: int | None = option(None, group="data", metavar="N",
+                                 default_text="min(8, CPUs per process) on CUDA, 0 on CPU",
+                                 help="data loader processes per training process (kept alive between epochs)")
+    cache: str = option("", group="data", metavar="DIR|none", default_text="ROOT/.affectmodel-cache/<size>px if built",
+                        help="frame cache (python -m affectmodel cache ROOT): batches are read from it and augmented "
+                             "on the training device; 'none' reads the JPEGs")
+    sync_bn: bool = option(False, group="hardware",
+                           help="under torchrun: BatchNorm statistics over the global batch (SyncBatchNorm), so "
+                                "results do not depend on the number of processes")
+    ccc_global_batch: bool = option(True, group="losses",
+                                    help="under torchrun: VA's CCC over the global batch, not each process's share")
     threads: int = option(0, group="hardware", default_text="torch's choice",
                           help="CPU threads for torch (1 is faster on a busy machine)")
     limit_train: int | None = option(None, group="data", metavar="N", default_text="all",
-                                     help="train on a seeded random subset of N images")
+                                     help="labels per task: a seeded choice of N labelled training frames per task, "
+                                          "the same labels in a uni-task and a multi-task run")
     limit_val: int | None = option(None, group="data", metavar="N", default_text="all",
-                                   help="validate on a seeded random subset of N images")
+                                   help="validation labels per task: the same N labelled frames per task for every "
+                                        "run and seed (so runs are scored on the same frames)")
+    dev_fraction: float = option(0.1, group="data",
+                                 help="fraction of the training videos held out as the development split, on which "
+                                      "AU thresholds are tuned and the best evaluation is chosen (the same videos for "
+                                      "every run); 0: none, thresholds 0.5 and the last weights")
+    keep_leaking_videos: bool = option(False, group="data",
+                                       help="keep training videos that are also in a validation set (Aff-Wild2 "
+                                            "per-task sets; left out of training by default)")
     checkpoint_every: int = option(0, group="hardware", metavar="N", default_text="once per epoch",
                                    help="also checkpoint every N steps")
     resume: bool = option(False, group="run", help="continue from the run folder's last checkpoint")
+    suite: str = option("", group="run", metavar="NAME", default_text="none",
+                        help="suite the run belongs to, for the study's records (`train.py suite` sets it)")
+    run: str = option("", group="run", metavar="NAME", default_text="the run folder's name",
+                      help="configuration name without the seed, for the study's records (`train.py suite` sets it)")
     sampler: str = option("shuffle", group="data", choices=SAMPLERS,
                           help="training order: shuffle (each image once per epoch), balanced (expression "
                                "classes equally often, with replacement; one process only) or multitask "
@@ -142,7 +183,7 @@ class TrainConfig:
         for name in positive:
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
-        for name in ("max_steps", "limit_train", "limit_val"):
+        for name in ("steps", "eval_every", "max_steps", "limit_train", "limit_val"):
             value = getattr(self, name)
             if value is not None and int(value) < 1:
                 raise ConfigError(f"{name} must be at least 1 (or unset), got {value}")
@@ -150,9 +191,11 @@ class TrainConfig:
             raise ConfigError(f"lr must be positive, got {self.lr}")
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ConfigError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        if not 0.0 <= self.dev_fraction < 1.0:
+            raise ConfigError(f"dev_fraction must be in [0, 1), got {self.dev_fraction}")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
-        if min(self.workers, self.threads, self.checkpoint_every, self.weight_decay) < 0:
+        if min(self.workers or 0, self.threads, self.checkpoint_every, self.weight_decay) < 0:
             raise ConfigError("workers, threads, checkpoint_every and weight_decay cannot be negative")
 
     # ------------------------------------------------------------------ derived configs
@@ -164,7 +207,8 @@ class TrainConfig:
     def loss_config(self) -> LossConfig:
         return LossConfig(expr=self.losses["expr"], au=self.losses["au"], va=self.losses["va"],
                           weighting=self.weighting, task_weights=dict(self.task_weights),
-                          label_smoothing=self.label_smoothing, focal_gamma=self.focal_gamma)
+                          label_smoothing=self.label_smoothing, focal_gamma=self.focal_gamma,
+                          va_global_batch=self.ccc_global_batch)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict; only the trained tasks' losses and weights are kept."""
@@ -309,6 +353,20 @@ def load_config(path: str | Path | None = None, overrides: Mapping[str, Any] | N
                 extra[key] = {**values[key], **extra[key]}
         values.update(extra)
     return config_from_mapping(values, where=str(path) if path else "options")
+
+
+def config_id(config: TrainConfig, init_identity: str | None = None) -> str:
+    """A stable id (12 hex digits) of what a configuration computes: every option but the seed
+    and those in :data:`IDENTITY_IGNORED`. Runs of one configuration with different seeds share it.
+
+    ``init_identity`` replaces ``init`` when the run starts from another run's folder (whose path
+    differs per seed and machine): pass that run's own config id.
+    """
+    values = {k: v for k, v in config.to_dict().items() if k not in IDENTITY_IGNORED}
+    if init_identity is not None:
+        values["init"] = f"run:{init_identity}"
+    text = json.dumps(values, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.blake2b(text.encode("utf-8"), digest_size=6).hexdigest()
 
 
 def config_differences(saved: Mapping[str, Any], current: TrainConfig) -> list[str]:

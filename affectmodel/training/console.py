@@ -34,9 +34,11 @@ class RunConsole:
             self.step_bar = tqdm(total=steps, initial=steps_done, desc=f"epoch {epoch}/{self.n_epochs}", unit="step",
                                  leave=False, dynamic_ncols=True)
 
-    def step(self, loss: float) -> None:
+    def step(self, loss: float | None) -> None:
+        """One step done; ``loss``: the latest loss read back from the device, if any (not every step)."""
         if self.step_bar is not None:
-            self.step_bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
+            if loss is not None:
+                self.step_bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
             self.step_bar.update(1)
 
     def end_epoch(self, summary: str) -> None:
@@ -79,11 +81,12 @@ def step_count_note(epoch: int, steps: int, steps_per_epoch: int, per_rank: int,
 
 
 def summary_line(epoch: int, n_epochs: int, row: Mapping[str, Any], tasks: Sequence[str], metrics: Mapping[str, Any],
-                 is_best: bool, seconds: float) -> str:
-    """One epoch's figures: training loss (per task when several), validation scores, LR, time."""
+                 is_best: bool, seconds: float, split: str = "val") -> str:
+    """One epoch's figures: training loss (per task when several), the scores on ``split`` (the
+    development split during training), LR, time."""
     losses = " ".join(f"{t} {row[f'train_loss_{t}']:.3f}" for t in tasks if row.get(f"train_loss_{t}") is not None)
     shown = [m for m in ("P_EXPR", "P_AU", "P_VA", "P_MTL") if m in metrics]
     scores = " ".join(f"{m} {metrics[m]:.3f}" for m in shown)
     return (f"epoch {epoch}/{n_epochs}: loss {row['train_loss']:.3f}"
             + (f" ({losses})" if len(tasks) > 1 and losses else "")
-            + f" | val {scores}{' *best' if is_best else ''} | lr {row['lr']:.2e} | {seconds:.1f}s")
+            + (f" | {split} {scores}{' *best' if is_best else ''}" if scores else "") + f" | lr {row['lr']:.2e} | {seconds:.1f}s")

@@ -2,7 +2,13 @@
 
 The same training script runs alone or under ``torchrun --nproc_per_node N`` (one or several
 machines): torchrun sets ``RANK``/``WORLD_SIZE``/``LOCAL_RANK``, and we use NCCL on CUDA and gloo
-on CPU. Rank 0 writes run records and checkpoints; validation outputs are gathered on every rank.
+on CPU. Rank 0 writes run records and checkpoints and takes the decisions every rank must share
+(:func:`on_rank0`: resume or start, the validation scores and tuned thresholds); validation outputs
+are gathered to rank 0 only (:func:`gather_arrays` with ``to_rank0``).
+
+What holds across GPUs: results are statistically equal whatever the process count (with
+``sync_bn`` and the global-batch CCC), not bit-identical; a resumed run is bit-identical to an
+uninterrupted one only on CPU with the same thread count.
 """
 from __future__ import annotations
 
@@ -87,6 +93,37 @@ def all_reduce_sum(values: list[float], info: DistInfo) -> list[float]:
     return t.tolist()
 
 
+def default_workers(device: torch.device) -> int:
+    """Loader processes per training process when ``workers`` is unset: none on CPU (the training
+    threads need the cores), min(8, CPUs per process) on a GPU."""
+    if device.type != "cuda":
+        return 0
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count() or 1
+    per_process = cpus // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    return max(0, min(8, per_process - 1))  # one core stays with the training process itself
+
+
+def broadcast_buffers(module: torch.nn.Module, info: DistInfo) -> None:
+    """Give every rank rank 0's buffers (BatchNorm running statistics): each rank's last training
+    forward updated its own, and rank 0's are the ones saved, so every rank validates with them."""
+    if not info.distributed:
+        return
+    for buffer in module.buffers():
+        dist.broadcast(buffer.data, src=0)
+
+
+def gather_objects(obj: Any, info: DistInfo) -> list[Any] | None:
+    """Every rank's ``obj`` as a list on rank 0; None on the others."""
+    if not info.distributed:
+        return [obj]
+    parts: list[Any] | None = [None] * info.world_size if info.is_main else None
+    dist.gather_object(obj, parts, dst=0)
+    return parts
+
+
 def broadcast_object(obj: Any, info: DistInfo) -> Any:
     if not info.distributed:
         return obj
@@ -132,14 +169,21 @@ def _matching_empty(parts: list[np.ndarray]) -> list[np.ndarray]:
     return [p if len(p) else np.zeros((0, *template.shape[1:]), dtype=template.dtype) for p in parts]
 
 
-def gather_arrays(indices: np.ndarray, arrays: dict[str, np.ndarray], info: DistInfo
-                  ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Collect per-rank (indices, arrays) on every rank, ordered by index, without duplicates."""
+def gather_arrays(indices: np.ndarray, arrays: dict[str, np.ndarray], info: DistInfo, to_rank0: bool = False
+                  ) -> tuple[np.ndarray, dict[str, np.ndarray]] | None:
+    """Collect per-rank (indices, arrays), ordered by index, without duplicates: on every rank,
+    or with ``to_rank0`` on rank 0 only (the others get None)."""
     if not info.distributed:
         order = np.argsort(indices, kind="stable")
         return indices[order], {k: v[order] for k, v in arrays.items()}
-    parts: list[Any] = [None] * info.world_size
-    dist.all_gather_object(parts, (indices, arrays))
+    if to_rank0:
+        gathered = gather_objects((indices, arrays), info)
+        if gathered is None:
+            return None
+        parts: list[Any] = gathered
+    else:
+        parts = [None] * info.world_size
+        dist.all_gather_object(parts, (indices, arrays))
     all_idx = np.concatenate(_matching_empty([np.asarray(p[0]) for p in parts]))
     merged = {k: np.concatenate(_matching_empty([p[1][k] for p in parts])) for k in arrays}
     all_idx, first = np.unique(all_idx, return_index=True)

@@ -1,7 +1,7 @@
 """Validation: predictions of a model over a loader and their ABAW scores."""
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -15,13 +15,20 @@ from ..tasks import AU_NAMES, get_label_space
 
 @torch.no_grad()
 def predict(model: AffectModel, loader: DataLoader, device: torch.device, amp_dtype: torch.dtype | None = None,
-            channels_last: bool = False) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """Positions, outputs (EXPR probabilities, AU probabilities, VA values) and targets as arrays."""
+            channels_last: bool = False, prepare: Callable[[torch.Tensor], torch.Tensor] | None = None
+            ) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Positions, outputs (EXPR probabilities, AU probabilities, VA values) and targets as arrays.
+
+    ``prepare``: applied to each batch on the device (a frame cache's uint8 batches are normalised
+    there). A loader with no batches (a process without validation images) gives arrays of the
+    right trailing shape, so they join with other processes' outputs."""
     was_training = model.training
     model.eval()
     positions, outputs, targets = [], {k: [] for k in model.tasks}, {k: [] for k in ("expr", "au", "va")}
     for images, batch_targets, pos in loader:
         images = images.to(device, non_blocking=True)
+        if prepare is not None:
+            images = prepare(images)
         if channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device_type=device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
@@ -34,8 +41,16 @@ def predict(model: AffectModel, loader: DataLoader, device: torch.device, amp_dt
             targets[k].append(batch_targets[k].numpy())
         positions.append(np.asarray(pos))
     model.train(was_training)
-    cat = lambda parts: np.concatenate(parts) if parts else np.zeros((0,))  # noqa: E731
-    return cat(positions), {k: cat(v) for k, v in outputs.items()}, {k: cat(v) for k, v in targets.items()}
+    widths = model.config.head_sizes()
+    target_shape = {"expr": (), "au": (len(AU_NAMES),), "va": (2,)}
+    target_dtype = {"expr": np.int64, "au": np.float32, "va": np.float32}
+
+    def cat(parts: list[np.ndarray], shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+        return np.concatenate(parts) if parts else np.zeros((0, *shape), dtype=dtype)
+
+    return (cat(positions, (), np.int64),
+            {k: cat(v, (widths[k],), np.float32) for k, v in outputs.items()},
+            {k: cat(v, target_shape[k], target_dtype[k]) for k, v in targets.items()})
 
 
 def score(outputs: Mapping[str, np.ndarray], targets: Mapping[str, np.ndarray], tasks: Sequence[str],

@@ -1,7 +1,8 @@
 """Write a run folder exactly as :mod:`affectmodel.records` reads it.
 
-Order matters: ``config.json`` when the run starts, ``history.csv`` after each epoch, and at the
-end ``model/`` and finally ``metrics.json``, whose presence marks the run complete.
+Order matters: ``config.json`` when the run starts, ``history.csv`` after each evaluation, and at
+the end ``model/``, ``val_predictions.npz`` (:mod:`affectmodel.predictions`) and finally
+``metrics.json``, whose presence marks the run complete.
 """
 from __future__ import annotations
 
@@ -57,12 +58,14 @@ def write_config(run_dir: Path, config: Mapping[str, Any]) -> Path:
     return write_json_atomic(run_dir / CONFIG_FILE, dict(config))
 
 
-def history_columns(tasks: Sequence[str], multi_task: bool) -> list[str]:
+def history_columns(tasks: Sequence[str], multi_task: bool, prefix: str | None = "val_") -> list[str]:
+    """Columns of ``history.csv``: step counters, training losses, the scores on the split each
+    evaluation uses (``prefix``: ``dev_`` for the development split; None: no scores), time."""
     metric_for = {"expr": ["P_EXPR"], "au": ["P_AU"], "va": ["P_VA", "ccc_valence", "ccc_arousal"]}
     val = [m for t in tasks for m in metric_for[t]] + (["P_MTL"] if multi_task else [])
     val = [m for m in METRIC_KEYS if m in val]  # keep the contract's order
     return (["epoch", "step", "lr", "train_loss"] + [f"train_loss_{t}" for t in tasks]
-            + [f"val_{m}" for m in val] + ["time_s"])
+            + ([f"{prefix}{m}" for m in val] if prefix else []) + ["time_s"])
 
 
 def write_history(run_dir: Path, rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> Path:

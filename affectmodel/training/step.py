@@ -1,4 +1,5 @@
-"""One optimizer step: the model and its loss in one module, mixed precision, valid-label checks."""
+"""One optimizer step: the model and its loss in one module, mixed precision (:mod:`.precision`),
+valid-label checks, all without host-device synchronisation."""
 from __future__ import annotations
 
 from typing import Mapping, Sequence
@@ -6,8 +7,9 @@ from typing import Mapping, Sequence
 import torch
 import torch.nn as nn
 
-from ..losses import MultiTaskLoss
+from ..losses import MultiTaskLoss, has_labels
 from ..model import AffectModel
+from .precision import amp_dtype_for, optimizer_step  # noqa: F401 - amp_dtype_for re-exported
 
 
 class TrainModule(nn.Module):
@@ -25,36 +27,35 @@ class TrainModule(nn.Module):
         return self.criterion(outputs, targets)  # losses compute in float32
 
 
-def amp_dtype_for(device: torch.device, enabled: bool) -> torch.dtype | None:
-    if device.type != "cuda" or not enabled:
-        return None  # CPU autocast is slower than float32 on most CPUs
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-
-
 def to_device(batch_targets: Mapping[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
     return {k: v.to(device, non_blocking=True) for k, v in batch_targets.items()}
 
 
-def valid_rows(targets: Mapping[str, torch.Tensor], tasks: Sequence[str], n_classes: int) -> dict[str, bool]:
-    checks = {
-        "expr": lambda t: bool(((t >= 0) & (t < n_classes)).any()),
-        "au": lambda t: bool(((t == 0) | (t == 1)).any()),
-        "va": lambda t: bool((torch.isfinite(t) & (t >= -1) & (t <= 1)).any()),
-    }
-    return {k: checks[k](targets[k]) for k in tasks}
+def labels_present(targets: Mapping[str, torch.Tensor], tasks: Sequence[str], n_classes: int) -> torch.Tensor:
+    """(len(tasks),) float on the targets' device: 1 where the batch holds a label of that task
+    (no host sync; a batch without labels for a task says nothing about its loss)."""
+    return torch.stack([has_labels(t, targets[t], n_classes) for t in tasks])
+
+
+def step_on_device(module: nn.Module, images: torch.Tensor, targets: Mapping[str, torch.Tensor],
+                   optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None = None
+                   ) -> tuple[torch.Tensor, dict[str, torch.Tensor], bool]:
+    """One optimizer step without reading anything back to the host (but an fp16 scaler's scale):
+    the total and per-task losses as detached device tensors, and whether the step was taken (an
+    fp16 scaler skips steps with inf/NaN gradients; then the LR scheduler must not step)."""
+    total, parts = module(images, targets)
+    optimizer.zero_grad(set_to_none=True)
+    if scaler is not None and scaler.is_enabled():
+        scaler.scale(total).backward()
+    else:
+        total.backward()
+    took = optimizer_step(scaler, optimizer)
+    return total.detach(), {k: v.detach() for k, v in parts.items()}, took
 
 
 def train_step(module: nn.Module, images: torch.Tensor, targets: Mapping[str, torch.Tensor],
                optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None = None
                ) -> tuple[float, dict[str, float]]:
-    """One optimizer step; returns the total loss and each task's loss (floats)."""
-    total, parts = module(images, targets)
-    optimizer.zero_grad(set_to_none=True)
-    if scaler is not None and scaler.is_enabled():
-        scaler.scale(total).backward()
-        scaler.step(optimizer)
-        scaler.update()
-    else:
-        total.backward()
-        optimizer.step()
-    return float(total.detach()), {k: float(v.detach()) for k, v in parts.items()}
+    """One optimizer step; returns the total loss and each task's loss (floats: reads them back)."""
+    total, parts, _ = step_on_device(module, images, targets, optimizer, scaler)
+    return float(total), {k: float(v) for k, v in parts.items()}

@@ -6,17 +6,26 @@ callers can also use with in-memory data sets that follow the target contract
 from the config (:meth:`Trainer.setup_data`, :meth:`Trainer.setup_model`,
 :meth:`Trainer.setup_schedule`), then :meth:`Trainer.run`; resumable from its checkpoint.
 
-Reproducibility: see :mod:`.batches` (seeded per-sample augmentation, epoch-seeded order).
+Budget: ``epochs`` passes over the training data, or ``steps`` optimizer steps (the data is cycled
+as needed). Training is cut into evaluation periods (an epoch, or ``eval_every`` steps); after each
+the model is scored on the development split, and the best period's weights and its
+development-tuned AU thresholds are kept (:mod:`.selection`). The validation split is scored once,
+at the end, with those weights and thresholds, and its per-frame outputs are saved
+(``val_predictions.npz``, :mod:`affectmodel.predictions`).
+
+Reproducibility: see :mod:`.batches` (seeded per-sample augmentation, pass-seeded order).
 """
 from __future__ import annotations
 
+import contextlib
+import json
 import math
 import random
 import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 import torch
@@ -24,20 +33,40 @@ import torch.nn as nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 
+from ..locking import run_folder_lock
 from ..losses import MultiTaskLoss
 from ..model import AffectModel, ModelConfig, build_model
-from ..records import CONFIG_FILE, MODEL_DIR, is_complete
+from ..predictions import PREDICTIONS_FILE, Predictions, save_predictions
+from ..records import CONFIG_FILE, METRICS_FILE, MODEL_DIR, is_complete
 from ..tasks import AU_NAMES, get_label_space, headline_metric
 from . import checkpoint as ckpt
 from . import distributed as dist_utils
-from . import records_writer
-from .batches import (SeededSamples, SkipSampler, build_train_sampler, label_arrays, load_datasets, loss_statistics,
-                      subset_indices)
-from .config import TrainConfig, TrainingError, config_differences
+from . import precision, records_writer
+from .batches import (
+    CachedSamples,
+    EpochSampler,
+    RunData,
+    SeededSamples,
+    build_train_sampler,
+    is_frame_cache,
+    label_arrays,
+    load_datasets,
+    loss_statistics,
+    passthrough,
+    prepare_run_data,
+    sample_identity,
+    valid_label_counts,
+)
+from .config import DEFAULT_EVALUATIONS, TrainConfig, TrainingError, config_differences, config_id
 from .console import RunConsole, step_count_note, summary_line
 from .evaluation import plain, predict, score
 from .optim import build_optimizer, build_scheduler
-from .step import TrainModule, amp_dtype_for, to_device, train_step, valid_rows
+from .selection import validation_metrics
+from .step import TrainModule, labels_present, step_on_device, to_device
+
+# The loss shown on the progress bar is read back from the device every LOG_EVERY steps only
+# (each read is a host-device synchronisation that stalls the GPU's queue).
+LOG_EVERY = 20
 
 Progress = Callable[[float, str], None]
 
@@ -46,30 +75,48 @@ Progress = Callable[[float, str], None]
 class RunState:
     """Counters and bookkeeping carried in a checkpoint."""
 
-    epoch: int = 0                  # completed epochs
+    epoch: int = 0                  # completed evaluation periods (epochs, unless eval_every/steps say otherwise)
     step: int = 0                   # optimizer steps done
-    step_in_epoch: int = 0          # steps done in the epoch under way (mid-epoch checkpoints)
-    epoch_sums: list[float] = field(default_factory=list)   # partial loss sums of that epoch
+    step_in_epoch: int = 0          # steps done in the period under way (mid-period checkpoints)
+    epoch_sums: list[float] = field(default_factory=list)   # partial loss sums of that period
     history: list[dict[str, Any]] = field(default_factory=list)
     best_score: float = -math.inf
     best_epoch: int = 0
-    best_metrics: dict[str, Any] = field(default_factory=dict)
+    best_step: int = 0
+    best_metrics: dict[str, Any] = field(default_factory=dict)   # development scores of the selected period
+    labels_seen: dict[str, int] = field(default_factory=dict)    # task -> labelled frames that entered the loss
     train_time_s: float = 0.0       # wall time of all sessions (training + validation)
     step_time_s: float = 0.0        # time spent in training epochs only (throughput)
     images_seen: int = 0
+    data_wait_s: float = 0.0        # host time spent waiting for the training loader (in step_time_s)
 
     def to_dict(self) -> dict[str, Any]:
         return plain(self.__dict__.copy())
 
 
-def pretrained_from(init: str) -> str | None:
-    """The name of the run whose backbone initialises this one (a folder with config.json + model/)."""
+def init_run_info(init: str) -> dict[str, Any] | None:
+    """What a run folder used as ``init`` says about itself: its configuration name (``run``, else
+    the folder name), ``config_id``, and its cost so far (``budget_steps``: its steps plus those of
+    its own init run; ``train_time_s``: likewise). None when ``init`` is not a run folder."""
     path = Path(init)
     if init in ("random", "imagenet") or not path.is_dir():
         return None
-    if (path / CONFIG_FILE).is_file() and (path / MODEL_DIR).is_dir():
-        return path.name
-    return None
+    if not ((path / CONFIG_FILE).is_file() and (path / MODEL_DIR).is_dir()):
+        return None
+
+    def read(name: str) -> dict[str, Any]:
+        try:
+            data = json.loads((path / name).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    config, metrics = read(CONFIG_FILE), read(METRICS_FILE)
+    name = str(config.get("run") or path.name)
+    steps = int(metrics.get("budget_steps", metrics.get("steps", 0)) or 0)
+    seconds = float(metrics.get("train_time_s", 0.0) or 0.0) + float(metrics.get("init_train_time_s", 0.0) or 0.0)
+    return {"run": name, "config_id": config.get("config_id") or name, "budget_steps": steps,
+            "train_time_s": round(seconds, 3)}
 
 
 def device_name(device: torch.device) -> str:
@@ -85,7 +132,7 @@ def train_run(config: TrainConfig, progress: Progress | None = None) -> Path:
     Under torchrun every process calls this; rank 0 writes the files.
     """
     info = dist_utils.setup(config.device)
-    if check_run_folder(config) is None:
+    if dist_utils.on_rank0(lambda: check_run_folder(config), info) is None:
         return Path(config.out)  # complete already (and resume asked): nothing to load
     model_config = model_config_for(config)
     train, val, dataset = load_datasets(config, model_config)
@@ -124,23 +171,38 @@ def check_run_folder(config: TrainConfig) -> bool | None:
 
 
 def run_training(config: TrainConfig, train_set: Dataset, val_set: Dataset, dataset: Mapping[str, Any],
-                 progress: Progress | None = None, dist_info: dist_utils.DistInfo | None = None) -> Path:
+                 progress: Progress | None = None, dist_info: dist_utils.DistInfo | None = None,
+                 development: Dataset | None = None) -> Path:
     """Train on data sets that follow the target contract and write the run record; returns its folder.
 
-    ``dataset`` describes the data for the record (``name``, ``synthetic``, ...).
+    ``dataset`` describes the data for the record (``name``, ``synthetic``, ``leakage``...). The
+    development split is cut from ``train_set`` (``config.dev_fraction``) unless ``development``
+    is given; see :func:`.batches.prepare_run_data` for the label budgets.
     """
     info = dist_info or dist_utils.setup(config.device)
-    resuming = check_run_folder(config)
-    if resuming is None:
-        return Path(config.out)
-    if config.batch_size % info.world_size:
-        raise TrainingError(f"batch size {config.batch_size} is not divisible by {info.world_size} processes")
-    trainer = Trainer(config, train_set, val_set, dict(dataset), info, progress)
-    if resuming:
-        trainer.restore()
-    else:
-        trainer.start_record()
-    return trainer.run()
+    with contextlib.ExitStack() as stack:
+        def decide() -> bool | None:
+            # Rank 0 alone holds the run folder's lock (one writer per folder: a second train.py,
+            # resume or suite job on it gets one line) and decides for every rank whether to resume:
+            # on several machines a rank that cannot see the checkpoint must not start fresh.
+            stack.enter_context(run_folder_lock(config.out, purpose="resume" if config.resume else "train"))
+            return check_run_folder(config)
+
+        if not config.out:
+            raise TrainingError("no run folder given (--out runs/SUITE/NAME)")
+        resuming = dist_utils.on_rank0(decide, info)
+        if resuming is None:
+            return Path(config.out)
+        if config.batch_size % info.world_size:
+            raise TrainingError(f"batch size {config.batch_size} is not divisible by {info.world_size} processes")
+        data = prepare_run_data(config, train_set, val_set, development,
+                                eval_transform=getattr(val_set, "transform", None))
+        trainer = Trainer(config, data, dict(dataset), info, progress)
+        if resuming:
+            trainer.restore()
+        else:
+            trainer.start_record()
+        return trainer.run()
 
 
 class Trainer:
@@ -151,9 +213,10 @@ class Trainer:
     initialisation draws from the global RNG after the data setup).
     """
 
-    def __init__(self, config: TrainConfig, train_set: Dataset, val_set: Dataset, dataset: dict[str, Any],
+    def __init__(self, config: TrainConfig, data: RunData, dataset: dict[str, Any],
                  info: dist_utils.DistInfo, progress: Progress | None):
         self.config, self.info, self.dataset, self.progress = config, info, dataset, progress
+        self.data = data
         self.run_dir = Path(config.out)
         self.device = info.device
         self.use_cuda = self.device.type == "cuda"
@@ -168,45 +231,72 @@ class Trainer:
         self.headline = headline_metric(config.tasks)
         self.batch = config.batch_size // info.world_size  # the global batch is split over processes
 
-        self.setup_data(train_set, val_set)
+        self.setup_data(data)
         self.setup_model()
         self.setup_schedule()
         self.state = RunState()
-        self.pretrained_from = pretrained_from(config.init)
-        self.columns = records_writer.history_columns(config.tasks, config.multi_task)
-        if "au" in config.tasks:
-            self.columns.insert(self.columns.index("time_s"), "val_P_AU_at_0.5")
+        self.init_info = init_run_info(config.init)
+        self.pretrained_from = self.init_info["run"] if self.init_info else None
+        self.columns = records_writer.history_columns(config.tasks, config.multi_task,
+                                                      prefix="dev_" if self.dev_loader is not None else None)
+        if "au" in config.tasks and self.dev_loader is not None:
+            self.columns.insert(self.columns.index("time_s"), "dev_P_AU_at_0.5")
         self.console = RunConsole(self.run_dir.name, self.n_epochs, enabled=info.is_main)
         self.noted: set[str] = set()  # step-count notes already printed
         self.session_start = time.perf_counter()
         self.base_train_time = 0.0
+        # Labelled frames per task since the last checkpoint, counted on the device (no host sync per step).
+        self.label_counter = torch.zeros(len(self.tasks), dtype=torch.int64, device=self.device)
 
     # ------------------------------------------------------------------ setup
 
-    def setup_data(self, train_set: Dataset, val_set: Dataset) -> None:
-        """Seeded subsets, per-sample seeded views, training labels and the validation loader."""
-        config, info = self.config, self.info
-        train_indices = subset_indices(len(train_set), config.limit_train, config.seed)
-        val_indices = subset_indices(len(val_set), config.limit_val, config.seed + 1)
-        self.train_view = SeededSamples(train_set, train_indices, config.seed)
-        self.val_view = SeededSamples(val_set, val_indices, config.seed)
+    def setup_data(self, data: RunData) -> None:
+        """Per-sample seeded views, training labels and the development / validation loaders."""
+        config = self.config
+        # A frame cache is read a batch at a time and augmented on the device (train_batch).
+        self.cached = is_frame_cache(data.train) and is_frame_cache(data.validation)
+        view = CachedSamples if self.cached else SeededSamples
+        self.train_view = view(data.train, None, config.seed)
+        self.val_view = view(data.validation, None, config.seed)
+        self.dev_view = view(data.development, None, config.seed) if data.development is not None else None
         if len(self.train_view) == 0 or len(self.val_view) == 0:
             which = "training" if len(self.train_view) == 0 else "validation"
             raise TrainingError(f"empty {which} set in {config.data or 'the given data'}")
-        self.train_labels = label_arrays(train_set, train_indices)  # by position in train_view
-        self.loader_kw: dict[str, Any] = dict(num_workers=config.workers, pin_memory=self.use_cuda,
-                                              persistent_workers=False)
-        self.val_loader = DataLoader(self.val_view, batch_size=self.batch,
-                                     sampler=list(range(info.rank, len(self.val_view), info.world_size)),
-                                     generator=torch.Generator().manual_seed(config.seed), **self.loader_kw)
+        self.train_labels = label_arrays(data.train, None)  # by position in train_view
+        # Loaders are made once; their workers stay alive between epochs (the epoch travels with
+        # each index: EpochSampler). Own generators: making a loader must not draw from the global
+        # RNG (resume exactness).
+        workers = config.workers if config.workers is not None else dist_utils.default_workers(self.device)
+        self.loader_kw: dict[str, Any] = dict(num_workers=workers, pin_memory=self.use_cuda,
+                                              persistent_workers=workers > 0)
+        if self.cached:
+            from ..data.batch_augment import BatchAugment
+
+            self.loader_kw["collate_fn"] = passthrough
+            self.augment = BatchAugment(config.augment, self.model_config, train=True)
+            self.normalise = BatchAugment("none", self.model_config, train=False)
+        self.val_loader = self.eval_loader(self.val_view)
+        self.dev_loader = self.eval_loader(self.dev_view) if self.dev_view is not None else None
+
+    def eval_loader(self, view: SeededSamples) -> DataLoader:
+        """Each rank scores every world_size-th sample (outputs are gathered afterwards)."""
+        return DataLoader(view, batch_size=self.batch,
+                          sampler=list(range(self.info.rank, len(view), self.info.world_size)),
+                          generator=torch.Generator().manual_seed(self.config.seed + 1), **self.loader_kw)
 
     def setup_model(self) -> None:
         """Model + loss (class statistics from the training subset) in one module, for DDP."""
         config = self.config
         class_weights, pos_weight = loss_statistics(config, self.train_labels)
         criterion = MultiTaskLoss(config.tasks, config.loss_config(), class_weights, pos_weight)
-        self.amp_dtype = amp_dtype_for(self.device, config.amp)
+        self.amp_dtype = precision.amp_dtype_for(self.device, config.amp)
         model = build_model(self.model_config, config.init)
+        if config.sync_bn and self.info.distributed:
+            if not self.use_cuda:  # torch's SyncBatchNorm runs on GPUs only
+                raise TrainingError("sync_bn needs GPUs (SyncBatchNorm does not run on CPU): drop --sync-bn "
+                                    "for a CPU run")
+            # BatchNorm statistics over the global batch, as one process with the whole batch computes.
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         self.module = TrainModule(model, criterion, self.amp_dtype).to(self.device)
         if self.use_cuda:
             self.module.model.to(memory_format=torch.channels_last)
@@ -217,7 +307,12 @@ class Trainer:
             self.wrapped = DistributedDataParallel(self.module, device_ids=device_ids)
 
     def setup_schedule(self) -> None:
-        """Training order (``config.sampler``), steps per epoch, optimizer, LR schedule, grad scaler."""
+        """Training order (``config.sampler``), budget, evaluation periods, optimizer, LR schedule, grad scaler.
+
+        ``steps_per_epoch``: steps of one pass over the training data. Budget: ``steps`` when set,
+        else ``epochs`` passes; ``max_steps`` caps either. An evaluation period is ``eval_every``
+        steps, else one pass (epochs budget) or a fifth of the budget (steps budget).
+        """
         config, info = self.config, self.info
         per_rank = math.ceil(len(self.train_view) / info.world_size)
         self.drop_last = per_rank >= self.batch
@@ -231,27 +326,47 @@ class Trainer:
             self.steps_per_epoch = len(self.sampler)
         else:
             self.steps_per_epoch = per_rank // self.batch if self.drop_last else 1
-        self.total_steps = self.steps_per_epoch * config.epochs
+        if self.steps_per_epoch < 1:
+            raise TrainingError("the training order yields no batch")
+        if config.steps is not None:
+            self.total_steps = config.steps
+            self.period = config.eval_every or math.ceil(config.steps / DEFAULT_EVALUATIONS)
+        else:
+            self.total_steps = self.steps_per_epoch * config.epochs
+            self.period = config.eval_every or self.steps_per_epoch
         if config.max_steps is not None:
             self.total_steps = min(self.total_steps, config.max_steps)
-        self.n_epochs = math.ceil(self.total_steps / self.steps_per_epoch)
+        self.period = min(self.period, self.total_steps)
+        self.n_epochs = math.ceil(self.total_steps / self.period)
         self.optimizer = build_optimizer(self.module, config)
         self.scheduler = build_scheduler(self.optimizer, config, self.steps_per_epoch, self.total_steps)
-        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
+        self.scaler = precision.make_grad_scaler(self.device, self.amp_dtype)
+        self.train_order = EpochSampler(self.sampler, batches=self.yields_batches)
+        generator = torch.Generator().manual_seed(config.seed)
+        if self.yields_batches:
+            self.train_loader = DataLoader(self.train_view, batch_sampler=self.train_order, generator=generator,
+                                           **self.loader_kw)
+        else:
+            self.train_loader = DataLoader(self.train_view, batch_size=self.batch, drop_last=self.drop_last,
+                                           sampler=self.train_order, generator=generator, **self.loader_kw)
 
     # ------------------------------------------------------------------ record and checkpoints
 
     def start_record(self) -> None:
-        """config.json: the resolved options, data set, label spaces and code version."""
+        """config.json: the resolved options, their id, data set (with its leakage counts, development
+        split and label budgets), label spaces and code version."""
         if self.info.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             record = self.config.to_dict()
             record.update({
+                "config_id": config_id(self.config, self.init_info["config_id"] if self.init_info else None),
                 "code_version": records_writer.code_version(),
                 "label_spaces": records_writer.label_spaces(self.config.tasks, self.config.expression_space),
-                "dataset": {**self.dataset, "train_size": len(self.train_view), "val_size": len(self.val_view),
-                            "train_split": "train", "val_split": "validation"},
+                "dataset": {**self.dataset, **self.data.facts, "train_size": len(self.train_view),
+                            "development_size": len(self.dev_view) if self.dev_view is not None else 0,
+                            "val_size": len(self.val_view), "train_split": "train", "val_split": "validation"},
                 "pretrained_from": self.pretrained_from,
+                "init_run": self.pretrained_from,
                 "model": {k: v for k, v in self.model_config.__dict__.items() if k != "labels"},
                 "world_size": self.info.world_size,
             })
@@ -259,29 +374,44 @@ class Trainer:
         dist_utils.barrier(self.info)
 
     def restore(self) -> None:
-        saved = ckpt.load_checkpoint(ckpt.checkpoint_path(self.run_dir))
+        """Continue from the checkpoint rank 0 reads (ranks on other machines may not see it)."""
+        path = ckpt.checkpoint_path(self.run_dir)
+        saved = dist_utils.on_rank0(lambda: ckpt.load_checkpoint(path), self.info)
         self.module.load_state_dict(saved["module"])
         self.optimizer.load_state_dict(saved["optimizer"])
         self.scheduler.load_state_dict(saved["scheduler"])
-        self.scaler.load_state_dict(saved["scaler"])
+        precision.restore_grad_scaler(self.scaler, saved["scaler"])  # a CPU/bf16 run saved an empty state
         self.state = RunState(**saved["state"])
-        ckpt.restore_rng_state(saved["rng"])
+        per_rank = saved.get("rng_ranks") or []
+        own = per_rank[self.info.rank] if len(per_rank) == self.info.world_size else saved["rng"]
+        ckpt.restore_rng_state(own, self.device)
         if not self.info.is_main:
             self.state.epoch_sums = []  # rank 0 alone carries the (already reduced) partial sums
+            self.state.labels_seen = {}  # likewise the label counts
         self.base_train_time = self.state.train_time_s
 
     def elapsed(self) -> float:
         return self.base_train_time + (time.perf_counter() - self.session_start)
 
+    def flush_label_counts(self) -> None:
+        """Add the device counters (summed over processes) to ``state.labels_seen``: one host sync."""
+        counts = dist_utils.all_reduce_sum([float(c) for c in self.label_counter.tolist()], self.info)
+        self.label_counter.zero_()
+        if self.info.is_main:
+            for task, n in zip(self.tasks, counts, strict=True):
+                self.state.labels_seen[task] = int(self.state.labels_seen.get(task, 0) + round(n))
+
     def save_checkpoint(self, sums: list[float]) -> None:
-        """``sums``: the reduced loss sums of the epoch under way (empty at an epoch's end)."""
+        """``sums``: the reduced loss sums of the period under way (empty at a period's end)."""
+        self.flush_label_counts()
         self.state.epoch_sums = sums
         self.state.train_time_s = self.elapsed()
+        rngs = dist_utils.gather_objects(ckpt.capture_rng_state(self.device), self.info)  # each rank's own
         if self.info.is_main:
             ckpt.save_checkpoint(ckpt.checkpoint_path(self.run_dir), {
                 "module": self.module.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
-                "rng": ckpt.capture_rng_state(), "state": self.state.to_dict(), "config": self.config.to_dict(),
+                "rng": rngs[0], "rng_ranks": rngs, "state": self.state.to_dict(), "config": self.config.to_dict(),
             })
         dist_utils.barrier(self.info)
 
@@ -297,41 +427,57 @@ class Trainer:
                 metrics = self.validate()
                 row = self.end_epoch(sums, metrics)
                 summary = summary_line(state.epoch, self.n_epochs, row, self.tasks, metrics,
-                                       state.best_epoch == state.epoch, time.perf_counter() - epoch_start)
+                                       state.best_epoch == state.epoch and bool(metrics),
+                                       time.perf_counter() - epoch_start, split="dev")
                 self.console.end_epoch(summary)
                 if self.progress and self.info.is_main:
                     self.progress(state.step / self.total_steps, summary)
         finally:
             self.console.close()
+        report = self.final_validation()
         if self.info.is_main:
-            self.finish()
+            assert report is not None
+            self.finish(*report)
         dist_utils.barrier(self.info)
         if self.progress and self.info.is_main:
-            self.progress(1.0, f"done: {self.headline} {state.best_score:.3f} (epoch {state.best_epoch})")
+            assert report is not None
+            shown = report[0].get(self.headline)
+            self.progress(1.0, f"done: validation {self.headline} {shown:.3f}" if isinstance(shown, float) else "done")
         return self.run_dir
 
-    def epoch_loader(self, epoch: int) -> DataLoader:
-        """The training loader of ``epoch``, past the steps a mid-epoch checkpoint already took."""
-        self.train_view.epoch = epoch
-        self.sampler.set_epoch(epoch)  # type: ignore[attr-defined]
-        skip = self.state.step_in_epoch  # in batches
-        # Own generator: creating the loader must not draw from the global RNG (resume exactness).
-        generator = torch.Generator().manual_seed(self.config.seed + epoch)
-        if self.yields_batches:
-            return DataLoader(self.train_view, batch_sampler=SkipSampler(self.sampler, skip) if skip else self.sampler,
-                              generator=generator, **self.loader_kw)
-        skip *= self.batch
-        return DataLoader(self.train_view, batch_size=self.batch, drop_last=self.drop_last,
-                          sampler=SkipSampler(self.sampler, skip) if skip else self.sampler,
-                          generator=generator, **self.loader_kw)
+    def pass_loader(self, data_pass: int, skip: int) -> DataLoader:
+        """The training loader set to pass ``data_pass`` over the data, past its first ``skip``
+        batches (mid-pass resume, or a budget end or an evaluation that falls inside a pass)."""
+        self.train_view.epoch = data_pass
+        self.train_order.set_epoch(data_pass, skip if self.yields_batches else skip * self.batch)
+        return self.train_loader
+
+    def batches(self, start: int, end: int) -> Iterator[Any]:
+        """Training batches for steps ``start`` to ``end`` (exclusive), cycling through the data:
+        step ``s`` is batch ``s % steps_per_epoch`` of pass ``s // steps_per_epoch``."""
+        step = start
+        while step < end:
+            data_pass, skip = divmod(step, self.steps_per_epoch)
+            wanted = min(end, (data_pass + 1) * self.steps_per_epoch) - step
+            taken = 0
+            for batch in self.pass_loader(data_pass, skip):
+                taken += 1
+                yield batch
+                if taken >= wanted:
+                    break
+            if taken == 0:
+                raise TrainingError(f"pass {data_pass} over the training data yielded no batch")
+            step += taken
 
     def steps_in_epoch(self) -> int:
-        """Steps the epoch under way takes: fewer than ``steps_per_epoch`` when max_steps ends it."""
+        """Steps the period under way takes: fewer than ``period`` when the budget ends it."""
         state = self.state
-        return min(self.steps_per_epoch, self.total_steps - (state.step - state.step_in_epoch))
+        return min(self.period, self.total_steps - (state.step - state.step_in_epoch))
 
     def note_step_count(self, epoch: int, steps: int) -> None:
         """Say once why an epoch's step count is not the training set size over the batch size."""
+        if self.config.steps is not None or self.config.eval_every is not None:
+            return  # periods are not passes over the data: nothing to explain
         note = step_count_note(epoch, steps, self.steps_per_epoch, self.per_rank, self.batch, self.drop_last)
         if note is not None and note[0] not in self.noted:
             self.noted.add(note[0])
@@ -339,67 +485,117 @@ class Trainer:
 
     def train_epoch(self) -> list[float]:
         """Train until the epoch (or max_steps) ends; returns loss sums reduced over processes:
-        ``[total, (task sum, task steps) per task..., steps]``."""
+        ``[total, (task sum, task steps) per task..., steps]``. The sums stay on the device and
+        are read back once per checkpoint and epoch."""
         state, config = self.state, self.config
         epoch = state.epoch
-        loader = self.epoch_loader(epoch)
         steps_this_epoch = self.steps_in_epoch()
-        sums = list(state.epoch_sums) or [0.0] * (2 + 2 * len(self.tasks))
+        end = state.step - state.step_in_epoch + steps_this_epoch
+        width = 2 + 2 * len(self.tasks)
+        sums = torch.tensor(list(state.epoch_sums) or [0.0] * width, dtype=torch.float64, device=self.device)
         self.module.train()
         self.note_step_count(epoch + 1, steps_this_epoch)
         self.console.start_epoch(epoch + 1, steps_this_epoch, state.step_in_epoch)
         segment_start = time.perf_counter()
-        for images, targets, _ in loader:
-            if state.step_in_epoch >= steps_this_epoch:
+        shown: float | None = None
+        batches = self.batches(state.step, end)
+        while state.step_in_epoch < steps_this_epoch:
+            wait_start = time.perf_counter()
+            try:
+                images, targets, _ = next(batches)
+            except StopIteration:
                 break
+            state.data_wait_s += time.perf_counter() - wait_start
             loss = self.train_batch(images, targets, sums)
-            self.console.step(loss)
+            if state.step_in_epoch % LOG_EVERY == 0 or state.step_in_epoch == steps_this_epoch:
+                shown = float(loss)
+            self.console.step(shown)
             if config.checkpoint_every and state.step % config.checkpoint_every == 0 \
                     and state.step_in_epoch < steps_this_epoch:
                 state.step_time_s += time.perf_counter() - segment_start
-                reduced = dist_utils.all_reduce_sum(sums, self.info)
+                reduced = self.reduce_sums(sums)
                 self.save_checkpoint(reduced)
-                sums = list(reduced) if self.info.is_main else [0.0] * len(sums)
+                sums = torch.tensor(reduced if self.info.is_main else [0.0] * width, dtype=torch.float64,
+                                    device=self.device)
                 segment_start = time.perf_counter()
             if self.progress and self.info.is_main:
                 self.progress(state.step / self.total_steps, f"epoch {epoch + 1}/{self.n_epochs} step "
-                              f"{state.step_in_epoch}/{steps_this_epoch} loss {loss:.3f}")
+                              f"{state.step_in_epoch}/{steps_this_epoch}"
+                              + (f" loss {shown:.3f}" if shown is not None else ""))
         state.step_time_s += time.perf_counter() - segment_start
-        return dist_utils.all_reduce_sum(sums, self.info)
+        return self.reduce_sums(sums)
 
-    def train_batch(self, images: torch.Tensor, targets: Mapping[str, torch.Tensor], sums: list[float]) -> float:
-        """One optimizer and schedule step; counts it in the state and adds its losses to ``sums``."""
+    def reduce_sums(self, sums: torch.Tensor) -> list[float]:
+        """Loss sums of every process, read back to the host (one synchronisation)."""
+        if self.info.distributed:
+            sums = sums.clone()
+            torch.distributed.all_reduce(sums)
+        return sums.tolist()
+
+    def train_batch(self, images: torch.Tensor, targets: Mapping[str, torch.Tensor], sums: torch.Tensor
+                    ) -> torch.Tensor:
+        """One optimizer and schedule step; counts it in the state and adds its losses to ``sums``
+        (on the device); returns the loss as a device tensor."""
         state = self.state
         images = images.to(self.device, non_blocking=True)
+        if self.cached:  # uint8 frames: the whole batch augmented here, seeded by (seed, epoch, step, rank)
+            from ..data.batch_augment import batch_generator
+
+            step_key = state.step * self.info.world_size + self.info.rank
+            images = self.augment(images, batch_generator(self.config.seed, state.epoch, step_key))
         if self.use_cuda:
             images = images.contiguous(memory_format=torch.channels_last)
         targets = to_device(targets, self.device)
-        valid = valid_rows(targets, self.tasks, self.n_classes)
-        loss, parts = train_step(self.wrapped, images, targets, self.optimizer, self.scaler)
-        self.scheduler.step()
+        self.label_counter += valid_label_counts(targets, self.tasks, self.n_classes)
+        present = labels_present(targets, self.tasks, self.n_classes)
+        loss, parts, took = step_on_device(self.wrapped, images, targets, self.optimizer, self.scaler)
+        if took:  # an fp16 step skipped for inf/NaN gradients leaves the schedule where it is
+            self.scheduler.step()
         state.step += 1
         state.step_in_epoch += 1
         state.images_seen += images.shape[0] * self.info.world_size
-        sums[0] += loss
-        for i, t in enumerate(self.tasks):
-            if valid[t]:  # a batch without labels for a task says nothing about its loss
-                sums[1 + 2 * i] += parts[t]
-                sums[2 + 2 * i] += 1
-        sums[-1] += 1
+        part_values = torch.stack([parts[t] for t in self.tasks]).to(torch.float64)
+        step_sums = torch.empty_like(sums)
+        step_sums[0] = loss
+        # A batch without labels for a task says nothing about its loss.
+        step_sums[1:-1:2] = torch.where(present > 0, part_values, torch.zeros_like(part_values))
+        step_sums[2:-1:2] = present
+        step_sums[-1] = 1
+        sums += step_sums
         return loss
 
-    def validate(self) -> dict[str, Any]:
-        """Every rank scores its shard; outputs are gathered so all ranks agree on the best epoch."""
-        positions, outputs, targets = predict(self.module.model, self.val_loader, self.device, self.amp_dtype,
-                                              self.use_cuda)
+    def gathered_predictions(self, loader: DataLoader) -> tuple[np.ndarray, dict[str, np.ndarray],
+                                                                dict[str, np.ndarray]] | None:
+        """Every rank predicts its shard with rank 0's BatchNorm statistics (the ones saved); the
+        (positions, outputs, targets) are gathered to rank 0 (None on the others)."""
+        dist_utils.broadcast_buffers(self.module, self.info)
+        positions, outputs, targets = predict(self.module.model, loader, self.device, self.amp_dtype,
+                                              self.use_cuda, prepare=self.normalise if self.cached else None)
         arrays = {**{f"o_{k}": v for k, v in outputs.items()}, **{f"t_{k}": v for k, v in targets.items()}}
-        _, merged = dist_utils.gather_arrays(positions, arrays, self.info)
-        return score({k[2:]: v for k, v in merged.items() if k.startswith("o_")},
-                     {k[2:]: v for k, v in merged.items() if k.startswith("t_")},
-                     self.config.tasks, self.config.expression_space)
+        gathered = dist_utils.gather_arrays(positions, arrays, self.info, to_rank0=True)
+        if gathered is None:
+            return None
+        positions, merged = gathered
+        return (positions, {k[2:]: v for k, v in merged.items() if k.startswith("o_")},
+                {k[2:]: v for k, v in merged.items() if k.startswith("t_")})
+
+    def validate(self) -> dict[str, Any]:
+        """Scores on the development split (AU thresholds tuned on it, once, on rank 0; every rank
+        gets the scores so all agree on the selection); ``{}`` without one. The validation split
+        is not looked at here."""
+        if self.dev_loader is None:
+            return {}
+        gathered = self.gathered_predictions(self.dev_loader)
+
+        def scores() -> dict[str, Any]:
+            assert gathered is not None
+            return score(gathered[1], gathered[2], self.config.tasks, self.config.expression_space)
+
+        return dist_utils.on_rank0(scores, self.info)
 
     def end_epoch(self, sums: list[float], metrics: dict[str, Any]) -> dict[str, Any]:
-        """History row, best weights, checkpoint."""
+        """History row, selection (best development score; without a development split, the
+        last weights), checkpoint."""
         state = self.state
         state.epoch += 1
         state.step_in_epoch = 0
@@ -409,10 +605,15 @@ class Trainer:
             row[f"train_loss_{t}"] = sums[1 + 2 * i] / sums[2 + 2 * i] if sums[2 + 2 * i] else None
         for key in ("P_EXPR", "P_AU", "P_VA", "P_MTL", "ccc_valence", "ccc_arousal", "P_AU_at_0.5"):
             if key in metrics:
-                row[f"val_{key}"] = metrics[key]
-        current = float(metrics.get(self.headline, 0.0))
-        if current > state.best_score:
-            state.best_score, state.best_epoch, state.best_metrics = current, state.epoch, metrics
+                row[f"dev_{key}"] = metrics[key]
+        if metrics:
+            current = float(metrics.get(self.headline, 0.0))
+            selected = current > state.best_score
+        else:  # no development split: the last weights are the run's
+            current, selected = math.nan, state.step >= self.total_steps
+        if selected:
+            state.best_score, state.best_epoch, state.best_step = current, state.epoch, state.step
+            state.best_metrics = metrics
             if self.info.is_main:
                 ckpt.save_weights(ckpt.best_weights_path(self.run_dir), ckpt.cpu_state_dict(self.module.model))
         row["time_s"] = self.elapsed()
@@ -422,32 +623,78 @@ class Trainer:
         self.save_checkpoint([])
         return row
 
-    def finish(self) -> None:
-        """Best weights + tuned AU thresholds into model/, then metrics.json (last), then tidy up."""
+    def final_validation(self) -> tuple[dict[str, Any], np.ndarray, dict[str, np.ndarray],
+                                        dict[str, np.ndarray]] | None:
+        """The selected weights on the validation split, scored with the development-tuned AU
+        thresholds (0.5 without a development split): (metrics, positions, outputs, targets) on
+        rank 0, None on the others."""
+        path = ckpt.best_weights_path(self.run_dir)
+        dist_utils.barrier(self.info)  # rank 0 wrote the selected weights (other machines may not see them)
+        self.module.model.load_state_dict(dist_utils.on_rank0(lambda: ckpt.load_weights(path), self.info), strict=True)
+        gathered = self.gathered_predictions(self.val_loader)
+        if gathered is None:
+            return None
+        positions, outputs, targets = gathered
+        thresholds = self.state.best_metrics.get("au_thresholds") if self.dev_loader is not None else None
+        metrics = validation_metrics(outputs, targets, self.config.tasks, self.config.expression_space, thresholds)
+        return metrics, positions, outputs, targets
+
+    def selection_record(self) -> dict[str, Any]:
+        """How the weights and AU thresholds were chosen (``metrics.json`` ``selection``)."""
+        state = self.state
+        if self.dev_view is None:
+            return {"split": "none", "videos": 0, "frames": 0, "rule": "last weights (dev_fraction = 0)",
+                    "thresholds": "0.5 (not tuned)", "epoch": state.best_epoch, "step": state.best_step}
+        dev_stats = self.data.facts.get("development", {}).get("development", {})
+        return {"split": "development", "videos": int(dev_stats.get("videos", 0)),
+                "frames": int(dev_stats.get("frames", len(self.dev_view))), "metric": self.headline,
+                "rule": f"best development {self.headline} over {state.epoch} evaluations",
+                "thresholds": "tuned on the development split", "epoch": state.best_epoch, "step": state.best_step,
+                "scores": {k: state.best_metrics[k] for k in ("P_EXPR", "P_AU", "P_VA", "P_MTL")
+                           if k in state.best_metrics}}
+
+    def finish(self, val_metrics: dict[str, Any], positions: np.ndarray, outputs: dict[str, np.ndarray],
+               targets: dict[str, np.ndarray]) -> None:
+        """Selected weights + development-tuned AU thresholds into model/, validation predictions,
+        then metrics.json (last), then tidy up."""
         config, state = self.config, self.state
         final = AffectModel(ModelConfig(**{k: v for k, v in self.model_config.__dict__.items() if k != "labels"}))
         final.load_state_dict(ckpt.load_weights(ckpt.best_weights_path(self.run_dir)), strict=True)
-        best = dict(state.best_metrics)
-        if "au" in config.tasks and "au_thresholds" in best:
-            final.config.au_thresholds = [float(best["au_thresholds"][a]) for a in AU_NAMES]
+        if "au" in config.tasks and "au_thresholds" in val_metrics:
+            final.config.au_thresholds = [float(val_metrics["au_thresholds"][a]) for a in AU_NAMES]
         records_writer.write_model(self.run_dir, final)
+        video, frame = sample_identity(self.data.validation, positions)
+        save_predictions(self.run_dir / PREDICTIONS_FILE, Predictions(
+            video, frame, {t: outputs[t] for t in config.tasks}, {t: targets[t] for t in config.tasks},
+            config.expression_space))
+        init = self.init_info or {}
         metrics = {
             "tasks": list(config.tasks),
             "multi_task": config.multi_task,
             "headline_metric": self.headline,
             "dataset": {"name": self.dataset.get("name"), "synthetic": bool(self.dataset.get("synthetic")),
                         "split": "validation"},
-            **best,
+            **val_metrics,
+            "selection": self.selection_record(),
             "best_epoch": state.best_epoch,
+            "best_step": state.best_step,
             "epochs": state.epoch,
             "steps": state.step,
+            "budget_steps": state.step + int(init.get("budget_steps", 0)),
+            "images_seen": state.images_seen,
+            # host time waiting for the next training batch, as a share of the training time
+            "data_wait_share": round(state.data_wait_s / state.step_time_s, 4) if state.step_time_s else None,
+            "labels_seen": {t: int(state.labels_seen.get(t, 0)) for t in config.tasks},
+            "init_run": self.pretrained_from,
             "parameters": final.num_parameters(),
             "train_time_s": round(state.train_time_s, 3),
+            "init_train_time_s": float(init.get("train_time_s", 0.0)),
             "images_per_second": round(state.images_seen / state.step_time_s, 2) if state.step_time_s else None,
-            "images_seen": state.images_seen,
             "device": device_name(self.device),
             "world_size": self.info.world_size,
             "pretrained_from": self.pretrained_from,
+            "leakage": self.dataset.get("leakage"),
+            "seed": config.seed,
         }
         records_writer.write_metrics(self.run_dir, metrics)
         shutil.rmtree(self.run_dir / ckpt.CHECKPOINT_DIR, ignore_errors=True)  # optimizer state: not needed now

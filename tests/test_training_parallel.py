@@ -1,0 +1,137 @@
+"""A suite's independent runs at the same time (``train.py suite --jobs N`` / ``--devices``):
+the same records as a sequential suite, runs that start from another run wait for it, an
+interrupted parallel suite resumes, and a run folder locked by another process is left alone."""
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from affectmodel.data.synthetic import generate_benchmark
+from affectmodel.locking import run_folder_lock
+from affectmodel.records import is_complete, read_run
+from affectmodel.training.config import ConfigError
+from affectmodel.training.jobs import job_slots
+from affectmodel.training.suite import run_suite
+
+REPO = Path(__file__).resolve().parents[1]
+
+SUITE = """
+[defaults]
+image_size = 32
+batch_size = 8
+epochs = 2
+threads = 1
+checkpoint_every = 1
+augment = "light"
+# 6 tiny videos cannot hold out a development split with labels of every task
+dev_fraction = 0
+
+[[runs]]
+name = "uni-expr"
+tasks = ["expr"]
+
+[[runs]]
+name = "uni-au"
+tasks = ["au"]
+
+[[runs]]
+name = "multi-from-expr"
+tasks = ["expr", "au", "va"]
+init = "uni-expr"
+"""
+TIMING = ("train_time_s", "init_train_time_s", "images_per_second", "data_wait_share")
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory):
+    root = tmp_path_factory.mktemp("synthetic")
+    generate_benchmark(root, videos=6, frames=8, seed=0, size=32, progress=False)
+    return root
+
+
+@pytest.fixture(scope="module")
+def sequential(tmp_path_factory, bench):
+    folder = tmp_path_factory.mktemp("sequential")
+    (folder / "suite.toml").write_text(SUITE)
+    run_suite(folder / "suite.toml", bench, folder / "out", log=lambda _: None)
+    return folder / "out"
+
+
+def _metrics(run_dir):
+    return {k: v for k, v in read_run(run_dir).metrics.items() if k not in TIMING}
+
+
+def test_slots_from_devices_or_jobs():
+    assert job_slots("cuda:0,cuda:1") == ["cuda:0", "cuda:1"]
+    assert job_slots(jobs=3) == ["cpu"] * 3 and job_slots() == ["cpu"]
+    for bad in ("gpu0", "cuda:0,cuda:0", ","):
+        with pytest.raises(ConfigError, match="--devices"):
+            job_slots(bad)
+    with pytest.raises(ConfigError, match="not both"):
+        job_slots("cuda:0", 2)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_two_jobs_give_the_records_of_a_sequential_suite(tmp_path, bench, sequential):
+    (tmp_path / "suite.toml").write_text(SUITE)
+    lines = []
+    results = run_suite(tmp_path / "suite.toml", bench, tmp_path / "out", log=lines.append, slots=["cpu", "cpu"])
+    assert [r["status"] for r in results] == ["trained"] * 3, results
+    for name in ("uni-expr", "uni-au", "multi-from-expr"):
+        folder = f"{name}/seed-0"
+        assert _metrics(tmp_path / "out" / folder) == _metrics(sequential / folder), name
+    # The two independent runs started together; the one initialised from uni-expr waited for it.
+    starts = [line for line in lines if ": training" in line]
+    assert "uni-expr" in starts[0] and "uni-au" in starts[1] and "multi-from-expr" in starts[2]
+    uni_expr_done = next(i for i, line in enumerate(lines) if "uni-expr/seed-0: done" in line)
+    assert lines.index(starts[2]) > uni_expr_done
+    assert (tmp_path / "out" / ".logs" / "uni-au_seed-0.log").is_file()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_an_interrupted_parallel_suite_resumes_to_the_same_records(tmp_path, bench, sequential):
+    (tmp_path / "suite.toml").write_text(SUITE)
+    out = tmp_path / "out"
+    cmd = [sys.executable, str(REPO / "train.py"), "suite", str(tmp_path / "suite.toml"), "--data", str(bench),
+           "--out", str(out), "--jobs", "2"]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TQDM_DISABLE": "1", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    deadline = time.monotonic() + 240
+    checkpoint = out / "uni-au" / "seed-0" / "checkpoints" / "last.pt"
+    while not checkpoint.is_file() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.1)
+    assert checkpoint.is_file(), proc.communicate()[0][-2000:]
+    os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C in a terminal reaches the suite and its jobs
+    output = proc.communicate(timeout=120)[0]
+    assert proc.returncode != 0, output
+    assert not is_complete(out / "uni-au" / "seed-0")
+
+    again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=400, check=False)
+    assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
+    assert "suite done" in again.stdout
+    for name in ("uni-expr", "uni-au", "multi-from-expr"):
+        assert _metrics(out / name / "seed-0") == _metrics(sequential / name / "seed-0"), name
+
+
+def test_a_run_locked_by_another_process_is_reported_busy_and_the_suite_fails(tmp_path, bench, capsys):
+    from affectmodel.training.cli import main
+
+    (tmp_path / "suite.toml").write_text('[defaults]\nimage_size = 32\nbatch_size = 8\nmax_steps = 1\n'
+                                         'threads = 1\ndev_fraction = 0\n[[runs]]\nname = "a"\ntasks = ["expr"]\n'
+                                         '[[runs]]\nname = "b"\ntasks = ["au"]\ninit = "a"\n')
+    out = tmp_path / "out"
+    with run_folder_lock(out / "a" / "seed-0"):  # another suite command is training run "a"
+        code = main(["suite", str(tmp_path / "suite.toml"), "--data", str(bench), "--out", str(out), "--jobs", "2"])
+    printed = capsys.readouterr().out
+    assert code == 1
+    assert f"a/seed-0: busy: run folder {out / 'a' / 'seed-0'} is being written by pid {os.getpid()}" in printed
+    assert "b/seed-0: training" not in printed  # b starts from a: it never started
+    assert "not finished (a/seed-0: busy, b/seed-0: blocked)" in printed
+    assert not is_complete(out / "b" / "seed-0")
