@@ -30,8 +30,8 @@ def _one_thread():
 
 
 def _config(tmp_path, name, **changes):
-    values = dict(out=str(tmp_path / name), tasks=["expr", "au", "va"], image_size=32, batch_size=4, epochs=2,
-                  device="cpu", augment="none", threads=1)
+    values = {"out": str(tmp_path / name), "tasks": ["expr", "au", "va"], "image_size": 32, "batch_size": 4,
+              "epochs": 2, "device": "cpu", "augment": "none", "threads": 1}
     values.update(changes)
     return TrainConfig(**values)
 

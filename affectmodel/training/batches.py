@@ -8,8 +8,9 @@ not depend on the number of loader workers and a resumed run repeats what an uni
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -219,7 +220,8 @@ def load_datasets(config: TrainConfig, model_config: ModelConfig) -> tuple[Datas
     if cache_dir is not None:
         from ..data.cache import open_frame_cache
 
-        cache_options = dict(tasks=config.tasks, source=config.data_source, expression_space=config.expression_space)
+        cache_options = {"tasks": config.tasks, "source": config.data_source,
+                         "expression_space": config.expression_space}
         train = open_frame_cache(cache_dir, "train", root=config.data, **cache_options)
         val = open_frame_cache(cache_dir, "validation", root=config.data, **cache_options)
         if train.image_size != config.image_size:

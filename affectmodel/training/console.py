@@ -7,7 +7,8 @@ printed: the epoch summaries and, once, any note on an epoch's step count.
 from __future__ import annotations
 
 import sys
-from typing import Any, Mapping, Sequence, TextIO
+from collections.abc import Mapping, Sequence
+from typing import Any, TextIO
 
 from tqdm.auto import tqdm
 
@@ -89,4 +90,5 @@ def summary_line(epoch: int, n_epochs: int, row: Mapping[str, Any], tasks: Seque
     scores = " ".join(f"{m} {metrics[m]:.3f}" for m in shown)
     return (f"epoch {epoch}/{n_epochs}: loss {row['train_loss']:.3f}"
             + (f" ({losses})" if len(tasks) > 1 and losses else "")
-            + (f" | {split} {scores}{' *best' if is_best else ''}" if scores else "") + f" | lr {row['lr']:.2e} | {seconds:.1f}s")
+            + (f" | {split} {scores}{' *best' if is_best else ''}" if scores else "")
+            + f" | lr {row['lr']:.2e} | {seconds:.1f}s")

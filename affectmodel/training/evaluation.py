@@ -1,7 +1,8 @@
 """Validation: predictions of a model over a loader and their ABAW scores."""
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -63,7 +64,7 @@ def score(outputs: Mapping[str, np.ndarray], targets: Mapping[str, np.ndarray], 
     metrics = evaluate({k: outputs[k] for k in tasks}, targets, expression_space, au_thresholds=thresholds)
     if "au" in tasks:
         metrics["P_AU_at_0.5"] = evaluate({"au": outputs["au"]}, {"au": targets["au"]})["P_AU"]
-        metrics["au_thresholds"] = dict(zip(AU_NAMES, [float(t) for t in thresholds]))
+        metrics["au_thresholds"] = dict(zip(AU_NAMES, [float(t) for t in thresholds], strict=True))
     if "expr" in tasks:
         n_classes = len(get_label_space(expression_space))
         metrics["confusion_matrix"] = confusion_matrix(outputs["expr"], targets["expr"], n_classes).tolist()

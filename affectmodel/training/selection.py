@@ -11,7 +11,8 @@ challenge entries usually report it; optimistic). Without a development split
 """
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 

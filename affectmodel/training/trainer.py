@@ -23,13 +23,14 @@ import math
 import random
 import shutil
 import time
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any
 
 import numpy as np
 import torch
-import torch.nn as nn
+from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 
@@ -267,8 +268,8 @@ class Trainer:
         # each index: EpochSampler). Own generators: making a loader must not draw from the global
         # RNG (resume exactness).
         workers = config.workers if config.workers is not None else dist_utils.default_workers(self.device)
-        self.loader_kw: dict[str, Any] = dict(num_workers=workers, pin_memory=self.use_cuda,
-                                              persistent_workers=workers > 0)
+        self.loader_kw: dict[str, Any] = {"num_workers": workers, "pin_memory": self.use_cuda,
+                                              "persistent_workers": workers > 0}
         if self.cached:
             from ..data.batch_augment import BatchAugment
 
