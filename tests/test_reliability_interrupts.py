@@ -347,8 +347,8 @@ def test_a_killed_dry_run_publish_leaves_no_half_written_folder(tmp_path, wrappe
     assert not dest.exists()  # the destination is either whole or absent
     partial = list(dest.parent.glob(".affect-mtl.*.partial"))
     assert len(partial) == 1  # SIGKILL leaves the hidden build folder; nothing can clean up at that moment
-    result = publish.publish_run(run, "me/affect-mtl", dry_run_dir=dest)
-    assert sorted(result.files) == sorted(p.name for p in dest.iterdir())
+    published = publish.publish_run(run, "me/affect-mtl", dry_run_dir=dest)
+    assert sorted(published.files) == sorted(p.name for p in dest.iterdir())
     assert sorted(p.name for p in dest.parent.iterdir()) == ["affect-mtl"]  # the next publish tidied up
 
 

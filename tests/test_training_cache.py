@@ -5,7 +5,8 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from affectmodel.data.cache import build_frame_cache, default_cache_dir
+from affectmodel.data.cache import FrameCacheDataset, build_frame_cache, default_cache_dir
+from affectmodel.data.dataset import ImageLabelDataset
 from affectmodel.data.synthetic import generate_benchmark
 from affectmodel.model import ModelConfig
 from affectmodel.records import read_run
@@ -43,6 +44,7 @@ def test_cached_batches_hold_the_jpeg_paths_frames_labels_and_order(bench, split
     jpeg = load_datasets(_config(bench, cache="none"), model_config)
     assert cached[2]["frame_cache"] and "frame_cache" not in jpeg[2]
     c, j = cached[split], jpeg[split]
+    assert isinstance(c, FrameCacheDataset) and isinstance(j, ImageLabelDataset)
     assert len(c) == len(j) > 0
     for task in ("expr", "au", "va"):
         np.testing.assert_array_equal(c.labels[task], j.labels[task])
@@ -62,11 +64,17 @@ def test_cached_batches_hold_the_jpeg_paths_frames_labels_and_order(bench, split
         np.testing.assert_array_equal(targets[task].numpy(), np.stack([view[p][1][task].numpy() for p in positions]))
 
 
-def test_a_loader_reads_each_cached_batch_in_one_call(bench):
+def test_a_loader_reads_each_cached_batch_in_one_call(bench, monkeypatch):
     train, _, _ = load_datasets(_config(bench), ModelConfig(input_size=SIZE))
-    reads = []
+    assert isinstance(train, FrameCacheDataset)
+    reads: list[int] = []
     real = train.read_batch
-    train.read_batch = lambda rows: reads.append(len(rows)) or real(rows)
+
+    def counting_read(rows):
+        reads.append(len(rows))
+        return real(rows)
+
+    monkeypatch.setattr(train, "read_batch", counting_read)
     loader = DataLoader(CachedSamples(train, None, 0), batch_size=8, collate_fn=passthrough)
     batches = list(loader)
     assert reads == [len(b[0]) for b in batches] and sum(reads) == len(train)

@@ -178,7 +178,9 @@ def _gather_with_empty_shard(info):
         arrays = {"au": np.arange(36, dtype=np.float32).reshape(3, 12), "expr": np.array([1, 0, 3])}
     else:  # what predict() returns for a rank without validation images
         idx, arrays = np.zeros((0,)), {"au": np.zeros((0,)), "expr": np.zeros((0,))}
-    idx, merged = dist_utils.gather_arrays(idx, arrays, info)
+    gathered = dist_utils.gather_arrays(idx, arrays, info)
+    assert gathered is not None  # on every rank without to_rank0
+    idx, merged = gathered
     return idx.tolist(), merged["au"].shape, str(merged["au"].dtype), merged["expr"].tolist()
 
 

@@ -30,7 +30,7 @@ def _one_thread():
     torch.set_num_threads(before)
 
 
-def _data():
+def _data() -> tuple[TinyAffectSet, TinyAffectSet]:
     return TinyAffectSet(20, seed=0), TinyAffectSet(10, seed=1)
 
 

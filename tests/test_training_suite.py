@@ -173,8 +173,12 @@ def test_complete_runs_are_skipped_and_an_interrupted_suite_continues(tmp_path):
 
 def test_only_and_missing_init_run(tmp_path):
     suite, out = _write(tmp_path), tmp_path / "out"
-    calls = []
-    train = lambda config: calls.append(config.run) or _fake_complete_run(config)  # noqa: E731
+    calls: list[str] = []
+
+    def train(config):
+        calls.append(config.run)
+        return _fake_complete_run(config)
+
     with pytest.raises(ConfigError, match="starts from run 'uni-expr/seed-0', which is not complete"):
         run_suite(suite, "DATA", out, only=["multi-from-expr"], train=train, log=lambda m: None)
     with pytest.raises(ConfigError, match="unknown run"):

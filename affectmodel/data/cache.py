@@ -541,8 +541,7 @@ class FrameCacheDataset(AffWild2Dataset):
         new._rows = self._rows[idx]
         paths = self.image_paths
         assert isinstance(paths, _ImagePaths)  # open_frame_cache gives every FrameCacheDataset lazy paths
-        # ImageLabelDataset declares list[Path]; any Sequence[Path] serves (see _ImagePaths)
-        new.image_paths = _ImagePaths(paths.names, paths.base, new._rows)  # type: ignore[assignment]
+        new.image_paths = _ImagePaths(paths.names, paths.base, new._rows)
         return new
 
 
@@ -677,7 +676,7 @@ def open_frame_cache(cache_dir: str | os.PathLike, split: str = "train", tasks: 
         transform = build_transform("none", config, False)
     ds = FrameCacheDataset(
         # a lazy Sequence[Path] where ImageLabelDataset declares list[Path] (only indexed and iterated)
-        image_paths=_ImagePaths(  # type: ignore[arg-type]
+        image_paths=_ImagePaths(
             _LazyNames(cache_dir / split / "frames.npz"), data_root, arrays["rows"]),
         labels={"expr": arrays["expr"], "au": arrays["au"], "va": arrays["va"]}, tasks=tasks, transform=transform,
         expression_space=built["expression_space"], dataset_name=meta["dataset_name"], synthetic=meta["synthetic"],

@@ -43,7 +43,8 @@ def best_weights_path(run_dir: str | Path) -> Path:
 
 def capture_rng_state(device: torch.device | None = None) -> dict[str, Any]:
     """This process's RNG states; ``device``: the process's own GPU, whose CUDA generator is saved."""
-    np_state = np.random.get_state()
+    np_state = np.random.get_state(legacy=True)
+    assert isinstance(np_state, tuple)  # legacy form: (name, keys, pos, has_gauss, cached_gaussian)
     py_version, py_internal, py_gauss = random.getstate()
     state: dict[str, Any] = {
         "torch": torch.get_rng_state(),

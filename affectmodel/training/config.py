@@ -167,8 +167,8 @@ class TrainConfig:
             losses[task] = str(value)
         self.losses = losses
         weights = dict.fromkeys(TASK_KEYS, 1.0)
-        for key, value in dict(self.task_weights or {}).items():
-            weights[get_task(key).key] = float(value)
+        for key, weight in dict(self.task_weights or {}).items():
+            weights[get_task(key).key] = float(weight)
         self.task_weights = weights
         self.init = str(self.init)
         self.data, self.out = str(self.data), str(self.out)

@@ -191,7 +191,9 @@ def run_suite(path: str | Path, data: str | Path, out: str | Path, overrides: Ma
     more than one, independent runs train at the same time (:mod:`affectmodel.training.jobs`).
     """
     if train is None:
-        from .trainer import train_run as train
+        from .trainer import train_run
+
+        train = train_run
     runs = load_suite(path, data, out, overrides)
     if only:
         unknown = sorted(set(only) - {r.name for r in runs} - {r.folder for r in runs})

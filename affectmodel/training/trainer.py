@@ -324,7 +324,7 @@ class Trainer:
         self.yields_batches = config.sampler == "multitask"
         self.per_rank = per_rank
         if self.yields_batches:
-            self.steps_per_epoch = len(self.sampler)
+            self.steps_per_epoch = len(self.sampler)  # a MultiTaskBatchSampler: batches per epoch
         else:
             self.steps_per_epoch = per_rank // self.batch if self.drop_last else 1
         if self.steps_per_epoch < 1:
@@ -408,7 +408,7 @@ class Trainer:
         self.state.epoch_sums = sums
         self.state.train_time_s = self.elapsed()
         rngs = dist_utils.gather_objects(ckpt.capture_rng_state(self.device), self.info)  # each rank's own
-        if self.info.is_main:
+        if rngs is not None:  # the main process
             ckpt.save_checkpoint(ckpt.checkpoint_path(self.run_dir), {
                 "module": self.module.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
