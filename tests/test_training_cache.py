@@ -11,7 +11,7 @@ from affectmodel.data.synthetic import generate_benchmark
 from affectmodel.model import ModelConfig
 from affectmodel.records import read_run
 from affectmodel.training.batches import CachedSamples, SeededSamples, frame_cache_dir, load_datasets, passthrough
-from affectmodel.training.config import TrainConfig
+from affectmodel.training.config import TrainConfig, TrainingError
 from affectmodel.training.trainer import train_run
 
 SIZE = 32
@@ -35,6 +35,13 @@ def test_cache_is_found_next_to_the_data_and_none_turns_it_off(bench, tmp_path):
     assert frame_cache_dir(_config(bench, cache="none")) is None
     assert frame_cache_dir(_config(bench, cache=str(tmp_path))) == str(tmp_path)
     assert frame_cache_dir(_config(bench, image_size=48)) is None  # no cache at that size
+
+
+def test_keep_leaking_videos_with_a_frame_cache_is_refused(bench):
+    with pytest.raises(TrainingError, match=r"^keep_leaking_videos needs the JPEGs.*--cache none$"):
+        load_datasets(_config(bench, keep_leaking_videos=True), ModelConfig(input_size=SIZE))
+    train, _, info = load_datasets(_config(bench, keep_leaking_videos=True, cache="none"), ModelConfig(input_size=SIZE))
+    assert len(train) > 0 and "frame_cache" not in info
 
 
 @pytest.mark.parametrize("split", [0, 1])

@@ -226,6 +226,11 @@ def load_datasets(config: TrainConfig, model_config: ModelConfig
     common = dict(tasks=config.tasks, expression_space=config.expression_space, **options)
     cache_dir = frame_cache_dir(config)
     extra: dict[str, Any] = {}
+    if cache_dir is not None and config.keep_leaking_videos:
+        # A frame cache holds the default splits (leaking videos left out of training): training on
+        # it would silently ignore the option.
+        raise TrainingError(f"keep_leaking_videos needs the JPEGs, not the frame cache {cache_dir} (built without "
+                            "the leaking videos): pass --cache none")
     if cache_dir is not None:
         from ..data.cache import open_frame_cache
 
