@@ -34,7 +34,13 @@ DEVICES = ("auto", "cpu", "cuda")
 # On GPUs even the same device and thread count do not give bit-identical results (cuDNN
 # autotuning and non-deterministic kernels): there a resumed run is statistically equal only.
 # ``cache`` changes where the frames come from (the same frames), not what is trained.
-RESUME_MUTABLE = frozenset({"resume", "workers", "threads", "device", "checkpoint_every", "out", "data", "cache"})
+# Where and how fast a run goes on this machine, not what it trains: they may change on --resume,
+# and a published model card leaves them out (affectmodel.hub.card), as it does the machine paths of
+# the record's "dataset" entry (DATASET_LOCAL_KEYS: written by batches.load_datasets).
+MACHINE_LOCAL_OPTIONS = frozenset({"resume", "workers", "threads", "device", "checkpoint_every", "out", "data",
+                                   "cache"})
+DATASET_LOCAL_KEYS = frozenset({"root", "frame_cache"})
+RESUME_MUTABLE = MACHINE_LOCAL_OPTIONS
 NO_CACHE = "none"   # --cache none: read the JPEGs even when a frame cache lies next to the data
 # Options left out of a configuration's identity (:func:`config_id`): the seed, where the run and
 # its data live, how fast it runs, and the suite bookkeeping. Names of options that a version may
