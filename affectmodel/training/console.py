@@ -12,6 +12,8 @@ from typing import Any, TextIO
 
 from tqdm.auto import tqdm
 
+from ..progress import interactive as is_terminal
+
 
 class RunConsole:
     """Console output of one run; a silent one (``enabled=False``) on every rank but the main one."""
@@ -20,7 +22,7 @@ class RunConsole:
                  interactive: bool | None = None):
         self.name, self.n_epochs, self.enabled = name or "train", n_epochs, enabled
         self.out = out
-        self.interactive = enabled and (sys.stderr.isatty() if interactive is None else interactive)
+        self.interactive = enabled and (is_terminal() if interactive is None else interactive)
         self.epoch_bar: Any = None
         self.step_bar: Any = None
 
