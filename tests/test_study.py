@@ -7,6 +7,7 @@ import math
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -57,10 +58,9 @@ def test_study_table_has_one_row_per_run_with_written_values(study_runs):
 def test_history_reads_development_split_columns_as_development_figures(tmp_path):
     """Current records score each evaluation on the development split (dev_ columns); older ones
     on validation (val_). Both are read, and kept apart."""
-    history = [{"epoch": "1", "step": "4", "train_loss": "0.9", "train_loss_expr": "0.9", "dev_P_EXPR": "0.25",
-                "time_s": "1.5"},
-               {"epoch": "2", "step": "8", "train_loss": "0.7", "train_loss_expr": "0.7", "dev_P_EXPR": "0.5",
-                "time_s": "3.0"}]
+    history: list[dict[str, Any]] = [
+        {"epoch": 1, "step": 4.0, "train_loss": 0.9, "train_loss_expr": 0.9, "dev_P_EXPR": 0.25, "time_s": 1.5},
+        {"epoch": 2, "step": 8.0, "train_loss": 0.7, "train_loss_expr": 0.7, "dev_P_EXPR": 0.5, "time_s": 3.0}]
     long = study.history_long({"new": RunRecord(tmp_path, {}, {}, history)})
     scores = long[long["kind"] == "development"]
     assert list(scores["series"]) == ["P_EXPR", "P_EXPR"] and list(scores["value"]) == [0.25, 0.5]
