@@ -4,24 +4,34 @@ A run folder ``runs/<suite>/<configuration>/seed-<k>/`` (one per configuration a
 records use ``runs/<suite>/<run>/``) holds:
 
 * ``config.json``  - the resolved training configuration (:class:`affectmodel.training.config.TrainConfig`
-  as a dict) plus ``code_version``, ``label_spaces``, ``dataset`` and the run's identity: ``suite``,
+  as a dict) plus ``code_version``, ``label_spaces``, ``dataset`` (name, format, annotation source,
+  the data root, the frame cache when one was read, ``leakage``) and the run's identity: ``suite``,
   ``run`` (the configuration's name, without the seed), ``seed`` and ``config_id`` (a hash of the
-  configuration that ignores the seed and machine-only options). Older records without them are read
-  from the folder names (see :attr:`RunRecord.configuration`, :attr:`RunRecord.suite`).
-* ``metrics.json`` - validation results of the best checkpoint (see :data:`METRIC_KEYS`) and run facts:
-  ``tasks``, ``multi_task``, ``dataset`` (``{"name", "synthetic", "split"}``), ``headline_metric``,
-  ``best_epoch``, ``parameters``, ``train_time_s``, ``images_per_second``, ``per_class_f1``,
-  ``per_au_f1``, ``au_thresholds``, optionally ``confusion_matrix`` (rows = true class) and
-  ``hub_repo`` once published; the study fields ``steps``, ``images_seen``, ``labels_seen``
-  (``{task: count}``), ``budget_steps`` (own steps plus those of the run it was initialised from),
-  ``init_run`` (that run's name or null), ``init_train_time_s``, ``selection`` (where thresholds and the
-  best epoch were chosen: ``{"split": "development", "videos", "frames"}``), ``P_AU_at_0.5``, optionally
-  ``P_AU_tuned_on_validation`` (in-sample, named so) and ``leakage``. Written last: its presence marks
-  a complete run.
-* ``val_predictions.npz`` - per-frame validation outputs and targets (:mod:`affectmodel.predictions`).
-* ``history.csv``  - one row per epoch: ``epoch``, ``lr``, ``train_loss``, ``train_loss_<task>``,
-  ``val_<metric>`` for each metric, ``time_s``.
-* ``model/``       - a folder that ``AffectModel.from_pretrained`` / :func:`affectmodel.load_model` loads.
+  configuration that ignores the seed and machine-only options, so the seeds of one configuration
+  share it). Older records without them are read from the folder names (see
+  :attr:`RunRecord.configuration`, :attr:`RunRecord.suite`).
+* ``metrics.json`` - validation results of the selected weights (see :data:`METRIC_KEYS`) and run facts.
+  The weights and the AU thresholds are chosen on the development split (held-out training videos),
+  never on validation: ``P_AU`` (and ``P_MTL``) use the development-tuned thresholds, ``P_AU_at_0.5``
+  is the untuned score, and ``selection`` says how the choice was made (``{"split": "development",
+  "videos", "frames", "metric", "rule", "thresholds", "epoch", "step", "scores"}``; ``"split": "none"``
+  with ``dev_fraction = 0``: the last weights and thresholds 0.5). Also: ``tasks``, ``multi_task``,
+  ``dataset`` (``{"name", "synthetic", "split"}``), ``headline_metric``, ``best_epoch``, ``best_step``,
+  ``epochs``, ``parameters``, ``train_time_s``, ``images_per_second``, ``per_class_f1``, ``per_au_f1``,
+  ``au_thresholds``, optionally ``confusion_matrix`` (rows = true class) and ``hub_repo`` once
+  published; the study fields ``steps``, ``budget_steps`` (own steps plus those of the run it was
+  initialised from), ``images_seen``, ``labels_seen`` (``{task: labelled frames that entered the
+  loss}``: under one step budget a multi-task run sees fewer labels per task than a uni-task one),
+  ``init_run`` (that run's name or null), ``init_train_time_s``, ``leakage`` (training videos also in
+  a validation set, Aff-Wild2) and ``P_AU_tuned_on_validation`` (thresholds tuned on the reported
+  frames themselves: in-sample, optimistic, named so). Written last: its presence marks a complete run.
+* ``val_predictions.npz`` - per-frame validation outputs and targets of the selected weights
+  (:mod:`affectmodel.predictions`), so a record can be rescored without the model.
+* ``history.csv``  - one row per evaluation: ``epoch``, ``step``, ``lr``, ``train_loss``,
+  ``train_loss_<task>``, ``dev_<metric>`` (development-split scores; none with ``dev_fraction = 0``),
+  ``time_s``. Older records have ``val_<metric>`` (validation scores) instead.
+* ``model/``       - a folder that ``AffectModel.from_pretrained`` / :func:`affectmodel.load_model` loads,
+  with the development-tuned AU thresholds.
 """
 from __future__ import annotations
 

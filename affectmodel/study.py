@@ -979,7 +979,9 @@ def per_label_f1(runs: Mapping[str, RunRecord], kind: str) -> pd.DataFrame:
 
 
 def history_long(runs: Mapping[str, RunRecord]) -> pd.DataFrame:
-    """Long table (run, epoch, kind, series, value): kind "loss" for train_loss*, "validation" for val_*."""
+    """Long table (run, epoch, kind, series, value): kind "loss" for ``train_loss*``, "development"
+    for ``dev_*`` (scores on the development split, where the best evaluation is chosen) and
+    "validation" for ``val_*`` (older records, scored on the validation set during training)."""
     rows = []
     for run, record in runs.items():
         for entry in record.history:
@@ -987,8 +989,9 @@ def history_long(runs: Mapping[str, RunRecord]) -> pd.DataFrame:
             for column, value in entry.items():
                 if column.startswith("train_loss"):
                     kind, series = "loss", "total" if column == "train_loss" else column[len("train_loss_"):]
-                elif column.startswith("val_"):
-                    kind, series = "validation", column[len("val_"):]
+                elif column.startswith(("dev_", "val_")):
+                    kind = "development" if column.startswith("dev_") else "validation"
+                    series = column[len("dev_"):]
                 else:
                     continue
                 if value is None or epoch is None or not math.isfinite(_number(value)):

@@ -203,7 +203,7 @@ def short_fit(data: Path, device: str, p: dict[str, Any], work: Path) -> dict[st
 def machine(device: str) -> dict[str, Any]:
     import torch
 
-    facts = {"python": platform.python_version(), "torch": torch.__version__, "cpus": os.cpu_count(),
+    facts: dict[str, Any] = {"python": platform.python_version(), "torch": torch.__version__, "cpus": os.cpu_count(),
              "device": device}
     if device.startswith("cuda"):
         props = torch.cuda.get_device_properties(0)

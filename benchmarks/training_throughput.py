@@ -129,8 +129,8 @@ def run(mode: str = "full") -> FamilyResult:
              f"{steps} timed steps after one untimed step per run; loader workers 0 (the CPU default). "
              "Frame-cache rows: uint8 batches from the cache, light augmentation on whole batches."]
     if mode != "tiny" and any(r.met is False for r in rows):
-        notes.append("Profile of one multi-task training run, top entries by own time:\n\n```\n%s\n```"
-                     % profile_top(variants["multi"]))
+        notes.append("Profile of one multi-task training run, top entries by own time:\n\n```\n"
+                     f"{profile_top(variants['multi'])}\n```")
     return FamilyResult("training_throughput", "Training: the real loop vs a bare ResNet-18 step", rows,
                         params={**p, "torch_threads": torch.get_num_threads()}, notes=notes,
                         seconds=time.perf_counter() - started)

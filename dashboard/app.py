@@ -328,7 +328,7 @@ def curves_section(table: pd.DataFrame, runs: dict, synthetic: bool) -> None:
     if long.empty:
         st.info("The chosen runs have no training history (history.csv).")
         return
-    for kind in ("loss", "validation"):
+    for kind in charts.CURVE_TITLES:
         if (long["kind"] == kind).any():
             st.altair_chart(charts.training_curves_chart(long, kind, _settings(table, chosen), synthetic),
                             width="content")
@@ -389,7 +389,7 @@ def detail_section(table: pd.DataFrame, runs: dict) -> None:
                                        "honest figure is the one above.")
     one = {run: record}
     long = study.history_long(one)
-    for kind in ("loss", "validation"):
+    for kind in charts.CURVE_TITLES:
         if (long["kind"] == kind).any():
             st.altair_chart(charts.training_curves_chart(long, kind, _settings(table, [run]), info["synthetic"]),
                             width="content")

@@ -120,6 +120,11 @@ def per_label_chart(long: pd.DataFrame, label_order: list[str], title: str, run_
     ).properties(title=_title(title, synthetic), height=260)
 
 
+# Curve titles per kind of affectmodel.study.history_long, in display order: "development" scores
+# are on the development split (held-out training videos), "validation" ones come from older records.
+CURVE_TITLES = {"loss": "Training loss per task",
+                "development": "Development-split metric per evaluation (held-out training videos)",
+                "validation": "Validation metric per epoch"}
 SERIES_ORDER = ["total", "expr", "au", "va", "P_EXPR", "P_AU", "P_VA", "P_MTL", "ccc_valence", "ccc_arousal"]
 
 
@@ -127,7 +132,7 @@ def training_curves_chart(long: pd.DataFrame, kind: str, run_settings: dict[str,
                           synthetic: bool = False, columns: int = 4) -> alt.FacetChart:
     """Lines per run over epochs, one panel per series (``long``: run, epoch, kind, series, value)."""
     data = long[long["kind"] == kind]
-    title = "Training loss per task" if kind == "loss" else "Validation metric per epoch"
+    title = CURVE_TITLES[kind]
     order = [s for s in SERIES_ORDER if s in set(data["series"])] + sorted(set(data["series"]) - set(SERIES_ORDER))
     return alt.Chart(data).mark_line(point=True).encode(
         x=alt.X("epoch:Q", title="epoch", axis=alt.Axis(tickMinStep=1, format="d")),

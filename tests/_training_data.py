@@ -39,12 +39,12 @@ class TinyAffectSet(Dataset):
         self.frame_numbers = np.arange(n, dtype=np.int64) % frames_per_video + 1
 
     def frame_keys(self) -> list[str]:
-        return [f"{self.videos[v]}/{int(f)}" for v, f in zip(self.video_ids, self.frame_numbers)]
+        return [f"{self.videos[v]}/{int(f)}" for v, f in zip(self.video_ids, self.frame_numbers, strict=True)]
 
     def valid_masks(self) -> dict[str, np.ndarray]:
         return valid_label_masks(self.labels, len(ABAW8))
 
-    def subset(self, indices) -> "TinyAffectSet":
+    def subset(self, indices) -> TinyAffectSet:
         idx = np.asarray(indices, dtype=np.int64)
         new = copy.copy(self)
         new.images = self.images[idx]

@@ -96,6 +96,19 @@ def test_card_documents_labels_input_training_and_use(tmp_path):
     assert "/home/someone/private" not in text  # the run's data path stays out of the card
 
 
+def test_machine_local_options_and_paths_stay_out_of_the_card(tmp_path):
+    run = make_run(tmp_path)
+    config = json.loads((run / "config.json").read_text())
+    config.update(cache="/scratch/someone/frames-112px", workers=7, threads=3, device="cuda:1",
+                  dataset={"name": "aff-wild2", "root": "/home/someone/private/data",
+                           "frame_cache": "/scratch/someone/frames-112px"})
+    (run / "config.json").write_text(json.dumps(config))
+    text = build_model_card(read_run(run), "me/affect-mtl").text
+    assert "/scratch/someone" not in text and "/home/someone" not in text
+    assert '"workers"' not in text and '"threads"' not in text and "cuda:1" not in text
+    assert '"name": "aff-wild2"' in text and '"augment": "light"' in text  # the rest is still shown
+
+
 def test_missing_metrics_are_left_out(tmp_path):
     """Only numeric metrics present in metrics.json become results (no invented zeros)."""
     run = make_run(tmp_path)

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from hub_fixtures import make_run
 from safetensors.torch import load_file
 
 from affectmodel.data.synthetic import generate_benchmark
@@ -36,7 +37,6 @@ from affectmodel.hub import publish
 from affectmodel.records import is_complete
 from affectmodel.training import checkpoint as ckpt
 from affectmodel.training.cli import main as train_main
-from hub_fixtures import make_run
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
@@ -171,7 +171,8 @@ def check_run_record(run: Path) -> int | None:
 
 def assert_same_result(run: Path, reference: Path) -> None:
     assert is_complete(run)
-    got, want = load_file(str(run / "model" / "model.safetensors")), load_file(str(reference / "model" / "model.safetensors"))
+    got = load_file(str(run / "model" / "model.safetensors"))
+    want = load_file(str(reference / "model" / "model.safetensors"))
     assert got.keys() == want.keys()
     for key in want:
         assert torch.equal(got[key], want[key]), key
@@ -248,7 +249,7 @@ def test_sigkill_in_the_middle_of_a_write_leaves_the_record_whole(bench, referen
     or without --resume is refused first."""
     run = tmp_path / "run"
     result = subprocess.run([sys.executable, str(wrapper), *_train_cmd(bench, run)[1:]], cwd=REPO,
-                            env={**_env(), "KILL_IN": kill_in}, capture_output=True, timeout=300)
+                            env={**_env(), "KILL_IN": kill_in}, capture_output=True, timeout=300, check=False)
     assert result.returncode == -signal.SIGKILL, result.stderr.decode()[-2000:]
     step = check_run_record(run)
     leftovers = sorted(p.name for p in run.rglob(".*.tmp"))
@@ -341,13 +342,13 @@ def test_a_killed_dry_run_publish_leaves_no_half_written_folder(tmp_path, wrappe
     dest = tmp_path / "upload" / "affect-mtl"
     result = subprocess.run([sys.executable, str(wrapper), "publish", str(run), "--repo", "me/affect-mtl",
                              "--dry-run", str(dest)], cwd=REPO, env={**_env(), "KILL_IN": "publish"},
-                            capture_output=True, timeout=120)
+                            capture_output=True, timeout=120, check=False)
     assert result.returncode == -signal.SIGKILL, result.stderr.decode()[-2000:]
     assert not dest.exists()  # the destination is either whole or absent
     partial = list(dest.parent.glob(".affect-mtl.*.partial"))
     assert len(partial) == 1  # SIGKILL leaves the hidden build folder; nothing can clean up at that moment
-    result = publish.publish_run(run, "me/affect-mtl", dry_run_dir=dest)
-    assert sorted(result.files) == sorted(p.name for p in dest.iterdir())
+    published = publish.publish_run(run, "me/affect-mtl", dry_run_dir=dest)
+    assert sorted(published.files) == sorted(p.name for p in dest.iterdir())
     assert sorted(p.name for p in dest.parent.iterdir()) == ["affect-mtl"]  # the next publish tidied up
 
 

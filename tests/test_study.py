@@ -7,13 +7,14 @@ import math
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
 from study_fixtures import AFFWILD2, write_run, write_seeded_study, write_study_runs
 
 from affectmodel import statistics, study
-from affectmodel.records import read_runs
+from affectmodel.records import RunRecord, read_runs
 from affectmodel.tasks import ABAW8, ABAW_BASELINES, AU_NAMES
 
 
@@ -52,6 +53,18 @@ def test_study_table_has_one_row_per_run_with_written_values(study_runs):
     # uni-task rows are listed before multi-task rows within a data set
     synthetic = table[table["synthetic"]]
     assert list(synthetic["setting"]) == sorted(synthetic["setting"], key=lambda s: s != "uni-task")
+
+
+def test_history_reads_development_split_columns_as_development_figures(tmp_path):
+    """Current records score each evaluation on the development split (dev_ columns); older ones
+    on validation (val_). Both are read, and kept apart."""
+    history: list[dict[str, Any]] = [
+        {"epoch": 1, "step": 4.0, "train_loss": 0.9, "train_loss_expr": 0.9, "dev_P_EXPR": 0.25, "time_s": 1.5},
+        {"epoch": 2, "step": 8.0, "train_loss": 0.7, "train_loss_expr": 0.7, "dev_P_EXPR": 0.5, "time_s": 3.0}]
+    long = study.history_long({"new": RunRecord(tmp_path, {}, {}, history)})
+    scores = long[long["kind"] == "development"]
+    assert list(scores["series"]) == ["P_EXPR", "P_EXPR"] and list(scores["value"]) == [0.25, 0.5]
+    assert set(long["kind"]) == {"loss", "development"} and "step" not in set(long["series"])
 
 
 def test_index_runs_makes_ids_unique_and_marks_hub_runs(study_runs):
@@ -156,6 +169,8 @@ def test_per_label_history_and_confusion_tables(study_runs):
                                       "ccc_arousal"}  # the columns training writes (records_writer)
     last = history[(history["series"] == "P_MTL")].sort_values("epoch")["value"].iloc[-1]
     assert last == pytest.approx(metrics["quick/multi"]["P_MTL"], abs=1e-3)
+
+    assert set(history["kind"]) == {"loss", "validation"}  # an older record: val_ columns
 
     cm = study.confusion_long(runs["quick/multi"])
     written = metrics["quick/multi"]["confusion_matrix"]

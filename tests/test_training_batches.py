@@ -4,9 +4,9 @@ from collections import Counter
 import numpy as np
 import pytest
 import torch
+from _training_data import TinyAffectSet
 from safetensors.torch import load_file
 
-from _training_data import TinyAffectSet
 from affectmodel.records import read_run
 from affectmodel.training import TrainingError, run_training
 from affectmodel.training.batches import SeededSamples, build_train_sampler, label_arrays
@@ -44,8 +44,8 @@ def _skewed(n=24, seed=0):
 
 def _config(tmp_path, name, **changes):
     # No development split: these tests count what the training order reads.
-    values = dict(out=str(tmp_path / name), tasks=["expr"], image_size=32, batch_size=4, epochs=1, device="cpu",
-                  augment="none", threads=1, dev_fraction=0.0)
+    values = {"out": str(tmp_path / name), "tasks": ["expr"], "image_size": 32, "batch_size": 4, "epochs": 1,
+              "device": "cpu", "augment": "none", "threads": 1, "dev_fraction": 0.0}
     values.update(changes)
     return TrainConfig(**values)
 

@@ -5,12 +5,13 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from affectmodel.data.cache import build_frame_cache, default_cache_dir
+from affectmodel.data.cache import FrameCacheDataset, build_frame_cache, default_cache_dir
+from affectmodel.data.dataset import ImageLabelDataset
 from affectmodel.data.synthetic import generate_benchmark
 from affectmodel.model import ModelConfig
 from affectmodel.records import read_run
 from affectmodel.training.batches import CachedSamples, SeededSamples, frame_cache_dir, load_datasets, passthrough
-from affectmodel.training.config import TrainConfig
+from affectmodel.training.config import TrainConfig, TrainingError
 from affectmodel.training.trainer import train_run
 
 SIZE = 32
@@ -36,6 +37,13 @@ def test_cache_is_found_next_to_the_data_and_none_turns_it_off(bench, tmp_path):
     assert frame_cache_dir(_config(bench, image_size=48)) is None  # no cache at that size
 
 
+def test_keep_leaking_videos_with_a_frame_cache_is_refused(bench):
+    with pytest.raises(TrainingError, match=r"^keep_leaking_videos needs the JPEGs.*--cache none$"):
+        load_datasets(_config(bench, keep_leaking_videos=True), ModelConfig(input_size=SIZE))
+    train, _, info = load_datasets(_config(bench, keep_leaking_videos=True, cache="none"), ModelConfig(input_size=SIZE))
+    assert len(train) > 0 and "frame_cache" not in info
+
+
 @pytest.mark.parametrize("split", [0, 1])
 def test_cached_batches_hold_the_jpeg_paths_frames_labels_and_order(bench, split):
     model_config = ModelConfig(tasks=["expr", "au", "va"], input_size=SIZE)
@@ -43,6 +51,7 @@ def test_cached_batches_hold_the_jpeg_paths_frames_labels_and_order(bench, split
     jpeg = load_datasets(_config(bench, cache="none"), model_config)
     assert cached[2]["frame_cache"] and "frame_cache" not in jpeg[2]
     c, j = cached[split], jpeg[split]
+    assert isinstance(c, FrameCacheDataset) and isinstance(j, ImageLabelDataset)
     assert len(c) == len(j) > 0
     for task in ("expr", "au", "va"):
         np.testing.assert_array_equal(c.labels[task], j.labels[task])
@@ -62,11 +71,17 @@ def test_cached_batches_hold_the_jpeg_paths_frames_labels_and_order(bench, split
         np.testing.assert_array_equal(targets[task].numpy(), np.stack([view[p][1][task].numpy() for p in positions]))
 
 
-def test_a_loader_reads_each_cached_batch_in_one_call(bench):
+def test_a_loader_reads_each_cached_batch_in_one_call(bench, monkeypatch):
     train, _, _ = load_datasets(_config(bench), ModelConfig(input_size=SIZE))
-    reads = []
+    assert isinstance(train, FrameCacheDataset)
+    reads: list[int] = []
     real = train.read_batch
-    train.read_batch = lambda rows: reads.append(len(rows)) or real(rows)
+
+    def counting_read(rows):
+        reads.append(len(rows))
+        return real(rows)
+
+    monkeypatch.setattr(train, "read_batch", counting_read)
     loader = DataLoader(CachedSamples(train, None, 0), batch_size=8, collate_fn=passthrough)
     batches = list(loader)
     assert reads == [len(b[0]) for b in batches] and sum(reads) == len(train)

@@ -3,8 +3,8 @@ import io
 
 import pytest
 import torch
-
 from _training_data import TinyAffectSet
+
 from affectmodel.training import run_training
 from affectmodel.training.config import TrainConfig
 from affectmodel.training.console import RunConsole, step_count_note
@@ -21,8 +21,8 @@ def _one_thread():
 
 
 def _run(tmp_path, capsys, n_train=20, **changes):  # 20 in 5 videos: 16 train + 4 development
-    values = dict(out=str(tmp_path / "run"), tasks=["expr", "va"], image_size=32, batch_size=4, epochs=2,
-                  device="cpu", augment="none", threads=1)
+    values = {"out": str(tmp_path / "run"), "tasks": ["expr", "va"], "image_size": 32, "batch_size": 4,
+              "epochs": 2, "device": "cpu", "augment": "none", "threads": 1}
     values.update(changes)
     run_training(TrainConfig(**values), TinyAffectSet(n_train, seed=0), TinyAffectSet(8, seed=1), DATASET)
     return capsys.readouterr()

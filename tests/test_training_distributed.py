@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from _training_data import TinyAffectSet
+
 from affectmodel.records import read_run
 from affectmodel.training import distributed as dist_utils
 
@@ -60,7 +60,8 @@ SCRIPT = textwrap.dedent('''
                          device="cpu", augment="none", weighting="uncertainty", lr=1e-3, checkpoint_every=1,
                          resume=mode == "resume", threads=1)
     # 20 images in 5 videos: one video held out for development, 16 to train on
-    trainer.run_training(config, TinyAffectSet(20, seed=0), TinyAffectSet(7, seed=1), {{"name": "tiny", "synthetic": True}})
+    trainer.run_training(config, TinyAffectSet(20, seed=0), TinyAffectSet(7, seed=1),
+                         {{"name": "tiny", "synthetic": True}})
     with open(os.path.join(report, f"{{mode}}-rank{{rank}}.json"), "w") as f:
         json.dump({{"digests": digests, "world": torch.distributed.get_world_size()}}, f)
 ''')
@@ -72,7 +73,7 @@ def _torchrun(tmp_path, run_dir, mode, expect=0):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                            str(script), str(run_dir), str(tmp_path), mode],
-                          capture_output=True, text=True, timeout=220, env=env, cwd=tmp_path)
+                          capture_output=True, text=True, timeout=220, env=env, cwd=tmp_path, check=False)
     assert (proc.returncode == 0) == (expect == 0), proc.stderr[-3000:]
     return proc
 
@@ -133,7 +134,7 @@ def _in_two_processes(worker, *args):
             info = dist_utils.DistInfo(rank=rank, world_size=2)
             try:
                 results[rank] = ("ok", worker(info, *args))
-            except Exception as e:
+            except Exception as e:  # noqa: BLE001 - any failure is reported back to the parent test
                 results[rank] = ("error", f"{type(e).__name__}: {e}")
         finally:
             dist.destroy_process_group()
@@ -177,7 +178,9 @@ def _gather_with_empty_shard(info):
         arrays = {"au": np.arange(36, dtype=np.float32).reshape(3, 12), "expr": np.array([1, 0, 3])}
     else:  # what predict() returns for a rank without validation images
         idx, arrays = np.zeros((0,)), {"au": np.zeros((0,)), "expr": np.zeros((0,))}
-    idx, merged = dist_utils.gather_arrays(idx, arrays, info)
+    gathered = dist_utils.gather_arrays(idx, arrays, info)
+    assert gathered is not None  # on every rank without to_rank0
+    idx, merged = gathered
     return idx.tolist(), merged["au"].shape, str(merged["au"].dtype), merged["expr"].tolist()
 
 
@@ -233,7 +236,7 @@ def test_skipped_fp16_step_does_not_advance_the_lr_schedule(tmp_path):
     sums = torch.zeros(4, dtype=torch.float64)
     run.train_batch(overflowing, targets, sums)
     assert run.scaler.get_scale() < 2.0 ** 16          # the scaler saw inf gradients and backed off
-    assert all(torch.equal(a, b) for a, b in zip(before, run.module.parameters()))  # step skipped
+    assert all(torch.equal(a, b) for a, b in zip(before, run.module.parameters(), strict=True))  # step skipped
     assert run.scheduler.last_epoch == sched_before and run.optimizer.param_groups[0]["lr"] == lr_before
     assert run.state.step == 1 and sums[-1] == 1       # the step still counts (as torch's own loop)
     run.train_batch(images, targets, sums)

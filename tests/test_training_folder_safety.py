@@ -1,6 +1,7 @@
 """One writer per run folder and a full disk during training: one line each, nothing mixed or lost,
 and ``--resume`` continues once space is freed (a real full disk: a small tmpfs the test mounts)."""
 import os
+from pathlib import Path
 
 import pytest
 from _training_data import TinyAffectSet
@@ -57,7 +58,7 @@ def test_disk_full_during_a_checkpoint_keeps_the_last_one_and_resume_works_once_
     # ResNet-18 + AdamW: a checkpoint is ~135 MB; the old one and the one being written coexist.
     with mounted_tmpfs(tmp_path / "fs", 450 * 10**6) as fs:
         out = fs / "run"
-        filler = None
+        filler: Path | None = None
 
         def fill_after_first_checkpoint(fraction, message):
             nonlocal filler
@@ -74,6 +75,7 @@ def test_disk_full_during_a_checkpoint_keeps_the_last_one_and_resume_works_once_
         assert not list((out / "checkpoints").glob(".*.tmp"))  # no partial file left behind
         assert not is_complete(out)
 
+        assert filler is not None  # the checkpoint was written, then the disk filled
         filler.unlink()  # space freed
         run_training(_config(out, resume=True), train, val, DATASET)
         record = read_run(out)

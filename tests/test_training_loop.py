@@ -2,18 +2,18 @@
 import numpy as np
 import pytest
 import torch
+from _training_data import TinyAffectSet
 from safetensors.torch import load_file
 
-from _training_data import TinyAffectSet
 from affectmodel.losses import MultiTaskLoss
 from affectmodel.metrics import evaluate
 from affectmodel.model import AffectModel, ModelConfig
 from affectmodel.records import METRICS_FILE, is_complete, read_run
 from affectmodel.tasks import AU_NAMES
-from affectmodel.training.checkpoint import checkpoint_path
-from affectmodel.training.config import TrainConfig
 from affectmodel.training import TrainingError, run_training
 from affectmodel.training.batches import SeededSamples, loss_statistics
+from affectmodel.training.checkpoint import checkpoint_path
+from affectmodel.training.config import TrainConfig
 from affectmodel.training.evaluation import predict
 from affectmodel.training.optim import build_optimizer
 from affectmodel.training.step import TrainModule, train_step
@@ -30,16 +30,16 @@ def _one_thread():
     torch.set_num_threads(before)
 
 
-def _data():
+def _data() -> tuple[TinyAffectSet, TinyAffectSet]:
     return TinyAffectSet(20, seed=0), TinyAffectSet(10, seed=1)
 
 
 def _config(tmp_path, name, **changes):
     # 20 images in 5 videos, one held out for development (dev_fraction 0.1): 16 train, batch 4:
     # 4 steps per epoch, 8 in all.
-    values = dict(out=str(tmp_path / name), tasks=["expr", "au", "va"], image_size=32, batch_size=4, epochs=2,
-                  device="cpu", augment="none", dropout=0.2, weighting="uncertainty", threads=1,
-                  losses={"expr": "weighted_ce", "au": "weighted_bce", "va": "ccc+mse"})
+    values = {"out": str(tmp_path / name), "tasks": ["expr", "au", "va"], "image_size": 32, "batch_size": 4,
+              "epochs": 2, "device": "cpu", "augment": "none", "dropout": 0.2, "weighting": "uncertainty",
+              "threads": 1, "losses": {"expr": "weighted_ce", "au": "weighted_bce", "va": "ccc+mse"}}
     values.update(changes)
     return TrainConfig(**values)
 
@@ -89,7 +89,8 @@ def test_a_batch_without_au_labels_leaves_the_au_head_unchanged(weighting):
     targets["au"] = torch.full_like(targets["au"], -1.0)
     tasks = ["expr", "au", "va"]
     config = TrainConfig(tasks=tasks, optimizer="sgd", momentum=0.0, weight_decay=0.0, lr=0.1, weighting=weighting)
-    module = TrainModule(AffectModel(ModelConfig(tasks=tasks, input_size=32)), MultiTaskLoss(tasks, config.loss_config()))
+    module = TrainModule(AffectModel(ModelConfig(tasks=tasks, input_size=32)),
+                         MultiTaskLoss(tasks, config.loss_config()))
     optimizer = build_optimizer(module, config)
     before = {k: v.clone() for k, v in module.model.heads.state_dict().items()}
     _, parts = train_step(module, data.images, targets, optimizer)
@@ -120,7 +121,7 @@ def test_augmentation_randomness_depends_on_seed_epoch_and_index_only():
     first = [view[i][0] for i in range(6)]
     torch.manual_seed(123)  # the global RNG must not matter
     again = [view[i][0] for i in reversed(range(6))][::-1]
-    assert all(torch.equal(a, b) for a, b in zip(first, again))
+    assert all(torch.equal(a, b) for a, b in zip(first, again, strict=True))
     view.epoch = 1
     assert any(not torch.equal(a, view[i][0]) for i, a in enumerate(first))  # flips change per epoch
 

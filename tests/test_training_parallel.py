@@ -79,7 +79,7 @@ def test_slots_from_devices_or_jobs():
 @pytest.mark.timeout(600)
 def test_two_jobs_give_the_records_of_a_sequential_suite(tmp_path, bench, sequential):
     (tmp_path / "suite.toml").write_text(SUITE)
-    lines = []
+    lines: list[str] = []
     results = run_suite(tmp_path / "suite.toml", bench, tmp_path / "out", log=lines.append, slots=["cpu", "cpu"])
     assert [r["status"] for r in results] == ["trained"] * 3, results
     for name in ("uni-expr", "uni-au", "multi-from-expr"):

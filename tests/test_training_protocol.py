@@ -1,5 +1,7 @@
 """The study protocol of a run: held-out tuning and selection, matched label budgets, rescorable
 validation predictions, leakage counts in the record, and a pre-training chain across formats."""
+from typing import Any
+
 import numpy as np
 import pytest
 import torch
@@ -30,8 +32,8 @@ def _one_thread():
 
 
 def _config(tmp_path, name, **changes):
-    values = dict(out=str(tmp_path / name), tasks=["expr", "au", "va"], image_size=32, batch_size=4, epochs=2,
-                  device="cpu", augment="none", threads=1)
+    values: dict[str, Any] = {"out": str(tmp_path / name), "tasks": ["expr", "au", "va"], "image_size": 32,
+                              "batch_size": 4, "epochs": 2, "device": "cpu", "augment": "none", "threads": 1}
     values.update(changes)
     return TrainConfig(**values)
 
@@ -47,7 +49,9 @@ def test_selection_and_thresholds_follow_the_development_split_never_validation(
     rng = np.random.default_rng(0)
 
     def crafted(self, loader):
-        positions, outputs, targets = real(self, loader)
+        gathered = real(self, loader)
+        assert gathered is not None  # one process: it is the main one
+        positions, outputs, targets = gathered
         which = "dev" if loader is self.dev_loader else "val"
         calls.append((which, self.state.step))
         truth = np.zeros_like(targets["au"])

@@ -138,9 +138,10 @@ def _fake_complete_run(config):
     (run_dir / "model").mkdir(parents=True, exist_ok=True)
     (run_dir / "model" / "model.safetensors").write_bytes(b"0")
     source = Path(config.init).parent.name if config.init not in ("random", "imagenet") else None
-    (run_dir / "config.json").write_text(json.dumps({"tasks": config.tasks, "init": config.init, "pretrained_from": source,
-                                                     "losses": config.losses, "augment": config.augment,
-                                                     "run": config.run, "seed": config.seed}))
+    (run_dir / "config.json").write_text(json.dumps({"tasks": config.tasks, "init": config.init,
+                                                     "pretrained_from": source, "losses": config.losses,
+                                                     "augment": config.augment, "run": config.run,
+                                                     "seed": config.seed}))
     scores = {"expr": "P_EXPR", "au": "P_AU", "va": "P_VA"}
     metrics = {scores[t]: 0.5 for t in config.tasks}
     if len(config.tasks) > 1:
@@ -172,8 +173,12 @@ def test_complete_runs_are_skipped_and_an_interrupted_suite_continues(tmp_path):
 
 def test_only_and_missing_init_run(tmp_path):
     suite, out = _write(tmp_path), tmp_path / "out"
-    calls = []
-    train = lambda config: calls.append(config.run) or _fake_complete_run(config)  # noqa: E731
+    calls: list[str] = []
+
+    def train(config):
+        calls.append(config.run)
+        return _fake_complete_run(config)
+
     with pytest.raises(ConfigError, match="starts from run 'uni-expr/seed-0', which is not complete"):
         run_suite(suite, "DATA", out, only=["multi-from-expr"], train=train, log=lambda m: None)
     with pytest.raises(ConfigError, match="unknown run"):
@@ -187,8 +192,8 @@ def test_suite_table_lists_runs_and_marks_synthetic_figures(tmp_path):
     run_suite(suite, "DATA", out, train=_fake_complete_run, log=lambda m: None)
     table = suite_table(out)
     lines = table.splitlines()
-    assert lines[0].startswith("| run | seed | setting |") and len([l for l in lines if l.startswith("| uni")]) == 2
-    row = next(l for l in lines if l.startswith("| multi-from-expr"))
+    assert lines[0].startswith("| run | seed | setting |") and len([ln for ln in lines if ln.startswith("| uni")]) == 2
+    row = next(ln for ln in lines if ln.startswith("| multi-from-expr"))
     assert "multi-task" in row and "uni-expr" in row and "1.500" in row
     assert "Synthetic-benchmark figures" in table
 

@@ -46,6 +46,7 @@ import torch
 from PIL import Image
 
 from ..io import atomic_write, write_json_atomic
+from ..progress import Progress, progress_iter
 from ..tasks import TASK_KEYS, get_label_space, parse_tasks
 from .affwild2 import AffWild2Dataset, detect_layout, load_affwild2
 from .affwild2 import (
@@ -270,7 +271,7 @@ def _shard_crc(path: Path) -> int:
     return crc
 
 
-def _write_shard(path: Path, paths: list[Path], size: int, workers: int, bar) -> int:
+def _write_shard(path: Path, paths: list[Path], size: int, workers: int, bar: Progress) -> int:
     """Decode ``paths`` into a new shard (written in place through a memmap of the temporary file)."""
     def write(tmp: Path) -> None:
         out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(paths), 3, size, size))
@@ -319,8 +320,6 @@ def build_frame_cache(root: str | os.PathLike, out: str | os.PathLike | None = N
     uni-task and a multi-task run read the same shards. ``load_options`` (``source``, ``layout``,
     ``expression_space``) are passed to ``load_affwild2`` and recorded: the cache serves only them.
     """
-    from tqdm import tqdm
-
     root = Path(root)
     size, shard_frames = int(size), int(shard_frames)
     if size < 1 or shard_frames < 1:
@@ -373,8 +372,7 @@ def build_frame_cache(root: str | os.PathLike, out: str | os.PathLike | None = N
             except FrameCacheError:
                 todo.append((split, k, chunk))
     total = sum(len(c) for _, _, c in todo)
-    with tqdm(total=total, unit="frame", desc=f"caching {root.name or root}", disable=not progress or total == 0,
-              dynamic_ncols=True) as bar:
+    with Progress(total, f"caching {root.name or root}", "frame", enabled=progress and total > 0) as bar:
         for split, k, chunk in todo:
             _write_shard(_shard_path(out / split, k), [root / n for n in chunk], size, workers, bar)
 
@@ -541,8 +539,7 @@ class FrameCacheDataset(AffWild2Dataset):
         new._rows = self._rows[idx]
         paths = self.image_paths
         assert isinstance(paths, _ImagePaths)  # open_frame_cache gives every FrameCacheDataset lazy paths
-        # ImageLabelDataset declares list[Path]; any Sequence[Path] serves (see _ImagePaths)
-        new.image_paths = _ImagePaths(paths.names, paths.base, new._rows)  # type: ignore[assignment]
+        new.image_paths = _ImagePaths(paths.names, paths.base, new._rows)
         return new
 
 
@@ -677,7 +674,7 @@ def open_frame_cache(cache_dir: str | os.PathLike, split: str = "train", tasks: 
         transform = build_transform("none", config, False)
     ds = FrameCacheDataset(
         # a lazy Sequence[Path] where ImageLabelDataset declares list[Path] (only indexed and iterated)
-        image_paths=_ImagePaths(  # type: ignore[arg-type]
+        image_paths=_ImagePaths(
             _LazyNames(cache_dir / split / "frames.npz"), data_root, arrays["rows"]),
         labels={"expr": arrays["expr"], "au": arrays["au"], "va": arrays["va"]}, tasks=tasks, transform=transform,
         expression_space=built["expression_space"], dataset_name=meta["dataset_name"], synthetic=meta["synthetic"],
@@ -692,13 +689,11 @@ def open_frame_cache(cache_dir: str | os.PathLike, split: str = "train", tasks: 
 
 def verify_frame_cache(cache_dir: str | os.PathLike, progress: bool = False) -> int:
     """Check every shard's size and CRC-32 against the manifest; returns the frames checked."""
-    from tqdm import tqdm
-
     cache_dir = Path(cache_dir)
     manifest = read_manifest(cache_dir)
     frames = 0
     items = [(split, s) for split, info in manifest["splits"].items() for s in info["shards"]]
-    for split, s in tqdm(items, desc="verifying", unit="shard", disable=not progress):
+    for split, s in progress_iter(items, "verifying", "shard", enabled=progress):
         path = cache_dir / split / s["file"]
         check_shard(path, int(s["frames"]), int(manifest["size"]))
         if _shard_crc(path) != s["crc32"]:

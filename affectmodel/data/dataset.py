@@ -78,7 +78,7 @@ def valid_label_masks(labels: dict[str, np.ndarray], num_classes: int) -> dict[s
 class ImageLabelDataset(Dataset):
     """Images on disk + label arrays in memory (a ``torch.utils.data.Dataset``)."""
 
-    image_paths: list[Path]
+    image_paths: Sequence[Path]  # a list, or a frame cache's lazy sequence
     labels: dict[str, np.ndarray]
     tasks: tuple[str, ...] = TASK_KEYS
     transform: Transform | None = None

@@ -43,9 +43,9 @@ from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
-from tqdm import tqdm
 
 from ..io import write_json_atomic, write_text_atomic
+from ..progress import Progress
 from ..tasks import ABAW8, AU_NAMES, AU_TASK, VA_TASK, expression_task
 from .layout import MTL_FILES, MTL_FOLDER, SPLIT_DIRS, TASK_FOLDERS, TRACK_SUFFIXES, base_video_name
 from .marker import MARKER_FILE, SYNTHETIC_DATASET, SYNTHETIC_FOLDERS_DATASET, read_marker
@@ -483,7 +483,7 @@ def generate_benchmark(out_dir: str | Path, videos: int = 20, frames: int = 100,
     counts: dict[str, dict[str, Any]] = {
         s: {"videos": 0, "images": 0, **{t: {"labelled": 0, "invalid": 0, "missing_images": 0} for t in TASK_FOLDERS}}
         for s in SPLIT_FOLDERS}
-    bar = tqdm(total=cfg.videos * cfg.frames, desc="synth", unit="frame", disable=not progress)
+    bar = Progress(cfg.videos * cfg.frames, "synth", "frame", enabled=progress)
     for plan in plans:
         rng = np.random.default_rng(plan.seed)
         seq = sample_sequence(cfg.frames, rng, cfg, next_expression=deck)
@@ -574,7 +574,7 @@ def generate_expression_folders(out_dir: str | Path, videos: int = 20, frames: i
     plans = plan_videos(cfg)
     deck = expression_deck(cfg.expression_weights, np.random.default_rng([cfg.seed, 1]))
     counts = {s: dict.fromkeys(ABAW8.labels, 0) for s in FOLDER_SPLITS}
-    bar = tqdm(total=cfg.videos, desc="synth folders", unit="video", disable=not progress)
+    bar = Progress(cfg.videos, "synth folders", "video", enabled=progress)
     for plan in plans:
         rng = np.random.default_rng(plan.seed)
         seq = sample_sequence(cfg.frames, rng, cfg, next_expression=deck)

@@ -17,6 +17,7 @@ from ..model import ModelConfig
 from ..records import SYNTHETIC_DATASET, RunRecord, run_factors
 from ..study import StudyReport, comparisons_of, run_estimates, selection_note
 from ..tasks import ABAW_BASELINES, AU_DESCRIPTIONS, VA_DESCRIPTIONS, get_label_space, headline_metric, task_specs
+from ..training.config import DATASET_LOCAL_KEYS, MACHINE_LOCAL_OPTIONS
 
 # metrics.json key -> (name in the card, metric type, task key, what it is)
 CARD_METRICS: dict[str, tuple[str, str, str, str]] = {
@@ -38,8 +39,6 @@ _TASK_INDEX = {
 _DATASET_NAMES = {SYNTHETIC_DATASET: "Synthetic affect benchmark (procedural faces, not real people)",
                   "aff-wild2": "Aff-Wild2"}
 _DATASET_SHORT = {SYNTHETIC_DATASET: "the synthetic affect benchmark", "aff-wild2": "Aff-Wild2"}
-# Machine-specific options that say nothing about the model (paths, workers, resumption).
-_LOCAL_OPTIONS = ("data", "out", "resume", "workers", "device", "checkpoint_every", "threads")
 TAGS = ["affectmodel", "facial-expression-recognition", "action-units", "valence-arousal",
         "affective-computing", "pytorch", "safetensors"]
 
@@ -199,7 +198,10 @@ def _preprocessing_section(config: ModelConfig) -> str:
 def _training_section(run: RunRecord, ds: dict[str, Any]) -> str:
     tasks = run.tasks
     factors = run_factors(run.config)
-    shown = {k: v for k, v in run.config.items() if k not in _LOCAL_OPTIONS}
+    # Machine-local options and paths say nothing about the model (and may be private).
+    shown = {k: v for k, v in run.config.items() if k not in MACHINE_LOCAL_OPTIONS}
+    if isinstance(shown.get("dataset"), dict):
+        shown["dataset"] = {k: v for k, v in shown["dataset"].items() if k not in DATASET_LOCAL_KEYS}
     setting = ("multi-task: one network trained jointly on " + ", ".join(tasks)) if len(tasks) > 1 \
         else f"uni-task: trained on {tasks[0] if tasks else '?'} only"
     return "\n".join([

@@ -39,6 +39,7 @@ from tqdm import tqdm
 from ..cli import UserError
 from ..images import ImageLoadError, is_image_file, load_image
 from ..io import atomic_write
+from ..progress import Progress, progress_iter
 from ..tasks import CHALLENGE_TO_KEY
 from .faces import DEFAULT_DETECT_MAX_SIDE, DETECTORS, create_detector
 from .predictor import Predictor, flatten_record, largest_face
@@ -317,7 +318,7 @@ def _video_frames(predictor: Predictor, path: Path, options: VideoOptions, annot
                   show: bool) -> Iterator:
     info = probe_video(path)
     total = info.frame_count
-    with tqdm(total=total, desc=path.name, unit="frame", disable=not show, leave=False, file=sys.stderr) as bar:
+    with Progress(total, path.name, "frame", enabled=show, leave=False) as bar:
         done = 0
         for fp in iter_video_predictions(predictor, path, options, annotate.get(path)):
             bar.update(fp.frame + 1 - done)
@@ -329,7 +330,7 @@ def _write_table(writer: TableWriter, predictor: Predictor, inputs, options: Vid
                  annotate: dict[Path, Path], show: bool) -> dict[str, int]:
     counts = {"faces": 0, "images": 0, "frames": 0, "skipped": 0}
     images = [(p, e) for p, k, e in inputs if k == "image"]
-    for path, explicit in tqdm(images, desc="images", unit="img", disable=not show or not images, file=sys.stderr):
+    for path, explicit in progress_iter(images, "images", "image", enabled=show and bool(images)):
         image = _read_image(path, explicit)
         if image is None:
             counts["skipped"] += 1
@@ -368,7 +369,7 @@ def _abaw_predictions(predictor: Predictor, inputs, task: str, options: VideoOpt
     images = [(p, e) for p, k, e in inputs if k == "image"]
     # Images: group by video folder, so frames without a face can borrow a neighbour's prediction.
     by_video: dict[str, list[tuple[int, np.ndarray | None]]] = {}
-    for path, explicit in tqdm(images, desc="images", unit="img", disable=not show or not images, file=sys.stderr):
+    for path, explicit in progress_iter(images, "images", "image", enabled=show and bool(images)):
         frame = _frame_number(path)
         image = _read_image(path, explicit)
         face = None if image is None else largest_face(_predict_image(predictor, image))

@@ -10,5 +10,14 @@ from .config import ConfigError, TrainConfig, TrainingError, load_config
 from .suite import SuiteRun, load_suite, run_suite
 from .trainer import run_training, train_run
 
-__all__ = ["TrainConfig", "ConfigError", "load_config", "TrainingError", "train_run", "run_training",
-           "SuiteRun", "load_suite", "run_suite"]
+__all__ = [
+    "ConfigError",
+    "SuiteRun",
+    "TrainConfig",
+    "TrainingError",
+    "load_config",
+    "load_suite",
+    "run_suite",
+    "run_training",
+    "train_run",
+]

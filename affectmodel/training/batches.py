@@ -8,8 +8,9 @@ not depend on the number of loader workers and a resumed run repeats what an uni
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 import numpy as np
 import torch
@@ -21,6 +22,10 @@ from ..metrics import valid_au, valid_expression
 from ..model import ModelConfig
 from ..tasks import get_label_space
 from .config import NO_CACHE, TrainConfig, TrainingError
+
+if TYPE_CHECKING:
+    from ..data.cache import FrameCacheDataset
+    from ..data.dataset import ImageLabelDataset
 
 # Seed of the validation label choice (limit_val): fixed, so every run of a study is scored on the
 # same frames whatever its own seed.
@@ -36,7 +41,8 @@ class SeededSamples(Dataset):
     hold their own copy of this view, so the epoch travels with the index).
     """
 
-    def __init__(self, base: Dataset, indices: Sequence[int] | None, seed: int):
+    def __init__(self, base: Any, indices: Sequence[int] | None, seed: int):
+        # ``base``: any map-style data set with a length (torch's Dataset declares no __len__).
         self.base = base
         self.indices = list(range(len(base))) if indices is None else [int(i) for i in indices]
         self.seed = seed
@@ -63,7 +69,9 @@ class CachedSamples(SeededSamples):
     Augmentation happens on the training device, on the whole batch
     (:class:`affectmodel.data.batch_augment.BatchAugment`, seeded per batch)."""
 
-    def __init__(self, base: Dataset, indices: Sequence[int] | None, seed: int):
+    base: FrameCacheDataset
+
+    def __init__(self, base: Any, indices: Sequence[int] | None, seed: int):  # a FrameCacheDataset
         super().__init__(base, indices, seed)
         self.index_array = np.asarray(self.indices, dtype=np.int64)
 
@@ -128,7 +136,7 @@ def subset_indices(n: int, limit: int | None, seed: int) -> list[int] | None:
     return sorted(torch.randperm(n, generator=g)[:limit].tolist())
 
 
-def label_arrays(dataset: Dataset, indices: Sequence[int] | None) -> dict[str, np.ndarray]:
+def label_arrays(dataset: Any, indices: Sequence[int] | None) -> dict[str, np.ndarray]:
     """Labels of the (subset of the) training set, from ``dataset.labels`` when it has them."""
     labels = getattr(dataset, "labels", None)
     if isinstance(labels, Mapping) and all(k in labels for k in ("expr", "au", "va")):
@@ -160,8 +168,9 @@ def loss_statistics(config: TrainConfig, labels: Mapping[str, np.ndarray]
     return class_weights, pos_weight
 
 
-def build_train_sampler(config: TrainConfig, view: Dataset, labels: Mapping[str, np.ndarray], batch: int,
-                        drop_last: bool, world_size: int, rank: int) -> Sampler:
+def build_train_sampler(config: TrainConfig, view: SeededSamples, labels: Mapping[str, np.ndarray], batch: int,
+                        drop_last: bool, world_size: int, rank: int
+                        ) -> DistributedSampler | ClassBalancedSampler | MultiTaskBatchSampler:
     """The training order ``config.sampler`` names; call ``set_epoch(e)`` before each epoch.
 
     ``shuffle``: ``DistributedSampler`` (a generator seeded with ``seed + e``), shared by all
@@ -196,7 +205,8 @@ def frame_cache_dir(config: TrainConfig) -> str | None:
     return str(found) if found is not None else None
 
 
-def load_datasets(config: TrainConfig, model_config: ModelConfig) -> tuple[Dataset, Dataset, dict[str, Any]]:
+def load_datasets(config: TrainConfig, model_config: ModelConfig
+                  ) -> tuple[ImageLabelDataset, ImageLabelDataset, dict[str, Any]]:
     """Training and validation sets of ``config.data``, plus the data set's description for the run
     record (with the training set's leakage counts, Aff-Wild2 only): from the frame cache when there
     is one (:func:`frame_cache_dir`: the same frames, labels and order as the JPEGs, checked against
@@ -216,15 +226,22 @@ def load_datasets(config: TrainConfig, model_config: ModelConfig) -> tuple[Datas
     common = dict(tasks=config.tasks, expression_space=config.expression_space, **options)
     cache_dir = frame_cache_dir(config)
     extra: dict[str, Any] = {}
+    if cache_dir is not None and config.keep_leaking_videos:
+        # A frame cache holds the default splits (leaking videos left out of training): training on
+        # it would silently ignore the option.
+        raise TrainingError(f"keep_leaking_videos needs the JPEGs, not the frame cache {cache_dir} (built without "
+                            "the leaking videos): pass --cache none")
     if cache_dir is not None:
         from ..data.cache import open_frame_cache
 
-        cache_options = dict(tasks=config.tasks, source=config.data_source, expression_space=config.expression_space)
-        train = open_frame_cache(cache_dir, "train", root=config.data, **cache_options)
-        val = open_frame_cache(cache_dir, "validation", root=config.data, **cache_options)
-        if train.image_size != config.image_size:
-            raise TrainingError(f"frame cache {cache_dir} holds {train.image_size} px frames, not image_size "
+        cache_options: dict[str, Any] = {"tasks": config.tasks, "source": config.data_source,
+                         "expression_space": config.expression_space}
+        cached = open_frame_cache(cache_dir, "train", root=config.data, **cache_options)
+        if cached.image_size != config.image_size:
+            raise TrainingError(f"frame cache {cache_dir} holds {cached.image_size} px frames, not image_size "
                                 f"{config.image_size}: build one with --size {config.image_size} or pass --cache none")
+        train: ImageLabelDataset = cached
+        val: ImageLabelDataset = open_frame_cache(cache_dir, "validation", root=config.data, **cache_options)
         extra["frame_cache"] = str(cache_dir)
     else:
         train = load_dataset(config.data, split="train",
@@ -251,8 +268,9 @@ class RunData:
     facts: dict[str, Any] = field(default_factory=dict)
 
 
-def names_videos(dataset: Dataset) -> bool:
-    """True for data sets that say which video each sample comes from (every affectmodel reader)."""
+def names_videos(dataset: Any) -> TypeGuard[ImageLabelDataset]:
+    """True for data sets that say which video each sample comes from (every affectmodel reader:
+    :class:`affectmodel.data.dataset.ImageLabelDataset` and its subclasses, or a look-alike)."""
     return all(hasattr(dataset, a) for a in ("frame_keys", "video_ids", "videos", "subset", "valid_masks"))
 
 
@@ -296,11 +314,11 @@ def prepare_run_data(config: TrainConfig, train: Dataset, validation: Dataset,
             if not names_videos(ds):
                 raise TrainingError(f"limit_train / limit_val need a {name} set that names its frames "
                                     "(an affectmodel reader)")
-    if config.limit_train is not None:
+    if config.limit_train is not None and names_videos(train):
         chosen = limit_labels(train, config.tasks, config.limit_train, config.seed)
         train = chosen.dataset
         facts["label_budget"] = chosen.stats
-    if config.limit_val is not None:
+    if config.limit_val is not None and names_videos(validation):
         chosen = limit_labels(validation, config.tasks, config.limit_val, VALIDATION_SEED)
         validation = chosen.dataset
         facts["validation_subset"] = chosen.stats
@@ -312,9 +330,9 @@ def sample_identity(dataset: Dataset, indices: np.ndarray) -> tuple[np.ndarray, 
     that do not name their videos."""
     indices = np.asarray(indices, dtype=np.int64)
     if names_videos(dataset) and hasattr(dataset, "frame_numbers"):
-        videos = np.asarray(dataset.videos, dtype=str)  # type: ignore[attr-defined]
-        ids = np.asarray(dataset.video_ids)[indices]  # type: ignore[attr-defined]
-        return videos[ids] if len(videos) else np.zeros(0, dtype=str), np.asarray(dataset.frame_numbers)[indices]  # type: ignore[attr-defined]
+        videos = np.asarray(dataset.videos, dtype=np.str_)
+        ids = np.asarray(dataset.video_ids)[indices]
+        return videos[ids] if len(videos) else np.zeros(0, dtype=np.str_), np.asarray(dataset.frame_numbers)[indices]
     return np.array([f"sample{i}" for i in indices], dtype=str), np.full(len(indices), -1, dtype=np.int64)
 
 

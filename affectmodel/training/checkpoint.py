@@ -5,7 +5,8 @@ scaler, loss (uncertainty weights), the RNG states of every process (each rank's
 generator included), epoch/step counters and the bookkeeping of the run (history, best score).
 On CPU with the same thread count, a resumed run is bit-identical to an uninterrupted one. On
 GPUs it is statistically equal only: cuDNN's autotuned algorithms and non-deterministic kernels
-(atomic adds in backward passes) change the last bits from one session to the next. It is saved with ``torch.save`` and loaded with
+(atomic adds in backward passes) change the last bits from one session to the next. It is saved
+with ``torch.save`` and loaded with
 ``torch.load(weights_only=True)``, so every RNG state is stored as a tensor.
 
 Both files are written atomically (:func:`affectmodel.io.atomic_write`): on a full disk the save
@@ -42,7 +43,8 @@ def best_weights_path(run_dir: str | Path) -> Path:
 
 def capture_rng_state(device: torch.device | None = None) -> dict[str, Any]:
     """This process's RNG states; ``device``: the process's own GPU, whose CUDA generator is saved."""
-    np_state = np.random.get_state()
+    np_state = np.random.get_state(legacy=True)
+    assert isinstance(np_state, tuple)  # legacy form: (name, keys, pos, has_gauss, cached_gaussian)
     py_version, py_internal, py_gauss = random.getstate()
     state: dict[str, Any] = {
         "torch": torch.get_rng_state(),
@@ -109,7 +111,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         raise FileNotFoundError(f"no checkpoint at {path}")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - a truncated, foreign or pickled-object file: say which one
+    except Exception as e:
         # CheckpointError (a RuntimeError) is what train.py reports as one line, exit status 2
         raise CheckpointError(f"cannot read checkpoint {path}: {e}") from e
 

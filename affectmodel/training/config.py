@@ -15,9 +15,10 @@ import hashlib
 import json
 import tomllib
 import typing
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from ..data.samplers import SAMPLERS
 from ..data.transforms import AUGMENT_PRESETS
@@ -33,7 +34,13 @@ DEVICES = ("auto", "cpu", "cuda")
 # On GPUs even the same device and thread count do not give bit-identical results (cuDNN
 # autotuning and non-deterministic kernels): there a resumed run is statistically equal only.
 # ``cache`` changes where the frames come from (the same frames), not what is trained.
-RESUME_MUTABLE = frozenset({"resume", "workers", "threads", "device", "checkpoint_every", "out", "data", "cache"})
+# Where and how fast a run goes on this machine, not what it trains: they may change on --resume,
+# and a published model card leaves them out (affectmodel.hub.card), as it does the machine paths of
+# the record's "dataset" entry (DATASET_LOCAL_KEYS: written by batches.load_datasets).
+MACHINE_LOCAL_OPTIONS = frozenset({"resume", "workers", "threads", "device", "checkpoint_every", "out", "data",
+                                   "cache"})
+DATASET_LOCAL_KEYS = frozenset({"root", "frame_cache"})
+RESUME_MUTABLE = MACHINE_LOCAL_OPTIONS
 NO_CACHE = "none"   # --cache none: read the JPEGs even when a frame cache lies next to the data
 # Options left out of a configuration's identity (:func:`config_id`): the seed, where the run and
 # its data live, how fast it runs, and the suite bookkeeping. Names of options that a version may
@@ -60,7 +67,9 @@ def option(default: Any = dataclasses.MISSING, *, help: str, group: str, choices
            default_text: str | None = None, cli: bool = True) -> Any:
     """A TrainConfig field with its schema: ``help`` (the default is appended by the CLI),
     ``group`` (the --help section), ``choices``, ``metavar``, ``default_text`` (how an unset
-    default reads in --help) and ``cli`` (False: set through aliases, not its own option)."""
+    default reads in --help) and ``cli`` (False: set through aliases, not its own option).
+    It returns a ``dataclasses.field`` (mutable defaults go through ``default_factory``); ruff's
+    RUF009 cannot see that, hence the ``noqa`` on the fields that use it."""
     metadata = {"help": help, "group": group, "choices": choices, "metavar": metavar,
                 "default_text": default_text, "cli": cli}
     if default_factory is not None:
@@ -76,7 +85,7 @@ class TrainConfig:
                        help="Aff-Wild2 or synthetic benchmark folder")
     out: str = option("", group="run", metavar="DIR", default_text="required",
                       help="run folder, e.g. runs/SUITE/NAME")
-    tasks: list[str] = option(group="run", default_factory=lambda: list(TASK_KEYS),
+    tasks: list[str] = option(group="run", default_factory=lambda: list(TASK_KEYS),  # noqa: RUF009
                               help="comma-separated subset of expr,au,va; one task = uni-task")
     init: str = option("random", group="run", metavar="random|imagenet|PATH",
                        help="trunk initialisation: random, ImageNet, a weights file, a model folder or an "
@@ -84,10 +93,11 @@ class TrainConfig:
     expression_space: str = option("abaw8", group="run", help="expression label space")
     data_source: str = option("auto", group="run",
                               help="annotation source for the data reader (affectmodel.data.load_affwild2)")
-    losses: dict[str, str] = option(group="losses", default_factory=_default_losses, cli=False,
+    losses: dict[str, str] = option(group="losses", default_factory=_default_losses, cli=False,  # noqa: RUF009
                                     help="loss per task (also loss_TASK = NAME)")
     weighting: str = option("fixed", group="losses", choices=TASK_WEIGHTINGS, help="task weighting")
-    task_weights: dict[str, float] = option(group="losses", default_factory=lambda: {k: 1.0 for k in TASK_KEYS},
+    task_weights: dict[str, float] = option(group="losses",  # noqa: RUF009
+                                            default_factory=lambda: dict.fromkeys(TASK_KEYS, 1.0),
                                             metavar="expr=1,au=1,va=1",
                                             help="fixed task weights (also weight_TASK = W)")
     label_smoothing: float = option(0.0, group="losses", help="expression label smoothing")
@@ -162,9 +172,9 @@ class TrainConfig:
             task = get_task(key).key
             losses[task] = str(value)
         self.losses = losses
-        weights = {k: 1.0 for k in TASK_KEYS}
-        for key, value in dict(self.task_weights or {}).items():
-            weights[get_task(key).key] = float(value)
+        weights = dict.fromkeys(TASK_KEYS, 1.0)
+        for key, weight in dict(self.task_weights or {}).items():
+            weights[get_task(key).key] = float(weight)
         self.task_weights = weights
         self.init = str(self.init)
         self.data, self.out = str(self.data), str(self.out)
@@ -217,7 +227,7 @@ class TrainConfig:
         d["task_weights"] = {t: self.task_weights[t] for t in self.tasks}
         return d
 
-    def replace(self, **changes: Any) -> "TrainConfig":
+    def replace(self, **changes: Any) -> TrainConfig:
         return config_from_mapping({**self.to_dict(), **changes})
 
 

@@ -7,9 +7,12 @@ printed: the epoch summaries and, once, any note on an epoch's step count.
 from __future__ import annotations
 
 import sys
-from typing import Any, Mapping, Sequence, TextIO
+from collections.abc import Mapping, Sequence
+from typing import Any, TextIO
 
 from tqdm.auto import tqdm
+
+from ..progress import interactive as is_terminal
 
 
 class RunConsole:
@@ -19,7 +22,7 @@ class RunConsole:
                  interactive: bool | None = None):
         self.name, self.n_epochs, self.enabled = name or "train", n_epochs, enabled
         self.out = out
-        self.interactive = enabled and (sys.stderr.isatty() if interactive is None else interactive)
+        self.interactive = enabled and (is_terminal() if interactive is None else interactive)
         self.epoch_bar: Any = None
         self.step_bar: Any = None
 
@@ -89,4 +92,5 @@ def summary_line(epoch: int, n_epochs: int, row: Mapping[str, Any], tasks: Seque
     scores = " ".join(f"{m} {metrics[m]:.3f}" for m in shown)
     return (f"epoch {epoch}/{n_epochs}: loss {row['train_loss']:.3f}"
             + (f" ({losses})" if len(tasks) > 1 and losses else "")
-            + (f" | {split} {scores}{' *best' if is_best else ''}" if scores else "") + f" | lr {row['lr']:.2e} | {seconds:.1f}s")
+            + (f" | {split} {scores}{' *best' if is_best else ''}" if scores else "")
+            + f" | lr {row['lr']:.2e} | {seconds:.1f}s")

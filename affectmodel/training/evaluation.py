@@ -1,7 +1,8 @@
 """Validation: predictions of a model over a loader and their ABAW scores."""
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -24,7 +25,9 @@ def predict(model: AffectModel, loader: DataLoader, device: torch.device, amp_dt
     right trailing shape, so they join with other processes' outputs."""
     was_training = model.training
     model.eval()
-    positions, outputs, targets = [], {k: [] for k in model.tasks}, {k: [] for k in ("expr", "au", "va")}
+    positions: list[np.ndarray] = []
+    outputs: dict[str, list[np.ndarray]] = {k: [] for k in model.tasks}
+    targets: dict[str, list[np.ndarray]] = {k: [] for k in ("expr", "au", "va")}
     for images, batch_targets, pos in loader:
         images = images.to(device, non_blocking=True)
         if prepare is not None:
@@ -57,13 +60,11 @@ def score(outputs: Mapping[str, np.ndarray], targets: Mapping[str, np.ndarray], 
           expression_space: str) -> dict[str, Any]:
     """ABAW metrics of one validation pass. P_AU uses per-AU thresholds tuned on these predictions
     (as the ABAW challenge scores AU detection); ``P_AU_at_0.5`` is the untuned score."""
-    thresholds = None
-    if "au" in tasks:
-        thresholds = tune_au_thresholds(outputs["au"], targets["au"])
+    thresholds = tune_au_thresholds(outputs["au"], targets["au"]) if "au" in tasks else None
     metrics = evaluate({k: outputs[k] for k in tasks}, targets, expression_space, au_thresholds=thresholds)
-    if "au" in tasks:
+    if thresholds is not None:
         metrics["P_AU_at_0.5"] = evaluate({"au": outputs["au"]}, {"au": targets["au"]})["P_AU"]
-        metrics["au_thresholds"] = dict(zip(AU_NAMES, [float(t) for t in thresholds]))
+        metrics["au_thresholds"] = dict(zip(AU_NAMES, [float(t) for t in thresholds], strict=True))
     if "expr" in tasks:
         n_classes = len(get_label_space(expression_space))
         metrics["confusion_matrix"] = confusion_matrix(outputs["expr"], targets["expr"], n_classes).tolist()

@@ -71,7 +71,8 @@ def _log_path(out: Path, run: Any) -> Path:
 
 def _job_main(config_values: dict[str, Any], device: str, threads: int, log_file: str) -> None:
     """One run in a fresh process (spawned: no CUDA or OpenMP state inherited)."""
-    log = open(log_file, "a", buffering=1, encoding="utf-8")
+    # Kept open for the life of this process: it becomes its stdout and stderr.
+    log = open(log_file, "a", buffering=1, encoding="utf-8")  # noqa: SIM115
     os.dup2(log.fileno(), 1)
     os.dup2(log.fileno(), 2)
     sys.stdout = sys.stderr = log

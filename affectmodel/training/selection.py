@@ -11,7 +11,8 @@ challenge entries usually report it; optimistic). Without a development split
 """
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -41,12 +42,12 @@ def validation_metrics(outputs: Mapping[str, np.ndarray], targets: Mapping[str, 
     """
     thresholds = threshold_list(au_thresholds) if "au" in tasks else None
     metrics = evaluate({k: outputs[k] for k in tasks}, targets, expression_space, au_thresholds=thresholds)
-    if "au" in tasks:
+    if thresholds is not None:
         metrics["P_AU_at_0.5"] = evaluate({"au": outputs["au"]}, {"au": targets["au"]})["P_AU"]
         in_sample = tune_au_thresholds(outputs["au"], targets["au"])
         metrics["P_AU_tuned_on_validation"] = evaluate({"au": outputs["au"]}, {"au": targets["au"]},
                                                        au_thresholds=in_sample)["P_AU"]
-        metrics["au_thresholds"] = dict(zip(AU_NAMES, [float(t) for t in thresholds], strict=True))  # type: ignore[arg-type]
+        metrics["au_thresholds"] = dict(zip(AU_NAMES, [float(t) for t in thresholds], strict=True))
     if "expr" in tasks:
         n_classes = len(get_label_space(expression_space))
         metrics["confusion_matrix"] = confusion_matrix(outputs["expr"], targets["expr"], n_classes).tolist()

@@ -2,10 +2,10 @@
 valid-label checks, all without host-device synchronisation."""
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
-import torch.nn as nn
+from torch import nn
 
 from ..losses import MultiTaskLoss, has_labels
 from ..model import AffectModel

@@ -36,9 +36,10 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 from ..io import write_text_atomic
 from ..records import is_complete, read_runs, run_factors
@@ -190,7 +191,9 @@ def run_suite(path: str | Path, data: str | Path, out: str | Path, overrides: Ma
     more than one, independent runs train at the same time (:mod:`affectmodel.training.jobs`).
     """
     if train is None:
-        from .trainer import train_run as train
+        from .trainer import train_run
+
+        train = train_run
     runs = load_suite(path, data, out, overrides)
     if only:
         unknown = sorted(set(only) - {r.name for r in runs} - {r.folder for r in runs})

@@ -23,13 +23,14 @@ import math
 import random
 import shutil
 import time
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any
 
 import numpy as np
 import torch
-import torch.nn as nn
+from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 
@@ -267,8 +268,8 @@ class Trainer:
         # each index: EpochSampler). Own generators: making a loader must not draw from the global
         # RNG (resume exactness).
         workers = config.workers if config.workers is not None else dist_utils.default_workers(self.device)
-        self.loader_kw: dict[str, Any] = dict(num_workers=workers, pin_memory=self.use_cuda,
-                                              persistent_workers=workers > 0)
+        self.loader_kw: dict[str, Any] = {"num_workers": workers, "pin_memory": self.use_cuda,
+                                              "persistent_workers": workers > 0}
         if self.cached:
             from ..data.batch_augment import BatchAugment
 
@@ -323,7 +324,7 @@ class Trainer:
         self.yields_batches = config.sampler == "multitask"
         self.per_rank = per_rank
         if self.yields_batches:
-            self.steps_per_epoch = len(self.sampler)
+            self.steps_per_epoch = len(self.sampler)  # a MultiTaskBatchSampler: batches per epoch
         else:
             self.steps_per_epoch = per_rank // self.batch if self.drop_last else 1
         if self.steps_per_epoch < 1:
@@ -407,7 +408,7 @@ class Trainer:
         self.state.epoch_sums = sums
         self.state.train_time_s = self.elapsed()
         rngs = dist_utils.gather_objects(ckpt.capture_rng_state(self.device), self.info)  # each rank's own
-        if self.info.is_main:
+        if rngs is not None:  # the main process
             ckpt.save_checkpoint(ckpt.checkpoint_path(self.run_dir), {
                 "module": self.module.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
