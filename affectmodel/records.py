@@ -54,7 +54,8 @@ SEED_FOLDER = re.compile(r"^seed-(\d+)$")
 # config.json keys that do not change what is trained: the seed, where things are, how fast, and
 # the identity fields themselves. A configuration id ignores them.
 NON_CONFIGURATION_KEYS = frozenset({"seed", "data", "out", "device", "workers", "threads", "resume",
-                                    "checkpoint_every", "code_version", "suite", "run", "config_id"})
+                                    "checkpoint_every", "cache", "code_version", "suite", "run",
+                                    "config_id"})
 
 
 class RunRecordError(ValueError):

@@ -402,6 +402,8 @@ def _match_signature(record: RunRecord, task: str, ignore_init: bool) -> str:
             continue
         if isinstance(v, Mapping) and v and set(v) <= set(TASK_KEYS):
             v = v.get(task)  # a per-task setting: only this task's value matters
+        elif k == "model" and isinstance(v, Mapping):
+            v = {mk: mv for mk, mv in v.items() if mk not in ("tasks", "labels")}  # heads follow the tasks
         kept[k] = v
     kept["_dataset"] = dataset_info(record)["dataset"]
     budget = _budget(record)

@@ -334,3 +334,19 @@ def test_report_markdown_has_the_table_and_the_verdicts(tmp_path):
     for c in report.comparisons:
         assert c.verdict_text in text
     assert "quick/multi against one model per task" in text and "instead of 3" in text
+
+
+def test_model_section_that_differs_only_in_the_tasks_still_matches():
+    """Training writes the model's config (its heads follow the tasks) into config.json: a multi-task
+    run and a uni-task run that differ only in the tasks must still be matched."""
+    from affectmodel.records import RunRecord
+    from affectmodel.study import _match_signature
+
+    def record(tasks, input_size=48):
+        config = {"tasks": tasks, "augment": "light", "losses": {t: "ce" if t == "expr" else "bce" for t in tasks},
+                  "model": {"tasks": tasks, "input_size": input_size, "backbone": "resnet18"}, "steps": 60}
+        return RunRecord(Path("runs/s/x/seed-0"), config, {"budget_steps": 60})
+
+    multi, uni = record(["expr", "au"]), record(["expr"])
+    assert _match_signature(multi, "expr", False) == _match_signature(uni, "expr", False)
+    assert _match_signature(multi, "expr", False) != _match_signature(record(["expr"], input_size=64), "expr", False)
