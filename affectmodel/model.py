@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,7 +21,6 @@ from .tasks import AU_NAMES, DEFAULT_EXPRESSION_SPACE, get_label_space, get_task
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 BACKBONES = ("resnet18",)
-INIT_CHOICES = ("random", "imagenet")  # or a path: weights file / checkpoint folder / run folder
 # Bounds on config.json, which may come from a stranger's Hub repository. Aff-Wild2's aligned crops
 # are 112 px; 1024 px is far above any useful face size and keeps one face's forward pass near 0.2 GB.
 MIN_INPUT_SIZE, MAX_INPUT_SIZE = 16, 1024
@@ -243,6 +241,3 @@ def build_model(config: ModelConfig | None = None, init: str | os.PathLike = "ra
     load_backbone(model, init)
     return model
 
-
-def count_parameters(tasks: Sequence[str] = ("expr", "au", "va")) -> int:
-    return AffectModel(ModelConfig(tasks=list(tasks))).num_parameters()

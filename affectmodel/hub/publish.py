@@ -25,7 +25,6 @@ from .card import build_model_card
 from .loading import WEIGHTS_FILE, is_repo_id, load_folder
 
 TRAINING_CONFIG_FILE = "training_config.json"  # the run's config.json; config.json is the model's
-MODEL_FOLDER_FILES = (WEIGHTS_FILE, CONFIG_FILE, "README.md", METRICS_FILE, TRAINING_CONFIG_FILE, HISTORY_FILE)
 
 
 class PublishError(ValueError):

@@ -14,7 +14,7 @@ Label names come from the model's config (set from :mod:`affectmodel.tasks`).
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 import cv2
 import numpy as np
@@ -190,9 +190,6 @@ class Predictor:
         if not faces:
             return []
         return self.to_records(self.forward(self.crops(rgb, faces)), faces)
-
-    def predict_images(self, images: Iterable[ImageSource]) -> list[list[dict]]:
-        return [self.predict_image(im) for im in images]
 
 
 # ------------------------------------------------------------------ flat rows (CSV)
