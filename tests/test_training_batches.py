@@ -15,12 +15,7 @@ from affectmodel.training.config import TrainConfig
 DATASET = {"name": "tiny-test-set", "synthetic": True}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 class RecordingSet(TinyAffectSet):

@@ -2,7 +2,6 @@
 import io
 
 import pytest
-import torch
 from _training_data import TinyAffectSet
 
 from affectmodel.training import run_training
@@ -12,12 +11,7 @@ from affectmodel.training.console import RunConsole, step_count_note
 DATASET = {"name": "tiny-test-set", "synthetic": True}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _run(tmp_path, capsys, n_train=20, **changes):  # 20 in 5 videos: 16 train + 4 development

@@ -21,13 +21,7 @@ from affectmodel.training.step import TrainModule, train_step
 DATASET = {"name": "tiny-test-set", "synthetic": True}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors gain nothing from more threads, and on a shared CPU extra threads spin."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _data() -> tuple[TinyAffectSet, TinyAffectSet]:

@@ -4,7 +4,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-import torch
 from _training_data import TinyAffectSet
 from affwild2_fixtures import au_line, make_study_tree, write_images, write_task_file
 
@@ -23,12 +22,7 @@ from affectmodel.training.suite import run_suite
 DATASET = {"name": "tiny-test-set", "synthetic": True}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _config(tmp_path, name, **changes):
