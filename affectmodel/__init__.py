@@ -1,6 +1,6 @@
 """affectmodel: one network for facial expressions, action units and valence/arousal.
 
-Folder tour: ``tasks`` (label spaces, the single source of truth), ``model``, ``losses``,
+Folder tour: ``tasks`` (label spaces, the single source of truth), ``model``, ``initialisation``, ``losses``,
 ``metrics``, ``scoring`` (the challenge's evaluation), ``data/`` (readers, augmentation,
 synthetic benchmark), ``training/`` (loop, configs, suites), ``records`` (run folders),
 ``hub/`` (publish and load), ``inference/`` (faces, predictor, video).
@@ -10,8 +10,8 @@ from .tasks import ABAW8, AU_NAMES, VA_NAMES, get_label_space, get_task
 
 # The model names import torch/torchvision (seconds); resolve them on first use so that
 # `python -m affectmodel --help` and torch-free commands (score) start fast.
-__getattr__ = lazy_getattr(__name__, dict.fromkeys(("AffectModel", "CheckpointError", "ModelConfig", "build_model"),
-                                                   ".model"))
+__getattr__ = lazy_getattr(__name__, {**dict.fromkeys(("AffectModel", "CheckpointError", "ModelConfig"), ".model"),
+                                      "build_model": ".initialisation"})
 
 __version__ = "0.1.0"
 

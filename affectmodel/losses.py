@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .metrics import valid_au, valid_expression, valid_rows, valid_va  # the one statement of valid labels
 from .tasks import TASK_WEIGHTINGS, get_task, parse_tasks
 
 
@@ -26,29 +27,9 @@ def _masked_mean(values: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     return values.sum() / weights.sum().clamp(min=torch.finfo(values.dtype).tiny)
 
 
-# Validity rules of the labels: the same as affectmodel.metrics.valid_* (numpy), on tensors.
-
-def valid_expression_mask(target: torch.Tensor, num_classes: int) -> torch.Tensor:
-    return (target >= 0) & (target < num_classes)
-
-
-def valid_au_mask(target: torch.Tensor) -> torch.Tensor:
-    return (target == 0) | (target == 1)
-
-
-def valid_va_mask(target: torch.Tensor) -> torch.Tensor:
-    return torch.isfinite(target) & (target >= -1) & (target <= 1)
-
-
 def has_labels(task: str, target: torch.Tensor, num_classes: int) -> torch.Tensor:
     """1.0 when the batch holds at least one valid label of ``task``, else 0.0 (a tensor: no sync)."""
-    if task == "expr":
-        valid = valid_expression_mask(target, num_classes)
-    elif task == "au":
-        valid = valid_au_mask(target)
-    else:
-        valid = valid_va_mask(target)
-    return valid.any().float()
+    return valid_rows(task, target, num_classes).any().float()
 
 
 # ------------------------------------------------------------------ expression
@@ -69,7 +50,7 @@ def expression_loss(logits: torch.Tensor, target: torch.Tensor, kind: str = "ce"
         raise ValueError("weighted_ce needs class_weights")
     n_classes = logits.shape[1]
     target = target.long()
-    valid = valid_expression_mask(target, n_classes)
+    valid = valid_expression(target, n_classes)
     safe_target = torch.where(valid, target, 0)  # any class: the row is masked out below
     logits = logits.float()
     row_weight = valid.float()
@@ -104,7 +85,7 @@ def au_loss(logits: torch.Tensor, target: torch.Tensor, kind: str = "bce",
         raise ValueError(f"unknown AU loss {kind!r}; choose from {get_task('au').losses}")
     if kind == "weighted_bce" and pos_weight is None:
         raise ValueError("weighted_bce needs pos_weight")
-    valid = valid_au_mask(target)
+    valid = valid_au(target)
     # NaN targets must not leak into the sum through 0 * NaN: zero the invalid ones.
     logits, target = logits.float(), torch.where(valid, target.float(), 0.0)
     pw = pos_weight.to(logits) if (pos_weight is not None and kind != "bce") else None
@@ -170,7 +151,7 @@ def va_loss(pred: torch.Tensor, target: torch.Tensor, kind: str = "ccc",
     if kind not in ("ccc", "mse", "ccc+mse"):
         raise ValueError(f"unknown VA loss {kind!r}; choose from {get_task('va').losses}")
     pred, target = pred.float(), target.float()
-    valid = valid_va_mask(target)
+    valid = valid_va(target)
     target = torch.where(valid, target, 0.0)  # NaN must not leak through 0 * NaN
     if global_batch and torch.distributed.is_available() and torch.distributed.is_initialized():
         from torch.distributed.nn.functional import all_gather

@@ -6,28 +6,49 @@ dropped per task (per AU / per VA dimension) before scoring.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
 from .tasks import AU_NAMES, DEFAULT_EXPRESSION_SPACE, MTL_METRIC, VA_NAMES, get_label_space
 
 # ------------------------------------------------------------------ validity masks
+# The one statement of which labels count. The rules use only comparisons, so they take numpy
+# arrays and torch tensors alike (the training losses call them on device tensors: no copies, no
+# host-device synchronisation); anything else is converted to a numpy array.
 
-def valid_expression(target: np.ndarray, num_classes: int) -> np.ndarray:
-    target = np.asarray(target)
+def _array(target: Any) -> Any:
+    return target if hasattr(target, "dtype") and hasattr(target, "shape") else np.asarray(target)
+
+
+def valid_expression(target: Any, num_classes: int) -> Any:
+    """Per-element mask: an expression label is valid when it is a class index (``-1``: not annotated)."""
+    target = _array(target)
     return (target >= 0) & (target < num_classes)
 
 
-def valid_au(target: np.ndarray) -> np.ndarray:
+def valid_au(target: Any) -> Any:
     """Per-element mask: an AU label is valid when it is 0 or 1."""
-    target = np.asarray(target, dtype=float)
+    target = _array(target)
     return (target == 0) | (target == 1)
 
 
-def valid_va(target: np.ndarray) -> np.ndarray:
-    """Per-element mask: a valence/arousal value is valid when finite and within [-1, 1]."""
-    target = np.asarray(target, dtype=float)
-    return np.isfinite(target) & (target >= -1.0) & (target <= 1.0)
+def valid_va(target: Any) -> Any:
+    """Per-element mask: a valence/arousal value is valid when within [-1, 1] (NaN and ±inf fail
+    the comparisons, so they are invalid too)."""
+    target = _array(target)
+    return (target >= -1.0) & (target <= 1.0)
+
+
+def valid_rows(task: str, target: Any, num_classes: int) -> Any:
+    """Per-row mask: the row carries a usable label of ``task`` (AU and VA: at least one column)."""
+    if task == "expr":
+        return valid_expression(target, num_classes)
+    if task == "au":
+        return valid_au(target).any(-1)
+    if task == "va":
+        return valid_va(target).any(-1)
+    raise ValueError(f"unknown task {task!r}")
 
 
 # ------------------------------------------------------------------ F1
@@ -184,5 +205,6 @@ __all__ = [
     "va_ccc",
     "valid_au",
     "valid_expression",
+    "valid_rows",
     "valid_va",
 ]

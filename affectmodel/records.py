@@ -45,10 +45,13 @@ from typing import Any
 
 from .data.marker import SYNTHETIC_DATASET as SYNTHETIC_DATASET  # declared with the marker; re-exported
 
-CONFIG_FILE = "config.json"
+RUN_CONFIG_FILE = "config.json"     # the run's training options
 METRICS_FILE = "metrics.json"
 HISTORY_FILE = "history.csv"
 MODEL_DIR = "model"
+# The model folder inside a run (and on the Hub), as AffectModel.save / PyTorchModelHubMixin writes it.
+MODEL_CONFIG_FILE = "config.json"   # the network's ModelConfig, not the run's options
+MODEL_WEIGHTS_FILE = "model.safetensors"
 METRIC_KEYS = ("P_EXPR", "P_AU", "P_VA", "P_MTL", "ccc_valence", "ccc_arousal")
 SEED_FOLDER = re.compile(r"^seed-(\d+)$")
 # config.json keys that do not change what is trained: the seed, where things are, how fast, and
@@ -122,7 +125,7 @@ class RunRecord:
 
 def is_complete(run_dir: str | Path) -> bool:
     run_dir = Path(run_dir)
-    return (run_dir / METRICS_FILE).is_file() and (run_dir / MODEL_DIR / "model.safetensors").is_file()
+    return (run_dir / METRICS_FILE).is_file() and (run_dir / MODEL_DIR / MODEL_WEIGHTS_FILE).is_file()
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -154,7 +157,7 @@ def _read_history(path: Path) -> list[dict[str, Any]]:
 def read_run(run_dir: str | Path) -> RunRecord:
     """Read one run folder; raises :class:`RunRecordError` with the file at fault."""
     run_dir = Path(run_dir)
-    return RunRecord(run_dir, _read_json(run_dir / CONFIG_FILE), _read_json(run_dir / METRICS_FILE),
+    return RunRecord(run_dir, _read_json(run_dir / RUN_CONFIG_FILE), _read_json(run_dir / METRICS_FILE),
                      _read_history(run_dir / HISTORY_FILE))
 
 

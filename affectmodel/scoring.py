@@ -180,11 +180,7 @@ def _frame_of(image: str) -> Frame | None:
 
 def _valid(task: str, values: np.ndarray, num_classes: int) -> np.ndarray:
     """Rows of ``values`` with at least one valid label (or prediction) for ``task``."""
-    if task == "expr":
-        return metrics.valid_expression(values, num_classes)
-    if task == "au":
-        return np.asarray(metrics.valid_au(values).any(axis=1))
-    return np.asarray(metrics.valid_va(values).any(axis=1))
+    return metrics.valid_rows(task, values, num_classes)
 
 
 def _mtl_rows(path: str | os.PathLike, task: str, expression_space: str) -> dict[Frame, np.ndarray]:

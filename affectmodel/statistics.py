@@ -37,7 +37,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .metrics import valid_au, valid_expression, valid_va
+from .metrics import valid_au, valid_expression, valid_rows, valid_va
 from .predictions import Predictions
 from .tasks import AU_NAMES, MTL_METRIC, get_label_space, get_task
 
@@ -159,12 +159,7 @@ def _normal_quantile(p: float) -> float:
 
 def _task_rows(predictions: Predictions, task: str) -> np.ndarray:
     """Rows with at least one valid label for ``task``."""
-    target = predictions.targets[task]
-    if task == "expr":
-        return valid_expression(target, len(get_label_space(predictions.expression_space)))
-    if task == "au":
-        return np.asarray(valid_au(target).any(axis=1))
-    return np.asarray(valid_va(target).any(axis=1))
+    return valid_rows(task, predictions.targets[task], len(get_label_space(predictions.expression_space)))
 
 
 def _per_video(codes: np.ndarray, values: np.ndarray, n_videos: int) -> np.ndarray:

@@ -559,27 +559,6 @@ def test_model_source_prefers_argument_then_environment(monkeypatch, tmp_path):
     assert default_model.resolve_model_source(None) == "someone/affect-model"
 
 
-def test_default_model_is_reused_once_built(monkeypatch, tmp_path):
-    run = make_run_folder(tmp_path)
-    monkeypatch.delenv(default_model.MODEL_ENV, raising=False)
-    monkeypatch.setenv(default_model.DEFAULT_DIR_ENV, str(run))
-
-    def no_build(*args, **kwargs):
-        raise AssertionError("a complete default model must not be rebuilt")
-
-    monkeypatch.setattr(default_model, "build_default_model", no_build)
-    assert default_model.resolve_model_source(None) == str(run)
-
-
-def test_default_model_recipe_is_the_demo_suite():
-    from affectmodel.training import load_suite
-
-    runs = load_suite(default_model.DEFAULT_SUITE, "DATA", "OUT")
-    assert [r.name for r in runs] == [default_model.SUITE_RUN]
-    assert runs[0].config.tasks == ["expr", "au", "va"] and runs[0].config.device == "cpu"
-    assert default_model.read_demo_suite() == {"videos": 800, "frames": 3, "size": 64, "seed": 0}
-
-
 def test_model_choice_says_where_the_model_lives_and_whether_it_was_built(monkeypatch, tmp_path):
     run = make_run_folder(tmp_path)
     monkeypatch.delenv(default_model.MODEL_ENV, raising=False)
@@ -591,17 +570,3 @@ def test_model_choice_says_where_the_model_lives_and_whether_it_was_built(monkey
     assert str(run) in demo_app.launch_line(loaded) and "reused" in demo_app.launch_line(loaded)
     monkeypatch.setenv(default_model.MODEL_ENV, str(run))
     assert "(from $AFFECT_MODEL)" in default_model.choose_model(None).describe()
-
-
-@pytest.mark.slow
-def test_default_model_build_runs_the_demo_suite(tmp_path):
-    # 2 videos (1 for training): no development split to hold out, so dev_fraction 0, explicitly
-    overrides = {"image_size": 32, "batch_size": 8, "max_steps": 2, "epochs": 1, "limit_val": 8, "dev_fraction": 0.0}
-    folder = default_model.ensure_default_model(tmp_path / "default-model", overrides=overrides,
-                                                data={"videos": 2, "frames": 10, "size": 64})
-    assert (folder / "model" / "model.safetensors").is_file()
-    assert (folder / "suite.toml").read_text() == default_model.DEFAULT_SUITE.read_text()
-    from affectmodel.hub.loading import model_info
-    info = model_info(str(folder))
-    assert info["synthetic"] is True and info["input_size"] == 32
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["default-model"]  # no temp folders left

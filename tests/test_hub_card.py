@@ -9,7 +9,8 @@ import pytest
 from hub_fixtures import make_run
 from huggingface_hub import ModelCard
 
-from affectmodel.hub.card import build_model_card, eval_results, metrics_from_card, write_model_card
+from affectmodel.hub.card import build_model_card, eval_results, write_model_card
+from affectmodel.hub.model_index import metrics_from_card
 from affectmodel.model import AffectModel, ModelConfig
 from affectmodel.records import read_run
 from affectmodel.tasks import ABAW8, AU_NAMES, VA_NAMES

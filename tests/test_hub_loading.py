@@ -334,15 +334,17 @@ def test_every_config_field_is_bounded_with_a_one_line_error(good_folder, tmp_pa
 
 
 def test_every_loader_validates(good_folder, tmp_path):
-    """The library, AffectModel.load, training initialisation and the predictor share the loader."""
+    """The library (module and package entry), training initialisation and the predictor share the loader."""
+    import affectmodel
     from affectmodel.inference import Predictor
-    from affectmodel.model import AffectModel, ModelConfig, build_model
+    from affectmodel.initialisation import build_model
+    from affectmodel.model import ModelConfig
 
     folder = _hostile_copy(good_folder, tmp_path / "m", input_size=20000)
     run = tmp_path / "run"
     run.mkdir()
     _hostile_copy(good_folder, run / "model", std=[0, 0, 0])
-    for load in (load_model, AffectModel.load, lambda f: build_model(ModelConfig(), init=f),
+    for load in (load_model, affectmodel.load_model, lambda f: build_model(ModelConfig(), init=f),
                  lambda f: Predictor(f, detector=None)):
         for source in (folder, run):
             with pytest.raises(InvalidModelError, match="field '(input_size|std)'"):

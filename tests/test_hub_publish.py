@@ -19,7 +19,7 @@ from huggingface_hub import HfApi, ModelCard
 from huggingface_hub.errors import HfHubHTTPError
 from safetensors import safe_open
 
-from affectmodel import cli
+from affectmodel import cli, load_model
 from affectmodel.hub import publish
 from affectmodel.hub.publish import PublishError, publish_run
 from affectmodel.model import AffectModel, ModelConfig
@@ -84,7 +84,7 @@ def test_dry_run_writes_the_folder_and_uploads_nothing(tmp_path, monkeypatch):
     assert sorted(p.name for p in folder.iterdir()) == PUBLISHED_FILES == result.files
     assert (run / "metrics.json").read_text() == before
 
-    model = AffectModel.load(run / "model")
+    model = load_model(run / "model")
     with safe_open(str(folder / "model.safetensors"), framework="pt") as f:
         assert set(f.keys()) == set(model.state_dict())
         assert torch.equal(f.get_tensor("heads.expr.weight"), model.state_dict()["heads.expr.weight"])

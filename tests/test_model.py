@@ -1,24 +1,18 @@
-"""ResNet-18 uni/multi-task model: outputs, save/load, initialisation (all offline)."""
+"""ResNet-18 uni/multi-task model: outputs, save and the round trip through the model loader (offline)."""
 import json
-import urllib.error
 
 import pytest
 import torch
-import torchvision
 from safetensors.torch import load_file, save_file
 
-from affectmodel.model import AffectModel, CheckpointError, ModelConfig, build_model
+from affectmodel.hub.loading import load_model
+from affectmodel.model import AffectModel, CheckpointError, ModelConfig
 
 SIZE = 32  # small inputs keep the tests fast; the trunk is size-agnostic
 
 
 def images(n=2):
     return torch.randn(n, 3, SIZE, SIZE)
-
-
-def trunk_equal(a: AffectModel, b: AffectModel) -> bool:
-    sa, sb = a.trunk.state_dict(), b.trunk.state_dict()
-    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
 
 
 @pytest.mark.parametrize("tasks,shapes", [
@@ -83,7 +77,7 @@ def test_save_load_round_trip(tmp_path):
     assert (folder / "model.safetensors").is_file() and (folder / "config.json").is_file()
     saved = json.loads((folder / "config.json").read_text())
     assert saved["tasks"] == ["expr", "au", "va"] and saved["labels"]["au"][0] == "AU1"
-    loaded = AffectModel.load(folder).eval()
+    loaded = load_model(folder).eval()
     assert isinstance(loaded, AffectModel)
     assert loaded.config.au_thresholds == pytest.approx(config.au_thresholds)
     torch.testing.assert_close(loaded.au_thresholds(), model.au_thresholds())
@@ -98,7 +92,7 @@ def test_save_load_round_trip(tmp_path):
 def test_thresholds_changed_after_construction_are_saved(tmp_path):
     model = AffectModel(ModelConfig(tasks=["au"]))
     model.config.au_thresholds = [0.25] * 12
-    loaded = AffectModel.load(model.save(tmp_path / "m"))
+    loaded = load_model(model.save(tmp_path / "m"))
     assert loaded.config.au_thresholds == [0.25] * 12
 
 
@@ -109,87 +103,20 @@ def test_strict_load_rejects_mismatched_keys(tmp_path):
     cfg["tasks"] = ["expr", "au"]
     (folder / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(CheckpointError, match=r"do not match its config \(tasks expr, au\): missing heads\.au"):
-        AffectModel.load(folder)
+        load_model(folder)
     # an unexpected extra tensor
     folder2 = AffectModel(ModelConfig(tasks=["expr"])).save(tmp_path / "m2")
     state = load_file(str(folder2 / "model.safetensors"))
     state["heads.extra.weight"] = torch.zeros(2, 2)
     save_file(state, str(folder2 / "model.safetensors"))
     with pytest.raises(CheckpointError):
-        AffectModel.load(folder2)
+        load_model(folder2)
 
 
 def test_load_missing_files(tmp_path):
     (tmp_path / "config.json").write_text('{"tasks": ["expr"]}')
     with pytest.raises(CheckpointError, match="has no model.safetensors"):
-        AffectModel.load(tmp_path)
+        load_model(tmp_path)
     (tmp_path / "config.json").write_text("{}")
     with pytest.raises(CheckpointError, match="not an affectmodel model config"):
-        AffectModel.load(tmp_path)
-
-
-def _torchvision_state():
-    torch.manual_seed(123)
-    return torchvision.models.resnet18(weights=None).state_dict()
-
-
-@pytest.mark.parametrize("suffix", [".safetensors", ".pt"])
-def test_init_from_weights_file(tmp_path, suffix):
-    state = _torchvision_state()
-    path = tmp_path / f"resnet18{suffix}"
-    if suffix == ".safetensors":
-        save_file({k: v.contiguous() for k, v in state.items()}, str(path))
-    else:
-        torch.save(state, path)  # a plain state dict: loads with weights_only=True
-    model = build_model(ModelConfig(tasks=["expr", "va"]), init=path)
-    trunk = model.trunk.state_dict()
-    assert all(torch.equal(trunk[k], state[k]) for k in trunk)
-    assert not trunk_equal(model, build_model(ModelConfig(tasks=["expr", "va"])))
-
-
-def test_weights_file_with_pickled_objects_is_refused(tmp_path):
-    path = tmp_path / "evil.pt"
-    torch.save({"model": torchvision.models.resnet18(weights=None)}, path)  # needs full unpickling
-    with pytest.raises(CheckpointError, match="cannot read weights"):
-        build_model(ModelConfig(tasks=["au"]), init=path)
-
-
-def test_init_from_incompatible_or_missing_file(tmp_path):
-    state = _torchvision_state()
-    partial = {k: v for k, v in state.items() if not k.startswith("layer4")}
-    save_file({k: v.contiguous() for k, v in partial.items()}, str(tmp_path / "partial.safetensors"))
-    with pytest.raises(CheckpointError, match="do not fit"):
-        build_model(ModelConfig(tasks=["au"]), init=tmp_path / "partial.safetensors")
-    with pytest.raises(CheckpointError, match="not found"):
-        build_model(ModelConfig(tasks=["au"]), init=tmp_path / "nope.safetensors")
-
-
-def test_uni_to_multi_task_backbone_transfer(tmp_path):
-    uni = AffectModel(ModelConfig(tasks=["expr"]))
-    folder = uni.save(tmp_path / "run" / "model")
-    for source in (folder, tmp_path / "run"):  # a model folder or a run folder
-        multi = build_model(ModelConfig(tasks=["expr", "au", "va"]), init=source)
-        assert trunk_equal(uni, multi)
-        assert not torch.equal(uni.heads["expr"].weight, multi.heads["expr"].weight)
-        assert set(multi.heads) == {"expr", "au", "va"}
-
-
-def test_imagenet_offline_explains_how_to_supply_weights(tmp_path, monkeypatch):
-    def offline(*args, **kwargs):
-        raise urllib.error.URLError("no network")
-
-    monkeypatch.setattr(torch.hub, "_hub_dir", str(tmp_path / "hub"))
-    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
-    with pytest.raises(CheckpointError) as info:
-        build_model(ModelConfig(tasks=["expr"]), init="imagenet")
-    msg = str(info.value)
-    assert "could not be downloaded" in msg and "--init" in msg
-    filename = torchvision.models.ResNet18_Weights.IMAGENET1K_V1.url.rsplit("/", 1)[-1]
-    assert filename in msg and str(tmp_path / "hub" / "checkpoints") in msg
-
-    # Following the advice: a file placed in the hub cache is used without any download.
-    state = _torchvision_state()
-    (tmp_path / "hub" / "checkpoints").mkdir(parents=True, exist_ok=True)
-    torch.save(state, tmp_path / "hub" / "checkpoints" / filename)
-    model = build_model(ModelConfig(tasks=["expr"]), init="imagenet")
-    assert torch.equal(model.trunk.conv1.weight, state["conv1.weight"])
+        load_model(tmp_path)

@@ -5,7 +5,7 @@ import pytest
 import torch
 from media import astronaut, faces_image, noise_image, small_model_dir
 
-from affectmodel import AffectModel, ModelConfig
+from affectmodel import AffectModel, ModelConfig, load_model
 from affectmodel.inference.align import align_face
 from affectmodel.inference.faces import create_detector
 from affectmodel.inference.predictor import (
@@ -140,7 +140,7 @@ def test_sources_model_folder_run_folder_and_object(tmp_path, model_dir):
     crop = [np.full((64, 64, 3), 90, np.uint8)]
     a = Predictor(model_dir, detector=None).predict_crops(crop)
     b = Predictor(run, detector=None).predict_crops(crop)
-    c = Predictor(AffectModel.load(model_dir), detector=None).predict_crops(crop)
+    c = Predictor(load_model(model_dir), detector=None).predict_crops(crop)
     for other in (b, c):
         assert other[0]["expression"] == pytest.approx(a[0]["expression"], abs=1e-6)
         assert other[0]["aus"] == pytest.approx(a[0]["aus"], abs=1e-6)
@@ -173,7 +173,7 @@ def test_flat_rows_and_top_expression(predictor):
 
 
 def test_non_finite_outputs_are_refused_not_reported(model_dir):
-    model = AffectModel.load(model_dir)
+    model = load_model(model_dir)
     with torch.no_grad():
         model.heads["expr"].bias[2] = float("nan")  # e.g. weights corrupted after loading
     predictor = Predictor(model, detector=None)

@@ -24,7 +24,8 @@ from affectmodel.data.annotations import AnnotationError
 from affectmodel.hub.loading import ModelSourceError
 from affectmodel.hub.publish import PublishError, publish_run
 from affectmodel.inference import Predictor
-from affectmodel.model import AffectModel, CheckpointError, ModelConfig, build_model
+from affectmodel.initialisation import build_model
+from affectmodel.model import AffectModel, CheckpointError, ModelConfig
 from affectmodel.training import checkpoint as ckpt
 from affectmodel.training.cli import main as train_main
 
@@ -81,10 +82,9 @@ def test_a_pickle_named_model_safetensors_is_refused(tmp_path):
     folder = tmp_path / "model"
     AffectModel(ModelConfig(input_size=32)).save(folder)
     _malicious(folder / "model.safetensors", marker)
-    with pytest.raises(ModelSourceError, match="cannot read weights"):
+    with pytest.raises(ModelSourceError, match="cannot read weights") as info:
         load_model(folder)
-    with pytest.raises(CheckpointError):
-        AffectModel.load(folder)
+    assert isinstance(info.value, CheckpointError)  # what callers of the older API catch
     assert not marker.exists()
 
 

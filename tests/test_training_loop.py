@@ -5,6 +5,7 @@ import torch
 from _training_data import TinyAffectSet
 from safetensors.torch import load_file
 
+from affectmodel import load_model
 from affectmodel.losses import MultiTaskLoss
 from affectmodel.metrics import evaluate
 from affectmodel.model import AffectModel, ModelConfig
@@ -187,7 +188,7 @@ def test_run_record_follows_the_contract(straight_run):
 
 
 def test_saved_model_reproduces_the_recorded_validation_scores(straight_run):
-    model = AffectModel.load(straight_run / "model")
+    model = load_model(straight_run / "model")
     metrics = read_run(straight_run).metrics
     assert model.config.au_thresholds == [metrics["au_thresholds"][a] for a in AU_NAMES]
     loader = torch.utils.data.DataLoader(SeededSamples(_data()[1], None, 0), batch_size=4)
@@ -212,6 +213,6 @@ def test_uni_task_run_from_another_runs_backbone_with_max_steps(tmp_path, straig
     assert record.metrics["steps"] == 2 and len(record.history) == 1
     assert record.metrics["headline_metric"] == "P_AU" and "P_MTL" not in record.metrics
     assert record.config["pretrained_from"] == "straight"
-    source, trained = AffectModel.load(straight_run / "model"), AffectModel.load(run_dir / "model")
+    source, trained = load_model(straight_run / "model"), load_model(run_dir / "model")
     assert list(trained.heads) == ["au"]
     assert torch.allclose(source.trunk.conv1.weight, trained.trunk.conv1.weight)

@@ -12,12 +12,13 @@ is recorded in ``bad_lines`` instead, so that one broken line does not discard a
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from ..metrics import valid_au, valid_expression, valid_va
+from ..metrics import valid_au, valid_rows, valid_va
 from ..tasks import (
     ABAW7,
     ABAW8,
@@ -340,24 +341,24 @@ def _expr_problems(values: np.ndarray, num_classes: int) -> dict[int, str]:
     return out
 
 
-def _au_problems(arr: np.ndarray) -> dict[int, str]:
-    out = _nonfinite(arr, AU_NAMES)
-    ok = (arr == 0) | (arr == 1) | (arr == AU_TASK.invalid_code)
-    rows, cols = np.nonzero(~ok)
+def _column_problems(arr: np.ndarray, names: tuple[str, ...], valid: Callable[[np.ndarray], np.ndarray],
+                     invalid_code: float, expected: str) -> dict[int, str]:
+    """Per row, the first value that is neither a valid label (metrics' rule) nor the task's
+    "not annotated" code."""
+    out = _nonfinite(arr, names)
+    rows, cols = np.nonzero(~(valid(arr) | (arr == invalid_code)))
     for i, j in zip(rows.tolist(), cols.tolist(), strict=True):
-        out.setdefault(i, f"{AU_NAMES[j]} value {_fmt(arr[i, j])} out of range (expected 0 or 1, "
-                          f"or -1 for not annotated)")
+        out.setdefault(i, f"{names[j]} value {_fmt(arr[i, j])} out of range (expected {expected}, "
+                          f"or {_fmt(invalid_code)} for not annotated)")
     return out
+
+
+def _au_problems(arr: np.ndarray) -> dict[int, str]:
+    return _column_problems(arr, AU_NAMES, valid_au, AU_TASK.invalid_code, "0 or 1")
 
 
 def _va_problems(arr: np.ndarray) -> dict[int, str]:
-    out = _nonfinite(arr, VA_NAMES)
-    ok = ((arr >= -1) & (arr <= 1)) | (arr == VA_TASK.invalid_code)
-    rows, cols = np.nonzero(~ok)
-    for i, j in zip(rows.tolist(), cols.tolist(), strict=True):
-        out.setdefault(i, f"{VA_NAMES[j]} value {_fmt(arr[i, j])} out of range (expected -1..1, "
-                          f"or -5 for not annotated)")
-    return out
+    return _column_problems(arr, VA_NAMES, valid_va, VA_TASK.invalid_code, "-1..1")
 
 
 def _mtl_problems(arr: np.ndarray) -> dict[int, str]:
@@ -382,11 +383,7 @@ def _map_expression(values: np.ndarray, source: LabelSpace, target: LabelSpace) 
 
 
 def _valid_rows(task: str, values: np.ndarray, expression_space: str | None) -> np.ndarray:
-    if task == "expr":
-        return valid_expression(values, len(get_label_space(expression_space or ABAW8)))
-    if task == "au":
-        return np.asarray(valid_au(values).any(axis=1))
-    return np.asarray(valid_va(values).any(axis=1))
+    return valid_rows(task, values, len(get_label_space(expression_space or ABAW8)))
 
 
 __all__ = [

@@ -35,8 +35,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ..model import ModelConfig
-from .transforms import AUGMENT_PRESETS, normalisation
+from .transforms import AUGMENT_PRESETS, PreprocessConfig, normalisation
 
 CROP_SCALE, CROP_RATIO = (0.85, 1.0), (0.95, 1.05)
 FLIP_P = 0.5
@@ -237,7 +236,7 @@ def _grid(theta: torch.Tensor, size: int) -> torch.Tensor:
     return grid
 
 
-def apply_params(images: torch.Tensor, params: AugmentParams, config: ModelConfig) -> torch.Tensor:
+def apply_params(images: torch.Tensor, params: AugmentParams, config: PreprocessConfig) -> torch.Tensor:
     """Augment and normalise ``images`` (uint8 (B, 3, S, S), any device) with explicit parameters."""
     if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[1] != 3:
         raise ValueError(f"expected a uint8 batch (B, 3, H, W), got {images.dtype} {tuple(images.shape)}")
@@ -362,7 +361,7 @@ class BatchAugment:
     ``train=False`` (evaluation) always normalises only, like ``build_transform(..., train=False)``.
     """
 
-    def __init__(self, preset: str, config: ModelConfig, train: bool = True):
+    def __init__(self, preset: str, config: PreprocessConfig, train: bool = True):
         if preset not in AUGMENT_PRESETS:
             raise ValueError(f"unknown augmentation preset {preset!r}; choose from {', '.join(AUGMENT_PRESETS)}")
         self.preset = preset if train else "none"
@@ -377,7 +376,7 @@ class BatchAugment:
         return apply_params(images, self.params(images, generator), self.config)
 
 
-def augment_batch(images: torch.Tensor, preset: str, config: ModelConfig,
+def augment_batch(images: torch.Tensor, preset: str, config: PreprocessConfig,
                   generator: torch.Generator | int | None = None) -> torch.Tensor:
     """Function form of :class:`BatchAugment` (training presets)."""
     return BatchAugment(preset, config, train=True)(images, generator)

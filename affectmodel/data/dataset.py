@@ -23,7 +23,7 @@ from torch.utils.data import Dataset
 
 from ..images import ImageLoadError
 from ..images import load_image as read_rgb
-from ..metrics import valid_au, valid_expression, valid_va
+from ..metrics import valid_rows
 from ..tasks import AU_NAMES, AU_TASK, TASK_KEYS, VA_NAMES, VA_TASK, get_label_space
 
 Transform = Callable[[Image.Image], torch.Tensor]
@@ -67,11 +67,7 @@ def empty_labels(n: int) -> dict[str, np.ndarray]:
 
 def valid_label_masks(labels: dict[str, np.ndarray], num_classes: int) -> dict[str, np.ndarray]:
     """Per task, bool (n,): the sample carries a usable label (AU: at least one AU annotated)."""
-    return {
-        "expr": valid_expression(labels["expr"], num_classes),
-        "au": np.asarray(valid_au(labels["au"]).any(axis=1)),
-        "va": np.asarray(valid_va(labels["va"]).any(axis=1)),
-    }
+    return {task: valid_rows(task, labels[task], num_classes) for task in ("expr", "au", "va")}
 
 
 @dataclass(eq=False)

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import RandomSampler, Sampler
 
+from ..metrics import valid_expression
 from ..tasks import TASK_KEYS, parse_tasks
 from .dataset import valid_label_masks
 
@@ -38,7 +39,7 @@ class ClassBalancedSampler(Sampler[int]):
     def __init__(self, expr: Sequence[int] | np.ndarray, num_classes: int, num_samples: int | None = None,
                  seed: int = 0):
         expr = np.asarray(expr, dtype=np.int64)
-        valid = (expr >= 0) & (expr < num_classes)
+        valid = valid_expression(expr, num_classes)
         if not valid.any():
             raise ValueError("class-balanced sampling needs expression labels; none are annotated")
         counts = np.bincount(expr[valid], minlength=num_classes)

@@ -18,20 +18,35 @@ None of them changes the labels: a horizontal flip mirrors the face, and express
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import torch
 import torchvision.transforms.v2 as T
 from PIL import Image
 
-from ..model import ModelConfig
+
+class PreprocessConfig(Protocol):
+    """What preprocessing reads from a model's config: :class:`affectmodel.model.ModelConfig`
+    satisfies it. Declared here rather than imported, so the data layer does not depend on the
+    network module; the values still travel with each published model."""
+
+    @property
+    def input_size(self) -> int: ...
+
+    @property
+    def mean(self) -> Sequence[float]: ...
+
+    @property
+    def std(self) -> Sequence[float]: ...
+
 
 AUGMENT_PRESETS: tuple[str, ...] = ("none", "light", "strong")
 
 
-def preprocess(image: Image.Image, config: ModelConfig) -> torch.Tensor:
+def preprocess(image: Image.Image, config: PreprocessConfig) -> torch.Tensor:
     """PIL image -> normalised float tensor (3, S, S), S = ``config.input_size``."""
     size = int(config.input_size)
     image = image.convert("RGB")
@@ -69,7 +84,7 @@ def _augmentations(preset: str, size: int) -> tuple[list, list]:
 class ImageTransform:
     """Picklable callable (DataLoader workers): augment (optional), then :func:`preprocess`."""
 
-    config: ModelConfig
+    config: PreprocessConfig
     preset: str = "none"
     train: bool = False
 
@@ -90,12 +105,12 @@ class ImageTransform:
         return x
 
 
-def build_transform(preset: str, config: ModelConfig, train: bool) -> Callable[[Image.Image], torch.Tensor]:
+def build_transform(preset: str, config: PreprocessConfig, train: bool) -> Callable[[Image.Image], torch.Tensor]:
     """The transform for a data set: augmentation ``preset`` when ``train``, then :func:`preprocess`."""
     return ImageTransform(config, preset, train)
 
 
-def denormalize(x: torch.Tensor, config: ModelConfig) -> torch.Tensor:
+def denormalize(x: torch.Tensor, config: PreprocessConfig) -> torch.Tensor:
     """Inverse of the normalisation, to [0, 1] (for showing augmented samples)."""
     mean = torch.tensor(config.mean, dtype=x.dtype).view(3, 1, 1)
     std = torch.tensor(config.std, dtype=x.dtype).view(3, 1, 1)

@@ -18,16 +18,8 @@ from ..records import SYNTHETIC_DATASET, RunRecord, run_factors
 from ..study import StudyReport, comparisons_of, run_estimates, selection_note
 from ..tasks import ABAW_BASELINES, AU_DESCRIPTIONS, VA_DESCRIPTIONS, get_label_space, headline_metric, task_specs
 from ..training.config import DATASET_LOCAL_KEYS, MACHINE_LOCAL_OPTIONS
+from .model_index import CARD_METRICS, dataset_type
 
-# metrics.json key -> (name in the card, metric type, task key, what it is)
-CARD_METRICS: dict[str, tuple[str, str, str, str]] = {
-    "P_EXPR": ("P_EXPR", "f1", "expr", "macro F1 over all expression classes"),
-    "P_AU": ("P_AU", "f1", "au", "mean binary F1 over the 12 action units"),
-    "P_VA": ("P_VA", "ccc", "va", "mean of CCC_valence and CCC_arousal"),
-    "ccc_valence": ("CCC_valence", "ccc", "va", "concordance correlation of valence"),
-    "ccc_arousal": ("CCC_arousal", "ccc", "va", "concordance correlation of arousal"),
-    "P_MTL": ("P_MTL", "sum", "mtl", "P_EXPR + P_AU + P_VA (0 to 3)"),
-}
 # Each task gets its own model-index entry (the Hub groups results by task type and data set
 # config): the config is the ABAW challenge track whose annotations were used.
 _TASK_INDEX = {
@@ -50,10 +42,6 @@ def _dataset(metrics: dict[str, Any]) -> dict[str, Any]:
     name = str(raw.get("name") or (SYNTHETIC_DATASET if raw.get("synthetic") else "aff-wild2"))
     return {"name": name, "synthetic": bool(raw.get("synthetic", False)),
             "split": str(raw.get("split") or "validation")}
-
-
-def _dataset_type(name: str) -> str:
-    return "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-") or "unknown"
 
 
 def model_config_of(run: RunRecord) -> ModelConfig:
@@ -80,24 +68,10 @@ def eval_results(run: RunRecord) -> list[EvalResult]:
         task_type, task_name, config = _TASK_INDEX[task]
         results.append(EvalResult(
             task_type=task_type, task_name=task_name,
-            dataset_type=_dataset_type(ds["name"]), dataset_name=_DATASET_NAMES.get(ds["name"], ds["name"]),
+            dataset_type=dataset_type(ds["name"]), dataset_name=_DATASET_NAMES.get(ds["name"], ds["name"]),
             dataset_config=config, dataset_split=ds["split"],
             metric_type=metric_type, metric_name=name, metric_value=float(value)))
     return results
-
-
-def metrics_from_card(card: ModelCard) -> tuple[dict[str, float], dict[str, Any]]:
-    """Inverse of :func:`eval_results`: ``({metrics.json key: value}, dataset dict)``."""
-    by_name = {name: key for key, (name, *_) in CARD_METRICS.items()}
-    values, dataset = {}, {}
-    for result in getattr(card.data, "eval_results", None) or []:
-        key = by_name.get(result.metric_name or "")
-        if key is None:
-            continue
-        values[key] = float(result.metric_value)
-        dataset = {"name": result.dataset_type, "split": result.dataset_split,
-                   "synthetic": result.dataset_type == _dataset_type(SYNTHETIC_DATASET)}
-    return values, dataset
 
 
 # ------------------------------------------------------------------ card text

@@ -5,8 +5,8 @@ from ``model.safetensors`` (or, for old folders, ``pytorch_model.bin`` through
 ``torch.load(weights_only=True)``): nothing is ever unpickled. The state dict must match the
 configuration exactly (strict), unlike ``PyTorchModelHubMixin.from_pretrained``'s default.
 
-This is the ONE loader of models: the predictor, the demo, ``AffectModel.load``, training
-initialisation from a folder or run (``build_model(init=...)``) and publishing all come here. A
+This is the ONE loader of models: the predictor, the demo, training initialisation from a folder
+or run (:func:`affectmodel.initialisation.build_model`) and publishing all come here. A
 model may come from a stranger's repository, so before anything large is allocated it checks
 every ``config.json`` field against bounds (:class:`affectmodel.model.ModelConfig`), the label
 lists against :mod:`affectmodel.tasks`, and every tensor's name and shape in the weights file's
@@ -27,10 +27,8 @@ from typing import Any, Literal, overload
 import torch
 
 from ..model import AffectModel, CheckpointError, ModelConfig
-from ..records import METRIC_KEYS, METRICS_FILE, MODEL_DIR
+from ..records import METRIC_KEYS, METRICS_FILE, MODEL_CONFIG_FILE, MODEL_DIR, MODEL_WEIGHTS_FILE
 
-CONFIG_FILE = "config.json"
-WEIGHTS_FILE = "model.safetensors"
 LEGACY_WEIGHTS_FILE = "pytorch_model.bin"  # read with weights_only=True only
 CARD_FILE = "README.md"
 # "owner/name": the Hub's own rules for each part (letters, digits, - _ .; no leading/trailing - or .).
@@ -99,15 +97,15 @@ def resolve_source(source: str | os.PathLike, revision: str | None = None) -> Mo
     if path.exists():
         if path.is_file():
             raise SourceNotFoundError(
-                f"{path} is a file; pass the folder that holds {WEIGHTS_FILE} and {CONFIG_FILE} "
+                f"{path} is a file; pass the folder that holds {MODEL_WEIGHTS_FILE} and {MODEL_CONFIG_FILE} "
                 f"(a model folder) or a run folder")
         if _has_weights(path / MODEL_DIR):
             return ModelSource("run", str(path), None)
-        if _has_weights(path) or (path / CONFIG_FILE).is_file():
+        if _has_weights(path) or (path / MODEL_CONFIG_FILE).is_file():
             return ModelSource("folder", str(path), None)
         raise MissingFileError(
-            f"{path} is neither a model folder (no {WEIGHTS_FILE}/{CONFIG_FILE}) nor a run folder "
-            f"(no {MODEL_DIR}/{WEIGHTS_FILE})")
+            f"{path} is neither a model folder (no {MODEL_WEIGHTS_FILE}/{MODEL_CONFIG_FILE}) nor a run folder "
+            f"(no {MODEL_DIR}/{MODEL_WEIGHTS_FILE})")
     if isinstance(source, Path) or not is_repo_id(text):
         raise SourceNotFoundError(
             f"model source {text!r} does not exist as a local path and is not a Hub repository id "
@@ -116,7 +114,7 @@ def resolve_source(source: str | os.PathLike, revision: str | None = None) -> Mo
 
 
 def _has_weights(folder: Path) -> bool:
-    return (folder / WEIGHTS_FILE).is_file() or (folder / LEGACY_WEIGHTS_FILE).is_file()
+    return (folder / MODEL_WEIGHTS_FILE).is_file() or (folder / LEGACY_WEIGHTS_FILE).is_file()
 
 
 # ------------------------------------------------------------------ Hub downloads
@@ -184,13 +182,13 @@ def hub_download(repo_id: str, filename: str, revision: str | None = None,
 
 def hub_model_folder(repo_id: str, revision: str | None = None, local_files_only: bool | None = None) -> Path:
     """Download config.json and the weights of a model repository; returns their cache folder."""
-    config_path = hub_download(repo_id, CONFIG_FILE, revision, local_files_only)
-    weights = hub_download(repo_id, WEIGHTS_FILE, revision, local_files_only, required=False)
+    config_path = hub_download(repo_id, MODEL_CONFIG_FILE, revision, local_files_only)
+    weights = hub_download(repo_id, MODEL_WEIGHTS_FILE, revision, local_files_only, required=False)
     if weights is None:
         weights = hub_download(repo_id, LEGACY_WEIGHTS_FILE, revision, local_files_only, required=False)
     if weights is None:
         where = repo_id + (f" at revision {revision!r}" if revision else "")
-        raise MissingFileError(f"{WEIGHTS_FILE} is missing in Hub repository {where}")
+        raise MissingFileError(f"{MODEL_WEIGHTS_FILE} is missing in Hub repository {where}")
     if weights.parent != config_path.parent:  # both come from one snapshot folder
         raise ModelSourceError(f"{repo_id}: config and weights resolved to different revisions")
     return config_path.parent
@@ -200,9 +198,10 @@ def hub_model_folder(repo_id: str, revision: str | None = None, local_files_only
 
 def read_model_config(folder: Path) -> ModelConfig:
     """The validated config of a model folder (every field checked; see :class:`ModelConfig`)."""
-    path = folder / CONFIG_FILE
+    path = folder / MODEL_CONFIG_FILE
     if not path.is_file():
-        raise MissingFileError(f"{path} is missing: a model folder needs {CONFIG_FILE} next to {WEIGHTS_FILE}")
+        raise MissingFileError(f"{path} is missing: a model folder needs {MODEL_CONFIG_FILE} next to "
+                               f"{MODEL_WEIGHTS_FILE}")
     if path.stat().st_size > MAX_CONFIG_BYTES:
         raise InvalidModelError(f"{path} is {path.stat().st_size} bytes; a model config is a few hundred")
     try:
@@ -259,10 +258,10 @@ def check_finite(state: dict[str, torch.Tensor], where: Path | str) -> None:
 
 
 def _weights_path(folder: Path) -> Path:
-    for name in (WEIGHTS_FILE, LEGACY_WEIGHTS_FILE):
+    for name in (MODEL_WEIGHTS_FILE, LEGACY_WEIGHTS_FILE):
         if (folder / name).is_file():
             return folder / name
-    raise MissingFileError(f"{folder} has no {WEIGHTS_FILE}")
+    raise MissingFileError(f"{folder} has no {MODEL_WEIGHTS_FILE}")
 
 
 def read_state_dict(folder: Path, map_location: str = "cpu") -> dict[str, torch.Tensor]:
@@ -374,7 +373,7 @@ def _card_metrics(card_path: Path | None) -> tuple[dict[str, float], dict[str, A
         card = ModelCard.load(card_path, ignore_metadata_errors=True)
     except Exception:  # noqa: BLE001 - an unreadable card just means no metrics to show
         return {}, {}
-    from .card import metrics_from_card
+    from .model_index import metrics_from_card
     return metrics_from_card(card)
 
 

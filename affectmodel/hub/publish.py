@@ -20,9 +20,9 @@ from typing import Any
 
 from ..io import write_json_atomic
 from ..locking import ensure_not_being_written
-from ..records import CONFIG_FILE, HISTORY_FILE, METRICS_FILE, read_run
+from ..records import HISTORY_FILE, METRICS_FILE, MODEL_CONFIG_FILE, MODEL_WEIGHTS_FILE, read_run
 from .card import build_model_card
-from .loading import WEIGHTS_FILE, is_repo_id, load_folder
+from .loading import is_repo_id, load_folder
 
 TRAINING_CONFIG_FILE = "training_config.json"  # the run's config.json; config.json is the model's
 
@@ -123,15 +123,15 @@ def assemble_model_folder(run_dir: str | Path, repo_id: str, dest: str | Path) -
         raise FileNotFoundError(f"run folder {run_dir} does not exist")
     run = read_run(run_dir)
     model_dir = run.model_dir
-    if not (model_dir / WEIGHTS_FILE).is_file():
-        raise PublishError(f"{run_dir} has no {model_dir.name}/{WEIGHTS_FILE}: the run is incomplete")
+    if not (model_dir / MODEL_WEIGHTS_FILE).is_file():
+        raise PublishError(f"{run_dir} has no {model_dir.name}/{MODEL_WEIGHTS_FILE}: the run is incomplete")
     load_folder(model_dir)  # strict: raises a readable ModelSourceError (a ValueError) on mismatch
     card = build_model_card(run, repo_id)
     metrics = {**run.metrics, "hub_repo": repo_id}
 
     def fill(tmp: Path) -> None:
-        shutil.copyfile(model_dir / WEIGHTS_FILE, tmp / WEIGHTS_FILE)
-        shutil.copyfile(model_dir / CONFIG_FILE, tmp / CONFIG_FILE)
+        shutil.copyfile(model_dir / MODEL_WEIGHTS_FILE, tmp / MODEL_WEIGHTS_FILE)
+        shutil.copyfile(model_dir / MODEL_CONFIG_FILE, tmp / MODEL_CONFIG_FILE)
         (tmp / "README.md").write_text(str(card), encoding="utf-8")
         (tmp / METRICS_FILE).write_text(json.dumps(metrics, indent=2, default=str) + "\n", encoding="utf-8")
         (tmp / TRAINING_CONFIG_FILE).write_text(json.dumps(public_training_config(run.config), indent=2) + "\n",

@@ -165,7 +165,7 @@ loaded, the Space still opens and says what failed.
 
 def default_model_folder() -> Path:
     """The demo's default synthetic model, built here once if missing (never on the Space)."""
-    from demo.default_model import ensure_default_model
+    from ..training.default_model import ensure_default_model
     return ensure_default_model()
 
 

@@ -57,10 +57,10 @@ def fit_batch_size(input_size: int, batch_size: int, available: int | None = Non
 
 def load_predictor_model(source: AffectModel | str | os.PathLike, map_location: str = "cpu") -> AffectModel:
     """A model object as is; otherwise a model folder, a run folder or a Hub id through
-    :func:`affectmodel.load_model` (strict, never unpickles)."""
+    the one model loader (strict, never unpickles)."""
     if isinstance(source, AffectModel):
         return source
-    from .. import load_model  # lazy: the Hub client loads only when a source must be resolved
+    from ..hub.loading import load_model  # lazy: the Hub client loads only when a source must be resolved
 
     return load_model(source, map_location=map_location)
 

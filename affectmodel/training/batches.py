@@ -18,7 +18,7 @@ from torch.utils.data import Dataset, DistributedSampler, Sampler
 
 from ..data.samplers import ClassBalancedSampler, MultiTaskBatchSampler
 from ..losses import au_pos_weight, inverse_frequency_weights
-from ..metrics import valid_au, valid_expression
+from ..metrics import valid_au, valid_expression, valid_rows
 from ..model import ModelConfig
 from ..tasks import get_label_space
 from .config import NO_CACHE, TrainConfig, TrainingError
@@ -339,14 +339,5 @@ def sample_identity(dataset: Dataset, indices: np.ndarray) -> tuple[np.ndarray, 
 def valid_label_counts(targets: Mapping[str, torch.Tensor], tasks: Sequence[str], n_classes: int) -> torch.Tensor:
     """Frames of a batch with a usable label, per task (int64 on the targets' device; no host sync).
     AU: at least one AU annotated; VA: at least one of valence/arousal (as the label budgets count)."""
-    counts = []
-    for task in tasks:
-        t = targets[task]
-        if task == "expr":
-            valid = (t >= 0) & (t < n_classes)
-        elif task == "au":
-            valid = ((t == 0) | (t == 1)).any(dim=1)
-        else:
-            valid = (torch.isfinite(t) & (t >= -1) & (t <= 1)).any(dim=1)
-        counts.append(valid.sum())
+    counts = [valid_rows(task, targets[task], n_classes).sum() for task in tasks]
     return torch.stack(counts).to(torch.int64)

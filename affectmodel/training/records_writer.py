@@ -17,7 +17,7 @@ from typing import Any
 from .. import __version__
 from ..io import write_json_atomic, write_text_atomic
 from ..model import AffectModel
-from ..records import CONFIG_FILE, HISTORY_FILE, METRIC_KEYS, METRICS_FILE, MODEL_DIR
+from ..records import HISTORY_FILE, METRIC_KEYS, METRICS_FILE, MODEL_DIR, RUN_CONFIG_FILE
 from ..tasks import get_task
 
 
@@ -47,16 +47,16 @@ def label_spaces(tasks: Sequence[str], expression_space: str) -> dict[str, dict[
 def read_config(run_dir: Path) -> dict[str, Any]:
     """The config.json of an earlier session of this run (to check a resume matches it)."""
     try:
-        data = json.loads((run_dir / CONFIG_FILE).read_text(encoding="utf-8"))
+        data = json.loads((run_dir / RUN_CONFIG_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
-        raise ValueError(f"cannot resume {run_dir}: {CONFIG_FILE} is unreadable ({e})") from None
+        raise ValueError(f"cannot resume {run_dir}: {RUN_CONFIG_FILE} is unreadable ({e})") from None
     if not isinstance(data, dict):
-        raise ValueError(f"cannot resume {run_dir}: {CONFIG_FILE} does not hold an object")
+        raise ValueError(f"cannot resume {run_dir}: {RUN_CONFIG_FILE} does not hold an object")
     return data
 
 
 def write_config(run_dir: Path, config: Mapping[str, Any]) -> Path:
-    return write_json_atomic(run_dir / CONFIG_FILE, dict(config))
+    return write_json_atomic(run_dir / RUN_CONFIG_FILE, dict(config))
 
 
 def history_columns(tasks: Sequence[str], multi_task: bool, prefix: str | None = "val_") -> list[str]:

@@ -48,7 +48,7 @@ from .config import ConfigError, TrainConfig, config_from_mapping, normalise_key
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 # Options the suite itself sets for every run.
 _SUITE_OWNED = ("out", "resume", "suite", "run")
-_SUITE_KEYS = ("name", "description", "seeds", "data")  # [suite.data]: read by demo/default_model.py
+_SUITE_KEYS = ("name", "description", "seeds", "data")  # [suite.data]: read by training/default_model.py
 
 
 @dataclass(frozen=True)

@@ -34,11 +34,12 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 
+from ..initialisation import build_model
 from ..locking import run_folder_lock
 from ..losses import MultiTaskLoss
-from ..model import AffectModel, ModelConfig, build_model
+from ..model import AffectModel, ModelConfig
 from ..predictions import PREDICTIONS_FILE, Predictions, save_predictions
-from ..records import CONFIG_FILE, METRICS_FILE, MODEL_DIR, is_complete
+from ..records import METRICS_FILE, MODEL_DIR, RUN_CONFIG_FILE, is_complete
 from ..tasks import AU_NAMES, get_label_space, headline_metric
 from . import checkpoint as ckpt
 from . import distributed as dist_utils
@@ -102,7 +103,7 @@ def init_run_info(init: str) -> dict[str, Any] | None:
     path = Path(init)
     if init in ("random", "imagenet") or not path.is_dir():
         return None
-    if not ((path / CONFIG_FILE).is_file() and (path / MODEL_DIR).is_dir()):
+    if not ((path / RUN_CONFIG_FILE).is_file() and (path / MODEL_DIR).is_dir()):
         return None
 
     def read(name: str) -> dict[str, Any]:
@@ -112,7 +113,7 @@ def init_run_info(init: str) -> dict[str, Any] | None:
             return {}
         return data if isinstance(data, dict) else {}
 
-    config, metrics = read(CONFIG_FILE), read(METRICS_FILE)
+    config, metrics = read(RUN_CONFIG_FILE), read(METRICS_FILE)
     name = str(config.get("run") or path.name)
     steps = int(metrics.get("budget_steps", metrics.get("steps", 0)) or 0)
     seconds = float(metrics.get("train_time_s", 0.0) or 0.0) + float(metrics.get("init_train_time_s", 0.0) or 0.0)
@@ -166,7 +167,7 @@ def check_run_folder(config: TrainConfig) -> bool | None:
             raise TrainingError(f"cannot resume {run_dir}: options differ from the interrupted run: "
                                 + ", ".join(f"{k} ({saved[k]!r} -> {now[k]!r})" for k in changed))
         return True
-    if (run_dir / CONFIG_FILE).is_file() and not config.resume:
+    if (run_dir / RUN_CONFIG_FILE).is_file() and not config.resume:
         raise TrainingError(f"{run_dir} already holds a run record: choose another --out or delete it")
     return False
 
