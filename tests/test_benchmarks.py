@@ -114,3 +114,31 @@ def test_render_lists_targets_and_misses():
     assert "| model_limit | ratio | 1.45x | ≤ 1.25 | NOT met |" in text
     assert "| model_limit | speed | 30.0 fps | ≥ 25.0 fps | met |" in text
     assert "bounded by conv2d" in text and "## Machine" in text
+
+
+def _row(name, median, low, high, unit, target="—", n=3):
+    return {"name": name, "median": median, "min": low, "max": high, "n": n, "unit": unit, "target": target,
+            "met": None, "note": ""}
+
+
+def test_compare_judges_each_figure_against_the_earlier_spread():
+    from benchmarks.compare import comparison_rows, render_comparison
+
+    before = {"rows": [_row("fps", 50, 45, 55, "fps"), _row("time", 10, 9, 11, "ms"), _row("ratio", 1.0, 0.9, 1.1, "x"),
+                       _row("speed-up", 2.0, 1.8, 2.2, "x", "≥ 2.00"), _row("gone", 1, 1, 1, "s")]}
+    after = {"rows": [_row("fps", 44, 40, 46, "fps"), _row("time", 8, 7, 9, "ms"), _row("ratio", 2.0, 1.9, 2.1, "x"),
+                      _row("speed-up", 2.1, 2.0, 2.3, "x", "≥ 2.00"), _row("new", 1, 1, 1, "s")]}
+    rows = {r["name"]: r for r in comparison_rows(before, after)}
+    assert set(rows) == {"fps", "time", "ratio", "speed-up"}  # only figures both trees report
+    assert rows["fps"]["verdict"] == "slower beyond noise"     # 44 fps is below the earlier worst, 45
+    assert rows["time"]["verdict"] == "faster beyond noise"    # 8 ms is below the earlier best, 9
+    assert rows["ratio"]["verdict"] == "not judged"            # a ratio without a target has no direction
+    assert rows["speed-up"]["verdict"] == "within noise"       # a target says which way is better
+    assert rows["fps"]["ratio"] == pytest.approx(44 / 50)
+    text = render_comparison({"command": "c", "measured_at": "t", "base": "a" * 40, "head": "b" * 40, "dirty": False,
+                              "machine": {"cpu": "cpu", "logical_cores": 2}, "load_before": [0], "load_after": [0],
+                              "summary": "s", "families": [{"family": "f", "title": "F", "rows": list(rows.values()),
+                                                            "before_seconds": 1, "after_seconds": 1,
+                                                            "only_after": ["new"]}]})
+    assert "| fps | 50.0 fps (45.0–55.0) | 44.0 fps (40.0–46.0) | 0.88x | slower beyond noise |" in text
+    assert "Only in this tree (new figures): new." in text

@@ -96,3 +96,72 @@ def test_follow_updates_boxes_of_live_tracks_only():
     moved = Face((2, 0, 12, 10), 1.0)
     tracker.follow([(a, moved)])
     assert dict(tracker.current()) == {a: moved, b: fb}
+
+
+# ------------------------------------------------------------------ following by optical flow
+
+def _scene(*corners: tuple[float, float], zoom: float = 1.0, width: int = 320) -> np.ndarray:
+    """A 240 px high frame with a real face (scikit-image's astronaut), ``zoom`` times 100 px, with
+    its top-left corner at each of ``corners`` (sub-pixel, by an affine warp), over a flat grey
+    background; no corners: an empty scene."""
+    import cv2
+    from skimage import data
+
+    face = data.astronaut()[30:230, 150:350]  # head, 200 x 200
+    frame = np.full((240, width, 3), 90, np.uint8)
+    for x, y in corners:
+        m = np.array([[zoom / 2, 0, x], [0, zoom / 2, y]], np.float32)
+        cv2.warpAffine(face, m, (width, 240), dst=frame, borderMode=cv2.BORDER_TRANSPARENT, flags=cv2.INTER_LINEAR)
+    return frame
+
+
+def _tracked_face(x: float, y: float, side: float = 100.0) -> Face:
+    # landmarks at fixed places of the face (eyes, nose, mouth corners), as a detector gives them
+    rel = np.array([[0.35, 0.4], [0.65, 0.4], [0.5, 0.58], [0.38, 0.75], [0.62, 0.75]], np.float32)
+    return Face((x, y, x + side, y + side), 0.99, rel * side + np.array([x, y], np.float32))
+
+
+def test_follow_moves_the_box_and_landmarks_with_the_face():
+    from affectmodel.inference.tracking import follow_tracks
+
+    for dx, dy in ((6.0, -3.0), (-11.5, 4.25), (0.0, 0.0)):
+        followed = follow_tracks(_scene((100, 70)), _scene((100 + dx, 70 + dy)), [(7, _tracked_face(100, 70))])
+        assert followed is not None and followed[0][0] == 7
+        face = followed[0][1]
+        assert face.box == pytest.approx((100 + dx, 70 + dy, 200 + dx, 170 + dy), abs=0.6)
+        expected = _tracked_face(100 + dx, 70 + dy).landmarks
+        assert np.abs(face.landmarks - expected).max() < 0.6 and face.score == 0.99
+
+
+def test_follow_scales_the_box_when_the_face_comes_closer():
+    from affectmodel.inference.tracking import follow_tracks
+
+    followed = follow_tracks(_scene((100, 70)), _scene((95, 65), zoom=1.1), [(1, _tracked_face(100, 70))])
+    assert followed is not None
+    x1, y1, x2, y2 = followed[0][1].box
+    assert x2 - x1 == pytest.approx(110, abs=3) and y2 - y1 == pytest.approx(110, abs=3)
+    assert (x1 + x2) / 2 == pytest.approx(150, abs=1.5) and (y1 + y2) / 2 == pytest.approx(120, abs=1.5)
+
+
+def test_follow_reports_a_lost_face():
+    from affectmodel.inference.tracking import follow_tracks
+
+    start = _scene((100, 70))
+    face = [(1, _tracked_face(100, 70))]
+    assert follow_tracks(start, _scene(), face) is None                        # gone: nothing to follow
+    assert follow_tracks(start, start[::-1].copy(), face) is None              # replaced by something else
+    assert follow_tracks(start, start[:200], face) is None                     # frames of different sizes
+    off = [(1, _tracked_face(330, 70))]                                         # box outside the frame
+    assert follow_tracks(start, start, off) is None
+
+
+def test_follow_keeps_several_faces_apart_and_orders_them_left_to_right():
+    from affectmodel.inference.tracking import follow_tracks
+
+    first = _scene((10, 60), (300, 60), width=480)
+    second = _scene((14, 60), (296, 60), width=480)  # walking toward each other
+    faces = [(5, _tracked_face(300, 60)), (2, _tracked_face(10, 60))]
+    followed = follow_tracks(first, second, faces)
+    assert followed is not None and [t for t, _ in followed] == [2, 5]
+    assert followed[0][1].box[0] == pytest.approx(14, abs=0.6)
+    assert followed[1][1].box[0] == pytest.approx(296, abs=0.6)

@@ -66,11 +66,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--every", type=int, default=1, metavar="K", help="videos: process every K-th frame")
     parser.add_argument("--detect-every", type=int, default=VideoOptions.detect_every, metavar="N",
                         help="videos: detect faces on the whole frame at least every N processed frames "
-                             "(default: %(default)s); in between, tracked faces are re-found near their last "
-                             "box and the whole frame is detected again when one is lost or something else "
+                             "(default: %(default)s); in between, tracked faces are followed by optical flow "
+                             "and the whole frame is detected again when one is lost or something else "
                              "moves. 1 = detect every frame")
     parser.add_argument("--hold-boxes", action="store_true",
-                        help="videos: between detections keep each face's last box instead of re-finding it "
+                        help="videos: between detections keep each face's last box instead of following it "
                              "(fastest; misses faces that enter or leave until the next detection)")
     parser.add_argument("--smooth", type=int, default=0, metavar="W",
                         help="videos: smooth outputs per face track over W processed frames (0 = off)")

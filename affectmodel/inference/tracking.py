@@ -2,9 +2,9 @@
 
 Detections of a new frame are matched to existing tracks greedily by box overlap (highest IoU
 first); unmatched detections start new tracks; tracks unseen for more than ``max_missed``
-detection rounds end. Between full detections, :func:`follow_tracks` re-finds each face in a
-small window around its last box (and reports a lost track), and :func:`new_face_possible` tells
-from a thumbnail whether anything changed outside the tracked faces (a face may have entered).
+detection rounds end. Between full detections, :func:`follow_tracks` moves each face by sparse
+optical flow from the previous frame (and reports a lost track), and :func:`new_face_possible`
+tells from a thumbnail whether anything changed outside the tracked faces (a face may have entered).
 """
 from __future__ import annotations
 
@@ -105,51 +105,91 @@ class IoUTracker:
 
 # ------------------------------------------------------------------ between full detections
 
-ROI_CONTEXT = 1.0      # a track's search window: its box grown by this fraction of its size on each side
-ROI_MAX_SIDE = 128     # search windows are detected at most this large (the face stays ~40-60 px)
+FLOW_CONTEXT = 0.5     # a face is followed inside its box grown by this fraction of its size on each side
+FLOW_FACE_SIDE = 96    # ... at most this many pixels across the face (larger faces on a scaled copy)
+FLOW_WINDOW = 15       # Lucas-Kanade window (px, at that scale); 3 pyramid levels reach ~60 px of motion
+FLOW_LEVELS = 2
+FLOW_GRID = 4          # points followed inside the face box: a FLOW_GRID x FLOW_GRID grid, plus the landmarks
+FLOW_ROUND_TRIP = 1.0  # a point counts when following it back lands within this many px of where it started
+FLOW_MIN_SHARE = 0.6   # ... and at least this share of a face's points must count, or the face is lost
 THUMB_WIDTH = 48       # motion check: frames compared as grey thumbnails this wide
 MOTION_LEVEL = 24      # grey levels (of 255) a thumbnail cell must change by to count as motion
 MOTION_CELLS = 2       # cells outside the tracks that must change to suspect a new face
 
 
-def follow_tracks(detector, image: np.ndarray, tracked: Sequence[tuple[int, Face]],
-                  iou_threshold: float = 0.3) -> list[tuple[int, Face]] | None:
-    """Re-find each tracked face in a small window around its last box (a few ms per face instead
-    of a full-frame detection). Returns the updated ``[(track_id, face)]`` in full-image
-    coordinates, or ``None`` when any track is lost, i.e. a full detection is needed."""
+def follow_tracks(previous: np.ndarray, image: np.ndarray,
+                  tracked: Sequence[tuple[int, Face]]) -> list[tuple[int, Face]] | None:
+    """Move each tracked face from ``previous`` to ``image`` (consecutive RGB frames) by sparse
+    optical flow: points on a grid inside the face box and its landmarks are followed with
+    pyramidal Lucas-Kanade and checked by following them back (a point that does not return to
+    where it started is dropped). The box moves by the median motion and scales with the points'
+    spread; each landmark moves with its own flow. Well under a millisecond per face, against
+    several for a detection on a window around it.
+
+    Returns the updated ``[(track_id, face)]`` in full-image coordinates, left to right, or
+    ``None`` when any face is lost (too few points survive the check, or the face leaves the
+    frame): the caller then detects on the whole frame."""
     import cv2
 
+    if previous.shape != image.shape:
+        return None
     h, w = image.shape[:2]
     out = []
     for track_id, face in tracked:
         x1, y1, x2, y2 = face.box
-        pad_x, pad_y = (x2 - x1) * ROI_CONTEXT, (y2 - y1) * ROI_CONTEXT
-        left, top = int(max(0, x1 - pad_x)), int(max(0, y1 - pad_y))
-        right, bottom = int(min(w, x2 + pad_x)), int(min(h, y2 + pad_y))
-        if right - left < 2 or bottom - top < 2:
+        side = max(x2 - x1, y2 - y1)
+        if side < 2:
             return None
-        window = image[top:bottom, left:right]
-        scale = min(1.0, ROI_MAX_SIDE / max(window.shape[:2]))
-        if scale < 1.0:
-            shrunk = (max(1, round(window.shape[1] * scale)), max(1, round(window.shape[0] * scale)))
-            window = cv2.resize(window, shrunk, interpolation=cv2.INTER_AREA)
-        # the face keeps >= min(its size, ~50 px) in the window, so the detector's minimum size still holds
-        found = [_to_image(f, scale, left, top) for f in detector.detect(np.ascontiguousarray(window))]
-        if not found:
+        pad = side * FLOW_CONTEXT
+        left, top = int(max(0, x1 - pad)), int(max(0, y1 - pad))
+        right, bottom = int(min(w, np.ceil(x2 + pad))), int(min(h, np.ceil(y2 + pad)))
+        if right - left < 8 or bottom - top < 8:
             return None
-        overlaps = iou_matrix([face.box], [f.box for f in found])[0]
-        best = int(overlaps.argmax())
-        if overlaps[best] < iou_threshold:
+        scale = min(1.0, FLOW_FACE_SIDE / side)
+        before, after = (_grey_window(frame, left, top, right, bottom, scale) for frame in (previous, image))
+        gx = np.linspace(x1 + 0.2 * (x2 - x1), x2 - 0.2 * (x2 - x1), FLOW_GRID)
+        gy = np.linspace(y1 + 0.2 * (y2 - y1), y2 - 0.2 * (y2 - y1), FLOW_GRID)
+        grid = np.stack(np.meshgrid(gx, gy), -1).reshape(-1, 2)
+        n_landmarks = 0 if face.landmarks is None else len(face.landmarks)
+        points = grid if face.landmarks is None else np.concatenate([face.landmarks, grid])
+        start = ((points - (left, top)) * scale).astype(np.float32).reshape(-1, 1, 2)
+        criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 20, 0.03)
+        moved, ok, _ = cv2.calcOpticalFlowPyrLK(before, after, start, None, winSize=(FLOW_WINDOW, FLOW_WINDOW),
+                                                maxLevel=FLOW_LEVELS, criteria=criteria)
+        back, ok_back, _ = cv2.calcOpticalFlowPyrLK(after, before, moved, None,
+                                                    winSize=(FLOW_WINDOW, FLOW_WINDOW), maxLevel=FLOW_LEVELS,
+                                                    criteria=criteria)
+        start, moved, back = start.reshape(-1, 2), moved.reshape(-1, 2), back.reshape(-1, 2)
+        good = ok.ravel().astype(bool) & ok_back.ravel().astype(bool) & \
+            (np.linalg.norm(back - start, axis=1) <= FLOW_ROUND_TRIP)
+        if good.sum() < max(3, FLOW_MIN_SHARE * len(points)):
             return None
-        out.append((track_id, found[best]))
+        shift = np.median(moved[good] - start[good], axis=0) / scale
+        spread_before = np.linalg.norm(start[good] - start[good].mean(0), axis=1).mean()
+        spread_after = np.linalg.norm(moved[good] - moved[good].mean(0), axis=1).mean()
+        zoom = float(np.clip(spread_after / spread_before, 0.8, 1.25)) if spread_before > 1e-3 else 1.0
+        cx, cy = (x1 + x2) / 2 + shift[0], (y1 + y2) / 2 + shift[1]
+        half_w, half_h = (x2 - x1) / 2 * zoom, (y2 - y1) / 2 * zoom
+        box = (cx - half_w, cy - half_h, cx + half_w, cy + half_h)
+        if box[2] <= 0 or box[3] <= 0 or box[0] >= w or box[1] >= h:
+            return None  # left the frame
+        landmarks = None
+        if face.landmarks is not None:
+            followed = moved[:n_landmarks] / scale + (left, top)
+            held = face.landmarks + shift  # a landmark whose own flow failed moves with the face
+            landmarks = np.where(good[:n_landmarks, None], followed, held).astype(np.float32)
+        out.append((track_id, Face(float_box(box), face.score, landmarks)))
     return sorted(out, key=lambda t: t[1].center[0])
 
 
-def _to_image(face: Face, scale: float, left: int, top: int) -> Face:
-    x1, y1, x2, y2 = face.box
-    box = (x1 / scale + left, y1 / scale + top, x2 / scale + left, y2 / scale + top)
-    landmarks = None if face.landmarks is None else face.landmarks / scale + np.array([left, top], np.float32)
-    return Face(float_box(box), face.score, landmarks)
+def _grey_window(image: np.ndarray, left: int, top: int, right: int, bottom: int, scale: float) -> np.ndarray:
+    import cv2
+
+    grey = cv2.cvtColor(image[top:bottom, left:right], cv2.COLOR_RGB2GRAY)
+    if scale < 1.0:
+        size = (max(1, round((right - left) * scale)), max(1, round((bottom - top) * scale)))
+        grey = cv2.resize(grey, size, interpolation=cv2.INTER_AREA)
+    return grey
 
 
 def motion_thumbnail(image: np.ndarray) -> np.ndarray:
