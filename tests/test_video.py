@@ -144,13 +144,33 @@ def test_detection_every_n_frames_holds_boxes_in_between_without_follow(clip, pr
 
 
 def test_batched_frames_equal_frame_by_frame(clip, predictor, raw_rows):
-    batched = raw_rows[:10]  # default: 8 frames per forward pass
+    batched = raw_rows[:10]  # default: all 12 frames in one forward pass
     single = predict_video(predictor, clip, VideoOptions(buffer_frames=1, max_frames=5))
     assert len(batched) == len(single) == 10
     for a, b in zip(batched, single, strict=True):
         assert a["box"] == b["box"] and a["track_id"] == b["track_id"]
         assert a["valence"] == pytest.approx(b["valence"], abs=1e-5)
         assert a["aus"] == pytest.approx(b["aus"], abs=1e-5)
+
+
+def test_frames_wait_for_a_batch_only_up_to_the_memory_cap(clip, predictor, tmp_path, monkeypatch):
+    """Without annotation only crops wait (one forward pass for the 12 frames); an annotated video
+    holds at most buffer_bytes of frames (here one 320x180 frame: a pass per frame)."""
+    batches = []
+    forward = predictor.forward
+    monkeypatch.setattr(predictor, "forward", lambda crops: batches.append(len(crops)) or forward(crops))
+    plain = list(iter_video_predictions(predictor, clip, VideoOptions()))
+    assert batches == [2 * N_FRAMES] and len(plain) == N_FRAMES
+    batches.clear()
+    one_frame = 320 * 180 * 3
+    annotated = list(iter_video_predictions(predictor, clip, VideoOptions(buffer_bytes=one_frame),
+                                            annotate_to=tmp_path / "a.mp4"))
+    assert batches == [2] * N_FRAMES
+    for a, b in zip(annotated, plain, strict=True):  # the same answers, batched or not
+        assert [(x["track_id"], x["box"]) for x in a.faces] == [(x["track_id"], x["box"]) for x in b.faces]
+        assert [x["valence"] for x in a.faces] == pytest.approx([x["valence"] for x in b.faces], abs=1e-5)
+    with pytest.raises(ValueError, match="buffer_bytes"):
+        VideoOptions(buffer_bytes=0)
 
 
 @pytest.mark.parametrize("method", ["mean", "ema"])
