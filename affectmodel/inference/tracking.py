@@ -154,19 +154,19 @@ def follow_tracks(previous: np.ndarray, image: np.ndarray,
         points = grid if face.landmarks is None else np.concatenate([face.landmarks, grid])
         start = ((points - (left, top)) * scale).astype(np.float32).reshape(-1, 1, 2)
         criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 20, 0.03)
-        moved, ok, _ = cv2.calcOpticalFlowPyrLK(before, after, start, None, winSize=(FLOW_WINDOW, FLOW_WINDOW),
+        window = (FLOW_WINDOW, FLOW_WINDOW)
+        moved, ok, _ = cv2.calcOpticalFlowPyrLK(before, after, start, start.copy(), winSize=window,
                                                 maxLevel=FLOW_LEVELS, criteria=criteria)
-        back, ok_back, _ = cv2.calcOpticalFlowPyrLK(after, before, moved, None,
-                                                    winSize=(FLOW_WINDOW, FLOW_WINDOW), maxLevel=FLOW_LEVELS,
-                                                    criteria=criteria)
-        start, moved, back = start.reshape(-1, 2), moved.reshape(-1, 2), back.reshape(-1, 2)
-        good = ok.ravel().astype(bool) & ok_back.ravel().astype(bool) & \
-            (np.linalg.norm(back - start, axis=1) <= FLOW_ROUND_TRIP)
+        back, ok_back, _ = cv2.calcOpticalFlowPyrLK(after, before, moved, np.array(moved), winSize=window,
+                                                    maxLevel=FLOW_LEVELS, criteria=criteria)
+        p0, p1, p_back = (np.asarray(a, np.float32).reshape(-1, 2) for a in (start, moved, back))
+        good = np.asarray(ok).ravel().astype(bool) & np.asarray(ok_back).ravel().astype(bool) & \
+            (np.linalg.norm(p_back - p0, axis=1) <= FLOW_ROUND_TRIP)
         if good.sum() < max(3, FLOW_MIN_SHARE * len(points)):
             return None
-        shift = np.median(moved[good] - start[good], axis=0) / scale
-        spread_before = np.linalg.norm(start[good] - start[good].mean(0), axis=1).mean()
-        spread_after = np.linalg.norm(moved[good] - moved[good].mean(0), axis=1).mean()
+        shift = np.median(p1[good] - p0[good], axis=0) / scale
+        spread_before = np.linalg.norm(p0[good] - p0[good].mean(0), axis=1).mean()
+        spread_after = np.linalg.norm(p1[good] - p1[good].mean(0), axis=1).mean()
         zoom = float(np.clip(spread_after / spread_before, 0.8, 1.25)) if spread_before > 1e-3 else 1.0
         cx, cy = (x1 + x2) / 2 + shift[0], (y1 + y2) / 2 + shift[1]
         half_w, half_h = (x2 - x1) / 2 * zoom, (y2 - y1) / 2 * zoom
@@ -175,7 +175,7 @@ def follow_tracks(previous: np.ndarray, image: np.ndarray,
             return None  # left the frame
         landmarks = None
         if face.landmarks is not None:
-            followed = moved[:n_landmarks] / scale + (left, top)
+            followed = p1[:n_landmarks] / scale + (left, top)
             held = face.landmarks + shift  # a landmark whose own flow failed moves with the face
             landmarks = np.where(good[:n_landmarks, None], followed, held).astype(np.float32)
         out.append((track_id, Face(float_box(box), face.score, landmarks)))
