@@ -58,7 +58,7 @@ class Params(TypedDict):
 
 
 PARAMS: dict[str, Params] = {
-    "full": {"width": 640, "height": 360, "clip_s": 6, "short_s": 30, "long_s": 180, "repeats": 3,
+    "full": {"width": 640, "height": 360, "clip_s": 6, "short_s": 30, "long_s": 180, "repeats": 5,
              "detect_every": 5, "stage_frames": 100, "thread_clip_s": 4, "thread_passes": 2},
     "quick": {"width": 640, "height": 360, "clip_s": 3, "short_s": 3, "long_s": 12, "repeats": 2,
               "detect_every": 5, "stage_frames": 25, "thread_clip_s": 2, "thread_passes": 1},

@@ -340,7 +340,8 @@ def iter_video_predictions(predictor: Predictor, path: str | os.PathLike, option
         since_detection, previous, previous_image = 0, None, None
         for frame in iter_frames(path, options.every, options.max_frames):
             tracked = None
-            thumbnail = motion_thumbnail(frame.image) if options.follow else None
+            # the motion check runs only where faces may be followed (not when detecting every frame)
+            thumbnail = motion_thumbnail(frame.image) if options.follow and options.detect_every > 1 else None
             if since_detection % options.detect_every and thumbnail is not None:  # thumbnails iff following
                 tracked = tracker.current()
                 if previous_image is None or new_face_possible(previous, thumbnail, frame.image.shape, tracked):
