@@ -76,16 +76,20 @@ def test_current_lists_the_latest_boxes_left_to_right():
         IoUTracker(iou_threshold=1.5)
 
 
-def test_new_face_possible_ignores_the_tracked_people_and_sees_the_rest():
+@pytest.mark.parametrize("k", [1, 12])  # 320x180, and the same scene in 4K (thumbnails sample pixels there)
+def test_new_face_possible_ignores_the_tracked_people_and_sees_the_rest(k):
     from affectmodel.inference.tracking import motion_thumbnail, new_face_possible
 
-    still = np.full((180, 320, 3), 100, np.uint8)
-    person = [(1, Face((140.0, 40.0, 180.0, 90.0), 0.99))]
+    rng = np.random.default_rng(0)
+    still = np.clip(100 + rng.normal(0, 3, (180 * k, 320 * k, 3)), 0, 255).astype(np.uint8)  # sensor noise
+    person = [(1, Face((140.0 * k, 40.0 * k, 180.0 * k, 90.0 * k), 0.99))]
+    noisy = np.clip(still + rng.normal(0, 3, still.shape), 0, 255).astype(np.uint8)  # the next frame's noise
+    assert not new_face_possible(motion_thumbnail(still), motion_thumbnail(noisy), still.shape, person)
     body_moved = still.copy()
-    body_moved[100:180, 130:190] = 200  # below the tracked face: their body
+    body_moved[100 * k:180 * k, 130 * k:190 * k] = 200  # below the tracked face: their body
     assert not new_face_possible(motion_thumbnail(still), motion_thumbnail(body_moved), still.shape, person)
     entered = still.copy()
-    entered[40:100, 0:40] = 220  # something at the left edge, far from the tracked face
+    entered[40 * k:100 * k, 0:40 * k] = 220  # something at the left edge, far from the tracked face
     assert new_face_possible(motion_thumbnail(still), motion_thumbnail(entered), still.shape, person)
     assert new_face_possible(None, motion_thumbnail(still), still.shape, person)  # no previous frame
 

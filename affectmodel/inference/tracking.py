@@ -193,12 +193,17 @@ def _grey_window(image: np.ndarray, left: int, top: int, right: int, bottom: int
 
 
 def motion_thumbnail(image: np.ndarray) -> np.ndarray:
-    """A small grey copy of a frame for :func:`new_face_possible`."""
+    """A small grey copy of a frame for :func:`new_face_possible`: every k-th pixel (about three
+    per thumbnail cell across), averaged into cells :data:`THUMB_WIDTH` wide. Reading a sample of the
+    pixels keeps it at ~0.15 ms per frame whatever the resolution (a 4K frame in full: ~11 ms), and
+    ~10 samples per cell still average out compression noise far below :data:`MOTION_LEVEL`."""
     import cv2
 
     h, w = image.shape[:2]
+    step = max(1, w // (THUMB_WIDTH * 3))
+    sampled = np.ascontiguousarray(image[::step, ::step])
     height = max(1, round(h * THUMB_WIDTH / w))
-    return cv2.resize(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY), (THUMB_WIDTH, height),
+    return cv2.resize(cv2.cvtColor(sampled, cv2.COLOR_RGB2GRAY), (THUMB_WIDTH, height),
                       interpolation=cv2.INTER_AREA).astype(np.int16)
 
 

@@ -6,9 +6,15 @@ Entry points: :func:`train_run` (one run from a :class:`TrainConfig`), :func:`ru
 ``optim`` (optimizer, schedule), ``evaluation`` (predict, score), ``console`` (what a run
 prints), ``trainer`` (the run), ``suite``, ``cli``.
 """
-from .config import ConfigError, TrainConfig, TrainingError, load_config
-from .suite import SuiteRun, load_suite, run_suite
-from .trainer import run_training, train_run
+from ..lazy import lazy_getattr
+
+# Names are imported on first use: a module that needs one part (the demo's default model, a
+# command's --help) does not pay for the trainer and everything it imports.
+__getattr__ = lazy_getattr(__name__, {
+    **dict.fromkeys(("ConfigError", "TrainConfig", "TrainingError", "load_config"), ".config"),
+    **dict.fromkeys(("SuiteRun", "load_suite", "run_suite"), ".suite"),
+    **dict.fromkeys(("run_training", "train_run"), ".trainer"),
+})
 
 __all__ = [
     "ConfigError",
