@@ -12,8 +12,11 @@ from one family to the next, so both see the same machine. Families only this tr
 ``loader_throughput``) run once, for ``RESULTS.md``.
 
 A figure counts as slower beyond noise when this tree's median is worse than the earlier tree's
-worst repeat (below its minimum for rates, above its maximum for times and sizes); figures without
-a direction (context ratios) are shown but not judged. The table goes to
+worst repeat (below its minimum for rates, above its maximum for times and sizes) AND by more than
+the drift between the two back-to-back runs, measured on control figures that time code both trees
+share unchanged (a bare torchvision ResNet-18 trunk and training step): two runs of the same code
+differ by that much on this machine. Figures without a direction (context ratios) are shown but not
+judged. The table goes to
 ``benchmarks/COMPARISON.md`` and the raw results to ``benchmarks/comparison.json``.
 """
 from __future__ import annotations
@@ -39,6 +42,9 @@ COMPARISON_JSON = ROOT / "benchmarks" / "comparison.json"
 # Units where more is better / less is better; others ("x", "share", "IoU") take the row's target.
 HIGHER_IS_BETTER = {"fps", "img/s", "lines/s"}
 LOWER_IS_BETTER = {"ms", "s", "ms/frame", "ms/face", "MiB"}
+# Figures that time the same code in both trees (torchvision's ResNet-18, no project code): their
+# before/after ratio is the drift between two back-to-back runs.
+CONTROL_PREFIXES = ("bare trunk", "bare ResNet-18 step")
 # One family in a fresh process of the given tree; its result as the last line of stdout.
 RUNNER = ("import json, sys\nsys.path.insert(0, '.')\nfrom benchmarks.run import run_family\n"
           "print(json.dumps(run_family(sys.argv[1], sys.argv[2])))\n")
@@ -86,20 +92,30 @@ def direction(row: dict) -> str | None:
     return None
 
 
-def verdict(before: dict, after: dict) -> str:
+def verdict(before: dict, after: dict, drift: float = 0.0) -> str:
+    """``drift``: the relative change two runs of the same code show (0.05 = 5 %)."""
     way = direction(after)
     if way is None:
         return "not judged"
+    change = after["median"] / before["median"] - 1 if before["median"] else 0.0
     if way == "higher":
-        worse = after["median"] < before["min"]
-        better = after["median"] > before["max"]
+        worse = after["median"] < before["min"] and -change > drift
+        better = after["median"] > before["max"] and change > drift
     else:
-        worse = after["median"] > before["max"]
-        better = after["median"] < before["min"]
+        worse = after["median"] > before["max"] and change > drift
+        better = after["median"] < before["min"] and -change > drift
     return "slower beyond noise" if worse else ("faster beyond noise" if better else "within noise")
 
 
-def comparison_rows(before: dict, after: dict) -> list[dict]:
+def control_drift(families: list[tuple[dict, dict]]) -> float:
+    """The largest relative change among the control figures (same code in both trees)."""
+    changes = [abs(a["median"] / b["median"] - 1) for before, after in families
+               for b in before["rows"] for a in after["rows"]
+               if a["name"] == b["name"] and a["name"].startswith(CONTROL_PREFIXES) and b["median"]]
+    return max(changes, default=0.0)
+
+
+def comparison_rows(before: dict, after: dict, drift: float = 0.0) -> list[dict]:
     earlier = {r["name"]: r for r in before["rows"]}
     out = []
     for row in after["rows"]:
@@ -108,7 +124,8 @@ def comparison_rows(before: dict, after: dict) -> list[dict]:
             continue
         ratio = row["median"] / old["median"] if old["median"] else float("nan")
         out.append({"name": row["name"], "unit": row["unit"], "before": old, "after": row, "ratio": ratio,
-                    "verdict": verdict(old, row) if old["n"] > 1 or row["n"] > 1 else
+                    "verdict": ("control" if row["name"].startswith(CONTROL_PREFIXES) else verdict(old, row, drift))
+                    if old["n"] > 1 or row["n"] > 1 else
                     ("not judged" if direction(row) is None else "single run")})
     return out
 
@@ -129,8 +146,11 @@ def render_comparison(report: dict) -> str:
         f"- {report['machine']['cpu']}; {report['machine']['logical_cores']} logical cores; "
         f"load average before {report['load_before']}, after {report['load_after']}",
         "",
-        "Figures are medians over each family's repeats with min–max beside. \"Slower beyond noise\" means "
-        "this tree's median is worse than the earlier tree's worst repeat.",
+        "Figures are medians over each family's repeats with min–max beside. \"Control\" rows time the same "
+        "code in both trees (torchvision's ResNet-18 alone); the largest of their changes, "
+        f"{report['drift']:.1%}, is how far two back-to-back runs of identical code drift here. \"Slower "
+        "beyond noise\" means this tree's median is worse than the earlier tree's worst repeat and by more "
+        "than that drift.",
         "",
         f"**Summary:** {report['summary']}",
     ]
@@ -170,6 +190,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{command}: base {base[:12]} ({', '.join(sorted(shared))}), this tree {head[:12]}"
               f"{' (dirty)' if dirty else ''}; load {load_before}", flush=True)
         after: dict[str, dict] = {}
+        pairs: list[tuple[dict, dict]] = []
         report_families = []
         for i, name in enumerate(names):
             if name not in shared:
@@ -183,20 +204,25 @@ def main(argv: list[str] | None = None) -> int:
                 result[side] = (run_in(base_tree, name, mode, Path(tmp) / "tmp") if side == "base"
                                 else run_in(ROOT, name, mode, None))
             after[name] = {**result["head"], "command": command}
-            rows = comparison_rows(result["base"], result["head"])
-            compared = {r["name"] for r in rows}
-            report_families.append({
-                "family": name, "title": result["head"]["title"], "rows": rows,
-                "before_seconds": result["base"]["seconds"], "after_seconds": result["head"]["seconds"],
-                "only_after": [r["name"] for r in result["head"]["rows"] if r["name"] not in compared],
-                "before": result["base"], "after": result["head"]})
-            for r in rows:
+            pairs.append((result["base"], result["head"]))
+            for r in comparison_rows(result["base"], result["head"]):
                 print(f"  {r['name'][:70]:<70} {format_value(r['before']['median'], r['unit']):>14} -> "
-                      f"{format_value(r['after']['median'], r['unit']):>14}  {r['verdict']}", flush=True)
-    judged = [r for f in report_families for r in f["rows"] if r["verdict"] not in ("not judged", "single run")]
+                      f"{format_value(r['after']['median'], r['unit']):>14}", flush=True)
+    drift = control_drift(pairs)
+    for before_result, after_result in pairs:
+        rows = comparison_rows(before_result, after_result, drift)
+        compared = {r["name"] for r in rows}
+        report_families.append({
+            "family": after_result["family"], "title": after_result["title"], "rows": rows,
+            "before_seconds": before_result["seconds"], "after_seconds": after_result["seconds"],
+            "only_after": [r["name"] for r in after_result["rows"] if r["name"] not in compared],
+            "before": before_result, "after": after_result})
+    judged = [r for f in report_families for r in f["rows"]
+              if r["verdict"] not in ("not judged", "single run", "control")]
     slower = [f"{f['family']}: {r['name']}" for f in report_families for r in f["rows"]
               if r["verdict"] == "slower beyond noise"]
-    summary = (f"{len(judged)} figures judged; {len(slower)} slower beyond noise"
+    summary = (f"{len(judged)} figures judged against a drift of {drift:.1%} between runs of identical code; "
+               f"{len(slower)} slower beyond noise"
                + (f" ({'; '.join(slower)})" if slower else "") + "; "
                f"{sum(r['verdict'] == 'faster beyond noise' for r in judged)} faster beyond noise.")
     print(summary)
@@ -204,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     report = {"command": command, "base": base, "head": head, "dirty": dirty,
               "measured_at": dt.datetime.now().isoformat(timespec="seconds"), "machine": machine_description(),
-              "load_before": load_before, "load_after": load_average(), "summary": summary,
+              "load_before": load_before, "load_after": load_average(), "summary": summary, "drift": drift,
               "families": report_families}
     COMPARISON_JSON.write_text(json.dumps(report, indent=1) + "\n")
     COMPARISON_MD.write_text(render_comparison(report))

@@ -5,6 +5,7 @@
     python benchmarks/run.py --only video_e2e     # one family (repeatable); updates its section
     python benchmarks/run.py --quick              # small sizes: checks that everything runs, writes nothing
     python benchmarks/run.py --render-only        # rewrite RESULTS.md from results.json
+    python benchmarks/compare.py --base REV       # an earlier commit and this tree, back to back (COMPARISON.md)
 
 Families: model_limit, multitask_saving, video_e2e, training_throughput, loader_throughput, loading (one module each in
 ``benchmarks/``). Each comparison runs in one process with its variants interleaved, so ratios hold
@@ -84,6 +85,22 @@ Each change came from a profile (cProfile, `python -X importtime`) or an interle
 5. **Training data: normalisation in numpy** (`affectmodel/data/transforms.py`): four small torch operations
    per image each started an OpenMP region. With 4 and 5 (and PASSIVE), loading a batch of 32 at 112 px fell
    from 388 ms to 56 ms on the busy machine, next to a training step of 1-2 s.
+
+6. **Video defaults: faces followed by optical flow between full detections** (`affectmodel/inference/tracking.py`).
+   A full detection costs ~14 ms a frame here. The defaults detect on the whole frame every 10 frames and, in
+   between, move each face by pyramidal Lucas-Kanade flow on a grid of points and its landmarks, checked by
+   following the points back (~0.7 ms a face; the first version ran the detector on a window around each face,
+   ~2-3 ms, and reached 1.6-1.7x the fps of detecting every frame). A face that is lost, or motion outside the
+   tracked people, triggers a full detection at once.
+7. **Video: one forward pass for the crops of up to 32 frames** (`affectmodel/inference/video.py`): 7.3 vs 8.6 ms
+   per face for batches of 32 vs 8 (predictor.forward, one process); frames themselves are held only for the
+   annotated video, at most 256 MiB of them.
+8. **Motion thumbnails from a sample of the pixels** (`affectmodel/inference/tracking.py`): 0.15 ms a frame at
+   any size, instead of 0.55 ms at 640x360 and 11 ms at 4K for a grey copy of the whole frame.
+
+The video defaults are held against two quality targets besides speed: the same number of faces as
+detecting every frame on at least 99 % of the frames, and boxes overlapping the per-frame detections by
+0.85 IoU or more on average.
 
 Not done, and why: decoding in a separate thread (decoding is 3 ms of a frame's cost, and PyAV already
 decodes with frame threads); an ONNX Runtime or `torch.compile` path for the model (the predictor is

@@ -122,7 +122,7 @@ def _row(name, median, low, high, unit, target="—", n=3):
 
 
 def test_compare_judges_each_figure_against_the_earlier_spread():
-    from benchmarks.compare import comparison_rows, render_comparison
+    from benchmarks.compare import comparison_rows, control_drift, render_comparison
 
     before = {"rows": [_row("fps", 50, 45, 55, "fps"), _row("time", 10, 9, 11, "ms"), _row("ratio", 1.0, 0.9, 1.1, "x"),
                        _row("speed-up", 2.0, 1.8, 2.2, "x", "≥ 2.00"), _row("gone", 1, 1, 1, "s")]}
@@ -135,7 +135,15 @@ def test_compare_judges_each_figure_against_the_earlier_spread():
     assert rows["ratio"]["verdict"] == "not judged"            # a ratio without a target has no direction
     assert rows["speed-up"]["verdict"] == "within noise"       # a target says which way is better
     assert rows["fps"]["ratio"] == pytest.approx(44 / 50)
-    text = render_comparison({"command": "c", "measured_at": "t", "base": "a" * 40, "head": "b" * 40, "dirty": False,
+    # Two runs of the same code (a control figure) moved 15 %: a 12 % change is within that drift.
+    control = ({"rows": [_row("bare trunk, batch 32", 100, 95, 105, "ms")]},
+               {"rows": [_row("bare trunk, batch 32", 115, 110, 120, "ms")]})
+    drift = control_drift([control, (before, after)])
+    assert drift == pytest.approx(0.15)
+    assert comparison_rows(*control, drift)[0]["verdict"] == "control"
+    assert {r["name"]: r["verdict"] for r in comparison_rows(before, after, drift)}["fps"] == "within noise"
+    text = render_comparison({"command": "c", "drift": 0.0, "measured_at": "t", "base": "a" * 40, "head": "b" * 40,
+                              "dirty": False,
                               "machine": {"cpu": "cpu", "logical_cores": 2}, "load_before": [0], "load_after": [0],
                               "summary": "s", "families": [{"family": "f", "title": "F", "rows": list(rows.values()),
                                                             "before_seconds": 1, "after_seconds": 1,
