@@ -237,11 +237,13 @@ def headline(table: pd.DataFrame, report: study.StudyReport) -> None:
             cols[-2].metric("Parameters", study.format_count(cost.multi_parameters),
                             delta=f"{_fmt(cost.parameters_ratio, '.2f')}x",
                             delta_description=f"of {len(cost.unis)} uni-task models", delta_color="off",
+                            delta_arrow="off",  # a ratio (0.33x is a saving): no up/down arrow
                             help=f"{cost.multi} against {', '.join(cost.unis)} together.",
                             border=True)
             cols[-1].metric("Training time", study.format_duration(cost.multi_train_time_s),
                             delta=f"{_fmt(cost.train_time_ratio, '.2f')}x",
                             delta_description=f"of {len(cost.unis)} uni-task models", delta_color="off",
+                            delta_arrow="off",  # a ratio (0.33x is a saving): no up/down arrow
                             help="Including the run it was initialised from, if any: "
                                  f"{study.format_duration(cost.multi_init_train_time_s)}.",
                             border=True)

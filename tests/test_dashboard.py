@@ -88,6 +88,10 @@ def test_first_screen_answers_the_question_with_table_headline_and_charts(monkey
     # the ratio comes from study.matched_costs (synthetic: 1 model for 3; Aff-Wild2: 1 matched uni-task run)
     assert {(m.delta, m.proto.delta_description) for m in at.metric if m.label == "Parameters" and m.delta} == {
         ("0.33x", "of 3 uni-task models"), ("1.00x", "of 1 uni-task models")}
+    # a ratio is not a rise or a fall: no arrow (0.33x parameters is a saving, not an increase)
+    from streamlit.proto.Metric_pb2 import Metric
+    assert {m.proto.direction for m in at.metric if m.label in ("Parameters", "Training time") and m.delta} == {
+        Metric.MetricDirection.NONE}
     assert any(s.value.startswith("Did multi-task learning help?") for s in at.subheader)
     verdicts = [m.value for m in at.markdown if "against one model per task" in m.value]
     assert any(v.count("undecided:") == 3 and "no interval" in v and "instead of 3" in v for v in verdicts)
