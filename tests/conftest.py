@@ -26,3 +26,22 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def call_sizes(monkeypatch):
+    """``call_sizes(owner, "method")`` wraps the method (it still runs) and returns a list that gets
+    ``len`` of the first argument of every call: how many items each batched call received."""
+
+    def install(owner, name: str) -> list[int]:
+        sizes: list[int] = []
+        real = getattr(owner, name)
+
+        def wrapper(first, *args, **kwargs):
+            sizes.append(len(first))
+            return real(first, *args, **kwargs)
+
+        monkeypatch.setattr(owner, name, wrapper)
+        return sizes
+
+    return install

@@ -71,17 +71,10 @@ def test_cached_batches_hold_the_jpeg_paths_frames_labels_and_order(bench, split
         np.testing.assert_array_equal(targets[task].numpy(), np.stack([view[p][1][task].numpy() for p in positions]))
 
 
-def test_a_loader_reads_each_cached_batch_in_one_call(bench, monkeypatch):
+def test_a_loader_reads_each_cached_batch_in_one_call(bench, call_sizes):
     train, _, _ = load_datasets(_config(bench), ModelConfig(input_size=SIZE))
     assert isinstance(train, FrameCacheDataset)
-    reads: list[int] = []
-    real = train.read_batch
-
-    def counting_read(rows):
-        reads.append(len(rows))
-        return real(rows)
-
-    monkeypatch.setattr(train, "read_batch", counting_read)
+    reads = call_sizes(train, "read_batch")
     loader = DataLoader(CachedSamples(train, None, 0), batch_size=8, collate_fn=passthrough)
     batches = list(loader)
     assert reads == [len(b[0]) for b in batches] and sum(reads) == len(train)

@@ -153,17 +153,10 @@ def test_batched_frames_equal_frame_by_frame(clip, predictor, raw_rows):
         assert a["aus"] == pytest.approx(b["aus"], abs=1e-5)
 
 
-def test_frames_wait_for_a_batch_only_up_to_the_memory_cap(clip, predictor, tmp_path, monkeypatch):
+def test_frames_wait_for_a_batch_only_up_to_the_memory_cap(clip, predictor, tmp_path, call_sizes):
     """Without annotation only crops wait (one forward pass for the 12 frames); an annotated video
     holds at most buffer_bytes of frames (here one 320x180 frame: a pass per frame)."""
-    batches: list[int] = []
-    forward = predictor.forward
-
-    def counted(crops):
-        batches.append(len(crops))
-        return forward(crops)
-
-    monkeypatch.setattr(predictor, "forward", counted)
+    batches = call_sizes(predictor, "forward")
     plain = list(iter_video_predictions(predictor, clip, VideoOptions()))
     assert batches == [2 * N_FRAMES] and len(plain) == N_FRAMES
     batches.clear()
