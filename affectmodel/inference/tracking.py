@@ -133,6 +133,8 @@ def follow_tracks(previous: np.ndarray, image: np.ndarray,
 
     if previous.shape != image.shape:
         return None
+    criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 20, 0.03)
+    window = (FLOW_WINDOW, FLOW_WINDOW)
     h, w = image.shape[:2]
     out = []
     for track_id, face in tracked:
@@ -153,8 +155,6 @@ def follow_tracks(previous: np.ndarray, image: np.ndarray,
         n_landmarks = 0 if face.landmarks is None else len(face.landmarks)
         points = grid if face.landmarks is None else np.concatenate([face.landmarks, grid])
         start = ((points - (left, top)) * scale).astype(np.float32).reshape(-1, 1, 2)
-        criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 20, 0.03)
-        window = (FLOW_WINDOW, FLOW_WINDOW)
         moved, ok, _ = cv2.calcOpticalFlowPyrLK(before, after, start, start.copy(), winSize=window,
                                                 maxLevel=FLOW_LEVELS, criteria=criteria)
         back, ok_back, _ = cv2.calcOpticalFlowPyrLK(after, before, moved, np.array(moved), winSize=window,

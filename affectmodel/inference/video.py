@@ -337,21 +337,21 @@ def iter_video_predictions(predictor: Predictor, path: str | os.PathLike, option
     reporter = _Progress(progress, total)
     pending: list[_Pending] = []
     try:
+        # faces are followed only where there is something between full detections
+        following = options.follow and options.detect_every > 1
         since_detection, previous, previous_image = 0, None, None
         for frame in iter_frames(path, options.every, options.max_frames):
-            tracked = None
-            # the motion check runs only where faces may be followed (not when detecting every frame)
-            thumbnail = motion_thumbnail(frame.image) if options.follow and options.detect_every > 1 else None
-            if since_detection % options.detect_every and thumbnail is not None:  # thumbnails iff following
+            thumbnail = motion_thumbnail(frame.image) if following else None
+            tracked: list[tuple[int, Face]] | None = None
+            if since_detection % options.detect_every:  # no full detection due on this frame
                 tracked = tracker.current()
-                if previous_image is None or new_face_possible(previous, thumbnail, frame.image.shape, tracked):
-                    tracked = None
-                else:
-                    tracked = follow_tracks(previous_image, frame.image, tracked)
-                    if tracked is not None:
-                        tracker.follow(tracked)
-            elif since_detection % options.detect_every:
-                tracked = tracker.current()
+                if thumbnail is not None:
+                    if previous_image is None or new_face_possible(previous, thumbnail, frame.image.shape, tracked):
+                        tracked = None
+                    else:
+                        tracked = follow_tracks(previous_image, frame.image, tracked)
+                        if tracked is not None:
+                            tracker.follow(tracked)
             if tracked is None:  # full-frame detection: scheduled, or a track lost / a new face possible
                 tracked = tracker.update(predictor.detect(frame.image))
                 if smoother is not None:
