@@ -769,20 +769,15 @@ def verdict_sentence(comparisons: Sequence[Comparison], cost: MatchedCost | None
     return text
 
 
-def _cell(i: Interval | None) -> str:
+def _cell(i: Interval | None, signed: bool = False) -> str:
+    """An estimate with its interval for a table; ``signed`` for a difference (``+0.012 (-0.004 to
+    +0.030)``: "to", since a dash beside minus signs reads badly)."""
     if i is None or not math.isfinite(i.mean):
         return "–"
+    number, between = ("+.3f", " to ") if signed else (".3f", "–")
     if not (math.isfinite(i.low) and math.isfinite(i.high)):
-        return f"{i.mean:.3f}"
-    return f"{i.mean:.3f} ({i.low:.3f}–{i.high:.3f})"
-
-
-def _diff_cell(i: Interval | None) -> str:
-    if i is None or not math.isfinite(i.mean):
-        return "–"
-    if not (math.isfinite(i.low) and math.isfinite(i.high)):
-        return f"{i.mean:+.3f}"
-    return f"{i.mean:+.3f} ({i.low:+.3f} to {i.high:+.3f})"
+        return f"{i.mean:{number}}"
+    return f"{i.mean:{number}} ({i.low:{number}}{between}{i.high:{number}})"
 
 
 def report_markdown(report: StudyReport) -> str:
@@ -802,7 +797,7 @@ def report_markdown(report: StudyReport) -> str:
             budget = f"{c.multi_budget_steps if c.multi_budget_steps is not None else '?'}" + (
                 f" (incl. {c.init_run})" if c.init_run else "")
             lines.append(f"| {c.multi} | {c.title} | {c.metric} | {c.uni or 'unmatched'} {_cell(c.uni_estimate)} | "
-                         f"{_cell(c.multi_estimate)} | {_diff_cell(c.difference)} | {seeds} | {budget} | "
+                         f"{_cell(c.multi_estimate)} | {_cell(c.difference, signed=True)} | {seeds} | {budget} | "
                          f"{c.verdict_text} |")
         lines.append("")
         for multi in dict.fromkeys(c.multi for c in comps):
@@ -905,7 +900,7 @@ def report_text(report: StudyReport) -> str:
         lines.append(f"{dataset_label(c.dataset, c.synthetic)} · {c.multi} vs {c.uni or '(unmatched)'} · "
                      f"{c.title} ({c.metric})")
         lines.append(f"  multi {_cell(c.multi_estimate)}  uni {_cell(c.uni_estimate)}  "
-                     f"difference {_diff_cell(c.difference)}  seeds "
+                     f"difference {_cell(c.difference, signed=True)}  seeds "
                      f"{c.multi_estimate.n_seeds[0] if c.multi_estimate else 0}/"
                      f"{c.uni_estimate.n_seeds[0] if c.uni_estimate else 0}")
         lines.append(f"  {c.verdict_text}")
