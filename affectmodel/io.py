@@ -88,12 +88,13 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], object], size_
     ``size_hint`` (bytes the file will take, if known) goes into the disk-full message.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)  # a full disk can refuse the folder itself
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as e:
         if e.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise disk_full_error(path, size_hint, 0, free_bytes(path.parent)) from e
+            existing = next((f for f in (path.parent, *path.parents) if f.exists()), path.parent)
+            raise disk_full_error(path, size_hint, 0, free_bytes(existing)) from e
         # A read-only or forbidden folder: name the file the user asked for, not our temporary one.
         raise type(e)(e.errno, e.strerror, os.fspath(path)) from e
     os.close(fd)

@@ -15,11 +15,13 @@ import pytest
 
 
 @contextlib.contextmanager
-def mounted_tmpfs(where: Path, size_bytes: int) -> Iterator[Path]:
+def mounted_tmpfs(where: Path, size_bytes: int, inodes: int | None = None) -> Iterator[Path]:
+    """``inodes``: at most this many files and folders (the root folder is one)."""
     where.mkdir(parents=True, exist_ok=True)
     if os.geteuid() != 0:
         pytest.skip("mounting a small tmpfs to fill needs root")
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_bytes}", "tmpfs", str(where)],
+    options = f"size={size_bytes}" + (f",nr_inodes={inodes}" if inodes else "")
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(where)],
                           capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.strip() or proc.returncode}")

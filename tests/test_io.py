@@ -62,6 +62,22 @@ def test_full_disk_is_one_line_naming_folder_and_space_and_keeps_the_old_file(tm
         assert sorted(p.name for p in (fs / "run").iterdir()) == ["metrics.json"]  # no temporary file
 
 
+def test_a_full_disk_that_refuses_the_folder_is_the_same_one_line(tmp_path):
+    """No room even for the output's new folder (here: no inode left): the same disk-full line
+    naming the file, not a bare errno from mkdir."""
+    from small_fs import mounted_tmpfs
+
+    from affectmodel.io import DiskFullError
+
+    with mounted_tmpfs(tmp_path / "fs", 1_000_000, inodes=2) as fs:
+        (fs / "taken").write_text("x")  # the root folder and this file use both inodes
+        with pytest.raises(DiskFullError) as caught:
+            write_json_atomic(fs / "new" / "metrics.json", {"epoch": 1})
+        assert str(caught.value).startswith(f"disk full (No space left on device): cannot write metrics.json in "
+                                            f"{fs / 'new'}: ")
+        assert sorted(p.name for p in fs.iterdir()) == ["taken"]
+
+
 def test_full_disk_inside_a_foreign_writer_is_recognised(tmp_path):
     """torch and safetensors word a full disk their own way; atomic_write still says 'disk full'."""
     from small_fs import fill, mounted_tmpfs

@@ -24,9 +24,7 @@ from __future__ import annotations
 
 import argparse
 import csv
-import errno
 import json
-import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -221,7 +219,7 @@ def run(args: argparse.Namespace) -> int:
         stats: dict[str, int] = {}
         predictions = dict(_abaw_predictions(predictor, inputs, task, options, annotate, show, annotated, stats))
         text = format_predictions(task, predictions, space)
-        _write_output(args.out, lambda p: p.write_text(text, encoding="utf-8"))
+        atomic_write(args.out, lambda p: p.write_text(text, encoding="utf-8"))
         summary = f"wrote {len(predictions)} {task.upper()} predictions to {args.out}"
         if annotated is not None:
             total = sum(len(v) for v in annotated.values())
@@ -241,24 +239,12 @@ def run(args: argparse.Namespace) -> int:
             with open(tmp, "w", newline="", encoding="utf-8") as f:
                 counts.update(_write_table(TableWriter(f, kind, columns), predictor, inputs, options, annotate, show))
 
-        _write_output(args.out, write)
+        atomic_write(args.out, write)
     summary = f"{counts['faces']} face(s) in {counts['images']} image(s) and {counts['frames']} video frame(s)"
     if counts["skipped"]:
         summary += f"; skipped {counts['skipped']} unreadable file(s)"
     print(summary + (f"; wrote {args.out}" if args.out else ""), file=sys.stderr)
     return 0
-
-
-def _write_output(path: Path, write) -> None:
-    """Write the output atomically (no partial file on any failure); a full disk is one line
-    naming the output, whatever layer noticed it."""
-    try:
-        atomic_write(path, write)
-    except OSError as e:
-        if e.errno in (errno.ENOSPC, errno.EDQUOT) and "disk full" not in str(e):
-            raise OSError(e.errno, f"disk full ({os.strerror(errno.ENOSPC)}): cannot write the predictions "
-                                   f"(nothing was left behind)", str(path)) from None
-        raise
 
 
 def _detector(args: argparse.Namespace):
