@@ -462,13 +462,24 @@ def _prepare_out_dir(out: Path, overwrite: bool, subfolders: tuple[str, ...] = (
     out.mkdir(parents=True, exist_ok=True)
 
 
+SequenceSampler = Callable[..., SyntheticSequence]  # sample_sequence's signature
+VideoHook = Callable[[Path, str, SyntheticSequence], None]  # (out_dir, video name, sequence)
+
+
 def generate_benchmark(out_dir: str | Path, videos: int = 20, frames: int = 100, seed: int = 0, size: int = 112,
-                       config: SynthConfig | None = None, overwrite: bool = False, progress: bool = True) -> dict:
+                       config: SynthConfig | None = None, overwrite: bool = False, progress: bool = True,
+                       sampler: SequenceSampler | None = None, on_video: VideoHook | None = None,
+                       marker_extra: dict[str, Any] | None = None) -> dict:
     """Write the synthetic benchmark under ``out_dir`` and return a summary dict.
 
     ``config`` overrides ``videos``/``frames``/``seed``/``size`` when given. Deterministic for a
     seed: the same parameters write byte-identical files.
+
+    ``sampler`` replaces :func:`sample_sequence` (same arguments; the dynamic benchmark of
+    :mod:`.synthetic_dynamics`), ``on_video(out, name, sequence)`` is called after each video's
+    frames are written, and ``marker_extra`` is merged into ``SYNTHETIC.json``.
     """
+    sample = sampler or sample_sequence
     cfg = config or SynthConfig(videos=videos, frames=frames, seed=seed, size=size)
     out = Path(out_dir)
     _prepare_out_dir(out, overwrite)
@@ -486,7 +497,7 @@ def generate_benchmark(out_dir: str | Path, videos: int = 20, frames: int = 100,
     bar = Progress(cfg.videos * cfg.frames, "synth", "frame", enabled=progress)
     for plan in plans:
         rng = np.random.default_rng(plan.seed)
-        seq = sample_sequence(cfg.frames, rng, cfg, next_expression=deck)
+        seq = sample(cfg.frames, rng, cfg, next_expression=deck)
         T = len(seq)
         # frames whose face "was not found": short runs, no image written
         missing = _invalid_mask(rng, T, cfg.missing_image_fraction)
@@ -508,6 +519,8 @@ def generate_benchmark(out_dir: str | Path, videos: int = 20, frames: int = 100,
                 img = seq.render(t, cfg.size, background, rng)
                 img.save(video_dir / f"{t + 1:05d}.jpg", format="JPEG", quality=seq.jpeg_quality)
             bar.update(1)
+        if on_video is not None:
+            on_video(out, plan.name, seq)
         c = counts[plan.split]
         c["videos"] += 1
         c["images"] += int((~missing).sum())
@@ -546,6 +559,7 @@ def generate_benchmark(out_dir: str | Path, videos: int = 20, frames: int = 100,
         "videos": summary["videos"],
         "annotated_tasks": {p.name: list(p.tasks) for p in plans},
         "counts": counts,
+        **(marker_extra or {}),
     }
     write_json_atomic(out / MARKER_FILE, marker)  # written last: its presence means "complete"
     return summary
@@ -674,6 +688,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--nuisance", type=float, default=SynthConfig.nuisance,
                         help=f"strength of pose/lighting/blur/noise/occlusion, 0 (clean) to 1 (harsh); "
                              f"default {SynthConfig.nuisance}")
+    parser.add_argument("--dynamics", action="store_true",
+                        help="affwild2 layout: the dynamic benchmark (AU onset/apex/offset, expression episodes, "
+                             "drifting valence/arousal, occlusion/blur/head-turn bursts; docs/TEMPORAL.md)")
     parser.add_argument("--overwrite", action="store_true", help="replace a benchmark previously generated there")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -682,13 +699,21 @@ def run(args: argparse.Namespace) -> int:
     cfg = SynthConfig(videos=args.videos, frames=args.frames, seed=args.seed, size=args.size,
                       validation_fraction=args.validation_fraction, nuisance=args.nuisance)
     if args.layout == "folders":
+        if args.dynamics:
+            raise ValueError("--dynamics writes the affwild2 layout (videos with labels over time), "
+                             "not --layout folders")
         summary = generate_expression_folders(args.out, config=cfg, every=args.every, overwrite=args.overwrite,
                                               progress=not args.quiet)
         print(json.dumps({"dataset": SYNTHETIC_FOLDERS_DATASET, "layout": "folders", "out_dir": summary["out_dir"],
                           "images": {s: sum(c.values()) for s, c in summary["counts"].items()},
                           "seconds": summary["seconds"]}))
         return 0
-    summary = generate_benchmark(args.out, config=cfg, overwrite=args.overwrite, progress=not args.quiet)
+    if args.dynamics:
+        from .synthetic_dynamics import generate_dynamic_benchmark  # imports this module
+
+        summary = generate_dynamic_benchmark(args.out, config=cfg, overwrite=args.overwrite, progress=not args.quiet)
+    else:
+        summary = generate_benchmark(args.out, config=cfg, overwrite=args.overwrite, progress=not args.quiet)
     c = summary["counts"]
     print(json.dumps({"dataset": DATASET_NAME, "out_dir": summary["out_dir"],
                       "videos": {s: len(v) for s, v in summary["videos"].items()},
