@@ -109,3 +109,19 @@ def test_without_a_scaler_every_step_is_taken():
     assert precision.optimizer_step(None, optimizer) is True
     assert not torch.equal(before, model.weight)
     assert precision.optimizer_step(torch.amp.GradScaler("cpu", enabled=False), optimizer) is True
+
+
+def test_an_fp16_step_reads_from_the_device_once_the_scalers_own_read():
+    """Each host read stalls a CUDA queue: the step's only one is the scaler's inf/NaN check
+    (counted on CPU by affectmodel.training.host_syncs; it was 3 with two reads of the scale)."""
+    from affectmodel.training.host_syncs import HostSyncCounter
+
+    model, optimizer = _model_and_optimizer()
+    scaler = _scaler()
+    scaler.scale(model(torch.ones(2, 3)).sum()).backward()
+    with HostSyncCounter() as syncs:
+        took = precision.optimizer_step(scaler, optimizer)
+    assert took is True and syncs.by_op == {"_local_scalar_dense": 1}
+    with HostSyncCounter() as syncs:
+        assert precision.optimizer_step(None, optimizer) is True
+    assert syncs.total == 0

@@ -6,7 +6,8 @@
 * A scaler saved while disabled (a CPU or bf16 run) has an empty state; loading it into an enabled
   scaler raises in torch, so :func:`restore_grad_scaler` starts such a scaler fresh instead.
 * When the scaler finds inf/NaN gradients it skips the optimizer step; the LR scheduler must then
-  not step either (:func:`optimizer_step` says whether the step was taken).
+  not step either (:func:`optimizer_step` says whether the step was taken, without reading the
+  scale back: one host read per fp16 step, the scaler's own).
 """
 from __future__ import annotations
 
@@ -48,12 +49,16 @@ def restore_grad_scaler(scaler: torch.amp.GradScaler, state: Mapping[str, Any] |
 def optimizer_step(scaler: torch.amp.GradScaler | None, optimizer: torch.optim.Optimizer) -> bool:
     """``optimizer.step()`` through the scaler when it is enabled; True if the parameters were
     updated, False if the scaler skipped the step (inf/NaN gradients): then do not step the LR
-    scheduler. (The scale only ever drops on a skipped step; reading it costs one host sync,
-    only with an enabled scaler.)"""
+    scheduler. The only host read is the scaler's own (whether any gradient was inf/NaN): whether
+    ``optimizer.step()`` ran is seen by a step hook, not by reading the scale back."""
     if scaler is None or not scaler.is_enabled():
         optimizer.step()
         return True
-    scale_before = scaler.get_scale()
-    scaler.step(optimizer)
+    ran: list[bool] = []
+    hook = optimizer.register_step_post_hook(lambda *_: ran.append(True))
+    try:
+        scaler.step(optimizer)
+    finally:
+        hook.remove()
     scaler.update()
-    return scaler.get_scale() >= scale_before
+    return bool(ran)

@@ -40,8 +40,8 @@ def labels_present(targets: Mapping[str, torch.Tensor], tasks: Sequence[str], n_
 def step_on_device(module: nn.Module, images: torch.Tensor, targets: Mapping[str, torch.Tensor],
                    optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None = None
                    ) -> tuple[torch.Tensor, dict[str, torch.Tensor], bool]:
-    """One optimizer step without reading anything back to the host (but an fp16 scaler's scale):
-    the total and per-task losses as detached device tensors, and whether the step was taken (an
+    """One optimizer step without reading anything back to the host (but the fp16 scaler's own
+    inf/NaN check): the total and per-task losses as detached device tensors, and whether the step was taken (an
     fp16 scaler skips steps with inf/NaN gradients; then the LR scheduler must not step)."""
     total, parts = module(images, targets)
     optimizer.zero_grad(set_to_none=True)
