@@ -144,6 +144,53 @@ def va_ccc(pred: np.ndarray, target: np.ndarray) -> tuple[float, float, float]:
     return (v + a) / 2, v, a
 
 
+# ------------------------------------------------------------------ no-skill levels
+# What a model without skill scores on given labels (docs/REFERENCE.md, "No-skill levels"). A figure
+# is a result only when its interval excludes this level: the study draws no verdict otherwise.
+
+def no_skill_expression(target: np.ndarray, num_classes: int) -> float:
+    """Macro F1 of the best constant predictor: class ``c`` everywhere scores ``2 p_c / (1 + p_c)`` on
+    ``c`` (``p_c`` its share of the valid labels) and 0 on every other class, so the level is
+    ``max_c 2 p_c / (1 + p_c) / C``; 0 without valid labels."""
+    target = np.asarray(target)
+    labels = target[valid_expression(target, num_classes)].astype(int)
+    if labels.size == 0:
+        return 0.0
+    p = np.bincount(labels, minlength=num_classes) / labels.size
+    return float(np.max(2 * p / (1 + p)) / num_classes)
+
+
+def no_skill_au(target: np.ndarray) -> float:
+    """Mean over AUs of the F1 of the all-positive predictor, ``2 p / (1 + p)`` per AU (``p`` its share of
+    positives among its valid labels; 0 for an AU without valid labels, as :func:`au_f1` scores it).
+    Thresholds tuned on no skill reach this level."""
+    target = np.asarray(target, dtype=float)
+    valid = valid_au(target)
+    n = valid.sum(axis=0)
+    positives = ((target == 1) & valid).sum(axis=0)
+    p = np.divide(positives, n, out=np.zeros(target.shape[1]), where=n > 0)
+    return float(np.mean(2 * p / (1 + p)))
+
+
+NO_SKILL_VA = 0.0  # CCC of a constant output, and in expectation of outputs independent of the labels
+
+
+def no_skill_levels(targets: Mapping[str, np.ndarray], expression_space=DEFAULT_EXPRESSION_SPACE) -> dict[str, float]:
+    """The no-skill level of every headline metric (``P_EXPR``, ``P_AU``, ``P_VA``, ``ccc_valence``,
+    ``ccc_arousal``, and ``P_MTL`` = the sum over the tasks present, when more than one) on these labels."""
+    levels: dict[str, float] = {}
+    if "expr" in targets:
+        levels["P_EXPR"] = no_skill_expression(targets["expr"], len(get_label_space(expression_space)))
+    if "au" in targets:
+        levels["P_AU"] = no_skill_au(targets["au"])
+    if "va" in targets:
+        levels.update({"P_VA": NO_SKILL_VA, "ccc_valence": NO_SKILL_VA, "ccc_arousal": NO_SKILL_VA})
+    headline = [levels[m] for m in ("P_EXPR", "P_AU", "P_VA") if m in levels]
+    if len(headline) > 1:
+        levels[MTL_METRIC] = float(sum(headline))
+    return levels
+
+
 # ------------------------------------------------------------------ all tasks
 
 def evaluate(outputs: Mapping[str, np.ndarray], targets: Mapping[str, np.ndarray],
@@ -194,6 +241,7 @@ def confusion_matrix(pred: np.ndarray, target: np.ndarray, num_classes: int) -> 
 
 
 __all__ = [
+    "NO_SKILL_VA",
     "VA_NAMES",
     "au_f1",
     "ccc",
@@ -201,6 +249,9 @@ __all__ = [
     "evaluate",
     "expression_f1",
     "f1_binary",
+    "no_skill_au",
+    "no_skill_expression",
+    "no_skill_levels",
     "tune_au_thresholds",
     "va_ccc",
     "valid_au",

@@ -24,7 +24,9 @@ records use ``runs/<suite>/<run>/``) holds:
   loss}``: under one step budget a multi-task run sees fewer labels per task than a uni-task one),
   ``init_run`` (that run's name or null), ``init_train_time_s``, ``leakage`` (training videos also in
   a validation set, Aff-Wild2) and ``P_AU_tuned_on_validation`` (thresholds tuned on the reported
-  frames themselves: in-sample, optimistic, named so). Written last: its presence marks a complete run.
+  frames themselves: in-sample, optimistic, named so); ``health`` (per head, of the selected weights:
+  ``{task: {"output_spread", "saturated_share", "constant_share", "collapsed"}}``, read through
+  :func:`run_health`; absent in older records). Written last: its presence marks a complete run.
 * ``val_predictions.npz`` - per-frame validation outputs and targets of the selected weights
   (:mod:`affectmodel.predictions`), so a record can be rescored without the model.
 * ``history.csv``  - one row per evaluation: ``epoch``, ``step``, ``lr``, ``train_loss``,
@@ -38,6 +40,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,6 +62,9 @@ SEED_FOLDER = re.compile(r"^seed-(\d+)$")
 NON_CONFIGURATION_KEYS = frozenset({"seed", "data", "out", "device", "workers", "threads", "resume",
                                     "checkpoint_every", "cache", "code_version", "suite", "run",
                                     "config_id"})
+
+
+HEALTH_KEY = "health"
 
 
 class RunRecordError(ValueError):
@@ -200,3 +206,53 @@ def run_factors(config: dict[str, Any]) -> dict[str, str]:
         "losses": ", ".join(f"{t}={losses[t]}" for t in tasks if t in losses),
         "weighting": str(config.get("weighting", "fixed")) if len(tasks) > 1 else "-",
     }
+
+
+@dataclass(frozen=True)
+class HeadHealth:
+    """How one head's outputs behaved on validation (metrics.json ``health``): their spread, the share
+    of saturated outputs (at a bound of a bounded output) and of constant ones, and whether training
+    judged the head collapsed."""
+
+    output_spread: float
+    saturated_share: float
+    constant_share: float
+    collapsed: bool
+
+
+def _health_number(value: Any) -> float:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
+
+
+def run_health(record: RunRecord) -> dict[str, HeadHealth] | None:
+    """Per-head health of a run (task -> :class:`HeadHealth`), the one reader of metrics.json ``health``;
+    None for records that have none (older runs: judge them by their intervals alone). Entries that
+    are not objects are skipped; a missing or non-boolean ``collapsed`` reads as not collapsed."""
+    raw = record.metrics.get(HEALTH_KEY)
+    if not isinstance(raw, dict):
+        return None
+    out = {}
+    for task, head in raw.items():
+        if isinstance(head, dict):
+            out[str(task)] = HeadHealth(_health_number(head.get("output_spread")),
+                                        _health_number(head.get("saturated_share")),
+                                        _health_number(head.get("constant_share")),
+                                        head.get("collapsed") is True)
+    return out
+
+
+def collapsed_heads(record: RunRecord) -> list[str]:
+    """The tasks whose head the run's health record marks collapsed (none for older records)."""
+    return [task for task, head in (run_health(record) or {}).items() if head.collapsed]
+
+
+def non_finite_metrics(record: RunRecord) -> list[str]:
+    """Headline metrics (:data:`METRIC_KEYS`) that metrics.json holds but not as a finite number: NaN,
+    infinity or null, as a diverged run of an older version wrote them."""
+    bad = []
+    for key in METRIC_KEYS:
+        if key in record.metrics:
+            value = record.metrics[key]
+            if not (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)):
+                bad.append(key)
+    return bad

@@ -26,6 +26,9 @@ Why this shape (docs/REFERENCE.md, "Study protocol"):
   model-by-video interaction appears in both terms, which errs on the wide side.
 * With one seed on a side the run-to-run spread cannot be estimated: :attr:`Interval.seeds_known` is
   False and the interval covers the validation videos only; callers must not draw a verdict from it.
+* An estimate carries the metric's no-skill level on the same frames (:attr:`Interval.no_skill`, from
+  :func:`affectmodel.metrics.no_skill_levels`): an interval that reaches it is not evidence that the
+  configuration learned anything.
 
 Everything is deterministic given ``seed`` (a ``numpy.random.Generator`` is created from it).
 """
@@ -37,7 +40,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .metrics import valid_au, valid_expression, valid_rows, valid_va
+from .metrics import no_skill_levels, valid_au, valid_expression, valid_rows, valid_va
 from .predictions import Predictions
 from .tasks import AU_NAMES, MTL_METRIC, get_label_space, get_task
 
@@ -62,7 +65,8 @@ class Interval:
 
     ``video_se`` is the standard error from the video bootstrap, ``seed_se`` the one from the spread
     over seeds (``sqrt(sum s^2/n)`` over sides; 0 when a side has one seed); ``per_seed`` holds each
-    side's single-run figures on the frames used.
+    side's single-run figures on the frames used. ``no_skill`` is the metric's no-skill level on those
+    frames (an estimate of one configuration; NaN for a difference or when the labels are unknown).
     """
 
     mean: float
@@ -76,6 +80,7 @@ class Interval:
     seed_se: float                    # standard error from the spread over seeds (0 when unknown)
     df: float
     per_seed: tuple[tuple[float, ...], ...]   # each side's per-seed figures, on the frames used
+    no_skill: float = math.nan
 
     @property
     def seeds_known(self) -> bool:
@@ -86,11 +91,19 @@ class Interval:
     def excludes_zero(self) -> bool:
         return self.low > 0 or self.high < 0
 
+    @property
+    def above_no_skill(self) -> bool | None:
+        """Whether the whole interval lies above the no-skill level (None when either is unknown)."""
+        if not (math.isfinite(self.no_skill) and math.isfinite(self.low)):
+            return None
+        return self.low > self.no_skill
+
     def as_dict(self) -> dict:
         return {"mean": self.mean, "low": self.low, "high": self.high, "level": self.level,
                 "n_seeds": list(self.n_seeds), "seeds_known": self.seeds_known, "n_videos": self.n_videos,
                 "n_frames": self.n_frames, "video_se": self.video_se, "seed_se": self.seed_se,
-                "df": None if math.isinf(self.df) else self.df, "per_seed": [list(s) for s in self.per_seed]}
+                "df": None if math.isinf(self.df) else self.df, "per_seed": [list(s) for s in self.per_seed],
+                "no_skill": self.no_skill}
 
 
 # ----------------------------------------------------------------------------- Student t quantile
@@ -263,8 +276,7 @@ def _common_rows(runs: Sequence[ScoredRun], keys: Sequence[np.ndarray], task: st
     return out
 
 
-def _prepare(sides: Sequence[Sequence[ScoredRun]], metric: str) -> tuple[list[list[dict]], int, int,
-                                                                           tuple[str, ...]]:
+def _prepare(sides: Sequence[Sequence[ScoredRun]], metric: str) -> tuple[list[list[dict]], int, int, float]:
     runs = [r for side in sides for r in side]
     if any(len(side) == 0 for side in sides):
         raise ValueError("each side needs at least one run")
@@ -275,6 +287,9 @@ def _prepare(sides: Sequence[Sequence[ScoredRun]], metric: str) -> tuple[list[li
     n_frames = len(np.unique(np.concatenate([keys[0][per_task_rows[t][0]] for t in tasks])))
     if len(videos) == 0:
         raise ValueError(f"no validation frame with a {metric} label is shared by the runs compared")
+    first = runs[0].predictions
+    levels = no_skill_levels({t: first.targets[t][per_task_rows[t][0]] for t in tasks}, first.expression_space)
+    no_skill = float(sum(levels[get_task(t).metric] for t in tasks))
     prepared: list[list[dict]] = []
     i = 0
     for side in sides:
@@ -289,7 +304,7 @@ def _prepare(sides: Sequence[Sequence[ScoredRun]], metric: str) -> tuple[list[li
             side_stats.append(by_task)
             i += 1
         prepared.append(side_stats)
-    return prepared, len(videos), n_frames, tasks
+    return prepared, len(videos), n_frames, no_skill
 
 
 def _score(stats: dict[str, np.ndarray], weights: np.ndarray) -> np.ndarray:
@@ -309,7 +324,7 @@ def video_weights(n_videos: int, resamples: int, seed: int) -> np.ndarray:
 
 def _interval(sides: Sequence[Sequence[ScoredRun]], metric: str, signs: Sequence[float], resamples: int,
               level: float, seed: int) -> Interval:
-    prepared, n_videos, n_frames, _ = _prepare(sides, metric)
+    prepared, n_videos, n_frames, no_skill = _prepare(sides, metric)
     weights = video_weights(n_videos, resamples, seed)
     ones = np.ones((1, n_videos))
     point, boot, seed_var, per_seed, counts, dfs_terms = 0.0, 0.0, 0.0, [], [], []
@@ -330,7 +345,8 @@ def _interval(sides: Sequence[Sequence[ScoredRun]], metric: str, signs: Sequence
     df = total * total / denom if denom > 0 else math.inf
     half = t_quantile(0.5 + level / 2, df) * math.sqrt(total) if total > 0 else 0.0
     return Interval(float(point), float(point - half), float(point + half), level, tuple(counts), n_videos,
-                    n_frames, math.sqrt(video_var), math.sqrt(seed_var), df, tuple(per_seed))
+                    n_frames, math.sqrt(video_var), math.sqrt(seed_var), df, tuple(per_seed),
+                    no_skill if len(sides) == 1 else math.nan)
 
 
 def estimate(runs: Sequence[ScoredRun], metric: str, resamples: int = DEFAULT_RESAMPLES,

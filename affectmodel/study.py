@@ -26,8 +26,18 @@ from typing import Any
 
 import pandas as pd
 
+from .metrics import NO_SKILL_VA
 from .predictions import PREDICTIONS_FILE, PredictionsError, load_predictions
-from .records import METRIC_KEYS, NON_CONFIGURATION_KEYS, SYNTHETIC_DATASET, RunRecord, read_runs, run_factors
+from .records import (
+    METRIC_KEYS,
+    NON_CONFIGURATION_KEYS,
+    SYNTHETIC_DATASET,
+    RunRecord,
+    collapsed_heads,
+    non_finite_metrics,
+    read_runs,
+    run_factors,
+)
 from .statistics import (
     DEFAULT_LEVEL,
     DEFAULT_RESAMPLES,
@@ -471,7 +481,11 @@ def scored_runs(config: Configuration) -> list[ScoredRun] | None:
     return out
 
 
-def _seeds_only(values: Sequence[float], level: float) -> Interval | None:
+# No-skill levels that do not depend on the labels (CCC), for figures without predictions to read labels from.
+LABEL_FREE_NO_SKILL = {"P_VA": NO_SKILL_VA, "ccc_valence": NO_SKILL_VA, "ccc_arousal": NO_SKILL_VA}
+
+
+def _seeds_only(values: Sequence[float], level: float, no_skill: float = math.nan) -> Interval | None:
     """Mean over seeds of metrics.json figures, with a seeds-only interval (no predictions to resample)."""
     values = [v for v in values if math.isfinite(v)]
     if not values:
@@ -484,7 +498,7 @@ def _seeds_only(values: Sequence[float], level: float) -> Interval | None:
     else:
         sd, half = 0.0, math.nan
     return Interval(mean, mean - half, mean + half, level, (n,), 0, 0, math.nan, sd / math.sqrt(n), n - 1.0,
-                    (tuple(values),))
+                    (tuple(values),), no_skill)
 
 
 @dataclass
@@ -506,6 +520,7 @@ class Comparison:
     init_run: str | None
     verdict: str                         # one of VERDICTS
     verdict_text: str
+    did_not_learn: list[str] = field(default_factory=list)   # why a side gives no verdict (did_not_learn)
 
     @property
     def title(self) -> str:
@@ -514,7 +529,7 @@ class Comparison:
     def as_dict(self) -> dict[str, Any]:
         d = {k: getattr(self, k) for k in ("dataset", "synthetic", "task", "metric", "multi", "uni", "reason",
                                            "multi_budget_steps", "uni_budget_steps", "init_run", "verdict",
-                                           "verdict_text")}
+                                           "verdict_text", "did_not_learn")}
         for k in ("multi_estimate", "uni_estimate", "difference"):
             value = getattr(self, k)
             d[k] = None if value is None else _json_safe(value.as_dict())
@@ -533,12 +548,16 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
-def verdict_of(difference: Interval | None, metric: str) -> tuple[str, str]:
+def verdict_of(difference: Interval | None, metric: str, failures: Sequence[str] = ()) -> tuple[str, str]:
     """("helped" | "hurt" | "no clear difference" | "undecided", plain words with the figures).
 
     "helped"/"hurt" only when the interval of the difference excludes zero and every side has at
-    least two seeds (otherwise the run-to-run spread is unknown and no verdict is drawn).
+    least two seeds (otherwise the run-to-run spread is unknown and no verdict is drawn), and never
+    when a side did not learn (``failures``: the reasons :func:`did_not_learn` gives, one per side that
+    failed): then it is "undecided" with the reason.
     """
+    if failures:
+        return "undecided", "undecided: " + "; ".join(failures)
     if difference is None or not math.isfinite(difference.mean):
         return "undecided", "undecided: no figure on one side"
     d, lo, hi = difference.mean, difference.low, difference.high
@@ -572,7 +591,33 @@ def configuration_estimate(config: Configuration, metric: str, resamples: int = 
             return estimate(runs, metric, resamples, level, seed)
         except ValueError:  # predictions without this task or without shared frames: figures only
             pass
-    return _seeds_only([_number(r.metrics.get(metric)) for r in config.runs.values()], level)
+    return _seeds_only([_number(r.metrics.get(metric)) for r in config.runs.values()], level,
+                       LABEL_FREE_NO_SKILL.get(metric, math.nan))
+
+
+def did_not_learn(config: Configuration, metric: str, estimate: Interval | None) -> str | None:
+    """Why ``config`` shows no evidence of having learned what ``metric`` measures, or None.
+
+    In this order: a seed whose metrics.json holds a headline figure that is not a number (a diverged
+    run of an older version; current training stops such runs and leaves no record); a seed whose
+    health record marks a head of the metric's tasks collapsed (:func:`affectmodel.records.run_health`;
+    older records have none); an interval over seeds and videos that reaches the metric's no-skill level
+    (:func:`affectmodel.metrics.no_skill_levels`). Any of these, on either side, means no verdict.
+    """
+    tasks = [t for t in METRIC_TASKS.get(metric, ()) if t in config.tasks]
+    for run, record in config.runs.items():
+        where = f"seed {record.seed}" if record.seed is not None else run
+        bad = non_finite_metrics(record)
+        if bad:
+            return f"{config.key} diverged ({bad[0]} is not a number in {where})"
+        collapsed = [t for t in collapsed_heads(record) if t in tasks]
+        if collapsed:
+            heads = _join([get_task(t).title.lower() for t in collapsed])
+            return f"{config.key} did not learn (its {heads} head collapsed in {where})"
+    if estimate is not None and estimate.above_no_skill is False:
+        return (f"{config.key} did not learn ({metric} {estimate.low:+.3f} to {estimate.high:+.3f}, "
+                f"no-skill level {estimate.no_skill:.3f})")
+    return None
 
 
 def _difference(multi: Configuration, uni: Configuration, metric: str, resamples: int, seed: int,
@@ -611,14 +656,17 @@ def matched_comparisons(configurations: Sequence[Configuration], resamples: int 
             metric = TASK_METRICS[task]
             multi_est = configuration_estimate(multi, metric, resamples, seed, level)
             uni_est = configuration_estimate(uni, metric, resamples, seed, level) if uni else None
+            failures: list[str] = []
             if uni is None:
                 diff, word, text = None, "unmatched", f"unmatched: {reason}"
             else:
                 diff = _difference(multi, uni, metric, resamples, seed, level)
-                word, text = verdict_of(diff, metric)
+                failures = [f for f in (did_not_learn(multi, metric, multi_est), did_not_learn(uni, metric, uni_est))
+                            if f]
+                word, text = verdict_of(diff, metric, failures)
             out.append(Comparison(multi.dataset, multi.synthetic, task, metric, multi.key,
                                   uni.key if uni else None, reason, multi_est, uni_est, diff, multi.budget_steps,
-                                  uni.budget_steps if uni else None, multi.init_run, word, text))
+                                  uni.budget_steps if uni else None, multi.init_run, word, text, failures))
     return out
 
 
@@ -716,7 +764,9 @@ PROTOCOL = ("Figures are means over seeds. AU thresholds and the best epoch are 
             "videos (a development split), never on the validation frames reported. Intervals: 95 % from a "
             "bootstrap over validation videos (paired for differences) combined with the spread over seeds "
             "(t interval, Welch-Satterthwaite degrees of freedom). A verdict says helped/hurt only when the "
-            "interval of the difference excludes zero; multi-task configurations are compared only with "
+            "interval of the difference excludes zero, each side has at least two seeds, and each side learned: "
+            "no diverged seed, no collapsed head, and an interval above its no-skill level (P_VA 0, P_EXPR the "
+            "best constant class, P_AU every AU on). Multi-task configurations are compared only with "
             "uni-task configurations that differ from them only in the tasks and have the same budget in steps.")
 
 
@@ -1046,6 +1096,7 @@ __all__ = [
     "cost_comparison",
     "dataset_info",
     "dataset_label",
+    "did_not_learn",
     "expression_labels",
     "factor_effects",
     "filter_options",

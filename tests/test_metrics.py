@@ -153,3 +153,29 @@ def test_confusion_matrix_matches_sklearn():
     cm = metrics.confusion_matrix(pred, target, 8)
     np.testing.assert_array_equal(cm, sk_confusion_matrix(target[keep], pred[keep], labels=list(range(8))))
     assert cm.sum() == keep.sum()
+
+
+def test_no_skill_levels_are_what_constant_predictors_score():
+    """The declared levels equal the metric of the predictor they describe: the best constant
+    expression, every AU on, a constant VA output; P_MTL sums them."""
+    rng = np.random.default_rng(8)
+    n = 400
+    expr = np.where(rng.random(n) < 0.1, -1, rng.choice(8, n, p=[0.4, 0.2, 0.1, 0.1, 0.1, 0.05, 0.05, 0.0]))
+    au = (rng.random((n, 12)) < np.linspace(0.02, 0.9, 12)).astype(float)
+    au[rng.random((n, 12)) < 0.1] = -1
+    au[:, 5] = -1  # an AU without a valid label scores 0 for every predictor
+    va = np.where(rng.random((n, 2)) < 0.05, -5, rng.uniform(-1, 1, (n, 2)))
+    levels = metrics.no_skill_levels({"expr": expr, "au": au, "va": va})
+    best_constant = max(metrics.expression_f1(np.full(n, c), expr, 8)[0] for c in range(8))
+    assert levels["P_EXPR"] == pytest.approx(best_constant)
+    assert levels["P_EXPR"] == pytest.approx(metrics.expression_f1(np.zeros(n, int), expr, 8)[0])  # the majority
+    assert levels["P_AU"] == pytest.approx(metrics.au_f1(np.ones((n, 12)), au)[0])
+    assert levels["P_AU"] >= metrics.au_f1(np.zeros((n, 12)), au)[0]  # all-negative scores 0
+    assert levels["P_VA"] == 0.0 and metrics.va_ccc(np.full((n, 2), 0.3), va)[0] == pytest.approx(0.0, abs=1e-12)
+    assert levels["ccc_valence"] == levels["ccc_arousal"] == 0.0
+    assert levels["P_MTL"] == pytest.approx(levels["P_EXPR"] + levels["P_AU"])
+    only_va = metrics.no_skill_levels({"va": va})
+    assert only_va == {"P_VA": 0.0, "ccc_valence": 0.0, "ccc_arousal": 0.0}
+    assert metrics.no_skill_expression(np.full(5, -1), 8) == 0.0
+    # a 7-class label space divides by 7
+    assert metrics.no_skill_levels({"expr": np.zeros(10, int)}, "abaw7")["P_EXPR"] == pytest.approx(1 / 7)

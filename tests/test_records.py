@@ -3,7 +3,19 @@ import json
 
 import pytest
 
-from affectmodel.records import RunRecordError, find_runs, is_complete, read_run, read_runs, run_factors
+from affectmodel.records import (
+    HeadHealth,
+    RunRecord,
+    RunRecordError,
+    collapsed_heads,
+    find_runs,
+    is_complete,
+    non_finite_metrics,
+    read_run,
+    read_runs,
+    run_factors,
+    run_health,
+)
 
 
 def _run(root, name, tasks=("expr", "au", "va"), **config):
@@ -59,3 +71,28 @@ def test_run_factors_describe_the_study_design():
     uni = run_factors({"tasks": ["va"], "init": "imagenet", "losses": {"va": "mse"}})
     assert uni["setting"] == "uni-task" and uni["init"] == "imagenet" and uni["weighting"] == "-"
     assert uni["pretraining"] == "none" and uni["augmentation"] == "none"
+
+
+def test_health_is_read_through_one_accessor_and_absent_in_older_records(tmp_path):
+    run = _run(tmp_path, "multi")
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert run_health(read_run(run)) is None and collapsed_heads(read_run(run)) == []
+    metrics["health"] = {"va": {"output_spread": 0.004, "saturated_share": 0.97, "constant_share": 0.0,
+                                "collapsed": True},
+                         "expr": {"output_spread": 0.3, "saturated_share": 0.0, "constant_share": 0.0,
+                                  "collapsed": False},
+                         "au": {"output_spread": "n/a", "collapsed": "yes"},  # malformed: read leniently
+                         "broken": 3}
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    health = run_health(read_run(run))
+    assert health is not None and set(health) == {"va", "expr", "au"}
+    assert health["va"] == HeadHealth(0.004, 0.97, 0.0, True)
+    assert health["au"].collapsed is False and health["au"].output_spread != health["au"].output_spread  # NaN
+    assert collapsed_heads(read_run(run)) == ["va"]
+
+
+def test_non_finite_metrics_names_nan_infinite_and_null_figures(tmp_path):
+    record = RunRecord(tmp_path, {}, {"P_EXPR": float("nan"), "P_AU": 0.4, "P_VA": None, "P_MTL": float("inf"),
+                                      "ccc_valence": True})
+    assert non_finite_metrics(record) == ["P_EXPR", "P_VA", "P_MTL", "ccc_valence"]
+    assert non_finite_metrics(RunRecord(tmp_path, {}, {"P_AU": 0.4})) == []

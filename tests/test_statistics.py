@@ -160,3 +160,20 @@ def test_random_outputs_score_the_threshold_half_figure_not_a_tuned_one():
           f"{in_sample:.3f} tuned on the reported frames")
     assert abs(honest.mean - at_half.mean) <= 0.05
     assert in_sample > max(honest.mean, at_half.mean) + 0.02
+
+
+def test_an_estimate_carries_the_no_skill_level_of_its_frames():
+    p = _random_predictions(4)
+    run = ScoredRun(p)
+    levels = metrics.no_skill_levels(p.targets)
+    for metric in ("P_EXPR", "P_AU", "P_VA", "P_MTL"):
+        est = statistics.estimate([run], metric, resamples=50)
+        assert est.no_skill == pytest.approx(levels[metric]) and est.as_dict()["no_skill"] == est.no_skill
+    # random outputs: the AU interval reaches the all-positive level, VA (half skill) clears 0
+    assert statistics.estimate([run], "P_AU", resamples=200).above_no_skill is False
+    assert statistics.estimate([run], "P_VA", resamples=200).above_no_skill is True
+    assert math.isnan(statistics.difference([run], [run], "P_VA", resamples=20).no_skill)
+    # only the frames shared by the runs count
+    half = p.select(np.arange(len(p)) < len(p) // 2)
+    est = statistics.estimate([run, ScoredRun(half)], "P_EXPR", resamples=20)
+    assert est.no_skill == pytest.approx(metrics.no_skill_levels(half.targets)["P_EXPR"])

@@ -350,3 +350,63 @@ def test_model_section_that_differs_only_in_the_tasks_still_matches():
     multi, uni = record(["expr", "au"]), record(["expr"])
     assert _match_signature(multi, "expr", False) == _match_signature(uni, "expr", False)
     assert _match_signature(multi, "expr", False) != _match_signature(record(["expr"], input_size=64), "expr", False)
+
+
+# ----------------------------------------------------------------------------- runs that did not learn
+
+def _va_pair(root, uni_skill, multi_skill=0.6, seeds=(0, 1, 2)):
+    for s in seeds:
+        write_run(root, "quick", "uni-va", tasks="va", scores={"P_VA": uni_skill}, seed=s, steps=100)
+        write_run(root, "quick", "multi", tasks="expr,au,va", scores={"P_EXPR": 0.5, "P_AU": 0.5, "P_VA": multi_skill},
+                  seed=s, steps=100)
+
+
+def _va_comparison(root):
+    return next(c for c in _report(root).comparisons if c.task == "va" and c.multi == "quick/multi")
+
+
+def test_a_side_whose_interval_reaches_its_no_skill_level_gives_no_verdict(tmp_path):
+    _va_pair(tmp_path, uni_skill=0.0)  # a uni-task VA network that learned nothing: CCC around 0
+    c = _va_comparison(tmp_path)
+    assert c.uni_estimate.no_skill == 0.0 and c.uni_estimate.low <= 0.0
+    assert c.difference.low > 0  # the interval alone would say "helped"
+    assert c.verdict == "undecided" and c.verdict_text.startswith("undecided: quick/uni-va did not learn (P_VA ")
+    assert "no-skill level 0.000" in c.verdict_text and c.did_not_learn == [c.verdict_text[len("undecided: "):]]
+    # the same figures with a uni-task side that learned: a verdict
+    _va_pair(tmp_path / "learned", uni_skill=0.3)
+    assert _va_comparison(tmp_path / "learned").verdict == "helped"
+
+
+def test_a_collapsed_head_or_a_diverged_seed_gives_no_verdict(tmp_path):
+    _va_pair(tmp_path, uni_skill=0.3)
+    seed1 = tmp_path / "quick" / "uni-va" / "seed-1" / "metrics.json"
+    good = json.loads(seed1.read_text())
+    healthy = {"output_spread": 0.3, "saturated_share": 0.0, "constant_share": 0.0, "collapsed": False}
+    collapsed = {"output_spread": 0.002, "saturated_share": 0.99, "constant_share": 0.0, "collapsed": True}
+    seed1.write_text(json.dumps({**good, "health": {"va": collapsed}}))
+    c = _va_comparison(tmp_path)
+    assert c.verdict == "undecided"
+    assert c.verdict_text == "undecided: quick/uni-va did not learn (its valence / arousal head collapsed in seed 1)"
+    seed1.write_text(json.dumps({**good, "health": {"va": healthy}}))
+    assert _va_comparison(tmp_path).verdict == "helped"
+    # an older record of a diverged run: NaN figures (json writes NaN), never a verdict
+    seed1.write_text(json.dumps({**good, "P_VA": float("nan")}))
+    c = _va_comparison(tmp_path)
+    assert c.verdict == "undecided" and "quick/uni-va diverged (P_VA is not a number in seed 1)" in c.verdict_text
+    # a collapsed head of another task does not block this task's verdict
+    multi0 = tmp_path / "quick" / "multi" / "seed-0" / "metrics.json"
+    seed1.write_text(json.dumps(good))
+    multi0.write_text(json.dumps({**json.loads(multi0.read_text()), "health": {"au": collapsed, "va": healthy}}))
+    report = _report(tmp_path)
+    assert next(c for c in report.comparisons if c.task == "va").verdict == "helped"
+
+
+def test_expression_and_au_sides_are_held_to_their_own_no_skill_levels(tmp_path):
+    """P_AU's no-skill level is far above 0 (every AU on): a model at that level did not learn."""
+    for s in (0, 1, 2):
+        write_run(tmp_path, "quick", "uni-au", tasks="au", scores={"P_AU": 0.0}, seed=s, steps=100)
+        write_run(tmp_path, "quick", "multi", tasks="expr,au,va", scores={"P_EXPR": 0.5, "P_AU": 0.9, "P_VA": 0.5},
+                  seed=s, steps=100)
+    c = next(c for c in _report(tmp_path).comparisons if c.task == "au")
+    assert c.uni_estimate.no_skill > 0.3 and c.uni_estimate.low <= c.uni_estimate.no_skill
+    assert c.verdict == "undecided" and "quick/uni-au did not learn (P_AU" in c.verdict_text
