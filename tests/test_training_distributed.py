@@ -14,8 +14,12 @@ from _training_data import TinyAffectSet
 
 from affectmodel.records import read_run
 from affectmodel.training import distributed as dist_utils
+from affectmodel.training.config import TrainConfig, TrainingError, config_id
+from affectmodel.training.trainer import run_training
 
 REPO = Path(__file__).resolve().parents[1]
+CONFIG = {"tasks": ["expr", "au", "va"], "image_size": 32, "batch_size": 8, "epochs": 2, "device": "cpu",
+          "augment": "none", "weighting": "uncertainty", "lr": 1e-3, "checkpoint_every": 1, "threads": 1}
 
 SCRIPT = textwrap.dedent('''
     import hashlib, json, os, sys
@@ -56,9 +60,7 @@ SCRIPT = textwrap.dedent('''
         def unreadable(path):
             raise FileNotFoundError(path)
         ckpt.load_checkpoint = unreadable
-    config = TrainConfig(out=out, tasks=["expr", "au", "va"], image_size=32, batch_size=8, epochs=2,
-                         device="cpu", augment="none", weighting="uncertainty", lr=1e-3, checkpoint_every=1,
-                         resume=mode == "resume", threads=1)
+    config = TrainConfig(out=out, resume=mode == "resume", **{config!r})
     # 20 images in 5 videos: one video held out for development, 16 to train on
     trainer.run_training(config, TinyAffectSet(20, seed=0), TinyAffectSet(7, seed=1),
                          {{"name": "tiny", "synthetic": True}})
@@ -69,7 +71,7 @@ SCRIPT = textwrap.dedent('''
 
 def _torchrun(tmp_path, run_dir, mode, expect=0):
     script = tmp_path / "ddp_train.py"
-    script.write_text(SCRIPT.format(tests=str(REPO / "tests"), repo=str(REPO)))
+    script.write_text(SCRIPT.format(tests=str(REPO / "tests"), repo=str(REPO), config=CONFIG))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                            str(script), str(run_dir), str(tmp_path), mode],
@@ -96,6 +98,9 @@ def test_two_cpu_processes_train_one_run_and_resume_as_rank0_decides(tmp_path):
     assert ranks[0]["digests"][0] != ranks[0]["digests"][1]
     record = read_run(run_dir)
     assert record.metrics["world_size"] == 2 and record.config["world_size"] == 2
+    # BatchNorm over 4 images per process is not one process's BatchNorm over 8: another configuration.
+    config = TrainConfig(out=str(run_dir), **CONFIG)
+    assert record.config_id == config_id(config, world_size=2) != config_id(config)
     # Validation outputs of both ranks (4 + 3 images, uneven shards) reached rank 0: each
     # labelled image counted once.
     val_expr = TinyAffectSet(7, seed=1).labels["expr"]
@@ -109,6 +114,12 @@ def test_two_cpu_processes_train_one_run_and_resume_as_rank0_decides(tmp_path):
     _torchrun(tmp_path, resumed_dir, "interrupt", expect=3)
     saved = torch.load(resumed_dir / "checkpoints" / "last.pt", weights_only=True)
     assert saved["state"]["step"] == 3 and len(saved["rng_ranks"]) == 2  # each rank's own RNG state
+    # One process cannot continue what two started: refused with one line, the checkpoint kept.
+    with pytest.raises(TrainingError, match=r"trained by 2 process\(es\) and this launch has 1; resume it with "
+                                            r"torchrun --nproc_per_node 2"):
+        run_training(TrainConfig(out=str(resumed_dir), resume=True, **CONFIG), TinyAffectSet(20, seed=0),
+                     TinyAffectSet(7, seed=1), {"name": "tiny", "synthetic": True})
+    assert (resumed_dir / "checkpoints" / "last.pt").is_file()
     _torchrun(tmp_path, resumed_dir, "resume")
     resumed = read_run(resumed_dir)
     # On CPU with the same thread count, resuming gives the uninterrupted run's results exactly.

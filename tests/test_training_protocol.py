@@ -149,6 +149,21 @@ def test_config_id_ignores_seed_and_location_but_not_what_is_computed():
     assert config_id(base) != config_id(base.replace(steps=200))
 
 
+def test_config_id_says_how_batchnorm_was_batched_over_processes():
+    from affectmodel.training.config import config_id
+
+    base = TrainConfig(tasks=["expr", "va"], steps=100, batch_size=256)
+    one = config_id(base)
+    # BatchNorm over 128 images per process is not BatchNorm over 256: not seeds of one configuration.
+    assert config_id(base, world_size=2) != one and config_id(base, world_size=4) != config_id(base, world_size=2)
+    # SyncBatchNorm (and the default global-batch CCC) make N processes compute what one does.
+    synced = base.replace(sync_bn=True)
+    assert config_id(synced, world_size=8) == config_id(synced) == one
+    # Per-process CCC is a difference of its own, even with SyncBatchNorm.
+    local_ccc = synced.replace(ccc_global_batch=False)
+    assert config_id(local_ccc, world_size=2) != config_id(local_ccc)
+
+
 # ------------------------------------------------------------------ leakage guard
 
 def _leaky(root):

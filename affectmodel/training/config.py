@@ -134,7 +134,8 @@ class TrainConfig:
                              "on the training device; 'none' reads the JPEGs")
     sync_bn: bool = option(False, group="hardware",
                            help="under torchrun: BatchNorm statistics over the global batch (SyncBatchNorm), so "
-                                "results do not depend on the number of processes")
+                                "results do not depend on the number of processes (without it, BatchNorm sees "
+                                "each process's share and the run's config_id says so)")
     ccc_global_batch: bool = option(True, group="losses",
                                     help="under torchrun: VA's CCC over the global batch, not each process's share")
     threads: int = option(0, group="hardware", default_text="torch's choice",
@@ -365,16 +366,27 @@ def load_config(path: str | Path | None = None, overrides: Mapping[str, Any] | N
     return config_from_mapping(values, where=str(path) if path else "options")
 
 
-def config_id(config: TrainConfig, init_identity: str | None = None) -> str:
+def config_id(config: TrainConfig, init_identity: str | None = None, world_size: int = 1) -> str:
     """A stable id (12 hex digits) of what a configuration computes: every option but the seed
     and those in :data:`IDENTITY_IGNORED`. Runs of one configuration with different seeds share it.
 
     ``init_identity`` replaces ``init`` when the run starts from another run's folder (whose path
     differs per seed and machine): pass that run's own config id.
+
+    ``world_size``: the processes that split each batch (torchrun). Where they change what a step
+    computes, the id says so: without ``sync_bn`` BatchNorm normalises each process's share of the
+    batch (``batchnorm_batch``), without ``ccc_global_batch`` VA's CCC too (``ccc_batch``). With
+    both, a run on N processes computes what one process does and shares its id.
     """
     values = {k: v for k, v in config.to_dict().items() if k not in IDENTITY_IGNORED}
     if init_identity is not None:
         values["init"] = f"run:{init_identity}"
+    if world_size > 1:
+        share = config.batch_size // world_size
+        if not config.sync_bn:
+            values["batchnorm_batch"] = share
+        if not config.ccc_global_batch:
+            values["ccc_batch"] = share
     text = json.dumps(values, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.blake2b(text.encode("utf-8"), digest_size=6).hexdigest()
 

@@ -134,7 +134,7 @@ def train_run(config: TrainConfig, progress: Progress | None = None) -> Path:
     Under torchrun every process calls this; rank 0 writes the files.
     """
     info = dist_utils.setup(config.device)
-    if dist_utils.on_rank0(lambda: check_run_folder(config), info) is None:
+    if dist_utils.on_rank0(lambda: check_run_folder(config, info.world_size), info) is None:
         return Path(config.out)  # complete already (and resume asked): nothing to load
     model_config = model_config_for(config)
     train, val, dataset = load_datasets(config, model_config)
@@ -146,9 +146,10 @@ def model_config_for(config: TrainConfig) -> ModelConfig:
                        input_size=config.image_size, dropout=config.dropout)
 
 
-def check_run_folder(config: TrainConfig) -> bool | None:
+def check_run_folder(config: TrainConfig, world_size: int = 1) -> bool | None:
     """True: resume from the checkpoint; False: start; None: the run is complete (and resume was
-    asked). Raises when the folder holds something that must not be overwritten."""
+    asked). Raises when the folder holds something that must not be overwritten, or a checkpoint
+    that ``world_size`` processes cannot continue."""
     if not config.out:
         raise TrainingError("no run folder given (--out runs/SUITE/NAME)")
     run_dir = Path(config.out)
@@ -166,10 +167,21 @@ def check_run_folder(config: TrainConfig) -> bool | None:
             now = config.to_dict()
             raise TrainingError(f"cannot resume {run_dir}: options differ from the interrupted run: "
                                 + ", ".join(f"{k} ({saved[k]!r} -> {now[k]!r})" for k in changed))
+        check_world_size(run_dir, int(saved.get("world_size", 1) or 1), world_size)
         return True
     if (run_dir / RUN_CONFIG_FILE).is_file() and not config.resume:
         raise TrainingError(f"{run_dir} already holds a run record: choose another --out or delete it")
     return False
+
+
+def check_world_size(run_dir: Path, saved: int, now: int) -> None:
+    """A run continues with the number of processes it started with: how BatchNorm batches, the
+    data order and each process's random state (all in its checkpoint and config_id) depend on it."""
+    if saved != now:
+        how = f"torchrun --nproc_per_node {saved}" if saved > 1 else "one process (no torchrun)"
+        raise TrainingError(f"cannot resume {run_dir}: it was trained by {saved} process(es) and this launch has "
+                            f"{now}; resume it with {how} (the batch split, data order and each process's random "
+                            "state depend on the number of processes)")
 
 
 def run_training(config: TrainConfig, train_set: Dataset, val_set: Dataset, dataset: Mapping[str, Any],
@@ -188,7 +200,7 @@ def run_training(config: TrainConfig, train_set: Dataset, val_set: Dataset, data
             # resume or suite job on it gets one line) and decides for every rank whether to resume:
             # on several machines a rank that cannot see the checkpoint must not start fresh.
             stack.enter_context(run_folder_lock(config.out, purpose="resume" if config.resume else "train"))
-            return check_run_folder(config)
+            return check_run_folder(config, info.world_size)
 
         if not config.out:
             raise TrainingError("no run folder given (--out runs/SUITE/NAME)")
@@ -306,7 +318,10 @@ class Trainer:
         self.wrapped: nn.Module = self.module
         if self.info.distributed:
             device_ids = [self.device.index] if self.use_cuda else None
-            self.wrapped = DistributedDataParallel(self.module, device_ids=device_ids)
+            # No buffer broadcast before every forward: training normalises with batch statistics,
+            # and rank 0's running statistics (the ones saved) reach every rank before each
+            # evaluation (gathered_predictions); rank 0's evolve the same either way.
+            self.wrapped = DistributedDataParallel(self.module, device_ids=device_ids, broadcast_buffers=False)
 
     def setup_schedule(self) -> None:
         """Training order (``config.sampler``), budget, evaluation periods, optimizer, LR schedule, grad scaler.
@@ -361,7 +376,8 @@ class Trainer:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             record = self.config.to_dict()
             record.update({
-                "config_id": config_id(self.config, self.init_info["config_id"] if self.init_info else None),
+                "config_id": config_id(self.config, self.init_info["config_id"] if self.init_info else None,
+                                       self.info.world_size),
                 "code_version": records_writer.code_version(),
                 "label_spaces": records_writer.label_spaces(self.config.tasks, self.config.expression_space),
                 "dataset": {**self.dataset, **self.data.facts, "train_size": len(self.train_view),
@@ -385,7 +401,9 @@ class Trainer:
         precision.restore_grad_scaler(self.scaler, saved["scaler"])  # a CPU/bf16 run saved an empty state
         self.state = RunState(**saved["state"])
         per_rank = saved.get("rng_ranks") or []
-        own = per_rank[self.info.rank] if len(per_rank) == self.info.world_size else saved["rng"]
+        if per_rank:  # check_run_folder refused another process count; a checkpoint from elsewhere is refused here
+            check_world_size(self.run_dir, len(per_rank), self.info.world_size)
+        own = per_rank[self.info.rank] if per_rank else saved["rng"]
         ckpt.restore_rng_state(own, self.device)
         if not self.info.is_main:
             self.state.epoch_sums = []  # rank 0 alone carries the (already reduced) partial sums
