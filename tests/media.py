@@ -87,3 +87,50 @@ def small_model_dir(tmp_path: Path, tasks=("expr", "au", "va"), input_size: int 
     torch.manual_seed(0)
     model = AffectModel(ModelConfig(tasks=list(tasks), input_size=input_size, au_thresholds=au_thresholds))
     return model.save(Path(tmp_path) / name)
+
+
+def encode_video(path: str | Path, frames, fps: int = 10, codec: str = "libx264", faststart: bool = False,
+                 pix_fmt: str = "yuv420p") -> Path:
+    """Any container PyAV can write (chosen by the suffix), without the package's writer: an MP4
+    written this way keeps its index (``moov``) at the end unless ``faststart``."""
+    import av
+
+    options = {"movflags": "+faststart"} if faststart else {}
+    with av.open(str(path), "w", options=options) as container:
+        stream = container.add_stream(codec, rate=fps)
+        stream.height, stream.width = frames[0].shape[:2]
+        stream.pix_fmt = pix_fmt
+        for frame in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(stream.encode())
+    return Path(path)
+
+
+def cut_file(path: str | Path, fraction: float, name: str | None = None) -> Path:
+    """The first ``fraction`` of a file's bytes (an interrupted copy or download)."""
+    path = Path(path)
+    data = path.read_bytes()
+    out = path.with_name(name or f"cut{round(fraction * 100)}_{path.name}")
+    out.write_bytes(data[: int(len(data) * fraction)])
+    return out
+
+
+TRUNCATED_VIDEOS = ("cut50_phone.mp4", "cut80_phone.mp4", "cut97_phone.mp4", "cut50_index_last.mp4",
+                    "cut80_clip.avi", "cut80_clip.mkv", "cut80_clip.webm")
+
+
+def truncated_videos(root: str | Path, n_frames: int = 60) -> dict[str, Path]:
+    """``TRUNCATED_VIDEOS``: whole ``n_frames`` videos cut short: an MP4 with its index first
+    (``+faststart``, as phones and web tools write them: ``phone.mp4``) cut at 50, 80 and 97 %, one
+    with its index last cut in half, AVI, Matroska and WebM files cut at 80 %. The whole files stay
+    beside the cut ones. Faces drift across 160x96 frames."""
+    root = Path(root)
+    frames = moving_face_frames(n_frames, size=(160, 96), step=1, face_height=70)
+    faststart = write_video(root / "phone.mp4", frames)  # the package's writer: +faststart
+    index_last = encode_video(root / "index_last.mp4", frames)
+    cuts = [cut_file(faststart, p / 100) for p in (50, 80, 97)] + [cut_file(index_last, 0.5)]
+    cuts += [cut_file(encode_video(root / "clip.avi", frames, codec="mpeg4"), 0.8),
+             cut_file(encode_video(root / "clip.mkv", frames), 0.8),
+             cut_file(encode_video(root / "clip.webm", frames, codec="libvpx"), 0.8)]
+    assert tuple(p.name for p in cuts) == TRUNCATED_VIDEOS
+    return {p.name: p for p in cuts}

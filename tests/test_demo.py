@@ -22,6 +22,7 @@ gr = pytest.importorskip("gradio")
 gradio_client = pytest.importorskip("gradio_client")
 skimage_data = pytest.importorskip("skimage.data")
 
+from media import truncated_videos  # noqa: E402
 from net import free_port  # noqa: E402
 
 from affectmodel.inference import probe_video, write_video_frames  # noqa: E402
@@ -259,6 +260,15 @@ def test_bad_videos_give_readable_errors(server, files, monkeypatch):
     assert len(pd.read_csv(csv_path)) == 5
 
 
+@pytest.mark.parametrize("name", ["cut80_phone.mp4", "cut50_index_last.mp4", "cut80_clip.avi"])
+def test_a_truncated_video_gets_a_message_naming_the_missing_share(server, tmp_path, capfd, name):
+    """It used to be analysed as far as it went, with no word about the frames that were missing."""
+    _, client = server
+    with pytest.raises(AppError, match=rf"{re.escape(name)}: truncated (file|video)\b.*\d+% (of the file is )?missing"):
+        client.predict(handle_file(str(truncated_videos(tmp_path)[name])), 1, 1, api_name="/predict_video")
+    assert "Traceback" not in capfd.readouterr().err
+
+
 def test_full_queue_answers_busy(server, files):
     """queue_size=1: one video runs, one waits, further requests are refused, not piled up."""
     _, client = server
@@ -394,7 +404,7 @@ def odd_files(tmp_path_factory) -> dict[str, Path]:
 VIDEO_FUZZ = {  # file -> what the answer must say (a face-free file that reads fine: "No face")
     "one_px_wide.mp4": "1x48 pixels: too small", "one_by_one.avi": "1x1 pixels: too small",
     "two_px_wide.mp4": "2x64 pixels: too small", "zero_frames.mp4": "no video stream",
-    "truncated.mp4": "not a readable video", "header_only.mp4": "not a readable video",
+    "truncated.mp4": "truncated file", "header_only.mp4": "truncated file",
     "empty.mp4": "empty file", "mjpeg.avi": "No face", "picture.mp4": "No face",
     "random.jpg": "not a readable video",
 }

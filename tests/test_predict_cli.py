@@ -1,12 +1,22 @@
 """The predict command: tables, JSON, annotated videos and the ABAW submission format."""
 import csv
 import json
+from pathlib import Path
 
 import av
 import numpy as np
 import pytest
 import torch
-from media import astronaut, face_tile, faces_image, moving_face_frames, noise_image, small_model_dir, write_video
+from media import (
+    astronaut,
+    face_tile,
+    faces_image,
+    moving_face_frames,
+    noise_image,
+    small_model_dir,
+    truncated_videos,
+    write_video,
+)
 from PIL import Image
 
 from affectmodel.cli import main
@@ -171,6 +181,46 @@ def test_unreadable_files_in_folders_are_skipped(tmp_path, model, capsys):
     assert "skipped" in err and "bad.png" in err and "bad.mp4" in err and "skipped 2 unreadable" in err
     assert _run("--model", model, folder / "bad.mp4") == 2  # named explicitly: an error
     assert "not a readable video" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def cut_videos(tmp_path_factory):
+    return truncated_videos(tmp_path_factory.mktemp("cut"))
+
+
+@pytest.mark.parametrize("name, fmt", [("cut80_phone.mp4", "table"), ("cut50_index_last.mp4", "table"),
+                                       ("cut80_clip.avi", "table"), ("cut97_phone.mp4", "abaw"),
+                                       ("cut80_clip.mkv", "abaw")])
+def test_a_truncated_video_is_one_line_naming_the_missing_share_and_writes_nothing(tmp_path, model, cut_videos,
+                                                                                   capsys, name, fmt):
+    """It used to give the frames that were there, exit 0 (and, for the challenge format, the
+    missing frames filled with copies of the last prediction)."""
+    out = tmp_path / "out.csv"
+    extra = ["--format", "abaw", "--task", "VA"] if fmt == "abaw" else []
+    assert _run("--model", model, cut_videos[name], "--out", out, *extra) == 2
+    err = _one_line_error(capsys)
+    assert name in err and "truncated" in err and "% " in err
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".json"])
+def test_a_truncated_video_in_a_folder_is_skipped_with_its_reason(tmp_path, model, cut_videos, capsys, suffix):
+    """Skipped, and none of its rows are left in the output: a video refused after its last frame
+    (the WebM) had already written its frames' rows."""
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    for name in ("a_phone.mp4", "b_cut80_clip.webm", "c_cut80_phone.mp4", "d_phone.mp4"):
+        (folder / name).write_bytes(cut_videos["cut80_phone.mp4"].with_name(name[2:]).read_bytes())
+    out = tmp_path / f"out{suffix}"
+    assert _run("--model", model, folder, "--out", out) == 0
+    err = capsys.readouterr().err
+    assert "skipped 2 unreadable file(s)" in err
+    warnings = sorted(line.split(": ", 2)[1:] for line in err.splitlines() if line.startswith("warning: skipped"))
+    assert [(Path(path).name, reason.split(":")[0]) for path, reason in warnings] == [
+        ("b_cut80_clip.webm", "truncated video"), ("c_cut80_phone.mp4", "truncated file")]
+    rows = list(csv.DictReader(out.open())) if suffix == ".csv" else json.loads(out.read_text())
+    assert {Path(row["source"]).name for row in rows} == {"a_phone.mp4", "d_phone.mp4"}
+    assert "120 video frame(s)" in err
 
 
 def _one_line_error(capsys) -> str:

@@ -206,7 +206,7 @@ VFR_TIMES = [0.0, 0.04, 0.14, 0.39, 0.423, 0.463, 0.563, 0.813]
 VIDEO_ERRORS = {
     "empty.mp4": "empty file",
     "text_renamed.mp4": "not a readable video",
-    "truncated.mp4": "broken video data",
+    "truncated.mp4": "truncated file",
     "corrupt_header.mp4": "not a readable video",
     "zero_frames.avi": "the video has no frames",
     "zero_frames.mkv": "not a readable video",

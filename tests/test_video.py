@@ -1,7 +1,18 @@
+import shutil
+import subprocess
+from fractions import Fraction
+
 import av
 import numpy as np
 import pytest
-from media import moving_face_frames, small_model_dir, write_video
+from media import (
+    TRUNCATED_VIDEOS,
+    encode_video,
+    moving_face_frames,
+    small_model_dir,
+    truncated_videos,
+    write_video,
+)
 
 from affectmodel.inference.faces import create_detector
 from affectmodel.inference.predictor import Predictor
@@ -94,7 +105,7 @@ def test_broken_inputs_raise_video_load_error(tmp_path, clip):
         frame.sample_rate = 16000
         for packet in list(stream.encode(frame)) + list(stream.encode()):
             container.mux(packet)
-    for path, message in [(text, "not a readable video"), (empty, "empty file"), (truncated, "no frames|broken"),
+    for path, message in [(text, "not a readable video"), (empty, "empty file"), (truncated, "truncated file"),
                           (no_frames, "no video stream|no frames"), (audio, "no video stream")]:
         with pytest.raises(VideoLoadError, match=message) as e:
             list(iter_frames(path))
@@ -102,6 +113,60 @@ def test_broken_inputs_raise_video_load_error(tmp_path, clip):
     with pytest.raises(FileNotFoundError):
         list(iter_frames(tmp_path / "missing.mp4"))
     assert issubclass(VideoLoadError, ValueError)
+
+
+@pytest.fixture(scope="module")
+def cut_videos(tmp_path_factory):
+    return truncated_videos(tmp_path_factory.mktemp("cut"))
+
+
+@pytest.mark.parametrize("name", TRUNCATED_VIDEOS)
+def test_a_truncated_video_is_refused_naming_the_missing_share(cut_videos, name):
+    """FFmpeg decodes what a cut file holds and stops without an error (a faststart MP4 cut at
+    80 % gave 18 of 60 frames, at 97 % 51); each is refused with the share that is missing."""
+    path = cut_videos[name]
+    with pytest.raises(VideoLoadError, match=r"truncated (file|video)\b.*\b\d+% (of the file is )?missing") as e:
+        list(iter_frames(path))
+    assert str(path) in str(e.value)
+    if name.endswith(".mp4"):  # MP4: from the box sizes alone, before any frame is decoded
+        with pytest.raises(VideoLoadError, match="truncated file"):
+            probe_video(path)
+
+
+@pytest.fixture(scope="module")
+def whole_videos(tmp_path_factory, cut_videos):
+    """Whole files whose frames and declared lengths disagree for honest reasons."""
+    root = tmp_path_factory.mktemp("whole")
+    frames = moving_face_frames(30, size=(160, 96), step=1, face_height=70)
+    out = {p.name: p for p in next(iter(cut_videos.values())).parent.iterdir() if not p.name.startswith("cut")}
+    out["clip.mpg"] = encode_video(root / "clip.mpg", frames, codec="mpeg2video")
+    out["clip.ts"] = encode_video(root / "clip.ts", frames)
+    for suffix, codec in ((".mkv", "libx264"), (".webm", "libvpx"), (".mp4", "libx264")):
+        # variable frame rate, the last frame held for 2 s
+        path = root / f"vfr{suffix}"
+        with av.open(str(path), "w") as container:
+            stream = container.add_stream(codec, rate=25)
+            stream.width, stream.height, stream.pix_fmt = 160, 96, "yuv420p"
+            stream.codec_context.time_base = stream.time_base = Fraction(1, 1000)
+            for i, image in enumerate(frames):
+                frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+                frame.pts, frame.time_base = 40 * i + (2000 if i == len(frames) - 1 else 0), Fraction(1, 1000)
+                container.mux(stream.encode(frame))
+            container.mux(stream.encode())
+        out[path.name] = path
+    if shutil.which("ffmpeg"):  # an edit list that hides the frames before a cut (ffmpeg -ss with -c copy)
+        subprocess.run(["ffmpeg", "-loglevel", "error", "-ss", "1.3", "-i", str(out["phone.mp4"]), "-c", "copy",
+                        str(root / "edit_list.mp4")], check=True)
+        out["edit_list.mp4"] = root / "edit_list.mp4"
+    return out
+
+
+def test_whole_videos_are_not_called_truncated(whole_videos):
+    assert {"phone.mp4", "index_last.mp4", "clip.avi", "clip.webm", "vfr.mkv", "edit_list.mp4"} <= set(whole_videos)
+    for name, path in whole_videos.items():
+        frames = list(iter_frames(path))
+        assert len(frames) >= (30 if name in ("vfr.mkv", "vfr.webm", "vfr.mp4", "clip.mpg", "clip.ts")
+                               else 10 if name == "edit_list.mp4" else 60), name
 
 
 def test_rows_tracks_and_timestamps(raw_rows):

@@ -17,18 +17,22 @@ Output formats:
   says how many were filled that way.
 
 Files given explicitly must be readable; unreadable images and videos found inside folders are
-skipped with a warning (in the ``abaw`` format a broken video is an error: the submission would
-miss its frames).
+skipped with a warning, and none of their rows are written (in the ``abaw`` format a broken video
+is an error: the submission would miss its frames). A truncated video is unreadable: see
+:func:`affectmodel.inference.video.iter_frames`.
 """
 from __future__ import annotations
 
 import argparse
 import csv
 import json
+import shutil
 import sys
+import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TextIO
+from typing import IO, TextIO
 
 import numpy as np
 import torch
@@ -117,8 +121,9 @@ def collect_inputs(paths: list[Path]) -> list[tuple[Path, str, bool]]:
 class TableWriter:
     """Streams results as CSV rows, a JSON document, or JSON lines (stdout)."""
 
-    def __init__(self, stream: TextIO, kind: str, columns: list[str]):
-        self.stream, self.kind, self.columns = stream, kind, columns
+    def __init__(self, stream: TextIO | IO[str], kind: str, columns: list[str]):
+        self.stream: TextIO | IO[str] = stream
+        self.kind, self.columns = kind, columns
         self._first = True
         if kind == "csv":
             self._csv = csv.DictWriter(stream, fieldnames=columns, extrasaction="ignore")
@@ -140,6 +145,28 @@ class TableWriter:
                                     **flatten_record(face)})
         else:
             self._object({"source": source, "frame": frame, "time_s": time_s, "faces": faces})
+
+    @contextmanager
+    def all_or_nothing(self) -> Iterator[None]:
+        """Rows written inside the block reach the output only when the block finishes: a video
+        skipped part way (truncated, broken data) leaves none of its rows behind. They wait in a
+        spooled temporary file (memory up to 16 MB, then disk)."""
+        stream, first, rows = self.stream, self._first, getattr(self, "_csv", None)
+        with tempfile.SpooledTemporaryFile(max_size=16 * 2**20, mode="w+", newline="", encoding="utf-8") as spool:
+            self.stream = spool
+            if rows is not None:
+                self._csv = csv.DictWriter(spool, fieldnames=self.columns, extrasaction="ignore")
+            try:
+                yield
+            except BaseException:
+                self._first = first
+                raise
+            finally:
+                self.stream = stream
+                if rows is not None:
+                    self._csv = rows
+            spool.seek(0)
+            shutil.copyfileobj(spool, stream)
 
     def _object(self, obj: dict) -> None:
         if self.kind == "json":
@@ -328,11 +355,14 @@ def _write_table(writer: TableWriter, predictor: Predictor, inputs, options: Vid
     for path, kind, explicit in inputs:
         if kind != "video":
             continue
+        video_frames = video_faces = 0
         try:
-            for fp in _video_frames(predictor, path, options, annotate, show):
-                writer.frame(str(path), fp.frame, fp.time_s, fp.faces)
-                counts["frames"] += 1
-                counts["faces"] += len(fp.faces)
+            with writer.all_or_nothing():
+                for fp in _video_frames(predictor, path, options, annotate, show):
+                    writer.frame(str(path), fp.frame, fp.time_s, fp.faces)
+                    video_frames, video_faces = video_frames + 1, video_faces + len(fp.faces)
+            counts["frames"] += video_frames
+            counts["faces"] += video_faces
         except VideoLoadError as e:
             if explicit:
                 raise

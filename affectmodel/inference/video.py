@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import errno
 import os
+import struct
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -74,6 +75,9 @@ def _open(path: str | os.PathLike) -> av.container.InputContainer:
         raise FileNotFoundError(f"video not found: {path}")
     if path.stat().st_size == 0:
         raise VideoLoadError(f"{path}: empty file")
+    cut = _iso_media_truncation(path)
+    if cut is not None:
+        raise VideoLoadError(f"{path}: {cut}")
     try:
         container = av.open(str(path), mode="r")
     except av.FFmpegError as e:
@@ -82,6 +86,52 @@ def _open(path: str | os.PathLike) -> av.container.InputContainer:
         container.close()
         raise VideoLoadError(f"{path}: the file has no video stream")
     return container
+
+
+# The boxes an MP4 / MOV / 3GP file may start with (ISO base media file format, QuickTime).
+_ISO_FIRST_BOXES = {b"ftyp", b"styp", b"moov", b"mdat", b"free", b"skip", b"wide", b"pnot"}
+
+
+def _megabytes(n: int) -> str:
+    return f"{n / 1e6:.1f} MB" if n >= 100_000 else f"{n / 1e3:.1f} kB"
+
+
+def _iso_media_truncation(path: str | os.PathLike) -> str | None:
+    """Why an MP4 / MOV / 3GP file is cut short, or None when it is whole (or not such a file).
+
+    Every top-level box of these files declares its size, so a file cut short (an interrupted
+    copy or download) ends inside a box, usually the media data (``mdat``). Only the box headers
+    are read, nothing is decoded, so a truncated file is refused before any work is done. FFmpeg
+    itself decodes what is there and stops early without an error: an MP4 with its index first
+    (``faststart``, as phones write them) of 60 frames, cut at 80 %, gave 18 frames."""
+    path = Path(path)
+    size = path.stat().st_size
+    seen: list[bytes] = []
+    with open(path, "rb") as f:
+        offset = 0
+        while offset + 8 <= size:
+            f.seek(offset)
+            header = f.read(16)
+            box_size, kind = struct.unpack(">I4s", header[:8])
+            if box_size == 1 and len(header) == 16:
+                box_size = struct.unpack(">Q", header[8:])[0]  # 64-bit size
+            elif box_size == 0:
+                box_size = size - offset  # the last box runs to the end of the file
+            if (not seen and kind not in _ISO_FIRST_BOXES) or box_size < 8 \
+                    or not all(32 <= c < 127 for c in kind):
+                return None  # not ISO media, or bytes that are not a box: nothing to judge
+            seen.append(kind)
+            if offset + box_size > size:
+                missing = offset + box_size - size
+                share = f"at least {int(100 * missing / (offset + box_size))}% of the file is missing"  # rounded down
+                name = kind.decode("ascii")
+                where = "" if b"moov" in seen else ", before the index ('moov') that players need"
+                return (f"truncated file: it ends inside its '{name}' box, {_megabytes(missing)} short "
+                        f"({share}){where}; copy or download it again")
+            offset += box_size
+    if b"moov" in seen and not {b"mdat", b"moof"} & set(seen):
+        return "truncated file: its index ('moov') is there but the media data ('mdat') is missing"
+    return None
 
 
 def _rate(stream) -> Fraction:
@@ -118,7 +168,9 @@ def iter_frames(path: str | os.PathLike, every: int = 1, max_frames: int | None 
     """Decode frames one by one, yielding every ``every``-th (0, k, 2k, ...) as RGB, upright.
 
     ``max_frames`` stops after that many source frames. Raises :class:`VideoLoadError` when the
-    file is not a video, has no frames, or its data is broken.
+    file is not a video, has no frames, or its data is broken, and, after the last frame, when
+    the frames end well before the length the container declares (a truncated file: see
+    :func:`_frames_shortfall`).
     """
     if every < 1:
         raise ValueError(f"every must be at least 1, got {every}")
@@ -129,25 +181,71 @@ def iter_frames(path: str | os.PathLike, every: int = 1, max_frames: int | None 
         fps = _rate(stream)
         start = (stream.start_time * stream.time_base
                  if stream.start_time is not None and stream.time_base is not None else None)
-        index = -1
+        index, last_time = -1, 0.0
         try:
             for frame in container.decode(stream):
                 index += 1
                 if max_frames is not None and index >= max_frames:
                     break
-                if index % every:
-                    continue  # decoded (needed for the next frames) but not converted
                 if frame.time is not None:
                     t = float(frame.time - (start if start is not None else 0))
                 else:
                     t = float(index / fps)
+                last_time = t
+                if index % every:
+                    continue  # decoded (needed for the next frames) but not converted
                 yield VideoFrame(index, round(t, 6), _upright(frame.to_ndarray(format="rgb24"), frame))
+            else:
+                shortfall = _frames_shortfall(container, stream, fps, index + 1, last_time) if index >= 0 else None
+                if shortfall is not None:
+                    raise VideoLoadError(f"{path}: {shortfall}")
         except av.FFmpegError as e:
             raise VideoLoadError(f"{path}: broken video data after {index + 1} frames ({e.strerror or e})") from None
         if index < 0:
             raise VideoLoadError(f"{path}: the video has no frames")
     finally:
         container.close()
+
+
+def _declared_seconds(container: av.container.InputContainer, stream) -> float | None:
+    """The video stream's length as the container declares it, or None where it declares none
+    that belongs to the video alone."""
+    if stream.duration and stream.time_base is not None:
+        return float(stream.duration * stream.time_base)
+    tag = (stream.metadata or {}).get("DURATION")  # Matroska / WebM: per track, "HH:MM:SS.nnnnnnnnn"
+    if tag:
+        try:
+            hours, minutes, seconds = tag.split(":")
+            return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+        except ValueError:
+            pass
+    if container.duration and len(container.streams) == 1:  # the file's length is the video's
+        return container.duration / av.time_base
+    return None
+
+
+def _frames_shortfall(container: av.container.InputContainer, stream, fps: Fraction, decoded: int,
+                     last_time: float) -> str | None:
+    """Why the ``decoded`` frames (the last at ``last_time`` s) are fewer than the container
+    declares, or None. MP4 / MOV files are checked byte by byte before decoding
+    (:func:`_iso_media_truncation`) and skipped here: their frame counts include frames that an
+    edit list hides. Elsewhere the declared length is the stream's duration or frame count; more
+    than two frames and 2 % of it missing means a truncated file. Formats that declare no length
+    (MPEG-TS, raw streams) cannot be checked."""
+    if any(name in ("mov", "mp4") for name in container.format.name.split(",")):
+        return None
+    declared = _declared_seconds(container, stream)
+    counted = stream.frames / float(fps) if stream.frames else None
+    if declared is None and counted is None:
+        return None
+    declared = max(declared or 0.0, counted or 0.0)
+    covered = last_time + 1 / float(fps)
+    missing = declared - covered
+    if missing <= max(2 / float(fps), 0.02 * declared):
+        return None
+    of_frames = f" of {stream.frames}" if stream.frames else ""
+    return (f"truncated video: {decoded}{of_frames} frames could be decoded, covering {covered:.1f} s of the "
+            f"{declared:.1f} s the file declares ({missing / declared:.0%} missing); copy or download it again")
 
 
 def _upright(image: np.ndarray, frame: av.VideoFrame) -> np.ndarray:
