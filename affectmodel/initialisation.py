@@ -23,7 +23,7 @@ def backbone_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tenso
         key = key.removeprefix("module.")  # DDP checkpoints
         if key.startswith("trunk."):
             out[key.removeprefix("trunk.")] = value
-        elif not key.startswith(("fc.", "heads.")) and "." in key:
+        elif not key.startswith(("fc.", "heads.", "temporal.")) and "." in key:
             out[key] = value
     return out
 

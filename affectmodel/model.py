@@ -17,6 +17,7 @@ from huggingface_hub import PyTorchModelHubMixin
 from torch import nn
 
 from .tasks import AU_NAMES, DEFAULT_EXPRESSION_SPACE, get_label_space, get_task, parse_tasks
+from .temporal import MAX_WINDOW, TEMPORAL_KINDS, build_temporal
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -47,6 +48,11 @@ class ModelConfig:
     dropout: float = 0.0
     # Per-AU decision thresholds tuned on validation data (None = 0.5 for every AU).
     au_thresholds: list[float] | None = None
+    # Temporal context (affectmodel.temporal): the module over per-frame features, the window of
+    # frames it was trained on, and whether it looks back only (streaming) or both ways.
+    temporal: str = "none"
+    window: int = 1
+    causal: bool = False
     # Derived, written for readers of config.json outside this package; recomputed on load.
     labels: dict[str, list[str]] = field(default_factory=dict)
 
@@ -73,6 +79,15 @@ class ModelConfig:
             raise ValueError(f"field 'dropout' must be a number in [0, 1), got {self.dropout!r}")
         if self.au_thresholds is not None:
             self.au_thresholds = _finite_list("au_thresholds", self.au_thresholds, len(AU_NAMES), low=0.0, high=1.0)
+        if self.temporal not in TEMPORAL_KINDS:
+            raise ValueError(f"field 'temporal' must be one of {', '.join(TEMPORAL_KINDS)}, got {self.temporal!r}")
+        if not _is_int(self.window) or not 1 <= self.window <= MAX_WINDOW:
+            raise ValueError(f"field 'window' must be a whole number of frames in [1, {MAX_WINDOW}], "
+                             f"got {self.window!r}")
+        if not isinstance(self.causal, bool):
+            raise ValueError(f"field 'causal' must be true or false, got {self.causal!r}")
+        if self.temporal == "none":  # a per-frame model has no window
+            self.window, self.causal = 1, False
         self.labels = {k: list(get_task(k, space).labels) for k in self.tasks}
 
     def head_sizes(self) -> dict[str, int]:
@@ -131,6 +146,9 @@ class AffectModel(
         self._hub_mixin_config = self.config
         self.trunk, n_features = _resnet_trunk(self.config.backbone)
         self.dropout = nn.Dropout(self.config.dropout)
+        self.n_features = n_features
+        # None for per-frame models (and "smooth", whose averaging happens on the outputs)
+        self.temporal = build_temporal(self.config.temporal, n_features, self.config.causal)
         self.heads = nn.ModuleDict({k: nn.Linear(n_features, n) for k, n in self.config.head_sizes().items()})
 
     @property
@@ -138,10 +156,31 @@ class AffectModel(
         return tuple(self.config.tasks)
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
+        """Per-frame trunk features (n, F)."""
         return self.trunk(images)
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
-        z = self.dropout(self.features(images))
+        """Images (n, 3, S, S) give outputs (n, ...), each image read alone (a temporal model sees
+        a window of one frame); windows (B, T, 3, S, S) give outputs (B, T, ...)."""
+        if images.dim() == 5:
+            b, t = images.shape[:2]
+            z = self.features(images.flatten(0, 1))
+            return self.sequence_outputs(z.reshape(b, t, -1))
+        z = self.features(images)
+        if self.temporal is not None:
+            return {k: v[:, 0] for k, v in self.sequence_outputs(z[:, None]).items()}
+        return self.head_outputs(z)
+
+    def sequence_outputs(self, z: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Outputs (B, T, ...) of windows of per-frame features (B, T, F): the temporal module (if
+        any) then the heads."""
+        if self.temporal is not None:
+            z = self.temporal(z.float())
+        return self.head_outputs(z)
+
+    def head_outputs(self, z: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The task heads on features (..., F)."""
+        z = self.dropout(z)
         # Heads run in fp32 even under autocast: in bf16 the VA tanh saturates near 3.5 and its
         # outputs are quantised to steps of about 0.004; the heads are a tiny share of the work.
         device_type = z.device.type if z.device.type in ("cuda", "cpu", "xpu", "mps") else "cpu"

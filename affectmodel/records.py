@@ -205,7 +205,16 @@ def run_factors(config: dict[str, Any]) -> dict[str, str]:
         "augmentation": str(config.get("augment", "none")),
         "losses": ", ".join(f"{t}={losses[t]}" for t in tasks if t in losses),
         "weighting": str(config.get("weighting", "fixed")) if len(tasks) > 1 else "-",
+        "temporal": _temporal_factor(config),
     }
+
+
+def _temporal_factor(config: dict[str, Any]) -> str:
+    """``none`` (per frame), else the module, window and direction: ``gru 16 causal``."""
+    kind = str(config.get("temporal") or "none")
+    if kind == "none":
+        return "none"
+    return f"{kind} {config.get('window', '?')} {'causal' if config.get('causal') else 'bidirectional'}"
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ from dashboard import charts  # noqa: E402
 
 FACTOR_TITLES = {"dataset": "Data set", "setting": "Setting", "tasks": "Tasks", "init": "Initialisation",
                  "pretraining": "Pre-training", "augmentation": "Augmentation", "losses": "Losses",
-                 "weighting": "Task weighting"}
+                 "weighting": "Task weighting", "temporal": "Temporal context"}
 # Scores first, then cost, then the factors: the columns a reader compares come before the long ones.
 TABLE_COLUMNS = {"run": "Run", "seed": "Seed", "setting": "Setting", "tasks": "Tasks", "P_EXPR": "P_EXPR",
                  "P_AU": "P_AU",

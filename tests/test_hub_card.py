@@ -168,3 +168,15 @@ def test_card_lists_matched_verdicts_from_the_study_report(tmp_path):
     card = build_model_card(read_run(written["multi"][0]), "me/multi", report)
     for c in study.comparisons_of(report, read_run(written["multi"][0])):
         assert c.verdict_text in str(card)
+
+
+def test_card_states_temporal_window_and_causality():
+    from affectmodel.hub.card import temporal_text
+    from affectmodel.model import ModelConfig
+
+    assert temporal_text(ModelConfig()).startswith("none")
+    causal = temporal_text(ModelConfig(temporal="gru", window=16, causal=True))
+    assert "16 consecutive frames" in causal and "causal" in causal and "streams" in causal
+    both = temporal_text(ModelConfig(temporal="conv", window=8, causal=False))
+    assert "bidirectional" in both and "4 frames of delay" in both
+    assert "last 5 frames" in temporal_text(ModelConfig(temporal="smooth", window=5, causal=True))

@@ -67,8 +67,11 @@ def test_run_factors_describe_the_study_design():
                          "augment": "strong", "losses": {"expr": "focal", "au": "bce", "va": "ccc"},
                          "weighting": "uncertainty"})
     assert multi == {"tasks": "expr+au+va", "setting": "multi-task", "init": "checkpoint", "pretraining": "uni-au",
-                     "augmentation": "strong", "losses": "expr=focal, au=bce, va=ccc", "weighting": "uncertainty"}
+                     "augmentation": "strong", "losses": "expr=focal, au=bce, va=ccc", "weighting": "uncertainty",
+                     "temporal": "none"}
     uni = run_factors({"tasks": ["va"], "init": "imagenet", "losses": {"va": "mse"}})
+    temporal = run_factors({"tasks": ["au"], "temporal": "gru", "window": 16, "causal": True})
+    assert temporal["temporal"] == "gru 16 causal"
     assert uni["setting"] == "uni-task" and uni["init"] == "imagenet" and uni["weighting"] == "-"
     assert uni["pretraining"] == "none" and uni["augmentation"] == "none"
 

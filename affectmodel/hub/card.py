@@ -166,7 +166,23 @@ def _preprocessing_section(config: ModelConfig) -> str:
         f"- Pixel values scaled to [0, 1], then normalised with mean {config.mean} and std {config.std}.",
         f"- Backbone: {config.backbone} trunk shared by one linear head per task "
         f"({', '.join(config.tasks)}); dropout {config.dropout}.",
+        f"- Temporal context: {temporal_text(config)}.",
     ])
+
+
+def temporal_text(config: ModelConfig) -> str:
+    """How the model reads time: window and causality (docs/TEMPORAL.md)."""
+    if config.temporal == "none":
+        return "none (each frame is read alone)"
+    looks = ("causal: each frame's output uses it and the frames before it only, so it streams (webcam)"
+             if config.causal else "bidirectional: each frame's output uses frames before and after it "
+                                   f"({config.window // 2} frames of delay when streaming)")
+    if config.temporal == "smooth":
+        return (f"per-frame outputs averaged over the last {config.window} frames of a face track "
+                "(moving average; no learned parameters)")
+    module = {"conv": "dilated temporal convolutions", "gru": "a GRU"}[config.temporal]
+    return (f"{module} over windows of {config.window} consecutive frames of a face track, on the per-frame "
+            f"trunk features; {looks}")
 
 
 def _training_section(run: RunRecord, ds: dict[str, Any]) -> str:

@@ -17,7 +17,7 @@ from ..model import CheckpointError
 from ..tasks import get_task
 from .config import LOSS_ALIASES, ConfigError, TrainConfig, field_kind, load_config
 
-GROUPS = ("run", "losses", "data", "optimisation", "hardware")
+GROUPS = ("run", "losses", "data", "optimisation", "temporal", "hardware")
 # Options `train.py suite` takes directly (any other: --set KEY=VALUE): where and how fast runs execute.
 SUITE_MACHINE_OPTIONS = ("device", "workers", "threads")
 

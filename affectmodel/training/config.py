@@ -24,6 +24,7 @@ from ..data.samplers import SAMPLERS
 from ..data.transforms import AUGMENT_PRESETS
 from ..losses import LossConfig
 from ..tasks import TASK_KEYS, TASK_WEIGHTINGS, get_label_space, get_task, parse_tasks
+from ..temporal import MAX_WINDOW, TEMPORAL_KINDS
 
 SCHEDULES = ("cosine", "step", "none")
 OPTIMIZERS = ("adamw", "sgd")
@@ -46,6 +47,8 @@ NO_CACHE = "none"   # --cache none: read the JPEGs even when a frame cache lies 
 # its data live, how fast it runs, and the suite bookkeeping. Names of options that a version may
 # not have (``cache``, ``jobs``) are harmless here.
 IDENTITY_IGNORED = RESUME_MUTABLE | {"seed", "suite", "run", "cache", "jobs", "sync_bn"}
+# Options of temporal runs (docs/TEMPORAL.md); meaningless for per-frame runs, so left out of their identity.
+TEMPORAL_OPTIONS = ("temporal", "window", "causal")
 # With a ``steps`` budget and no ``eval_every``: this many evaluations, evenly spaced.
 DEFAULT_EVALUATIONS = 5
 
@@ -160,6 +163,15 @@ class TrainConfig:
                         help="suite the run belongs to, for the study's records (`train.py suite` sets it)")
     run: str = option("", group="run", metavar="NAME", default_text="the run folder's name",
                       help="configuration name without the seed, for the study's records (`train.py suite` sets it)")
+    temporal: str = option("none", group="temporal", choices=TEMPORAL_KINDS,
+                           help="temporal context: none (the per-frame model); smooth (the --init model's outputs "
+                                "averaged over the last --window frames, today's video smoothing); conv or gru (a "
+                                "temporal module trained over windows of the --init model's frozen trunk features; "
+                                "docs/TEMPORAL.md)")
+    window: int = option(16, group="temporal", metavar="N",
+                         help="temporal models: frames per window (smooth: frames averaged)")
+    causal: bool = option(False, group="temporal",
+                          help="temporal models: look back only (streaming, the webcam); else both ways (files)")
     sampler: str = option("shuffle", group="data", choices=SAMPLERS,
                           help="training order: shuffle (each image once per epoch), balanced (expression "
                                "classes equally often, with replacement; one process only) or multitask "
@@ -206,6 +218,10 @@ class TrainConfig:
             raise ConfigError(f"dev_fraction must be in [0, 1), got {self.dev_fraction}")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.temporal == "smooth":
+            self.causal = True  # today's smoothing averages the frames up to each frame: it looks back only
+        if not 1 <= self.window <= MAX_WINDOW:
+            raise ConfigError(f"window must be in [1, {MAX_WINDOW}] frames, got {self.window}")
         if min(self.workers or 0, self.threads, self.checkpoint_every, self.weight_decay) < 0:
             raise ConfigError("workers, threads, checkpoint_every and weight_decay cannot be negative")
 
@@ -379,6 +395,9 @@ def config_id(config: TrainConfig, init_identity: str | None = None, world_size:
     both, a run on N processes computes what one process does and shares its id.
     """
     values = {k: v for k, v in config.to_dict().items() if k not in IDENTITY_IGNORED}
+    if values.get("temporal") == "none":  # per-frame runs keep the ids they had before these options
+        for key in TEMPORAL_OPTIONS:
+            values.pop(key, None)
     if init_identity is not None:
         values["init"] = f"run:{init_identity}"
     if world_size > 1:

@@ -133,6 +133,10 @@ def train_run(config: TrainConfig, progress: Progress | None = None) -> Path:
     ``progress(fraction, message)`` is called on the main process after each step and epoch.
     Under torchrun every process calls this; rank 0 writes the files.
     """
+    if config.temporal != "none":  # context over a trained per-frame model's frozen trunk: one process
+        from .temporal import train_temporal
+
+        return train_temporal(config, progress)
     info = dist_utils.setup(config.device)
     if dist_utils.on_rank0(lambda: check_run_folder(config, info.world_size), info) is None:
         return Path(config.out)  # complete already (and resume asked): nothing to load
