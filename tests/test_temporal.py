@@ -12,6 +12,7 @@ F = 32
 @pytest.mark.parametrize("causal", [True, False])
 def test_a_fresh_module_is_the_identity_and_causal_ones_never_look_ahead(kind, causal):
     module = build_temporal(kind, F, causal)
+    assert isinstance(module, (TemporalConv, TemporalGRU))
     z = torch.randn(2, 9, F)
     assert torch.equal(module(z), z)  # zero-initialised output layer: the per-frame model
     torch.nn.init.normal_(module.out.weight)
@@ -39,7 +40,7 @@ def test_model_config_fields_are_checked():
     with pytest.raises(ValueError, match="'window'"):
         ModelConfig(temporal="gru", window=10_000)
     with pytest.raises(ValueError, match="'causal'"):
-        ModelConfig(temporal="gru", window=8, causal="yes")
+        ModelConfig(temporal="gru", window=8, causal="yes")  # type: ignore[arg-type]
 
 
 def test_temporal_model_reads_windows_and_single_images():

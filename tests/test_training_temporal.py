@@ -1,5 +1,6 @@
 """Temporal runs (affectmodel.training.temporal): smooth, conv and gru over a per-frame run."""
 import json
+from typing import Any
 
 import numpy as np
 import pytest
@@ -10,7 +11,8 @@ from affectmodel.training.config import TrainConfig, TrainingError, config_id
 from affectmodel.training.trainer import train_run
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-COMMON = {"image_size": 24, "batch_size": 8, "threads": 1, "workers": 0, "dev_fraction": 0.3, "augment": "none"}
+COMMON: dict[str, Any] = {"image_size": 24, "batch_size": 8, "threads": 1, "workers": 0, "dev_fraction": 0.3,
+                          "augment": "none"}
 
 
 @pytest.fixture(scope="module")
