@@ -8,7 +8,7 @@ that has a valid label; predictions for other frames are ignored, as in the chal
 Formats (docs/REFERENCE.md, "Scoring and prediction files"):
 
 * Challenge prediction files: header ``image_location,<labels...>`` (the task's label names), rows
-  ``<video>/<frame>.jpg,<values>``: EXPR one class index, AU 12 values 0/1, VA two floats.
+  ``<video>/<frame>.jpg,<values>``: EXPR one class index, AU 12 values 0/1, VA two floats in [-1, 1].
 * The multi-task set's CSV (s-Aff-Wild2): header ``image,valence,arousal,expression,AU1,...,AU26``,
   rows ``<video>/<frame>.jpg,...`` with -5 / -1 / -1 for a missing VA / expression / AU value. It is
   accepted as ground truth (``--annotations FILE`` instead of a folder of per-video files) and as
@@ -113,7 +113,8 @@ def read_predictions(path: str | os.PathLike, task: str, expression_space: str =
 
 
 def _prediction_problems(spec: TaskSpec):
-    """Value checks for predictions: EXPR a class index, AU 0/1, VA finite (no invalid codes)."""
+    """Value checks for predictions: EXPR a class index, AU 0/1, VA within [-1, 1] (the range of
+    the labels; no "not annotated" codes: a prediction file predicts every row)."""
     names = spec.labels
 
     def check(arr: np.ndarray) -> dict[int, str]:
@@ -126,8 +127,8 @@ def _prediction_problems(spec: TaskSpec):
             ok = (arr == 0) | (arr == 1)
             what = "0 or 1"
         else:
-            ok = finite
-            what = "a finite number"
+            ok = metrics.valid_va(arr)  # NaN and inf fail it too
+            what = "a number in -1..1"
         rows, cols = np.nonzero(~ok)
         for i, j in zip(rows.tolist(), cols.tolist(), strict=True):
             label = "expression" if spec.key == "expr" else names[j]

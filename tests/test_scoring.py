@@ -229,7 +229,10 @@ def test_missing_inputs(tmp_path, score_cli):
     ("EXPR", "v/00001.jpg,-1", "is not a class index"),
     ("EXPR", "v/00001.jpg,1.5", "is not a class index"),
     ("AU", "v/00001.jpg," + "0," * 11 + "0.7", "AU26 value 0.7 is not 0 or 1"),
-    ("VA", "v/00001.jpg,0.1,nan", "arousal value nan is not a finite number"),
+    ("VA", "v/00001.jpg,0.1,nan", "arousal value nan is not a number in -1..1"),
+    ("VA", "v/00001.jpg,1.5,0", "valence value 1.5 is not a number in -1..1"),
+    ("VA", "v/00001.jpg,0.2,-5", "arousal value -5 is not a number in -1..1"),
+    ("VA", "v/00001.jpg,-1.0001,0", "valence value -1.0001 is not a number in -1..1"),
     ("VA", "v/00001.jpg,0.1,abc", "non-numeric value 'abc' in column 3"),
     ("VA", "v/1.jpg,0,0\nv/00001.jpg,0,0", "already predicted on line 2"),
     ("VA", "00001.jpg,0,0", "is not <video>/<frame>.jpg"),
@@ -241,6 +244,22 @@ def test_read_predictions_rejects_bad_rows(tmp_path, task, body, reason):
     with pytest.raises(AnnotationError) as info:
         read_predictions(f, task)
     assert str(info.value).startswith(f"{f}:") and reason in str(info.value)
+
+
+def test_score_refuses_valence_and_arousal_outside_the_label_range(tmp_path, score_cli):
+    """Out-of-range expression and AU predictions were refused; VA ones were scored (a 1.5 or a
+    -5 'not predicted' code pulled the CCC down without a word). The bounds themselves are valid."""
+    ann = write_annotations(tmp_path / "ann", "VA", {"v": np.array([[0.1, 0.2], [0.3, 0.4], [-0.5, 0.6]])})
+    pred_file = tmp_path / "pred.csv"
+    pred_file.write_text("image_location,valence,arousal\nv/00001.jpg,-1,1\nv/00002.jpg,1.0,-1.0\n"
+                         "v/00003.jpg,0.5,1.25\n")
+    res = score_cli("--task", "VA", "--predictions", pred_file, "--annotations", ann)
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert res.stderr.strip() == f"error: {pred_file}:4: predicted arousal value 1.25 is not a number in -1..1"
+    pred_file.write_text("image_location,valence,arousal\nv/00001.jpg,-1,1\nv/00002.jpg,1.0,-1.0\n"
+                         "v/00003.jpg,0.5,0.25\n")
+    res = score_cli("--task", "VA", "--predictions", pred_file, "--annotations", ann)
+    assert res.returncode == 0 and json.loads(res.stdout)["n"] == 3
 
 
 def test_predictions_round_trip(tmp_path, rng):
