@@ -460,6 +460,7 @@ def test_task_files_tolerate_line_endings_and_stray_whitespace(tmp_path, variant
     ("au", AU_HEADER, [au_line(1), ",".join(["nan"] * 12)], 3, "not finite"),
     ("va", "valence,arousal", ["0.1;0.2"], 2, "expected 2 comma-separated values"),
     ("expr", EXPR_HEADER, ["0", "", "1"], 3, "empty line"),
+    ("va", "valence,arousal", ["0.1,0.2", "0.3,"], 3, "empty value in column 2"),
 ])
 def test_task_file_errors_name_file_and_line(tmp_path, task, header, lines, line, reason):
     path = tmp_path / "video.txt"

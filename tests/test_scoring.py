@@ -234,6 +234,12 @@ def test_missing_inputs(tmp_path, score_cli):
     ("VA", "v/00001.jpg,0.2,-5", "arousal value -5 is not a number in -1..1"),
     ("VA", "v/00001.jpg,-1.0001,0", "valence value -1.0001 is not a number in -1..1"),
     ("VA", "v/00001.jpg,0.1,abc", "non-numeric value 'abc' in column 3"),
+    # an empty value is not an empty line (it was called one for EXPR: "empty line (expected 2 ...)")
+    ("EXPR", "v/00001.jpg,", "2: empty value in column 2 (expected a number)"),
+    ("EXPR", "v/00001.jpg, ", "2: empty value in column 2"),
+    ("VA", "v/00001.jpg,0.1,", "2: empty value in column 3"),
+    ("AU", "v/00001.jpg," + "0," * 11, "2: empty value in column 13"),
+    ("VA", "v/00001.jpg,0,0\n\nv/00002.jpg,0,0", "3: empty line"),
     ("VA", "v/1.jpg,0,0\nv/00001.jpg,0,0", "already predicted on line 2"),
     ("VA", "00001.jpg,0,0", "is not <video>/<frame>.jpg"),
     ("VA", "../v/00001.jpg,0,0", "is not <video>/<frame>.jpg"),

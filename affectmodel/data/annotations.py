@@ -298,14 +298,18 @@ def parse_number_rows(path: Path, tokens: list[str] | None, numeric_lines: list[
 
 
 def _parse_line(line: str, ncols: int, column_offset: int) -> tuple[np.ndarray | None, str | None]:
-    if not line.strip():
-        return None, f"empty line (expected {ncols + column_offset} comma-separated values)"
+    """``line``: the numbers of one file line, after its first ``column_offset`` columns (a
+    blank ``line`` is then an empty value, not an empty line: ``video/00001.jpg,``)."""
+    if not line.strip() and not column_offset:
+        return None, f"empty line (expected {ncols} comma-separated values)"
     fields = line.split(",")
     if len(fields) != ncols:
         return None, f"expected {ncols + column_offset} comma-separated values, found {len(fields) + column_offset}"
     row = np.empty(ncols)
     for j, f in enumerate(fields):
         s = f.strip()
+        if not s:
+            return None, f"empty value in column {j + 1 + column_offset} (expected a number)"
         try:
             if "_" in s:
                 raise ValueError
