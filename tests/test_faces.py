@@ -180,3 +180,13 @@ def test_detection_scale_rule():
     for bad in (-1, 2.5, "640", True):
         with pytest.raises(ValueError, match="max_side"):
             detection_max_side(bad)
+
+
+@pytest.mark.parametrize("name", DETECTORS)
+def test_a_negative_or_non_numeric_smallest_face_is_refused(name):
+    """``min_face_size=-5`` was accepted (it kept every face, as 0 does)."""
+    for bad in (-5, -0.5, float("nan"), "20", True, None):
+        with pytest.raises(ValueError, match="min_face_size must be a number of pixels >= 0"):
+            create_detector(name, min_face_size=bad)
+    assert getattr(create_detector(name, min_face_size=0), "min_face_size") == 0.0  # noqa: B009 - not in the protocol
+    assert getattr(create_detector(name, min_face_size=np.int64(32)), "min_face_size") == 32.0  # noqa: B009

@@ -161,6 +161,9 @@ def test_user_errors_exit_2_with_one_line(tmp_path, model, media, capsys):
         (["--model", model, tmp_path / "missing.jpg"], "not found"),
         (["--model", model, media / "one.jpg", "--every", 0], "at least 1"),
         (["--model", model, media / "one.jpg", "--threads", 0], "at least 1"),
+        # a negative smallest face was accepted (and kept every face, as 0 does)
+        (["--model", model, media / "one.jpg", "--min-face", -5], "--min-face must be at least 0 pixels, got -5"),
+        (["--model", model, media / "one.jpg", "--detect-max-side", -1], "--detect-max-side must be at least 0"),
     ]
     for argv, message in cases:
         assert _run(*argv) == 2, argv

@@ -43,7 +43,7 @@ from ..images import ImageLoadError, is_image_file, load_image
 from ..io import atomic_write
 from ..progress import Progress, progress_iter
 from ..tasks import CHALLENGE_TO_KEY
-from .faces import DEFAULT_DETECT_MAX_SIDE, DETECTORS, create_detector
+from .faces import DEFAULT_DETECT_MAX_SIDE, DEFAULT_MIN_FACE_SIZE, DETECTORS, create_detector
 from .predictor import Predictor, flatten_record, largest_face
 from .video import VideoLoadError, VideoOptions, is_video_file, iter_video_predictions, probe_video
 
@@ -83,7 +83,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--aligned", action="store_true",
                         help="inputs are already aligned face crops (e.g. Aff-Wild2 cropped_aligned): no detection")
     parser.add_argument("--detector", default="retinaface", choices=DETECTORS, help="face detector")
-    parser.add_argument("--min-face", type=int, default=20, metavar="PX", help="smallest face side in pixels")
+    parser.add_argument("--min-face", type=int, default=DEFAULT_MIN_FACE_SIZE, metavar="PX",
+                        help="smallest face side in pixels (default: %(default)s; 0 = any size)")
     parser.add_argument("--detect-max-side", type=int, default=DEFAULT_DETECT_MAX_SIDE, metavar="PX",
                         help="detect on a copy downscaled to this longer side; boxes map back and crops come "
                              "from the full image (default: %(default)s, twice the detector's training size, "
@@ -212,6 +213,9 @@ def _frame_number(path: Path) -> int:
 def run(args: argparse.Namespace) -> int:
     if args.every < 1 or args.detect_every < 1 or args.smooth < 0 or args.batch_size < 1:
         raise UserError("--every, --detect-every and --batch-size must be at least 1, --smooth at least 0")
+    for flag, value in (("--min-face", args.min_face), ("--detect-max-side", args.detect_max_side)):
+        if value < 0:
+            raise UserError(f"{flag} must be at least 0 pixels, got {value}")
     inputs = collect_inputs(args.inputs)
     videos = [p for p, kind, _ in inputs if kind == "video"]
     if args.annotate is not None and not videos:

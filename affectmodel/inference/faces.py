@@ -81,6 +81,14 @@ def detection_max_side(max_side: object) -> int:
     return int(max_side)
 
 
+def min_face_side(min_face_size: object) -> float:
+    """The smallest face side kept, in pixels: a finite number >= 0 (0 keeps every face)."""
+    if isinstance(min_face_size, bool) or not isinstance(min_face_size, (int, float, np.integer, np.floating)) \
+            or not np.isfinite(min_face_size) or min_face_size < 0:
+        raise ValueError(f"min_face_size must be a number of pixels >= 0, got {min_face_size!r}")
+    return float(min_face_size)
+
+
 def detection_scale(shape: Sequence[int], max_side: int | None = None) -> float:
     """Factor (<= 1) from an image of ``shape`` to the copy detection runs on: the longer side
     comes down to ``max_side``, but the shorter side is not shrunk below ``max_side / 2`` (640 px
@@ -144,7 +152,7 @@ class RetinaFaceDetector:
                  threads: int | None = None):
         self.score_threshold = score_threshold
         self.nms_threshold = nms_threshold
-        self.min_face_size = min_face_size
+        self.min_face_size = min_face_side(min_face_size)
         self.max_side = detection_max_side(max_side)
         self._detect = _own_session_detector(threads or 0)
         if self._detect is None:  # unknown package layout: its public function (shared session)
@@ -202,7 +210,7 @@ class HaarCascadeDetector:
         self._cascade = cv2.CascadeClassifier(path)
         if self._cascade.empty():
             raise RuntimeError(f"OpenCV could not load its face cascade {path}")
-        self.min_face_size = min_face_size
+        self.min_face_size = min_face_side(min_face_size)
         self.scale_factor = scale_factor
         self.min_neighbors = min_neighbors
         self.max_side = detection_max_side(max_side)
