@@ -208,11 +208,17 @@ def get_task(key: str, expression_space: LabelSpace | str = DEFAULT_EXPRESSION_S
 
 
 def parse_tasks(tasks: str | Sequence[str]) -> tuple[str, ...]:
-    """Normalise ``"expr,au"`` / ``["EXPR", "va"]`` into canonical, ordered task keys."""
+    """Normalise ``"expr,au"`` / ``["EXPR", "va"]`` into canonical, ordered task keys. A task
+    named twice (``expr,expr``, ``AU,au``) is refused: it is a slip (a task has one head), and
+    quietly reading it as one task could hide the task that was meant."""
     items = tasks.split(",") if isinstance(tasks, str) else list(tasks)
-    keys = {get_task(t.strip()).key for t in items if t.strip()}
+    keys = [get_task(t.strip()).key for t in items if t.strip()]
     if not keys:
         raise ValueError("at least one task is required (expr, au, va)")
+    twice = [k for k in TASK_KEYS if keys.count(k) > 1]
+    if twice:
+        given = tasks if isinstance(tasks, str) else ",".join(items)
+        raise ValueError(f"task {' and '.join(twice)} named more than once in {given!r}; name each task once")
     return tuple(k for k in TASK_KEYS if k in keys)
 
 

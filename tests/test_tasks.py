@@ -84,7 +84,11 @@ def test_task_specs():
 
 def test_parse_tasks_and_headline():
     assert parse_tasks("va, EXPR") == ("expr", "va")
-    assert parse_tasks(["AU", "au", "expr"]) == ("expr", "au")
+    assert parse_tasks(["AU", "expr"]) == ("expr", "au")
+    # a task named twice was read as one task, without a word
+    for twice, named in (("expr,expr", "expr"), (["AU", "au", "expr"], "au"), ("va,EXPR,va,expr", "expr and va")):
+        with pytest.raises(ValueError, match=f"task {named} named more than once in"):
+            parse_tasks(twice)
     with pytest.raises(ValueError):
         parse_tasks(" , ")
     with pytest.raises(ValueError):

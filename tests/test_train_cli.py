@@ -49,6 +49,8 @@ def test_single_run_from_a_config_file_with_cli_overrides(tmp_path, bench, capsy
 
 @pytest.mark.parametrize("argv, message", [
     (["--tasks", "pose"], "unknown task 'pose'"),
+    (["--tasks", "expr,expr"], "task expr named more than once in 'expr,expr'"),  # was trained as expr alone
+    (["--tasks", "expr,au,AU"], "task au named more than once"),
     (["--epochs", "0"], "epochs must be at least 1"),
     (["--init", "no/such/weights.pt"], "weights file not found"),
 ])
