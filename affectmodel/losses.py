@@ -7,6 +7,12 @@ The forward path has no host-device synchronisation: masks are multiplied in, ne
 index (data-dependent shapes) or tested with ``.any()``/``float()`` on the host, so a CUDA step
 is not stalled by its losses. Logits are cast to float32 before any reduction (fp16 sums
 overflow, and inf * 0 is NaN).
+
+Under DDP (a process group, ``LossConfig.global_batch`` / ``va_global_batch``) each loss is that of
+the global batch: every masked mean is a ratio of sums, and the sums of every task travel to every
+rank in one all_reduce per step (:func:`global_sums`), so ranks with more labels weigh more, as
+they would in one process; a task counts as present (uncertainty weighting) when any rank holds
+one of its labels.
 """
 from __future__ import annotations
 
@@ -19,6 +25,22 @@ from torch import nn
 
 from .metrics import valid_au, valid_expression, valid_rows, valid_va  # the one statement of valid labels
 from .tasks import TASK_WEIGHTINGS, get_task, parse_tasks
+
+
+def distributed() -> bool:
+    """A process group is initialised (torchrun): losses may be computed over the global batch."""
+    return torch.distributed.is_available() and torch.distributed.is_initialized()
+
+
+def global_sums(local: torch.Tensor) -> torch.Tensor:
+    """``local`` (sums over this process's batch) summed over every process: one all_reduce of a
+    detached copy, no collective in the backward pass, no host sync. The value is the global sum on
+    every rank; the gradient flows to this rank's part only, ``world_size`` times over, which
+    DistributedDataParallel's averaging divides back: a loss computed from these sums trains as
+    one process on the whole batch would."""
+    total = local.detach().clone()
+    torch.distributed.all_reduce(total)
+    return total + torch.distributed.get_world_size() * (local - local.detach())
 
 
 def _masked_mean(values: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
@@ -43,6 +65,12 @@ def expression_loss(logits: torch.Tensor, target: torch.Tensor, kind: str = "ce"
     ``class_weights`` (see :func:`inverse_frequency_weights`); ``focal`` uses them as alpha when
     given. The weighted mean is normalised by the weights of the valid rows, as in PyTorch.
     """
+    return _masked_mean(*_expression_terms(logits, target, kind, class_weights, label_smoothing, focal_gamma))
+
+
+def _expression_terms(logits: torch.Tensor, target: torch.Tensor, kind: str, class_weights: torch.Tensor | None,
+                      label_smoothing: float, focal_gamma: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(per-row losses, zero on rows without a valid label; per-row weights): the loss is their ratio of sums."""
     # Configuration errors must surface even on a batch without valid labels.
     if kind not in ("ce", "weighted_ce", "focal"):
         raise ValueError(f"unknown expression loss {kind!r}; choose from {get_task('expr').losses}")
@@ -60,7 +88,7 @@ def expression_loss(logits: torch.Tensor, target: torch.Tensor, kind: str = "ce"
                                   reduction="none")
         if weight is not None:
             row_weight = row_weight * weight[safe_target]
-        return _masked_mean(torch.where(valid, per_row, 0.0), row_weight)
+        return torch.where(valid, per_row, 0.0), row_weight
     log_p = F.log_softmax(logits, dim=1)
     # Label smoothing applies to the focal target distribution too.
     soft = F.one_hot(safe_target, n_classes).float() * (1 - label_smoothing) + label_smoothing / n_classes
@@ -69,7 +97,7 @@ def expression_loss(logits: torch.Tensor, target: torch.Tensor, kind: str = "ce"
         weight = class_weights.to(per_class)
         per_class = per_class * weight
         row_weight = row_weight * weight[safe_target]
-    return _masked_mean(torch.where(valid, per_class.sum(dim=1), 0.0), row_weight)
+    return torch.where(valid, per_class.sum(dim=1), 0.0), row_weight
 
 
 # ------------------------------------------------------------------ action units
@@ -81,6 +109,12 @@ def au_loss(logits: torch.Tensor, target: torch.Tensor, kind: str = "bce",
     Each AU element whose target is not 0/1 (e.g. -1) is ignored; the mean is over valid
     elements.
     """
+    return _masked_mean(*_au_terms(logits, target, kind, pos_weight, focal_gamma))
+
+
+def _au_terms(logits: torch.Tensor, target: torch.Tensor, kind: str, pos_weight: torch.Tensor | None,
+              focal_gamma: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(per-element losses, zero where not annotated; validity as weights)."""
     if kind not in ("bce", "weighted_bce", "focal"):
         raise ValueError(f"unknown AU loss {kind!r}; choose from {get_task('au').losses}")
     if kind == "weighted_bce" and pos_weight is None:
@@ -94,7 +128,7 @@ def au_loss(logits: torch.Tensor, target: torch.Tensor, kind: str = "bce",
         p = torch.sigmoid(logits)
         p_t = p * target + (1 - p) * (1 - target)
         per = (1 - p_t) ** focal_gamma * per
-    return _masked_mean(torch.where(valid, per, 0.0), valid.float())
+    return torch.where(valid, per, 0.0), valid.float()
 
 
 # ------------------------------------------------------------------ valence / arousal
@@ -143,8 +177,8 @@ def va_loss(pred: torch.Tensor, target: torch.Tensor, kind: str = "ccc",
     undefined there); it still contributes its MSE.
 
     ``global_batch`` (under ``torch.distributed``): CCC and MSE of the whole global batch, from
-    moments gathered from every rank with an autograd-aware all_gather (shards may be uneven).
-    Every rank gets the same value; each rank's gradient is ``world_size`` times its share, which
+    moments summed over every rank (:func:`global_sums`; shards may be uneven). Every rank gets
+    the same value; each rank's gradient is ``world_size`` times its share, which
     DistributedDataParallel's gradient averaging divides back, so DDP training matches one
     process on the concatenated batch. Without an initialised process group it is the local loss.
     """
@@ -153,11 +187,8 @@ def va_loss(pred: torch.Tensor, target: torch.Tensor, kind: str = "ccc",
     pred, target = pred.float(), target.float()
     valid = valid_va(target)
     target = torch.where(valid, target, 0.0)  # NaN must not leak through 0 * NaN
-    if global_batch and torch.distributed.is_available() and torch.distributed.is_initialized():
-        from torch.distributed.nn.functional import all_gather
-
-        moments = torch.stack(all_gather(_va_moments(pred, target, valid))).sum(0)
-        mse, c = _va_terms_from_moments(moments)
+    if global_batch and distributed():
+        mse, c = _va_terms_from_moments(global_sums(_va_moments(pred, target, valid)))
     else:
         m = valid.float()
         n = m.sum(0)
@@ -168,9 +199,13 @@ def va_loss(pred: torch.Tensor, target: torch.Tensor, kind: str = "ccc",
         ccc = 2 * cov / (var_x + var_y + (mx - my) ** 2 + 1e-8)
         mse_d = (((pred - target) * m) ** 2).sum(0) / nc
         mse, c = _va_combine(mse_d, 1 - ccc, n)
+    return _va_of_kind(kind, mse, c, mse_weight)
+
+
+def _va_of_kind(kind: str, mse: torch.Tensor, ccc_term: torch.Tensor, mse_weight: float = 0.5) -> torch.Tensor:
     if kind == "mse":
         return mse
-    return c if kind == "ccc" else (1 - mse_weight) * c + mse_weight * mse
+    return ccc_term if kind == "ccc" else (1 - mse_weight) * ccc_term + mse_weight * mse
 
 
 # ------------------------------------------------------------------ class statistics
@@ -206,6 +241,9 @@ class LossConfig:
     # Under DDP: VA's CCC over the whole global batch (moments gathered from every rank) instead
     # of each rank's B/N samples; without a process group it changes nothing.
     va_global_batch: bool = False
+    # Under DDP: expression and AU losses as masked means over the global batch (sums of losses and
+    # label weights over every rank), not a mean of the ranks' means whatever their label counts.
+    global_batch: bool = False
 
     def __post_init__(self) -> None:
         for key in ("expr", "au", "va"):
@@ -240,26 +278,63 @@ class MultiTaskLoss(nn.Module):
 
     def task_losses(self, outputs: Mapping[str, torch.Tensor], targets: Mapping[str, torch.Tensor]
                     ) -> dict[str, torch.Tensor]:
+        return self.losses_and_presence(outputs, targets)[0]
+
+    def losses_and_presence(self, outputs: Mapping[str, torch.Tensor], targets: Mapping[str, torch.Tensor]
+                            ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """Each task's loss and whether its batch held a label (1.0 / 0.0), both as tensors.
+
+        Under DDP (``global_batch`` / ``va_global_batch`` with a process group) those tasks' losses
+        and presence are the global batch's: their sums from every rank travel in one all_reduce
+        (:func:`global_sums`)."""
         c = self.config
-        losses = {}
-        if "expr" in self.tasks:
-            losses["expr"] = expression_loss(outputs["expr"], targets["expr"], c.expr,
-                                             self.class_weights, c.label_smoothing, c.focal_gamma)
-        if "au" in self.tasks:
-            losses["au"] = au_loss(outputs["au"], targets["au"], c.au, self.pos_weight, c.focal_gamma)
-        if "va" in self.tasks:
-            losses["va"] = va_loss(outputs["va"], targets["va"], c.va, global_batch=c.va_global_batch)
-        return losses
+        on_all = distributed()
+        pooled = {t for t in self.tasks if on_all and (c.va_global_batch if t == "va" else c.global_batch)}
+        sums: dict[str, torch.Tensor] = {}
+        losses, present = {}, {}
+        for task in self.tasks:
+            out, target = outputs[task], targets[task]
+            if task not in pooled:
+                if task == "expr":
+                    losses[task] = expression_loss(out, target, c.expr, self.class_weights, c.label_smoothing,
+                                                   c.focal_gamma)
+                elif task == "au":
+                    losses[task] = au_loss(out, target, c.au, self.pos_weight, c.focal_gamma)
+                else:
+                    losses[task] = va_loss(out, target, c.va)
+                present[task] = has_labels(task, target, out.shape[-1])
+            elif task == "va":
+                pred, value = out.float(), target.float()
+                valid = valid_va(value)
+                sums[task] = _va_moments(pred, torch.where(valid, value, 0.0), valid)
+            else:
+                values, weights = (_expression_terms(out, target, c.expr, self.class_weights, c.label_smoothing,
+                                                     c.focal_gamma) if task == "expr"
+                                   else _au_terms(out, target, c.au, self.pos_weight, c.focal_gamma))
+                # row/element counts of valid labels ride along: class weights may be zero on a labelled row
+                count = valid_rows(task, target, out.shape[-1]).double().sum()
+                sums[task] = torch.stack([values.double().sum(), weights.double().sum(), count])
+        if sums:
+            flat = global_sums(torch.cat([v.reshape(-1) for v in sums.values()]))
+            for (task, local), part in zip(sums.items(), flat.split([v.numel() for v in sums.values()]),
+                                           strict=True):
+                total = part.reshape(local.shape)
+                if task == "va":
+                    losses[task] = _va_of_kind(c.va, *_va_terms_from_moments(total))
+                    present[task] = (total[0].sum() > 0).float()  # n, per dimension
+                else:
+                    losses[task] = (total[0] / total[1].clamp(min=torch.finfo(torch.float64).tiny)).float()
+                    present[task] = (total[2] > 0).float()
+        return {t: losses[t] for t in self.tasks}, {t: present[t] for t in self.tasks}
 
     def forward(self, outputs: Mapping[str, torch.Tensor], targets: Mapping[str, torch.Tensor]
                 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        losses = self.task_losses(outputs, targets)
+        losses, present = self.losses_and_presence(outputs, targets)
         total: torch.Tensor | float = 0.0
         for task, loss in losses.items():
             if self.config.weighting == "uncertainty":
                 s = self.log_vars[task]
-                present = has_labels(task, targets[task], outputs[task].shape[-1])
-                total = total + present * (torch.exp(-s) * loss + s)
+                total = total + present[task] * (torch.exp(-s) * loss + s)
             else:
                 total = total + self.config.task_weights.get(task, 1.0) * loss
         return torch.as_tensor(total), losses

@@ -414,24 +414,43 @@ def test_losses_forward_and_backward_have_no_host_sync(weighting):
 
 # ------------------------------------------------------------------ CCC over the global batch (gloo)
 
-def _global_ccc_worker(rank, world, port, preds, targets, out):
-    import torch.distributed as dist
-
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
-    try:
-        pred = preds[rank].clone().requires_grad_(True)
-        loss = va_loss(pred, targets[rank], "ccc+mse", global_batch=True)
-        loss.backward()
-        out[rank] = (loss.item(), pred.grad.clone())
-    finally:
-        dist.destroy_process_group()
-
-
-def test_global_batch_ccc_under_two_processes_equals_one_process_on_the_whole_batch():
+def _two_ranks(worker, *args):
+    """``worker(*args)`` on ranks 0 and 1 of a gloo group (forked); their return values."""
     import multiprocessing
 
     from net import free_port
 
+    ctx = multiprocessing.get_context("fork")
+    out = ctx.Manager().dict()
+    port = free_port()
+
+    def main(rank):
+        import torch.distributed as dist
+
+        torch.set_num_threads(1)  # the parent's OpenMP pool does not survive fork: a parallel op would hang
+        dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+        try:
+            out[rank] = worker(rank, *args)
+        finally:
+            dist.destroy_process_group()
+
+    procs = [ctx.Process(target=main, args=(r,)) for r in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    return [out[r] for r in range(2)]
+
+
+def _global_ccc_worker(rank, preds, targets):
+    pred = preds[rank].clone().requires_grad_(True)
+    loss = va_loss(pred, targets[rank], "ccc+mse", global_batch=True)
+    loss.backward()
+    return loss.item(), pred.grad.clone()
+
+
+def test_global_batch_ccc_under_two_processes_equals_one_process_on_the_whole_batch():
     g = torch.Generator().manual_seed(3)
     pred = torch.tanh(torch.randn(11, 2, generator=g))
     target = torch.rand(11, 2, generator=g) * 2 - 1
@@ -439,15 +458,7 @@ def test_global_batch_ccc_under_two_processes_equals_one_process_on_the_whole_ba
     target[9, 1] = -5.0
     sizes = [7, 4]  # uneven shards, as a last batch gives
     preds, targets = list(pred.split(sizes)), list(target.split(sizes))
-    ctx = multiprocessing.get_context("fork")
-    out = ctx.Manager().dict()
-    port = free_port()
-    procs = [ctx.Process(target=_global_ccc_worker, args=(r, 2, port, preds, targets, out)) for r in range(2)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(60)
-        assert p.exitcode == 0
+    out = _two_ranks(_global_ccc_worker, preds, targets)
     whole = pred.clone().requires_grad_(True)
     expected = va_loss(whole, target, "ccc+mse")
     expected.backward()
@@ -458,6 +469,64 @@ def test_global_batch_ccc_under_two_processes_equals_one_process_on_the_whole_ba
         torch.testing.assert_close(grad / 2, whole.grad.split(sizes)[rank], rtol=1e-4, atol=1e-6)
     # Per-rank CCC (the default) differs: the test can tell the two apart.
     assert va_loss(preds[0], targets[0], "ccc+mse").item() != pytest.approx(expected.item(), rel=1e-3)
+
+
+def _uneven_multitask_batch():
+    """11 frames split 7 / 4 over two ranks with very different label counts: rank 1 holds no AU
+    label and one expression label."""
+    outputs, targets = _mtl_batch(11)
+    targets["expr"][:7] = torch.tensor([0, 1, 2, 3, 4, 5, 6])
+    targets["expr"][7:] = torch.tensor([-1, 7, -1, -1])
+    targets["au"][7:] = -1.0
+    targets["au"][2, :5] = -1.0
+    targets["va"][[1, 8], 0] = float("nan")
+    return outputs, targets
+
+
+def _global_multitask_criterion():
+    crit = MultiTaskLoss("expr,au,va", LossConfig(expr="weighted_ce", va="ccc+mse", weighting="uncertainty",
+                                                  global_batch=True, va_global_batch=True),
+                         class_weights=torch.linspace(0.5, 2.0, 8))
+    with torch.no_grad():
+        for i, t in enumerate(("expr", "au", "va")):
+            crit.log_vars[t].fill_(0.3 * (i - 1))
+    return crit
+
+
+def _global_multitask_worker(rank, sizes):
+    outputs, targets = _uneven_multitask_batch()
+    mine = {k: v.split(sizes)[rank].clone().requires_grad_(True) for k, v in outputs.items()}
+    crit = _global_multitask_criterion()
+    total, parts = crit(mine, {k: v.split(sizes)[rank] for k, v in targets.items()})
+    total.backward()
+    return (total.item(), {t: p.item() for t, p in parts.items()}, {k: v.grad.clone() for k, v in mine.items()},
+            {t: crit.log_vars[t].grad.item() for t in parts})
+
+
+def test_masked_means_under_two_processes_are_those_of_the_whole_batch():
+    """Expression and AU means weighted by each rank's label count, VA's CCC and the uncertainty
+    weights' "task present" all over the global batch: two ranks with uneven labels train as one
+    process on the concatenated batch (DDP averages the ranks' gradients)."""
+    sizes = [7, 4]
+    outputs, targets = _uneven_multitask_batch()
+    whole = {k: v.clone().requires_grad_(True) for k, v in outputs.items()}
+    crit = _global_multitask_criterion()  # no process group here: the local loss of the whole batch
+    total, parts = crit(whole, targets)
+    total.backward()
+    ranks = _two_ranks(_global_multitask_worker, sizes)
+    for rank, (value, rank_parts, grads, log_var_grads) in enumerate(ranks):
+        assert value == pytest.approx(total.item(), rel=1e-5)
+        assert rank_parts == pytest.approx({t: p.item() for t, p in parts.items()}, rel=1e-5)
+        for k in whole:
+            torch.testing.assert_close(grads[k] / 2, whole[k].grad.split(sizes)[rank], rtol=1e-4, atol=1e-7)
+        # rank 1 has no AU label, yet its AU weight moves as the global batch's does
+        assert log_var_grads == pytest.approx({t: crit.log_vars[t].grad.item() for t in parts}, rel=1e-5)
+    assert ranks[1][3]["au"] != 0.0
+    # A mean of the ranks' own means (what DDP did before) is another loss: the test can tell.
+    local = MultiTaskLoss("expr", LossConfig(expr="weighted_ce"), class_weights=torch.linspace(0.5, 2.0, 8))
+    per_rank = [local({"expr": outputs["expr"].split(sizes)[r]}, {"expr": targets["expr"].split(sizes)[r]})[1]["expr"]
+                for r in range(2)]
+    assert (per_rank[0] + per_rank[1]).item() / 2 != pytest.approx(parts["expr"].item(), rel=1e-2)
 
 
 def test_global_batch_without_process_group_is_the_local_loss(va_batch):

@@ -235,7 +235,7 @@ class TrainConfig:
         return LossConfig(expr=self.losses["expr"], au=self.losses["au"], va=self.losses["va"],
                           weighting=self.weighting, task_weights=dict(self.task_weights),
                           label_smoothing=self.label_smoothing, focal_gamma=self.focal_gamma,
-                          va_global_batch=self.ccc_global_batch)
+                          va_global_batch=self.ccc_global_batch, global_batch=True)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict; only the trained tasks' losses and weights are kept."""

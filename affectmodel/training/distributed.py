@@ -7,8 +7,9 @@ on CPU. Rank 0 writes run records and checkpoints and takes the decisions every 
 are gathered to rank 0 only (:func:`gather_arrays` with ``to_rank0``).
 
 What holds across GPUs: results are statistically equal whatever the process count (with
-``sync_bn`` and the global-batch CCC), not bit-identical; a resumed run is bit-identical to an
-uninterrupted one only on CPU with the same thread count.
+``sync_bn``; the losses are those of the global batch: :mod:`affectmodel.losses`), not
+bit-identical; a resumed run is bit-identical to an uninterrupted one only on CPU with the same
+thread count.
 """
 from __future__ import annotations
 
