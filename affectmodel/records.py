@@ -4,11 +4,13 @@ A run folder ``runs/<suite>/<configuration>/seed-<k>/`` (one per configuration a
 records use ``runs/<suite>/<run>/``) holds:
 
 * ``config.json``  - the resolved training configuration (:class:`affectmodel.training.config.TrainConfig`
-  as a dict) plus ``code_version``, ``label_spaces``, ``dataset`` (name, format, annotation source,
-  the data root, the frame cache when one was read, ``leakage``) and the run's identity: ``suite``,
-  ``run`` (the configuration's name, without the seed), ``seed`` and ``config_id`` (a hash of the
-  configuration that ignores the seed and machine-only options, so the seeds of one configuration
-  share it). Older records without them are read from the folder names (see
+  as a dict) plus ``code_version``, ``machine`` (where the run started:
+  :func:`affectmodel.provenance.machine_facts`), ``label_spaces``, ``dataset`` (name, format,
+  annotation source, the data root, the frame cache when one was read, ``leakage``, ``fingerprint``
+  (:func:`affectmodel.data.fingerprint.data_fingerprint`), ``generator`` for a generated set) and
+  the run's identity: ``suite``, ``run`` (the configuration's name, without the seed), ``seed`` and
+  ``config_id`` (a hash of the configuration that ignores the seed and machine-only options, so the
+  seeds of one configuration share it). Older records without them are read from the folder names (see
   :attr:`RunRecord.configuration`, :attr:`RunRecord.suite`).
 * ``metrics.json`` - validation results of the selected weights (see :data:`METRIC_KEYS`) and run facts.
   The weights and the AU thresholds are chosen on the development split (held-out training videos),
@@ -16,9 +18,10 @@ records use ``runs/<suite>/<run>/``) holds:
   is the untuned score, and ``selection`` says how the choice was made (``{"split": "development",
   "videos", "frames", "metric", "rule", "thresholds", "epoch", "step", "scores"}``; ``"split": "none"``
   with ``dev_fraction = 0``: the last weights and thresholds 0.5). Also: ``tasks``, ``multi_task``,
-  ``dataset`` (``{"name", "synthetic", "split"}``), ``headline_metric``, ``best_epoch``, ``best_step``,
-  ``epochs``, ``parameters``, ``train_time_s``, ``images_per_second``, ``per_class_f1``, ``per_au_f1``,
-  ``au_thresholds``, optionally ``confusion_matrix`` (rows = true class) and ``hub_repo`` once
+  ``dataset`` (``{"name", "synthetic", "split", "fingerprint"}``: the data digest, absent in older
+  records), ``headline_metric``, ``best_epoch``, ``best_step``, ``epochs``, ``parameters``,
+  ``train_time_s``, ``images_per_second``, ``per_class_f1``, ``per_au_f1``, ``machine`` (where the
+  run ended), ``au_thresholds``, optionally ``confusion_matrix`` (rows = true class) and ``hub_repo`` once
   published; the study fields ``steps``, ``budget_steps`` (own steps plus those of the run it was
   initialised from), ``images_seen``, ``labels_seen`` (``{task: labelled frames that entered the
   loss}``: under one step budget a multi-task run sees fewer labels per task than a uni-task one),
@@ -33,7 +36,8 @@ records use ``runs/<suite>/<run>/``) holds:
   ``train_loss_<task>``, ``dev_<metric>`` (development-split scores; none with ``dev_fraction = 0``),
   ``time_s``. Older records have ``val_<metric>`` (validation scores) instead.
 * ``model/``       - a folder that ``AffectModel.from_pretrained`` / :func:`affectmodel.load_model` loads,
-  with the development-tuned AU thresholds.
+  with the development-tuned AU thresholds; its config.json also names ``training_data``
+  (``{"dataset", "fingerprint"}``), which loaders ignore.
 """
 from __future__ import annotations
 
@@ -123,6 +127,28 @@ class RunRecord:
     @property
     def synthetic(self) -> bool:
         return bool(self.metrics.get("dataset", {}).get("synthetic", False))
+
+    @property
+    def data_fingerprint(self) -> str | None:
+        """The digest of the data the run trained and was scored on (metrics.json, else config.json),
+        or None for a record written before runs carried one."""
+        for source in (self.metrics, self.config):
+            ds = source.get("dataset")
+            value = ds.get("fingerprint") if isinstance(ds, dict) else None
+            if isinstance(value, dict):
+                value = value.get("digest")
+            if isinstance(value, str) and value:
+                return value
+        return None
+
+    @property
+    def machine(self) -> dict[str, Any]:
+        """Where the run ended (metrics.json ``machine``), else where it started (config.json); {} if neither."""
+        for source in (self.metrics, self.config):
+            value = source.get("machine")
+            if isinstance(value, dict) and value:
+                return value
+        return {}
 
     @property
     def model_dir(self) -> Path:

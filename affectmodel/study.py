@@ -28,6 +28,7 @@ import pandas as pd
 
 from .metrics import NO_SKILL_VA
 from .predictions import PREDICTIONS_FILE, PredictionsError, load_predictions
+from .provenance import machine_summary
 from .records import (
     METRIC_KEYS,
     NON_CONFIGURATION_KEYS,
@@ -351,6 +352,7 @@ class Configuration:
     synthetic: bool
     tasks: tuple[str, ...]
     runs: dict[str, RunRecord] = field(default_factory=dict)   # run id -> record (one per seed)
+    data_fingerprint: str | None = None   # the runs' data digest (None: older records without one)
 
     @property
     def multi_task(self) -> bool:
@@ -388,20 +390,53 @@ def _budget(record: RunRecord) -> int | None:
 
 
 def group_configurations(runs: Mapping[str, RunRecord]) -> list[Configuration]:
-    """Runs grouped into configurations (seeds together), by data set, suite, name and configuration id."""
+    """Runs grouped into configurations (seeds together), by data set, suite, name, configuration id
+    and data fingerprint: seeds trained on different data are never pooled (:func:`data_notes`)."""
     groups: dict[tuple, Configuration] = {}
     for run, record in runs.items():
         info = dataset_info(record)
         hub = run.startswith(HUB_PREFIX)
-        ident = (info["dataset"], record.suite, record.configuration, record.config_id, hub and run)
+        fingerprint = record.data_fingerprint
+        ident = (info["dataset"], record.suite, record.configuration, record.config_id, fingerprint, hub and run)
         if ident not in groups:
             key = f"{record.suite}/{record.configuration}"
             if any(c.key == key for c in groups.values()):
-                key += f" #{record.config_id[:6]}"
+                twins = [i for i in groups if i[:4] == ident[:4]]  # same configuration, other data or Hub run
+                if any(i[4] != fingerprint for i in twins):
+                    key += f" (data {fingerprint[:8] if fingerprint else 'unknown'})"
+                else:
+                    key += f" #{record.config_id[:6]}"
             groups[ident] = Configuration(key, record.suite, record.configuration, info["dataset"],
-                                          info["synthetic"], tuple(t for t in TASK_KEYS if t in record.tasks))
+                                          info["synthetic"], tuple(t for t in TASK_KEYS if t in record.tasks),
+                                          data_fingerprint=fingerprint)
         groups[ident].runs[run] = record
     return sorted(groups.values(), key=lambda c: (c.dataset, c.multi_task, c.key))
+
+
+def _data_text(fingerprint: str | None) -> str:
+    return f"data {fingerprint}" if fingerprint else "no data fingerprint"
+
+
+def data_notes(configurations: Sequence[Configuration]) -> list[str]:
+    """What the study could not pool or check because of the data, naming the runs: seeds of one
+    configuration trained on data with different fingerprints (kept apart), and records that carry
+    no fingerprint (written before runs recorded one: their data cannot be checked)."""
+    notes = []
+    by_name: dict[tuple, list[Configuration]] = {}
+    for c in configurations:
+        by_name.setdefault((c.dataset, c.suite, c.name), []).append(c)
+    for (_, suite, name), group in by_name.items():
+        fingerprints = {c.data_fingerprint for c in group}
+        if len(fingerprints) > 1:
+            parts = "; ".join(f"{', '.join(c.runs)} on {_data_text(c.data_fingerprint)}" for c in group)
+            notes.append(f"{suite}/{name}: seeds not pooled, their data differ: {parts}.")
+    unknown = [run for c in configurations if c.data_fingerprint is None for run in c.runs]
+    if unknown:
+        shown = ", ".join(unknown[:6]) + (f" and {len(unknown) - 6} more" if len(unknown) > 6 else "")
+        notes.append(f"{len(unknown)} run record{'s' if len(unknown) != 1 else ''} carry no data fingerprint "
+                     f"(written before runs recorded one): the study cannot check that they saw the same data "
+                     f"({shown}); they are pooled and matched only with each other.")
+    return notes
 
 
 def _match_signature(record: RunRecord, task: str, ignore_init: bool) -> str:
@@ -416,6 +451,7 @@ def _match_signature(record: RunRecord, task: str, ignore_init: bool) -> str:
             v = {mk: mv for mk, mv in v.items() if mk not in ("tasks", "labels")}  # heads follow the tasks
         kept[k] = v
     kept["_dataset"] = dataset_info(record)["dataset"]
+    kept["_data_fingerprint"] = record.data_fingerprint  # never compare runs on different data
     budget = _budget(record)
     kept["_budget"] = budget if budget is not None else [record.config.get("epochs"), record.config.get("max_steps")]
     return json.dumps(kept, sort_keys=True, default=str)
@@ -448,7 +484,11 @@ def find_matches(multi: Configuration, configurations: Sequence[Configuration]) 
             continue
         budget = multi.budget_steps
         same_budget = [u for u in unis if u.budget_steps == budget]
-        if budget is not None and not same_budget:
+        other_data = [u for u in unis if u.data_fingerprint != multi.data_fingerprint]
+        if other_data and len(other_data) == len(unis):
+            reason = (f"the uni-task configurations ({', '.join(u.key for u in other_data)}) were trained on other "
+                      f"data ({_data_text(other_data[0].data_fingerprint)}, not {_data_text(multi.data_fingerprint)})")
+        elif budget is not None and not same_budget:
             init = f" (includes {multi.init_run})" if multi.init_run else ""
             reason = f"no uni-task configuration with the same total budget of {budget} steps{init}"
         else:
@@ -744,6 +784,7 @@ class StudyReport:
     estimates: dict[str, dict[str, Interval | None]]   # configuration key -> metric -> interval
     resamples: int
     level: float
+    data_notes: list[str] = field(default_factory=list)   # runs not pooled or not checkable (data_notes)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -752,11 +793,13 @@ class StudyReport:
             "configurations": [{"key": c.key, "dataset": c.dataset, "synthetic": c.synthetic, "tasks": list(c.tasks),
                                 "seeds": c.seeds, "n_seeds": len(c.runs), "runs": list(c.runs),
                                 "budget_steps": c.budget_steps, "init_run": c.init_run,
+                                "data_fingerprint": c.data_fingerprint,
                                 "estimates": {m: (None if i is None else _json_safe(i.as_dict()))
                                               for m, i in self.estimates.get(c.key, {}).items()}}
                                for c in self.configurations],
             "comparisons": [c.as_dict() for c in self.comparisons],
             "costs": [c.as_dict() for c in self.costs],
+            "data_notes": list(self.data_notes),
         }
 
 
@@ -777,7 +820,7 @@ def study_report(runs: Mapping[str, RunRecord], resamples: int = DEFAULT_RESAMPL
     estimates = {c.key: {m: configuration_estimate(c, m, resamples, seed, level)
                          for m in ("P_EXPR", "P_AU", "P_VA", MTL_METRIC)} for c in configurations}
     return StudyReport(configurations, matched_comparisons(configurations, resamples, seed, level),
-                       matched_costs(configurations), estimates, resamples, level)
+                       matched_costs(configurations), estimates, resamples, level, data_notes(configurations))
 
 
 def run_estimates(record: RunRecord, resamples: int = DEFAULT_RESAMPLES, seed: int = 0,
@@ -853,6 +896,7 @@ def report_markdown(report: StudyReport) -> str:
         for multi in dict.fromkeys(c.multi for c in comps):
             lines += [verdict_sentence([c for c in comps if c.multi == multi], costs.get(multi)), ""]
     lines += [f"_{PROTOCOL}_", ""]
+    lines += [f"_Data: {note}_\n" for note in report.data_notes]
     if any(c.synthetic for c in report.comparisons):
         lines += ["_Synthetic benchmark: these figures check the pipeline and the statistics; they say nothing "
                   "about real faces or Aff-Wild2._", ""]
@@ -914,6 +958,18 @@ def selection_note(record: RunRecord) -> str:
             "they may have been tuned on the validation frames reported, which is optimistic.")
 
 
+def provenance_note(record: RunRecord) -> str:
+    """Which data (fingerprint), code and machine a run's figures came from, in words (docs/REPRODUCIBILITY.md)."""
+    fingerprint = record.data_fingerprint
+    data = (f"Data fingerprint `{fingerprint}` (`python -m affectmodel data-info ROOT` prints a local copy's; "
+            "the same data give the same fingerprint)") if fingerprint else \
+        "No data fingerprint (a record older than data fingerprints)"
+    code = record.config.get("code_version") or "not recorded"
+    return (f"{data}. Code version {code}; trained on {machine_summary(record.machine)}. The same code, data, "
+            "configuration, seed and machine give the same figures; another CPU or thread count can give other "
+            "figures (docs/REPRODUCIBILITY.md says by how much).")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("runs", type=Path, help="folder of run records (any depth), e.g. runs/quick")
     parser.add_argument("--json", action="store_true", help="print the whole report as one JSON object")
@@ -956,6 +1012,7 @@ def report_text(report: StudyReport) -> str:
         lines.append(f"  {c.verdict_text}")
     if not report.comparisons:
         lines.append("No multi-task configuration to compare.")
+    lines += [f"Data: {note}" for note in report.data_notes]
     return "\n".join(lines)
 
 
@@ -1094,6 +1151,7 @@ __all__ = [
     "configuration_estimate",
     "confusion_long",
     "cost_comparison",
+    "data_notes",
     "dataset_info",
     "dataset_label",
     "did_not_learn",
@@ -1115,6 +1173,7 @@ __all__ = [
     "matched_comparisons",
     "matched_costs",
     "per_label_f1",
+    "provenance_note",
     "report_markdown",
     "report_text",
     "run",

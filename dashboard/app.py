@@ -206,6 +206,8 @@ def headline(table: pd.DataFrame, report: study.StudyReport) -> None:
     if not comparisons:
         st.info("No multi-task configuration among the shown runs, so nothing to compare: a comparison needs a "
                 "multi-task configuration and uni-task ones that differ from it only in the tasks.")
+    for note in report.data_notes:  # seeds on different data kept apart, or records that cannot be checked
+        st.warning(note, icon=":material/fingerprint:")
     for dataset in _real_first([c.dataset for c in comparisons], table):
         comps = [c for c in comparisons if c.dataset == dataset]
         synthetic = comps[0].synthetic
@@ -379,6 +381,7 @@ def detail_section(table: pd.DataFrame, runs: dict) -> None:
     if url:
         st.link_button(f"Open {repo} on the Hugging Face Hub", url, icon=":material/open_in_new:")
     st.caption(study.selection_note(record))
+    st.caption(study.provenance_note(record))
     metrics = study.run_metrics(record)
     cols = st.columns(7)
     for col, (name, value) in zip(cols, metrics.items(), strict=False):

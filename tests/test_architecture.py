@@ -14,7 +14,7 @@ PACKAGE = ROOT / "affectmodel"
 # Lowest first, as drawn in docs/ARCHITECTURE.md ("Layers"). A module belongs to the longest
 # prefix listed here.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("foundations", ("tasks", "images", "io", "locking", "lazy", "runtime", "progress", "data.layout",
+    ("foundations", ("tasks", "images", "io", "locking", "lazy", "runtime", "progress", "provenance", "data.layout",
                      "data.marker")),
     ("model", ("model", "temporal", "losses", "metrics", "records", "predictions")),
     ("data", ("data",)),

@@ -153,6 +153,9 @@ def test_run_detail_shows_config_metrics_and_hub_link(monkeypatch, runs_dir, wri
     assert detail_metrics["P_MTL"] == f"{written['quick/multi-focal']['P_MTL']:.3f}"
     configs = [json.loads(j.proto.body) for j in at.json]
     assert read_run(runs_dir / "quick" / "multi-focal").config in configs
+    # these records carry no data fingerprint: the first screen says so, and so does the run's detail
+    assert any("carry no data fingerprint" in w.value for w in at.warning)
+    assert any(c.value.startswith("No data fingerprint") for c in at.caption)
 
 
 def test_empty_or_missing_folder_explains_how_to_make_one(monkeypatch, tmp_path):

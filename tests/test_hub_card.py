@@ -108,6 +108,20 @@ def test_machine_local_options_and_paths_stay_out_of_the_card(tmp_path):
     assert "/scratch/someone" not in text and "/home/someone" not in text
     assert '"workers"' not in text and '"threads"' not in text and "cuda:1" not in text
     assert '"name": "aff-wild2"' in text and '"augment": "light"' in text  # the rest is still shown
+    assert "No data fingerprint (a record older than data fingerprints)" in text
+
+
+def test_card_names_the_data_fingerprint_code_and_machine(tmp_path):
+    run = make_run(tmp_path)
+    config = json.loads((run / "config.json").read_text())
+    config.update(code_version="0.1.0+gabc1234", dataset={"name": "synthetic-affect", "fingerprint": {
+        "digest": "0123456789abcdef", "version": 1}}, machine={"cpu": "Some CPU", "torch_cpu_capability": "AVX2",
+                                                               "threads": 1, "cpu_vector_flags": ["avx2"]})
+    (run / "config.json").write_text(json.dumps(config))
+    text = build_model_card(read_run(run), "me/affect-mtl").text
+    assert "Data fingerprint `0123456789abcdef`" in text and "Code version 0.1.0+gabc1234" in text
+    assert "trained on Some CPU · AVX2 · 1 thread" in text
+    assert "cpu_vector_flags" not in text  # the full facts stay in the uploaded training_config.json
 
 
 def test_missing_metrics_are_left_out(tmp_path):

@@ -99,3 +99,14 @@ def test_non_finite_metrics_names_nan_infinite_and_null_figures(tmp_path):
                                       "ccc_valence": True})
     assert non_finite_metrics(record) == ["P_EXPR", "P_VA", "P_MTL", "ccc_valence"]
     assert non_finite_metrics(RunRecord(tmp_path, {}, {"P_AU": 0.4})) == []
+
+
+def test_data_fingerprint_and_machine_are_read_from_either_file_or_are_absent(tmp_path):
+    older = read_run(_run(tmp_path, "older"))
+    assert older.data_fingerprint is None and older.machine == {}  # written before records carried them
+    run = read_run(_run(tmp_path, "newer", dataset={"fingerprint": {"digest": "c" * 16, "version": 1}},
+                        machine={"cpu": "x", "threads": 1}))
+    assert run.data_fingerprint == "c" * 16 and run.machine == {"cpu": "x", "threads": 1}   # config.json's
+    run.metrics["dataset"]["fingerprint"] = "d" * 16
+    run.metrics["machine"] = {"cpu": "y"}
+    assert run.data_fingerprint == "d" * 16 and run.machine == {"cpu": "y"}   # metrics.json's wins: where it ended

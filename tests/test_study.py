@@ -410,3 +410,55 @@ def test_expression_and_au_sides_are_held_to_their_own_no_skill_levels(tmp_path)
     c = next(c for c in _report(tmp_path).comparisons if c.task == "au")
     assert c.uni_estimate.no_skill > 0.3 and c.uni_estimate.low <= c.uni_estimate.no_skill
     assert c.verdict == "undecided" and "quick/uni-au did not learn (P_AU" in c.verdict_text
+
+
+# ----------------------------------------------------------------------------- data fingerprints
+
+def _on_data(fingerprint: str | None) -> dict[str, Any]:
+    base = {"name": "synthetic-affect", "synthetic": True, "split": "validation"}
+    return base if fingerprint is None else {**base, "fingerprint": fingerprint}
+
+
+def test_seeds_on_different_data_are_never_pooled_or_matched(tmp_path):
+    """The seeds of one configuration, or a multi-task and a uni-task configuration, trained on data
+    with different fingerprints (another machine rendered the benchmark differently) stay apart,
+    and the report names the runs."""
+    a, b = "a" * 16, "b" * 16
+    for seed, data in ((0, a), (1, a), (2, b)):
+        write_run(tmp_path, "quick", "uni-va", tasks="va", scores={"P_VA": 0.5}, seed=seed, dataset=_on_data(data))
+        write_run(tmp_path, "quick", "uni-expr", tasks="expr", scores={"P_EXPR": 0.4}, seed=seed, dataset=_on_data(b))
+        write_run(tmp_path, "quick", "multi", tasks="expr,au,va", scores={"P_EXPR": 0.4, "P_AU": 0.5, "P_VA": 0.5},
+                  seed=seed, dataset=_on_data(a))
+    for seed in (0, 1):
+        write_run(tmp_path, "quick", "uni-au", tasks="au", scores={"P_AU": 0.5}, seed=seed, dataset=_on_data(None))
+    # as training writes them: the data are not part of the configuration id (the fixture hashes them in)
+    first = json.loads((tmp_path / "quick" / "uni-va" / "seed-0" / "config.json").read_text())["config_id"]
+    other = tmp_path / "quick" / "uni-va" / "seed-2" / "config.json"
+    other.write_text(json.dumps({**json.loads(other.read_text()), "config_id": first}))
+    report = _report(tmp_path)
+    configs = {c.key: c for c in report.configurations}
+    uni_va = [c for c in configs.values() if c.name == "uni-va"]
+    assert sorted((c.data_fingerprint, c.seeds) for c in uni_va) == [(a, [0, 1]), (b, [2])]
+    assert sorted(c.key for c in uni_va) == ["quick/uni-va", "quick/uni-va (data bbbbbbbb)"]
+    by_task = {c.task: c for c in report.comparisons if c.multi == "quick/multi"}
+    assert by_task["va"].uni is not None and configs[by_task["va"].uni].data_fingerprint == a
+    assert by_task["va"].uni_estimate.n_seeds[0] == 2               # only the seeds on the same data
+    assert by_task["expr"].verdict == "unmatched" and f"other data (data {b}, not data {a})" in by_task["expr"].reason
+    assert by_task["au"].verdict == "unmatched" and "no data fingerprint" in by_task["au"].reason
+    notes = report.data_notes
+    assert any(n.startswith("quick/uni-va: seeds not pooled") and f"quick/uni-va/seed-2 on data {b}" in n
+               and f"quick/uni-va/seed-0, quick/uni-va/seed-1 on data {a}" in n for n in notes), notes
+    assert any("2 run records carry no data fingerprint" in n and "quick/uni-au/seed-0" in n for n in notes), notes
+    assert all(f"Data: {n}" in study.report_text(report) for n in notes)
+    assert report.as_dict()["data_notes"] == notes
+
+
+def test_records_without_a_fingerprint_still_pool_with_each_other(tmp_path):
+    """Older records (no fingerprint) keep working as before, with the caveat said once."""
+    write_seeded_study(tmp_path, seeds=(0, 1))
+    report = _report(tmp_path)
+    assert all(c.data_fingerprint is None for c in report.configurations)
+    assert next(c for c in report.configurations if c.key == "quick/multi").seeds == [0, 1]
+    assert any(c.uni for c in report.comparisons)
+    assert len(report.data_notes) == 1 and "carry no data fingerprint" in report.data_notes[0]
+    assert report.data_notes[0] in study.report_markdown(report)

@@ -5,9 +5,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
+from affectmodel.data.fingerprint import data_fingerprint
 from affectmodel.data.synthetic import generate_benchmark
 from affectmodel.records import is_complete, read_run
 from affectmodel.training.cli import main
@@ -43,8 +45,35 @@ def test_single_run_from_a_config_file_with_cli_overrides(tmp_path, bench, capsy
     assert c["tasks"] == ["expr", "au"] and c["losses"] == {"expr": "weighted_ce", "au": "bce"}
     assert c["lr"] == 3e-4 and c["augment"] == "strong" and c["max_steps"] == 2      # CLI beat the file
     assert c["dataset"]["name"] == "synthetic-affect" and c["dataset"]["synthetic"] is True
-    assert record.metrics["dataset"] == {"name": "synthetic-affect", "synthetic": True, "split": "validation"}
+    digest = data_fingerprint(bench)["digest"]
+    assert record.metrics["dataset"] == {"name": "synthetic-affect", "synthetic": True, "split": "validation",
+                                         "fingerprint": digest}
     assert record.metrics["steps"] == 2 and record.metrics["headline_metric"] == "P_MTL"
+    # which data, generator, code and machine: in config.json, metrics.json and the model folder
+    assert record.data_fingerprint == digest and c["dataset"]["fingerprint"] == data_fingerprint(bench)
+    assert c["dataset"]["generator"]["config"]["seed"] == 0 and c["code_version"]
+    for facts in (c["machine"], record.metrics["machine"]):
+        assert facts["threads"] == 1 and facts["torch_cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    model_config = json.loads((out / "model" / "config.json").read_text())
+    assert model_config["training_data"] == {"dataset": "synthetic-affect", "fingerprint": digest}
+
+
+def test_the_same_run_twice_gives_identical_figures(tmp_path, bench):
+    """Same code, data, configuration, seed, machine and thread count: bit-identical results, through
+    the JPEG loader in a worker process with augmentation (docs/REPRODUCIBILITY.md: across machines
+    they differ, by about a seed's spread)."""
+    args = ["--data", str(bench), "--tasks", "expr,au,va", "--image-size", "32", "--batch-size", "8",
+            "--max-steps", "3", "--augment", "strong", "--workers", "1", "--device", "cpu", "--threads", "1",
+            "--seed", "4"]
+    first, second = tmp_path / "first", tmp_path / "second"
+    assert main([*args, "--out", str(first)]) == 0 and main([*args, "--out", str(second)]) == 0
+    a, b = read_run(first), read_run(second)
+    figures = [k for k, v in a.metrics.items() if isinstance(v, (int, float, list, dict)) and not k.endswith(
+        ("time_s", "per_second", "wait_share")) and k != "machine"]
+    assert "P_MTL" in figures and {k: a.metrics[k] for k in figures} == {k: b.metrics[k] for k in figures}
+    pa, pb = np.load(first / "val_predictions.npz"), np.load(second / "val_predictions.npz")
+    assert all(np.array_equal(pa[k], pb[k]) for k in pa.files)
+    assert (first / "model" / "model.safetensors").read_bytes() == (second / "model" / "model.safetensors").read_bytes()
 
 
 @pytest.mark.parametrize("argv, message", [

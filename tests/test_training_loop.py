@@ -153,13 +153,35 @@ def test_resume_mid_epoch_from_a_step_checkpoint_gives_the_same_result(tmp_path,
     _assert_same_result(straight_run, tmp_path / "mid")
 
 
+def _fingerprinted(pixels: str) -> dict:
+    parts = {"annotations": {"files": 1, "sha256": "a"}, "images": {"files": 2, "sha256": "i"},
+             "pixels": {"files": 2, "sha256": pixels}}
+    return {**DATASET, "fingerprint": {"digest": pixels * 16, "version": 1, "format": "files", **parts}}
+
+
+def test_resume_on_other_data_is_refused(tmp_path):
+    def stop_after_first_epoch(fraction, message):
+        if message.startswith("epoch 1/2:"):
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        run_training(_config(tmp_path, "run", epochs=2), *_data(), _fingerprinted("p"), progress=stop_after_first_epoch)
+    with pytest.raises(TrainingError, match="the data changed since the run started .image bytes differ; "
+                                            "data fingerprint p{16} -> q{16}"):
+        run_training(_config(tmp_path, "run", resume=True), *_data(), _fingerprinted("q"))
+    run_training(_config(tmp_path, "run", resume=True), *_data(), _fingerprinted("p"))
+    assert read_run(tmp_path / "run").data_fingerprint == "p" * 16
+
+
 # ------------------------------------------------------------------ run record
 
 def test_run_record_follows_the_contract(straight_run):
     record = read_run(straight_run)
     m, c = record.metrics, record.config
     assert m["tasks"] == ["expr", "au", "va"] and m["multi_task"] and m["headline_metric"] == "P_MTL"
-    assert m["dataset"] == {"name": "tiny-test-set", "synthetic": True, "split": "validation"}
+    # in-memory data has no fingerprint: the record says so (None) rather than leaving it out
+    assert m["dataset"] == {"name": "tiny-test-set", "synthetic": True, "split": "validation", "fingerprint": None}
+    assert record.data_fingerprint is None and m["machine"]["threads"] == 1 == c["machine"]["threads"]
     for key in ("P_EXPR", "P_AU", "P_VA", "P_MTL", "ccc_valence", "ccc_arousal", "parameters", "train_time_s",
                 "images_per_second", "best_epoch", "per_class_f1", "per_au_f1", "au_thresholds"):
         assert key in m, key

@@ -53,6 +53,7 @@ from .affwild2 import (
     _normalise_split as normalise_split,  # the reader's own split names ("val" -> "validation")
 )
 from .dataset import Transform, load_image
+from .fingerprint import annotation_files, sha256_file
 
 FORMAT = "affectmodel-frame-cache"
 VERSION = 1
@@ -94,14 +95,6 @@ def _normalise_options(options: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _listing_digest(folder: Path) -> str:
     try:
         names = sorted(os.listdir(folder))
@@ -133,23 +126,13 @@ def _npz_atomic(path: Path, arrays: dict[str, np.ndarray]) -> None:
 
 # ------------------------------------------------------------------ fingerprint of the data
 
-def annotation_files(root: str | os.PathLike, layout: str = "auto") -> list[Path]:
-    """Every annotation file of the installation (all tasks and splits, and the multi-task CSVs)."""
-    lay = detect_layout(root, layout)
-    files: set[Path] = set(lay.mtl_files.values())
-    for splits in lay.task_dirs.values():
-        for folder in splits.values():
-            files.update(p for p in folder.glob("*.txt") if p.is_file())
-    return sorted(files)
-
-
 def data_fingerprint(root: str | os.PathLike, layout: str, videos_by_split: Mapping[str, Iterable[str]],
                      images_dir: Path | None = None) -> dict[str, Any]:
     """{"annotations": {path: sha256}, "images": {split: {video folder: sha256 of its listing}}}."""
     root = Path(root)
     images_dir = images_dir or detect_layout(root, layout).images_dir
     return {
-        "annotations": {_rel(p, root): _sha256(p) for p in annotation_files(root, layout)},
+        "annotations": {_rel(p, root): sha256_file(p) for p in annotation_files(root, layout)},
         "images": {split: {_rel(images_dir / v, root): _listing_digest(images_dir / v) for v in sorted(set(videos))}
                    for split, videos in videos_by_split.items()},
     }

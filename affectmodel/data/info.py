@@ -8,6 +8,8 @@ image exists, ``labelled`` the rest — with class counts (EXPR) and positives p
 videos that sit in one task's training set and another task's validation set, per pair of sets;
 training leaves them out by default (``load_affwild2``), and so do the training split's ``frames``
 and ``videos`` here, while the per-task line counts describe the annotation files as installed.
+``fingerprint`` is the data digest that run records carry (:mod:`affectmodel.data.fingerprint`);
+``generator`` (synthetic benchmark only) what generated the set, from its marker.
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from typing import Any
 
 from ..tasks import AU_NAMES, TASK_KEYS, get_label_space, get_task
 from .affwild2 import LAYOUTS, SOURCES, SPLITS, detect_layout, load_affwild2
+from .fingerprint import data_fingerprint, generator_facts
 
 
 def data_info(root: str | Path, layout: str = "auto", source: str = "auto", expression_space: str = "abaw8",
@@ -55,6 +58,11 @@ def data_info(root: str | Path, layout: str = "auto", source: str = "auto", expr
     report["dataset"] = dataset_name
     report["synthetic"] = synthetic
     report["bad_lines"] = bad_total
+    # the digest run records carry: a run on this data shows the same one (docs/REPRODUCIBILITY.md)
+    report["fingerprint"] = data_fingerprint(root)
+    generator = generator_facts(root)
+    if generator is not None:
+        report["generator"] = generator
     return report
 
 

@@ -46,6 +46,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from ..io import write_json_atomic, write_text_atomic
 from ..progress import Progress
+from ..provenance import image_library_versions
 from ..tasks import ABAW8, AU_NAMES, AU_TASK, VA_TASK, expression_task
 from .layout import MTL_FILES, MTL_FOLDER, SPLIT_DIRS, TASK_FOLDERS, TRACK_SUFFIXES, base_video_name
 from .marker import MARKER_FILE, SYNTHETIC_DATASET, SYNTHETIC_FOLDERS_DATASET, read_marker
@@ -473,7 +474,10 @@ def generate_benchmark(out_dir: str | Path, videos: int = 20, frames: int = 100,
     """Write the synthetic benchmark under ``out_dir`` and return a summary dict.
 
     ``config`` overrides ``videos``/``frames``/``seed``/``size`` when given. Deterministic for a
-    seed: the same parameters write byte-identical files.
+    seed: the same parameters write byte-identical files, whatever the CPU's SIMD level (numpy's and
+    libjpeg-turbo's dispatch) or thread count, as long as Pillow draws the same (11.x and 12.x do;
+    10.x fills polygons differently): the marker's ``libraries`` say what drew and encoded the
+    images, and ``data-info`` prints the data fingerprint to compare (docs/REPRODUCIBILITY.md).
 
     ``sampler`` replaces :func:`sample_sequence` (same arguments; the dynamic benchmark of
     :mod:`.synthetic_dynamics`), ``on_video(out, name, sequence)`` is called after each video's
@@ -553,6 +557,7 @@ def generate_benchmark(out_dir: str | Path, videos: int = 20, frames: int = 100,
         "dataset": DATASET_NAME,
         "generator": "affectmodel.data.synthetic",
         "generator_version": GENERATOR_VERSION,
+        "libraries": image_library_versions(),  # what drew and encoded the images (same versions, same bytes)
         "note": "Procedural faces for tests, demos and sanity checks; results on it never stand in for Aff-Wild2.",
         "expression_space": ABAW8.name,
         "config": asdict(cfg),
@@ -605,7 +610,7 @@ def generate_expression_folders(out_dir: str | Path, videos: int = 20, frames: i
                "videos": {s: [p.name for p in plans if p.split == s] for s in FOLDER_SPLITS},
                "counts": counts, "seconds": round(time.perf_counter() - started, 2)}
     marker = {"dataset": SYNTHETIC_FOLDERS_DATASET, "layout": "folders", "generator": "affectmodel.data.synthetic",
-              "generator_version": GENERATOR_VERSION,
+              "generator_version": GENERATOR_VERSION, "libraries": image_library_versions(),
               "note": "Procedural faces for pre-training tests and demos; results on it never stand in for real data.",
               "expression_space": ABAW8.name, "every": every, "config": asdict(cfg),
               "videos": summary["videos"], "counts": counts}

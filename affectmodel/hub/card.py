@@ -15,7 +15,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from ..model import ModelConfig
 from ..records import SYNTHETIC_DATASET, RunRecord, run_factors
-from ..study import StudyReport, comparisons_of, run_estimates, selection_note
+from ..study import StudyReport, comparisons_of, provenance_note, run_estimates, selection_note
 from ..tasks import ABAW_BASELINES, AU_DESCRIPTIONS, VA_DESCRIPTIONS, get_label_space, headline_metric, task_specs
 from ..training.config import DATASET_LOCAL_KEYS, MACHINE_LOCAL_OPTIONS
 from .model_index import CARD_METRICS, dataset_type
@@ -189,7 +189,8 @@ def _training_section(run: RunRecord, ds: dict[str, Any]) -> str:
     tasks = run.tasks
     factors = run_factors(run.config)
     # Machine-local options and paths say nothing about the model (and may be private).
-    shown = {k: v for k, v in run.config.items() if k not in MACHINE_LOCAL_OPTIONS}
+    # (The machine facts are summed up in one line above it: provenance_note.)
+    shown = {k: v for k, v in run.config.items() if k not in MACHINE_LOCAL_OPTIONS and k != "machine"}
     if isinstance(shown.get("dataset"), dict):
         shown["dataset"] = {k: v for k, v in shown["dataset"].items() if k not in DATASET_LOCAL_KEYS}
     setting = ("multi-task: one network trained jointly on " + ", ".join(tasks)) if len(tasks) > 1 \
@@ -199,6 +200,7 @@ def _training_section(run: RunRecord, ds: dict[str, Any]) -> str:
         f"- Setting: {setting}; checkpoint chosen by {run.metrics.get('headline_metric') or headline_metric(tasks)}. "
         + selection_note(run),
         f"- Data: {_DATASET_NAMES.get(ds['name'], ds['name'])}; the results above are on its {ds['split']} split.",
+        f"- {provenance_note(run)}",
         "- Study factors: " + "; ".join(f"{k} {v}" for k, v in factors.items() if v) + ".",
         "- Full configuration (the uploaded `training_config.json`; local paths and machine settings omitted here):",
         "", "```json", json.dumps(shown, indent=2, default=str), "```",

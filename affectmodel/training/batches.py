@@ -214,6 +214,7 @@ def load_datasets(config: TrainConfig, model_config: ModelConfig
     (Aff-Wild2 or the synthetic benchmark, AffectNet-style CSVs, folder-per-class sets with their
     expression classes mapped by concept)."""
     from ..data import build_transform
+    from ..data.fingerprint import data_fingerprint, generator_facts
     from ..data.registry import load_dataset
 
     if not config.data:
@@ -252,6 +253,12 @@ def load_datasets(config: TrainConfig, model_config: ModelConfig
     info = {"name": getattr(train, "dataset_name", "aff-wild2"), "synthetic": bool(getattr(train, "synthetic", False)),
             "root": str(config.data), "format": stats.get("format"), "source": stats.get("source", config.data_source),
             "leakage": stats.get("leakage"), **extra}
+    # Which data, in one digest the study compares (never pools runs whose data differ), and for a
+    # generated set what generated it (data/fingerprint.py).
+    info["fingerprint"] = data_fingerprint(config.data)
+    generator = generator_facts(config.data)
+    if generator is not None:
+        info["generator"] = generator
     return train, val, info
 
 

@@ -17,7 +17,7 @@ from typing import Any
 from .. import __version__
 from ..io import write_json_atomic, write_text_atomic
 from ..model import AffectModel
-from ..records import HISTORY_FILE, METRIC_KEYS, METRICS_FILE, MODEL_DIR, RUN_CONFIG_FILE
+from ..records import HISTORY_FILE, METRIC_KEYS, METRICS_FILE, MODEL_CONFIG_FILE, MODEL_DIR, RUN_CONFIG_FILE
 from ..tasks import get_task
 
 
@@ -78,8 +78,15 @@ def write_history(run_dir: Path, rows: Sequence[Mapping[str, Any]], columns: Seq
     return write_text_atomic(run_dir / HISTORY_FILE, buf.getvalue())
 
 
-def write_model(run_dir: Path, model: AffectModel) -> Path:
-    return model.save(run_dir / MODEL_DIR)
+def write_model(run_dir: Path, model: AffectModel, training_data: Mapping[str, Any] | None = None) -> Path:
+    """``model/`` as the loader reads it; ``training_data`` (the data set's name and fingerprint)
+    joins its config.json, where loaders ignore it and a reader of the folder alone finds it."""
+    folder = model.save(run_dir / MODEL_DIR)
+    if training_data is not None:
+        path = run_dir / MODEL_DIR / MODEL_CONFIG_FILE
+        config = json.loads(path.read_text(encoding="utf-8"))
+        write_json_atomic(path, {**config, "training_data": dict(training_data)})
+    return folder
 
 
 def write_metrics(run_dir: Path, metrics: Mapping[str, Any]) -> Path:

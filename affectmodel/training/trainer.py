@@ -34,11 +34,13 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 
+from ..data.fingerprint import fingerprint_change
 from ..initialisation import build_model
 from ..locking import run_folder_lock
 from ..losses import MultiTaskLoss
 from ..model import AffectModel, ModelConfig
 from ..predictions import PREDICTIONS_FILE, Predictions, save_predictions
+from ..provenance import machine_facts
 from ..records import METRICS_FILE, MODEL_DIR, RUN_CONFIG_FILE, is_complete
 from ..tasks import AU_NAMES, get_label_space, headline_metric
 from . import checkpoint as ckpt
@@ -188,6 +190,20 @@ def check_world_size(run_dir: Path, saved: int, now: int) -> None:
                             "state depend on the number of processes)")
 
 
+def check_same_data(run_dir: Path, dataset: Mapping[str, Any]) -> None:
+    """Refuse to resume a run on other data than it started on (its config.json's data fingerprint
+    against the data's now; a record or data set without one is not checked)."""
+    saved = (records_writer.read_config(run_dir).get("dataset") or {}).get("fingerprint")
+    now = dataset.get("fingerprint")
+    if not (isinstance(saved, dict) and isinstance(now, dict) and saved.get("digest") and now.get("digest")):
+        return
+    change = fingerprint_change(saved, now)
+    if change:
+        raise TrainingError(f"cannot resume {run_dir}: the data changed since the run started ({change} differ; "
+                            f"data fingerprint {saved['digest']} -> {now['digest']}); start a new run "
+                            "with another --out")
+
+
 def run_training(config: TrainConfig, train_set: Dataset, val_set: Dataset, dataset: Mapping[str, Any],
                  progress: Progress | None = None, dist_info: dist_utils.DistInfo | None = None,
                  development: Dataset | None = None) -> Path:
@@ -204,7 +220,10 @@ def run_training(config: TrainConfig, train_set: Dataset, val_set: Dataset, data
             # resume or suite job on it gets one line) and decides for every rank whether to resume:
             # on several machines a rank that cannot see the checkpoint must not start fresh.
             stack.enter_context(run_folder_lock(config.out, purpose="resume" if config.resume else "train"))
-            return check_run_folder(config, info.world_size)
+            resume = check_run_folder(config, info.world_size)
+            if resume:
+                check_same_data(Path(config.out), dataset)
+            return resume
 
         if not config.out:
             raise TrainingError("no run folder given (--out runs/SUITE/NAME)")
@@ -383,6 +402,7 @@ class Trainer:
                 "config_id": config_id(self.config, self.init_info["config_id"] if self.init_info else None,
                                        self.info.world_size),
                 "code_version": records_writer.code_version(),
+                "machine": machine_facts(self.device),  # where it started (metrics.json: where it ended)
                 "label_spaces": records_writer.label_spaces(self.config.tasks, self.config.expression_space),
                 "dataset": {**self.dataset, **self.data.facts, "train_size": len(self.train_view),
                             "development_size": len(self.dev_view) if self.dev_view is not None else 0,
@@ -686,7 +706,9 @@ class Trainer:
         final.load_state_dict(ckpt.load_weights(ckpt.best_weights_path(self.run_dir)), strict=True)
         if "au" in config.tasks and "au_thresholds" in val_metrics:
             final.config.au_thresholds = [float(val_metrics["au_thresholds"][a]) for a in AU_NAMES]
-        records_writer.write_model(self.run_dir, final)
+        fingerprint = (self.dataset.get("fingerprint") or {}).get("digest")
+        records_writer.write_model(self.run_dir, final,
+                                   {"dataset": self.dataset.get("name"), "fingerprint": fingerprint})
         video, frame = sample_identity(self.data.validation, positions)
         save_predictions(self.run_dir / PREDICTIONS_FILE, Predictions(
             video, frame, {t: outputs[t] for t in config.tasks}, {t: targets[t] for t in config.tasks},
@@ -697,7 +719,7 @@ class Trainer:
             "multi_task": config.multi_task,
             "headline_metric": self.headline,
             "dataset": {"name": self.dataset.get("name"), "synthetic": bool(self.dataset.get("synthetic")),
-                        "split": "validation"},
+                        "split": "validation", "fingerprint": fingerprint},
             **val_metrics,
             "selection": self.selection_record(),
             "best_epoch": state.best_epoch,
@@ -715,6 +737,7 @@ class Trainer:
             "init_train_time_s": float(init.get("train_time_s", 0.0)),
             "images_per_second": round(state.images_seen / state.step_time_s, 2) if state.step_time_s else None,
             "device": device_name(self.device),
+            "machine": machine_facts(self.device),
             "world_size": self.info.world_size,
             "pretrained_from": self.pretrained_from,
             "leakage": self.dataset.get("leakage"),
