@@ -18,6 +18,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("affectmodel.data.synthetic", "generate the synthetic benchmark (Aff-Wild2 layout or class folders)"),
     "cache": ("affectmodel.cache_cli", "decode every frame once into a memory-mapped frame cache for fast training"),
     "predict": ("affectmodel.inference.cli", "predict on images, folders and videos"),
+    "export": ("affectmodel.inference.export", "export a model to ONNX (fp32, int8) for fast CPU inference, checked "
+                                               "against PyTorch"),
     "publish": ("affectmodel.hub.publish", "publish a training run to the Hugging Face Hub"),
     "publish-space": ("affectmodel.hub.space", "publish the Gradio demo as a Hugging Face Space"),
     "study": ("affectmodel.study", "matched uni- vs multi-task comparisons: means, intervals, seeds, verdicts"),

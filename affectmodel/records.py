@@ -37,7 +37,9 @@ records use ``runs/<suite>/<run>/``) holds:
   ``time_s``. Older records have ``val_<metric>`` (validation scores) instead.
 * ``model/``       - a folder that ``AffectModel.from_pretrained`` / :func:`affectmodel.load_model` loads,
   with the development-tuned AU thresholds; its config.json also names ``training_data``
-  (``{"dataset", "fingerprint"}``), which loaders ignore.
+  (``{"dataset", "fingerprint"}``), which loaders ignore. After ``python -m affectmodel export`` it
+  also holds ``model.onnx`` (and ``model.int8.onnx``) with ``onnx.json``, the record of their check
+  against the weights.
 """
 from __future__ import annotations
 
@@ -59,6 +61,12 @@ MODEL_DIR = "model"
 # The model folder inside a run (and on the Hub), as AffectModel.save / PyTorchModelHubMixin writes it.
 MODEL_CONFIG_FILE = "config.json"   # the network's ModelConfig, not the run's options
 MODEL_WEIGHTS_FILE = "model.safetensors"
+# Optional, written by `python -m affectmodel export` beside the weights: the ONNX graphs of the same
+# model (fp32, and int8 on request) and the record of their check against PyTorch, without which
+# neither is used (affectmodel/inference/onnx_engine.py).
+MODEL_ONNX_FILE = "model.onnx"
+MODEL_ONNX_INT8_FILE = "model.int8.onnx"
+ONNX_RECORD_FILE = "onnx.json"
 METRIC_KEYS = ("P_EXPR", "P_AU", "P_VA", "P_MTL", "ccc_valence", "ccc_arousal")
 SEED_FOLDER = re.compile(r"^seed-(\d+)$")
 # config.json keys that do not change what is trained: the seed, where things are, how fast, and

@@ -20,9 +20,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-TEMPORAL_KINDS = ("none", "smooth", "conv", "gru")
+# The kinds and the window bound are config fields' bounds, declared with ModelConfig (no torch).
+from .model_config import MAX_WINDOW as MAX_WINDOW
+from .model_config import TEMPORAL_KINDS as TEMPORAL_KINDS
+
 LEARNED_KINDS = ("conv", "gru")
-MAX_WINDOW = 256   # frames; a config.json may come from a stranger
 HIDDEN = 128       # width of the temporal modules
 
 

@@ -5,6 +5,8 @@ A thin UI over :mod:`affectmodel.inference`; the figures come from :mod:`demo.ch
     python -m demo.app                       # default model (built on first launch), 127.0.0.1:7860
     python -m demo.app --model runs/suite/run --port 7861
     AFFECT_MODEL=owner/name python -m demo.app --host 0.0.0.0
+    python -m demo.app --engine onnx-int8    # or AFFECT_ENGINE; default: ONNX when the model has a verified
+                                             # model.onnx (python -m affectmodel export), else PyTorch
 
 Stable API endpoints (``gradio_client``; every output is named, see ``API_GUIDE``):
 ``/predict_image`` (an image file -> annotated image, ..., ``predictions`` JSON ``{"faces": [...]}``)
@@ -51,6 +53,7 @@ from affectmodel.inference import (
     probe_video,
     top_expression,
 )
+from affectmodel.inference.engines import ENGINE_ENV, ENGINES
 from affectmodel.tasks import AU_DESCRIPTIONS, AU_NAMES, VA_DESCRIPTIONS, get_label_space
 
 from . import charts
@@ -88,16 +91,19 @@ class DemoModel:
                         strict=False))
 
 
-def load_demo_model(model_source: str | ModelChoice | None) -> DemoModel:
+def load_demo_model(model_source: str | ModelChoice | None, engine: str | None = None) -> DemoModel:
     choice = model_source if isinstance(model_source, ModelChoice) else choose_model(model_source)
     source = choice.source
-    predictor = Predictor(source)  # the library decides the detection scale (affectmodel.inference.faces)
+    # The library decides the detection scale (affectmodel.inference.faces) and, by default, the engine:
+    # ONNX Runtime when the model folder holds a verified model.onnx (a Space without PyTorch), else PyTorch.
+    predictor = Predictor(source, engine=engine or os.environ.get(ENGINE_ENV) or "auto")
     try:
         info = model_info(source)
     except ValueError as e:  # facts for the About page are optional; the model itself loaded
         info = {"source": str(source), "error": str(e)}
     info.setdefault("tasks", list(predictor.tasks))
     info["choice"] = choice.describe()
+    info["engine"] = predictor.engine_name
     return DemoModel(predictor, info)
 
 
@@ -115,12 +121,12 @@ class ModelFailure:
                 f"the default demo model; then restart the app.")
 
 
-def try_load_demo_model(model_source: str | None) -> DemoModel | ModelFailure:
+def try_load_demo_model(model_source: str | None, engine: str | None = None) -> DemoModel | ModelFailure:
     """The model, or what went wrong: any failure (unreachable Hub, broken folder, a default model
     that does not build) becomes a :class:`ModelFailure` so that the app still opens."""
     source = model_source or os.environ.get(MODEL_ENV) or None
     try:
-        return load_demo_model(model_source)
+        return load_demo_model(model_source, engine)
     except Exception as e:  # noqa: BLE001 - whatever the cause, the page must open and say it
         reason = str(e).strip().splitlines()[0] if str(e).strip() else e.__class__.__name__
         return ModelFailure(source, reason)
@@ -144,7 +150,8 @@ def launch_line(loaded: DemoModel | ModelFailure) -> str:
     """What the console says at launch: the model in use, where it lives, built or reused."""
     if isinstance(loaded, ModelFailure):
         return f"affectmodel demo: NO MODEL. {loaded.message()} The page opens and shows this message."
-    return f"affectmodel demo: model {loaded.info.get('choice') or loaded.info.get('source')}"
+    return (f"affectmodel demo: model {loaded.info.get('choice') or loaded.info.get('source')} "
+            f"(engine {loaded.info.get('engine', 'torch')})")
 
 
 # ------------------------------------------------------------------ input component
@@ -530,13 +537,20 @@ action unit, `valence`, `arousal`. The `predictions` answer of `/predict_image` 
 """
 
 
+ENGINE_TEXT = {"torch": "PyTorch",
+               "onnx": "ONNX Runtime, `model.onnx` (checked against PyTorch when exported)",
+               "onnx-int8": "ONNX Runtime, int8 `model.int8.onnx` (checked against PyTorch when exported: "
+                            "the same top expression on at least 95 % of faces, valence/arousal within 0.05)"}
+
+
 def about_markdown(info: dict[str, Any], predictor: Predictor) -> str:
     tasks = info.get("tasks") or list(predictor.tasks)
     where = {"hub": "Hugging Face Hub repository", "run": "training run folder", "folder": "model folder"}
     lines = ["## The model", "",
              f"- **Source:** `{info.get('source')}` ({where.get(str(info.get('kind')), 'model')})"
              + (f", revision `{info['revision']}`" if info.get("revision") else ""),
-             f"- **Tasks:** {', '.join(tasks)}"]
+             f"- **Tasks:** {', '.join(tasks)}",
+             f"- **Engine:** {ENGINE_TEXT.get(predictor.engine_name, predictor.engine_name)}"]
     if info.get("card_url"):
         lines.append(f"- **Model card:** {info['card_url']}")
     dataset = info.get("dataset")
@@ -738,6 +752,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--model", default=None,
                         help="model folder, run folder or Hub id (default: $AFFECT_MODEL, else the default "
                              "model, built on the synthetic benchmark on first launch)")
+    parser.add_argument("--engine", default=None, choices=ENGINES,
+                        help=f"what runs the network (default: ${ENGINE_ENV}, else auto: ONNX Runtime when the model "
+                             "folder holds a verified model.onnx, else PyTorch)")
     parser.add_argument("--host", default=None, help="address to bind (default 127.0.0.1; 0.0.0.0 on a Space)")
     parser.add_argument("--port", type=int, default=None, help="port (default: $GRADIO_SERVER_PORT or 7860)")
     parser.add_argument("--share", action="store_true", help="also open a public gradio.live link (off by default)")
@@ -754,8 +771,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     # huggingface_hub logs through its own handler: propagating too would print each retry twice.
     logging.getLogger("huggingface_hub").propagate = False
-    loaded = try_load_demo_model(args.model)
-    if isinstance(loaded, ModelFailure) and args.model:  # a bad --model: one readable line, exit 2
+    loaded = try_load_demo_model(args.model, args.engine)
+    if isinstance(loaded, ModelFailure) and (args.model or args.engine):  # a bad --model: one readable line, exit 2
         print(f"error: {loaded.reason}", file=sys.stderr)
         return 2
     demo = build_demo(loaded)

@@ -5,11 +5,22 @@ import math
 
 import pytest
 
-from benchmarks import common, loader_throughput, loading, model_limit, multitask_saving, training_throughput, video_e2e
+from benchmarks import (
+    common,
+    loader_throughput,
+    loading,
+    model_limit,
+    multitask_saving,
+    onnx_inference,
+    space_install,
+    training_throughput,
+    video_e2e,
+)
 from benchmarks.run import FAMILIES, render
 
 MODULES = {"model_limit": model_limit, "multitask_saving": multitask_saving, "video_e2e": video_e2e,
-           "training_throughput": training_throughput, "loader_throughput": loader_throughput, "loading": loading}
+           "training_throughput": training_throughput, "loader_throughput": loader_throughput, "loading": loading,
+           "onnx_inference": onnx_inference, "space_install": space_install}
 
 
 def _check_result(result: common.FamilyResult, family: str) -> None:
@@ -82,6 +93,24 @@ def test_loading_benchmark_runs_tiny(tmp_path, monkeypatch):
     _check_result(result, "loading")
     assert result.row("demo cold start: whole fresh process").median >= result.row(
         "demo cold start: build_demo (model load + app)").median
+
+
+@pytest.mark.slow  # two demo cold starts in fresh processes
+def test_onnx_benchmark_runs_tiny(tmp_path, monkeypatch, exported_model):
+    """Speed and quality on the session's exported model (the benchmark's own models are a 112 px
+    export and the trained default model, minutes to make)."""
+    monkeypatch.setattr(onnx_inference, "speed_model", lambda size, cache=None: exported_model)
+    monkeypatch.setattr(onnx_inference, "quality_model", lambda cache=None: exported_model)
+    monkeypatch.setitem(onnx_inference.PARAMS, "tiny", {**onnx_inference.PARAMS["tiny"], "size": 64})
+    result = onnx_inference.run("tiny", cache_dir=tmp_path)
+    _check_result(result, "onnx_inference")
+    # the ONNX engine gives the torch path's faces, and no cold start of it imported torch (checked inside)
+    assert result.row("quality, ONNX fp32: frames and photos with the same faces as torch").median == 1.0
+    assert result.row("quality, ONNX fp32: largest valence/arousal difference from torch").median <= 1e-4
+
+
+def test_space_install_benchmark_runs_tiny():
+    _check_result(space_install.run("tiny"), "space_install")
 
 
 def test_rows_judge_targets_on_the_median():

@@ -254,3 +254,40 @@ def test_cli_dry_run_prints_listing_and_no_token(tmp_path, monkeypatch, capsys, 
     assert token not in _all_text(out)
     uni = make_run(tmp_path / "uni", tasks=("va",), model=AffectModel(ModelConfig(tasks=["va"], input_size=32)))
     assert cli.main(["publish", str(uni), "--repo", "me/x", "--dry-run", str(tmp_path / "uni-dry")]) == 0
+
+
+# ------------------------------------------------------------------ ONNX
+
+def test_a_verified_onnx_graph_is_published_and_a_stale_one_is_not(tmp_path, exported_model):
+    import shutil
+
+    run = make_run(tmp_path, input_size=64)
+    for name in ("model.safetensors", "config.json", "model.onnx", "model.int8.onnx", "onnx.json"):
+        shutil.copyfile(exported_model / name, run / "model" / name)
+    result = publish_run(run, "me/affect-mtl", dry_run_dir=tmp_path / "out")
+    assert sorted(result.files) == sorted([*PUBLISHED_FILES, "model.int8.onnx", "model.onnx", "onnx.json"])
+    # the published folder itself runs on ONNX Runtime (the record's hashes hold for the copies)
+    from affectmodel.inference.engines import open_engine
+    assert open_engine(tmp_path / "out", "onnx-int8").name == "onnx-int8"
+    with open(run / "model" / "model.onnx", "ab") as f:  # changed after its check: not published
+        f.write(b"\0")
+    result = publish_run(run, "me/affect-mtl", dry_run_dir=tmp_path / "out2")
+    assert sorted(result.files) == sorted([*PUBLISHED_FILES, "model.int8.onnx", "onnx.json"])
+
+
+def test_publish_onnx_exports_a_run_without_a_graph(tmp_path, exported_model, monkeypatch, capsys):
+    import shutil
+
+    from affectmodel.inference import export
+
+    run = make_run(tmp_path, input_size=64)
+    for name in ("model.safetensors", "config.json"):
+        shutil.copyfile(exported_model / name, run / "model" / name)
+    # the slow tracing replaced by the same weights' exported graph; the check runs for real
+    monkeypatch.setattr(export, "export_fp32", lambda model, path: shutil.copyfile(exported_model / "model.onnx", path))
+    assert cli.main(["publish", str(run), "--repo", "me/affect-mtl", "--dry-run", str(tmp_path / "out"),
+                     "--onnx"]) == 0
+    assert "model.onnx" in capsys.readouterr().out
+    assert (run / "model" / "model.onnx").is_file()  # exported into the run, reused next time
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted([*PUBLISHED_FILES, "model.onnx",
+                                                                           "onnx.json"])

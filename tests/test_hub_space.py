@@ -55,6 +55,17 @@ def root(tmp_path):
     return root
 
 
+# torch and torchvision made unimportable in a child process, as in a Space installed without them.
+NO_TORCH = """
+import sys
+class _NoTorch:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("torch", "torchvision"):
+            raise ImportError(f"No module named {name!r} (not installed in this Space)", name=name)
+sys.meta_path.insert(0, _NoTorch())
+"""
+
+
 def _run_in_space(folder: Path, code: str) -> subprocess.CompletedProcess:
     """Run Python in the Space folder with nothing of this checkout importable."""
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "AFFECT_MODEL")}
@@ -195,31 +206,34 @@ def test_space_requirements_need_the_apps_extra(root, tmp_path):
         publish_space("me/affect-demo", "me/affect-mtl", dry_run_dir=tmp_path / "s", root=root)
 
 
-def _small_run(tmp_path: Path) -> Path:
-    import torch
-
-    from affectmodel.model import AffectModel, ModelConfig
-
-    torch.manual_seed(0)
+def _small_run(tmp_path: Path, exported: Path) -> Path:
+    """A run folder whose model is the session's exported model (its ONNX graphs verified, so
+    bundling it does not export again)."""
     run = tmp_path / "run"
-    AffectModel(ModelConfig(input_size=32)).save(run / "model")
+    shutil.copytree(exported, run / "model")
     (run / "config.json").write_text(json.dumps({"tasks": ["expr", "au", "va"], "image_size": 32}))
     (run / "metrics.json").write_text(json.dumps({"tasks": ["expr", "au", "va"], "P_MTL": 1.0,
                                                   "dataset": {"name": "synthetic-affect", "synthetic": True}}))
     return run
 
 
-def test_bundled_model_space_needs_no_hub_model(root, tmp_path):
+def test_bundled_model_space_needs_no_hub_model_and_no_torch(root, tmp_path, exported_model):
     from affectmodel.hub.loading import load_model
 
-    run = _small_run(tmp_path)
+    run = _small_run(tmp_path, exported_model)
     try:
         result = publish_space("me/affect-demo", dry_run_dir=tmp_path / "space", root=root, bundle=run)
     except (PublishError, FileNotFoundError, ValueError) as e:  # a run record the publisher wants
         pytest.fail(f"bundling a run failed: {e}")
     folder = tmp_path / "space"
-    assert {"model/model.safetensors", "model/config.json"} <= set(result.files)
+    assert {"model/model.safetensors", "model/config.json", "model/model.onnx", "model/onnx.json"} <= set(result.files)
+    assert "model/model.int8.onnx" in result.files  # the run's verified graphs travel with it, but the Space
     load_model(folder / "model")
+    requirements = (folder / "requirements.txt").read_text()
+    lines = [line for line in requirements.splitlines() if line and not line.startswith("#")]
+    assert not any(line.startswith(("torch", "torchvision", "--extra-index-url")) for line in lines)
+    assert "onnxruntime>=1.18,<2" in lines and f"gradio=={metadata.version('gradio')}" in lines
+    assert "AFFECT_ENGINE" not in (folder / "app.py").read_text()  # runs fp32 unless published with --int8
     card = SpaceCard.load(folder / "README.md")
     assert not card.data.models and "bundled in this Space" in (folder / "README.md").read_text()
     probe = "import os, app; print(os.environ['AFFECT_MODEL'])"
@@ -271,12 +285,54 @@ def test_real_space_opens_with_an_unreachable_model(tmp_path):
     assert out.count("NO MODEL") == 1, out
 
 
-def test_bundle_default_uses_the_demo_default_model(root, tmp_path, monkeypatch):
+def test_bundle_default_uses_the_demo_default_model(root, tmp_path, monkeypatch, exported_model):
     """``--bundle-model default`` bundles the demo's default model (built once locally, reused)."""
     from affectmodel.hub import space
 
-    run = _small_run(tmp_path)
+    run = _small_run(tmp_path, exported_model)
     monkeypatch.setattr(space, "default_model_folder", lambda: run)
     result = publish_space("me/affect-demo", dry_run_dir=tmp_path / "space", root=root, bundle="default")
     assert "model/model.safetensors" in result.files
     assert "run run" in (tmp_path / "space" / "README.md").read_text()
+
+
+def test_bundling_exports_a_model_without_a_graph_and_int8_on_request(root, tmp_path, exported_model, monkeypatch):
+    """A model folder without ONNX is exported into the Space (the slow tracing step replaced by the
+    session's already exported graph of the same weights; the check against PyTorch runs for real)."""
+    from affectmodel.inference import export
+
+    folder = tmp_path / "plain"
+    folder.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        shutil.copyfile(exported_model / name, folder / name)
+    monkeypatch.setattr(export, "export_fp32", lambda model, path: shutil.copyfile(exported_model / "model.onnx", path))
+    monkeypatch.setattr(export, "quantize_int8",
+                        lambda fp32, out, *args: shutil.copyfile(exported_model / "model.int8.onnx", out))
+    monkeypatch.setattr(export, "INT8_MIN_AGREEMENT", 0.8)  # a random network (see the exported_model fixture)
+    result = publish_space("me/affect-demo", dry_run_dir=tmp_path / "space", root=root, bundle=folder, int8=True)
+    assert {"model/model.onnx", "model/model.int8.onnx", "model/onnx.json"} <= set(result.files)
+    assert not (folder / "model.onnx").exists()  # the source folder is left as it was
+    assert 'os.environ.setdefault("AFFECT_ENGINE", "onnx-int8")' in (tmp_path / "space" / "app.py").read_text()
+    with pytest.raises(PublishError, match="--int8 applies to --bundle-model"):
+        publish_space("me/affect-demo", "me/affect-mtl", dry_run_dir=tmp_path / "s2", root=root, int8=True)
+
+
+@pytest.mark.slow  # imports gradio in a subprocess
+def test_bundled_space_runs_the_demo_without_torch(tmp_path, exported_model):
+    """The Space built from this checkout with a bundled model, in a process where torch and
+    torchvision cannot be imported: the demo loads the model on ONNX Runtime and answers an image."""
+    run = _small_run(tmp_path, exported_model)
+    publish_space("me/affect-demo", dry_run_dir=tmp_path / "space", bundle=run)
+    shutil.copyfile(REPO_ROOT / "demo" / "examples" / "astronaut.jpg", tmp_path / "face.jpg")
+    code = NO_TORCH + f"""
+import json, sys, app
+from demo.app import load_demo_model, make_image_handlers
+model = load_demo_model(None)
+predict_image, _ = make_image_handlers(model)
+result = predict_image({str(tmp_path / "face.jpg")!r})[-1]
+assert "torch" not in sys.modules and "torchvision" not in sys.modules
+print(json.dumps({{"engine": model.predictor.engine_name, "faces": len(result["faces"])}}))
+"""
+    done = _run_in_space(tmp_path / "space", code)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == {"engine": "onnx", "faces": 1}

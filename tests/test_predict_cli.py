@@ -372,3 +372,22 @@ def test_hostile_model_folders_are_one_line_errors(tmp_path, model, media, capsy
     assert _run("--model", hostile, media / "one.jpg") == 2
     err = _one_line_error(capsys)
     assert message in err and str(hostile) in err
+
+
+def test_the_engine_option_picks_what_runs_the_network(exported_model, media, capsys):
+    faces = {}
+    for engine in ("torch", "onnx", "onnx-int8", "auto"):
+        assert _run("--model", exported_model, media / "one.jpg", "--engine", engine, "--threads", "1") == 0
+        out, err = capsys.readouterr()
+        faces[engine] = json.loads(out.strip().splitlines()[-1])["faces"][0]
+        assert f"engine {'onnx' if engine == 'auto' else engine}" in err
+    assert faces["onnx"]["valence"] == pytest.approx(faces["torch"]["valence"], abs=1e-4)
+    assert faces["onnx"]["expression"] == pytest.approx(faces["torch"]["expression"], abs=1e-4)
+    assert faces["onnx-int8"]["valence"] == pytest.approx(faces["torch"]["valence"], abs=0.05)
+
+
+def test_asking_for_onnx_without_an_exported_graph_is_one_line(model, media, capsys):
+    assert _run("--model", model, media / "one.jpg", "--engine", "onnx") == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "has no model.onnx; make one with `python -m affectmodel export" in err
+    assert "\n" not in err

@@ -35,7 +35,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .transforms import AUGMENT_PRESETS, PreprocessConfig, normalisation
+from .normalise import normalisation
+from .transforms import AUGMENT_PRESETS, PreprocessConfig
 
 CROP_SCALE, CROP_RATIO = (0.85, 1.0), (0.95, 1.05)
 FLIP_P = 0.5

@@ -17,31 +17,15 @@ None of them changes the labels: a horizontal flip mirrors the face, and express
 """
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
 
 import numpy as np
 import torch
 import torchvision.transforms.v2 as T
 from PIL import Image
 
-
-class PreprocessConfig(Protocol):
-    """What preprocessing reads from a model's config: :class:`affectmodel.model.ModelConfig`
-    satisfies it. Declared here rather than imported, so the data layer does not depend on the
-    network module; the values still travel with each published model."""
-
-    @property
-    def input_size(self) -> int: ...
-
-    @property
-    def mean(self) -> Sequence[float]: ...
-
-    @property
-    def std(self) -> Sequence[float]: ...
-
+from .normalise import PreprocessConfig, normalisation
 
 AUGMENT_PRESETS: tuple[str, ...] = ("none", "light", "strong")
 
@@ -57,13 +41,6 @@ def preprocess(image: Image.Image, config: PreprocessConfig) -> torch.Tensor:
     scale, shift = normalisation(tuple(config.mean), tuple(config.std))
     x = np.asarray(image, dtype=np.float32) * scale - shift
     return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))
-
-
-@functools.lru_cache(maxsize=8)
-def normalisation(mean: tuple[float, ...], std: tuple[float, ...]) -> tuple[np.ndarray, np.ndarray]:
-    """(scale, shift) such that ``x_uint8 * scale - shift == (x / 255 - mean) / std`` (float32)."""
-    std_arr = np.asarray(std, dtype=np.float32)
-    return (1.0 / (255.0 * std_arr)).astype(np.float32), (np.asarray(mean, dtype=np.float32) / std_arr)
 
 
 def _augmentations(preset: str, size: int) -> tuple[list, list]:

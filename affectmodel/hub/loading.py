@@ -22,11 +22,11 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, overload
+from typing import TYPE_CHECKING, Any, Literal, overload
 
-import torch
-
-from ..model import AffectModel, CheckpointError, ModelConfig
+# torch loads only where weights are read: resolving a source, validating config.json and model_info
+# serve the ONNX engine and the demo without it.
+from ..model_config import CheckpointError, ModelConfig
 from ..records import METRIC_KEYS, METRICS_FILE, MODEL_CONFIG_FILE, MODEL_DIR, MODEL_WEIGHTS_FILE
 
 LEGACY_WEIGHTS_FILE = "pytorch_model.bin"  # read with weights_only=True only
@@ -34,6 +34,11 @@ CARD_FILE = "README.md"
 # "owner/name": the Hub's own rules for each part (letters, digits, - _ .; no leading/trailing - or .).
 _REPO_PART = r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?"
 _REPO_ID = re.compile(rf"{_REPO_PART}/{_REPO_PART}")
+
+if TYPE_CHECKING:
+    import torch
+
+    from ..model import AffectModel
 
 SourceKind = Literal["folder", "run", "hub"]
 MAX_CONFIG_BYTES = 1 << 20  # a config.json is a few hundred bytes; refuse to parse a huge one
@@ -180,18 +185,41 @@ def hub_download(repo_id: str, filename: str, revision: str | None = None,
                            f"{e.__class__.__name__}") from None
 
 
-def hub_model_folder(repo_id: str, revision: str | None = None, local_files_only: bool | None = None) -> Path:
-    """Download config.json and the weights of a model repository; returns their cache folder."""
+def hub_model_folder(repo_id: str, revision: str | None = None, local_files_only: bool | None = None,
+                     weights: bool = True, optional: tuple[str, ...] = ()) -> Path:
+    """Download config.json, the weights (unless ``weights`` is false: an engine that does not read
+    them) and those of the ``optional`` files the repository has; returns their cache folder."""
     config_path = hub_download(repo_id, MODEL_CONFIG_FILE, revision, local_files_only)
-    weights = hub_download(repo_id, MODEL_WEIGHTS_FILE, revision, local_files_only, required=False)
-    if weights is None:
-        weights = hub_download(repo_id, LEGACY_WEIGHTS_FILE, revision, local_files_only, required=False)
-    if weights is None:
-        where = repo_id + (f" at revision {revision!r}" if revision else "")
-        raise MissingFileError(f"{MODEL_WEIGHTS_FILE} is missing in Hub repository {where}")
-    if weights.parent != config_path.parent:  # both come from one snapshot folder
+    where = repo_id + (f" at revision {revision!r}" if revision else "")
+    found = []
+    if weights:
+        weights_path = hub_download(repo_id, MODEL_WEIGHTS_FILE, revision, local_files_only, required=False)
+        if weights_path is None:
+            weights_path = hub_download(repo_id, LEGACY_WEIGHTS_FILE, revision, local_files_only, required=False)
+        if weights_path is None:
+            raise MissingFileError(f"{MODEL_WEIGHTS_FILE} is missing in Hub repository {where}")
+        found.append(weights_path)
+    for name in optional:
+        path = hub_download(repo_id, name, revision, local_files_only, required=False)
+        if path is not None:
+            found.append(path)
+    if any(path.parent != config_path.parent for path in found):  # all come from one snapshot folder
         raise ModelSourceError(f"{repo_id}: config and weights resolved to different revisions")
     return config_path.parent
+
+
+def model_folder(source: str | os.PathLike, revision: str | None = None, local_files_only: bool | None = None,
+                 weights: bool = True, optional: tuple[str, ...] = ()) -> Path:
+    """The local folder of a model folder, a run folder (its ``model/``) or a Hub repository (the
+    snapshot with config.json, the weights unless ``weights`` is false, and the ``optional`` files
+    the repository has)."""
+    resolved = resolve_source(source, revision)
+    if resolved.kind == "hub":
+        return hub_model_folder(resolved.location, revision, local_files_only, weights, optional)
+    if revision:
+        raise ModelSourceError(f"revision {revision!r} only applies to Hub repositories, "
+                               f"not to the local folder {resolved.location}")
+    return resolved.model_folder
 
 
 # ------------------------------------------------------------------ loading
@@ -230,6 +258,8 @@ def read_model_config(folder: Path) -> ModelConfig:
 def read_weights_file(path: Path, map_location: str = "cpu") -> dict[str, torch.Tensor]:
     """The one state-dict reader: ``.safetensors``, or a torch file through ``weights_only=True``
     (a ``{"state_dict": ...}`` wrapper is unwrapped). Tensors only; all must be finite."""
+    import torch
+
     path = Path(path)
     if not path.is_file():
         raise MissingFileError(f"weights file not found: {path}")
@@ -252,6 +282,8 @@ def read_weights_file(path: Path, map_location: str = "cpu") -> dict[str, torch.
 
 def check_finite(state: dict[str, torch.Tensor], where: Path | str) -> None:
     """Refuse weights with NaN or inf (they give NaN outputs that look like answers)."""
+    import torch
+
     for key, tensor in state.items():
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
             raise InvalidModelError(f"weights in {where} are not finite: {key} holds NaN or inf values")
@@ -303,6 +335,10 @@ def _describe_keys(keys: list[str], limit: int = 4) -> str:
 def load_folder(folder: Path, map_location: str = "cpu") -> AffectModel:
     """Strictly load a model folder (config.json + weights) into an ``AffectModel`` in eval mode,
     validating it first (see the module docstring)."""
+    import torch
+
+    from ..model import AffectModel
+
     folder = Path(folder)
     config = read_model_config(folder)
     weights = _weights_path(folder)
@@ -336,15 +372,7 @@ def load_model(source: str | os.PathLike, revision: str | None = None, local_fil
     ``revision`` (branch, tag or commit) applies to Hub repositories only. ``local_files_only``
     (or ``HF_HUB_OFFLINE=1``) reads the Hub cache and never the network. The model is returned in
     eval mode. Raises a :class:`ModelSourceError` subclass on any failure."""
-    resolved = resolve_source(source, revision)
-    if resolved.kind == "hub":
-        folder = hub_model_folder(resolved.location, revision, local_files_only)
-    else:
-        if revision:
-            raise ModelSourceError(f"revision {revision!r} only applies to Hub repositories, "
-                                   f"not to the local folder {resolved.location}")
-        folder = resolved.model_folder
-    return load_folder(folder, map_location)
+    return load_folder(model_folder(source, revision, local_files_only), map_location)
 
 
 # ------------------------------------------------------------------ model information
@@ -396,7 +424,7 @@ def model_info(source: str | Path, revision: str | None = None,
     info: dict[str, Any] = {"source": str(source), "kind": resolved.kind, "revision": revision}
     if resolved.kind == "hub":
         repo = resolved.location
-        folder = hub_model_folder(repo, revision, local_files_only)
+        folder = hub_model_folder(repo, revision, local_files_only, weights=False)
         metrics_path = _optional_download(repo, METRICS_FILE, revision, local_files_only)
         card_path = None if metrics_path else _optional_download(repo, CARD_FILE, revision, local_files_only)
         info["card_url"] = f"{constants.ENDPOINT}/{repo}" + (f"/tree/{revision}" if revision else "")

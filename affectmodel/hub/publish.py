@@ -2,9 +2,12 @@
 
 The upload folder (weights, model config, model card, metrics, training configuration, history)
 is assembled atomically, then the repository is created if needed and the folder is uploaded in
-one commit. ``--dry-run DIR`` writes the folder and uploads nothing. The token comes from
-huggingface_hub's usual places (``HF_TOKEN``, the login cache); it is never printed, written to a
-file or echoed in an error.
+one commit. The model's ONNX graphs (``model.onnx``, ``model.int8.onnx`` and their record
+``onnx.json``, written by ``python -m affectmodel export``) go with it when the record vouches for
+them; ``--onnx`` (and ``--int8``) exports them first when they are missing or stale.
+``--dry-run DIR`` writes the folder and uploads nothing. The token comes from huggingface_hub's
+usual places (``HF_TOKEN``, the login cache); it is never printed, written to a file or echoed in
+an error.
 """
 from __future__ import annotations
 
@@ -20,7 +23,16 @@ from typing import Any
 
 from ..io import write_json_atomic
 from ..locking import ensure_not_being_written
-from ..records import HISTORY_FILE, METRICS_FILE, MODEL_CONFIG_FILE, MODEL_WEIGHTS_FILE, read_run
+from ..records import (
+    HISTORY_FILE,
+    METRICS_FILE,
+    MODEL_CONFIG_FILE,
+    MODEL_ONNX_FILE,
+    MODEL_ONNX_INT8_FILE,
+    MODEL_WEIGHTS_FILE,
+    ONNX_RECORD_FILE,
+    read_run,
+)
 from .card import build_model_card
 from .loading import is_repo_id, load_folder
 
@@ -113,11 +125,38 @@ def public_training_config(config: dict[str, Any]) -> dict[str, Any]:
     return public
 
 
-def assemble_model_folder(run_dir: str | Path, repo_id: str, dest: str | Path) -> list[str]:
+def onnx_graphs(model_dir: Path, export: bool = False, int8: bool = False) -> list[str]:
+    """The file names of ``model_dir``'s ONNX graphs that its record vouches for (graph and weights
+    hashes; :func:`affectmodel.inference.onnx_engine.verified_graph`). With ``export``, a graph that is
+    missing or stale (fp32, and int8 with ``int8``) is exported first (checked against PyTorch)."""
+    from ..inference.onnx_engine import PRECISIONS, OnnxModelError, verified_graph
+
+    def vouched() -> list[str]:
+        names = []
+        for precision, name in PRECISIONS.items():
+            try:
+                verified_graph(model_dir, precision)
+            except OnnxModelError:
+                continue
+            names.append(name)
+        return names
+
+    names = vouched()
+    wanted = [MODEL_ONNX_FILE] + ([MODEL_ONNX_INT8_FILE] if int8 else [])
+    if export and not set(wanted) <= set(names):
+        from ..inference.export import export_onnx
+        export_onnx(model_dir, int8=int8)
+        names = vouched()
+    return names
+
+
+def assemble_model_folder(run_dir: str | Path, repo_id: str, dest: str | Path, onnx: bool = False,
+                          int8: bool = False) -> list[str]:
     """Write the folder that a publish uploads; returns its file names.
 
     The run must be complete and its model must load strictly, so a broken checkpoint is never
-    published."""
+    published. Verified ONNX graphs of the model go with it (with ``onnx``, exported first if
+    missing; ``int8`` adds the int8 graph)."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise FileNotFoundError(f"run folder {run_dir} does not exist")
@@ -126,12 +165,15 @@ def assemble_model_folder(run_dir: str | Path, repo_id: str, dest: str | Path) -
     if not (model_dir / MODEL_WEIGHTS_FILE).is_file():
         raise PublishError(f"{run_dir} has no {model_dir.name}/{MODEL_WEIGHTS_FILE}: the run is incomplete")
     load_folder(model_dir)  # strict: raises a readable ModelSourceError (a ValueError) on mismatch
+    graphs = onnx_graphs(model_dir, export=onnx or int8, int8=int8)
     card = build_model_card(run, repo_id)
     metrics = {**run.metrics, "hub_repo": repo_id}
 
     def fill(tmp: Path) -> None:
         shutil.copyfile(model_dir / MODEL_WEIGHTS_FILE, tmp / MODEL_WEIGHTS_FILE)
         shutil.copyfile(model_dir / MODEL_CONFIG_FILE, tmp / MODEL_CONFIG_FILE)
+        for name in [*graphs, ONNX_RECORD_FILE] if graphs else []:
+            shutil.copyfile(model_dir / name, tmp / name)
         (tmp / "README.md").write_text(str(card), encoding="utf-8")
         (tmp / METRICS_FILE).write_text(json.dumps(metrics, indent=2, default=str) + "\n", encoding="utf-8")
         (tmp / TRAINING_CONFIG_FILE).write_text(json.dumps(public_training_config(run.config), indent=2) + "\n",
@@ -225,19 +267,19 @@ def record_hub_repo(run_dir: Path, repo_id: str, revision: str | None) -> None:
 
 
 def publish_run(run_dir: str | Path, repo_id: str, private: bool = False, revision: str | None = None,
-                dry_run_dir: str | Path | None = None, token: str | None = None, api: Any = None
-                ) -> PublishResult:
+                dry_run_dir: str | Path | None = None, token: str | None = None, api: Any = None,
+                onnx: bool = False, int8: bool = False) -> PublishResult:
     """Publish a run folder as Hub model repository ``repo_id`` (or only write it, with
     ``dry_run_dir``). ``api`` replaces ``HfApi(token=token)``, e.g. in tests."""
     check_repo_id(repo_id)
     run_dir = Path(run_dir)
     ensure_not_being_written(run_dir)  # a run still being trained would publish a mix of two states
     if dry_run_dir is not None:
-        files = assemble_model_folder(run_dir, repo_id, dry_run_dir)
+        files = assemble_model_folder(run_dir, repo_id, dry_run_dir, onnx=onnx, int8=int8)
         return PublishResult(repo_id, files, uploaded=False, folder=Path(dry_run_dir), revision=revision)
     with tempfile.TemporaryDirectory(prefix="affectmodel-publish-") as tmp:
         folder = Path(tmp) / repo_id.split("/")[-1]
-        files = assemble_model_folder(run_dir, repo_id, folder)
+        files = assemble_model_folder(run_dir, repo_id, folder, onnx=onnx, int8=int8)
         commit_url = upload_folder(folder, repo_id, private=private, revision=revision, token=token, api=api,
                                    commit_message=f"Publish affectmodel run {run_dir.name}")
     record_hub_repo(run_dir, repo_id, revision)
@@ -253,6 +295,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--revision", metavar="BRANCH", help="upload to this branch (created if needed)")
     parser.add_argument("--dry-run", metavar="DIR", dest="dry_run",
                         help="only write the folder that would be uploaded to DIR; upload nothing")
+    parser.add_argument("--onnx", action="store_true",
+                        help="include the ONNX graph (model.onnx, for fast CPU inference without PyTorch), exported "
+                             "into the run's model/ first if it has no verified one (a verified one is always "
+                             "included)")
+    parser.add_argument("--int8", action="store_true", help="with --onnx: the int8 graph too")
 
 
 def print_result(result: PublishResult, what: str) -> None:
@@ -267,6 +314,6 @@ def print_result(result: PublishResult, what: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     result = publish_run(args.run_dir, args.repo, private=args.private, revision=args.revision,
-                         dry_run_dir=args.dry_run)
+                         dry_run_dir=args.dry_run, onnx=args.onnx or args.int8, int8=args.int8)
     print_result(result, f"run {Path(args.run_dir).name}")
     return 0

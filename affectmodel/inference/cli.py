@@ -35,7 +35,6 @@ from pathlib import Path
 from typing import IO, TextIO
 
 import numpy as np
-import torch
 from tqdm import tqdm
 
 from ..cli import UserError
@@ -43,6 +42,7 @@ from ..images import ImageLoadError, is_image_file, load_image
 from ..io import atomic_write
 from ..progress import Progress, progress_iter
 from ..tasks import CHALLENGE_TO_KEY
+from .engines import ENGINES
 from .faces import DEFAULT_DETECT_MAX_SIDE, DEFAULT_MIN_FACE_SIZE, DETECTORS, create_detector
 from .predictor import Predictor, flatten_record, largest_face
 from .video import VideoLoadError, VideoOptions, is_video_file, iter_video_predictions, probe_video
@@ -90,7 +90,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "from the full image (default: %(default)s, twice the detector's training size, "
                              "right at any photo size; 0 = full resolution)")
     parser.add_argument("--batch-size", type=int, default=64, help="faces per forward pass")
-    parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
+    parser.add_argument("--engine", default="auto", choices=ENGINES,
+                        help="what runs the network: auto (default) uses the model folder's verified model.onnx "
+                             "on ONNX Runtime when it has one (made by `python -m affectmodel export`), else "
+                             "PyTorch; torch, onnx (fp32) and onnx-int8 ask for one")
+    parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (ONNX runs on the CPU)")
     parser.add_argument("--threads", type=int, default=None, metavar="N",
                         help="CPU threads for the model and the face detector (default: the libraries' own "
                              "choice; 1 is often faster on a busy, shared CPU)")
@@ -229,12 +233,13 @@ def run(args: argparse.Namespace) -> int:
     if args.annotations is not None and (args.format != "abaw" or videos):
         raise UserError("--annotations applies to --format abaw on images (videos already give every frame)")
 
-    if args.threads is not None:
-        if args.threads < 1:
-            raise UserError("--threads must be at least 1")
-        torch.set_num_threads(args.threads)
+    if args.threads is not None and args.threads < 1:
+        raise UserError("--threads must be at least 1")
     predictor = Predictor(args.model, detector=None if args.aligned else _detector(args), device=args.device,
-                          batch_size=args.batch_size)
+                          batch_size=args.batch_size, engine=args.engine, threads=args.threads)
+    if args.threads is not None and predictor.engine_name == "torch":  # ONNX sessions take threads themselves
+        import torch
+        torch.set_num_threads(args.threads)
     task = _abaw_task(args, predictor) if args.format == "abaw" else None
     options = VideoOptions(every=args.every, detect_every=args.detect_every, follow=not args.hold_boxes,
                            smoothing=args.smooth_method if args.smooth > 0 else None,
@@ -245,13 +250,13 @@ def run(args: argparse.Namespace) -> int:
     if task is not None:
         from ..scoring import format_predictions
 
-        space = predictor.model.config.expression_space
+        space = predictor.config.expression_space
         annotated = _annotated_frames(args.annotations, task, space) if args.annotations else None
         stats: dict[str, int] = {}
         predictions = dict(_abaw_predictions(predictor, inputs, task, options, annotate, show, annotated, stats))
         text = format_predictions(task, predictions, space)
         atomic_write(args.out, lambda p: p.write_text(text, encoding="utf-8"))
-        summary = f"wrote {len(predictions)} {task.upper()} predictions to {args.out}"
+        summary = f"wrote {len(predictions)} {task.upper()} predictions to {args.out} (engine {predictor.engine_name})"
         if annotated is not None:
             total = sum(len(v) for v in annotated.values())
             summary += (f"; {total} annotated frame(s) in {len(annotated)} video(s), "
@@ -271,7 +276,8 @@ def run(args: argparse.Namespace) -> int:
                 counts.update(_write_table(TableWriter(f, kind, columns), predictor, inputs, options, annotate, show))
 
         atomic_write(args.out, write)
-    summary = f"{counts['faces']} face(s) in {counts['images']} image(s) and {counts['frames']} video frame(s)"
+    summary = (f"{counts['faces']} face(s) in {counts['images']} image(s) and {counts['frames']} video frame(s) "
+               f"(engine {predictor.engine_name})")
     if counts["skipped"]:
         summary += f"; skipped {counts['skipped']} unreadable file(s)"
     print(summary + (f"; wrote {args.out}" if args.out else ""), file=sys.stderr)
@@ -294,8 +300,8 @@ def _abaw_task(args: argparse.Namespace, predictor: Predictor) -> str:
         task = CHALLENGE_TO_KEY[args.task]
     if task not in predictor.tasks:
         raise UserError(f"the model does not predict {task.upper()} (its tasks: {', '.join(predictor.tasks)})")
-    if task == "expr" and predictor.model.config.expression_space not in ("abaw8", "abaw7"):
-        raise UserError(f"the model's expression labels ({predictor.model.config.expression_space}) "
+    if task == "expr" and predictor.config.expression_space not in ("abaw8", "abaw7"):
+        raise UserError(f"the model's expression labels ({predictor.config.expression_space}) "
                         "are not an ABAW label space")
     return task
 

@@ -15,17 +15,22 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
-import torch
 
-from ..data.transforms import normalisation
+from ..data.normalise import PreprocessConfig, normalise_into
 from ..images import ImageSource, array_to_rgb, load_image
-from ..model import AffectModel, forward_memory_bytes
+from ..model_config import au_thresholds_of, forward_memory_bytes
 from ..runtime import available_memory_bytes
 from .align import DEFAULT_BOX_MARGIN, DEFAULT_MARGIN, face_crop
+from .engines import Engine, open_engine
 from .faces import Face, FaceDetector, create_detector
+from .onnx_engine import activate
+
+if TYPE_CHECKING:
+    from ..model import AffectModel
 
 # Raw model outputs as numpy, one row per face: "expr" (n, C) softmax probabilities,
 # "au" (n, 12) sigmoid probabilities, "va" (n, 2) valence/arousal in [-1, 1].
@@ -58,51 +63,75 @@ def fit_batch_size(input_size: int, batch_size: int, available: int | None = Non
 def load_predictor_model(source: AffectModel | str | os.PathLike, map_location: str = "cpu") -> AffectModel:
     """A model object as is; otherwise a model folder, a run folder or a Hub id through
     the one model loader (strict, never unpickles)."""
-    if isinstance(source, AffectModel):
+    if not isinstance(source, (str, os.PathLike)):
         return source
     from ..hub.loading import load_model  # lazy: the Hub client loads only when a source must be resolved
 
     return load_model(source, map_location=map_location)
 
 
+def preprocess_crops(crops: Sequence[np.ndarray], config: PreprocessConfig) -> np.ndarray:
+    """RGB uint8 crops of any size -> normalised ``(n, S, S, 3)`` float32 array (S = ``config.input_size``):
+    resized to S (area averaging when shrinking), then training's normalisation
+    (:mod:`affectmodel.data.normalise`). The input of every engine; numpy only."""
+    size = int(config.input_size)
+    batch = np.empty((len(crops), size, size, 3), dtype=np.float32)
+    for i, crop in enumerate(crops):
+        if not (crop.dtype == np.uint8 and crop.ndim == 3 and crop.shape[2] == 3):
+            crop = array_to_rgb(crop)
+        if crop.shape[:2] != (size, size):
+            shrink = crop.shape[0] > size or crop.shape[1] > size
+            crop = cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+        batch[i] = crop
+    return normalise_into(batch, config.mean, config.std)
+
+
 class Predictor:
     """Face detection + alignment + the affect model, for images and crops.
 
-    ``detector`` is a detector object, a detector name (``retinaface``/``haar``) or ``None``
+    ``model`` is a model folder, a run folder, a Hub id or a model object. ``engine`` chooses what
+    runs the network (:data:`.engines.ENGINES`): ``auto`` (default) uses the folder's verified
+    ``model.onnx`` on ONNX Runtime when there is one, else PyTorch; ``torch``, ``onnx`` and
+    ``onnx-int8`` ask for one. Preprocessing, outputs and checks are the same for every engine.
+    ``threads`` caps the ONNX session's threads (``None``: one per core; PyTorch keeps its process-wide
+    setting). ``detector`` is a detector object, a detector name (``retinaface``/``haar``) or ``None``
     (then only :meth:`predict_crops` works). ``batch_size`` caps one forward pass. ``detect_max_side``
     (a detector name only) overrides the detection scale (:data:`.faces.DEFAULT_DETECT_MAX_SIDE`;
     0 = full resolution); crops always come from the full-resolution image.
     """
 
     def __init__(self, model: AffectModel | str | os.PathLike, detector: FaceDetector | str | None = "retinaface",
-                 device: str | torch.device = "cpu", batch_size: int = 64, align_margin: float = DEFAULT_MARGIN,
+                 device: str = "cpu", batch_size: int = 64, align_margin: float = DEFAULT_MARGIN,
                  box_margin: float = DEFAULT_BOX_MARGIN, min_face_size: float | None = None,
-                 detect_max_side: int | None = None):
-        self.device = torch.device(device)
-        # channels_last: the layout oneDNN's convolutions prefer (about 10-15 % faster on CPU);
-        # preprocess() produces it for free (NHWC buffer seen as NCHW).
-        self.model = load_predictor_model(model, map_location=str(self.device)).to(  # type: ignore[call-overload]
-            self.device, memory_format=torch.channels_last).eval()  # Module.to takes memory_format; stubs omit it
+                 detect_max_side: int | None = None, engine: str = "auto", threads: int | None = None):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        self.engine: Engine = open_engine(model, engine, str(device), threads)
+        # The PyTorch model when the torch engine runs it (hooks, tests, training tools), else None.
+        self.model: AffectModel | None = getattr(self.engine, "model", None)
         if isinstance(detector, str):
-            options = {}
+            options: dict = {}
             if min_face_size is not None:
                 options["min_face_size"] = min_face_size
             if detect_max_side is not None:
                 options["max_side"] = detect_max_side
+            if threads is not None and detector.lower() == "retinaface":
+                options["threads"] = threads
             detector = create_detector(detector, **options)
         self.detector = detector
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-        config = self.model.config
+        config = self.config = self.engine.config
         self.batch_size = fit_batch_size(int(config.input_size), batch_size)
         self.align_margin = align_margin
         self.box_margin = box_margin
         self.tasks: tuple[str, ...] = tuple(config.tasks)
         self.labels: dict[str, list[str]] = {k: list(v) for k, v in config.labels.items()}
         self.input_size = int(config.input_size)
-        self.au_thresholds = self.model.au_thresholds().numpy().astype(np.float64)
-        # the same constants as training's preprocessing, so both normalise identically
-        self._scale, self._shift = normalisation(tuple(config.mean), tuple(config.std))
+        self.au_thresholds = np.asarray(au_thresholds_of(config), dtype=np.float64)
+
+    @property
+    def engine_name(self) -> str:
+        """``torch``, ``onnx`` or ``onnx-int8``: what runs the network."""
+        return self.engine.name
 
     # ------------------------------------------------------------------ stages
 
@@ -115,35 +144,18 @@ class Predictor:
         """Aligned crops at the model's input size."""
         return [face_crop(image, f, self.input_size, self.align_margin, self.box_margin) for f in faces]
 
-    def preprocess(self, crops: Sequence[np.ndarray]) -> torch.Tensor:
-        """RGB uint8 crops of any size -> normalised (n, 3, S, S) float tensor (channels_last)."""
-        size = self.input_size
-        batch = np.empty((len(crops), size, size, 3), dtype=np.float32)
-        for i, crop in enumerate(crops):
-            if not (crop.dtype == np.uint8 and crop.ndim == 3 and crop.shape[2] == 3):
-                crop = array_to_rgb(crop)
-            if crop.shape[:2] != (size, size):
-                shrink = crop.shape[0] > size or crop.shape[1] > size
-                crop = cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
-            batch[i] = crop
-        batch *= self._scale  # in place: (x / 255 - mean) / std without temporaries
-        batch -= self._shift
-        return torch.from_numpy(batch).permute(0, 3, 1, 2)  # an NHWC buffer is channels_last already
+    def preprocess(self, crops: Sequence[np.ndarray]) -> np.ndarray:
+        """RGB uint8 crops of any size -> the normalised ``(n, S, S, 3)`` float32 input of every engine."""
+        return preprocess_crops(crops, self.config)
 
-    @torch.inference_mode()
     def forward(self, crops: Sequence[np.ndarray]) -> Outputs:
         """Probabilities / values for each crop, in chunks of ``batch_size``."""
         n = len(crops)
         parts: dict[str, list[np.ndarray]] = {k: [] for k in self.tasks}
         for start in range(0, n, self.batch_size):
-            x = self.preprocess(crops[start:start + self.batch_size]).to(self.device)
-            out = self.model(x)
-            if "expr" in out:
-                parts["expr"].append(torch.softmax(out["expr"].float(), dim=1).cpu().numpy())
-            if "au" in out:
-                parts["au"].append(torch.sigmoid(out["au"].float()).cpu().numpy())
-            if "va" in out:
-                parts["va"].append(out["va"].float().cpu().numpy())
+            out = activate(self.engine.run(self.preprocess(crops[start:start + self.batch_size])))
+            for key in self.tasks:
+                parts[key].append(out[key])
         outputs = {k: (np.concatenate(v) if v else np.zeros((0, len(self.labels[k])), np.float32))
                    for k, v in parts.items()}
         for key, values in outputs.items():
