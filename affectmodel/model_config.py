@@ -25,7 +25,14 @@ MIN_INPUT_SIZE, MAX_INPUT_SIZE = 16, 1024
 FORWARD_FLOATS_PER_PIXEL = 38
 # Temporal context over per-frame features (affectmodel/temporal.py builds the modules; docs/TEMPORAL.md).
 TEMPORAL_KINDS = ("none", "smooth", "conv", "gru")
+LEARNED_KINDS = ("conv", "gru")  # the kinds with a trained module (smooth averages the outputs)
 MAX_WINDOW = 256   # frames; a config.json may come from a stranger
+
+
+def anchor_position(window: int, causal: bool) -> int:
+    """Where in its window a frame's own output is read: the last slot (causal: only the past is
+    seen) or the middle (bidirectional: as much past as future)."""
+    return window - 1 if causal else window // 2
 
 
 class CheckpointError(RuntimeError):

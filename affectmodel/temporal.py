@@ -21,10 +21,10 @@ import torch
 from torch import nn
 
 # The kinds and the window bound are config fields' bounds, declared with ModelConfig (no torch).
+from .model_config import LEARNED_KINDS as LEARNED_KINDS
 from .model_config import MAX_WINDOW as MAX_WINDOW
 from .model_config import TEMPORAL_KINDS as TEMPORAL_KINDS
-
-LEARNED_KINDS = ("conv", "gru")
+from .model_config import anchor_position as anchor_position
 HIDDEN = 128       # width of the temporal modules
 
 
@@ -78,12 +78,6 @@ def build_temporal(kind: str, features: int, causal: bool) -> nn.Module | None:
     if kind in TEMPORAL_KINDS:
         return None
     raise ValueError(f"unknown temporal module {kind!r}; available: {', '.join(TEMPORAL_KINDS)}")
-
-
-def anchor_position(window: int, causal: bool) -> int:
-    """Where in its window a frame's own output is read: the last slot (causal: only the past is
-    seen) or the middle (bidirectional: as much past as future)."""
-    return window - 1 if causal else window // 2
 
 
 __all__ = ["LEARNED_KINDS", "MAX_WINDOW", "TEMPORAL_KINDS", "TemporalConv", "TemporalGRU", "anchor_position",

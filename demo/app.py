@@ -30,6 +30,7 @@ import os
 import sys
 import time
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -42,6 +43,7 @@ from PIL import Image
 from affectmodel.hub.loading import model_info
 from affectmodel.inference import (
     ImageLoadError,
+    LiveFaceWindow,
     Predictor,
     VideoLoadError,
     VideoOptions,
@@ -75,6 +77,7 @@ QUEUE_SIZE = 64                    # waiting requests beyond this are told the d
                                    # video requests at once all get served; see docs/RELIABILITY.md)
 WEBCAM_INTERVAL_S = 0.35           # a few frames per second on CPU
 WEBCAM_TIME_LIMIT_S = 180
+WEBCAM_SESSIONS = 32               # causal temporal models: webcam windows kept, one per browser session
 
 
 @dataclass
@@ -385,7 +388,9 @@ def make_video_handlers(model: DemoModel):
             raise user_error(f"The video is {info.width}x{info.height}; this demo accepts up to 1920x1080. "
                            "Downscale it first.", title="Video too large")
         every, window = max(1, int(every)), max(1, int(smoothing_window))
-        options = VideoOptions(every=every, smoothing="mean" if window > 1 else None, smooth_window=window,
+        temporal = model.predictor.temporal  # its own window over each track: no smoothing on top
+        options = VideoOptions(every=every, smoothing="mean" if window > 1 and not temporal else None,
+                               smooth_window=window,
                                max_frames=int(MAX_VIDEO_SECONDS * max(info.fps, 1)) + 1)
         annotated = _output_path(video_path, "-annotated.mp4")
         progress(0, desc="Analysing frames")
@@ -405,7 +410,9 @@ def make_video_handlers(model: DemoModel):
         names = _track_names(table)
         va, expr = _track_charts(table, names[0])
         frames = table["frame"].nunique()
-        smoothing = f"moving average over {window} frames" if window > 1 else "no smoothing"
+        config = model.predictor.config
+        smoothing = (f"temporal model: {config.temporal} over {config.window} frames of each track"
+                     if temporal else f"moving average over {window} frames" if window > 1 else "no smoothing")
         summary = (f"**{len(names)} face track{'s' if len(names) != 1 else ''}** in {frames} frames with a face "
                    f"({_every_text(every)}, {smoothing}); {seconds:.1f} s.")
         selector = gr.update(choices=names, value=names[0], visible=len(names) > 1)
@@ -431,20 +438,46 @@ def make_video_handlers(model: DemoModel):
 # ------------------------------------------------------------------ webcam
 
 def make_webcam_handler(model: DemoModel):
+    predictor = model.predictor
+    config = predictor.config
+    # A causal temporal model reads the last frames of the face (per browser session); a
+    # bidirectional one would need frames that have not come yet, so it reads each frame alone.
+    streaming = predictor.temporal and config.causal
+    windows: OrderedDict[str, LiveFaceWindow] = OrderedDict()
+
+    def live_face(rgb: np.ndarray, session: str) -> dict | None:
+        detected = predictor.detect(rgb)
+        window = windows.pop(session, None) or LiveFaceWindow(config.window)
+        windows[session] = window
+        while len(windows) > WEBCAM_SESSIONS:  # the oldest sessions' windows go
+            windows.popitem(last=False)
+        if not detected:
+            window.reset()
+            return None
+        face = max(detected, key=lambda f: (f.box[2] - f.box[0]) * (f.box[3] - f.box[1]))
+        features = predictor.features(predictor.crops(rgb, [face]))
+        outputs = predictor.window_outputs(window.push(face.box, features[0])[None], config.window - 1)
+        return predictor.to_records(outputs, [face])[0]
+
     @answers_errors("Cannot analyse this frame")
-    def predict_webcam_frame(frame: np.ndarray | None):
+    def predict_webcam_frame(frame: np.ndarray | None, request: gr.Request | None = None):
         if frame is None:
             return None, None, None, "Waiting for the camera…"
         start = time.perf_counter()
         rgb = load_image(frame)
-        faces = model.predictor.predict_image(rgb)
+        if streaming:
+            face = live_face(rgb, getattr(request, "session_hash", None) or "local")
+            faces = [face] if face is not None else []
+        else:
+            faces = predictor.predict_image(rgb)
         if not faces:
             return None, None, None, "No face in view."
         face = largest_face(faces)  # the person in front of the camera
         label, aus, va = _face_views(model, [face], 0)
         top = top_expression(face)
         status = f"{top[0]} ({top[1]:.0%})" if top else "Face found"
-        return label, aus, va, f"{status} · {1000 * (time.perf_counter() - start):.0f} ms per frame"
+        reading = f"over the last {config.window} frames" if streaming else "per frame"
+        return label, aus, va, f"{status} · {reading} · {1000 * (time.perf_counter() - start):.0f} ms per frame"
 
     return predict_webcam_frame
 

@@ -580,3 +580,21 @@ def test_model_choice_says_where_the_model_lives_and_whether_it_was_built(monkey
     assert str(run) in demo_app.launch_line(loaded) and "reused" in demo_app.launch_line(loaded)
     monkeypatch.setenv(default_model.MODEL_ENV, str(run))
     assert "(from $AFFECT_MODEL)" in default_model.choose_model(None).describe()
+
+
+def test_webcam_reads_a_causal_temporal_model_over_the_last_frames_of_the_face(tmp_path):
+    torch.manual_seed(0)
+    model = AffectModel(ModelConfig(input_size=64, temporal="gru", window=4, causal=True))
+    assert model.temporal is not None
+    torch.nn.init.normal_(model.temporal.out.weight, std=0.05)
+    demo = demo_app.build_demo(str(model.save(tmp_path / "causal")))
+    handler = next(f.fn for f in demo.fns.values() if f.api_name == "predict_webcam_frame")
+    assert handler is not None
+    face = astronaut(320)
+    darker = (face * 0.6).astype(np.uint8)  # another frame of the face (darker), in the same place
+    assert "over the last 4 frames" in handler(face)[3]
+    after_face = handler(darker)  # window: face, face, face, darker
+    assert handler(np.zeros((240, 320, 3), np.uint8))[3] == "No face in view."  # the window starts afresh
+    alone = handler(darker)  # window: darker only
+    assert after_face[0] != alone[0]  # the same frame reads differently after other frames
+    assert handler(darker)[0] == alone[0]  # a window of one repeated frame is that frame's window

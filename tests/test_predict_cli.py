@@ -391,3 +391,19 @@ def test_asking_for_onnx_without_an_exported_graph_is_one_line(model, media, cap
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "has no model.onnx; make one with `python -m affectmodel export" in err
     assert "\n" not in err
+
+
+def test_a_bidirectional_temporal_checkpoint_gives_a_row_per_frame(tmp_path, media):
+    from affectmodel import AffectModel, ModelConfig
+
+    torch.manual_seed(0)
+    temporal = AffectModel(ModelConfig(input_size=64, temporal="conv", window=6))
+    assert temporal.temporal is not None
+    torch.nn.init.normal_(temporal.temporal.out.weight, std=0.05)
+    folder = temporal.save(tmp_path / "conv")
+    out, ann = tmp_path / "t.csv", tmp_path / "t.mp4"
+    assert _run("--model", folder, media / "clip.mp4", "--out", out, "--annotate", ann) == 0
+    rows = list(csv.DictReader(out.open()))
+    assert [int(r["frame"]) for r in rows] == list(range(N_FRAMES))  # the last frames wait, none is lost
+    with av.open(str(ann)) as container:
+        assert sum(1 for _ in container.decode(container.streams.video[0])) == N_FRAMES

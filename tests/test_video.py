@@ -321,3 +321,44 @@ def test_default_detects_again_when_a_face_leaves_or_enters(tmp_path, predictor)
         expected = _per_frame_counts(predictor, path, VideoOptions(detect_every=1))
         assert sorted(set(expected)) == [1, 2]
         assert _per_frame_counts(predictor, path, VideoOptions()) == expected, name
+
+
+def temporal_predictor(tmp_path, base: Predictor, kind: str, causal: bool, trained: bool) -> Predictor:
+    """The per-frame test model with a temporal module (zero-initialised, or ``trained``: random
+    output weights) over windows of 4 frames."""
+    import torch
+
+    from affectmodel import AffectModel, ModelConfig
+
+    config = ModelConfig(tasks=list(base.tasks), input_size=64, temporal=kind, window=4, causal=causal)
+    model = AffectModel(config)
+    model.load_state_dict(base.model.state_dict(), strict=False)  # trunk and heads of the per-frame model
+    if trained and model.temporal is not None:
+        torch.nn.init.normal_(model.temporal.out.weight, std=0.05)
+    return Predictor(model.save(tmp_path / f"{kind}-{causal}-{trained}"), detector=base.detector)
+
+
+@pytest.mark.parametrize("causal", [True, False])
+def test_temporal_model_gives_a_row_per_frame_and_face(tmp_path, clip, predictor, raw_rows, causal, call_sizes):
+    untrained = temporal_predictor(tmp_path, predictor, "gru", causal, trained=False)
+    same = predict_video(untrained, clip)
+    # a zero-initialised temporal module is the per-frame model: the same rows, frame by frame
+    assert [(r["frame"], r["track_id"], r["box"]) for r in same] == [(r["frame"], r["track_id"], r["box"])
+                                                                      for r in raw_rows]
+    assert np.allclose([r["valence"] for r in same], [r["valence"] for r in raw_rows], atol=1e-4)
+    trained = temporal_predictor(tmp_path, predictor, "gru", causal, trained=True)
+    windows = call_sizes(trained, "window_outputs")
+    rows = predict_video(trained, clip)
+    assert [(r["frame"], r["track_id"]) for r in rows] == [(r["frame"], r["track_id"]) for r in raw_rows]
+    assert not np.allclose([r["valence"] for r in rows], [r["valence"] for r in raw_rows], atol=1e-4)
+    assert sum(windows) == len(rows) and max(windows) > 2  # windows of many faces per forward pass
+
+
+def test_smooth_model_smooths_its_own_outputs(tmp_path, clip, predictor, raw_rows):
+    smooth = temporal_predictor(tmp_path, predictor, "smooth", True, trained=False)
+    rows = predict_video(smooth, clip, VideoOptions(max_frames=8))
+    raw = [r for r in raw_rows if r["frame"] < 8]
+    for track_id in (1, 2):
+        va = np.array([[x["valence"], x["arousal"]] for x in raw if x["track_id"] == track_id])
+        got = [[x["valence"], x["arousal"]] for x in rows if x["track_id"] == track_id]
+        assert np.allclose(got, smooth_series(va, "mean", 4), atol=1e-5)

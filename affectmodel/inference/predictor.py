@@ -22,7 +22,7 @@ import numpy as np
 
 from ..data.normalise import PreprocessConfig, normalise_into
 from ..images import ImageSource, array_to_rgb, load_image
-from ..model_config import au_thresholds_of, forward_memory_bytes
+from ..model_config import LEARNED_KINDS, au_thresholds_of, forward_memory_bytes
 from ..runtime import available_memory_bytes
 from .align import DEFAULT_BOX_MARGIN, DEFAULT_MARGIN, face_crop
 from .engines import Engine, open_engine
@@ -107,6 +107,12 @@ class Predictor:
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         self.engine: Engine = open_engine(model, engine, str(device), threads)
+        if self.engine.config.temporal in LEARNED_KINDS and getattr(self.engine, "model", None) is None:
+            # an exported graph reads single frames; a temporal model's windows need its PyTorch module
+            if engine != "auto":
+                raise ValueError(f"engine {engine!r} runs single frames; this temporal model "
+                                 f"({self.engine.config.temporal}) reads windows of frames: use --engine torch")
+            self.engine = open_engine(model, "torch", str(device), threads)
         # The PyTorch model when the torch engine runs it (hooks, tests, training tools), else None.
         self.model: AffectModel | None = getattr(self.engine, "model", None)
         if isinstance(detector, str):
@@ -149,13 +155,57 @@ class Predictor:
         return preprocess_crops(crops, self.config)
 
     def forward(self, crops: Sequence[np.ndarray]) -> Outputs:
-        """Probabilities / values for each crop, in chunks of ``batch_size``."""
-        n = len(crops)
+        """Probabilities / values for each crop, in chunks of ``batch_size`` (each crop read alone,
+        also by a temporal model: videos go through :meth:`features` and :meth:`window_outputs`)."""
         parts: dict[str, list[np.ndarray]] = {k: [] for k in self.tasks}
-        for start in range(0, n, self.batch_size):
+        for start in range(0, len(crops), self.batch_size):
             out = activate(self.engine.run(self.preprocess(crops[start:start + self.batch_size])))
             for key in self.tasks:
                 parts[key].append(out[key])
+        return self._checked(parts, len(crops))
+
+    @property
+    def temporal(self) -> bool:
+        """True when the model has a learned temporal module (it reads a face over a window of frames)."""
+        return self.config.temporal in LEARNED_KINDS
+
+    def _temporal_model(self) -> AffectModel:
+        if self.model is None:  # __init__ opens the torch engine for temporal models
+            raise ValueError(f"the {self.engine_name} engine runs single frames only; a temporal model's windows "
+                             "need the torch engine")
+        return self.model
+
+    def features(self, crops: Sequence[np.ndarray]) -> np.ndarray:
+        """Per-frame trunk features (n, F) float32 of each crop, in chunks of ``batch_size`` (torch engine)."""
+        import torch
+
+        model = self._temporal_model()
+        device = next(model.parameters()).device
+        parts = []
+        with torch.inference_mode():
+            for s in range(0, len(crops), self.batch_size):
+                x = torch.from_numpy(self.preprocess(crops[s:s + self.batch_size])).permute(0, 3, 1, 2)
+                parts.append(model.features(x.to(device)).float().cpu())
+        return torch.cat(parts).numpy() if parts else np.zeros((0, model.n_features), np.float32)
+
+    def window_outputs(self, windows: np.ndarray, anchor: int) -> Outputs:
+        """Outputs of the frame at slot ``anchor`` of each window of trunk features (n, W, F): the
+        temporal module, then the heads; windows in chunks of ``batch_size``."""
+        import torch
+
+        model = self._temporal_model()
+        device = next(model.parameters()).device
+        parts: dict[str, list[np.ndarray]] = {k: [] for k in self.tasks}
+        with torch.inference_mode():
+            for start in range(0, len(windows), self.batch_size):
+                z = torch.from_numpy(np.ascontiguousarray(windows[start:start + self.batch_size], np.float32))
+                out = model.sequence_outputs(z.to(device))
+                raw = {k: v[:, anchor].float().cpu().numpy() for k, v in out.items()}
+                for key, values in activate(raw).items():
+                    parts[key].append(values)
+        return self._checked(parts, len(windows))
+
+    def _checked(self, parts: dict[str, list[np.ndarray]], n: int) -> Outputs:
         outputs = {k: (np.concatenate(v) if v else np.zeros((0, len(self.labels[k])), np.float32))
                    for k, v in parts.items()}
         for key, values in outputs.items():

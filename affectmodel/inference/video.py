@@ -28,10 +28,12 @@ import av.container
 import av.video.stream
 import numpy as np
 
+from ..model_config import anchor_position
 from .draw import draw_predictions
 from .faces import Face
 from .predictor import Predictor
 from .smoothing import TrackSmoother
+from .temporal_stream import TemporalStream
 from .tracking import IoUTracker, follow_tracks, motion_thumbnail, new_face_possible
 
 VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp", ".ts")
@@ -430,6 +432,10 @@ def iter_video_predictions(predictor: Predictor, path: str | os.PathLike, option
         total = min(total or options.max_frames, options.max_frames)
     tracker = IoUTracker(options.iou_threshold, options.max_missed)
     smoother = TrackSmoother(options.smoothing, options.smooth_window) if options.smoothing else None
+    stream = temporal_stream(predictor)
+    model_config = predictor.config
+    if model_config.temporal == "smooth" and smoother is None:  # a model that is per-frame + its own smoothing
+        smoother = TrackSmoother("mean", model_config.window)
     writer = AnnotatedVideoWriter(annotate_to, Fraction(info.fps).limit_denominator(1001) / options.every) \
         if annotate_to is not None else None
     reporter = _Progress(progress, total)
@@ -463,9 +469,9 @@ def iter_video_predictions(predictor: Predictor, path: str | os.PathLike, option
             held = sum(p.image.nbytes for p in pending if p.image is not None)
             if (len(pending) >= options.buffer_frames or held >= options.buffer_bytes
                     or sum(len(p.crops) for p in pending) >= predictor.batch_size):
-                yield from _flush(predictor, pending, smoother, writer, reporter)
+                yield from _flush(predictor, pending, smoother, writer, reporter, stream)
                 pending = []
-        yield from _flush(predictor, pending, smoother, writer, reporter)
+        yield from _flush(predictor, pending, smoother, writer, reporter, stream, final=True)
     except BaseException:  # also a consumer that stops early: an unfinished video is not kept
         if writer is not None:
             writer.abort()
@@ -475,12 +481,42 @@ def iter_video_predictions(predictor: Predictor, path: str | os.PathLike, option
     reporter.done()
 
 
+def temporal_stream(predictor: Predictor) -> TemporalStream | None:
+    """The per-track windows of a temporal model (None for a per-frame one)."""
+    if not predictor.temporal:
+        return None
+    config = predictor.config
+    return TemporalStream(config.window, anchor_position(config.window, config.causal))
+
+
+def _temporal_outputs(predictor: Predictor, pending: list[_Pending], stream: TemporalStream, final: bool
+                      ) -> tuple[list[_Pending], dict[str, np.ndarray]]:
+    """Trunk features of the pending frames' faces into the stream; the frames it completes and
+    their faces' outputs (one batched pass over all their windows)."""
+    crops = [c for p in pending for c in p.crops]
+    features = predictor.features(crops) if crops else None
+    offset = 0
+    for p in pending:
+        k = len(p.crops)
+        rows = features[offset:offset + k] if features is not None else np.zeros((0, 0), np.float32)
+        stream.push(p, [track_id for track_id, _ in p.tracked], rows)
+        offset += k
+    done = stream.ready(final)
+    windows = [w for _, w in done if len(w)]
+    outputs = predictor.window_outputs(np.concatenate(windows), stream.anchor) if windows else {}
+    return [p for p, _ in done], outputs
+
+
 def _flush(predictor: Predictor, pending: list[_Pending], smoother: TrackSmoother | None,
-           writer: AnnotatedVideoWriter | None, reporter: _Progress) -> Iterator[FramePrediction]:
+           writer: AnnotatedVideoWriter | None, reporter: _Progress, stream: TemporalStream | None = None,
+           final: bool = False) -> Iterator[FramePrediction]:
+    if stream is not None:
+        pending, outputs = _temporal_outputs(predictor, pending, stream, final)
+    else:
+        crops = [c for p in pending for c in p.crops]
+        outputs = predictor.forward(crops) if crops else {}
     if not pending:
         return
-    crops = [c for p in pending for c in p.crops]
-    outputs = predictor.forward(crops) if crops else {}
     offset = 0
     for p in pending:
         k = len(p.crops)
