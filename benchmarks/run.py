@@ -7,8 +7,8 @@
     python benchmarks/run.py --render-only        # rewrite RESULTS.md from results.json
     python benchmarks/compare.py --base REV       # an earlier commit and this tree, back to back (COMPARISON.md)
 
-Families: model_limit, multitask_saving, video_e2e, training_throughput, loader_throughput, loading, onnx_inference,
-space_install (one module each in ``benchmarks/``; space_install needs the package registry). Each comparison runs
+Families: model_limit, multitask_saving, video_e2e, temporal_video, training_throughput, loader_throughput, loading,
+onnx_inference, space_install (one module each in ``benchmarks/``; space_install needs the package registry). Each comparison runs
 in one process with its variants interleaved, so ratios hold on a busy machine; figures are the median over repeated
 runs with min-max beside. Full runs keep their results in ``benchmarks/results.json`` (one entry per family, with the
 machine, load average and command of its run) and render ``RESULTS.md`` from it, so ``--only`` refreshes one section.
@@ -33,8 +33,8 @@ from affectmodel.runtime import configure_openmp  # noqa: E402
 configure_openmp()  # what the affectmodel command, train.py and the demo do: measure the same setting
 from benchmarks.common import FamilyResult, fmt, load_average, machine_description  # noqa: E402
 
-FAMILIES = ("model_limit", "multitask_saving", "video_e2e", "training_throughput", "loader_throughput", "loading",
-            "onnx_inference", "space_install")
+FAMILIES = ("model_limit", "multitask_saving", "video_e2e", "temporal_video", "training_throughput",
+            "loader_throughput", "loading", "onnx_inference", "space_install")
 RESULTS_MD = ROOT / "benchmarks" / "RESULTS.md"
 RESULTS_JSON = ROOT / "benchmarks" / "results.json"
 

@@ -438,14 +438,11 @@ def make_video_handlers(model: DemoModel):
 # ------------------------------------------------------------------ webcam
 
 def make_webcam_handler(model: DemoModel):
-    predictor = model.predictor
-    config = predictor.config
-    # A causal temporal model reads the last frames of the face (per browser session); a
-    # bidirectional one would need frames that have not come yet, so it reads each frame alone.
-    streaming = predictor.temporal and config.causal
     windows: OrderedDict[str, LiveFaceWindow] = OrderedDict()
 
     def live_face(rgb: np.ndarray, session: str) -> dict | None:
+        predictor = model.predictor
+        config = predictor.model.config
         detected = predictor.detect(rgb)
         window = windows.pop(session, None) or LiveFaceWindow(config.window)
         windows[session] = window
@@ -465,11 +462,15 @@ def make_webcam_handler(model: DemoModel):
             return None, None, None, "Waiting for the camera…"
         start = time.perf_counter()
         rgb = load_image(frame)
+        config = model.predictor.model.config
+        # A causal temporal model reads the last frames of the face (per browser session); a
+        # bidirectional one would need frames that have not come yet, so it reads each frame alone.
+        streaming = model.predictor.temporal and config.causal
         if streaming:
             face = live_face(rgb, getattr(request, "session_hash", None) or "local")
             faces = [face] if face is not None else []
         else:
-            faces = predictor.predict_image(rgb)
+            faces = model.predictor.predict_image(rgb)
         if not faces:
             return None, None, None, "No face in view."
         face = largest_face(faces)  # the person in front of the camera

@@ -13,6 +13,7 @@ from benchmarks import (
     multitask_saving,
     onnx_inference,
     space_install,
+    temporal_video,
     training_throughput,
     video_e2e,
 )
@@ -20,7 +21,8 @@ from benchmarks.run import FAMILIES, render
 
 MODULES = {"model_limit": model_limit, "multitask_saving": multitask_saving, "video_e2e": video_e2e,
            "training_throughput": training_throughput, "loader_throughput": loader_throughput, "loading": loading,
-           "onnx_inference": onnx_inference, "space_install": space_install}
+           "onnx_inference": onnx_inference, "space_install": space_install,
+           "temporal_video": temporal_video}
 
 
 def _check_result(result: common.FamilyResult, family: str) -> None:
@@ -179,3 +181,12 @@ def test_compare_judges_each_figure_against_the_earlier_spread():
                                                             "only_after": ["new"]}]})
     assert "| fps | 50.0 fps (45.0–55.0) | 44.0 fps (40.0–46.0) | 0.88x | slower beyond noise |" in text
     assert "Only in this tree (new figures): new." in text
+
+
+def test_temporal_video_benchmark_runs_tiny(tmp_path, monkeypatch):
+    monkeypatch.setattr(video_e2e, "CACHE_DIR", tmp_path)
+    monkeypatch.setattr(temporal_video, "make_video", lambda s, w, h: video_e2e.make_video(s, w, h, cache_dir=tmp_path))
+    result = temporal_video.run("tiny")
+    _check_result(result, "temporal_video")
+    assert "Faces predicted per pass: 0" not in result.notes[0]
+    assert len(result.notes[0].split(":")[1].split("(")[0].split(",")) == 1  # every model saw the same faces
