@@ -25,6 +25,7 @@ from .model_config import LEARNED_KINDS as LEARNED_KINDS
 from .model_config import MAX_WINDOW as MAX_WINDOW
 from .model_config import TEMPORAL_KINDS as TEMPORAL_KINDS
 from .model_config import anchor_position as anchor_position
+
 HIDDEN = 128       # width of the temporal modules
 
 

@@ -442,7 +442,7 @@ def make_webcam_handler(model: DemoModel):
 
     def live_face(rgb: np.ndarray, session: str) -> dict | None:
         predictor = model.predictor
-        config = predictor.model.config
+        config = predictor.config
         detected = predictor.detect(rgb)
         window = windows.pop(session, None) or LiveFaceWindow(config.window)
         windows[session] = window
@@ -462,7 +462,7 @@ def make_webcam_handler(model: DemoModel):
             return None, None, None, "Waiting for the camera…"
         start = time.perf_counter()
         rgb = load_image(frame)
-        config = model.predictor.model.config
+        config = model.predictor.config
         # A causal temporal model reads the last frames of the face (per browser session); a
         # bidirectional one would need frames that have not come yet, so it reads each frame alone.
         streaming = model.predictor.temporal and config.causal
