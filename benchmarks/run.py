@@ -7,11 +7,12 @@
     python benchmarks/run.py --render-only        # rewrite RESULTS.md from results.json
     python benchmarks/compare.py --base REV       # an earlier commit and this tree, back to back (COMPARISON.md)
 
-Families: model_limit, multitask_saving, video_e2e, temporal_video, training_throughput, loader_throughput, loading,
-onnx_inference, space_install (one module each in ``benchmarks/``; space_install needs the package registry). Each
-comparison runs in one process with its variants interleaved, so ratios hold on a busy machine; figures are the median over repeated
-runs with min-max beside. Full runs keep their results in ``benchmarks/results.json`` (one entry per family, with the
-machine, load average and command of its run) and render ``RESULTS.md`` from it, so ``--only`` refreshes one section.
+Families: model_limit, multitask_saving, video_e2e, temporal_video, training_throughput, loader_throughput,
+loading, onnx_inference, space_install (one module each in ``benchmarks/``; space_install needs the package
+registry). Each comparison runs in one process with its variants interleaved, so ratios hold on a busy
+machine; figures are the median over repeated runs with min-max beside. Full runs keep their results in
+``benchmarks/results.json`` (one entry per family, with the machine, load average and command of its run) and
+render ``RESULTS.md`` from it, so ``--only`` refreshes one section.
 """
 from __future__ import annotations
 
