@@ -200,5 +200,21 @@ def test_shipped_suites_load(tmp_path, name):
     # at least 3 seeds for the core comparison, one step budget, development split on
     for core in ("uni-expr", "uni-au", "uni-va", "multi"):
         assert len({r.seed for r in runs if r.name == core}) >= 3
-    assert len({r.config.steps for r in runs}) == 1 and runs[0].config.steps is not None
+    # (temporal runs count the steps of their temporal module: a budget of their own)
+    assert len({r.config.steps for r in runs if r.config.temporal == "none"}) == 1 and runs[0].config.steps is not None
     assert all(r.config.dev_fraction > 0 for r in runs)
+
+
+@pytest.mark.parametrize("name", ["temporal.toml", "study.toml"])
+def test_shipped_suites_compare_temporal_models_with_smoothing_on_the_same_trunk(tmp_path, name):
+    runs = load_suite(REPO / "suites" / name, "DATA", tmp_path / "out")
+    by_name = {r.name: r for r in runs}
+    temporal = [r for r in runs if r.config.temporal != "none"]
+    kinds = {(r.config.temporal, r.config.causal) for r in temporal}
+    assert {("smooth", True), ("gru", False), ("gru", True), ("conv", False)} <= kinds
+    for r in temporal:  # on a per-frame run of the same tasks, same seed
+        base = by_name[r.init_from_run]
+        assert base.config.temporal == "none" and base.config.tasks == r.config.tasks
+    for tasks in (["expr"], ["au"], ["va"], ["expr", "au", "va"]):
+        assert {(r.config.temporal, r.config.causal) for r in temporal if r.config.tasks == tasks} == kinds
+        assert len({r.seed for r in temporal if r.config.tasks == tasks}) >= 3
