@@ -89,6 +89,27 @@ def test_bad_options_exit_2_with_one_line(tmp_path, bench, capsys, argv, message
     assert code == 2 and err.startswith("error: ") and message in err and len(err.splitlines()) == 1
 
 
+def test_resume_of_a_complete_run_with_other_options_is_refused(tmp_path, bench, capsys):
+    """``--resume`` on a complete run keeps it as it is; with other options it used to print its
+    'run record:' line and exit 0, although none of the new options applied."""
+    out = tmp_path / "run"
+    argv = ["--data", str(bench), "--out", str(out), "--tasks", "expr", "--image-size", "32", "--batch-size", "8",
+            "--max-steps", "1", "--dev-fraction", "0", "--device", "cpu", "--threads", "1"]
+    assert main(argv) == 0 and is_complete(out)
+    capsys.readouterr()
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    assert main([*argv, "--resume", "--lr", "0.01", "--max-steps", "3"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err
+    assert err.startswith(f"error: cannot resume {out}: options differ from the complete run it holds")
+    assert err.endswith("lr (0.001 -> 0.01), max_steps (1 -> 3); it is kept as it is: choose another --out to "
+                        "train with these options")
+    assert main([*argv, "--resume", "--threads", "2"]) == 0  # machine-local options may change
+    said = capsys.readouterr().out.strip()
+    assert said == f"run record: {out} (already complete, with these options: nothing to train)"
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+
+
 def test_missing_data_and_out_are_reported(tmp_path, capsys):
     assert main(["--out", str(tmp_path / "run")]) == 2
     assert "--data ROOT and --out DIR are required" in capsys.readouterr().err

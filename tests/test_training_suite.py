@@ -131,7 +131,7 @@ def _fake_complete_run(config):
     (run_dir / "model" / "model.safetensors").write_bytes(b"0")
     source = Path(config.init).parent.name if config.init not in ("random", "imagenet") else None
     (run_dir / "config.json").write_text(json.dumps({"tasks": config.tasks, "init": config.init,
-                                                     "pretrained_from": source, "losses": config.losses,
+                                                     "pretrained_from": source, "losses": config.to_dict()["losses"],
                                                      "augment": config.augment, "run": config.run,
                                                      "seed": config.seed}))
     scores = {"expr": "P_EXPR", "au": "P_AU", "va": "P_VA"}
@@ -161,6 +161,15 @@ def test_complete_runs_are_skipped_and_an_interrupted_suite_continues(tmp_path):
     assert calls[3:] == ["multi-from-expr"]
     assert [r["status"] for r in results] == ["skipped", "skipped", "trained"]
     assert (out / "suite.toml").read_text() == SUITE
+    # the suite file edited afterwards: complete runs are still skipped, and the log says which options
+    # they were trained with (it used to say only "complete, skipped")
+    lines: list[str] = []
+    edited = _write(tmp_path, SUITE.replace('name = "uni-au"', 'name = "uni-au"\naugment = "strong"'))
+    results = run_suite(edited, "DATA", out, train=train, log=lines.append)
+    assert [r["status"] for r in results] == ["skipped"] * 3 and calls[4:] == []
+    assert lines[0] == "[1/3] uni-expr/seed-0: complete, skipped"
+    assert lines[1] == ("[2/3] uni-au/seed-0: complete, skipped (WARNING: trained with other options than the "
+                        "suite now gives: augment 'light' -> 'strong'; delete the run folder to train it again)")
 
 
 def test_only_and_missing_init_run(tmp_path):

@@ -10,10 +10,12 @@ import dataclasses
 import os
 import sys
 import tomllib
+from pathlib import Path
 from typing import Any
 
 from ..cli import UserError
 from ..model import CheckpointError
+from ..records import is_complete
 from ..tasks import get_task
 from .config import LOSS_ALIASES, ConfigError, TrainConfig, field_kind, load_config
 
@@ -99,9 +101,11 @@ def run(args: argparse.Namespace) -> int:
     config = load_config(args.config, _overrides(args))
     if not config.data or not config.out:
         raise UserError("--data ROOT and --out DIR are required (on the command line or in --config)")
+    complete = bool(config.resume) and is_complete(Path(config.out))  # --resume keeps a complete run as it is
     run_dir = train_run(config)
     if _is_main_process():
-        print(f"run record: {run_dir}")
+        print(f"run record: {run_dir}" + (" (already complete, with these options: nothing to train)"
+                                          if complete else ""))
     return 0
 
 

@@ -43,7 +43,7 @@ from typing import Any
 
 from ..io import write_text_atomic
 from ..records import is_complete, read_runs, run_factors
-from .config import ConfigError, TrainConfig, config_from_mapping, normalise_keys, read_config_file
+from .config import ConfigError, TrainConfig, config_differences, config_from_mapping, normalise_keys, read_config_file
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 # Options the suite itself sets for every run.
@@ -214,7 +214,7 @@ def run_suite(path: str | Path, data: str | Path, out: str | Path, overrides: Ma
             results.append({**status, "status": "not selected"})
             continue
         if is_complete(run_dir):
-            log(f"[{i}/{len(runs)}] {run.folder}: complete, skipped")
+            log(f"[{i}/{len(runs)}] {run.folder}: complete, skipped{_other_options(run, run_dir)}")
             results.append({**status, "status": "skipped"})
             continue
         init_folder = run_folder(run.init_from_run, run.seed) if run.init_from_run else None
@@ -230,6 +230,24 @@ def run_suite(path: str | Path, data: str | Path, out: str | Path, overrides: Ma
     return results
 
 
+def _other_options(run: SuiteRun, run_dir: Path) -> str:
+    """A note for a complete run that the suite now describes with other options (an edited suite
+    file): it is kept as it is, so its figures are not those of the options asked for."""
+    from .records_writer import read_config
+
+    try:
+        saved = read_config(run_dir)
+    except ValueError:
+        return ""
+    changed = config_differences(saved, run.config)
+    if not changed:
+        return ""
+    now = run.config.to_dict()
+    return (" (WARNING: trained with other options than the suite now gives: "
+            + ", ".join(f"{k} {saved[k]!r} -> {now[k]!r}" for k in changed)
+            + "; delete the run folder to train it again)")
+
+
 def _run_concurrently(runs: Sequence[SuiteRun], out: Path, only: Sequence[str] | None, slots: Sequence[str],
                       log: Callable[[str], None]) -> list[dict[str, Any]]:
     from .jobs import run_jobs
@@ -241,7 +259,7 @@ def _run_concurrently(runs: Sequence[SuiteRun], out: Path, only: Sequence[str] |
         if only and run.name not in only and run.folder not in only:
             statuses[run.folder] = {**status, "status": "not selected"}
         elif is_complete(out / run.folder):
-            log(f"[{i}/{len(runs)}] {run.folder}: complete, skipped")
+            log(f"[{i}/{len(runs)}] {run.folder}: complete, skipped{_other_options(run, out / run.folder)}")
             statuses[run.folder] = {**status, "status": "skipped"}
         else:
             to_train.append(run)

@@ -161,23 +161,32 @@ def check_run_folder(config: TrainConfig, world_size: int = 1) -> bool | None:
     run_dir = Path(config.out)
     if is_complete(run_dir):
         if config.resume:
+            # a complete run is kept as it is: options that differ would silently not apply
+            _same_options(run_dir, config, "the complete run it holds",
+                          "; it is kept as it is: choose another --out to train with these options")
             return None
         raise TrainingError(f"{run_dir} already holds a complete run: choose another --out or delete it")
     if ckpt.checkpoint_path(run_dir).is_file():
         if not config.resume:
             raise TrainingError(f"{run_dir} holds an unfinished run: pass --resume to continue it, "
                                 "or choose another --out")
-        saved = records_writer.read_config(run_dir)
-        changed = config_differences(saved, config)
-        if changed:
-            now = config.to_dict()
-            raise TrainingError(f"cannot resume {run_dir}: options differ from the interrupted run: "
-                                + ", ".join(f"{k} ({saved[k]!r} -> {now[k]!r})" for k in changed))
+        saved = _same_options(run_dir, config, "the interrupted run")
         check_world_size(run_dir, int(saved.get("world_size", 1) or 1), world_size)
         return True
     if (run_dir / RUN_CONFIG_FILE).is_file() and not config.resume:
         raise TrainingError(f"{run_dir} already holds a run record: choose another --out or delete it")
     return False
+
+
+def _same_options(run_dir: Path, config: TrainConfig, what: str, advice: str = "") -> dict[str, Any]:
+    """The run folder's saved options; raises naming each option of ``config`` that differs."""
+    saved = records_writer.read_config(run_dir)
+    changed = config_differences(saved, config)
+    if changed:
+        now = config.to_dict()
+        raise TrainingError(f"cannot resume {run_dir}: options differ from {what}: "
+                            + ", ".join(f"{k} ({saved[k]!r} -> {now[k]!r})" for k in changed) + advice)
+    return saved
 
 
 def check_world_size(run_dir: Path, saved: int, now: int) -> None:
