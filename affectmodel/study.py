@@ -521,6 +521,39 @@ def scored_runs(config: Configuration) -> list[ScoredRun] | None:
     return out
 
 
+def record_warnings(configurations: Sequence[Configuration]) -> list[str]:
+    """What the report could not use from the records, and what that changed, one line each.
+
+    A validation predictions file that exists but cannot be read (empty, garbage, a wrong array):
+    its configuration's intervals then come from the seeds' metrics.json figures alone, over seeds
+    and not over videos (wider; a verdict may change). In such figures, a seed whose metrics.json
+    holds NaN (or nothing) for a metric is left out of it. A missing predictions file (an older
+    record) is the documented fallback and not warned about."""
+    out = []
+    for config in configurations:
+        for record in config.runs.values():
+            path = record.path / PREDICTIONS_FILE
+            if path.exists():
+                try:
+                    load_predictions(path)
+                except PredictionsError as e:
+                    out.append(f"{e}: {config.key} is estimated from its seeds' metrics.json figures alone "
+                               "(intervals over seeds, not over validation videos)")
+        if scored_runs(config) is not None:
+            continue
+        for metric in ("P_EXPR", "P_AU", "P_VA", MTL_METRIC):
+            if (metric == MTL_METRIC and not config.multi_task) or (
+                    metric != MTL_METRIC and METRIC_TASKS[metric][0] not in config.tasks):
+                continue
+            for run, record in config.runs.items():
+                value = record.metrics.get(metric)
+                if not math.isfinite(_number(value)):
+                    where = f"seed {record.seed}" if record.seed is not None else run
+                    holds = f"holds {value!r} for it" if metric in record.metrics else "does not hold it"
+                    out.append(f"{where} of {config.key} is left out of {metric}: its metrics.json {holds}")
+    return out
+
+
 # No-skill levels that do not depend on the labels (CCC), for figures without predictions to read labels from.
 LABEL_FREE_NO_SKILL = {"P_VA": NO_SKILL_VA, "ccc_valence": NO_SKILL_VA, "ccc_arousal": NO_SKILL_VA}
 
@@ -785,6 +818,7 @@ class StudyReport:
     resamples: int
     level: float
     data_notes: list[str] = field(default_factory=list)   # runs not pooled or not checkable (data_notes)
+    warnings: list[str] = field(default_factory=list)  # record_warnings: what could not be used, and its effect
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -800,6 +834,7 @@ class StudyReport:
             "comparisons": [c.as_dict() for c in self.comparisons],
             "costs": [c.as_dict() for c in self.costs],
             "data_notes": list(self.data_notes),
+            "warnings": list(self.warnings),
         }
 
 
@@ -820,7 +855,8 @@ def study_report(runs: Mapping[str, RunRecord], resamples: int = DEFAULT_RESAMPL
     estimates = {c.key: {m: configuration_estimate(c, m, resamples, seed, level)
                          for m in ("P_EXPR", "P_AU", "P_VA", MTL_METRIC)} for c in configurations}
     return StudyReport(configurations, matched_comparisons(configurations, resamples, seed, level),
-                       matched_costs(configurations), estimates, resamples, level, data_notes(configurations))
+                       matched_costs(configurations), estimates, resamples, level,
+                       data_notes=data_notes(configurations), warnings=record_warnings(configurations))
 
 
 def run_estimates(record: RunRecord, resamples: int = DEFAULT_RESAMPLES, seed: int = 0,
@@ -990,6 +1026,8 @@ def run(args: argparse.Namespace) -> int:
     if not records:
         raise ValueError(f"no run records (metrics.json) under {args.runs}")
     report = study_report(index_runs(records), args.resamples, args.seed)
+    for warning in report.warnings:  # also in --json ("warnings") and on the dashboard
+        print(f"warning: {warning}", file=sys.stderr)
     if args.json:
         print(json.dumps(report.as_dict(), indent=2))
     elif args.markdown:

@@ -433,7 +433,11 @@ def main() -> None:
         st.info("No run matches the filters: clear some in the sidebar.")
         st.stop()
     banners(shown)
-    headline(shown, load_report(runs, tuple(sorted(runs)) + _fingerprint(runs_dir)))
+    report = load_report(runs, tuple(sorted(runs)) + _fingerprint(runs_dir))
+    if report.warnings:  # predictions that could not be read, seeds left out: the figures below are affected
+        st.warning("Some records could only be used in part; the figures below are affected:\n\n"
+                   + "\n".join(f"- {w}" for w in report.warnings), icon=":material/warning:")
+    headline(shown, report)
     study_table_section(shown)
     synthetic = bool(shown["synthetic"].any())
     tabs = st.tabs(["Per class & per AU", "Training curves", "Factor effects", "Confusion matrix", "Run detail"])

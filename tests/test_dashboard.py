@@ -238,6 +238,21 @@ def test_malformed_record_is_reported_and_other_runs_still_show(monkeypatch, run
                for m in at.metric)
 
 
+def test_records_used_in_part_are_named_above_the_figures(monkeypatch, tmp_path):
+    """An unreadable predictions file (and a seed left out for its NaN figures) changed the intervals
+    and verdicts shown without a word."""
+    write_seeded_study(tmp_path, seeds=(0, 1, 2))
+    garbage = tmp_path / "quick" / "uni-va" / "seed-1" / "val_predictions.npz"
+    garbage.write_bytes(b"not a zip file")
+    seed2 = tmp_path / "quick" / "uni-va" / "seed-2" / "metrics.json"
+    seed2.write_text(json.dumps({**json.loads(seed2.read_text()), "P_VA": float("nan")}))
+    at = run_app(monkeypatch, tmp_path)
+    warning = next(w.value for w in at.warning if "could only be used in part" in w.value)
+    assert f"- {garbage}: not a readable predictions file" in warning
+    assert "quick/uni-va is estimated from its seeds' metrics.json figures alone" in warning
+    assert "- seed 2 of quick/uni-va is left out of P_VA: its metrics.json holds nan for it" in warning
+
+
 def test_hub_repositories_are_read_lazily_and_errors_shown(monkeypatch, tmp_path):
     """The Hub reader is replaced by a stand-in module: no network; checks what the app does with its answer."""
     run = write_run(tmp_path / "hubcache", "someone", "affect-multi", tasks="expr,au,va",
