@@ -47,6 +47,7 @@ import csv
 import hashlib
 import json
 import math
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,6 +70,10 @@ MODEL_ONNX_INT8_FILE = "model.int8.onnx"
 ONNX_RECORD_FILE = "onnx.json"
 METRIC_KEYS = ("P_EXPR", "P_AU", "P_VA", "P_MTL", "ccc_valence", "ccc_arousal")
 SEED_FOLDER = re.compile(r"^seed-(\d+)$")
+# The default model (the demo's, built by affectmodel.training.default_model) is a run folder in the
+# user's cache; ``--model default`` / ``load_model("default")`` name it.
+DEFAULT_MODEL_NAME = "default"
+DEFAULT_DIR_ENV = "AFFECT_DEFAULT_MODEL_DIR"
 # config.json keys that do not change what is trained: the seed, where things are, how fast, and
 # the identity fields themselves. A configuration id ignores them.
 NON_CONFIGURATION_KEYS = frozenset({"seed", "data", "out", "device", "workers", "threads", "resume",
@@ -82,6 +87,15 @@ HEALTH_KEY = "health"
 class RunRecordError(ValueError):
     """A run folder is incomplete or one of its files is malformed."""
 
+
+
+def default_model_dir() -> Path:
+    """Where the default model lives: ``$AFFECT_DEFAULT_MODEL_DIR``, else
+    ``$XDG_CACHE_HOME/affectmodel/default-model`` (``~/.cache/...`` when that is unset)."""
+    if os.environ.get(DEFAULT_DIR_ENV):
+        return Path(os.environ[DEFAULT_DIR_ENV]).expanduser()
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache / "affectmodel" / "default-model"
 
 @dataclass
 class RunRecord:

@@ -805,6 +805,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     # huggingface_hub logs through its own handler: propagating too would print each retry twice.
     logging.getLogger("huggingface_hub").propagate = False
+    # Gradio checks its own server with httpx at launch; at INFO each request would be a log line.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     loaded = try_load_demo_model(args.model, args.engine)
     if isinstance(loaded, ModelFailure) and (args.model or args.engine):  # a bad --model: one readable line, exit 2
         print(f"error: {loaded.reason}", file=sys.stderr)
@@ -812,7 +814,12 @@ def main(argv: list[str] | None = None) -> int:
     demo = build_demo(loaded)
     port = args.port or int(os.environ.get("GRADIO_SERVER_PORT", "7860"))
     print(launch_line(loaded), flush=True)
-    demo.launch(server_name=args.host or default_host(), server_port=port, share=args.share, **launch_options())
+    # quiet: no share=True hint; the app's own line says where to open it (and the public link, if any).
+    _, local_url, share_url = demo.launch(server_name=args.host or default_host(), server_port=port,
+                                          share=args.share, quiet=True, prevent_thread_lock=True,
+                                          **launch_options())
+    print(f"affectmodel demo: open {local_url}" + (f" (public link: {share_url})" if share_url else ""), flush=True)
+    demo.block_thread()
     return 0
 
 

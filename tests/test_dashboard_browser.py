@@ -99,3 +99,38 @@ def test_dashboard_renders_headline_and_table_in_chromium(dashboard_url):
     assert "quick/multi against one model per task" in body and "helped: +" in body and "3/3 seeds" in body
     assert "Best runs per task (not a verdict" in body
     assert (OUT / "dashboard.png").stat().st_size > 10_000
+
+
+def test_dashboard_on_the_shipped_study_in_chromium(tmp_path):
+    """The README's `streamlit run dashboard/app.py`, as written (no --runs: the shipped results/quick),
+    served headless and opened in chromium."""
+    port = free_port()
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "dashboard/app.py", "--server.headless", "true",
+         "--server.address", "127.0.0.1", "--server.port", str(port), "--browser.gatherUsageStats", "false",
+         "--server.fileWatcherType", "none"],
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    from playwright.sync_api import sync_playwright
+
+    try:
+        _wait_healthy(url, proc)
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            try:
+                page = browser.new_page(viewport={"width": 1400, "height": 900})
+                page.goto(url, wait_until="domcontentloaded")
+                page.wait_for_selector('[data-testid="stMetric"]', timeout=60_000)
+                page.wait_for_selector('[data-testid="stDataFrame"]', timeout=60_000)
+                body = page.inner_text("body")
+            finally:
+                browser.close()
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    assert "Did multi-task learning help?" in body and "quick/uni-va" in body
+    assert "quick/multi against one model per task" in body and "Traceback" not in body

@@ -340,11 +340,11 @@ def test_predictions_follow_the_documented_schema(server, files):
     assert '"aus_active"' in about  # the schema is shown
 
 
-def test_readme_shows_the_api_guide_of_the_about_tab():
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
-    assert json.dumps(demo_app.PREDICTIONS_SCHEMA, indent=1) in readme
+def test_api_doc_shows_the_api_guide_of_the_about_tab():
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "API.md").read_text(encoding="utf-8")
+    assert json.dumps(demo_app.PREDICTIONS_SCHEMA, indent=1) in doc
     body = demo_app.API_GUIDE.split("\n", 1)[1].strip()
-    assert body in readme
+    assert body in doc
 
 
 # ------------------------------------------------------------------ fuzzing the endpoints
@@ -510,12 +510,15 @@ def test_main_keeps_the_app_up_when_the_environment_names_a_bad_model(monkeypatc
 
     def fake_launch(self, **kwargs):
         launched.update(kwargs)
+        return None, f"http://127.0.0.1:{kwargs['server_port']}/", None
 
     monkeypatch.setattr(gr.Blocks, "launch", fake_launch)
+    monkeypatch.setattr(gr.Blocks, "block_thread", lambda self: None)
     assert demo_app.main(["--port", "7999"]) == 0
     assert launched["server_port"] == 7999
     out = capsys.readouterr().out
     assert out.count("NO MODEL") == 1 and "nowhere" in out
+    assert "affectmodel demo: open http://127.0.0.1:7999/" in out and launched["quiet"] is True
 
 
 def test_real_training_data_shows_no_banner(tmp_path):

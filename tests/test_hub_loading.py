@@ -372,3 +372,21 @@ def test_an_oversized_tensor_is_refused_from_the_header(good_folder, tmp_path):
     save_file(state, str(folder / "model.safetensors"))
     with pytest.raises(WeightsMismatchError, match=r"heads\.expr\.weight \[8, 4096\] \(expected \[8, 512\]\)"):
         load_model(folder)
+
+
+def test_default_names_the_demos_default_model_once_built(tmp_path, monkeypatch):
+    """``default`` resolves to the run folder the demo's first launch builds ($AFFECT_DEFAULT_MODEL_DIR
+    here); before it is built the error says how to build it; a folder named ``default`` wins."""
+    from affectmodel.records import DEFAULT_DIR_ENV
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(DEFAULT_DIR_ENV, str(tmp_path / "cache" / "default-model"))
+    with pytest.raises(MissingFileError, match="default model is not built yet.*demo.default_model"):
+        resolve_source("default")
+    run = make_run(tmp_path, name="built")
+    monkeypatch.setenv(DEFAULT_DIR_ENV, str(run))
+    assert resolve_source("default") == resolve_source(str(run))
+    assert tuple(load_model("default").tasks) == ("expr", "au", "va")
+    local = make_run(tmp_path / "here", name="x", tasks=("au",))
+    local.rename(tmp_path / "default")
+    assert resolve_source("default").location == "default" and tuple(load_model("default").tasks) == ("au",)

@@ -56,6 +56,8 @@ def test_csv_for_images_folders_and_videos(tmp_path, model, media, capsys):
         by_source.setdefault(row["source"], []).append(row)
     assert len(by_source[str(media / "one.jpg")]) == 1
     assert len(by_source[str(media / "photos" / "two.png")]) == 2
+    two = by_source[str(media / "photos" / "two.png")]  # numbered from 1, left to right, like the demo's API
+    assert [r["face"] for r in two] == ["1", "2"] and float(two[0]["x1"]) < float(two[1]["x1"])
     assert str(media / "photos" / "sub" / "none.jpg") not in by_source  # no face: no row
     video = by_source[str(media / "clip.mp4")]
     assert [int(r["frame"]) for r in video] == list(range(N_FRAMES))
@@ -76,7 +78,8 @@ def test_json_output_and_summary(tmp_path, model, media, capsys):
     data = json.loads(out.read_text())
     faces = {d["source"].split("/")[-1]: d["faces"] for d in data}
     assert len(faces["two.png"]) == 2 and faces["none.jpg"] == []
-    assert set(faces["two.png"][0]) == {"box", "score", "expression", "aus", "aus_active", "valence", "arousal"}
+    assert set(faces["two.png"][0]) == {"face", "box", "score", "expression", "aus", "aus_active", "valence", "arousal"}
+    assert [f["face"] for f in faces["two.png"]] == [1, 2]
     assert "2 face(s) in 2 image(s)" in capsys.readouterr().err
 
 

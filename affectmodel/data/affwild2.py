@@ -1,6 +1,6 @@
 """Aff-Wild2 (ABAW) reader: per-task annotation sets in both layouts, and the multi-task CSV.
 
-Layouts (README, "Data"), found anywhere up to a few levels under the data root:
+Layouts (docs/DATA.md), found anywhere up to a few levels under the data root:
 
 * newer: ``<ann>/{EXPR_Recognition,AU_Detection,VA_Estimation}_Challenge/{Train_Set,Validation_Set}/<video>.txt``
 * older: ``<ann>/{EXPR,AU,VA}_Set/{Training_Set,Validation_Set}/<video>.txt``

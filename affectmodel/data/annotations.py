@@ -1,4 +1,4 @@
-"""Parsers for Aff-Wild2 annotation files (formats: README, "Data").
+"""Parsers for Aff-Wild2 annotation files (formats: docs/DATA.md).
 
 * Per-video task files (EXPR / AU / VA): line 1 a header, line i+1 = frame i (1-based).
 * The s-Aff-Wild2 multi-task CSV: ``image,valence,arousal,expression,AU1,...,AU26``.

@@ -1,6 +1,6 @@
 """One entry for every reader: :func:`load_dataset` detects the format of a data folder.
 
-Formats, tried in this order (docs: README "Data"):
+Formats, tried in this order (docs: docs/DATA.md):
 
 * **Aff-Wild2** (or the synthetic benchmark): ``cropped_aligned/`` plus per-task annotation folders
   or the multi-task CSVs (``load_affwild2``).

@@ -1,7 +1,7 @@
 """The synthetic affect benchmark ("synthetic-affect"), written in Aff-Wild2's own layout.
 
 Aff-Wild2 cannot be shipped, so the toolkit generates a procedural stand-in for tests, CI, demos
-and sanity checks (README, "Data"). It never stands in for real results.
+and sanity checks (docs/DATA.md). It never stands in for real results.
 
 * Each video is one identity; its expression changes in segments whose intensity ramps up and
   holds, so AU intensities vary smoothly over time (video models and smoothing can be tested).

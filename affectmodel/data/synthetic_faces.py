@@ -1,6 +1,6 @@
 """Procedural cartoon faces whose geometry follows the 12 ABAW action-unit intensities.
 
-Part of the synthetic affect benchmark (README, "Data"). A face is drawn with Pillow at
+Part of the synthetic affect benchmark (docs/DATA.md). A face is drawn with Pillow at
 ``supersample`` times the output size and downsampled (anti-aliasing). Geometry is computed in a
 face frame (x right, y down, the head about 1.2 wide), lifted onto a simple ellipsoid head so
 that yaw and pitch move the features plausibly, then rolled, scaled and shifted into the image.

@@ -27,7 +27,16 @@ from typing import TYPE_CHECKING, Any, Literal, overload
 # torch loads only where weights are read: resolving a source, validating config.json and model_info
 # serve the ONNX engine and the demo without it.
 from ..model_config import CheckpointError, ModelConfig
-from ..records import METRIC_KEYS, METRICS_FILE, MODEL_CONFIG_FILE, MODEL_DIR, MODEL_WEIGHTS_FILE
+from ..records import (
+    DEFAULT_MODEL_NAME,
+    METRIC_KEYS,
+    METRICS_FILE,
+    MODEL_CONFIG_FILE,
+    MODEL_DIR,
+    MODEL_WEIGHTS_FILE,
+    default_model_dir,
+    is_complete,
+)
 
 LEGACY_WEIGHTS_FILE = "pytorch_model.bin"  # read with weights_only=True only
 CARD_FILE = "README.md"
@@ -93,12 +102,15 @@ def is_repo_id(text: str) -> bool:
 
 
 def resolve_source(source: str | os.PathLike, revision: str | None = None) -> ModelSource:
-    """Decide whether ``source`` is a model folder, a run folder or a Hub repository id.
+    """Decide whether ``source`` is a model folder, a run folder or a Hub repository id; ``default``
+    names the demo's default model (:func:`affectmodel.records.default_model_dir`).
 
-    An existing path always wins over a repo id of the same spelling (``runs/x`` is a folder if
-    it exists)."""
+    An existing path always wins over a repo id or ``default`` of the same spelling (``runs/x`` is
+    a folder if it exists)."""
     text = str(source)
     path = Path(text).expanduser()
+    if text == DEFAULT_MODEL_NAME and not path.exists():
+        return _default_model_source()
     if path.exists():
         if path.is_file():
             raise SourceNotFoundError(
@@ -116,6 +128,16 @@ def resolve_source(source: str | os.PathLike, revision: str | None = None) -> Mo
             f"model source {text!r} does not exist as a local path and is not a Hub repository id "
             f"(expected a model folder, a run folder, or OWNER/NAME)")
     return ModelSource("hub", text, revision)
+
+
+def _default_model_source() -> ModelSource:
+    """``default``: the demo's default model (a run folder in the user's cache), once built."""
+    folder = default_model_dir()
+    if not is_complete(folder):
+        raise MissingFileError(
+            f"the default model is not built yet (looked in {folder}): launch the demo once "
+            f"(`python app.py`) or build it with `python -m demo.default_model`, then try again")
+    return ModelSource("run", str(folder), None)
 
 
 def _has_weights(folder: Path) -> bool:

@@ -5,7 +5,8 @@ Output formats:
 * ``table`` (default): one row per face (and video frame). ``--out x.csv`` writes flat columns
   (``source, frame, time_s, track_id, face, x1, y1, x2, y2, score, expression, expr_<label>...,
   <AU>..., <AU>_active..., valence, arousal``); ``--out x.json`` writes nested records; without
-  ``--out``, JSON lines go to stdout (one per image or video frame).
+  ``--out``, JSON lines go to stdout (one per image or video frame). Faces are numbered from 1, left
+  to right (``face``), as in the demo and its API.
 * ``abaw``: the challenge submission file for one ``--task`` (header ``image_location,<labels>``,
   rows ``<video>/<frame>.jpg,<values>``), readable by ``python -m affectmodel score``. Images
   must be named by frame number (``<video>/00001.jpg``, as in Aff-Wild2); videos give one row
@@ -44,7 +45,7 @@ from ..progress import Progress, progress_iter
 from ..tasks import CHALLENGE_TO_KEY
 from .engines import ENGINES
 from .faces import DEFAULT_DETECT_MAX_SIDE, DEFAULT_MIN_FACE_SIZE, DETECTORS, create_detector
-from .predictor import Predictor, flatten_record, largest_face
+from .predictor import Predictor, flatten_record, largest_face, numbered
 from .video import VideoLoadError, VideoOptions, is_video_file, iter_video_predictions, probe_video
 
 FORMATS = ("table", "abaw")
@@ -54,7 +55,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("inputs", nargs="+", type=Path, metavar="INPUT",
                         help="image files, folders (searched recursively for images and videos) or video files")
     parser.add_argument("--model", required=True,
-                        help="model folder, run folder or Hugging Face Hub repository id")
+                        help="model folder, run folder, Hugging Face Hub repository id, or 'default': the demo's "
+                             "default model (built by the demo's first launch or `python -m demo.default_model`)")
     parser.add_argument("--out", type=Path, help="output file: .csv or .json (default: JSON lines on stdout); "
                                                  "with --format abaw a .csv prediction file (required)")
     parser.add_argument("--format", default="table", choices=FORMATS,
@@ -138,18 +140,17 @@ class TableWriter:
 
     def image(self, source: str, faces: list[dict]) -> None:
         if self.kind == "csv":
-            for i, face in enumerate(faces):
-                self._csv.writerow({"source": source, "face": i, **flatten_record(face)})
+            for face in numbered(faces):
+                self._csv.writerow({"source": source, **flatten_record(face)})
         else:
-            self._object({"source": source, "faces": faces})
+            self._object({"source": source, "faces": numbered(faces)})
 
     def frame(self, source: str, frame: int, time_s: float, faces: list[dict]) -> None:
         if self.kind == "csv":
-            for i, face in enumerate(faces):
-                self._csv.writerow({"source": source, "frame": frame, "time_s": time_s, "face": i,
-                                    **flatten_record(face)})
+            for face in numbered(faces):
+                self._csv.writerow({"source": source, "frame": frame, "time_s": time_s, **flatten_record(face)})
         else:
-            self._object({"source": source, "frame": frame, "time_s": time_s, "faces": faces})
+            self._object({"source": source, "frame": frame, "time_s": time_s, "faces": numbered(faces)})
 
     @contextmanager
     def all_or_nothing(self) -> Iterator[None]:

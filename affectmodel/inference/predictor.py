@@ -278,6 +278,13 @@ def flatten_record(record: dict) -> dict:
     return row
 
 
+def numbered(records: Sequence[dict]) -> list[dict]:
+    """The records with their face number first: ``face`` = 1, 2, ... in the given order (left to
+    right, as :meth:`Predictor.predict_image` returns them). One numbering for the ``predict``
+    outputs and the demo's API."""
+    return [{"face": i, **record} for i, record in enumerate(records, start=1)]
+
+
 def largest_face(records: Sequence[dict]) -> dict | None:
     """The face record with the largest box (the person in front of the camera; the one face per
     frame of a challenge submission), or ``None`` for no faces. Records without a box (aligned

@@ -22,22 +22,13 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from ..records import is_complete
+from ..records import DEFAULT_DIR_ENV, default_model_dir, is_complete
 
-DEFAULT_DIR_ENV = "AFFECT_DEFAULT_MODEL_DIR"
 # The recipe, in the suites/ folder next to the package: in a checkout and in a published Space
 # folder alike (publish-space copies both).
 DEFAULT_SUITE = Path(__file__).resolve().parents[2] / "suites" / "demo.toml"
 SUITE_RUN = "default"   # the one [[runs]] entry of the suite
 _DATA_KEYS = {"videos", "frames", "size", "seed"}
-
-
-def default_model_dir() -> Path:
-    """Where the default model lives: ``$AFFECT_DEFAULT_MODEL_DIR``, else the user's cache folder."""
-    if os.environ.get(DEFAULT_DIR_ENV):
-        return Path(os.environ[DEFAULT_DIR_ENV]).expanduser()
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return cache / "affectmodel" / "default-model"
 
 
 def read_demo_suite(path: Path = DEFAULT_SUITE) -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """Held-out tuning and selection: the figures a run reports never tuned anything.
 
-Protocol (README, "Study protocol"): AU thresholds are tuned, and the best evaluation of a run is
+Protocol (docs/STUDY.md): AU thresholds are tuned, and the best evaluation of a run is
 chosen, on the *development* split (whole training videos held out, see
 :func:`affectmodel.data.splits.development_split`). The validation frames are scored once, with the
 selected weights and the development-tuned thresholds: that ``P_AU`` (and the ``P_MTL`` built from
