@@ -88,7 +88,6 @@ class RunRecordError(ValueError):
     """A run folder is incomplete or one of its files is malformed."""
 
 
-
 def default_model_dir() -> Path:
     """Where the default model lives: ``$AFFECT_DEFAULT_MODEL_DIR``, else
     ``$XDG_CACHE_HOME/affectmodel/default-model`` (``~/.cache/...`` when that is unset)."""
@@ -96,6 +95,7 @@ def default_model_dir() -> Path:
         return Path(os.environ[DEFAULT_DIR_ENV]).expanduser()
     cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     return cache / "affectmodel" / "default-model"
+
 
 @dataclass
 class RunRecord:

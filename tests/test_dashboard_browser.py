@@ -124,6 +124,8 @@ def test_dashboard_on_the_shipped_study_in_chromium(tmp_path):
                 page.wait_for_selector('[data-testid="stMetric"]', timeout=60_000)
                 page.wait_for_selector('[data-testid="stDataFrame"]', timeout=60_000)
                 body = page.inner_text("body")
+                OUT.mkdir(exist_ok=True)
+                (OUT / "dashboard-shipped.txt").write_text(body)
             finally:
                 browser.close()
     finally:
@@ -132,5 +134,5 @@ def test_dashboard_on_the_shipped_study_in_chromium(tmp_path):
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             proc.kill()
-    assert "Did multi-task learning help?" in body and "quick/uni-va" in body
+    assert "Did multi-task learning help?" in body and "synthetic-affect (synthetic benchmark)" in body
     assert "quick/multi against one model per task" in body and "Traceback" not in body
