@@ -415,32 +415,9 @@ def test_losses_forward_and_backward_have_no_host_sync(weighting):
 # ------------------------------------------------------------------ CCC over the global batch (gloo)
 
 def _two_ranks(worker, *args):
-    """``worker(*args)`` on ranks 0 and 1 of a gloo group (forked); their return values."""
-    import multiprocessing
+    from _gloo import in_two_ranks, results_of
 
-    from net import free_port
-
-    ctx = multiprocessing.get_context("fork")
-    out = ctx.Manager().dict()
-    port = free_port()
-
-    def main(rank):
-        import torch.distributed as dist
-
-        torch.set_num_threads(1)  # the parent's OpenMP pool does not survive fork: a parallel op would hang
-        dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
-        try:
-            out[rank] = worker(rank, *args)
-        finally:
-            dist.destroy_process_group()
-
-    procs = [ctx.Process(target=main, args=(r,)) for r in range(2)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(60)
-        assert p.exitcode == 0
-    return [out[r] for r in range(2)]
+    return results_of(in_two_ranks(worker, *args))
 
 
 def _global_ccc_worker(rank, preds, targets):

@@ -1,6 +1,5 @@
 """DDP under torchrun: two CPU processes (gloo) train one run; rank 0 writes the record."""
 import json
-import multiprocessing
 import os
 import subprocess
 import sys
@@ -130,33 +129,10 @@ def test_two_cpu_processes_train_one_run_and_resume_as_rank0_decides(tmp_path):
 
 
 def _in_two_processes(worker, *args):
-    """Run ``worker(info, *args)`` on ranks 0 and 1 of a gloo group; the ranks' return values."""
-    from net import free_port
+    """Run ``worker(info, *args)`` on ranks 0 and 1 of a gloo group; the ranks' outcomes."""
+    from _gloo import in_two_ranks
 
-    ctx = multiprocessing.get_context("fork")
-    results = ctx.Manager().dict()
-    port = free_port()
-
-    def main(rank):
-        import torch.distributed as dist
-
-        dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
-        try:
-            info = dist_utils.DistInfo(rank=rank, world_size=2)
-            try:
-                results[rank] = ("ok", worker(info, *args))
-            except Exception as e:  # noqa: BLE001 - any failure is reported back to the parent test
-                results[rank] = ("error", f"{type(e).__name__}: {e}")
-        finally:
-            dist.destroy_process_group()
-
-    procs = [ctx.Process(target=main, args=(r,)) for r in range(2)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(60)
-        assert p.exitcode == 0, "a rank hung or crashed"
-    return [results[r] for r in range(2)]
+    return in_two_ranks(lambda rank, *a: worker(dist_utils.DistInfo(rank=rank, world_size=2), *a), *args)
 
 
 def _resume_decision(info, checkpoint_seen_by):
@@ -254,18 +230,33 @@ def test_skipped_fp16_step_does_not_advance_the_lr_schedule(tmp_path):
     assert run.scheduler.last_epoch == sched_before + 1
 
 
-def _trainer_with_sync_bn(info):
+def _train_with_sync_bn(info, out):
     from affectmodel.training import trainer as trainer_mod
-    from affectmodel.training.batches import RunData
-    from affectmodel.training.config import TrainConfig
+    from affectmodel.training.sync_batchnorm import SyncBatchNormNoHostSync
 
-    config = TrainConfig(out="unused", tasks=["expr"], image_size=32, batch_size=4, device="cpu", sync_bn=True,
-                         dev_fraction=0)
-    trainer_mod.Trainer(config, RunData(TinyAffectSet(8), None, TinyAffectSet(4, seed=1)), {"name": "tiny"}, info,
-                        None)
+    layers = []
+    real_setup = trainer_mod.Trainer.setup_model
+
+    def setup_model(self):
+        real_setup(self)
+        batchnorm = torch.nn.modules.batchnorm._BatchNorm
+        layers.extend(type(m).__name__ for m in self.module.modules() if isinstance(m, batchnorm))
+
+    trainer_mod.Trainer.setup_model = setup_model
+    config = TrainConfig(out=out, tasks=["expr"], image_size=32, batch_size=4, epochs=1, device="cpu", sync_bn=True,
+                         dev_fraction=0, threads=1, augment="none")
+    run_training(config, TinyAffectSet(8), TinyAffectSet(4, seed=1), {"name": "tiny"}, dist_info=info)
+    assert set(layers) == {SyncBatchNormNoHostSync.__name__} and len(layers) == 20
+    return read_run(out).config_id if info.is_main else None
 
 
-def test_sync_bn_on_cpu_processes_is_refused_with_one_line():
-    expected = ("error", "TrainingError: sync_bn needs GPUs (SyncBatchNorm does not run on CPU): drop --sync-bn "
-                         "for a CPU run")
-    assert _in_two_processes(_trainer_with_sync_bn) == [expected, expected]
+def test_sync_bn_trains_on_cpu_processes_and_shares_the_one_process_config_id(tmp_path):
+    """Two gloo processes with --sync-bn normalise over the global batch, as one process does:
+    their run is a seed of the one-process configuration (without --sync-bn it would not be)."""
+    out = str(tmp_path / "run")
+    (rank0, ident), (rank1, _) = _in_two_processes(_train_with_sync_bn, out)
+    assert rank0 == rank1 == "ok", ident
+    config = TrainConfig(out=out, tasks=["expr"], image_size=32, batch_size=4, epochs=1, device="cpu", sync_bn=True,
+                         dev_fraction=0, threads=1, augment="none")
+    assert ident == config_id(config) == config_id(config, world_size=2)
+    assert config_id(config.replace(sync_bn=False), world_size=2) != ident

@@ -67,6 +67,7 @@ from .evaluation import plain, predict, score
 from .optim import build_optimizer, build_scheduler
 from .selection import validation_metrics
 from .step import TrainModule, labels_present, step_on_device, to_device
+from .sync_batchnorm import convert_sync_batchnorm
 
 # The loss shown on the progress bar is read back from the device every LOG_EVERY steps only
 # (each read is a host-device synchronisation that stalls the GPU's queue).
@@ -338,11 +339,9 @@ class Trainer:
         self.amp_dtype = precision.amp_dtype_for(self.device, config.amp)
         model = build_model(self.model_config, config.init)
         if config.sync_bn and self.info.distributed:
-            if not self.use_cuda:  # torch's SyncBatchNorm runs on GPUs only
-                raise TrainingError("sync_bn needs GPUs (SyncBatchNorm does not run on CPU): drop --sync-bn "
-                                    "for a CPU run")
-            # BatchNorm statistics over the global batch, as one process with the whole batch computes.
-            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+            # BatchNorm statistics over the global batch, as one process with the whole batch
+            # computes (without torch's host sync per layer; on CPU processes too).
+            model = convert_sync_batchnorm(model)
         self.module = TrainModule(model, criterion, self.amp_dtype).to(self.device)
         if self.use_cuda:
             self.module.model.to(memory_format=torch.channels_last)
