@@ -74,10 +74,11 @@ SEED_FOLDER = re.compile(r"^seed-(\d+)$")
 # user's cache; ``--model default`` / ``load_model("default")`` name it.
 DEFAULT_MODEL_NAME = "default"
 DEFAULT_DIR_ENV = "AFFECT_DEFAULT_MODEL_DIR"
-# config.json keys that do not change what is trained: the seed, where things are, how fast, and
-# the identity fields themselves. A configuration id ignores them.
+# config.json keys that do not change what is trained: the seed, where things are, how fast, on
+# what machine, and the identity fields themselves. A configuration id ignores them (and the study's
+# matching: runs from two machines are compared, on the same data).
 NON_CONFIGURATION_KEYS = frozenset({"seed", "data", "out", "device", "workers", "threads", "resume",
-                                    "checkpoint_every", "cache", "code_version", "suite", "run",
+                                    "checkpoint_every", "cache", "code_version", "machine", "suite", "run",
                                     "config_id"})
 
 

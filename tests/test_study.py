@@ -509,3 +509,20 @@ def test_records_without_a_fingerprint_still_pool_with_each_other(tmp_path):
     assert any(c.uni for c in report.comparisons)
     assert len(report.data_notes) == 1 and "carry no data fingerprint" in report.data_notes[0]
     assert report.data_notes[0] in study.report_markdown(report)
+
+
+def test_runs_from_two_machines_on_the_same_data_pool_and_match(tmp_path):
+    """The machine a run came from is recorded, not part of its configuration: seeds from two
+    machines pool (same data) and a multi-task run matches a uni-task run from another machine."""
+    for seed in (0, 1):
+        for name, tasks, scores in (("uni-va", "va", {"P_VA": 0.5}),
+                                    ("multi", "expr,au,va", {"P_EXPR": 0.4, "P_AU": 0.5, "P_VA": 0.5})):
+            run = write_run(tmp_path, "quick", name, tasks=tasks, scores=scores, seed=seed,
+                            dataset=_on_data("e" * 16))
+            config = json.loads((run / "config.json").read_text())
+            config["machine"] = {"cpu": f"CPU {name} {seed}", "torch_cpu_capability": ["AVX2", "AVX512"][seed]}
+            (run / "config.json").write_text(json.dumps(config))
+    report = _report(tmp_path)
+    assert {c.key: c.seeds for c in report.configurations} == {"quick/uni-va": [0, 1], "quick/multi": [0, 1]}
+    va = next(c for c in report.comparisons if c.task == "va")
+    assert va.uni == "quick/uni-va" and report.data_notes == []
