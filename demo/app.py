@@ -51,6 +51,7 @@ from affectmodel.inference import (
     flatten_record,
     largest_face,
     load_image,
+    numbered,
     predict_video,
     probe_video,
     top_expression,
@@ -175,28 +176,49 @@ class ImageFileInput(gr.Image):
             raise user_error(f"This is not a readable image ({e.__class__.__name__}).") from None
 
 
-class QuietChoiceMixin:
-    """Gradio refuses a value outside the choices (or a slider's range) with a message (good) and
-    a server traceback (noise: a wrong API argument is the caller's mistake). Same message, no
-    traceback."""
+# Components below subclass ONE Gradio component each: Gradio names a template component after its
+# direct base class, in the page (which Svelte component renders it) and in view_api().
+
+class FaceChoice(gr.Radio):
+    """The face selector of the image tab. Its choices change with every image, so the API takes
+    any name (a string, not an enum of the empty initial choices) and the handler checks it
+    against the predictions it is given."""
+
+    is_template = True  # rendered by the frontend's ordinary Radio component
+    API_DESCRIPTION = "'Face 1', 'Face 2', ...: the face numbers of the predictions (1-based, left to right)"
+
+    def preprocess(self, payload):
+        return None if payload is None else str(payload)
+
+    def api_info(self) -> dict[str, Any]:
+        return {"type": "string", "description": self.API_DESCRIPTION}
+
+
+class TrackChoice(gr.Dropdown):
+    """The face-track selector of the video tab: any name in the API, checked by the handler."""
+
+    is_template = True
+    API_DESCRIPTION = "'Face #1', 'Face #2', ...: a track_id of the predictions CSV"
+
+    def preprocess(self, payload):
+        return None if payload is None else str(payload)
+
+    def api_info(self) -> dict[str, Any]:
+        return {"type": "string", "description": self.API_DESCRIPTION}
+
+
+class IntegerSlider(gr.Slider):
+    """A slider of whole numbers (``int`` in the API). Gradio refuses a value out of range with a
+    message (good) and a server traceback (noise: a wrong API argument is the caller's mistake):
+    same message, no traceback."""
+
+    is_template = True  # rendered by the frontend's ordinary Slider component (precision=0: int in the API)
 
     def preprocess(self, payload):
         try:
-            return super().preprocess(payload)  # type: ignore[misc]  # a mixin: the Gradio component has it
+            return super().preprocess(payload)
         except gr.Error as e:
             raise user_error(str(e.message), title="Bad input") from None
-
-
-class ChoiceRadio(QuietChoiceMixin, gr.Radio):
-    is_template = True  # rendered by the frontend's ordinary Radio component
-
-
-class ChoiceDropdown(QuietChoiceMixin, gr.Dropdown):
-    is_template = True
-
-
-class RangeSlider(QuietChoiceMixin, gr.Slider):
-    is_template = True  # a value out of range: the same message, no traceback
 
 
 def user_error(message: str, title: str = "Error") -> gr.Error:
@@ -255,8 +277,7 @@ def _face_views(model: DemoModel, faces: list[dict], index: int):
 
 
 def _image_result(faces: list[dict], size: tuple[int, int], seconds: float, message: str | None) -> dict:
-    out: dict[str, Any] = {"faces": [{"face": i + 1, **f} for i, f in enumerate(faces)],
-                           "image_size": list(size), "seconds": round(seconds, 3)}
+    out: dict[str, Any] = {"faces": numbered(faces), "image_size": list(size), "seconds": round(seconds, 3)}
     if message:
         out["message"] = message
     return out
@@ -275,8 +296,28 @@ def _summary(faces: list[dict], seconds: float) -> str:
     return f"{len(faces)} face{'s' if len(faces) > 1 else ''} found in {seconds:.2f} s — " + "; ".join(parts)
 
 
+def empty_charts() -> dict[str, Any]:
+    """What each chart shows before it holds a result: its title and what will appear (page only;
+    the API answers None where there is nothing to draw)."""
+    return {"au": charts.placeholder_chart("Action units", "one bar per action unit, for the selected face"),
+            "va": charts.circumplex_chart([]),
+            "va_time": charts.placeholder_chart("Valence and arousal over time", "one line each, per face track",
+                                                width=charts.TIMELINE_WIDTH),
+            "expr_time": charts.placeholder_chart("Expression probabilities over time",
+                                                  "one line per expression, per face track",
+                                                  width=charts.TIMELINE_WIDTH)}
+
+
 def clear_image_outputs():
-    return None, gr.update(choices=[], value=None, visible=False), "", None, None, None, None
+    """Empties the image tab's outputs (a page event; the API never sees it)."""
+    empty = empty_charts()
+    return None, gr.update(choices=[], value=None, visible=False), "", None, empty["au"], empty["va"], None
+
+
+def face_choices(result: dict | None):
+    """The face selector for the predictions of /predict_image (a page event after it)."""
+    names = _face_names((result or {}).get("faces", []) if isinstance(result, dict) else [])
+    return gr.update(choices=names, value=names[0] if names else None, visible=len(names) > 1)
 
 
 def _image_file(image_path: str, rgb: np.ndarray) -> str:
@@ -293,7 +334,7 @@ def make_image_handlers(model: DemoModel):
     @answers_errors("Cannot analyse this image")
     def predict_image(image_path: str | None):
         if not image_path:
-            return (*clear_image_outputs()[:-1], {"faces": [], "message": "no image"})
+            return None, "", None, None, None, {"faces": [], "message": "no image"}
         start = time.perf_counter()
         try:
             rgb = load_image(image_path, max_pixels=MAX_IMAGE_PIXELS)
@@ -306,12 +347,10 @@ def make_image_handlers(model: DemoModel):
             message = "No face found in this image."
             gr.Warning("No face was found in this image. Try a larger, frontal, well-lit face.",
                        title="No face")
-        annotated = _image_file(image_path, draw_predictions(rgb, faces) if faces else rgb)
-        names = _face_names(faces)
-        selector = gr.update(choices=names, value=names[0] if names else None, visible=len(faces) > 1)
+        annotated = _image_file(image_path, draw_predictions(rgb, numbered(faces)) if faces else rgb)
         label, aus, va = _face_views(model, faces, 0)
         result = _image_result(faces, (rgb.shape[1], rgb.shape[0]), seconds, message)
-        return annotated, selector, _summary(faces, seconds), label, aus, va, result
+        return annotated, _summary(faces, seconds), label, aus, va, result
 
     @answers_errors("Cannot show this face")
     def select_face(name: str | None, result: dict | None):
@@ -319,8 +358,10 @@ def make_image_handlers(model: DemoModel):
             raise user_error("result must be the predictions JSON of /predict_image.", title="Bad input")
         faces = [{k: v for k, v in f.items() if k != "face"} for f in (result or {}).get("faces", [])]
         names = _face_names(faces)
-        index = names.index(name) if name in names else 0
-        return _face_views(model, faces, index)
+        if name is not None and name not in names:
+            known = ", ".join(names) if names else "none"
+            raise user_error(f"{name!r} is not a face of these predictions (faces: {known}).", title="Bad input")
+        return _face_views(model, faces, names.index(name) if name in names else 0)
 
     return predict_image, select_face
 
@@ -337,7 +378,10 @@ def _track_charts(table: pd.DataFrame, track: str | None):
     names = _track_names(table)
     if not names:
         return None, None
-    track_id = int((track if track in names else names[0]).split("#")[1])
+    if track is not None and track not in names:
+        raise user_error(f"{track!r} is not a face track of these predictions (tracks: {', '.join(names)}).",
+                         title="Bad input")
+    track_id = int((track or names[0]).split("#")[1])
     rows = table[table["track_id"] == track_id].sort_values("time_s")
     va = (charts.timeline_chart(rows, ["valence", "arousal"], f"Valence and arousal — Face #{track_id}",
                                 "value", (-1, 1)) if "valence" in rows else None)
@@ -365,7 +409,7 @@ def _output_path(video_path: str, suffix: str) -> Path:
 
 def make_video_handlers(model: DemoModel):
     @answers_errors("Cannot analyse this video")
-    def predict_video_file(video_path: str | None, every: float = 2, smoothing_window: float = 5,
+    def predict_video_file(video_path: str | None, every: int = 2, smoothing_window: int = 5,
                            progress=gr.Progress()):  # noqa: B008 - Gradio injects its tracker through this default
         if not video_path:
             raise user_error("Upload a video first.", title="No video")
@@ -415,8 +459,7 @@ def make_video_handlers(model: DemoModel):
                      if temporal else f"moving average over {window} frames" if window > 1 else "no smoothing")
         summary = (f"**{len(names)} face track{'s' if len(names) != 1 else ''}** in {frames} frames with a face "
                    f"({_every_text(every)}, {smoothing}); {seconds:.1f} s.")
-        selector = gr.update(choices=names, value=names[0], visible=len(names) > 1)
-        return str(annotated), str(csv_path), summary, selector, va, expr
+        return str(annotated), str(csv_path), summary, va, expr
 
     @answers_errors("Cannot show this track")
     def select_track(track: str | None, csv_path: str | None):
@@ -433,6 +476,15 @@ def make_video_handlers(model: DemoModel):
         return _track_charts(table, track)
 
     return predict_video_file, select_track
+
+
+def track_choices(csv_path: str | None):
+    """The track selector for the CSV of /predict_video (a page event after it)."""
+    try:
+        names = _track_names(pd.read_csv(csv_path)) if csv_path else []
+    except (OSError, ValueError, UnicodeDecodeError):
+        names = []
+    return gr.update(choices=names, value=names[0] if names else None, visible=len(names) > 1)
 
 
 # ------------------------------------------------------------------ webcam
@@ -551,19 +603,23 @@ no face, no model loaded) raise `gradio_client.exceptions.AppError` with the mes
 from gradio_client import Client, handle_file
 
 client = Client("http://127.0.0.1:7860")          # or the Space id, e.g. "OWNER/affect-demo"
-(detected_faces, face, summary, expression, action_units,
+(detected_faces, summary, expression, action_units,
  valence_and_arousal, predictions) = client.predict(handle_file("photo.jpg"), api_name="/predict_image")
 for f in predictions["faces"]:
     print(f["face"], f["box"], max(f["expression"], key=f["expression"].get), f["valence"], f["arousal"])
 
-(annotated_video, predictions_per_frame_csv, summary, face_track,
+(annotated_video, predictions_per_frame_csv, summary,
  valence_and_arousal_over_time, expressions_over_time) = client.predict(
     handle_file("clip.mp4"), 2, 5, api_name="/predict_video")  # every 2nd frame, smoothing window 5
 ```
 
-`predictions_per_frame_csv` has one row per analysed frame and face track: `frame`, `time_s`,
-`track_id`, the box `x1 y1 x2 y2`, `expression`, `expr_<label>` probabilities, one column per
-action unit, `valence`, `arousal`. The `predictions` answer of `/predict_image` follows this JSON Schema:
+Faces are numbered from 1, left to right: the `face` field of `predictions`, the `#1`, `#2` captions on
+the image and the `face` column of `python -m affectmodel predict`'s CSV use the same numbers.
+`client.predict("Face 2", predictions, api_name="/select_face")` returns that face's expression,
+action units and valence/arousal charts. `predictions_per_frame_csv` has one row per analysed frame
+and face track: `frame`, `time_s`, `track_id` (from 1; it follows a face from frame to frame), the box
+`x1 y1 x2 y2`, `expression`, `expr_<label>` probabilities, one column per action unit, `valence`,
+`arousal`. The `predictions` answer of `/predict_image` follows this JSON Schema:
 
 ```json
 """ + json.dumps(PREDICTIONS_SCHEMA, indent=1) + """
@@ -686,6 +742,7 @@ def build_demo(model_source: str | DemoModel | ModelFailure | None = None, *,
         if banner:
             gr.HTML(banner, elem_id="model-error" if failure else "model-banner")
 
+        empty = empty_charts()
         with gr.Tabs():
             with gr.Tab("Image", id="image"):
                 with gr.Row(equal_height=False):
@@ -699,12 +756,12 @@ def build_demo(model_source: str | DemoModel | ModelFailure | None = None, *,
                     with gr.Column(scale=1):
                         image_out = gr.Image(label="Detected faces", type="numpy", format="jpeg",
                                              interactive=False, height=360, buttons=["download", "fullscreen"])
-                        face_select = ChoiceRadio(label="Face", choices=[], visible=False)
+                        face_select = FaceChoice(label="Face", choices=[], visible=False)
                         image_summary = gr.Markdown(label="Summary", elem_classes="affect-summary")
                 with gr.Row(equal_height=False):
                     expr_label = gr.Label(label="Expression", num_top_classes=8, scale=1)
-                    au_plot = gr.Plot(label="Action units", scale=1, show_label=False)
-                    va_plot = gr.Plot(label="Valence and arousal", scale=1, show_label=False)
+                    au_plot = gr.Plot(empty["au"], label="Action units", scale=1, show_label=False)
+                    va_plot = gr.Plot(empty["va"], label="Valence and arousal", scale=1, show_label=False)
                 with gr.Accordion("All numbers (JSON)", open=False):
                     image_json = gr.JSON(label="Predictions")
 
@@ -714,10 +771,11 @@ def build_demo(model_source: str | DemoModel | ModelFailure | None = None, *,
                         video_in = gr.Video(label="Video (up to 60 s)", sources=["upload"], format=None,
                                             include_audio=True, height=320, elem_id="video-input")
                         with gr.Row():
-                            every_in = RangeSlider(1, 10, value=2, step=1, label="Analyse every k-th frame",
-                                                 info="higher = faster, coarser")
-                            smooth_in = RangeSlider(1, 15, value=5, step=1, label="Smoothing window (frames)",
-                                                  info="1 = off; moving average per face")
+                            every_in = IntegerSlider(1, 10, value=2, step=1, precision=0,
+                                                     label="Analyse every k-th frame", info="higher = faster, coarser")
+                            smooth_in = IntegerSlider(1, 15, value=5, step=1, precision=0,
+                                                      label="Smoothing window (frames)",
+                                                      info="1 = off; moving average per face")
                         video_button = gr.Button("Analyse video", variant="primary")
                         if video_examples:
                             gr.Examples(examples=video_examples, inputs=video_in, label="Example (synthetic faces)",
@@ -726,10 +784,10 @@ def build_demo(model_source: str | DemoModel | ModelFailure | None = None, *,
                         video_out = gr.Video(label="Annotated video", interactive=False, height=320)
                         video_summary = gr.Markdown(label="Summary", elem_classes="affect-summary")
                         video_csv = gr.File(label="Predictions per frame (CSV)", interactive=False, elem_id="video-csv")
-                track_select = ChoiceDropdown(label="Face track", choices=[], visible=False)
+                track_select = TrackChoice(label="Face track", choices=[], visible=False)
                 with gr.Row(equal_height=False):
-                    va_timeline = gr.Plot(label="Valence and arousal over time", show_label=False)
-                    expr_timeline = gr.Plot(label="Expressions over time", show_label=False)
+                    va_timeline = gr.Plot(empty["va_time"], label="Valence and arousal over time", show_label=False)
+                    expr_timeline = gr.Plot(empty["expr_time"], label="Expressions over time", show_label=False)
 
             with gr.Tab("Webcam", id="webcam"):
                 gr.Markdown("Allow camera access, then press the record button: predictions update a few times "
@@ -742,32 +800,39 @@ def build_demo(model_source: str | DemoModel | ModelFailure | None = None, *,
                                                  elem_classes="affect-summary")
                     cam_label = gr.Label(label="Expression", num_top_classes=4, scale=1)
                 with gr.Row(equal_height=False):
-                    cam_aus = gr.Plot(label="Action units", show_label=False)
-                    cam_va = gr.Plot(label="Valence and arousal", show_label=False)
+                    cam_aus = gr.Plot(empty["au"], label="Action units", show_label=False)
+                    cam_va = gr.Plot(empty["va"], label="Valence and arousal", show_label=False)
 
             with gr.Tab("About", id="about"):
                 gr.Markdown(failure_markdown(failure) if failure else about_markdown(model.info, model.predictor))
                 gr.Markdown(API_GUIDE)
 
-        image_outputs = [image_out, face_select, image_summary, expr_label, au_plot, va_plot, image_json]
+        # The API's outputs are data only; the selectors are set by page events after them (an API
+        # caller would otherwise receive Gradio's update dicts).
+        image_outputs = [image_out, image_summary, expr_label, au_plot, va_plot, image_json]
+        show_faces = {"fn": face_choices, "inputs": image_json, "outputs": face_select, "queue": False,
+                      "show_progress": "hidden", "api_visibility": "private"}
         # .input (not .change): it fires once per upload, paste or snapshot; setting the value from
         # code (examples) does not fire it, so examples run the same function after loading.
         # Old results are cleared first, so a failed request never leaves another image's numbers behind.
-        image_in.input(clear_image_outputs, outputs=image_outputs, queue=False, show_progress="hidden",
-                       api_visibility="private").then(
+        image_in.input(clear_image_outputs, outputs=[image_out, face_select, *image_outputs[1:]], queue=False,
+                       show_progress="hidden", api_visibility="private").then(
             predict_image, inputs=image_in, outputs=image_outputs, api_name="predict_image",
-            concurrency_limit=CONCURRENCY["image"], concurrency_id="image", show_progress_on=image_out)
+            concurrency_limit=CONCURRENCY["image"], concurrency_id="image", show_progress_on=image_out
+        ).success(**show_faces)
         if image_examples is not None:
             image_examples.load_input_event.then(predict_image, inputs=image_in, outputs=image_outputs,
                                                  api_name="predict_example", api_visibility="undocumented",
                                                  concurrency_limit=CONCURRENCY["image"], concurrency_id="image",
-                                                 show_progress_on=image_out)
+                                                 show_progress_on=image_out).success(**show_faces)
         face_select.change(select_face, inputs=[face_select, image_json], outputs=[expr_label, au_plot, va_plot],
                            api_name="select_face", show_progress="hidden")
         video_button.click(predict_video_file, inputs=[video_in, every_in, smooth_in],
-                           outputs=[video_out, video_csv, video_summary, track_select, va_timeline, expr_timeline],
+                           outputs=[video_out, video_csv, video_summary, va_timeline, expr_timeline],
                            api_name="predict_video", concurrency_limit=CONCURRENCY["video"],
-                           concurrency_id="video", show_progress_on=video_out)
+                           concurrency_id="video", show_progress_on=video_out
+                           ).success(track_choices, inputs=video_csv, outputs=track_select, queue=False,
+                                     show_progress="hidden", api_visibility="private")
         track_select.change(select_track, inputs=[track_select, video_csv], outputs=[va_timeline, expr_timeline],
                             api_name="select_track", show_progress="hidden")
         cam_in.stream(predict_webcam_frame, inputs=cam_in, outputs=[cam_label, cam_aus, cam_va, cam_status],

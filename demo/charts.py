@@ -55,8 +55,15 @@ def au_chart(aus: Mapping[str, float], thresholds: Mapping[str, float], title: s
     ticks = alt.Chart(data).mark_tick(color="#222", thickness=2, size=20).encode(
         x="threshold:Q", y=y, tooltip=[alt.Tooltip("threshold:Q", format=".2f")])
     return (bars + ticks).properties(
-        title=alt.TitleParams(title, subtitle="bar = probability, black tick = threshold"),
+        title=alt.TitleParams(title, subtitle="bars: probability · ticks: threshold"),
         width=CHART_WIDTH, height=300, autosize=FIT)
+
+
+def placeholder_chart(title: str, hint: str, width: int = CHART_WIDTH, height: int = 160) -> alt.Chart:
+    """A chart that holds no result yet: its title, and one line saying what will appear there."""
+    data = pd.DataFrame([{"hint": hint}])
+    return alt.Chart(data).mark_text(color="#7a8a99", fontSize=13, fontStyle="italic").encode(
+        text="hint:N").properties(title=title, width=width, height=height, autosize=FIT)
 
 
 def circumplex_chart(points: Sequence[tuple[str, float, float]], title: str = "Valence / arousal"
@@ -92,9 +99,30 @@ def circumplex_chart(points: Sequence[tuple[str, float, float]], title: str = "V
         tooltip = ["face:N", alt.Tooltip("valence:Q", format="+.2f"), alt.Tooltip("arousal:Q", format="+.2f")]
         layers.append(alt.Chart(pts).mark_point(filled=True, size=220, opacity=0.95, stroke="white",
                                                 strokeWidth=1.5).encode(x=x, y=y, color=color, tooltip=tooltip))
+        labels = label_positions(list(zip(pts["valence"], pts["arousal"], strict=True)))
+        pts["label_valence"], pts["label_arousal"] = [x for x, _ in labels], [y for _, y in labels]
+        label_x = alt.X("label_valence:Q", scale=alt.Scale(domain=domain, nice=False))
+        label_y = alt.Y("label_arousal:Q", scale=alt.Scale(domain=domain, nice=False))
         layers.append(alt.Chart(pts).mark_text(dx=12, dy=-12, align="left", fontWeight="bold", fontSize=12)
-                      .encode(x=x, y=y, color=color, text="face:N"))
+                      .encode(x=label_x, y=label_y, color=color, text="face:N"))
     return alt.LayerChart(layer=layers).properties(title=title, width=CHART_WIDTH, height=CHART_WIDTH, autosize=FIT)
+
+
+# A face's name on the circumplex takes about this much room, in valence/arousal units (12 px bold
+# text on a 360 px chart whose axes span 2.3 units).
+LABEL_WIDTH, LABEL_HEIGHT = 0.4, 0.11
+
+
+def label_positions(points: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
+    """Where each point's name goes: at the point, moved down a line at a time while it would cover
+    the name of an earlier point (faces at the same place get their names one under the other)."""
+    placed: list[tuple[float, float]] = []
+    for valence, arousal in points:
+        y = float(arousal)
+        while any(abs(valence - px) < LABEL_WIDTH and abs(y - py) < LABEL_HEIGHT for px, py in placed):
+            y -= LABEL_HEIGHT
+        placed.append((float(valence), y))
+    return placed
 
 
 def timeline_chart(frame: pd.DataFrame, columns: Sequence[str], title: str, y_title: str,

@@ -6,6 +6,7 @@ fast; faces come from scikit-image's astronaut photo, videos are written with Py
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import math
 import re
@@ -114,8 +115,9 @@ def read_json(value):
 def test_predict_image_returns_every_face_with_all_outputs(server, files):
     _, client = server
     start = time.perf_counter()
-    annotated, selector, summary, label, aus_plot, va_plot, result = client.predict(
-        handle_file(str(files["two"])), api_name="/predict_image")
+    outputs = client.predict(handle_file(str(files["two"])), api_name="/predict_image")
+    assert not any(isinstance(o, dict) and "__type__" in o for o in outputs)  # data, never Gradio update dicts
+    annotated, summary, label, aus_plot, va_plot, result = outputs
     elapsed = time.perf_counter() - start
     print(f"\n/predict_image round trip: {elapsed:.2f} s")
     result = read_json(result)
@@ -140,7 +142,7 @@ def test_predict_image_returns_every_face_with_all_outputs(server, files):
     top = max(faces[0]["expression"], key=faces[0]["expression"].get)
     assert read_json(label)["label"] == top
     assert "2 faces found" in summary
-    assert selector["visible"] is True and [c[0] for c in selector["choices"]] == ["Face 1", "Face 2"]
+    assert [f["face"] for f in faces] == [1, 2]
     au_spec = json.loads(read_json(aus_plot)["plot"])
     assert "AU12 · lip corner puller" in json.dumps(au_spec, ensure_ascii=False)
     va_spec = json.dumps(json.loads(read_json(va_plot)["plot"]))
@@ -151,7 +153,7 @@ def test_select_face_shows_that_faces_numbers(server, files):
     _, client = server
     *_, result = client.predict(handle_file(str(files["two"])), api_name="/predict_image")
     result = read_json(result)
-    label, aus_plot, _ = client.predict("Face 2", result, api_name="/select_face")
+    label, aus_plot, _ = client.predict("Face 2", result, api_name="/select_face")  # a new session: any name
     second = result["faces"][1]["expression"]
     label = read_json(label)
     assert label["label"] == max(second, key=second.get)
@@ -162,7 +164,7 @@ def test_select_face_shows_that_faces_numbers(server, files):
 
 def test_image_without_a_face_says_so(server, files):
     _, client = server
-    annotated, _selector, summary, _label, _, _, result = client.predict(
+    annotated, summary, _label, _, _, result = client.predict(
         handle_file(str(files["none"])), api_name="/predict_image")
     result = read_json(result)
     assert result["faces"] == []
@@ -200,8 +202,9 @@ def test_uploads_over_the_size_limit_are_refused(server, tmp_path):
 def test_predict_video_gives_csv_annotated_h264_and_timelines(server, files):
     _, client = server
     start = time.perf_counter()
-    video, csv_path, summary, _track, va_plot, expr_plot = client.predict(
-        handle_file(str(files["video"])), 1, 3, api_name="/predict_video")
+    outputs = client.predict(handle_file(str(files["video"])), 1, 3, api_name="/predict_video")
+    assert not any(isinstance(o, dict) and "__type__" in o for o in outputs)
+    video, csv_path, summary, va_plot, expr_plot = outputs
     print(f"\n/predict_video round trip (25 frames): {time.perf_counter() - start:.2f} s")
     table = pd.read_csv(csv_path)
     assert len(table) == 25 and table["frame"].tolist() == list(range(25))
@@ -235,9 +238,8 @@ def test_each_face_track_gets_its_own_timelines(server, files, tmp_path):
         frames.append(frame)
     two = tmp_path / "two.mp4"
     write_video_frames(two, frames, fps=5)
-    _, csv_path, summary, track, va_plot, _ = client.predict(handle_file(str(two)), 1, 1, api_name="/predict_video")
+    _, csv_path, summary, va_plot, _ = client.predict(handle_file(str(two)), 1, 1, api_name="/predict_video")
     assert "2 face tracks" in summary
-    assert track["visible"] is True and [c[0] for c in track["choices"]] == ["Face #1", "Face #2"]
     assert "Face #1" in read_json(va_plot)["plot"]
     va_plot, expr_plot = client.predict("Face #2", handle_file(csv_path), api_name="/select_track")
     assert "Face #2" in read_json(va_plot)["plot"] and "Face #2" in read_json(expr_plot)["plot"]
@@ -327,7 +329,15 @@ def test_api_has_no_auto_generated_names(server):
     assert returns[-1] == "Predictions"
     text = client.view_api(print_info=False, return_format="str")
     assert "value_" not in text
-    assert "-> (detected_faces, face, summary, expression, action_units, valence_and_arousal, predictions)" in text
+    assert "-> (detected_faces, summary, expression, action_units, valence_and_arousal, predictions)" in text
+    # no internal class names, no empty Literal[] types; whole numbers typed as int
+    assert "Literal[]" not in text and "mixin" not in text.lower() and "Choice" not in text
+    video = api["named_endpoints"]["/predict_video"]["parameters"]
+    assert [(p["parameter_name"], p["python_type"]["type"]) for p in video[1:]] == [
+        ("every", "int"), ("smoothing_window", "int")]
+    face = api["named_endpoints"]["/select_face"]["parameters"][0]
+    assert face["python_type"]["type"] == "str" and "Face 1" in json.dumps(face)
+    assert face["component"] == "Radio"
 
 
 def test_predictions_follow_the_documented_schema(server, files):
@@ -431,10 +441,8 @@ def test_fuzzed_files_get_a_message_never_a_traceback(server, odd_files, capfd):
             with pytest.raises(AppError, match=expected):
                 client.predict(handle_file(str(odd_files[name])), api_name="/predict_image")
     for args, endpoint, expected in [
-            (("Face 9", {"faces": []}), "/select_face", "not in the list of choices"),
-            # earlier requests of this session decide whether the track name is a valid choice
-            (("Face #1", handle_file(str(odd_files["one.png"]))), "/select_track",
-             "not in the list of choices|one.png is not a predictions CSV"),
+            (("Face 9", {"faces": []}), "/select_face", "'Face 9' is not a face of these predictions"),
+            (("Face #1", handle_file(str(odd_files["one.png"]))), "/select_track", "one.png is not a predictions CSV"),
             ((handle_file(str(odd_files["good.mp4"])), -5, 1e9), "/predict_video", "minimum value"),
     ]:
         try:
@@ -559,9 +567,31 @@ def test_circumplex_has_unit_circle_named_quadrants_and_points():
     assert all(math.isclose(r["valence"] ** 2 + r["arousal"] ** 2, 1.0, rel_tol=1e-9) for r in circle)
     names = {r["name"] for d in data for r in d if "name" in r}
     assert names == {q[2] for q in charts.QUADRANTS}
-    assert [{"face": "Face 1", "valence": 0.5, "arousal": -0.25}] in data
+    assert [{"face": "Face 1", "valence": 0.5, "arousal": -0.25, "label_valence": 0.5, "label_arousal": -0.25}] in data
     text = json.dumps(spec)
     assert "valence" in text and "arousal" in text and "pleasant" in text and "activated" in text
+
+
+def test_every_chart_is_titled_before_it_holds_a_result(server):
+    demo, _ = server
+    titles = []
+    for block in demo.blocks.values():
+        if isinstance(block, gr.Plot):
+            title = json.loads(block.value["plot"])["title"]
+            titles.append(title["text"] if isinstance(title, dict) else title)
+    assert len(titles) == 6 and all(titles)
+    assert {"Action units", "Valence / arousal", "Valence and arousal over time"} <= set(titles)
+
+
+def test_circumplex_names_of_faces_at_one_point_do_not_overlap():
+    points = [("Face 1", 0.3, 0.3), ("Face 2", 0.3, 0.3), ("Face 3", 0.31, 0.29), ("Face 4", -0.5, 0.5)]
+    spec = charts.circumplex_chart(points).to_dict()
+    rows = next(d for d in spec["datasets"].values() if d and "label_arousal" in d[0])
+    labels = {r["face"]: (r["label_valence"], r["label_arousal"]) for r in rows}
+    assert labels["Face 4"] == (-0.5, 0.5) and labels["Face 1"] == (0.3, 0.3)  # alone or first: at the point
+    for a, b in itertools.combinations(labels.values(), 2):
+        assert abs(a[0] - b[0]) >= charts.LABEL_WIDTH or abs(a[1] - b[1]) >= charts.LABEL_HEIGHT - 1e-9
+    assert {(r["valence"], r["arousal"]) for r in rows} == {(v, a) for _, v, a in points}  # points stay put
 
 
 # ------------------------------------------------------------------ default model

@@ -25,11 +25,13 @@ def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
 
 
 def face_label(record: dict, max_aus: int = 3) -> str:
-    """Short caption: ``#id`` (if tracked), top expression and its probability, else the most
-    likely active AUs, else valence/arousal."""
+    """Short caption: ``#id`` (the track in a video, else the face number of an image when the
+    record has one), top expression and its probability, else the most likely active AUs, else
+    valence/arousal."""
     parts = []
-    if record.get("track_id") is not None:
-        parts.append(f"#{record['track_id']}")
+    number = record.get("track_id", record.get("face"))
+    if number is not None:
+        parts.append(f"#{number}")
     probs = record.get("expression")
     if probs:
         label = max(probs, key=probs.get)
@@ -45,7 +47,11 @@ def face_label(record: dict, max_aus: int = 3) -> str:
 
 def draw_predictions(image: np.ndarray, records: Sequence[dict], line_width: int | None = None) -> np.ndarray:
     """A copy of ``image`` (H, W, 3 uint8 RGB) with each face's box, caption and, when the model
-    predicts valence/arousal, a small circumplex marker (x = valence, y = arousal, up = +)."""
+    predicts valence/arousal, a small circumplex marker (x = valence, y = arousal, up = +).
+
+    Captions and markers stay inside the image: a caption above the box (below it when there is no
+    room), shifted left at the right edge; the marker right of the box, else left of it, else inside
+    its top-right corner."""
     canvas = Image.fromarray(np.ascontiguousarray(image))
     draw = ImageDraw.Draw(canvas)
     h, w = image.shape[:2]
@@ -54,19 +60,41 @@ def draw_predictions(image: np.ndarray, records: Sequence[dict], line_width: int
     for i, rec in enumerate(records):
         if "box" not in rec:
             continue
-        colour = PALETTE[(rec.get("track_id", i + 1) - 1) % len(PALETTE)]
+        colour = PALETTE[(rec.get("track_id", rec.get("face", i + 1)) - 1) % len(PALETTE)]
         x1, y1, x2, y2 = rec["box"]
         draw.rectangle([x1, y1, x2, y2], outline=colour, width=lw)
-        text = face_label(rec)
+        text = _fitting(draw, face_label(rec), font, w - 5)
         if text:
             tx0, ty0, tx1, ty1 = draw.textbbox((0, 0), text, font=font)
             tw, th = tx1 - tx0, ty1 - ty0
-            ty = y1 - th - 2 * lw - 2 if y1 - th - 2 * lw - 2 >= 0 else y2 + lw
-            draw.rectangle([x1, ty, x1 + tw + 4, ty + th + 4], fill=colour)
-            draw.text((x1 + 2 - tx0, ty + 2 - ty0), text, fill=(255, 255, 255), font=font)
+            ty = y1 - th - 2 * lw - 2 if y1 - th - 2 * lw - 2 >= 0 else min(y2 + lw, h - th - 4)
+            tx = _inside(x1, tw + 4, w)
+            draw.rectangle([tx, ty, tx + tw + 4, ty + th + 4], fill=colour)
+            draw.text((tx + 2 - tx0, ty + 2 - ty0), text, fill=(255, 255, 255), font=font)
         if "valence" in rec and "arousal" in rec:
-            _va_marker(draw, (x2 + lw + 2, y1), max(24, round((y2 - y1) / 3)), rec["valence"], rec["arousal"], colour)
+            size = min(max(24, round((y2 - y1) / 3)), w, h)
+            if x2 + lw + 2 + size <= w:
+                mx = x2 + lw + 2
+            elif x1 - lw - 2 - size >= 0:
+                mx = x1 - lw - 2 - size
+            else:
+                mx = _inside(x2 - lw - size, size, w)
+            _va_marker(draw, (mx, _inside(y1, size, h)), size, rec["valence"], rec["arousal"], colour)
     return np.asarray(canvas)
+
+
+def _fitting(draw: ImageDraw.ImageDraw, text: str, font, width: float) -> str:
+    """``text``, cut short with an ellipsis where it is wider than ``width`` pixels (a tiny image)."""
+    if not text or draw.textlength(text, font=font) <= width:
+        return text
+    while len(text) > 1 and draw.textlength(text + "…", font=font) > width:
+        text = text[:-1]
+    return text.rstrip() + "…"
+
+
+def _inside(start: float, length: float, limit: int) -> float:
+    """``start`` moved so that ``[start, start + length]`` lies within ``[0, limit - 1]`` (at 0 when longer)."""
+    return max(0.0, min(float(start), limit - 1 - length))
 
 
 def _va_marker(draw: ImageDraw.ImageDraw, origin: tuple[float, float], size: int, valence: float,
