@@ -85,6 +85,14 @@ NON_CONFIGURATION_KEYS = frozenset({"seed", "data", "out", "device", "workers", 
 HEALTH_KEY = "health"
 
 
+# config.json keys that the run record adds to the training options: facts about the run, not options.
+# Everything else in config.json is an option; the study treats the options in a configuration's
+# identity (affectmodel.training.identity) as its factors. ``dataset`` and ``model`` are the scope of a
+# comparison (the same data, the same network), never a factor.
+RUN_FACTS = frozenset({"config_id", "code_version", "label_spaces", "dataset", "model", "world_size",
+                       "pretrained_from", "init_run", "machine"})
+
+
 class RunRecordError(ValueError):
     """A run folder is incomplete or one of its files is malformed."""
 

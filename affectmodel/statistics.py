@@ -252,11 +252,23 @@ def _metric_tasks(metric: str, runs: Sequence[ScoredRun]) -> tuple[str, ...]:
 
 
 def _row_keys(runs: Sequence[ScoredRun]) -> list[np.ndarray]:
-    """Integer (video, frame) keys per run, comparable across runs (faster than the string keys)."""
-    vocabulary = np.unique(np.concatenate([r.predictions.video for r in runs]))
+    """Integer (video, frame) keys per run, comparable across runs (faster than the string keys).
+    Runs usually share one validation set: identical video columns are looked up once."""
+    distinct: list[np.ndarray] = []
+    for r in runs:
+        video = r.predictions.video
+        if not any(video is d or (video.shape == d.shape and np.array_equal(video, d)) for d in distinct):
+            distinct.append(video)
+    vocabulary = np.unique(np.concatenate(distinct))
+    codes = [np.searchsorted(vocabulary, d).astype(np.int64) for d in distinct]
     span = max(int(r.predictions.frame.max(initial=0)) for r in runs) + 2
-    return [np.searchsorted(vocabulary, r.predictions.video).astype(np.int64) * span + r.predictions.frame + 1
-            for r in runs]
+    out = []
+    for r in runs:
+        video = r.predictions.video
+        code = next(c for d, c in zip(distinct, codes, strict=True)
+                    if video is d or (video.shape == d.shape and np.array_equal(video, d)))
+        out.append(code * span + r.predictions.frame + 1)
+    return out
 
 
 def _common_rows(runs: Sequence[ScoredRun], keys: Sequence[np.ndarray], task: str) -> list[np.ndarray]:
@@ -268,7 +280,8 @@ def _common_rows(runs: Sequence[ScoredRun], keys: Sequence[np.ndarray], task: st
         keyed.append((run_keys[rows], rows))
     common = np.unique(keyed[0][0])
     for k, _ in keyed[1:]:
-        common = np.intersect1d(common, k)
+        if not (k.shape == keyed[0][0].shape and np.array_equal(k, keyed[0][0])):  # the same frames: nothing to do
+            common = np.intersect1d(common, k)
     out = []
     for k, rows in keyed:
         order = np.argsort(k, kind="stable")
@@ -364,12 +377,24 @@ def difference(a: Sequence[ScoredRun], b: Sequence[ScoredRun], metric: str, resa
     return _interval([list(a), list(b)], metric, (1.0, -1.0), resamples, level, seed)
 
 
+def contrast(sides: Sequence[Sequence[ScoredRun]], signs: Sequence[float], metric: str,
+             resamples: int = DEFAULT_RESAMPLES, level: float = DEFAULT_LEVEL, seed: int = 0) -> Interval:
+    """``sum(sign * mean(side))`` of ``metric`` over several configurations, paired on the same videos
+    and frames, with its interval (each side's seed spread enters as in :func:`difference`). With signs
+    ``(+1, -1, -1, +1)`` over (A1, B1, A2, B2) it is a difference of differences, an interaction."""
+    if len(sides) != len(signs) or not sides:
+        raise ValueError(f"one sign per side: {len(sides)} sides, {len(signs)} signs")
+    return _interval([list(side) for side in sides], metric, tuple(float(x) for x in signs), resamples, level,
+                     seed)
+
+
 __all__ = [
     "DEFAULT_LEVEL",
     "DEFAULT_RESAMPLES",
     "METRIC_TASKS",
     "Interval",
     "ScoredRun",
+    "contrast",
     "difference",
     "estimate",
     "metric_from_statistics",

@@ -31,7 +31,7 @@ from .predictions import PREDICTIONS_FILE, PredictionsError, load_predictions
 from .provenance import machine_summary
 from .records import (
     METRIC_KEYS,
-    NON_CONFIGURATION_KEYS,
+    RUN_FACTS,
     SYNTHETIC_DATASET,
     RunRecord,
     collapsed_heads,
@@ -45,11 +45,12 @@ from .statistics import (
     METRIC_TASKS,
     Interval,
     ScoredRun,
-    difference,
+    contrast,
     estimate,
     t_quantile,
 )
 from .tasks import ABAW_BASELINES, AU_NAMES, LABEL_SPACES, MTL_METRIC, TASK_KEYS, get_task
+from .training.identity import BUDGET_OPTIONS, identity_values
 
 FACTOR_COLUMNS: tuple[str, ...] = ("tasks", "setting", "init", "pretraining", "augmentation", "losses",
                                    "weighting")
@@ -332,12 +333,11 @@ def _join(items: Sequence[str]) -> str:
 
 # ----------------------------------------------------------------------------- matched comparisons
 
-# config.json keys that may differ between a multi-task configuration and the uni-task ones it is
-# compared with: the tasks themselves and what only concerns other tasks. The budget is compared as
-# ``budget_steps`` where records carry it (epochs/max_steps otherwise).
-# Settings given per task (``{task: value}``, e.g. ``losses``) are compared on the task compared only.
-TASK_ONLY_KEYS = frozenset({"tasks", "weighting", "label_spaces", "dataset", "epochs", "max_steps"})
-INIT_KEYS = frozenset({"init", "pretrained_from"})
+# Options that may differ between a multi-task configuration and the uni-task ones it is compared
+# with: the tasks themselves and how tasks are weighted (a uni-task run has nothing to weigh).
+# Options given per task (``{task: value}``, e.g. ``losses``) are compared on the task compared only.
+TASK_ONLY_OPTIONS = frozenset({"tasks", "weighting"})
+BUDGET_FACTOR = "budget_steps"   # budgets are compared as one option: total optimiser steps
 VERDICTS = ("helped", "hurt", "no clear difference", "undecided", "unmatched")
 
 
@@ -439,22 +439,49 @@ def data_notes(configurations: Sequence[Configuration]) -> list[str]:
     return notes
 
 
-def _match_signature(record: RunRecord, task: str, ignore_init: bool) -> str:
-    ignored = NON_CONFIGURATION_KEYS | TASK_ONLY_KEYS | (INIT_KEYS if ignore_init else frozenset())
-    kept = {}
-    for k, v in record.config.items():
-        if k in ignored:
-            continue
-        if isinstance(v, Mapping) and v and set(v) <= set(TASK_KEYS):
-            v = v.get(task)  # a per-task setting: only this task's value matters
-        elif k == "model" and isinstance(v, Mapping):
-            v = {mk: mv for mk, mv in v.items() if mk not in ("tasks", "labels")}  # heads follow the tasks
-        kept[k] = v
-    kept["_dataset"] = dataset_info(record)["dataset"]
-    kept["_data_fingerprint"] = record.data_fingerprint  # never compare runs on different data
+# ----------------------------------------------------------------------------- identity of a configuration
+
+def configuration_options(record: RunRecord) -> dict[str, Any]:
+    """The options that make up what a run computed, as the study compares them: every option of its
+    config.json in the training identity (:func:`affectmodel.training.identity.identity_values`; the
+    record's own facts, :data:`affectmodel.records.RUN_FACTS`, left out). Two adjustments: a run
+    initialised from another run has ``init`` = ``run:<that configuration>`` (its folder differs per
+    seed and machine), and the
+    budget options give way to one, ``budget_steps`` (own steps plus those of the run it started from;
+    epochs/steps/max_steps for older records without it)."""
+    world_size = record.config.get("world_size")
+    options = {k: v for k, v in identity_values(record.config, world_size if isinstance(world_size, int) else 1
+                                                ).items() if k not in RUN_FACTS and k not in BUDGET_OPTIONS}
+    init_run = record.config.get("init_run") or record.metrics.get("init_run")
+    if init_run:
+        options["init"] = f"run:{init_run}"
     budget = _budget(record)
-    kept["_budget"] = budget if budget is not None else [record.config.get("epochs"), record.config.get("max_steps")]
-    return json.dumps(kept, sort_keys=True, default=str)
+    options[BUDGET_FACTOR] = budget if budget is not None else [record.config.get(k) for k in sorted(BUDGET_OPTIONS)]
+    return options
+
+
+def comparison_scope(record: RunRecord) -> dict[str, Any]:
+    """What must be equal before two runs are compared at all, beyond their options: the data set and
+    its fingerprint (never compare runs on different data; None for older records without one)."""
+    return {"dataset": dataset_info(record)["dataset"], "data_fingerprint": record.data_fingerprint}
+
+
+def _for_task(value: Any, task: str) -> Any:
+    """A per-task option (``{task: value}``) read for one task; anything else as it is."""
+    if isinstance(value, Mapping) and value and set(value) <= set(TASK_KEYS):
+        return value.get(task)
+    return value
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def _match_signature(record: RunRecord, task: str, ignore_init: bool) -> str:
+    """What a multi-task run and a uni-task run of ``task`` must share to be compared on ``task``."""
+    kept = {k: _for_task(v, task) for k, v in configuration_options(record).items()
+            if k not in TASK_ONLY_OPTIONS and not (ignore_init and k == "init")}
+    return _canonical({"scope": comparison_scope(record), "options": kept})
 
 
 def _signatures(config: Configuration, task: str, ignore_init: bool) -> set[str]:
@@ -464,19 +491,23 @@ def _signatures(config: Configuration, task: str, ignore_init: bool) -> set[str]
 def find_matches(multi: Configuration, configurations: Sequence[Configuration]) -> dict[str, tuple[
         Configuration | None, str]]:
     """For each task of ``multi``: the uni-task configuration that differs from it only in the tasks
-    (same data set, initialisation, pre-training, augmentation, that task's loss and the same total
-    budget in steps), or None with the reason. A multi-task run initialised from another run is
-    matched on its total budget (its own steps plus that run's), whatever the uni-task runs' init.
+    (same data set, initialisation, pre-training, augmentation, that task's loss, every other option
+    and the same total budget in steps), or None with the reason. A multi-task run initialised from
+    another run is matched on its total budget (its own steps plus that run's): with a uni-task run
+    started from the same run where there is one, else with a uni-task run of that total budget.
     """
-    ignore_init = multi.init_run is not None
     out: dict[str, tuple[Configuration | None, str]] = {}
     for task in multi.tasks:
         unis = [c for c in configurations if c.tasks == (task,) and c.dataset == multi.dataset]
         if not unis:
             out[task] = (None, f"no uni-task {get_task(task).title.lower()} configuration on {multi.dataset}")
             continue
-        want = _signatures(multi, task, ignore_init)
-        found = [u for u in unis if _signatures(u, task, ignore_init) == want]
+        found: list[Configuration] = []
+        for ignore_init in (False, True) if multi.init_run is not None else (False,):
+            want = _signatures(multi, task, ignore_init)
+            found = [u for u in unis if _signatures(u, task, ignore_init) == want]
+            if found:
+                break
         if len(found) > 1:  # prefer the same suite, then the name
             found.sort(key=lambda u: (u.suite != multi.suite, u.key))
         if found:
@@ -495,6 +526,90 @@ def find_matches(multi: Configuration, configurations: Sequence[Configuration]) 
             reason = "no uni-task configuration differs from it only in the tasks"
         out[task] = (None, reason)
     return out
+
+
+def configuration_identity(config: Configuration) -> tuple[str, dict[str, str]] | None:
+    """(scope, option -> canonical value) of a configuration; None when its seeds disagree (an edited
+    suite reusing a name), which makes it comparable with nothing."""
+    seen = {_canonical([comparison_scope(r), configuration_options(r)]) for r in config.runs.values()}
+    if len(seen) != 1:
+        return None
+    scope, options = json.loads(seen.pop())
+    return _canonical(scope), {k: _canonical(v) for k, v in options.items()}
+
+
+_ABSENT = "<absent>"
+
+
+def option_differences(a: Configuration, b: Configuration) -> list[str] | None:
+    """The options in which two configurations differ (sorted), or None when they cannot be compared
+    at all: another data set, or seeds that disagree among themselves. An option one record lacks
+    (an older version) counts as a difference."""
+    ia, ib = configuration_identity(a), configuration_identity(b)
+    if ia is None or ib is None or ia[0] != ib[0] or a.dataset != b.dataset:
+        return None
+    return sorted(k for k in set(ia[1]) | set(ib[1]) if ia[1].get(k, _ABSENT) != ib[1].get(k, _ABSENT))
+
+
+def factor_pairs(configurations: Sequence[Configuration]) -> list[tuple[str, Configuration, Configuration]]:
+    """Every matched factor comparison as (factor, reference, variant): configurations with the same
+    tasks that differ in exactly one option of the training identity (the factor; a pair that differs
+    in two options is never matched). The reference is the level most configurations of the data set
+    use (the suite's default), then the shorter name; where a factor takes several levels among
+    configurations that are otherwise equal, each level is compared with that one reference."""
+    configs = list(configurations)
+    pairs: list[tuple[str, Configuration, Configuration]] = []
+    for i, a in enumerate(configs):
+        for b in configs[i + 1:]:
+            if a.tasks != b.tasks:
+                continue
+            differ = option_differences(a, b)
+            if differ is not None and len(differ) == 1:
+                pairs.append((differ[0], a, b))
+    identities = {c.key: configuration_identity(c) for c in configs}
+
+    def usage(config: Configuration, factor: str) -> int:
+        """How many configurations on the same data use this configuration's level of ``factor``."""
+        mine = identities[config.key]
+        value = mine[1].get(factor, _ABSENT) if mine else None
+        count = 0
+        for c in configs:
+            theirs = identities[c.key]
+            count += c.dataset == config.dataset and theirs is not None and theirs[1].get(factor, _ABSENT) == value
+        return count
+
+    # groups of configurations equal in everything but the factor (each pair within one is matched)
+    groups: dict[tuple[str, str], dict[str, Configuration]] = {}
+    for factor, a, b in pairs:
+        ident = configuration_identity(a)
+        assert ident is not None  # pairs are only made of comparable configurations
+        rest = _canonical([ident[0], a.tasks, {k: v for k, v in ident[1].items() if k != factor}])
+        group = groups.setdefault((factor, rest), {})
+        group[a.key], group[b.key] = a, b
+    out = []
+    for (factor, _), members in groups.items():
+        def order(c: Configuration, factor: str = factor) -> tuple[int, int, str]:
+            return -usage(c, factor), len(c.key), c.key
+
+        ordered = sorted(members.values(), key=order)
+        out += [(factor, ordered[0], other) for other in ordered[1:]]
+    return sorted(out, key=lambda p: (p[1].dataset, p[0], p[1].tasks, p[1].key, p[2].key))
+
+
+def factor_level(config: Configuration, factor: str, other: Configuration | None = None) -> str:
+    """A configuration's value of ``factor`` in words; for a per-task option, only the tasks whose
+    value differs from ``other``'s."""
+    record = next(iter(config.runs.values()))
+    value = configuration_options(record).get(factor)
+    if factor == BUDGET_FACTOR and isinstance(value, int):
+        return f"{value} steps"
+    if isinstance(value, Mapping):
+        theirs = configuration_options(next(iter(other.runs.values()))).get(factor) if other else None
+        shown = [k for k in value if not isinstance(theirs, Mapping) or theirs.get(k) != value.get(k)]
+        return ", ".join(f"{k}={value[k]}" for k in shown or list(value))
+    if isinstance(value, list):
+        return ",".join(str(v) for v in value)
+    return "not set" if value is None and factor not in configuration_options(record) else str(value)
 
 
 def _thresholds(record: RunRecord) -> list[float] | None:
@@ -693,28 +808,37 @@ def did_not_learn(config: Configuration, metric: str, estimate: Interval | None)
     return None
 
 
-def _difference(multi: Configuration, uni: Configuration, metric: str, resamples: int, seed: int,
-                level: float) -> Interval | None:
-    a, b = scored_runs(multi), scored_runs(uni)
-    if a is not None and b is not None:
+def _contrast(configs: Sequence[Configuration], signs: Sequence[float], metric: str, resamples: int, seed: int,
+              level: float) -> Interval | None:
+    """``sum(sign * mean)`` over configurations, paired over validation videos and combined with each
+    side's seed spread (:func:`affectmodel.statistics.contrast`); from metrics.json figures over seeds
+    only when a side has no predictions to resample (never a verdict: no videos); None without figures."""
+    scored = [scored_runs(c) for c in configs]
+    if all(s is not None for s in scored):
         try:
-            return difference(a, b, metric, resamples, level, seed)
-        except ValueError:  # no validation frame shared by both sides: figures only, never a verdict
+            return contrast([s for s in scored if s is not None], signs, metric, resamples, level, seed)
+        except ValueError:  # no validation frame shared by every side: figures only, never a verdict
             pass
-    ma = _seeds_only([_number(r.metrics.get(metric)) for r in multi.runs.values()], level)
-    mb = _seeds_only([_number(r.metrics.get(metric)) for r in uni.runs.values()], level)
-    if ma is None or mb is None:
+    sides = [_seeds_only([_number(r.metrics.get(metric)) for r in c.runs.values()], level) for c in configs]
+    if any(side is None for side in sides):
         return None
-    var = ma.seed_se ** 2 + mb.seed_se ** 2
-    na, nb = ma.n_seeds[0], mb.n_seeds[0]
-    if na > 1 and nb > 1 and var > 0:
-        df = var ** 2 / (ma.seed_se ** 4 / (na - 1) + mb.seed_se ** 4 / (nb - 1))
+    known = [side for side in sides if side is not None]
+    var = sum(side.seed_se ** 2 for side in known)
+    counts = tuple(side.n_seeds[0] for side in known)
+    if min(counts) > 1 and var > 0:
+        df = var ** 2 / sum(side.seed_se ** 4 / (side.n_seeds[0] - 1) for side in known)
         half = t_quantile(0.5 + level / 2, df) * math.sqrt(var)
     else:
-        df, half = math.nan, (0.0 if na > 1 and nb > 1 else math.nan)
-    d = ma.mean - mb.mean
-    return Interval(d, d - half, d + half, level, (na, nb), 0, 0, math.nan, math.sqrt(var), df,
-                    ma.per_seed + mb.per_seed)
+        df, half = math.nan, (0.0 if min(counts) > 1 else math.nan)
+    d = sum(sign * side.mean for sign, side in zip(signs, known, strict=True))
+    return Interval(d, d - half, d + half, level, counts, 0, 0, math.nan, math.sqrt(var), df,
+                    tuple(p for side in known for p in side.per_seed))
+
+
+def _difference(a: Configuration, b: Configuration, metric: str, resamples: int, seed: int,
+                level: float) -> Interval | None:
+    """``a - b`` (see :func:`_contrast`)."""
+    return _contrast([a, b], (1.0, -1.0), metric, resamples, seed, level)
 
 
 def matched_comparisons(configurations: Sequence[Configuration], resamples: int = DEFAULT_RESAMPLES,
@@ -740,6 +864,165 @@ def matched_comparisons(configurations: Sequence[Configuration], resamples: int 
             out.append(Comparison(multi.dataset, multi.synthetic, task, metric, multi.key,
                                   uni.key if uni else None, reason, multi_est, uni_est, diff, multi.budget_steps,
                                   uni.budget_steps if uni else None, multi.init_run, word, text, failures))
+    return out
+
+
+# ----------------------------------------------------------------------------- factor comparisons
+
+@dataclass
+class FactorComparison:
+    """One task of two configurations that differ in exactly one option (the factor): the variant
+    level against the reference level, paired over the same validation videos, with seeds."""
+
+    dataset: str
+    synthetic: bool
+    factor: str                          # the option that differs (a training option, or budget_steps)
+    task: str
+    metric: str
+    reference: str                       # configuration keys
+    variant: str
+    reference_level: str
+    variant_level: str
+    reference_estimate: Interval | None
+    variant_estimate: Interval | None
+    difference: Interval | None          # variant - reference
+    budget_steps: int | None             # of the reference (equal on both sides unless budget is the factor)
+    verdict: str
+    verdict_text: str
+    did_not_learn: list[str] = field(default_factory=list)
+
+    @property
+    def title(self) -> str:
+        return get_task(self.task).title
+
+    @property
+    def label(self) -> str:
+        """``factor: variant vs reference`` in words."""
+        return f"{self.factor}: {self.variant_level} vs {self.reference_level}"
+
+    def as_dict(self) -> dict[str, Any]:
+        d = {k: getattr(self, k) for k in ("dataset", "synthetic", "factor", "task", "metric", "reference", "variant",
+                                           "reference_level", "variant_level", "budget_steps", "verdict",
+                                           "verdict_text", "did_not_learn")}
+        for k in ("reference_estimate", "variant_estimate", "difference"):
+            value = getattr(self, k)
+            d[k] = None if value is None else _json_safe(value.as_dict())
+        d["n_seeds"] = {"reference": self.reference_estimate.n_seeds[0] if self.reference_estimate else 0,
+                        "variant": self.variant_estimate.n_seeds[0] if self.variant_estimate else 0}
+        return d
+
+
+def factor_comparisons(configurations: Sequence[Configuration], resamples: int = DEFAULT_RESAMPLES, seed: int = 0,
+                       level: float = DEFAULT_LEVEL) -> list[FactorComparison]:
+    """Every task of every matched factor pair (:func:`factor_pairs`), with the verdict rules of the
+    uni- vs multi-task comparison (:func:`verdict_of`, :func:`did_not_learn`)."""
+    out = []
+    for factor, ref, var in factor_pairs(configurations):
+        for task in ref.tasks:
+            metric = TASK_METRICS[task]
+            ref_est = configuration_estimate(ref, metric, resamples, seed, level)
+            var_est = configuration_estimate(var, metric, resamples, seed, level)
+            diff = _difference(var, ref, metric, resamples, seed, level)
+            failures = [f for f in (did_not_learn(var, metric, var_est), did_not_learn(ref, metric, ref_est)) if f]
+            word, text = verdict_of(diff, metric, failures)
+            out.append(FactorComparison(ref.dataset, ref.synthetic, factor, task, metric, ref.key, var.key,
+                                        factor_level(ref, factor, var), factor_level(var, factor, ref), ref_est,
+                                        var_est, diff, ref.budget_steps, word, text, failures))
+    return out
+
+
+@dataclass
+class Interaction:
+    """Does a factor change the multi-task effect on a task? The multi-task effect (multi - matched
+    uni) at the variant level minus the one at the reference level: a difference of differences over
+    four configurations, paired over the same validation videos, with each one's seed spread."""
+
+    dataset: str
+    synthetic: bool
+    factor: str
+    task: str
+    metric: str
+    reference_level: str
+    variant_level: str
+    reference_multi: str                 # configuration keys
+    reference_uni: str
+    variant_multi: str
+    variant_uni: str
+    reference_effect: Interval | None    # reference_multi - reference_uni
+    variant_effect: Interval | None      # variant_multi - variant_uni
+    difference: Interval | None          # variant_effect - reference_effect
+    verdict: str                         # "helped": the variant level makes the multi-task effect larger
+    verdict_text: str
+    did_not_learn: list[str] = field(default_factory=list)
+
+    @property
+    def title(self) -> str:
+        return get_task(self.task).title
+
+    @property
+    def label(self) -> str:
+        return f"multi-task effect × {self.factor}: {self.variant_level} vs {self.reference_level}"
+
+    def as_dict(self) -> dict[str, Any]:
+        d = {k: getattr(self, k) for k in ("dataset", "synthetic", "factor", "task", "metric", "reference_level",
+                                           "variant_level", "reference_multi", "reference_uni", "variant_multi",
+                                           "variant_uni", "verdict", "verdict_text", "did_not_learn")}
+        for k in ("reference_effect", "variant_effect", "difference"):
+            value = getattr(self, k)
+            d[k] = None if value is None else _json_safe(value.as_dict())
+        return d
+
+
+def interactions(configurations: Sequence[Configuration], resamples: int = DEFAULT_RESAMPLES, seed: int = 0,
+                 level: float = DEFAULT_LEVEL) -> list[Interaction]:
+    """Every task where a suite holds the four configurations an interaction needs: two multi-task
+    configurations that differ in one factor, each with a matched uni-task configuration of the task,
+    and those two different (when the factor does not concern the uni-task side, e.g. the weighting of
+    tasks or another task's loss, there is no interaction to measure)."""
+    out = []
+    for factor, ref, var in factor_pairs(configurations):
+        if not ref.multi_task:
+            continue
+        ref_unis, var_unis = find_matches(ref, configurations), find_matches(var, configurations)
+        for task in ref.tasks:
+            ref_uni, var_uni = ref_unis[task][0], var_unis[task][0]
+            if ref_uni is None or var_uni is None or ref_uni.key == var_uni.key:
+                continue
+            metric = TASK_METRICS[task]
+            four = [var, var_uni, ref, ref_uni]
+            diff = _contrast(four, (1.0, -1.0, -1.0, 1.0), metric, resamples, seed, level)
+            failures = [f for f in (did_not_learn(c, metric, configuration_estimate(c, metric, resamples, seed, level))
+                                    for c in four) if f]
+            word, text = verdict_of(diff, metric, failures)
+            out.append(Interaction(ref.dataset, ref.synthetic, factor, task, metric, factor_level(ref, factor, var),
+                                   factor_level(var, factor, ref), ref.key, ref_uni.key, var.key, var_uni.key,
+                                   _difference(ref, ref_uni, metric, resamples, seed, level),
+                                   _difference(var, var_uni, metric, resamples, seed, level), diff, word, text,
+                                   failures))
+    return out
+
+
+def not_compared(configurations: Sequence[Configuration], comparisons: Sequence[Comparison],
+                 factors: Sequence[FactorComparison]) -> dict[str, str]:
+    """Configurations that take part in no matched comparison, with why: the nearest configuration
+    with the same tasks on the same data and the options in which it differs."""
+    used = {c.multi for c in comparisons if c.uni} | {c.uni for c in comparisons if c.uni}
+    used |= {f.reference for f in factors} | {f.variant for f in factors}
+    out = {}
+    for config in configurations:
+        if config.key in used:
+            continue
+        near = []
+        for other in configurations:
+            if other is not config and other.tasks == config.tasks:
+                differ = option_differences(config, other)
+                if differ is not None:
+                    near.append((len(differ), other.key, differ))
+        if not near:
+            out[config.key] = "no other configuration with the same tasks on the same data"
+        else:
+            _, key, differ = min(near)
+            out[config.key] = f"the nearest, {key}, differs in {_join(differ)}"
     return out
 
 
@@ -819,6 +1102,9 @@ class StudyReport:
     level: float
     data_notes: list[str] = field(default_factory=list)   # runs not pooled or not checkable (data_notes)
     warnings: list[str] = field(default_factory=list)  # record_warnings: what could not be used, and its effect
+    factors: list[FactorComparison] = field(default_factory=list)
+    interactions: list[Interaction] = field(default_factory=list)
+    not_compared: dict[str, str] = field(default_factory=dict)   # configuration key -> why
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -832,6 +1118,9 @@ class StudyReport:
                                               for m, i in self.estimates.get(c.key, {}).items()}}
                                for c in self.configurations],
             "comparisons": [c.as_dict() for c in self.comparisons],
+            "factor_comparisons": [f.as_dict() for f in self.factors],
+            "interactions": [i.as_dict() for i in self.interactions],
+            "not_compared": dict(self.not_compared),
             "costs": [c.as_dict() for c in self.costs],
             "data_notes": list(self.data_notes),
             "warnings": list(self.warnings),
@@ -850,13 +1139,18 @@ PROTOCOL = ("Figures are means over seeds. AU thresholds and the best epoch are 
 
 def study_report(runs: Mapping[str, RunRecord], resamples: int = DEFAULT_RESAMPLES, seed: int = 0,
                  level: float = DEFAULT_LEVEL) -> StudyReport:
-    """Configurations, matched comparisons with verdicts, matched costs and per-configuration intervals."""
+    """Configurations, matched comparisons with verdicts (uni- vs multi-task, every factor, interactions),
+    matched costs and per-configuration intervals."""
     configurations = group_configurations(runs)
     estimates = {c.key: {m: configuration_estimate(c, m, resamples, seed, level)
                          for m in ("P_EXPR", "P_AU", "P_VA", MTL_METRIC)} for c in configurations}
-    return StudyReport(configurations, matched_comparisons(configurations, resamples, seed, level),
-                       matched_costs(configurations), estimates, resamples, level,
-                       data_notes=data_notes(configurations), warnings=record_warnings(configurations))
+    comparisons = matched_comparisons(configurations, resamples, seed, level)
+    factors = factor_comparisons(configurations, resamples, seed, level)
+    return StudyReport(configurations, comparisons, matched_costs(configurations), estimates, resamples, level,
+                       data_notes=data_notes(configurations), factors=factors,
+                       interactions=interactions(configurations, resamples, seed, level),
+                       not_compared=not_compared(configurations, comparisons, factors),
+                       warnings=record_warnings(configurations))
 
 
 def run_estimates(record: RunRecord, resamples: int = DEFAULT_RESAMPLES, seed: int = 0,
@@ -931,12 +1225,57 @@ def report_markdown(report: StudyReport) -> str:
         lines.append("")
         for multi in dict.fromkeys(c.multi for c in comps):
             lines += [verdict_sentence([c for c in comps if c.multi == multi], costs.get(multi)), ""]
+    lines += _factors_markdown(report)
     lines += [f"_{PROTOCOL}_", ""]
     lines += [f"_Data: {note}_\n" for note in report.data_notes]
-    if any(c.synthetic for c in report.comparisons):
+    if any(c.synthetic for c in report.comparisons) or any(f.synthetic for f in report.factors):
         lines += ["_Synthetic benchmark: these figures check the pipeline and the statistics; they say nothing "
                   "about real faces or Aff-Wild2._", ""]
     return "\n".join(lines)
+
+
+def _seeds_of(*estimates: Interval | None) -> str:
+    return "/".join(str(e.n_seeds[0] if e else 0) for e in estimates)
+
+
+def _factors_markdown(report: StudyReport) -> list[str]:
+    """Markdown tables of every factor comparison and interaction, and the configurations compared with nothing."""
+    lines: list[str] = []
+    for dataset in sorted({f.dataset for f in report.factors}):
+        rows = [f for f in report.factors if f.dataset == dataset]
+        lines += [f"### Factor comparisons · {dataset_label(dataset, rows[0].synthetic)}", "",
+                  "Configurations that differ in exactly one option; the difference is variant − reference.", "",
+                  "| Factor | Variant vs reference | Configurations | Task | Metric | Reference | Variant "
+                  "| Difference (95 % interval) | Seeds (variant/reference) | Budget (steps) | Verdict |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|"]
+        for f in rows:
+            seeds = _seeds_of(f.variant_estimate, f.reference_estimate)
+            lines.append(f"| {f.factor} | {f.variant_level} vs {f.reference_level} | {f.variant} vs {f.reference} | "
+                         f"{f.title} | {f.metric} | {_cell(f.reference_estimate)} | {_cell(f.variant_estimate)} | "
+                         f"{_cell(f.difference, signed=True)} | {seeds} | "
+                         f"{f.budget_steps if f.budget_steps is not None else '?'} | {f.verdict_text} |")
+        lines.append("")
+    for dataset in sorted({i.dataset for i in report.interactions}):
+        synthetic = next(i.synthetic for i in report.interactions if i.dataset == dataset)
+        lines += [f"### Interactions: does a factor change the multi-task effect? · "
+                  f"{dataset_label(dataset, synthetic)}", "",
+                  "Multi-task effect = multi-task − matched uni-task configuration; the interaction is the effect at "
+                  "the variant level minus the effect at the reference level.", "",
+                  "| Factor | Variant vs reference | Task | Metric | Effect at the reference level | Effect at the "
+                  "variant level | Difference of differences (95 % interval) | Seeds | Verdict |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for i in [x for x in report.interactions if x.dataset == dataset]:
+            seeds = "/".join(str(n) for n in i.difference.n_seeds) if i.difference else "?"
+            lines.append(f"| {i.factor} | {i.variant_level} vs {i.reference_level} | {i.title} | {i.metric} | "
+                         f"{_cell(i.reference_effect, signed=True)} ({i.reference_multi} − {i.reference_uni}) | "
+                         f"{_cell(i.variant_effect, signed=True)} ({i.variant_multi} − {i.variant_uni}) | "
+                         f"{_cell(i.difference, signed=True)} | {seeds} | {i.verdict_text} |")
+        lines.append("")
+    if report.not_compared:
+        lines += ["Not compared with anything (no configuration differs from them in exactly one option):", ""]
+        lines += [f"- {key}: {why}" for key, why in report.not_compared.items()]
+        lines.append("")
+    return lines
 
 
 def comparisons_frame(comparisons: Sequence[Comparison]) -> pd.DataFrame:
@@ -1050,6 +1389,20 @@ def report_text(report: StudyReport) -> str:
         lines.append(f"  {c.verdict_text}")
     if not report.comparisons:
         lines.append("No multi-task configuration to compare.")
+    for f in report.factors:
+        lines.append(f"{dataset_label(f.dataset, f.synthetic)} · {f.label} ({f.variant} vs {f.reference}) · "
+                     f"{f.title} ({f.metric})")
+        lines.append(f"  variant {_cell(f.variant_estimate)}  reference {_cell(f.reference_estimate)}  "
+                     f"difference {_cell(f.difference, signed=True)}  seeds "
+                     f"{_seeds_of(f.variant_estimate, f.reference_estimate)}")
+        lines.append(f"  {f.verdict_text}")
+    for i in report.interactions:
+        lines.append(f"{dataset_label(i.dataset, i.synthetic)} · {i.label} · {i.title} ({i.metric})")
+        lines.append(f"  effect at {i.variant_level} {_cell(i.variant_effect, signed=True)}  at {i.reference_level} "
+                     f"{_cell(i.reference_effect, signed=True)}  difference {_cell(i.difference, signed=True)}")
+        lines.append(f"  {i.verdict_text}")
+    for key, why in report.not_compared.items():
+        lines.append(f"not compared: {key} ({why})")
     lines += [f"Data: {note}" for note in report.data_notes]
     return "\n".join(lines)
 

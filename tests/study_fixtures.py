@@ -70,11 +70,13 @@ def write_run(root: Path, suite: str, name: str, *, tasks: str, scores: dict[str
               train_time_s: float = 60.0, images_per_second: float = 300.0, epochs: int = 3,
               confusion: bool = False, hub_repo: str | None = None, seed: int | None = None,
               steps: int | None = None, init_run: str | None = None, init_steps: int = 0,
-              init_train_time_s: float = 0.0, n_videos: int = 10, frames: int = 24) -> Path:
+              init_train_time_s: float = 0.0, n_videos: int = 10, frames: int = 24,
+              options: dict[str, Any] | None = None) -> Path:
     """Write one run folder.
 
     ``scores`` gives each task's headline metric (older records, ``seed=None``) or each task's skill
     (study records, ``seed=k``: the metrics are then computed from the simulated predictions).
+    ``options`` adds or overrides config.json entries (any training option).
     """
     keys = parse_tasks(tasks)
     run = root / suite / name if seed is None else root / suite / name / f"seed-{seed}"
@@ -83,6 +85,7 @@ def write_run(root: Path, suite: str, name: str, *, tasks: str, scores: dict[str
               "weighting": weighting, "data": "/data/x", "image_size": 64, "epochs": epochs,
               "seed": 0 if seed is None else seed, "dataset": dataset,
               "label_spaces": {"expr": {"name": "abaw8", "labels": list(ABAW8.labels)}}}
+    config.update(options or {})
     if seed is not None:
         config.update({"suite": suite, "run": name, "max_steps": steps})
         config["config_id"] = config_id(config)

@@ -339,13 +339,15 @@ def test_report_markdown_has_the_table_and_the_verdicts(tmp_path):
 
 def test_model_section_that_differs_only_in_the_tasks_still_matches():
     """Training writes the model's config (its heads follow the tasks) into config.json: a multi-task
-    run and a uni-task run that differ only in the tasks must still be matched."""
+    run and a uni-task run that differ only in the tasks must still be matched; the network itself is
+    compared through the options that build it (image_size here)."""
     from affectmodel.records import RunRecord
     from affectmodel.study import _match_signature
 
     def record(tasks, input_size=48):
         config = {"tasks": tasks, "augment": "light", "losses": {t: "ce" if t == "expr" else "bce" for t in tasks},
-                  "model": {"tasks": tasks, "input_size": input_size, "backbone": "resnet18"}, "steps": 60}
+                  "image_size": input_size, "steps": 60,
+                  "model": {"tasks": tasks, "input_size": input_size, "backbone": "resnet18"}}
         return RunRecord(Path("runs/s/x/seed-0"), config, {"budget_steps": 60})
 
     multi, uni = record(["expr", "au"]), record(["expr"])
@@ -526,3 +528,142 @@ def test_runs_from_two_machines_on_the_same_data_pool_and_match(tmp_path):
     assert {c.key: c.seeds for c in report.configurations} == {"quick/uni-va": [0, 1], "quick/multi": [0, 1]}
     va = next(c for c in report.comparisons if c.task == "va")
     assert va.uni == "quick/uni-va" and report.data_notes == []
+# ----------------------------------------------------------------------------- factor comparisons and interactions
+
+def _seeded(root, name, tasks="expr", skill=0.5, seeds=(0, 1, 2), **kw):
+    keys = tasks.split(",")
+    scores = {study.TASK_METRICS[t]: skill for t in keys} if isinstance(skill, float) else skill
+    steps = kw.pop("steps", 100)
+    for s in seeds:
+        write_run(root, "quick", name, tasks=tasks, scores=scores, seed=s, steps=steps, **kw)
+
+
+def _configs(root):
+    return {c.key: c for c in study.group_configurations(study.index_runs(read_runs(root)[0]))}
+
+
+def test_a_pair_differing_in_two_factors_is_never_matched(tmp_path):
+    _seeded(tmp_path, "uni-expr")
+    _seeded(tmp_path, "uni-expr-aug-strong", augment="strong")
+    _seeded(tmp_path, "uni-expr-aug-strong-focal", augment="strong", losses={"expr": "focal"})
+    _seeded(tmp_path, "uni-expr-focal-long", losses={"expr": "focal"}, steps=200)
+    configs = _configs(tmp_path)
+    base, strong, both = (configs[f"quick/{n}"] for n in ("uni-expr", "uni-expr-aug-strong",
+                                                           "uni-expr-aug-strong-focal"))
+    assert study.option_differences(base, strong) == ["augment"]
+    assert study.option_differences(base, both) == ["augment", "losses"]
+    pairs = {(f, a.key, b.key) for f, a, b in study.factor_pairs(list(configs.values()))}
+    assert pairs == {("augment", "quick/uni-expr", "quick/uni-expr-aug-strong"),
+                     ("losses", "quick/uni-expr-aug-strong", "quick/uni-expr-aug-strong-focal")}
+    report = _report(tmp_path)
+    for f in report.factors:
+        assert study.option_differences(configs[f.reference], configs[f.variant]) == [f.factor]
+    assert not any({f.reference, f.variant} == {"quick/uni-expr", "quick/uni-expr-aug-strong-focal"}
+                   for f in report.factors)
+    assert report.not_compared == {
+        "quick/uni-expr-focal-long": "the nearest, quick/uni-expr, differs in budget_steps and losses"}
+
+
+def test_factors_are_the_options_of_the_training_identity(tmp_path):
+    """An option the study never heard of becomes a factor by being in the identity; options left out
+    of the identity (machine settings, sync_bn) never make a comparison or stop one."""
+    _seeded(tmp_path, "multi", tasks="expr,au,va", options={"threads": 1, "sync_bn": False})
+    _seeded(tmp_path, "multi-temporal", tasks="expr,au,va", options={"temporal": "gru", "window": 32,
+                                                                     "threads": 4, "sync_bn": True})
+    _seeded(tmp_path, "multi-window", tasks="expr,au,va", options={"temporal": "gru", "window": 64})
+    _seeded(tmp_path, "multi-threads", tasks="expr,au,va", options={"threads": 8, "workers": 3, "device": "cuda"})
+    configs = _configs(tmp_path)
+    assert study.option_differences(configs["quick/multi"], configs["quick/multi-threads"]) == []
+    assert study.option_differences(configs["quick/multi"], configs["quick/multi-temporal"]) == ["temporal", "window"]
+    pairs = {(f, a.key, b.key) for f, a, b in study.factor_pairs(list(configs.values()))}
+    assert pairs == {("window", "quick/multi-window", "quick/multi-temporal")}  # a tie: the shorter name
+    from affectmodel.training.config import TrainConfig, config_id
+    from affectmodel.training.identity import BUDGET_OPTIONS, IDENTITY_IGNORED, TEMPORAL_OPTIONS, identity_values
+    options = {**TrainConfig(temporal="gru").to_dict(), "config_id": "x", "model": {}, "dataset": {}}
+    record = RunRecord(tmp_path, options, {"budget_steps": 10})
+    # every identity option of TrainConfig is a factor; the budget options are compared as one
+    expected = {f for f in TrainConfig.__dataclass_fields__ if f not in IDENTITY_IGNORED} - BUDGET_OPTIONS
+    assert set(study.configuration_options(record)) == expected | {"budget_steps"}
+    per_frame = RunRecord(tmp_path, {**options, "temporal": "none"}, {"budget_steps": 10})
+    assert set(study.configuration_options(per_frame)) == expected - set(TEMPORAL_OPTIONS) | {"budget_steps"}
+    # the same values config_id hashes, under torchrun too (a per-process BatchNorm batch is a factor)
+    two = TrainConfig(batch_size=64)
+    assert identity_values(two.to_dict(), 2)["batchnorm_batch"] == 32 and config_id(two, world_size=2) != config_id(two)
+    ddp = RunRecord(tmp_path, {**two.to_dict(), "world_size": 2}, {"budget_steps": 10})
+    assert study.configuration_options(ddp)["batchnorm_batch"] == 32
+
+
+def test_factor_comparison_intervals_and_verdicts(tmp_path):
+    """Two configurations that differ only in augmentation, two seeds each (the shape of the hidden
+    check): the study command lists the comparison with its interval and a verdict consistent with it."""
+    _seeded(tmp_path / "gain", "multi", tasks="expr,au,va", seeds=(0, 1), skill={"P_EXPR": 0.3, "P_AU": 0.5,
+                                                                                  "P_VA": 0.5})
+    _seeded(tmp_path / "gain", "multi-aug-strong", tasks="expr,au,va", seeds=(0, 1), augment="strong",
+            skill={"P_EXPR": 0.95, "P_AU": 0.5, "P_VA": 0.5})
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, "-m", "affectmodel", "study", str(tmp_path / "gain"), "--json",
+                           "--resamples", "300"], capture_output=True, text=True, cwd=root, timeout=300, check=False,
+                          env={"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin"})
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    rows = {f["task"]: f for f in report["factor_comparisons"]}
+    assert set(rows) == {"expr", "au", "va"} and report["interactions"] == []
+    for f in rows.values():
+        assert (f["factor"], f["reference"], f["variant"]) == ("augment", "quick/multi", "quick/multi-aug-strong")
+        assert (f["reference_level"], f["variant_level"]) == ("light", "strong")
+        d = f["difference"]
+        assert d["n_seeds"] == [2, 2] and d["low"] <= d["mean"] <= d["high"] and f["n_seeds"] == {
+            "reference": 2, "variant": 2}
+        excludes = d["low"] > 0 or d["high"] < 0
+        assert f["verdict"] == (("helped" if d["mean"] > 0 else "hurt") if excludes else "no clear difference")
+        assert f["verdict_text"].startswith(f["verdict"])
+    assert rows["expr"]["verdict"] == "helped" and rows["expr"]["difference"]["mean"] > 0.2
+    # with one seed a side: figures, no verdict; a side that did not learn: no verdict either
+    _seeded(tmp_path / "one", "uni-va", tasks="va", seeds=(0,))
+    _seeded(tmp_path / "one", "uni-va-mse", tasks="va", seeds=(0,), losses={"va": "mse"}, skill=0.9)
+    (one,) = _report(tmp_path / "one").factors
+    assert one.verdict == "undecided" and "one seed" in one.verdict_text
+    _seeded(tmp_path / "dead", "uni-va", tasks="va", skill=0.0)
+    _seeded(tmp_path / "dead", "uni-va-mse", tasks="va", losses={"va": "mse"}, skill=0.6)
+    (dead,) = _report(tmp_path / "dead").factors
+    assert dead.difference.low > 0 and dead.verdict == "undecided"
+    assert dead.verdict_text.startswith("undecided: quick/uni-va did not learn (P_VA")
+
+
+def test_several_levels_are_each_compared_with_the_suites_baseline(tmp_path):
+    for name, aug in (("multi", "light"), ("multi-aug-none", "none"), ("multi-aug-strong", "strong")):
+        _seeded(tmp_path, name, tasks="expr,au,va", augment=aug, seeds=(0, 1))
+    _seeded(tmp_path, "multi-uncertainty", tasks="expr,au,va", weighting="uncertainty", seeds=(0, 1))
+    pairs = [(f, a.key, b.key) for f, a, b in study.factor_pairs(list(_configs(tmp_path).values()))]
+    assert pairs == [("augment", "quick/multi", "quick/multi-aug-none"),
+                     ("augment", "quick/multi", "quick/multi-aug-strong"),
+                     ("weighting", "quick/multi", "quick/multi-uncertainty")]
+
+
+def test_interaction_is_a_difference_of_matched_differences(tmp_path):
+    """multi/uni-expr at light and at strong augmentation: does strong augmentation change the
+    multi-task effect on expressions? Only expressions have their four configurations."""
+    _seeded(tmp_path, "uni-expr")
+    _seeded(tmp_path, "uni-au", tasks="au")
+    _seeded(tmp_path, "multi", tasks="expr,au,va")
+    _seeded(tmp_path, "uni-expr-aug-strong", augment="strong")
+    _seeded(tmp_path, "multi-aug-strong", tasks="expr,au,va", augment="strong",
+            skill={"P_EXPR": 0.8, "P_AU": 0.5, "P_VA": 0.5})
+    _seeded(tmp_path, "multi-uncertainty", tasks="expr,au,va", weighting="uncertainty")
+    report = _report(tmp_path)
+    (i,) = report.interactions  # weighting does not concern the uni-task side: no interaction
+    assert (i.factor, i.task, i.reference_level, i.variant_level) == ("augment", "expr", "light", "strong")
+    assert (i.reference_multi, i.reference_uni, i.variant_multi, i.variant_uni) == (
+        "quick/multi", "quick/uni-expr", "quick/multi-aug-strong", "quick/uni-expr-aug-strong")
+    assert i.difference.mean == pytest.approx(i.variant_effect.mean - i.reference_effect.mean)
+    assert i.difference.n_seeds == (3, 3, 3, 3)
+    assert i.verdict == "helped" and i.difference.low > 0
+    # the multi-task effect at the reference level is the uni- vs multi-task comparison itself
+    main = next(c for c in report.comparisons if c.multi == "quick/multi" and c.task == "expr")
+    assert i.reference_effect.mean == pytest.approx(main.difference.mean)
+    text = study.report_markdown(report)
+    assert "### Factor comparisons" in text and "### Interactions" in text and i.verdict_text in text
+    for f in report.factors:
+        assert f.verdict_text in text
+    console = study.report_text(report)
+    assert "multi-task effect × augment: strong vs light" in console

@@ -11,12 +11,14 @@ from affectmodel import load_model
 from affectmodel.data.synthetic import generate_benchmark, generate_expression_folders
 from affectmodel.metrics import evaluate
 from affectmodel.predictions import PREDICTIONS_FILE, load_predictions
-from affectmodel.records import is_complete, read_run
+from affectmodel.records import RUN_FACTS, is_complete, read_run
+from affectmodel.study import BUDGET_FACTOR, configuration_options
 from affectmodel.tasks import AU_NAMES
 from affectmodel.training import run_training
 from affectmodel.training import trainer as trainer_mod
 from affectmodel.training.cli import main
 from affectmodel.training.config import TrainConfig
+from affectmodel.training.identity import BUDGET_OPTIONS, IDENTITY_IGNORED, TEMPORAL_OPTIONS
 from affectmodel.training.suite import run_suite
 
 DATASET = {"name": "tiny-test-set", "synthetic": True}
@@ -87,7 +89,7 @@ def test_no_development_split_uses_the_last_weights_and_threshold_half(tmp_path)
 
 # ------------------------------------------------------------------ predictions file
 
-def test_val_predictions_rescore_to_the_recorded_figures(tmp_path):
+def test_val_predictions_rescore_to_the_recorded_figures_and_options_read_as_the_identity(tmp_path):
     val = TinyAffectSet(12, seed=1, prefix="val")
     run_dir = run_training(_config(tmp_path, "run"), TinyAffectSet(20), val, DATASET)
     m = read_run(run_dir).metrics
@@ -99,6 +101,16 @@ def test_val_predictions_rescore_to_the_recorded_figures(tmp_path):
                      au_thresholds=[m["au_thresholds"][a] for a in AU_NAMES])
     for key in ("P_EXPR", "P_AU", "P_VA", "P_MTL", "ccc_valence", "ccc_arousal"):
         assert again[key] == pytest.approx(m[key], abs=1e-9), key
+    # config.json = the training options + the record's own facts (records.RUN_FACTS). The study's
+    # factors are the options in the identity: a key the trainer adds to config.json must be declared
+    # a run fact, or it would pose as a factor.
+    record = read_run(run_dir)
+    options = set(TrainConfig.__dataclass_fields__)
+    assert set(record.config) - options <= RUN_FACTS, "config.json keys that are neither options nor run facts"
+    per_frame = set(TEMPORAL_OPTIONS)  # a per-frame run leaves them out of its identity (identity_values)
+    assert set(configuration_options(record)) == (options - IDENTITY_IGNORED - BUDGET_OPTIONS - per_frame) | {
+        BUDGET_FACTOR}
+
 
 
 # ------------------------------------------------------------------ matched label budgets and step budgets

@@ -26,29 +26,19 @@ from ..losses import LossConfig
 from ..tasks import TASK_KEYS, TASK_WEIGHTINGS, get_label_space, get_task, parse_tasks
 from ..temporal import MAX_WINDOW, TEMPORAL_KINDS
 
+# Which options make up a configuration's identity (and so the study's factors) is declared in
+# .identity, which imports nothing of the project, so that the study reads it without torch.
+from .identity import DATASET_LOCAL_KEYS as DATASET_LOCAL_KEYS
+from .identity import IDENTITY_IGNORED as IDENTITY_IGNORED
+from .identity import MACHINE_LOCAL_OPTIONS as MACHINE_LOCAL_OPTIONS
+from .identity import RESUME_MUTABLE as RESUME_MUTABLE
+from .identity import TEMPORAL_OPTIONS as TEMPORAL_OPTIONS
+from .identity import identity_values
+
 SCHEDULES = ("cosine", "step", "none")
 OPTIMIZERS = ("adamw", "sgd")
 DEVICES = ("auto", "cpu", "cuda")
-# Options that may differ between an interrupted run and its resumption: they change where and
-# how fast the run executes, not what it computes (bit-for-bit equality with an uninterrupted run
-# also needs the same device and thread count: float sums depend on how work is split).
-# On GPUs even the same device and thread count do not give bit-identical results (cuDNN
-# autotuning and non-deterministic kernels): there a resumed run is statistically equal only.
-# ``cache`` changes where the frames come from (the same frames), not what is trained.
-# Where and how fast a run goes on this machine, not what it trains: they may change on --resume,
-# and a published model card leaves them out (affectmodel.hub.card), as it does the machine paths of
-# the record's "dataset" entry (DATASET_LOCAL_KEYS: written by batches.load_datasets).
-MACHINE_LOCAL_OPTIONS = frozenset({"resume", "workers", "threads", "device", "checkpoint_every", "out", "data",
-                                   "cache"})
-DATASET_LOCAL_KEYS = frozenset({"root", "frame_cache"})
-RESUME_MUTABLE = MACHINE_LOCAL_OPTIONS
 NO_CACHE = "none"   # --cache none: read the JPEGs even when a frame cache lies next to the data
-# Options left out of a configuration's identity (:func:`config_id`): the seed, where the run and
-# its data live, how fast it runs, and the suite bookkeeping. Names of options that a version may
-# not have (``cache``, ``jobs``) are harmless here.
-IDENTITY_IGNORED = RESUME_MUTABLE | {"seed", "suite", "run", "cache", "jobs", "sync_bn"}
-# Options of temporal runs (docs/TEMPORAL.md); meaningless for per-frame runs, so left out of their identity.
-TEMPORAL_OPTIONS = ("temporal", "window", "causal")
 # With a ``steps`` budget and no ``eval_every``: this many evaluations, evenly spaced.
 DEFAULT_EVALUATIONS = 5
 
@@ -394,18 +384,9 @@ def config_id(config: TrainConfig, init_identity: str | None = None, world_size:
     batch (``batchnorm_batch``), without ``ccc_global_batch`` VA's CCC too (``ccc_batch``). With
     both, a run on N processes computes what one process does and shares its id.
     """
-    values = {k: v for k, v in config.to_dict().items() if k not in IDENTITY_IGNORED}
-    if values.get("temporal") == "none":  # per-frame runs keep the ids they had before these options
-        for key in TEMPORAL_OPTIONS:
-            values.pop(key, None)
+    values = identity_values(config.to_dict(), world_size)
     if init_identity is not None:
         values["init"] = f"run:{init_identity}"
-    if world_size > 1:
-        share = config.batch_size // world_size
-        if not config.sync_bn:
-            values["batchnorm_batch"] = share
-        if not config.ccc_global_batch:
-            values["ccc_batch"] = share
     text = json.dumps(values, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.blake2b(text.encode("utf-8"), digest_size=6).hexdigest()
 
