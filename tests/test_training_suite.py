@@ -209,9 +209,62 @@ def test_shipped_suites_load(tmp_path, name):
     # at least 3 seeds for the core comparison, one step budget, development split on
     for core in ("uni-expr", "uni-au", "uni-va", "multi"):
         assert len({r.seed for r in runs if r.name == core}) >= 3
-    # (temporal runs count the steps of their temporal module: a budget of their own)
-    assert len({r.config.steps for r in runs if r.config.temporal == "none"}) == 1 and runs[0].config.steps is not None
+    # budgets in steps (matched budgets: test_shipped_suites_answer_every_factor_with_matched_pairs)
+    assert all(r.config.steps is not None for r in runs)
     assert all(r.config.dev_fraction > 0 for r in runs)
+
+
+def _planned_study(name: str, tmp_path) -> list:
+    """The configurations a shipped suite will give the study, from its resolved options alone (no
+    training): each run as the record training writes, with its total budget and init run."""
+    from affectmodel import study
+    from affectmodel.records import RunRecord
+    from affectmodel.training.config import config_id
+
+    runs = load_suite(REPO / "suites" / name, "DATA", tmp_path / "out")
+    by_key = {(r.name, r.seed): r for r in runs}
+
+    def budget(r) -> int:
+        own = r.config.steps or 0
+        return own + (budget(by_key[(r.init_from_run, r.seed)]) if r.init_from_run else 0)
+
+    records = []
+    for r in runs:
+        dataset = {"name": Path(r.config.data).name, "synthetic": True, "split": "validation"}
+        init = by_key[(r.init_from_run, r.seed)] if r.init_from_run else None
+        config = {**r.config.to_dict(), "suite": name, "run": r.name, "dataset": dataset,
+                  "config_id": config_id(r.config, config_id(init.config) if init else None),
+                  "init_run": r.init_from_run}
+        metrics = {"tasks": r.config.tasks, "dataset": dataset, "budget_steps": budget(r), "init_run": r.init_from_run}
+        records.append(RunRecord(tmp_path / r.name / f"seed-{r.seed}", config, metrics))
+    return study.group_configurations(study.index_runs(records))
+
+
+def test_shipped_suites_answer_every_factor_with_matched_pairs(tmp_path):
+    """The quick suite answers each factor once with configurations that differ in exactly that
+    option, holds the interactions it promises, and leaves no configuration uncompared but the
+    pre-training run (another data set)."""
+    from affectmodel import study
+
+    configs = _planned_study("quick.toml", tmp_path)
+    factors = {(f, a.name, b.name) for f, a, b in study.factor_pairs(configs)}
+    assert {f for f, _, _ in factors} >= {"augment", "losses", "weighting", "init", "budget_steps"}
+    assert ("init", "uni-expr-long", "uni-expr-from-pretrain") in factors
+    assert ("augment", "multi", "multi-aug-strong") in factors
+    assert ("weighting", "multi", "multi-uncertainty") in factors
+    found = {(i.factor, i.task) for i in study.interactions(configs, resamples=2)}
+    assert found == {("augment", "expr"), ("losses", "expr"), ("losses", "au")}
+    multi = next(c for c in configs if c.name == "multi")
+    assert {t: u.name for t, (u, _) in study.find_matches(multi, configs).items() if u} == {
+        "expr": "uni-expr", "au": "uni-au", "va": "uni-va"}
+    comparisons = study.matched_comparisons(configs, resamples=2)
+    assert set(study.not_compared(configs, comparisons, [])) - {c.key for f, a, b in study.factor_pairs(configs)
+                                                                  for c in (a, b)} == {"quick.toml/pretrain-expr"}
+    # the Aff-Wild2 study: the same factors, with ImageNet against random initialisation
+    big = {(f, a.name, b.name) for f, a, b in study.factor_pairs(_planned_study("study.toml", tmp_path / "s"))}
+    assert {f for f, _, _ in big} >= {"augment", "losses", "weighting", "init"}
+    assert ("init", "multi", "multi-random") in big
+    assert {("init", "multi-long", f"multi-from-uni-{t}") for t in ("expr", "au", "va")} <= big
 
 
 @pytest.mark.parametrize("name", ["temporal.toml", "study.toml"])
