@@ -54,8 +54,6 @@ from .training.identity import BUDGET_OPTIONS, identity_values
 
 FACTOR_COLUMNS: tuple[str, ...] = ("tasks", "setting", "init", "pretraining", "augmentation", "losses",
                                    "weighting")
-# Factors whose effect is shown as small multiples (tasks/setting are the main comparison itself).
-EFFECT_FACTORS: tuple[str, ...] = ("init", "pretraining", "augmentation", "losses", "weighting")
 METRIC_COLUMNS: tuple[str, ...] = METRIC_KEYS
 COST_COLUMNS: tuple[str, ...] = ("parameters", "train_time_s", "images_per_second")
 # Direction of "best" for each numeric column of the study table.
@@ -1177,6 +1175,15 @@ def comparisons_of(report: StudyReport, record: RunRecord) -> list[Comparison]:
     return [c for c in report.comparisons if key in (c.multi, c.uni)]
 
 
+def factors_of(report: StudyReport, record: RunRecord) -> tuple[list[FactorComparison], list[Interaction]]:
+    """The factor comparisons and interactions a run's configuration takes part in (any side)."""
+    key = f"{record.suite}/{record.configuration}"
+    factors = [f for f in report.factors if key in (f.reference, f.variant)]
+    inter = [i for i in report.interactions
+             if key in (i.reference_multi, i.reference_uni, i.variant_multi, i.variant_uni)]
+    return factors, inter
+
+
 def verdict_sentence(comparisons: Sequence[Comparison], cost: MatchedCost | None = None) -> str:
     """Plain words for one multi-task configuration's comparisons (one data set)."""
     if not comparisons:
@@ -1300,6 +1307,56 @@ def comparisons_frame(comparisons: Sequence[Comparison]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns)
 
 
+def _interval_columns(prefix: str, est: Interval | None) -> dict[str, float]:
+    return {f"{prefix}_mean": est.mean if est else math.nan, f"{prefix}_low": est.low if est else math.nan,
+            f"{prefix}_high": est.high if est else math.nan}
+
+
+def factors_frame(factors: Sequence[FactorComparison]) -> pd.DataFrame:
+    """One row per factor comparison and task (what the dashboard's factor tab shows and charts):
+    the factor, its levels, both configurations with their means and intervals, the difference
+    (variant - reference) with its interval, the seeds and the verdict in words."""
+    rows = []
+    for f in factors:
+        row: dict[str, Any] = {"dataset": f.dataset, "synthetic": f.synthetic, "factor": f.factor,
+                               "comparison": f.label, "configurations": f"{f.variant} vs {f.reference}",
+                               "reference": f.reference, "variant": f.variant, "task": f.task, "title": f.title,
+                               "metric": f.metric}
+        row.update(_interval_columns("reference", f.reference_estimate))
+        row.update(_interval_columns("variant", f.variant_estimate))
+        row.update(_interval_columns("diff", f.difference))
+        row["seeds"] = _seeds_of(f.variant_estimate, f.reference_estimate)
+        row["verdict"], row["verdict_text"] = f.verdict, f.verdict_text
+        rows.append(row)
+    columns = ["dataset", "synthetic", "factor", "comparison", "configurations", "reference", "variant", "task",
+               "title", "metric", "reference_mean", "reference_low", "reference_high", "variant_mean", "variant_low",
+               "variant_high", "diff_mean", "diff_low", "diff_high", "seeds", "verdict", "verdict_text"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def interactions_frame(interactions: Sequence[Interaction]) -> pd.DataFrame:
+    """One row per interaction: the multi-task effect at each level with its interval, their
+    difference with its interval, the four configurations, the seeds and the verdict in words."""
+    rows = []
+    for i in interactions:
+        row: dict[str, Any] = {"dataset": i.dataset, "synthetic": i.synthetic, "factor": i.factor,
+                               "comparison": i.label, "task": i.task, "title": i.title, "metric": i.metric,
+                               "configurations": f"({i.variant_multi} − {i.variant_uni}) − ({i.reference_multi} − "
+                                                 f"{i.reference_uni})",
+                               "members": [i.reference_multi, i.reference_uni, i.variant_multi, i.variant_uni]}
+        row.update(_interval_columns("reference_effect", i.reference_effect))
+        row.update(_interval_columns("variant_effect", i.variant_effect))
+        row.update(_interval_columns("diff", i.difference))
+        row["seeds"] = "/".join(str(n) for n in i.difference.n_seeds) if i.difference else ""
+        row["verdict"], row["verdict_text"] = i.verdict, i.verdict_text
+        rows.append(row)
+    columns = ["dataset", "synthetic", "factor", "comparison", "task", "title", "metric", "configurations", "members",
+               "reference_effect_mean", "reference_effect_low", "reference_effect_high", "variant_effect_mean",
+               "variant_effect_low", "variant_effect_high", "diff_mean", "diff_low", "diff_high", "seeds", "verdict",
+               "verdict_text"]
+    return pd.DataFrame(rows, columns=columns)
+
+
 def comparison_bars(comparisons: Sequence[Comparison]) -> pd.DataFrame:
     """Long table for a bar chart with error bars: task, setting, configuration, mean, low, high, seeds, verdict."""
     rows = []
@@ -1407,25 +1464,6 @@ def report_text(report: StudyReport) -> str:
     return "\n".join(lines)
 
 
-# ----------------------------------------------------------------------------- factor effects
-
-def factor_effects(table: pd.DataFrame, metric: str, factors: Sequence[str] = EFFECT_FACTORS) -> pd.DataFrame:
-    """Mean ``metric`` per (factor, level, task set) for factors that vary within some task set.
-
-    Long format for small multiples: factor, level, tasks, value, runs (how many runs the mean is over).
-    """
-    scored = table.dropna(subset=[metric])
-    rows = []
-    for factor in factors:
-        varies = scored.groupby("tasks")[factor].nunique()
-        if not (varies > 1).any():
-            continue
-        for (tasks, level), group in scored.groupby(["tasks", factor], sort=True):
-            rows.append({"factor": factor, "level": str(level), "tasks": tasks,
-                         "value": float(group[metric].mean()), "runs": len(group)})
-    return pd.DataFrame(rows, columns=["factor", "level", "tasks", "value", "runs"])
-
-
 # ----------------------------------------------------------------------------- per run breakdowns
 
 def expression_labels(record: RunRecord, n: int) -> list[str]:
@@ -1522,7 +1560,6 @@ def run_metrics(record: RunRecord) -> dict[str, float]:
 
 __all__ = [
     "COST_COLUMNS",
-    "EFFECT_FACTORS",
     "FACTOR_COLUMNS",
     "HIGHER_IS_BETTER",
     "METRIC_COLUMNS",
@@ -1547,7 +1584,11 @@ __all__ = [
     "dataset_label",
     "did_not_learn",
     "expression_labels",
-    "factor_effects",
+    "factor_comparisons",
+    "factor_level",
+    "factor_pairs",
+    "factors_frame",
+    "factors_of",
     "filter_options",
     "filter_table",
     "find_matches",
@@ -1560,6 +1601,8 @@ __all__ = [
     "hub_url",
     "in_sample_figures",
     "index_runs",
+    "interactions",
+    "interactions_frame",
     "is_affwild2",
     "matched_comparisons",
     "matched_costs",

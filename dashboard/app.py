@@ -338,19 +338,65 @@ def curves_section(table: pd.DataFrame, runs: dict, synthetic: bool) -> None:
                             width="content")
 
 
-def factors_section(table: pd.DataFrame, synthetic: bool) -> None:
-    metrics = [m for m in ("P_MTL", "P_EXPR", "P_AU", "P_VA") if table[m].notna().any()]
-    if not metrics:
-        st.info("No scored runs match the filters.")
-        return
-    metric = st.selectbox("Metric", metrics, key="factor_metric")
-    long = study.factor_effects(table, metric)
-    if long.empty:
-        st.info(f"No factor varies among the runs scored on {metric} (within one task set).")
-        return
-    if table["dataset"].nunique() > 1:
-        st.caption("Several data sets are shown: pick one in the sidebar for a clean comparison.")
-    st.altair_chart(charts.factor_effects_chart(long, metric, synthetic), width="content")
+FACTOR_COLUMNS_SHOWN: dict[str, Any] = {
+    "comparison": "Factor: variant vs reference", "configurations": "Configurations", "title": "Task",
+    "metric": "Metric", "reference_mean": st.column_config.NumberColumn("Reference", format="%.3f"),
+    "variant_mean": st.column_config.NumberColumn("Variant", format="%.3f"),
+    "diff_mean": st.column_config.NumberColumn("Difference", format="%+.3f"),
+    "diff_low": st.column_config.NumberColumn("95 % low", format="%+.3f"),
+    "diff_high": st.column_config.NumberColumn("95 % high", format="%+.3f"),
+    "seeds": "Seeds", "verdict_text": "Verdict"}
+INTERACTION_COLUMNS_SHOWN: dict[str, Any] = {
+    "comparison": "Factor: variant vs reference", "title": "Task", "metric": "Metric",
+    "reference_effect_mean": st.column_config.NumberColumn("Multi-task effect (reference)", format="%+.3f"),
+    "variant_effect_mean": st.column_config.NumberColumn("Multi-task effect (variant)", format="%+.3f"),
+    "diff_mean": st.column_config.NumberColumn("Difference of differences", format="%+.3f"),
+    "diff_low": st.column_config.NumberColumn("95 % low", format="%+.3f"),
+    "diff_high": st.column_config.NumberColumn("95 % high", format="%+.3f"),
+    "configurations": "Configurations", "seeds": "Seeds", "verdict_text": "Verdict"}
+
+
+def factors_section(table: pd.DataFrame, report: study.StudyReport) -> None:
+    """Matched factor comparisons and interactions among the shown configurations: differences with
+    error bars and verdicts in words (the study's own figures; nothing is pooled here)."""
+    shown = set(table["configuration"])
+    factors = [f for f in report.factors if {f.reference, f.variant} <= shown]
+    inter = [i for i in report.interactions
+             if {i.reference_multi, i.reference_uni, i.variant_multi, i.variant_uni} <= shown]
+    st.caption("Each row compares two configurations that differ in exactly one training option (the factor), "
+               "task by task: variant − reference, mean over seeds with a 95 % interval over validation videos "
+               "and seeds. \"Helped\"/\"hurt\" only when the interval excludes zero, both sides have two seeds "
+               "or more and both learned (an interval above the metric's no-skill level, no collapsed head). "
+               "Interactions ask whether the factor changes the multi-task effect (multi − matched uni).")
+    if not factors and not inter:
+        st.info("No two shown configurations differ in exactly one option, so there is no factor to compare. "
+                "A suite answers a factor with a configuration that changes only that option (suites/quick.toml "
+                "has one for each).")
+    for dataset in _real_first([f.dataset for f in factors] + [i.dataset for i in inter], table):
+        mine = [f for f in factors if f.dataset == dataset]
+        synthetic = bool(table.loc[table.dataset == dataset, "synthetic"].any())
+        label = study.dataset_label(dataset, synthetic)
+        if mine:
+            st.subheader(f"Factor comparisons · {label}")
+            frame = study.factors_frame(mine)
+            st.altair_chart(charts.difference_chart(frame, "Matched factor comparisons: variant − reference",
+                                                    "dot: mean over seeds; bar: 95 % interval; colour: verdict",
+                                                    synthetic), width="stretch")
+            st.dataframe(frame[list(FACTOR_COLUMNS_SHOWN)], hide_index=True, width="stretch",
+                         key=f"factors_{dataset}", column_config=FACTOR_COLUMNS_SHOWN)
+        mine_i = [i for i in inter if i.dataset == dataset]
+        if mine_i:
+            st.subheader(f"Does a factor change the multi-task effect? · {label}")
+            frame = study.interactions_frame(mine_i)
+            st.altair_chart(charts.difference_chart(
+                frame, "Interactions: multi-task effect at the variant level − at the reference level",
+                "multi-task effect = multi-task − matched uni-task configuration", synthetic), width="stretch")
+            st.dataframe(frame[list(INTERACTION_COLUMNS_SHOWN)], hide_index=True, width="stretch",
+                         key=f"interactions_{dataset}", column_config=INTERACTION_COLUMNS_SHOWN)
+    alone = {k: why for k, why in report.not_compared.items() if k in shown}
+    if alone:
+        with st.expander(f"Not compared with anything ({len(alone)})"):
+            st.markdown("\n".join(f"- **{k}**: {why}" for k, why in alone.items()))
 
 
 def confusion_section(table: pd.DataFrame, runs: dict) -> None:
@@ -440,13 +486,13 @@ def main() -> None:
     headline(shown, report)
     study_table_section(shown)
     synthetic = bool(shown["synthetic"].any())
-    tabs = st.tabs(["Per class & per AU", "Training curves", "Factor effects", "Confusion matrix", "Run detail"])
+    tabs = st.tabs(["Per class & per AU", "Training curves", "Factors (matched)", "Confusion matrix", "Run detail"])
     with tabs[0]:
         per_label_section(shown, runs, synthetic)
     with tabs[1]:
         curves_section(shown, runs, synthetic)
     with tabs[2]:
-        factors_section(shown, synthetic)
+        factors_section(shown, report)
     with tabs[3]:
         confusion_section(shown, runs)
     with tabs[4]:

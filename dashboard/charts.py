@@ -147,21 +147,38 @@ def training_curves_chart(long: pd.DataFrame, kind: str, run_settings: dict[str,
     ).resolve_scale(y="independent").properties(title=_title(title, synthetic))
 
 
-def factor_effects_chart(long: pd.DataFrame, metric: str, synthetic: bool = False) -> alt.FacetChart:
-    """Small multiples: mean ``metric`` per factor level, one panel per factor, a dot per task set."""
-    base = alt.Chart().encode(
-        x=alt.X("level:N", title=None, axis=alt.Axis(labelAngle=-20, labelLimit=180)),
-        y=alt.Y("value:Q", title=f"mean {metric}", scale=alt.Scale(zero=False, padding=12)),
-        color=alt.Color("tasks:N", title="task set", legend=alt.Legend(orient="top")),
-    )
-    dots = base.mark_circle(size=160, opacity=1).encode(
-        tooltip=["factor", "level", "tasks", alt.Tooltip("value:Q", format=".3f"), "runs"])
-    lines = base.mark_line(strokeDash=[3, 3], opacity=0.6).encode(detail="tasks:N")
-    labels = base.mark_text(dx=12, align="left", fontSize=11).encode(text=alt.Text("value:Q", format=".3f"))
-    return alt.layer(lines, dots, labels, data=long).properties(width=210, height=200).facet(
-        column=alt.Column("factor:N", title=None, header=alt.Header(labelFontSize=13, labelFontWeight="bold")),
-    ).resolve_scale(x="independent").properties(
-        title=_title(f"Effect of each factor on {metric}", synthetic, "mean over the runs at each level"))
+# Verdict colours: a decided effect stands out, everything that is not a verdict stays grey.
+VERDICT_SCALE = alt.Scale(domain=["helped", "hurt", "no clear difference", "undecided"],
+                          range=["#16a34a", "#dc2626", "#64748b", "#d97706"])
+
+
+def difference_chart(frame: pd.DataFrame, title: str, subtitle: str, synthetic: bool = False) -> alt.LayerChart:
+    """One row per matched comparison: the difference (dot) with its 95 % interval (error bar), a rule
+    at zero, coloured by verdict (``frame``: :func:`affectmodel.study.factors_frame` or
+    :func:`affectmodel.study.interactions_frame`)."""
+    data = frame.assign(row=frame["comparison"] + " · " + frame["title"],
+                        low=frame["diff_low"].where(frame["diff_low"].notna(), None),
+                        high=frame["diff_high"].where(frame["diff_high"].notna(), None))
+    data = data[["row", "comparison", "configurations", "title", "metric", "diff_mean", "low", "high", "seeds",
+                 "verdict", "verdict_text"]]
+    order = list(dict.fromkeys(data["row"]))
+    y = alt.Y("row:N", sort=order, title=None, axis=alt.Axis(labelLimit=420))
+    tooltip = ["comparison", "configurations", "title", "metric", alt.Tooltip("diff_mean:Q", format="+.3f",
+                                                                              title="difference"),
+               alt.Tooltip("low:Q", format="+.3f", title="95 % low"),
+               alt.Tooltip("high:Q", format="+.3f", title="95 % high"), "seeds", "verdict_text"]
+    base = alt.Chart(data).encode(y=y)
+    zero = alt.Chart(pd.DataFrame({"zero": [0.0]})).mark_rule(color="#111827", strokeDash=[4, 3]).encode(x="zero:Q")
+    bars = base.transform_filter("isValid(datum.low) && isValid(datum.high)").mark_errorbar(
+        ticks=True, thickness=2).encode(
+        x=alt.X("low:Q", title="difference (95 % interval over validation videos and seeds)"), x2="high:Q",
+        color=alt.Color("verdict:N", scale=VERDICT_SCALE, legend=None), tooltip=tooltip)
+    dots = base.mark_circle(size=110, opacity=1).encode(
+        x=alt.X("diff_mean:Q", title="difference (95 % interval over validation videos and seeds)"),
+        color=alt.Color("verdict:N", scale=VERDICT_SCALE, title="verdict", legend=alt.Legend(orient="top")),
+        tooltip=tooltip)
+    return alt.LayerChart(layer=[zero, bars, dots]).properties(
+        title=_title(title, synthetic, subtitle), height=max(60, 26 * len(order)))
 
 
 def confusion_chart(long: pd.DataFrame, run: str, synthetic: bool = False) -> alt.LayerChart:

@@ -17,7 +17,8 @@ from streamlit.dataframe_util import convert_arrow_bytes_to_pandas_df
 from streamlit.testing.v1 import AppTest
 from study_fixtures import write_run, write_seeded_study, write_study_runs
 
-from affectmodel.records import read_run
+from affectmodel import study
+from affectmodel.records import read_run, read_runs
 
 APP = str(Path(__file__).resolve().parent.parent / "dashboard" / "app.py")
 TIMEOUT = 90  # the first run imports torch/pandas/altair cold
@@ -114,7 +115,12 @@ def test_first_screen_answers_the_question_with_table_headline_and_charts(monkey
     per_au = found["Per-AU F1"][0]
     assert per_au["label"].nunique() == 12 and per_au["run"].nunique() >= 2
     assert {"Training loss per task", "Validation metric per epoch", "Per-class F1 (expression)"} <= set(found)
-    assert any(t.startswith("Effect of each factor on") for t in found)
+    # the factor tab: matched pairs only (multi vs multi-focal: losses; multi vs multi-from-uni: init),
+    # no pooled means anywhere
+    (factors,) = found["Matched factor comparisons: variant − reference"]
+    factors = factors.dropna(subset=["comparison"])  # the zero rule's own data joins the chart's rows
+    assert set(factors["comparison"]) == {"losses: expr=focal vs expr=ce", "init: checkpoint vs random"}
+    assert not any("Effect of each factor" in str(t) for t in found)
     confusion = [v for t, v in found.items() if t.startswith("Expression confusion matrix")]
     assert confusion and len(confusion[0][0]) == 64
     assert at.get("download_button")
@@ -197,9 +203,19 @@ def test_seeded_study_shows_intervals_seeds_and_plain_verdicts(monkeypatch, tmp_
     (bars,) = charts(at)["Matched uni-task vs multi-task configuration, per task"]
     assert len(bars) == 6 and (bars["low"] < bars["mean"]).all() and (bars["mean"] < bars["high"]).all()
     assert (bars["seeds"] == 3).all()
-    table = next(df.value for df in at.dataframe if "verdict_text" in df.value.columns)
+    table = next(df.value for df in at.dataframe if "multi_seeds" in df.value.columns)
     assert (table["multi_seeds"] == 3).all()
     assert set(table.loc[table["uni"] == "unmatched", "verdict_text"].str[:9]) == {"unmatched"}
+    # factor tab: multi-focal vs multi (losses), a difference per task with its interval and verdict in words
+    (factor_bars,) = charts(at)["Matched factor comparisons: variant − reference"]
+    factor_bars = factor_bars.dropna(subset=["comparison"])
+    assert len(factor_bars) == 3 and set(factor_bars["comparison"]) == {"losses: expr=focal vs expr=ce"}
+    assert (factor_bars["low"] < factor_bars["diff_mean"]).all()
+    assert (factor_bars["diff_mean"] < factor_bars["high"]).all()
+    factor_table = next(df.value for df in at.dataframe if "comparison" in df.value.columns)
+    report = study.study_report(study.index_runs(read_runs(tmp_path / "gain")[0]))
+    assert sorted(factor_table["verdict_text"]) == sorted(f.verdict_text for f in report.factors)
+    assert all(v.startswith(("helped", "hurt", "no clear difference")) for v in factor_table["verdict_text"])
 
     st.cache_data.clear()
     write_seeded_study(tmp_path / "null", multi_gain=0.0)

@@ -182,6 +182,12 @@ def test_card_lists_matched_verdicts_from_the_study_report(tmp_path):
     card = build_model_card(read_run(written["multi"][0]), "me/multi", report)
     for c in study.comparisons_of(report, read_run(written["multi"][0])):
         assert c.verdict_text in str(card)
+    # and the matched factor comparisons it takes part in (multi-focal vs multi: losses), never a pooled mean
+    factors, _ = study.factors_of(report, read_run(written["multi"][0]))
+    assert factors and all(f"{f.label} ({f.variant} vs {f.reference}): {f.verdict_text}" in str(card)
+                           for f in factors)
+    uni = build_model_card(read_run(written["uni-au"][0]), "me/uni-au", report)
+    assert "Factor comparisons" not in str(uni)  # uni-au differs from no configuration in one option
 
 
 def test_card_states_temporal_window_and_causality():

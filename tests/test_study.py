@@ -140,18 +140,22 @@ def test_cost_comparison_three_models_against_one(study_runs):
     assert c["uni_P_MTL"] == pytest.approx(uni_sum)
 
 
-def test_factor_effects_only_lists_factors_that_vary_within_a_task_set(study_runs):
+def test_factor_frames_carry_the_matched_figures_not_pooled_means(study_runs):
+    """The factor tab's tables come from matched pairs only: older records (one seed, no predictions)
+    give figures and no verdict; the pooled per-level means of earlier versions are gone."""
     runs, metrics = study_runs
-    table = study.study_table(runs)
-    synth = table[table["synthetic"]]
-    effects = study.factor_effects(synth, "P_MTL")
-    assert set(effects["factor"]) == {"init", "pretraining", "losses"}  # augmentation/weighting are constant
-    focal = effects[(effects["factor"] == "losses") & effects["level"].str.startswith("expr=focal")]
-    assert focal["value"].tolist() == [pytest.approx(metrics["quick/multi-focal"]["P_MTL"])]
-    ce = effects[(effects["factor"] == "losses") & effects["level"].str.startswith("expr=ce")]
-    others = [metrics[k]["P_MTL"] for k in ("quick/multi", "quick/multi-from-uni")]
-    assert ce["value"].tolist() == [pytest.approx(sum(others) / 2)] and ce["runs"].tolist() == [2]
-    assert study.factor_effects(synth[synth["run"] == "quick/multi"], "P_MTL").empty
+    report = study.study_report(runs, resamples=50)
+    frame = study.factors_frame(report.factors)
+    pairs = set(zip(frame["factor"], frame["reference"], frame["variant"], strict=True))
+    assert pairs == {("losses", "quick/multi", "quick/multi-focal"),
+                     ("init", "quick/multi", "quick/multi-from-uni")}
+    focal = frame[(frame["factor"] == "losses") & (frame["task"] == "expr")].iloc[0]
+    expected = metrics["quick/multi-focal"]["P_EXPR"] - metrics["quick/multi"]["P_EXPR"]
+    assert focal["diff_mean"] == pytest.approx(expected)
+    assert focal["verdict"] == "undecided" and focal["seeds"] == "1/1"
+    assert not hasattr(study, "factor_effects")
+    assert study.interactions_frame([]).empty and list(study.interactions_frame([]).columns)[:3] == [
+        "dataset", "synthetic", "factor"]
 
 
 def test_per_label_history_and_confusion_tables(study_runs):

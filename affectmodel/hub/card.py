@@ -15,7 +15,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from ..model import ModelConfig
 from ..records import SYNTHETIC_DATASET, RunRecord, run_factors
-from ..study import StudyReport, comparisons_of, provenance_note, run_estimates, selection_note
+from ..study import StudyReport, comparisons_of, factors_of, provenance_note, run_estimates, selection_note
 from ..tasks import ABAW_BASELINES, AU_DESCRIPTIONS, VA_DESCRIPTIONS, get_label_space, headline_metric, task_specs
 from ..training.config import DATASET_LOCAL_KEYS, MACHINE_LOCAL_OPTIONS
 from .model_index import CARD_METRICS, dataset_type
@@ -125,6 +125,14 @@ def _results_section(run: RunRecord, ds: dict[str, Any], config: ModelConfig, in
             lines += ["", "Uni-task vs multi-task (matched configurations, means over seeds, 95 % intervals over "
                           "validation videos and seeds):", ""]
             lines += [f"- {c.title} ({c.multi} vs {c.uni or 'unmatched'}): {c.verdict_text}" for c in comps]
+        factors, inter = factors_of(report, run)
+        if factors:
+            lines += ["", "Factor comparisons (configurations that differ in exactly one training option; variant − "
+                          "reference, means over seeds, 95 % intervals over validation videos and seeds):", ""]
+            lines += [f"- {f.title}, {f.label} ({f.variant} vs {f.reference}): {f.verdict_text}" for f in factors]
+        if inter:
+            lines += ["", "Does a factor change the multi-task effect? (difference of matched differences):", ""]
+            lines += [f"- {i.title}, {i.label}: {i.verdict_text}" for i in inter]
     per_class = _named(run.metrics.get("per_class_f1"), config.labels.get("expr", []))
     per_au = _named(run.metrics.get("per_au_f1"), config.labels.get("au", []))
     for title, values in (("Per-class F1 (expression)", per_class), ("Per-AU F1", per_au)):
