@@ -250,7 +250,9 @@ def config_id(config: dict[str, Any]) -> str:
 
 
 def run_factors(config: dict[str, Any]) -> dict[str, str]:
-    """The study factors of a run, for tables and filters (derived from its config.json)."""
+    """A readable summary of a run's main options (table columns, the model card's training line).
+    It decides nothing: the study's factors, its comparisons and the dashboard's filters are every
+    option of the training identity (:func:`affectmodel.study.configuration_options`)."""
     losses = config.get("losses") or {}
     tasks = config.get("tasks") or []
     init = str(config.get("init", "random"))

@@ -52,8 +52,10 @@ from .statistics import (
 from .tasks import ABAW_BASELINES, AU_NAMES, LABEL_SPACES, MTL_METRIC, TASK_KEYS, get_task
 from .training.identity import BUDGET_OPTIONS, identity_values
 
-FACTOR_COLUMNS: tuple[str, ...] = ("tasks", "setting", "init", "pretraining", "augmentation", "losses",
-                                   "weighting")
+# A readable summary of each run's main options (records.run_factors); the factors themselves are the
+# option columns (OPTION_PREFIX), every training option that varies.
+SUMMARY_COLUMNS: tuple[str, ...] = ("tasks", "setting", "init", "pretraining", "augmentation", "losses",
+                                    "weighting")
 METRIC_COLUMNS: tuple[str, ...] = METRIC_KEYS
 COST_COLUMNS: tuple[str, ...] = ("parameters", "train_time_s", "images_per_second")
 # Direction of "best" for each numeric column of the study table.
@@ -137,9 +139,13 @@ def study_table(runs: Mapping[str, RunRecord]) -> pd.DataFrame:
         row["hub_repo"] = m.get("hub_repo") or None
         row["path"] = str(record.path)
         rows.append(row)
-    columns = (["run", "configuration", "seed", "source", "dataset", "synthetic", "split", *FACTOR_COLUMNS,
+    options = varying_options(runs)
+    for row, record in zip(rows, runs.values(), strict=True):
+        mine = configuration_options(record)
+        row.update({OPTION_PREFIX + k: option_text(mine.get(k)) for k in options})
+    columns = (["run", "configuration", "seed", "source", "dataset", "synthetic", "split", *SUMMARY_COLUMNS,
                 *METRIC_COLUMNS,
-                *COST_COLUMNS, "best_epoch", "hub_repo", "path"])
+                *COST_COLUMNS, "best_epoch", "hub_repo", "path", *(OPTION_PREFIX + k for k in options)])
     table = pd.DataFrame(rows, columns=columns)
     for c in METRIC_COLUMNS + COST_COLUMNS + ("best_epoch",):
         table[c] = table[c].astype(float)
@@ -152,9 +158,36 @@ def _setting_order(value: str) -> int:
     return 0 if value == "uni-task" else 1
 
 
+OPTION_PREFIX = "option: "   # study_table columns of the training options that vary among the runs
+
+
+def option_text(value: Any) -> str:
+    """A training option's value for a table cell or filter: ``expr=focal, au=bce`` for a per-task
+    option, ``expr+au+va`` for the tasks, ``none`` for an unset one."""
+    if isinstance(value, Mapping):
+        return ", ".join(f"{k}={v}" for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return "+".join(str(v) for v in value)
+    return "none" if value is None else str(value)
+
+
+def varying_options(runs: Mapping[str, RunRecord]) -> list[str]:
+    """The options of the training identity (:func:`configuration_options`: the study's factors) whose
+    value differs between some of ``runs``, tasks first: the table's option columns and the filters."""
+    seen: dict[str, set[str]] = {}
+    all_options = [configuration_options(r) for r in runs.values()]
+    keys = set().union(*all_options) if all_options else set()
+    for options in all_options:
+        for k in keys:
+            seen.setdefault(k, set()).add(_canonical(options.get(k)))
+    return sorted((k for k, values in seen.items() if len(values) > 1), key=lambda k: (k != "tasks", k))
+
+
 def filter_options(table: pd.DataFrame) -> dict[str, list[str]]:
-    """The values each factor (and the data set) takes in ``table``, for filter widgets."""
-    return {c: sorted(table[c].dropna().astype(str).unique()) for c in ("dataset", *FACTOR_COLUMNS)}
+    """The values the data set, the setting and each training option that varies take in ``table``,
+    for filter widgets (the options are the study's factors, read from the training identity)."""
+    columns = ["dataset", "setting", *(c for c in table.columns if c.startswith(OPTION_PREFIX))]
+    return {c: sorted(table[c].dropna().astype(str).unique()) for c in columns}
 
 
 def filter_table(table: pd.DataFrame, selections: Mapping[str, Sequence[str]]) -> pd.DataFrame:
@@ -1560,10 +1593,11 @@ def run_metrics(record: RunRecord) -> dict[str, float]:
 
 __all__ = [
     "COST_COLUMNS",
-    "FACTOR_COLUMNS",
     "HIGHER_IS_BETTER",
     "METRIC_COLUMNS",
+    "OPTION_PREFIX",
     "PROTOCOL",
+    "SUMMARY_COLUMNS",
     "TASK_METRICS",
     "VERDICTS",
     "Comparison",
@@ -1606,6 +1640,7 @@ __all__ = [
     "is_affwild2",
     "matched_comparisons",
     "matched_costs",
+    "option_text",
     "per_label_f1",
     "provenance_note",
     "report_markdown",
@@ -1619,6 +1654,7 @@ __all__ = [
     "study_report",
     "study_table",
     "table_csv",
+    "varying_options",
     "verdict_of",
     "verdict_sentence",
 ]

@@ -38,8 +38,7 @@ TABLE_COLUMNS = {"run": "Run", "seed": "Seed", "setting": "Setting", "tasks": "T
                  "P_AU": "P_AU",
                  "P_VA": "P_VA", "P_MTL": "P_MTL", "ccc_valence": "CCC val.", "ccc_arousal": "CCC ar.",
                  "parameters": "Params", "train_time_s": "Train time", "images_per_second": "Images/s",
-                 "init": "Init", "pretraining": "Pre-training", "augmentation": "Augment", "losses": "Losses",
-                 "weighting": "Weighting", "data": "Data"}
+                 "data": "Data"}  # then every training option that varies among the runs (study.varying_options)
 SHORT_TITLES = {"expr": "Expression", "au": "Action units", "va": "Valence/arousal"}
 BEST_STYLE = "background-color: #dcfce7; font-weight: 700; color: #14532d"
 # The quick suite's run records (records and validation predictions, no weights) ship with the repository.
@@ -164,8 +163,8 @@ def sidebar_filters(table: pd.DataFrame) -> pd.DataFrame:
     selections = {}
     for column, options in study.filter_options(table).items():
         if len(options) > 1:
-            selections[column] = st.sidebar.multiselect(FACTOR_TITLES[column], options, key=f"filter_{column}",
-                                                        placeholder="all")
+            title = FACTOR_TITLES.get(column, column.removeprefix(study.OPTION_PREFIX))
+            selections[column] = st.sidebar.multiselect(title, options, key=f"filter_{column}", placeholder="all")
     return study.filter_table(table, selections)
 
 
@@ -292,7 +291,9 @@ def study_table_section(table: pd.DataFrame) -> None:
                "None: the run does not have that task.")
     shown = table.assign(data=[study.dataset_label(d, s)
                                for d, s in zip(table["dataset"], table["synthetic"], strict=True)])
-    shown = shown[list(TABLE_COLUMNS)]
+    options = {c: c.removeprefix(study.OPTION_PREFIX) for c in table.columns if c.startswith(study.OPTION_PREFIX)}
+    columns = {**TABLE_COLUMNS, **options}
+    shown = shown[list(columns)]
     mask = study.best_mask(table).reindex(columns=shown.columns, fill_value=False)
     styler = shown.style.apply(lambda _: mask.map(lambda best: BEST_STYLE if best else ""), axis=None)
     fmt: dict[str, Any] = dict.fromkeys(study.METRIC_COLUMNS, "{:.3f}")
@@ -300,7 +301,7 @@ def study_table_section(table: pd.DataFrame) -> None:
                 "images_per_second": study.format_rate})
     styler = styler.format(fmt, na_rep="–")
     st.dataframe(styler, hide_index=True, width="stretch", key="study_table",
-                 column_config={c: st.column_config.Column(label) for c, label in TABLE_COLUMNS.items()})
+                 column_config={c: st.column_config.Column(label) for c, label in columns.items()})
     st.download_button("Download the filtered table (CSV)", study.table_csv(table), file_name="study_table.csv",
                        mime="text/csv", icon=":material/download:", key="download_csv")
 

@@ -85,6 +85,9 @@ def test_filter_table_and_options(study_runs):
     options = study.filter_options(table)
     assert options["setting"] == ["multi-task", "uni-task"]
     assert options["dataset"] == ["aff-wild2", "synthetic-affect"]
+    # every training option that varies is a column and a filter, read from the identity (no list of factors)
+    assert set(options) == {"dataset", "setting"} | {study.OPTION_PREFIX + k for k in ("tasks", "init", "losses")}
+    assert options[study.OPTION_PREFIX + "init"] == ["checkpoint", "imagenet", "random"]
     uni = study.filter_table(table, {"setting": ["uni-task"]})
     assert set(uni["run"]) == {k for k, m in metrics.items() if not m["multi_task"]}
     both = study.filter_table(table, {"setting": ["uni-task"], "dataset": ["aff-wild2"]})
@@ -566,6 +569,16 @@ def test_a_pair_differing_in_two_factors_is_never_matched(tmp_path):
                    for f in report.factors)
     assert report.not_compared == {
         "quick/uni-expr-focal-long": "the nearest, quick/uni-expr, differs in budget_steps and losses"}
+
+
+def test_a_new_option_becomes_a_table_column_and_filter(tmp_path):
+    _seeded(tmp_path, "multi", tasks="expr,au,va", seeds=(0,))
+    _seeded(tmp_path, "multi-gru", tasks="expr,au,va", seeds=(0,), options={"temporal": "gru", "window": 16})
+    table = study.study_table(study.index_runs(read_runs(tmp_path)[0]))
+    assert study.varying_options(study.index_runs(read_runs(tmp_path)[0])) == ["temporal", "window"]
+    assert dict(zip(table["run"], table[study.OPTION_PREFIX + "window"], strict=True)) == {
+        "quick/multi/seed-0": "none", "quick/multi-gru/seed-0": "16"}
+    assert study.filter_options(table)[study.OPTION_PREFIX + "temporal"] == ["gru", "none"]
 
 
 def test_factors_are_the_options_of_the_training_identity(tmp_path):
