@@ -76,7 +76,11 @@ def test_uni_task_temporal_run_from_a_multi_task_model(per_frame):
     run = train_run(TrainConfig(data=str(data), out=str(root / "uni"), init=str(base), tasks=["au"],
                                 temporal="gru", window=4, steps=2, **COMMON))
     assert load_model(run).tasks == ("au",)
-    assert json.loads((run / "metrics.json").read_text())["tasks"] == ["au"]
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["tasks"] == ["au"]
+    # the same trunk over the same frames: its features were kept beside the data by the first run
+    assert metrics["temporal"]["features"] == "cache"
+    assert len(list((data / ".affectmodel-cache" / "features").glob("*.npz"))) == 1
 
 
 def test_temporal_options_are_checked(per_frame, tmp_path):

@@ -17,8 +17,11 @@ frame). Frames are predicted with the frame at the window's end (causal) or midd
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 import math
 import time
+import zipfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -27,13 +30,16 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from ..data.cache import CACHE_FOLDER
 from ..data.sequences import Windows, frame_windows, training_windows
 from ..hub.loading import load_model
+from ..io import atomic_write
 from ..locking import run_folder_lock
 from ..losses import MultiTaskLoss
 from ..metrics import valid_rows
 from ..model import AffectModel, ModelConfig
 from ..predictions import PREDICTIONS_FILE, Predictions, save_predictions
+from ..records import MODEL_DIR, MODEL_WEIGHTS_FILE
 from ..tasks import AU_NAMES, TASK_KEYS, get_label_space, get_task, headline_metric
 from ..temporal import LEARNED_KINDS, anchor_position
 from . import records_writer
@@ -46,6 +52,7 @@ from .selection import validation_metrics
 Progress = Callable[[float, str], None]
 FEATURE_BATCH = 64    # frames per trunk forward pass while extracting features
 WINDOW_BATCH = 256    # windows per temporal forward pass while predicting
+FEATURE_CACHE_VERSION = 1  # bump when the extraction changes
 SWAP_PROBABILITY = 0.1  # training: a window slot's features replaced by another frame's (a spoiled frame)
 
 
@@ -176,9 +183,8 @@ class _TemporalRun:
         # every reader's data set names its videos and frames (ImageLabelDataset): typed loosely here
         self.sets: dict[str, Any] = {"train": self.data.train, "development": self.data.development,
                                      "validation": self.data.validation}
-        workers = config.workers or 0
         t0 = time.perf_counter()
-        self.features = {name: extract_features(self.base, ds, config.seed, workers) for name, ds in self.sets.items()}
+        self.features, self.feature_source = self.cached_features()
         self.feature_seconds = time.perf_counter() - t0
         self.labels = {name: label_arrays(ds, None) for name, ds in self.sets.items()}
         w = config.window
@@ -188,6 +194,52 @@ class _TemporalRun:
         self.train_windows = training_windows(train_set.video_ids, train_set.frame_numbers, w, stride=max(1, w // 4))
         if len(self.train_windows) == 0:
             raise TrainingError(f"no training window in {config.data}")
+
+    def feature_cache_path(self) -> Path | None:
+        """Where this trunk's features of these frames are kept (beside the data, like the frame
+        cache), so the temporal runs of one per-frame run extract them once. The key holds the
+        trunk's weights, the frames of each split, the augmentation and its seed."""
+        weights = Path(self.config.init) / MODEL_DIR / MODEL_WEIGHTS_FILE
+        if not weights.is_file():
+            weights = Path(self.config.init) / MODEL_WEIGHTS_FILE
+        if not weights.is_file() or not self.config.data:
+            return None
+        key = hashlib.blake2b(digest_size=12)
+        with open(weights, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                key.update(block)
+        key.update(json.dumps([FEATURE_CACHE_VERSION, self.config.augment, self.config.seed, self.config.image_size,
+                               {name: ds.frame_keys() for name, ds in self.sets.items()}]).encode())
+        return Path(self.config.data) / CACHE_FOLDER / "features" / f"{key.hexdigest()}.npz"
+
+    def cached_features(self) -> tuple[dict[str, torch.Tensor], str]:
+        """The trunk features of every split: read from the feature cache, else extracted (and
+        cached when the data folder is writable)."""
+        path = self.feature_cache_path()
+        if path is not None and path.is_file():
+            try:
+                with np.load(path, allow_pickle=False) as saved:
+                    features = {name: torch.from_numpy(saved[name]) for name in self.sets}
+                if all(len(features[n]) == len(ds) for n, ds in self.sets.items()):
+                    return features, "cache"
+            except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+                pass  # unreadable or stale: extracted again below
+        workers = self.config.workers or 0
+        features = {name: extract_features(self.base, ds, self.config.seed, workers)
+                    for name, ds in self.sets.items()}
+        if path is not None:
+            arrays = {n: v.numpy() for n, v in features.items()}
+
+            def save(tmp: Path) -> None:
+                with open(tmp, "wb") as f:
+                    np.savez(f, **arrays)  # type: ignore[arg-type]  # numpy's stub types **kwds as bool
+
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                atomic_write(path, save)
+            except OSError:
+                pass  # a read-only data folder: the next run extracts them again
+        return features, "extracted"
 
     # ------------------------------------------------------------------ model and loop
 
@@ -340,6 +392,7 @@ class _TemporalRun:
             "temporal": {"kind": config.temporal, "window": config.window, "causal": config.causal,
                          "anchor": self.anchor, "trunk": "frozen (features cached)",
                          "train_windows": len(self.train_windows),
+                         "features": self.feature_source,
                          "feature_extraction_s": round(self.feature_seconds, 3)},
             "best_epoch": best["epoch"],
             "best_step": best["step"],
