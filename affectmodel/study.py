@@ -1165,7 +1165,9 @@ PROTOCOL = ("Figures are means over seeds. AU thresholds and the best epoch are 
             "interval of the difference excludes zero, each side has at least two seeds, and each side learned: "
             "no diverged seed, no collapsed head, and an interval above its no-skill level (P_VA 0, P_EXPR the "
             "best constant class, P_AU every AU on). Multi-task configurations are compared only with "
-            "uni-task configurations that differ from them only in the tasks and have the same budget in steps.")
+            "uni-task configurations that differ from them only in the tasks and have the same budget in steps; "
+            "a factor comparison pairs configurations that differ in exactly one training option; an interaction "
+            "is the difference of two such matched differences.")
 
 
 def study_report(runs: Mapping[str, RunRecord], resamples: int = DEFAULT_RESAMPLES, seed: int = 0,
