@@ -156,29 +156,31 @@ def difference_chart(frame: pd.DataFrame, title: str, subtitle: str, synthetic: 
     """One row per matched comparison: the difference (dot) with its 95 % interval (error bar), a rule
     at zero, coloured by verdict (``frame``: :func:`affectmodel.study.factors_frame` or
     :func:`affectmodel.study.interactions_frame`)."""
-    data = frame.assign(row=frame["comparison"] + " · " + frame["title"],
+    data = frame.assign(row=frame["comparison"] + " · " + frame["title"] + " · " + frame["configurations"],
                         low=frame["diff_low"].where(frame["diff_low"].notna(), None),
                         high=frame["diff_high"].where(frame["diff_high"].notna(), None))
     data = data[["row", "comparison", "configurations", "title", "metric", "diff_mean", "low", "high", "seeds",
                  "verdict", "verdict_text"]]
     order = list(dict.fromkeys(data["row"]))
-    y = alt.Y("row:N", sort=order, title=None, axis=alt.Axis(labelLimit=420))
+    y = alt.Y("row:N", sort=order, title=None, axis=alt.Axis(labelLimit=640))
     tooltip = ["comparison", "configurations", "title", "metric", alt.Tooltip("diff_mean:Q", format="+.3f",
                                                                               title="difference"),
                alt.Tooltip("low:Q", format="+.3f", title="95 % low"),
                alt.Tooltip("high:Q", format="+.3f", title="95 % high"), "seeds", "verdict_text"]
     base = alt.Chart(data).encode(y=y)
-    zero = alt.Chart(pd.DataFrame({"zero": [0.0]})).mark_rule(color="#111827", strokeDash=[4, 3]).encode(x="zero:Q")
+    # the zero line spans the whole height (drawn once per row, on the same data: no extra rows)
+    zero = alt.Chart(data).mark_rule(color="#111827", strokeDash=[4, 3]).encode(x=alt.datum(0.0))
     bars = base.transform_filter("isValid(datum.low) && isValid(datum.high)").mark_errorbar(
         ticks=True, thickness=2).encode(
         x=alt.X("low:Q", title="difference (95 % interval over validation videos and seeds)"), x2="high:Q",
         color=alt.Color("verdict:N", scale=VERDICT_SCALE, legend=None), tooltip=tooltip)
     dots = base.mark_circle(size=110, opacity=1).encode(
-        x=alt.X("diff_mean:Q", title="difference (95 % interval over validation videos and seeds)"),
+        x=alt.X("diff_mean:Q", title="difference (95 % interval over validation videos and seeds)",
+                scale=alt.Scale(zero=True)),
         color=alt.Color("verdict:N", scale=VERDICT_SCALE, title="verdict", legend=alt.Legend(orient="top")),
         tooltip=tooltip)
     return alt.LayerChart(layer=[zero, bars, dots]).properties(
-        title=_title(title, synthetic, subtitle), height=max(60, 26 * len(order)))
+        title=_title(title, synthetic, subtitle), height=alt.Step(30))
 
 
 def confusion_chart(long: pd.DataFrame, run: str, synthetic: bool = False) -> alt.LayerChart:

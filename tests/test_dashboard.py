@@ -118,7 +118,6 @@ def test_first_screen_answers_the_question_with_table_headline_and_charts(monkey
     # the factor tab: matched pairs only (multi vs multi-focal: losses; multi vs multi-from-uni: init),
     # no pooled means anywhere
     (factors,) = found["Matched factor comparisons: variant − reference"]
-    factors = factors.dropna(subset=["comparison"])  # the zero rule's own data joins the chart's rows
     assert set(factors["comparison"]) == {"losses: expr=focal vs expr=ce", "init: checkpoint vs random"}
     assert not any("Effect of each factor" in str(t) for t in found)
     confusion = [v for t, v in found.items() if t.startswith("Expression confusion matrix")]
@@ -208,7 +207,6 @@ def test_seeded_study_shows_intervals_seeds_and_plain_verdicts(monkeypatch, tmp_
     assert set(table.loc[table["uni"] == "unmatched", "verdict_text"].str[:9]) == {"unmatched"}
     # factor tab: multi-focal vs multi (losses), a difference per task with its interval and verdict in words
     (factor_bars,) = charts(at)["Matched factor comparisons: variant − reference"]
-    factor_bars = factor_bars.dropna(subset=["comparison"])
     assert len(factor_bars) == 3 and set(factor_bars["comparison"]) == {"losses: expr=focal vs expr=ce"}
     assert (factor_bars["low"] < factor_bars["diff_mean"]).all()
     assert (factor_bars["diff_mean"] < factor_bars["high"]).all()
