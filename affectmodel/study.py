@@ -1245,6 +1245,10 @@ def _cell(i: Interval | None, signed: bool = False) -> str:
     return f"{i.mean:{number}} ({i.low:{number}}{between}{i.high:{number}})"
 
 
+# The same cells in the dashboard's tables.
+interval_text = _cell
+
+
 def report_markdown(report: StudyReport) -> str:
     """The README's study table and verdict text (markdown), from :func:`study_report`."""
     lines: list[str] = []

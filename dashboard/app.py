@@ -222,51 +222,58 @@ def headline(table: pd.DataFrame, report: study.StudyReport) -> None:
                    "tasks (same initialisation, augmentation, loss, budget in steps, data). Figures are means over "
                    "seeds; intervals are 95 % over validation videos and seeds. \"Helped\"/\"hurt\" only when the "
                    "interval of the difference excludes zero; otherwise there is no clear difference.")
+        # Cards: the figure and its difference on top, the verdict and seeds in a caption that wraps
+        # (a metric's delta description is cut to the card's width).
         cols = st.columns(len(mine) + (2 if cost else 0))
         for col, c in zip(cols, mine, strict=False):  # the cost columns follow
             est, diff = c.multi_estimate, c.difference
             has_diff = diff is not None and math.isfinite(diff.mean)
-            uni_seeds = c.uni_estimate.n_seeds[0] if c.uni_estimate else 0
-            seeds = f"{est.n_seeds[0] if est else 0} seeds multi, {uni_seeds} uni"
-            col.metric(SHORT_TITLES[c.task], _fmt(est.mean) if est else "n/a",
-                       delta=f"{diff.mean:+.3f}" if diff is not None and has_diff else None,
-                       delta_description=(c.verdict if c.uni else "unmatched") + f" · {seeds}",
-                       delta_color=VERDICT_COLORS.get(c.verdict, "off"),
-                       help=f"{c.metric} of {c.multi} against {c.uni or 'no matched uni-task configuration'}: "
-                            f"{c.verdict_text}.", border=True)
+            card = col.container(border=True)
+            card.metric(SHORT_TITLES[c.task], _fmt(est.mean) if est else "n/a",
+                        delta=f"{diff.mean:+.3f}" if diff is not None and has_diff else None,
+                        delta_color=VERDICT_COLORS.get(c.verdict, "off"),
+                        help=f"{c.metric} of {c.multi} against {c.uni or 'no matched uni-task configuration'}: "
+                             f"{c.verdict_text}.")
+            card.caption(f"{c.verdict if c.uni else 'unmatched'} · {_seeds(c)}")
         if cost:
-            cols[-2].metric("Parameters", study.format_count(cost.multi_parameters),
-                            delta=f"{_fmt(cost.parameters_ratio, '.2f')}x",
-                            delta_description=f"of {len(cost.unis)} uni-task models", delta_color="off",
+            for col, label, value, ratio, help_text in (
+                    (cols[-2], "Parameters", study.format_count(cost.multi_parameters), cost.parameters_ratio,
+                     f"{cost.multi} against {', '.join(cost.unis)} together."),
+                    (cols[-1], "Training time", study.format_duration(cost.multi_train_time_s), cost.train_time_ratio,
+                     "Including the run it was initialised from, if any: "
+                     f"{study.format_duration(cost.multi_init_train_time_s)}.")):
+                card = col.container(border=True)
+                card.metric(label, value, delta=f"{_fmt(ratio, '.2f')}x", delta_color="off",
                             delta_arrow="off",  # a ratio (0.33x is a saving): no up/down arrow
-                            help=f"{cost.multi} against {', '.join(cost.unis)} together.",
-                            border=True)
-            cols[-1].metric("Training time", study.format_duration(cost.multi_train_time_s),
-                            delta=f"{_fmt(cost.train_time_ratio, '.2f')}x",
-                            delta_description=f"of {len(cost.unis)} uni-task models", delta_color="off",
-                            delta_arrow="off",  # a ratio (0.33x is a saving): no up/down arrow
-                            help="Including the run it was initialised from, if any: "
-                                 f"{study.format_duration(cost.multi_init_train_time_s)}.",
-                            border=True)
-        left, right = st.columns([3, 2], gap="large")
+                            help=help_text)
+                card.caption(f"of {len(cost.unis)} uni-task models")
+        left, right = st.columns([1, 1], gap="large")
         left.altair_chart(charts.matched_comparison_chart(study.comparison_bars(mine), synthetic), width="stretch")
         if cost:
             right.markdown(f"**At what cost?** One shared model against {len(cost.unis)} matched uni-task models")
-            right.dataframe(cost.summary_table(), hide_index=True, width="stretch", key=f"cost_{dataset}")
-        frame = study.comparisons_frame(comps)
+            right.table(cost.summary_table(), hide_index=True)
         st.markdown("**All matched comparisons**")
-        st.dataframe(frame[["multi", "title", "uni", "multi_mean", "uni_mean", "diff_mean", "diff_low", "diff_high",
-                            "multi_seeds", "uni_seeds", "budget_steps", "verdict_text"]],
-                     hide_index=True, width="stretch", key=f"comparisons_{dataset}",
-                     column_config={"multi": "Multi-task", "title": "Task", "uni": "Uni-task (matched)",
-                                    "multi_mean": st.column_config.NumberColumn("Multi", format="%.3f"),
-                                    "uni_mean": st.column_config.NumberColumn("Uni", format="%.3f"),
-                                    "diff_mean": st.column_config.NumberColumn("Difference", format="%+.3f"),
-                                    "diff_low": st.column_config.NumberColumn("95 % low", format="%+.3f"),
-                                    "diff_high": st.column_config.NumberColumn("95 % high", format="%+.3f"),
-                                    "multi_seeds": "Seeds (multi)", "uni_seeds": "Seeds (uni)",
-                                    "budget_steps": "Budget (steps)", "verdict_text": "Verdict"})
+        st.table(comparisons_table(comps), hide_index=True)
     best_runs_section(table)
+
+
+def _seeds(c: study.Comparison) -> str:
+    multi = c.multi_estimate.n_seeds[0] if c.multi_estimate else 0
+    uni = c.uni_estimate.n_seeds[0] if c.uni_estimate else 0
+    return f"{multi} seed{'' if multi == 1 else 's'} multi, {uni} uni"
+
+
+def comparisons_table(comparisons: list[study.Comparison]) -> pd.DataFrame:
+    """The matched comparisons as text cells (an HTML table that wraps to the page: no column is cut,
+    and a dash where there is no figure)."""
+    return pd.DataFrame([{
+        "Multi-task": c.multi, "Task": c.title, "Uni-task (matched)": c.uni or "unmatched",
+        "Multi": study.interval_text(c.multi_estimate), "Uni": study.interval_text(c.uni_estimate),
+        "Difference (95 %)": study.interval_text(c.difference, signed=True),
+        "Seeds (multi/uni)": f"{c.multi_estimate.n_seeds[0] if c.multi_estimate else 0}/"
+                             f"{c.uni_estimate.n_seeds[0] if c.uni_estimate else 0}",
+        "Budget (steps)": "–" if c.multi_budget_steps is None else str(c.multi_budget_steps),
+        "Verdict": c.verdict_text} for c in comparisons])
 
 
 def best_runs_section(table: pd.DataFrame) -> None:
@@ -280,7 +287,7 @@ def best_runs_section(table: pd.DataFrame) -> None:
             st.altair_chart(charts.uni_vs_multi_chart(comp, synthetic), width="stretch")
             st.dataframe(comp[["title", "uni_run", "uni", "multi_run", "multi"]].rename(columns={
                 "title": "Task", "uni_run": "Best uni-task run", "uni": "Uni", "multi_run": "Best multi-task run",
-                "multi": "Multi"}), hide_index=True, width="stretch", key=f"best_{dataset}",
+                "multi": "Multi"}), hide_index=True, width="stretch", key=f"best_{dataset}", placeholder="–",
                 column_config={"Uni": st.column_config.NumberColumn(format="%.3f"),
                                "Multi": st.column_config.NumberColumn(format="%.3f")})
 
@@ -288,7 +295,7 @@ def best_runs_section(table: pd.DataFrame) -> None:
 def study_table_section(table: pd.DataFrame) -> None:
     st.subheader("Study table")
     st.caption("One row per run. Green: the best score in each metric column (per data set). "
-               "None: the run does not have that task.")
+               "–: the run does not have that task.")
     shown = table.assign(data=[study.dataset_label(d, s)
                                for d, s in zip(table["dataset"], table["synthetic"], strict=True)])
     options = {c: c.removeprefix(study.OPTION_PREFIX) for c in table.columns if c.startswith(study.OPTION_PREFIX)}
@@ -300,7 +307,7 @@ def study_table_section(table: pd.DataFrame) -> None:
     fmt.update({"parameters": study.format_count, "train_time_s": study.format_duration,
                 "images_per_second": study.format_rate})
     styler = styler.format(fmt, na_rep="–")
-    st.dataframe(styler, hide_index=True, width="stretch", key="study_table",
+    st.dataframe(styler, hide_index=True, width="stretch", key="study_table", placeholder="–",
                  column_config={c: st.column_config.Column(label) for c, label in columns.items()})
     st.download_button("Download the filtered table (CSV)", study.table_csv(table), file_name="study_table.csv",
                        mime="text/csv", icon=":material/download:", key="download_csv")
@@ -384,7 +391,7 @@ def factors_section(table: pd.DataFrame, report: study.StudyReport) -> None:
                                                     "dot: mean over seeds; bar: 95 % interval; colour: verdict",
                                                     synthetic), width="stretch")
             st.dataframe(frame[list(FACTOR_COLUMNS_SHOWN)], hide_index=True, width="stretch",
-                         key=f"factors_{dataset}", column_config=FACTOR_COLUMNS_SHOWN)
+                         key=f"factors_{dataset}", column_config=FACTOR_COLUMNS_SHOWN, placeholder="–")
         mine_i = [i for i in inter if i.dataset == dataset]
         if mine_i:
             st.subheader(f"Does a factor change the multi-task effect? · {label}")
@@ -393,7 +400,7 @@ def factors_section(table: pd.DataFrame, report: study.StudyReport) -> None:
                 frame, "Interactions: multi-task effect at the variant level − at the reference level",
                 "multi-task effect = multi-task − matched uni-task configuration", synthetic), width="stretch")
             st.dataframe(frame[list(INTERACTION_COLUMNS_SHOWN)], hide_index=True, width="stretch",
-                         key=f"interactions_{dataset}", column_config=INTERACTION_COLUMNS_SHOWN)
+                         key=f"interactions_{dataset}", column_config=INTERACTION_COLUMNS_SHOWN, placeholder="–")
     alone = {k: why for k, why in report.not_compared.items() if k in shown}
     if alone:
         with st.expander(f"Not compared with anything ({len(alone)})"):

@@ -79,7 +79,7 @@ def test_dashboard_renders_headline_and_table_in_chromium(dashboard_url):
         try:
             page = browser.new_page(viewport={"width": 1440, "height": 900})
             page.goto(dashboard_url, wait_until="domcontentloaded")
-            page.wait_for_selector('[data-testid="stDataFrame"]', timeout=60_000)
+            page.wait_for_selector('[data-testid="stDataFrame"]:visible', timeout=60_000)
             page.wait_for_selector('[data-testid="stMetric"]', timeout=30_000)
             page.wait_for_selector('[data-testid="stVegaLiteChart"] canvas, '
                                    '[data-testid="stVegaLiteChart"] svg', timeout=30_000)
@@ -122,10 +122,20 @@ def test_dashboard_on_the_shipped_study_in_chromium(tmp_path):
                 page = browser.new_page(viewport={"width": 1400, "height": 900})
                 page.goto(url, wait_until="domcontentloaded")
                 page.wait_for_selector('[data-testid="stMetric"]', timeout=60_000)
-                page.wait_for_selector('[data-testid="stDataFrame"]', timeout=60_000)
+                page.wait_for_selector('[data-testid="stDataFrame"]:visible', timeout=60_000)
+                page.wait_for_selector('[data-testid="stTable"]', timeout=60_000)
+                page.wait_for_timeout(1500)  # let the charts finish their first draw
                 body = page.inner_text("body")
+                tables = [t.inner_text() for t in page.query_selector_all('[data-testid="stTable"]')]
+                # no table wider than the page at 1400 px (the HTML tables wrap instead)
+                overflow = page.evaluate("""() => [...document.querySelectorAll('[data-testid="stTable"]')]
+                    .filter(t => t.scrollWidth > t.clientWidth + 1).length""")
+                captions = [c.inner_text() for c in page.query_selector_all('[data-testid="stCaptionContainer"]')]
+                cut = page.evaluate("""() => [...document.querySelectorAll('[data-testid="stCaptionContainer"]')]
+                    .filter(c => c.scrollWidth > c.clientWidth + 1).length""")
                 OUT.mkdir(exist_ok=True)
                 (OUT / "dashboard-shipped.txt").write_text(body)
+                page.screenshot(path=str(OUT / "dashboard-shipped.png"))
             finally:
                 browser.close()
     finally:
@@ -136,3 +146,7 @@ def test_dashboard_on_the_shipped_study_in_chromium(tmp_path):
             proc.kill()
     assert "Did multi-task learning help?" in body and "synthetic-affect (synthetic benchmark)" in body
     assert "quick/multi against one model per task" in body and "Traceback" not in body
+    assert len(tables) >= 2 and overflow == 0 and cut == 0  # the cost and comparison tables, whole
+    assert all(word not in text.split() for text in tables for word in ("None", "NaN", "nan"))
+    assert "–" in tables[-1]  # the unmatched comparisons have no difference: a dash, not None
+    assert "no clear difference · 3 seeds multi, 3 uni" in captions and "of 3 uni-task models" in captions
