@@ -217,6 +217,10 @@ def test_the_demo_command_serves_the_page(tmp_path):
                     time.sleep(0.5)
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/config", timeout=5) as r:
                 assert r.status == 200
+            # the server answers as soon as it listens; the app prints its "open" line just after
+            opened = f"affectmodel demo: open http://127.0.0.1:{port}/"
+            while time.monotonic() < deadline and opened not in log.read_text() and proc.poll() is None:
+                time.sleep(0.2)
         finally:
             proc.terminate()
             proc.wait(timeout=30)
