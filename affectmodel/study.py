@@ -1397,7 +1397,8 @@ def interactions_frame(interactions: Sequence[Interaction]) -> pd.DataFrame:
 
 
 def comparison_bars(comparisons: Sequence[Comparison]) -> pd.DataFrame:
-    """Long table for a bar chart with error bars: task, setting, configuration, mean, low, high, seeds, verdict."""
+    """Long table for a bar chart with error bars: task, setting, configuration, mean, low, high, seeds, verdict,
+    the ABAW baseline (Aff-Wild2 only) and the metric's no-skill level on the frames scored."""
     rows = []
     for c in comparisons:
         for setting, key, est in (("uni-task", c.uni, c.uni_estimate), ("multi-task", c.multi, c.multi_estimate)):
@@ -1407,9 +1408,10 @@ def comparison_bars(comparisons: Sequence[Comparison]) -> pd.DataFrame:
                          "mean": est.mean, "low": est.low if math.isfinite(est.low) else None,
                          "high": est.high if math.isfinite(est.high) else None, "seeds": est.n_seeds[0],
                          "verdict": c.verdict_text,
-                         "baseline": ABAW_BASELINES.get(c.metric, math.nan) if is_affwild2(c.dataset) else math.nan})
+                         "baseline": ABAW_BASELINES.get(c.metric, math.nan) if is_affwild2(c.dataset) else math.nan,
+                         "no_skill": est.no_skill if math.isfinite(est.no_skill) else None})
     return pd.DataFrame(rows, columns=["task", "setting", "configuration", "mean", "low", "high", "seeds", "verdict",
-                                       "baseline"])
+                                       "baseline", "no_skill"])
 
 
 def in_sample_figures(record: RunRecord) -> dict[str, float]:

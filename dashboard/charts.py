@@ -14,6 +14,7 @@ import pandas as pd
 UNI_COLOR = "#94a3b8"    # slate: the reference (one model per task)
 MULTI_COLOR = "#2563eb"  # blue: the shared model
 BASELINE_COLOR = "#dc2626"
+NO_SKILL_COLOR = "#d97706"   # amber: the level a model without skill reaches
 SETTING_SCALE = alt.Scale(domain=["uni-task", "multi-task"], range=[UNI_COLOR, MULTI_COLOR])
 # Run colours: greys for uni-task runs, blues for multi-task runs, so a run's setting reads at a glance.
 UNI_SHADES = ("#64748b", "#a3aebd", "#334155", "#cbd5e1", "#475569", "#e2e8f0")
@@ -99,9 +100,15 @@ def matched_comparison_chart(bars: pd.DataFrame, synthetic: bool = False) -> alt
         layers.append(base.transform_filter("isValid(datum.baseline)").mark_tick(
             color=BASELINE_COLOR, thickness=2, size=60, strokeDash=[4, 2]).encode(
             y="baseline:Q", tooltip=[alt.Tooltip("baseline:Q", title="ABAW baseline", format=".2f")]))
+    no_skill = "no_skill" in bars and bars["no_skill"].notna().any()
+    if no_skill:  # an interval that reaches this tick did not learn: no verdict (affectmodel.study.did_not_learn)
+        layers.append(base.transform_filter("isValid(datum.no_skill)").mark_tick(
+            color=NO_SKILL_COLOR, thickness=2, size=40).encode(
+            y="no_skill:Q", tooltip=[alt.Tooltip("no_skill:Q", title="no-skill level", format=".3f")]))
+    subtitle = "bars: mean over seeds; black: 95 % interval (validation videos and seeds)" + (
+        "; amber tick: the metric's no-skill level" if no_skill else "")
     return alt.LayerChart(layer=layers).properties(
-        title=_title("Matched uni-task vs multi-task configuration, per task", synthetic,
-                     "bars: mean over seeds; black: 95 % interval (validation videos and seeds)"), height=300)
+        title=_title("Matched uni-task vs multi-task configuration, per task", synthetic, subtitle), height=300)
 
 
 def per_label_chart(long: pd.DataFrame, label_order: list[str], title: str, run_settings: dict[str, str],

@@ -203,6 +203,8 @@ def test_seeded_study_shows_intervals_seeds_and_plain_verdicts(monkeypatch, tmp_
     assert verdicts and verdicts[0].count("helped:") == 3
     (bars,) = charts(at)["Matched uni-task vs multi-task configuration, per task"]
     assert len(bars) == 6 and (bars["low"] < bars["mean"]).all() and (bars["mean"] < bars["high"]).all()
+    assert (bars["no_skill"] < bars["low"]).all()  # every side learned; its no-skill level is drawn
+    assert (bars.loc[bars["task"].str.contains("P_VA"), "no_skill"] == 0).all()
     assert (bars["seeds"] == 3).all()
     table = next(t.value for t in at.table if "Verdict" in t.value.columns)
     assert (table["Seeds (multi/uni)"].str.startswith("3/")).all()
