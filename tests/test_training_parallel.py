@@ -75,6 +75,26 @@ def test_slots_from_devices_or_jobs():
         job_slots("cuda:0", 2)
 
 
+def test_each_job_gets_its_share_of_cpus_for_threads_and_loader_workers():
+    from affectmodel.training.config import config_from_mapping
+    from affectmodel.training.jobs import job_config_values, job_share
+
+    gpus = [f"cuda:{i}" for i in range(8)]
+    share = job_share(gpus, 64)
+    assert share == {"threads": 8, "gpu_workers": 7}  # 8 jobs x (1 + 7 workers) = 64 CPUs, not 8 x 63
+    assert job_share(gpus, 16) == {"threads": 2, "gpu_workers": 1}
+    assert job_share(gpus, 4) == {"threads": 1, "gpu_workers": 0}  # more jobs than CPUs: load in-process
+    assert job_share(["cpu", "cpu"], 2) == {"threads": 1, "gpu_workers": 0}
+    values = {"tasks": ["expr"], "out": "runs/x", "device": "auto"}
+    on_gpu = config_from_mapping(job_config_values(values, "cuda:3", share))
+    assert (on_gpu.device, on_gpu.threads, on_gpu.workers) == ("cuda", 8, 7)
+    on_cpu = config_from_mapping(job_config_values(values, "cpu", job_share(["cpu"] * 2, 2)))
+    assert (on_cpu.device, on_cpu.threads, on_cpu.workers) == ("cpu", 1, None)  # CPU runs load in-process
+    # A run's own choice wins.
+    mine = config_from_mapping(job_config_values({**values, "workers": 2, "threads": 3}, "cuda:0", share))
+    assert (mine.threads, mine.workers) == (3, 2)
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_two_jobs_give_the_records_of_a_sequential_suite(tmp_path, bench, sequential):

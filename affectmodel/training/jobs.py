@@ -1,8 +1,9 @@
 """A suite's independent runs at the same time: one run per GPU (``--devices cuda:0,cuda:1``) or
 ``--jobs N`` runs on CPU, each in its own process.
 
-Each run trains exactly as in a sequential suite (same resolved options but the device and, on
-CPU, its share of the threads; resumable, complete runs skipped), so the records are the same;
+Each run trains exactly as in a sequential suite (same resolved options but the device and its
+share of the machine: ``CPUs / jobs`` torch threads and, on a GPU, that share minus one loader
+workers, unless the run sets its own; resumable, complete runs skipped), so the records are the same;
 only one run's own options decide what it computes. A run initialised from another run of the
 suite (``init = "<run>"``) waits until that run is complete. One big run on several GPUs is
 still ``torchrun`` (DDP), not this.
@@ -69,7 +70,33 @@ def _log_path(out: Path, run: Any) -> Path:
     return out / LOG_FOLDER / (_key(run).replace("/", "_") + ".log")
 
 
-def _job_main(config_values: dict[str, Any], device: str, threads: int, log_file: str) -> None:
+def cpu_count() -> int:
+    """CPUs this process may use (its affinity where the platform has one)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def job_share(slots: Sequence[str], cpus: int) -> dict[str, int]:
+    """What each of ``len(slots)`` concurrent jobs may use of ``cpus`` CPUs: ``threads`` for torch
+    and, on a GPU, ``workers`` loader processes (one CPU stays with the training process, as
+    :func:`affectmodel.training.distributed.default_workers` leaves one; a CPU job loads in its
+    own process). Without this, 8 GPU jobs would each start min(8, CPUs - 1) workers and torch's
+    default threads."""
+    share = max(1, cpus // max(1, len(slots)))
+    return {"threads": share, "gpu_workers": max(0, min(8, share - 1))}
+
+
+def job_config_values(config_values: dict[str, Any], device: str, share: dict[str, int]) -> dict[str, Any]:
+    """The run's options in a job on ``device`` (``cuda`` for ``cuda:N``: the job sees only its
+    GPU): its share of threads and, on a GPU, of loader workers, unless the run sets its own."""
+    changes: dict[str, Any] = {"device": "cuda" if device.startswith("cuda:") else device}
+    if not config_values.get("threads"):
+        changes["threads"] = share["threads"]
+    if device.startswith("cuda:") and config_values.get("workers") is None:
+        changes["workers"] = share["gpu_workers"]
+    return {**config_values, **changes}
+
+
+def _job_main(config_values: dict[str, Any], device: str, share: dict[str, int], log_file: str) -> None:
     """One run in a fresh process (spawned: no CUDA or OpenMP state inherited)."""
     # Kept open for the life of this process: it becomes its stdout and stderr.
     log = open(log_file, "a", buffering=1, encoding="utf-8")  # noqa: SIM115
@@ -77,19 +104,15 @@ def _job_main(config_values: dict[str, Any], device: str, threads: int, log_file
     os.dup2(log.fileno(), 2)
     sys.stdout = sys.stderr = log
     os.environ.setdefault("TQDM_DISABLE", "1")
-    changes: dict[str, Any] = {"device": device}
     if device.startswith("cuda:"):
         # This process sees its GPU only (before CUDA initialises), as cuda:0.
         os.environ["CUDA_VISIBLE_DEVICES"] = device.split(":", 1)[1]
-        changes["device"] = "cuda"
-    if threads and not config_values.get("threads"):
-        changes["threads"] = threads
     from ..locking import RunFolderLockedError
     from .config import config_from_mapping
     from .trainer import train_run
 
     try:
-        config = config_from_mapping({**config_values, **changes}, where="suite job")
+        config = config_from_mapping(job_config_values(config_values, device, share), where="suite job")
         train_run(config)
     except RunFolderLockedError as e:
         print(e, flush=True)
@@ -124,9 +147,7 @@ def run_jobs(runs: Sequence[Any], out: str | Path, slots: Sequence[str], log: Ca
         if run.config.init and dep is None and run.init_from_run and not is_complete(Path(run.config.init)):
             raise ConfigError(f"run {_key(run)!r} starts from run {run.init_from_run!r}, which is not complete "
                               f"in {out}: run it first")
-    cpu_slots = sum(s == "cpu" for s in slots)
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    threads = max(1, cpus // max(1, cpu_slots))
+    share = job_share(slots, cpu_count())
     ctx = multiprocessing.get_context("spawn")
     pending = [_Job(i, r) for i, r in enumerate(runs, start=1)]
     running: dict[int, _Job] = {}
@@ -142,8 +163,8 @@ def run_jobs(runs: Sequence[Any], out: str | Path, slots: Sequence[str], log: Ca
                     break
                 path = _log_path(out, job.run)
                 job.slot, job.started = slot, time.perf_counter()
-                job.process = ctx.Process(target=_job_main, args=(job.run.config.to_dict(), device,
-                                                                  threads if device == "cpu" else 0, str(path)),
+                job.process = ctx.Process(target=_job_main, args=(job.run.config.to_dict(), device, share,
+                                                                  str(path)),
                                           name=f"suite-job-{_key(job.run)}")
                 job.process.start()
                 running[slot] = job
