@@ -25,6 +25,7 @@ from ..images import ImageLoadError
 from ..images import load_image as read_rgb
 from ..metrics import valid_rows
 from ..tasks import AU_NAMES, AU_TASK, TASK_KEYS, VA_NAMES, VA_TASK, get_label_space
+from .paths import PathList
 
 Transform = Callable[[Image.Image], torch.Tensor]
 
@@ -74,7 +75,7 @@ def valid_label_masks(labels: dict[str, np.ndarray], num_classes: int) -> dict[s
 class ImageLabelDataset(Dataset):
     """Images on disk + label arrays in memory (a ``torch.utils.data.Dataset``)."""
 
-    image_paths: Sequence[Path]  # a list, or a frame cache's lazy sequence
+    image_paths: Sequence[Path]  # given as a list, kept as a PathList; or a frame cache's lazy sequence
     labels: dict[str, np.ndarray]
     tasks: tuple[str, ...] = TASK_KEYS
     transform: Transform | None = None
@@ -89,6 +90,9 @@ class ImageLabelDataset(Dataset):
     frame_numbers: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # (n,) 1-based
 
     def __post_init__(self) -> None:
+        if isinstance(self.image_paths, (list, tuple)):
+            # a few arrays instead of a Path per frame, shared untouched by forked loader workers
+            self.image_paths = PathList(self.image_paths)
         n = len(self.image_paths)
         for key, shape in (("expr", (n,)), ("au", (n, len(AU_NAMES))), ("va", (n, len(VA_NAMES)))):
             if key not in self.labels or self.labels[key].shape != shape:
@@ -148,7 +152,8 @@ class ImageLabelDataset(Dataset):
     def _copy_with(self, idx: np.ndarray) -> ImageLabelDataset:
         import copy
         new = copy.copy(self)
-        new.image_paths = [self.image_paths[i] for i in idx]
+        paths = self.image_paths
+        new.image_paths = paths.take(idx) if isinstance(paths, PathList) else [paths[i] for i in idx]
         new.labels = {k: v[idx] for k, v in self.labels.items()}
         new.video_ids = self.video_ids[idx]
         new.frame_numbers = self.frame_numbers[idx]

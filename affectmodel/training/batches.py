@@ -44,7 +44,8 @@ class SeededSamples(Dataset):
     def __init__(self, base: Any, indices: Sequence[int] | None, seed: int):
         # ``base``: any map-style data set with a length (torch's Dataset declares no __len__).
         self.base = base
-        self.indices = list(range(len(base))) if indices is None else [int(i) for i in indices]
+        # an array, not a list of ints: loader workers share it with the parent untouched
+        self.indices = np.arange(len(base), dtype=np.int64) if indices is None else np.asarray(indices, dtype=np.int64)
         self.seed = seed
         self.epoch = 0
 
@@ -58,7 +59,7 @@ class SeededSamples(Dataset):
             # The CPU generator only: torch.manual_seed also queues lazy CUDA/XPU/MTIA seeding with
             # a formatted stack trace, about 2 ms per sample (profiled in benchmarks/training_throughput.py).
             torch.default_generator.manual_seed(sample_seed)
-            image, targets = self.base[self.indices[position]]
+            image, targets = self.base[int(self.indices[position])]
         return image, targets, position
 
 
@@ -73,11 +74,10 @@ class CachedSamples(SeededSamples):
 
     def __init__(self, base: Any, indices: Sequence[int] | None, seed: int):  # a FrameCacheDataset
         super().__init__(base, indices, seed)
-        self.index_array = np.asarray(self.indices, dtype=np.int64)
 
     def __getitems__(self, items: Sequence[int | tuple[int, int]]):
         positions = np.asarray([i[1] if isinstance(i, tuple) else i for i in items], dtype=np.int64)
-        rows = self.index_array[positions]
+        rows = self.indices[positions]
         return self.base.read_batch(rows), self.base.batch_targets(rows), torch.from_numpy(positions)
 
 
