@@ -256,3 +256,41 @@ def test_cache_command_next_to_the_data(data_root, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "holds no frame cache" in err
     assert (other / "keep.txt").read_text() == "mine"
+
+
+def _vm_flags(path):
+    """VmFlags of this process's mappings of ``path`` (Linux /proc/self/smaps)."""
+    flags, current = [], None
+    with open("/proc/self/smaps", encoding="utf-8") as f:
+        for line in f:
+            fields = line.split()
+            if fields and "-" in fields[0] and len(fields) >= 5:  # a mapping's header line
+                current = fields[5] if len(fields) > 5 else None
+            elif line.startswith("VmFlags:") and current == str(path):
+                flags.append(fields[1:])
+    return flags
+
+
+@pytest.mark.skipif(not hasattr(__import__("mmap"), "MADV_RANDOM"), reason="no madvise on this platform")
+def test_shards_are_mapped_for_random_access_and_read_the_same_frames(built):
+    out, _ = built
+    ds = open_frame_cache(out, "train")
+    rows = [9, 0, 3, 4, 5, 17]  # three shards of 8, a run of consecutive frames, out of order
+    batch = ds.read_batch(rows).numpy()
+    shard = out / "train" / "shard-00000.npy"
+    flags = _vm_flags(shard)
+    assert flags and all("rr" in f for f in flags)  # MADV_RANDOM: no readahead around each fault
+    expected = np.concatenate([np.load(p) for p in sorted((out / "train").glob("shard-*.npy"))])
+    assert np.array_equal(batch, expected[ds._rows[rows]])
+
+
+def test_a_cache_larger_than_the_available_memory_is_said_with_the_remedy(built):
+    out, summary = built
+    manifest = cache_mod.read_manifest(out)
+    frames = sum(summary.frames.values())
+    assert cache_mod.cache_bytes(manifest) == frames * 3 * SIZE * SIZE
+    assert cache_mod.cache_bytes(manifest, ["val"]) == summary.frames["validation"] * 3 * SIZE * SIZE
+    need = cache_mod.cache_bytes(manifest)
+    assert cache_mod.larger_than_memory(out, available=need) is None
+    message = cache_mod.larger_than_memory(out, available=need - 1)
+    assert message is not None and "more than the" in message and "local NVMe" in message and str(out) in message

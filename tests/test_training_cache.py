@@ -90,3 +90,17 @@ def test_a_run_trains_from_the_cache_next_to_the_data(bench, tmp_path):
     record = read_run(tmp_path / "run")
     assert record.config["dataset"]["frame_cache"] == str(default_cache_dir(bench, SIZE))
     assert record.metrics["steps"] == 3 and 0 <= record.metrics["data_wait_share"] <= 1
+
+
+def test_training_warns_when_the_cache_exceeds_the_available_memory(bench, monkeypatch):
+    from affectmodel import runtime
+
+    monkeypatch.setattr(runtime, "available_memory_bytes", lambda: 1000)
+    with pytest.warns(UserWarning, match=r"more than the 0\.0 GB of memory available.*local NVMe"):
+        load_datasets(_config(bench), ModelConfig(input_size=SIZE))
+    monkeypatch.setattr(runtime, "available_memory_bytes", lambda: 10**12)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_datasets(_config(bench), ModelConfig(input_size=SIZE))

@@ -32,6 +32,7 @@ import copy
 import hashlib
 import itertools
 import json
+import mmap
 import os
 import shutil
 import zlib
@@ -439,26 +440,82 @@ def check_fingerprint(cache_dir: str | os.PathLike, root: str | os.PathLike,
                               f"python -m affectmodel cache {root} --out {cache_dir}")
 
 
+def cache_bytes(manifest: Mapping[str, Any], splits: Sequence[str] | None = None) -> int:
+    """Bytes of frames the cache holds in ``splits`` (all of them by default)."""
+    size = int(manifest["size"])
+    chosen = manifest["splits"] if splits is None else [normalise_split(s) for s in splits]
+    return sum(int(manifest["splits"][s]["frames"]) for s in chosen if s in manifest["splits"]) * 3 * size * size
+
+
+def larger_than_memory(cache_dir: str | os.PathLike, splits: Sequence[str] | None = None,
+                       available: int | None = None) -> str | None:
+    """A warning when the frames of ``splits`` exceed the memory available (Linux ``MemAvailable``):
+    training then reads them from the disk at random, at the disk's speed. None when they fit or
+    when the available memory is unknown."""
+    from ..runtime import available_memory_bytes
+
+    available = available_memory_bytes() if available is None else available
+    need = cache_bytes(read_manifest(cache_dir), splits)
+    if available is None or need <= available:
+        return None
+    return (f"frame cache {cache_dir} holds {need / 1e9:.1f} GB of frames, more than the {available / 1e9:.1f} GB of "
+            "memory available: training will read frames from the disk at random, at its speed; keep the cache on a "
+            "local NVMe drive, not network storage (python -m affectmodel cache ROOT --out /local/nvme/DIR, then "
+            "--cache DIR; docs/TRAINING.md)")
+
+
+# Random-access hints: frames are read in shuffled order, so the kernel's readahead around each
+# fault would read (and cache) neighbours that are not needed; instead each batch asks for exactly
+# its frames' bytes at once (MADV_WILLNEED), which a local NVMe drive serves in parallel.
+_MADV_RANDOM = getattr(mmap, "MADV_RANDOM", None)
+_MADV_WILLNEED = getattr(mmap, "MADV_WILLNEED", None)
+
+
 class _Shards:
     """The memory-mapped shards of one split, opened lazily in each process (DataLoader workers)."""
 
     def __init__(self, folder: Path, shards: list[dict[str, Any]], shard_frames: int, size: int):
         self.folder, self.shard_info, self.shard_frames, self.size = folder, shards, shard_frames, size
         self._maps: list[np.ndarray] | None = None
+        self._mmaps: list[tuple[mmap.mmap, int]] = []  # (map, byte offset of the frames) per shard
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_maps": None}  # memory maps are reopened, not pickled
+        return {**self.__dict__, "_maps": None, "_mmaps": []}  # memory maps are reopened, not pickled
 
     def check(self) -> None:
         for info in self.shard_info:
             check_shard(self.folder / info["file"], int(info["frames"]), self.size)
 
+    def _open(self, path: Path, frames: int) -> np.ndarray:
+        """A read-only (frames, 3, S, S) view of a shard's memory map, advised for random access."""
+        _, _, offset = _read_npy_header(path)
+        with open(path, "rb") as f:
+            mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        if _MADV_RANDOM is not None:
+            mapped.madvise(_MADV_RANDOM)
+        self._mmaps.append((mapped, offset))
+        return np.frombuffer(mapped, dtype=np.uint8, count=frames * 3 * self.size * self.size,
+                             offset=offset).reshape(frames, 3, self.size, self.size)
+
     @property
     def maps(self) -> list[np.ndarray]:
         if self._maps is None:
-            self._maps = [np.load(self.folder / info["file"], mmap_mode="r", allow_pickle=False)
-                          for info in self.shard_info]
+            self._mmaps = []
+            self._maps = [self._open(self.folder / info["file"], int(info["frames"])) for info in self.shard_info]
         return self._maps
+
+    def _prefetch(self, k: int, offsets: np.ndarray) -> None:
+        """Ask the kernel for the bytes of these frames (sorted) of shard ``k`` at once, one range
+        per run of consecutive frames: the reads overlap instead of one page fault at a time."""
+        if _MADV_WILLNEED is None or not len(offsets):
+            return
+        mapped, start = self._mmaps[k]
+        frame = 3 * self.size * self.size
+        cuts = np.flatnonzero(np.diff(offsets) != 1) + 1
+        for run in np.split(offsets, cuts):
+            begin = start + int(run[0]) * frame
+            aligned = begin - begin % mmap.PAGESIZE
+            mapped.madvise(_MADV_WILLNEED, aligned, begin - aligned + len(run) * frame)
 
     def read(self, rows: np.ndarray) -> np.ndarray:
         """uint8 (len(rows), 3, S, S): one fancy-indexed copy per shard touched, not one call per frame."""
@@ -470,8 +527,10 @@ class _Shards:
         order = np.argsort(rows, kind="stable")
         cuts = np.flatnonzero(np.diff(shard[order])) + 1
         maps = self.maps
-        for group in np.split(order, cuts):
-            k = int(shard[group[0]])
+        groups = [(int(shard[group[0]]), group) for group in np.split(order, cuts)]
+        for k, group in groups:
+            self._prefetch(k, rows[group] - k * self.shard_frames)
+        for k, group in groups:
             offsets = rows[group] - k * self.shard_frames
             if len(offsets) > 1 and offsets[-1] - offsets[0] == len(offsets) - 1:
                 out[group] = maps[k][offsets[0]:offsets[-1] + 1]  # a sorted contiguous run: one slice
@@ -687,5 +746,5 @@ def verify_frame_cache(cache_dir: str | os.PathLike, progress: bool = False) -> 
 
 
 __all__ = ["BuildSummary", "CachedBatches", "FrameCacheDataset", "FrameCacheError", "build_frame_cache",
-           "check_fingerprint", "decode_frame", "default_cache_dir", "find_frame_cache", "open_frame_cache",
-           "passthrough_collate", "verify_frame_cache"]
+           "cache_bytes", "check_fingerprint", "decode_frame", "default_cache_dir", "find_frame_cache",
+           "larger_than_memory", "open_frame_cache", "passthrough_collate", "verify_frame_cache"]

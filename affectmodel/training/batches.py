@@ -7,6 +7,7 @@ not depend on the number of loader workers and a resumed run repeats what an uni
 """
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -233,7 +234,7 @@ def load_datasets(config: TrainConfig, model_config: ModelConfig
         raise TrainingError(f"keep_leaking_videos needs the JPEGs, not the frame cache {cache_dir} (built without "
                             "the leaking videos): pass --cache none")
     if cache_dir is not None:
-        from ..data.cache import open_frame_cache
+        from ..data.cache import larger_than_memory, open_frame_cache
 
         cache_options: dict[str, Any] = {"tasks": config.tasks, "source": config.data_source,
                          "expression_space": config.expression_space}
@@ -244,6 +245,9 @@ def load_datasets(config: TrainConfig, model_config: ModelConfig
         train: ImageLabelDataset = cached
         val: ImageLabelDataset = open_frame_cache(cache_dir, "validation", root=config.data, **cache_options)
         extra["frame_cache"] = str(cache_dir)
+        too_large = larger_than_memory(cache_dir, ["train", "validation"])
+        if too_large and os.environ.get("LOCAL_RANK", "0") == "0":  # said once per machine under torchrun
+            warnings.warn(too_large, stacklevel=2)
     else:
         train = load_dataset(config.data, split="train",
                              transform=build_transform(config.augment, model_config, True), **common)
