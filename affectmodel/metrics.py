@@ -154,10 +154,18 @@ def no_skill_expression(target: np.ndarray, num_classes: int) -> float:
     ``max_c 2 p_c / (1 + p_c) / C``; 0 without valid labels."""
     target = np.asarray(target)
     labels = target[valid_expression(target, num_classes)].astype(int)
-    if labels.size == 0:
+    return no_skill_expression_from_counts(np.bincount(labels, minlength=num_classes))
+
+
+def no_skill_expression_from_counts(class_counts: np.ndarray) -> float:
+    """:func:`no_skill_expression` from the number of valid labels of each class (the same figure,
+    bit for bit: a published per-video summary has the counts, not the labels)."""
+    class_counts = np.asarray(class_counts)
+    total = class_counts.sum()
+    if total == 0:
         return 0.0
-    p = np.bincount(labels, minlength=num_classes) / labels.size
-    return float(np.max(2 * p / (1 + p)) / num_classes)
+    p = class_counts / total
+    return float(np.max(2 * p / (1 + p)) / len(class_counts))
 
 
 def no_skill_au(target: np.ndarray) -> float:
@@ -166,9 +174,13 @@ def no_skill_au(target: np.ndarray) -> float:
     Thresholds tuned on no skill reach this level."""
     target = np.asarray(target, dtype=float)
     valid = valid_au(target)
-    n = valid.sum(axis=0)
-    positives = ((target == 1) & valid).sum(axis=0)
-    p = np.divide(positives, n, out=np.zeros(target.shape[1]), where=n > 0)
+    return no_skill_au_from_counts(((target == 1) & valid).sum(axis=0), valid.sum(axis=0))
+
+
+def no_skill_au_from_counts(positives: np.ndarray, valid_counts: np.ndarray) -> float:
+    """:func:`no_skill_au` from each AU's positive and valid label counts (the same figure, bit for bit)."""
+    positives, valid_counts = np.asarray(positives), np.asarray(valid_counts)
+    p = np.divide(positives, valid_counts, out=np.zeros(len(valid_counts)), where=valid_counts > 0)
     return float(np.mean(2 * p / (1 + p)))
 
 
@@ -250,7 +262,9 @@ __all__ = [
     "expression_f1",
     "f1_binary",
     "no_skill_au",
+    "no_skill_au_from_counts",
     "no_skill_expression",
+    "no_skill_expression_from_counts",
     "no_skill_levels",
     "tune_au_thresholds",
     "va_ccc",

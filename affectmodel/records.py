@@ -56,6 +56,9 @@ from typing import Any
 from .data.marker import SYNTHETIC_DATASET as SYNTHETIC_DATASET  # declared with the marker; re-exported
 
 RUN_CONFIG_FILE = "config.json"     # the run's training options
+# A published model folder (``publish``, a Hub repository) holds the run's options under this name
+# (its config.json is the network's) and reads back as a run record too.
+TRAINING_CONFIG_FILE = "training_config.json"
 METRICS_FILE = "metrics.json"
 HISTORY_FILE = "history.csv"
 MODEL_DIR = "model"
@@ -218,9 +221,12 @@ def _read_history(path: Path) -> list[dict[str, Any]]:
 
 
 def read_run(run_dir: str | Path) -> RunRecord:
-    """Read one run folder; raises :class:`RunRecordError` with the file at fault."""
+    """Read one run folder, or a published model folder (its ``training_config.json`` holds the run's
+    options); raises :class:`RunRecordError` with the file at fault."""
     run_dir = Path(run_dir)
-    return RunRecord(run_dir, _read_json(run_dir / RUN_CONFIG_FILE), _read_json(run_dir / METRICS_FILE),
+    published = run_dir / TRAINING_CONFIG_FILE
+    config = published if published.is_file() else run_dir / RUN_CONFIG_FILE
+    return RunRecord(run_dir, _read_json(config), _read_json(run_dir / METRICS_FILE),
                      _read_history(run_dir / HISTORY_FILE))
 
 

@@ -34,14 +34,26 @@ Everything is deterministic given ``seed`` (a ``numpy.random.Generator`` is crea
 """
 from __future__ import annotations
 
+import hashlib
+import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from .metrics import no_skill_levels, valid_au, valid_expression, valid_rows, valid_va
+from .metrics import (
+    NO_SKILL_VA,
+    no_skill_au_from_counts,
+    no_skill_expression_from_counts,
+    no_skill_levels,
+    valid_au,
+    valid_expression,
+    valid_rows,
+    valid_va,
+)
 from .predictions import Predictions
+from .summaries import TaskSummary, ValidationSummary, task_set_key
 from .tasks import AU_NAMES, MTL_METRIC, get_label_space, get_task
 
 METRIC_TASKS: dict[str, tuple[str, ...]] = {"P_EXPR": ("expr",), "P_AU": ("au",), "P_VA": ("va",),
@@ -52,9 +64,13 @@ DEFAULT_LEVEL = 0.95
 
 @dataclass(frozen=True)
 class ScoredRun:
-    """One run's validation predictions and the AU thresholds it was selected with (None = 0.5)."""
+    """One run's validation predictions and the AU thresholds it was selected with (None = 0.5).
 
-    predictions: Predictions
+    A published run has no predictions file but its per-video summary
+    (:class:`~affectmodel.summaries.ValidationSummary`, AU counts already at its thresholds): it
+    scores and resamples the same, paired with runs scored on the same frames and labels."""
+
+    predictions: Predictions | ValidationSummary
     au_thresholds: Sequence[float] | np.ndarray | None = None
     name: str = ""
 
@@ -235,19 +251,31 @@ def metric_from_statistics(task: str, stats: np.ndarray) -> np.ndarray:
 
 # ----------------------------------------------------------------------------- runs and pairing
 
+def _tasks_of(run: ScoredRun) -> tuple[str, ...]:
+    p = run.predictions
+    return p.task_keys if isinstance(p, ValidationSummary) else p.tasks
+
+
+def _predictions(run: ScoredRun) -> Predictions:
+    """The predictions of a run on the frame-level path (a summary takes :func:`_prepare_summaries`)."""
+    if not isinstance(run.predictions, Predictions):
+        raise TypeError(f"{run.name or 'a run'}: frame-level statistics need its predictions, not a summary")
+    return run.predictions
+
+
 def _metric_tasks(metric: str, runs: Sequence[ScoredRun]) -> tuple[str, ...]:
     if metric not in METRIC_TASKS:
         raise ValueError(f"unknown metric {metric!r}; known: {', '.join(METRIC_TASKS)}")
     tasks = METRIC_TASKS[metric]
     for run in runs:
-        have = run.predictions.tasks
+        have = _tasks_of(run)
         if metric == MTL_METRIC:
             if len(have) < 2:
                 raise ValueError(f"{run.name or 'a run'}: {MTL_METRIC} needs a multi-task run, it has {have}")
         elif tasks[0] not in have:
             raise ValueError(f"{run.name or 'a run'}: no {get_task(tasks[0]).title.lower()} predictions for {metric}")
     if metric == MTL_METRIC:
-        tasks = tuple(t for t in tasks if all(t in r.predictions.tasks for r in runs))
+        tasks = tuple(t for t in tasks if all(t in _tasks_of(r) for r in runs))
     return tasks
 
 
@@ -256,18 +284,18 @@ def _row_keys(runs: Sequence[ScoredRun]) -> list[np.ndarray]:
     Runs usually share one validation set: identical video columns are looked up once."""
     distinct: list[np.ndarray] = []
     for r in runs:
-        video = r.predictions.video
+        video = _predictions(r).video
         if not any(video is d or (video.shape == d.shape and np.array_equal(video, d)) for d in distinct):
             distinct.append(video)
     vocabulary = np.unique(np.concatenate(distinct))
     codes = [np.searchsorted(vocabulary, d).astype(np.int64) for d in distinct]
-    span = max(int(r.predictions.frame.max(initial=0)) for r in runs) + 2
+    span = max(int(_predictions(r).frame.max(initial=0)) for r in runs) + 2
     out = []
     for r in runs:
-        video = r.predictions.video
+        video = _predictions(r).video
         code = next(c for d, c in zip(distinct, codes, strict=True)
                     if video is d or (video.shape == d.shape and np.array_equal(video, d)))
-        out.append(code * span + r.predictions.frame + 1)
+        out.append(code * span + _predictions(r).frame + 1)
     return out
 
 
@@ -276,7 +304,7 @@ def _common_rows(runs: Sequence[ScoredRun], keys: Sequence[np.ndarray], task: st
     in one shared order (sorted by video/frame key)."""
     keyed = []
     for run, run_keys in zip(runs, keys, strict=True):
-        rows = np.nonzero(_task_rows(run.predictions, task))[0]
+        rows = np.nonzero(_task_rows(_predictions(run), task))[0]
         keyed.append((run_keys[rows], rows))
     common = np.unique(keyed[0][0])
     for k, _ in keyed[1:]:
@@ -294,13 +322,15 @@ def _prepare(sides: Sequence[Sequence[ScoredRun]], metric: str) -> tuple[list[li
     if any(len(side) == 0 for side in sides):
         raise ValueError("each side needs at least one run")
     tasks = _metric_tasks(metric, runs)
+    if any(isinstance(r.predictions, ValidationSummary) for r in runs):
+        return _prepare_summaries(sides, metric, tasks)
     keys = _row_keys(runs)
     per_task_rows = {t: _common_rows(runs, keys, t) for t in tasks}
-    videos = np.unique(np.concatenate([runs[0].predictions.video[per_task_rows[t][0]] for t in tasks]))
+    videos = np.unique(np.concatenate([_predictions(runs[0]).video[per_task_rows[t][0]] for t in tasks]))
     n_frames = len(np.unique(np.concatenate([keys[0][per_task_rows[t][0]] for t in tasks])))
     if len(videos) == 0:
         raise ValueError(f"no validation frame with a {metric} label is shared by the runs compared")
-    first = runs[0].predictions
+    first = _predictions(runs[0])
     levels = no_skill_levels({t: first.targets[t][per_task_rows[t][0]] for t in tasks}, first.expression_space)
     no_skill = float(sum(levels[get_task(t).metric] for t in tasks))
     prepared: list[list[dict]] = []
@@ -310,7 +340,7 @@ def _prepare(sides: Sequence[Sequence[ScoredRun]], metric: str) -> tuple[list[li
         for run in side:
             by_task = {}
             for t in tasks:
-                sub = run.predictions.select(per_task_rows[t][i])
+                sub = _predictions(run).select(per_task_rows[t][i])
                 codes = np.searchsorted(videos, sub.video)
                 by_task[t] = video_statistics(sub, t, codes, len(videos),
                                               run.au_thresholds if t == "au" else None)
@@ -318,6 +348,94 @@ def _prepare(sides: Sequence[Sequence[ScoredRun]], metric: str) -> tuple[list[li
             i += 1
         prepared.append(side_stats)
     return prepared, len(videos), n_frames, no_skill
+
+
+# ----------------------------------------------------------------------------- per-video summaries
+
+def summarise(predictions: Predictions, au_thresholds: Sequence[float] | np.ndarray | None = None
+              ) -> ValidationSummary:
+    """The per-video sums of ``predictions`` that a published run carries instead of frame labels.
+
+    Computed on the same rows, in the same order and with the same functions as the statistics of a
+    predictions file (each task's labelled frames, sorted by video and frame), so that every figure
+    and interval from the summary equals the one from the predictions, bit for bit."""
+    run = ScoredRun(predictions, au_thresholds)
+    keys = _row_keys([run])[0]
+    rows = {t: _common_rows([run], [keys], t)[0] for t in predictions.tasks}
+    videos = np.unique(np.concatenate([predictions.video[r] for r in rows.values()]))
+    n = len(videos)
+    tasks: dict[str, TaskSummary] = {}
+    for task, task_rows in rows.items():
+        sub = predictions.select(task_rows)
+        codes = np.searchsorted(videos, sub.video)
+        counts = _per_video(codes, valid_au(sub.targets["au"]), n) if task == "au" else None
+        tasks[task] = TaskSummary(video_statistics(sub, task, codes, n, au_thresholds if task == "au" else None),
+                                  np.bincount(codes, minlength=n), _fingerprint(sub, task), counts)
+    frames_any = {task_set_key(subset): len(np.unique(np.concatenate([keys[rows[t]] for t in subset])))
+                  for k in range(1, len(rows) + 1) for subset in itertools.combinations(rows, k)}
+    thresholds = None
+    if "au" in rows and au_thresholds is not None:
+        thresholds = tuple(float(x) for x in np.broadcast_to(np.asarray(au_thresholds, float), (len(AU_NAMES),)))
+    return ValidationSummary(tuple(str(v) for v in videos), predictions.expression_space, tasks, frames_any,
+                             thresholds)
+
+
+def _fingerprint(scored: Predictions, task: str) -> str:
+    """SHA-256 of the scored rows: their video names, frame numbers and labels of ``task``."""
+    digest = hashlib.sha256(task.encode())
+    digest.update("\n".join(scored.keys().tolist()).encode("utf-8"))
+    digest.update(np.ascontiguousarray(scored.targets[task]).tobytes())
+    return digest.hexdigest()
+
+
+def _no_skill_of_summary(summary: ValidationSummary, tasks: Sequence[str]) -> float:
+    """The no-skill level of the tasks' metric sum from a summary's counts (as no_skill_levels from labels)."""
+    total = 0.0
+    for task in tasks:
+        ts = summary.tasks[task]
+        if task == "expr":
+            total += no_skill_expression_from_counts(ts.statistics[:, :, 2].sum(axis=0))
+        elif task == "au":
+            assert ts.label_counts is not None  # load_summary requires them
+            total += no_skill_au_from_counts(ts.statistics[:, :, 2].sum(axis=0), ts.label_counts.sum(axis=0))
+        else:
+            total += NO_SKILL_VA
+    return total
+
+
+def _prepare_summaries(sides: Sequence[Sequence[ScoredRun]], metric: str, tasks: tuple[str, ...]
+                       ) -> tuple[list[list[dict]], int, int, float]:
+    """:func:`_prepare` for runs of which at least one is a summary: every run must have been scored on
+    the same frames with the same labels (a summary cannot be cut down to the frames two runs share)."""
+    runs = [r for side in sides for r in side]
+    summaries = [r.predictions if isinstance(r.predictions, ValidationSummary)
+                 else summarise(r.predictions, r.au_thresholds) for r in runs]
+    for task in tasks:
+        if len({s.tasks[task].fingerprint for s in summaries}) > 1:
+            raise ValueError(f"the runs compared were not scored on the same validation frames and "
+                             f"{get_task(task).title.lower()} labels; a per-video summary pairs only runs scored on "
+                             "the same frames")
+    first = summaries[0]
+    labelled = np.zeros(len(first.videos), dtype=bool)
+    for task in tasks:
+        labelled |= first.tasks[task].frames > 0
+    videos = np.asarray(first.videos)[labelled]
+    if len(videos) == 0:
+        raise ValueError(f"no validation frame with a {metric} label is shared by the runs compared")
+    prepared: list[list[dict]] = []
+    i = 0
+    for side in sides:
+        side_stats = []
+        for _ in side:
+            summary = summaries[i]
+            names = np.asarray(summary.videos)
+            index = np.searchsorted(names, videos)
+            if (index >= len(names)).any() or not np.array_equal(names[np.minimum(index, len(names) - 1)], videos):
+                raise ValueError("a summary lacks a video its fingerprint says it scored")
+            side_stats.append({t: summary.tasks[t].statistics[index] for t in tasks})
+            i += 1
+        prepared.append(side_stats)
+    return prepared, len(videos), first.frames_any[task_set_key(tasks)], _no_skill_of_summary(first, tasks)
 
 
 def _score(stats: dict[str, np.ndarray], weights: np.ndarray) -> np.ndarray:
@@ -398,6 +516,7 @@ __all__ = [
     "difference",
     "estimate",
     "metric_from_statistics",
+    "summarise",
     "t_quantile",
     "video_statistics",
     "video_weights",

@@ -27,7 +27,7 @@ from typing import Any
 import pandas as pd
 
 from .metrics import NO_SKILL_VA
-from .predictions import PREDICTIONS_FILE, PredictionsError, load_predictions
+from .predictions import PREDICTIONS_FILE, Predictions, PredictionsError, load_predictions
 from .provenance import machine_summary
 from .records import (
     METRIC_KEYS,
@@ -47,8 +47,10 @@ from .statistics import (
     ScoredRun,
     contrast,
     estimate,
+    summarise,
     t_quantile,
 )
+from .summaries import SUMMARY_FILE, ValidationSummary, load_summary
 from .tasks import ABAW_BASELINES, AU_NAMES, LABEL_SPACES, MTL_METRIC, TASK_KEYS, get_task
 from .training.identity import BUDGET_OPTIONS, identity_values
 
@@ -426,13 +428,14 @@ def group_configurations(runs: Mapping[str, RunRecord]) -> list[Configuration]:
     groups: dict[tuple, Configuration] = {}
     for run, record in runs.items():
         info = dataset_info(record)
-        hub = run.startswith(HUB_PREFIX)
         fingerprint = record.data_fingerprint
-        ident = (info["dataset"], record.suite, record.configuration, record.config_id, fingerprint, hub and run)
+        # Hub runs pool like local ones (their suite is "hub:OWNER"): a study shared through the Hub,
+        # one repository per seed, keeps its configurations, and its intervals over videos and seeds.
+        ident = (info["dataset"], record.suite, record.configuration, record.config_id, fingerprint)
         if ident not in groups:
             key = f"{record.suite}/{record.configuration}"
             if any(c.key == key for c in groups.values()):
-                twins = [i for i in groups if i[:4] == ident[:4]]  # same configuration, other data or Hub run
+                twins = [i for i in groups if i[:4] == ident[:4]]  # same configuration, other data
                 if any(i[4] != fingerprint for i in twins):
                     key += f" (data {fingerprint[:8] if fingerprint else 'unknown'})"
                 else:
@@ -653,18 +656,39 @@ def _thresholds(record: RunRecord) -> list[float] | None:
     return None
 
 
+def run_scores(record: RunRecord) -> Predictions | ValidationSummary | None:
+    """What a record keeps to be scored again: its validation predictions (a run folder), else the
+    per-video summary a published run carries (a ``publish`` folder or a Hub repository); None when
+    it has neither. Raises :class:`PredictionsError` (or :class:`SummaryError`) for an unreadable file."""
+    if (record.path / PREDICTIONS_FILE).is_file():
+        return load_predictions(record.path / PREDICTIONS_FILE)
+    if (record.path / SUMMARY_FILE).is_file():
+        return load_summary(record.path / SUMMARY_FILE)
+    return None
+
+
 def scored_runs(config: Configuration) -> list[ScoredRun] | None:
-    """Each seed's validation predictions with its AU thresholds; None when a seed has no predictions file."""
+    """Each seed's validation predictions (or published per-video summary) with its AU thresholds;
+    None when a seed has neither."""
     out = []
     for run, record in config.runs.items():
-        path = record.path / PREDICTIONS_FILE
-        if not path.is_file():
-            return None
         try:
-            out.append(ScoredRun(load_predictions(path), _thresholds(record), run))
+            scores = run_scores(record)
         except PredictionsError:
             return None
+        if scores is None:
+            return None
+        out.append(ScoredRun(scores, _thresholds(record), run))
     return out
+
+
+def run_summary(record: RunRecord) -> ValidationSummary | None:
+    """The per-video summary of a run folder's validation predictions (what ``publish`` writes in place
+    of ``val_predictions.npz``), at the run's AU thresholds; None without predictions."""
+    scores = run_scores(record)
+    if isinstance(scores, Predictions):
+        return summarise(scores, _thresholds(record))
+    return scores
 
 
 def record_warnings(configurations: Sequence[Configuration]) -> list[str]:
@@ -678,10 +702,9 @@ def record_warnings(configurations: Sequence[Configuration]) -> list[str]:
     out = []
     for config in configurations:
         for record in config.runs.values():
-            path = record.path / PREDICTIONS_FILE
-            if path.exists():
+            if (record.path / PREDICTIONS_FILE).exists() or (record.path / SUMMARY_FILE).exists():
                 try:
-                    load_predictions(path)
+                    run_scores(record)
                 except PredictionsError as e:
                     out.append(f"{e}: {config.key} is estimated from its seeds' metrics.json figures alone "
                                "(intervals over seeds, not over validation videos)")
@@ -1657,6 +1680,8 @@ __all__ = [
     "run_estimates",
     "run_id",
     "run_metrics",
+    "run_scores",
+    "run_summary",
     "scored_runs",
     "selection_note",
     "study_report",

@@ -27,6 +27,7 @@ if str(_ROOT) not in sys.path:
 from affectmodel import study  # noqa: E402
 from affectmodel.predictions import PREDICTIONS_FILE  # noqa: E402
 from affectmodel.records import find_runs, read_runs  # noqa: E402
+from affectmodel.summaries import SUMMARY_FILE  # noqa: E402
 from affectmodel.tasks import ABAW_BASELINES, AU_NAMES  # noqa: E402
 from dashboard import charts  # noqa: E402
 
@@ -62,7 +63,8 @@ def _fingerprint(root: str) -> tuple:
     """Changes whenever a run is added, rewritten or removed, so that the cache reloads."""
     stamp = []
     for run in find_runs(root):
-        for name in ("config.json", "metrics.json", "history.csv", PREDICTIONS_FILE):
+        for name in ("config.json", "training_config.json", "metrics.json", "history.csv", PREDICTIONS_FILE,
+                     SUMMARY_FILE):
             try:
                 stamp.append((str(run / name), (run / name).stat().st_mtime_ns))
             except OSError:

@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from affectmodel.data.synthetic_dynamics import ambiguous_frames, read_notes  # noqa: E402
-from affectmodel.predictions import PREDICTIONS_FILE, load_predictions  # noqa: E402
+from affectmodel.predictions import PREDICTIONS_FILE, Predictions, load_predictions  # noqa: E402
 from affectmodel.records import read_runs  # noqa: E402
 from affectmodel.statistics import ScoredRun, difference, estimate  # noqa: E402
 from affectmodel.tasks import AU_NAMES  # noqa: E402
@@ -67,6 +67,7 @@ def frame_subset(runs: dict[str, list[ScoredRun]], root: str, ambiguous: bool) -
         out[name] = []
         for run in scored_runs:
             p = run.predictions
+            assert isinstance(p, Predictions)  # read from val_predictions.npz above, never a summary
             keep = np.array([flags(v)[f - 1] == ambiguous for v, f in zip(p.video, p.frame, strict=True)])
             out[name].append(ScoredRun(p.select(keep), run.au_thresholds, run.name))
     return out

@@ -16,7 +16,7 @@ PACKAGE = ROOT / "affectmodel"
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("foundations", ("tasks", "images", "io", "locking", "lazy", "runtime", "progress", "provenance", "data.layout",
                      "data.marker")),
-    ("model", ("model", "model_config", "temporal", "losses", "metrics", "records", "predictions")),
+    ("model", ("model", "model_config", "temporal", "losses", "metrics", "records", "predictions", "summaries")),
     ("data", ("data",)),
     ("statistics", ("statistics", "scoring")),
     ("model loading", ("hub.loading", "hub.model_index", "initialisation")),

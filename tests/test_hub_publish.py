@@ -291,3 +291,63 @@ def test_publish_onnx_exports_a_run_without_a_graph(tmp_path, exported_model, mo
     assert (run / "model" / "model.onnx").is_file()  # exported into the run, reused next time
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted([*PUBLISHED_FILES, "model.onnx",
                                                                            "onnx.json"])
+
+
+def test_a_published_suite_keeps_its_intervals_over_videos(tmp_path, monkeypatch):
+    """A 2-seed uni/multi suite published with --dry-run and read back by `study` (and from a Hub
+    repository, as the dashboard reads it): the same intervals over videos as from the run folders,
+    from per-video sums; no val_predictions.npz is published."""
+    import shutil
+
+    from hub_fixtures import folder_files
+    from study_fixtures import write_run
+
+    from affectmodel import study
+    from affectmodel.hub.results import read_hub_runs
+    from affectmodel.records import read_runs
+
+    runs = tmp_path / "runs"
+    skill = {"P_EXPR": 0.5, "P_AU": 0.5, "P_VA": 0.5}
+    suite = {"multi": ("expr,au,va", skill), "uni-va": ("va", {"P_VA": 0.5})}
+    published = {}
+    for name, (tasks, scores) in suite.items():
+        weights = None
+        for seed in (0, 1):
+            run = write_run(runs, "quick", name, tasks=tasks, scores=scores, seed=seed, steps=100)
+            if weights is None:  # one small model per configuration (publish loads it strictly)
+                weights = AffectModel(ModelConfig(tasks=tasks.split(","), input_size=32)).save(run / "model")
+            else:
+                shutil.copytree(weights, run / "model")
+            out = tmp_path / "published" / "quick" / name / f"seed-{seed}"
+            assert cli.main(["publish", str(run), "--repo", f"me/{name}-{seed}", "--dry-run", str(out)]) == 0
+            published[f"me/{name}-{seed}"] = out
+    files = sorted(p.name for p in (tmp_path / "published").rglob("*") if p.is_file())
+    assert "val_predictions.npz" not in files and files.count("val_summary.json") == 4
+    card = (published["me/multi-0"] / "README.md").read_text()
+    assert "val_summary.json" in card and "not published" in card and "frame" in card
+
+    def comparisons(records, **kw) -> dict:
+        report = study.study_report(study.index_runs(records, **kw))
+        return {(c.multi.split("/")[-1], c.task): c for c in report.comparisons}
+
+    local = comparisons(read_runs(runs)[0])
+    dry = comparisons(read_runs(tmp_path / "published")[0])
+    served = {repo: {"main": folder_files(folder)} for repo, folder in published.items()}
+    with FakeHub(served) as hub:
+        use_endpoint(monkeypatch, hub.url, tmp_path / "hub-cache")
+        records, errors = read_hub_runs(list(served))
+    assert errors == []
+    hub = comparisons(records, source="hub")
+    assert set(local) == set(dry) == set(hub) == {("multi", "expr"), ("multi", "au"), ("multi", "va")}
+    for key, c in local.items():
+        for other in (dry[key], hub[key]):
+            for side in ("multi_estimate", "uni_estimate", "difference"):
+                mine, theirs = getattr(c, side), getattr(other, side)
+                assert (mine is None) == (theirs is None), (key, side)
+                if mine is not None:
+                    assert theirs.as_dict() == mine.as_dict(), (key, side)
+            assert other.verdict_text == c.verdict_text
+    va = local[("multi", "va")].difference
+    assert va.n_videos == 10 and va.video_se > 0 and va.n_seeds == (2, 2)  # intervals over videos, not seeds only
+    # and the `study` command on the published folders prints the run folders' figures
+    assert cli.main(["study", str(tmp_path / "published"), "--json"]) == 0

@@ -1,6 +1,7 @@
 """affectmodel.statistics: video-cluster bootstrap, paired differences, seeds; calibration by simulation."""
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -226,3 +227,66 @@ def test_an_interaction_is_calibrated():
     assert 0.04 <= size <= 0.06 and abs(null_mean) < 0.01
     assert null_rate <= 0.10 and null_rate_5 <= 0.10
     assert power >= 0.80
+
+
+# ----------------------------------------------------------------------------- per-video summaries
+
+def _same_interval(a: statistics.Interval, b: statistics.Interval) -> bool:
+    """Field by field, exactly (NaN equal to NaN)."""
+    def same(x, y) -> bool:
+        if isinstance(x, tuple):
+            return len(x) == len(y) and all(same(u, v) for u, v in zip(x, y, strict=True))
+        return x == y or (isinstance(x, float) and math.isnan(x) and math.isnan(y))
+    return all(same(getattr(a, f.name), getattr(b, f.name)) for f in dataclasses.fields(a))
+
+
+def test_summaries_give_the_intervals_of_the_predictions_exactly(tmp_path):
+    """Per-video sums (written to a file and read back) give bit-identical estimates, differences and
+    contrasts for the same resampling seed: the cluster bootstrap needs nothing else."""
+    from study_fixtures import simulated_predictions
+
+    from affectmodel.summaries import load_summary, save_summary
+
+    skill = {"P_EXPR": 0.5, "P_AU": 0.5, "P_VA": 0.5}
+    thresholds = [0.35] * len(AU_NAMES)
+    frames = {"multi": [simulated_predictions(("expr", "au", "va"), skill, seed=s) for s in (0, 1, 2)]}
+    frames.update({t: [simulated_predictions((t,), skill, seed=10 + s) for s in (0, 1)] for t in ("expr", "au", "va")})
+
+    def summary(p: Predictions, name: str):
+        return load_summary(save_summary(tmp_path / f"{name}.json", statistics.summarise(p, thresholds)))
+
+    full = {k: [ScoredRun(p, thresholds, f"{k}/{i}") for i, p in enumerate(v)] for k, v in frames.items()}
+    summed = {k: [ScoredRun(summary(p, f"{k}-{i}"), thresholds, f"{k}/{i}") for i, p in enumerate(v)]
+              for k, v in frames.items()}
+    for metric in ("P_EXPR", "P_AU", "P_VA", "P_MTL"):
+        a = statistics.estimate(full["multi"], metric, resamples=300, seed=4)
+        b = statistics.estimate(summed["multi"], metric, resamples=300, seed=4)
+        assert _same_interval(a, b) and a.n_videos == 10 and a.n_frames == b.n_frames > 0, metric
+        assert a.no_skill == b.no_skill and a.video_se > 0
+    for task, metric in (("expr", "P_EXPR"), ("au", "P_AU"), ("va", "P_VA")):
+        a = statistics.difference(full["multi"], full[task], metric, resamples=300, seed=9)
+        assert _same_interval(a, statistics.difference(summed["multi"], summed[task], metric, resamples=300, seed=9))
+        # a run folder against a published run: the same again
+        assert _same_interval(a, statistics.difference(full["multi"], summed[task], metric, resamples=300, seed=9))
+        assert not _same_interval(a, statistics.difference(summed["multi"], summed[task], metric, resamples=300,
+                                                           seed=10))  # the seed is what is held fixed
+    a = statistics.contrast([full["multi"], full["va"]], (1, -1), "P_VA", resamples=300, seed=2)
+    assert _same_interval(a, statistics.contrast([summed["multi"], summed["va"]], (1, -1), "P_VA", resamples=300,
+                                                 seed=2))
+
+
+def test_summaries_pair_only_runs_scored_on_the_same_frames_and_labels():
+    from study_fixtures import simulated_predictions
+
+    skill = {"P_EXPR": 0.5, "P_AU": 0.5, "P_VA": 0.5}
+    multi = [ScoredRun(statistics.summarise(simulated_predictions(("expr", "au", "va"), skill, seed=s)))
+             for s in (0, 1)]
+    uni = simulated_predictions(("va",), skill, seed=5)
+    fewer = ScoredRun(statistics.summarise(uni.select(np.arange(len(uni)) < len(uni) - 24)))  # a video less
+    relabelled = uni.select(np.arange(len(uni)))
+    relabelled.targets["va"] = np.where(relabelled.targets["va"] > -2, -relabelled.targets["va"], -5)
+    for other in (fewer, ScoredRun(statistics.summarise(relabelled))):
+        with pytest.raises(ValueError, match="not scored on the same validation frames and valence"):
+            statistics.difference(multi, [other], "P_VA", resamples=50)
+    # predictions on other frames still pair on the frames they share (no summary involved)
+    statistics.difference([ScoredRun(uni)], [ScoredRun(uni.select(np.arange(len(uni)) < 48))], "P_VA", resamples=50)

@@ -437,6 +437,28 @@ def test_an_unreadable_predictions_file_is_named_with_what_it_changes(tmp_path, 
     assert report.as_dict()["warnings"] == report.warnings
 
 
+def test_a_published_summary_stands_in_for_the_predictions_and_a_broken_one_is_named(tmp_path):
+    """A record without val_predictions.npz but with the per-video summary publish writes (a --dry-run
+    folder, a Hub snapshot): the same comparison; an unreadable summary is named like a predictions file."""
+    from affectmodel.summaries import SUMMARY_FILE, save_summary
+
+    _va_pair(tmp_path, uni_skill=0.3)
+    whole = _va_comparison(tmp_path)
+    records = {r.path: r for r in read_runs(tmp_path)[0]}
+    for seed in (0, 1, 2):
+        run = tmp_path / "quick" / "uni-va" / f"seed-{seed}"
+        save_summary(run / SUMMARY_FILE, study.run_summary(records[run]))
+        (run / "val_predictions.npz").unlink()
+    summed = _va_comparison(tmp_path)
+    assert summed.difference.as_dict() == whole.difference.as_dict() and summed.verdict == whole.verdict
+    broken = tmp_path / "quick" / "uni-va" / "seed-1" / SUMMARY_FILE
+    broken.write_text("{}")
+    report = _report(tmp_path)
+    assert report.warnings == [f"{broken}: not a valid summary file (not a 'affectmodel per-video validation "
+                               "summary' document): quick/uni-va is estimated from its seeds' metrics.json figures "
+                               "alone (intervals over seeds, not over validation videos)"]
+
+
 def test_a_seed_left_out_for_its_nan_metrics_is_named(tmp_path):
     _va_pair(tmp_path, uni_skill=0.3)
     (tmp_path / "quick" / "uni-va" / "seed-0" / "val_predictions.npz").write_bytes(b"")  # figures over seeds

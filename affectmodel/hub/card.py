@@ -14,8 +14,10 @@ from typing import Any
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from ..model import ModelConfig
+from ..predictions import PREDICTIONS_FILE
 from ..records import SYNTHETIC_DATASET, RunRecord, run_factors
 from ..study import StudyReport, comparisons_of, factors_of, provenance_note, run_estimates, selection_note
+from ..summaries import SUMMARY_FILE
 from ..tasks import ABAW_BASELINES, AU_DESCRIPTIONS, VA_DESCRIPTIONS, get_label_space, headline_metric, task_specs
 from ..training.config import DATASET_LOCAL_KEYS, MACHINE_LOCAL_OPTIONS
 from .model_index import CARD_METRICS, dataset_type
@@ -215,6 +217,27 @@ def _training_section(run: RunRecord, ds: dict[str, Any]) -> str:
     ])
 
 
+def _published_files_section(run: RunRecord) -> str:
+    """What the repository holds besides the model, and why the validation frames' labels are not in it."""
+    lines = ["## Files", "",
+             "- `model.safetensors`, `config.json`: the network (loaded strictly, never unpickled).",
+             "- `metrics.json`, `training_config.json`, `history.csv`: the run record (local paths removed)."]
+    if (run.path / PREDICTIONS_FILE).is_file() or (run.path / SUMMARY_FILE).is_file():
+        lines += [
+            f"- `{SUMMARY_FILE}`: per-video sums of the validation predictions: per video, the counts per "
+            "expression class (true positives, predicted, true) and per action unit (the same at this "
+            "model's thresholds, and the number of valid labels), and valence/arousal's CCC moments (n, "
+            "sums of predictions, labels, their squares and products). The 95 % intervals above resample "
+            "whole validation videos; they are functions of these sums, so `python -m affectmodel study` "
+            "and the dashboard compute the same intervals from this repository as from the run folder.",
+            "",
+            "The frame-level validation predictions (`val_predictions.npz` in the run folder) are not "
+            "published: they hold every frame's labels, and the annotations belong to the data set's owners "
+            "(Aff-Wild2 is licensed for research, not for redistribution). The summary holds no frame, "
+            "only each video's totals."]
+    return "\n".join(lines)
+
+
 def _usage_section(repo_id: str) -> str:
     return "\n".join([
         "## How to use", "",
@@ -258,9 +281,10 @@ def _synthetic_notice() -> str:
 def build_model_card(run: RunRecord, repo_id: str, report: StudyReport | None = None) -> ModelCard:
     """A ``ModelCard`` whose metadata carries every honest task metric of ``run`` in ``model-index``.
 
-    Intervals over validation videos come from the run's predictions file (:func:`affectmodel.study.
-    run_estimates`); with ``report`` (:func:`affectmodel.study.study_report` of its study) the card also
-    lists the matched uni- vs multi-task verdicts its configuration takes part in.
+    Intervals over validation videos come from the run's predictions file, or the per-video summary of
+    a published run (:func:`affectmodel.study.run_estimates`); with ``report``
+    (:func:`affectmodel.study.study_report` of its study) the card also lists the matched uni- vs
+    multi-task verdicts its configuration takes part in.
     """
     config = model_config_of(run)
     intervals = run_estimates(run)
@@ -283,7 +307,8 @@ def build_model_card(run: RunRecord, repo_id: str, report: StudyReport | None = 
         "",
         _results_section(run, ds, config, intervals, report), "", _labels_section(config), "",
         _preprocessing_section(config), "",
-        _training_section(run, ds), "", _usage_section(repo_id), "", _RESPONSIBLE_USE, "",
+        _training_section(run, ds), "", _published_files_section(run), "", _usage_section(repo_id), "",
+        _RESPONSIBLE_USE, "",
     ]
     return ModelCard("---\n" + data.to_yaml() + "\n---\n\n" + "\n".join(body))
 

@@ -31,12 +31,13 @@ from ..records import (
     MODEL_ONNX_INT8_FILE,
     MODEL_WEIGHTS_FILE,
     ONNX_RECORD_FILE,
+    TRAINING_CONFIG_FILE,
     read_run,
 )
+from ..study import run_summary
+from ..summaries import SUMMARY_FILE, save_summary
 from .card import build_model_card
 from .loading import is_repo_id, load_folder
-
-TRAINING_CONFIG_FILE = "training_config.json"  # the run's config.json; config.json is the model's
 
 
 class PublishError(ValueError):
@@ -168,6 +169,9 @@ def assemble_model_folder(run_dir: str | Path, repo_id: str, dest: str | Path, o
     graphs = onnx_graphs(model_dir, export=onnx or int8, int8=int8)
     card = build_model_card(run, repo_id)
     metrics = {**run.metrics, "hub_repo": repo_id}
+    # Per-video sums instead of val_predictions.npz (frame labels are not ours to publish): the
+    # study's intervals over videos, from the Hub, equal those from the run folder.
+    summary = run_summary(run)
 
     def fill(tmp: Path) -> None:
         shutil.copyfile(model_dir / MODEL_WEIGHTS_FILE, tmp / MODEL_WEIGHTS_FILE)
@@ -180,6 +184,8 @@ def assemble_model_folder(run_dir: str | Path, repo_id: str, dest: str | Path, o
                                                 encoding="utf-8")
         if (run_dir / HISTORY_FILE).is_file():
             shutil.copyfile(run_dir / HISTORY_FILE, tmp / HISTORY_FILE)
+        if summary is not None:
+            save_summary(tmp / SUMMARY_FILE, summary)
 
     return folder_listing(build_folder_atomically(dest, fill))
 

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..records import HISTORY_FILE, METRICS_FILE, RunRecord, RunRecordError, _read_history
-from .loading import ModelSourceError, hub_download, is_repo_id
-from .publish import TRAINING_CONFIG_FILE
+from ..records import HISTORY_FILE, METRICS_FILE, TRAINING_CONFIG_FILE, RunRecord, RunRecordError, _read_history
+from ..summaries import SUMMARY_FILE
+from .loading import ModelSourceError, OfflineError, hub_download, is_repo_id
 
 
 @dataclass
@@ -46,7 +46,8 @@ def _read_json(path: Path, repo_id: str) -> dict[str, Any]:
 
 
 def read_hub_run(repo_id: str, revision: str | None = None, local_files_only: bool | None = None) -> HubRunRecord:
-    """Download metrics.json, training_config.json and history.csv (when present) of one repository."""
+    """Download metrics.json, training_config.json, history.csv and the per-video summary
+    (``val_summary.json``: the study's intervals over videos) of one repository, when present."""
     if not is_repo_id(repo_id):
         raise RunRecordError(f"{repo_id!r} is not a Hub repository id (OWNER/NAME)")
     metrics_path = hub_download(repo_id, METRICS_FILE, revision, local_files_only, required=False)
@@ -58,6 +59,12 @@ def read_hub_run(repo_id: str, revision: str | None = None, local_files_only: bo
     config = _read_json(config_path, repo_id) if config_path else {}
     history_path = hub_download(repo_id, HISTORY_FILE, revision, local_files_only, required=False)
     history = _read_history(history_path) if history_path else []
+    # The per-video summary lands in the same snapshot folder, where the study reads it (record.path).
+    # Offline, a summary that was never downloaded (or does not exist) only costs the intervals.
+    try:
+        hub_download(repo_id, SUMMARY_FILE, revision, local_files_only, required=False)
+    except OfflineError:
+        pass
     metrics["hub_repo"] = repo_id
     if revision:
         metrics["hub_revision"] = revision
