@@ -285,7 +285,7 @@ def run(mode: str = "full") -> FamilyResult:
     predictor = build_predictor()
     # Same model, detection on a copy downscaled to 320 px (the Predictor's detect_max_side option).
     small = build_predictor(max_side=DOWNSCALED_SIDE)
-    small.model = predictor.model
+    small.engine, small.model = predictor.engine, predictor.model
     out_dir = Path(tempfile.mkdtemp(prefix="bench-annotate-"))
     counts: dict[str, tuple[int, int]] = {}
     per_frame: dict[str, list[int]] = {}

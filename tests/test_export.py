@@ -136,3 +136,22 @@ def test_compare_applies_the_criteria():
         "same top expression on only 90.0% of faces (< 95%)", "valence/arousal differ by up to 0.060 (> 0.05)"]
     nan = {"expr": reference["expr"] * np.nan, "va": reference["va"]}
     assert "expr outputs hold NaN or inf" in export.compare("fp32", nan, reference).failures
+
+
+def test_calibration_images_give_face_crops(tmp_path, capsys):
+    from media import astronaut, noise_image
+    from PIL import Image
+
+    folder = tmp_path / "calibration"
+    (folder / "sub").mkdir(parents=True)
+    Image.fromarray(astronaut()[40:140, 160:260]).save(folder / "crop.png")      # a crop: used as it is
+    Image.fromarray(astronaut()).save(folder / "sub" / "photo.jpg")              # a photo: its face, aligned
+    Image.fromarray(noise_image(300, 400)).save(folder / "no_face.png")          # a photo without a face
+    (folder / "broken.jpg").write_bytes(b"not an image")
+    crops = export.image_crops(folder, size=64)
+    assert [c.shape for c in crops] == [(100, 100, 3), (64, 64, 3)]
+    assert "calibration image skipped" in capsys.readouterr().err
+    (folder / "crop.png").unlink()
+    (folder / "sub" / "photo.jpg").unlink()
+    with pytest.raises(export.ExportError, match="no face crops or faces in its images"):
+        export.image_crops(folder, size=64)

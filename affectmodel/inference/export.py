@@ -125,10 +125,14 @@ def generated_faces(count: int, size: int, seed: int) -> list[np.ndarray]:
     return faces
 
 
-def image_crops(folder: Path, limit: int = MAX_CALIBRATION_IMAGES) -> list[np.ndarray]:
-    """Face crops for calibration from a folder of images (searched recursively; at most ``limit``,
-    spread evenly over the sorted file list)."""
+def image_crops(folder: Path, size: int, limit: int = MAX_CALIBRATION_IMAGES) -> list[np.ndarray]:
+    """Face crops for calibration from a folder of images (searched recursively; at most ``limit``
+    images, spread evenly over the sorted file list). An image up to twice the model's input size is
+    taken as a face crop as it is (e.g. Aff-Wild2's aligned frames); in a larger one (a photo) the
+    faces are detected and aligned as inference does."""
     from ..images import ImageLoadError, is_image_file, load_image
+    from .align import face_crop
+    from .faces import create_detector
 
     folder = Path(folder)
     if not folder.is_dir():
@@ -137,14 +141,21 @@ def image_crops(folder: Path, limit: int = MAX_CALIBRATION_IMAGES) -> list[np.nd
     if not files:
         raise ExportError(f"--calibration {folder}: no images found")
     picked = [files[i] for i in np.linspace(0, len(files) - 1, min(limit, len(files))).round().astype(int)]
-    crops = []
+    crops: list[np.ndarray] = []
+    detector = None
     for path in dict.fromkeys(picked):
         try:
-            crops.append(load_image(path))
+            image = load_image(path)
         except ImageLoadError as e:
             print(f"warning: calibration image skipped: {e}", file=sys.stderr)
+            continue
+        if max(image.shape[:2]) <= 2 * size:
+            crops.append(image)
+            continue
+        detector = detector or create_detector("retinaface")
+        crops += [face_crop(image, face, size) for face in detector.detect(image)]
     if not crops:
-        raise ExportError(f"--calibration {folder}: none of its images could be read")
+        raise ExportError(f"--calibration {folder}: no face crops or faces in its images")
     return crops
 
 
@@ -319,7 +330,7 @@ def export_onnx(source: str | os.PathLike, int8: bool = False, calibration: str 
                               "runs on the torch engine)")
         calibration_faces = None
         if int8:  # read before the slow tracing: a wrong folder fails at once
-            calibration_faces = (image_crops(Path(calibration)) if calibration is not None
+            calibration_faces = (image_crops(Path(calibration), config.input_size) if calibration is not None
                                  else generated_faces(CALIBRATION_FACES, config.input_size, CALIBRATION_SEED))
         torch_run = TorchEngine(model).run
         check_faces = generated_faces(CHECK_FACES, config.input_size, CHECK_SEED)
@@ -417,8 +428,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also write model.int8.onnx: int8 convolutions calibrated on faces (faster on CPU; "
                              "checked: same top expression on >= 95%% of faces, valence/arousal within 0.05)")
     parser.add_argument("--calibration", metavar="DIR",
-                        help="with --int8: calibrate on these face images (e.g. aligned crops like the model's "
-                             "training frames) instead of generated faces")
+                        help="with --int8: calibrate on the faces in this folder's images (face crops such as "
+                             "aligned training frames are used as they are; in photos the faces are detected and "
+                             "aligned) instead of on generated faces")
     parser.add_argument("--threads", type=int, default=None, metavar="N", help="CPU threads for the checks")
 
 
