@@ -82,10 +82,11 @@ def run(mode: str = "full") -> FamilyResult:
             except RuntimeError:
                 # PyTorch's CPU index out of reach: the newest CPU build pip can reach stands in.
                 _pip(tpython, "torch==" + _cpu_stand_in())
-                label = f"torch=={_installed_version(tpython, 'torch')} (stand-in: {TORCH_CPU_INDEX} not reachable)"
+                version = _installed_version(tpython, "torch")
+                label = f"torch=={version} (stand-in: {TORCH_CPU_INDEX} not reachable)"
                 notes.append(f"Today's pins ({', '.join(torch_pins)}) come from {TORCH_CPU_INDEX}, which this machine "
-                             f"cannot reach; the nearest CPU build on reach stood in ({label}), without torchvision "
-                             "(about 8 MB installed).")
+                             f"cannot reach; the nearest CPU build within reach, torch=={version}, stood in, without "
+                             "torchvision (its PyPI build of the pinned version takes 23 MiB installed).")
             torch_bytes = du_bytes(torch_env)
         else:
             _venv(torch_env, with_pip=False)
