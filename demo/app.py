@@ -33,7 +33,7 @@ import uuid
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import gradio as gr
 import numpy as np
@@ -63,6 +63,7 @@ from . import charts
 from .default_model import MODEL_ENV, ModelChoice, choose_model
 
 log = logging.getLogger("affectmodel.demo")
+ComponentT = TypeVar("ComponentT", bound=gr.components.Component)
 
 
 EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"
@@ -160,6 +161,88 @@ def launch_line(loaded: DemoModel | ModelFailure) -> str:
 
 # ------------------------------------------------------------------ input component
 
+def _refused_address(host: str | None) -> str | None:
+    """Why a URL's host is never fetched, decided without any network call: no host, or a
+    loopback, private or link-local address (what Gradio's own fetch refuses too, after asking DNS)."""
+    import ipaddress
+
+    if not host:
+        return "the URL names no host"
+    if host.lower() == "localhost" or host.lower().endswith(".localhost"):
+        return f"{host} is this server itself, which the demo never fetches from"
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return None  # a host name: Gradio resolves it and checks every address
+    if not address.is_global:
+        return (f"{host} is a local or private address, which the demo never fetches from (it would let "
+                "a caller reach the server's own network)")
+    return None
+
+
+def _fetch_failure(error: Exception) -> str:
+    """Gradio's download error, as a reason a person can act on."""
+    import httpx
+
+    text = str(error)
+    if text.startswith("Unable to resolve hostname"):
+        host = text.removeprefix("Unable to resolve hostname ").split(":", 1)[0]
+        return f"the host name {host} could not be resolved"
+    if text.startswith("Hostname") and text.endswith("failed validation"):
+        host = text.split()[1]
+        return f"{host} resolves only to local or private addresses, which the demo never fetches from"
+    if text.startswith("Failed to download file. Status code:"):
+        return f"the server answered HTTP {text.rsplit(':', 1)[1].strip()}"
+    if isinstance(error, httpx.TimeoutException):
+        return "the server did not answer in time"
+    if isinstance(error, httpx.ConnectError):
+        return f"could not connect ({text or 'connection failed'})"
+    if isinstance(error, httpx.HTTPError):
+        return f"the download failed ({error.__class__.__name__}: {text})"
+    return text or error.__class__.__name__
+
+
+def fetches_urls(component: type[ComponentT]) -> type[ComponentT]:
+    """Class decorator for the input components. A URL given to an endpoint (gradio_client's
+    ``handle_file("https://...")``) is downloaded by Gradio before any handler runs, protected
+    against server-side request forgery (no loopback, private or link-local address; every redirect
+    checked again). A URL that could not be fetched gave Gradio's generic "upstream app has raised
+    an exception" and a server traceback. The same download, and a message naming the URL and why,
+    with no traceback; a downloaded file over the upload limit (``max_file_size``) is refused and
+    deleted like an upload over it. (A decorator, not a base class: Gradio copies the body and the
+    bases of these classes into a generated ``app.pyi``.)"""
+    from urllib.parse import urlparse
+
+    from gradio.context import LocalContext
+    from gradio_client.utils import is_http_url_like
+
+    download = component.async_move_resource_to_block_cache
+
+    async def move_resource_to_block_cache(self, url_or_file_path):
+        if not is_http_url_like(url_or_file_path):
+            return await download(self, url_or_file_path)
+        url = str(url_or_file_path)
+        reason = _refused_address(urlparse(url).hostname)
+        if reason is None:
+            try:
+                path = await download(self, url)
+            except Exception as e:  # noqa: BLE001 - any failed download is the caller's input, said plainly
+                reason = _fetch_failure(e)
+            else:
+                limit = getattr(LocalContext.blocks.get(None), "max_file_size", None)
+                if path is None or limit is None or os.path.getsize(path) <= limit:
+                    return path
+                size = os.path.getsize(path)
+                Path(path).unlink(missing_ok=True)
+                reason = f"the file is {size / 1e6:.1f} MB, over this demo's limit of {limit / 1e6:.0f} MB for any file"
+        log.warning("URL input not fetched: %s: %s", url, reason)
+        raise user_error(f"Could not fetch {url}: {reason}.", title="Cannot fetch this URL")
+
+    setattr(component, "async_move_resource_to_block_cache", move_resource_to_block_cache)  # noqa: B010
+    return component
+
+
+@fetches_urls
 class ImageFileInput(gr.Image):
     """``gr.Image`` that hands over the uploaded file untouched, so that every image is decoded
     by :func:`affectmodel.inference.load_image` (size limit, truncation and non-image checks with
@@ -174,6 +257,21 @@ class ImageFileInput(gr.Image):
             return super().preprocess(payload)
         except Exception as e:  # noqa: BLE001 - an undecodable data URL is the user's input, not a bug
             raise user_error(f"This is not a readable image ({e.__class__.__name__}).") from None
+
+
+@fetches_urls
+class VideoFileInput(gr.Video):
+    is_template = True  # rendered by the frontend's ordinary Video component
+
+
+@fetches_urls
+class WebcamInput(gr.Image):
+    is_template = True
+
+
+@fetches_urls
+class PredictionsFile(gr.File):
+    is_template = True
 
 
 # Components below subclass ONE Gradio component each: Gradio names a template component after its
@@ -768,7 +866,7 @@ def build_demo(model_source: str | DemoModel | ModelFailure | None = None, *,
             with gr.Tab("Video", id="video"):
                 with gr.Row(equal_height=False):
                     with gr.Column(scale=1):
-                        video_in = gr.Video(label="Video (up to 60 s)", sources=["upload"], format=None,
+                        video_in = VideoFileInput(label="Video (up to 60 s)", sources=["upload"], format=None,
                                             include_audio=True, height=320, elem_id="video-input")
                         with gr.Row():
                             every_in = IntegerSlider(1, 10, value=2, step=1, precision=0,
@@ -783,7 +881,8 @@ def build_demo(model_source: str | DemoModel | ModelFailure | None = None, *,
                     with gr.Column(scale=1):
                         video_out = gr.Video(label="Annotated video", interactive=False, height=320)
                         video_summary = gr.Markdown(label="Summary", elem_classes="affect-summary")
-                        video_csv = gr.File(label="Predictions per frame (CSV)", interactive=False, elem_id="video-csv")
+                        video_csv = PredictionsFile(label="Predictions per frame (CSV)", interactive=False,
+                                                    elem_id="video-csv")
                 track_select = TrackChoice(label="Face track", choices=[], visible=False)
                 with gr.Row(equal_height=False):
                     va_timeline = gr.Plot(empty["va_time"], label="Valence and arousal over time", show_label=False)
@@ -794,7 +893,7 @@ def build_demo(model_source: str | DemoModel | ModelFailure | None = None, *,
                             "per second. Frames are analysed in memory and not stored.")
                 with gr.Row(equal_height=False):
                     with gr.Column(scale=1):
-                        cam_in = gr.Image(sources=["webcam"], streaming=True, type="numpy", label="Webcam",
+                        cam_in = WebcamInput(sources=["webcam"], streaming=True, type="numpy", label="Webcam",
                                           webcam_options=gr.WebcamOptions(mirror=True), height=360)
                         cam_status = gr.Markdown("Waiting for the camera…", label="Status",
                                                  elem_classes="affect-summary")

@@ -462,6 +462,79 @@ def files_one_face(odd_files) -> Path:
     return path
 
 
+# ------------------------------------------------------------------ URL inputs (loopback only)
+
+@pytest.mark.parametrize("url, reason", [
+    ("http://127.0.0.1:9/face.jpg", "127.0.0.1 is a local or private address, which the demo never fetches from"),
+    ("http://localhost:9/face.jpg", "localhost is this server itself, which the demo never fetches from"),
+    ("http://[::1]:9/clip.mp4", "::1 is a local or private address"),
+])
+def test_a_url_that_cannot_be_fetched_gets_a_message_and_no_traceback(server, files, capfd, caplog, url, reason):
+    """It gave Gradio's generic "The upstream Gradio app has raised an exception" and logged a
+    traceback for each call. Nothing leaves this machine: these addresses are refused before any
+    network call (Gradio's own check would first ask a public DNS service)."""
+    _, client = server
+    for args, endpoint in (((handle_file(url),), "/predict_image"), ((handle_file(url), 1, 1), "/predict_video"),
+                           ((None, handle_file(url)), "/select_track")):
+        with pytest.raises(AppError) as excinfo:
+            client.predict(*args, api_name=endpoint)
+        assert str(excinfo.value).startswith(f"Could not fetch {url}: {reason}"), (endpoint, str(excinfo.value))
+    log = capfd.readouterr()
+    assert "Traceback" not in log.out + log.err
+    logged = [r for r in caplog.records if r.name == "affectmodel.demo"]
+    assert len(logged) == 3 and all(r.getMessage().startswith(f"URL input not fetched: {url}: {reason}")
+                                    and r.exc_info is None for r in logged)  # one line per call
+    *_, result = client.predict(handle_file(str(files["one"])), api_name="/predict_image")
+    assert len(read_json(result)["faces"]) == 1  # and the app keeps serving
+
+
+@pytest.fixture
+def web_files(tmp_path):
+    """A plain HTTP server on 127.0.0.1 serving a face photo, a file over the test server's 2 MB
+    limit, and nothing else (404)."""
+    import http.server
+    import threading
+
+    Image.fromarray(astronaut(320)).save(tmp_path / "face.jpg")
+    (tmp_path / "big.jpg").write_bytes(b"\xff" * 3_000_000)
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, directory=str(tmp_path), **kwargs)
+
+        def log_message(self, *args):
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_fetched_urls_keep_the_upload_limit_and_name_http_errors(server, web_files, monkeypatch, capfd):
+    """Gradio's own download with its request-forgery check switched off for this loopback server
+    (its transport hook, and our address check): a URL that works is analysed; a 404, a closed port
+    and a file over the upload limit each get their reason."""
+    import httpx
+    from gradio import processing_utils
+
+    monkeypatch.setattr(processing_utils, "async_transport", httpx.AsyncHTTPTransport())
+    monkeypatch.setattr(demo_app, "_refused_address", lambda host: None)
+    _, client = server
+    *_, result = client.predict(handle_file(f"{web_files}/face.jpg"), api_name="/predict_image")
+    assert len(read_json(result)["faces"]) == 1
+    for url, reason in [(f"{web_files}/missing.jpg", "the server answered HTTP 404"),
+                        (f"{web_files}/big.jpg", "the file is 3.0 MB, over this demo's limit of 2 MB for any file"),
+                        (f"http://127.0.0.1:{free_port()}/face.jpg", "could not connect (")]:
+        with pytest.raises(AppError) as excinfo:
+            client.predict(handle_file(url), api_name="/predict_image")
+        assert str(excinfo.value).startswith(f"Could not fetch {url}: {reason}"), str(excinfo.value)
+    log = capfd.readouterr()
+    assert "Traceback" not in log.out + log.err
+
+
 def test_unexpected_failures_become_messages(server, files, monkeypatch, capfd):
     _, client = server
 
