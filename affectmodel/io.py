@@ -1,4 +1,5 @@
-"""Small file helpers shared by training, records and publishing: atomic writes.
+"""Small file helpers shared by training, records, inference and publishing: atomic writes, and
+the files under a folder (:func:`files_under`, symlinked folders followed, loops cut).
 
 A write that fails leaves the earlier file as it was and no temporary file behind. A full disk
 (which torch and safetensors report in their own words) becomes one :class:`DiskFullError` line
@@ -7,6 +8,7 @@ error names the destination, never the hidden temporary file.
 """
 from __future__ import annotations
 
+import collections
 import errno
 import json
 import os
@@ -142,3 +144,33 @@ def _json_default(obj: Any) -> Any:
     if isinstance(obj, os.PathLike):
         return os.fspath(obj)
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def files_under(root: str | os.PathLike) -> list[Path]:
+    """Every file under ``root`` at any depth, sorted, following symbolic links to folders (a
+    folder of links to video or run folders is read: ``Path.rglob`` does not follow them). Each real
+    folder is read once, so a link back up the tree (a loop) or a second link to a folder already
+    read adds nothing; a folder reached by several paths is named by the shortest (breadth first,
+    then by name). Folders that cannot be listed and broken links are left out."""
+    found: list[Path] = []
+    seen: set[tuple[int, int]] = set()
+    queue = collections.deque([Path(root)])
+    while queue:
+        folder = queue.popleft()
+        try:
+            info = folder.stat()
+            if (info.st_dev, info.st_ino) in seen:
+                continue
+            seen.add((info.st_dev, info.st_ino))
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError:
+            continue
+        for entry in entries:
+            try:
+                if entry.is_dir():  # follows a symbolic link
+                    queue.append(folder / entry.name)
+                elif entry.is_file():
+                    found.append(folder / entry.name)
+            except OSError:
+                continue
+    return sorted(found)

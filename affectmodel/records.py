@@ -54,6 +54,7 @@ from pathlib import Path
 from typing import Any
 
 from .data.marker import SYNTHETIC_DATASET as SYNTHETIC_DATASET  # declared with the marker; re-exported
+from .io import files_under
 
 RUN_CONFIG_FILE = "config.json"     # the run's training options
 # A published model folder (``publish``, a Hub repository) holds the run's options under this name
@@ -231,9 +232,10 @@ def read_run(run_dir: str | Path) -> RunRecord:
 
 
 def find_runs(root: str | Path) -> list[Path]:
-    """Every folder under ``root`` (any depth) that has a ``metrics.json``, sorted."""
+    """Every folder under ``root`` (any depth, symlinked folders followed) that has a
+    ``metrics.json``, sorted."""
     root = Path(root)
-    return sorted(p.parent for p in root.rglob(METRICS_FILE)) if root.is_dir() else []
+    return sorted(p.parent for p in files_under(root) if p.name == METRICS_FILE) if root.is_dir() else []
 
 
 def read_runs(root: str | Path) -> tuple[list[RunRecord], list[str]]:

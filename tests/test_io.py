@@ -6,7 +6,7 @@ import stat
 
 import pytest
 
-from affectmodel.io import atomic_write, write_json_atomic, write_text_atomic
+from affectmodel.io import atomic_write, files_under, write_json_atomic, write_text_atomic
 
 
 def test_write_json_atomic_round_trips_numpy_and_paths(tmp_path):
@@ -129,3 +129,24 @@ def test_error_raised_on_the_temporary_file_names_the_output(tmp_path):
         atomic_write(target, refuse)
     assert caught.value.filename == str(target)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_files_under_follows_symlinked_folders_once_and_cuts_loops(tmp_path):
+    real = tmp_path / "real"
+    (real / "video1").mkdir(parents=True)
+    (real / "video1" / "00001.jpg").write_bytes(b"x")
+    (real / "video2").mkdir()
+    (real / "video2" / "clip.mp4").write_bytes(b"x")
+    links = tmp_path / "links"
+    links.mkdir()
+    (links / "own.jpg").write_bytes(b"x")
+    (links / "video1").symlink_to(real / "video1")
+    (links / "again").symlink_to(real / "video1")       # a second link to a folder already read
+    (links / "video2").symlink_to(real / "video2")
+    (links / "loop").symlink_to(links)                  # a loop back to the top
+    (links / "video2" / "up").symlink_to(tmp_path)      # and one through the parent
+    (links / "dangling").symlink_to(tmp_path / "gone")  # a broken link
+    # each file once, by the shortest path (then the first name): "again" comes before "video1"
+    assert [p.relative_to(links).as_posix() for p in files_under(links)] == [
+        "again/00001.jpg", "own.jpg", "video2/clip.mp4"]
+    assert files_under(tmp_path / "missing") == []

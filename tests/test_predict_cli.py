@@ -229,6 +229,23 @@ def test_a_truncated_video_in_a_folder_is_skipped_with_its_reason(tmp_path, mode
     assert "120 video frame(s)" in err
 
 
+def test_a_folder_of_symlinked_video_folders_is_read_once_and_loops_are_cut(tmp_path, model, media, capsys):
+    """It said 'no images or videos found in this folder'."""
+    real = tmp_path / "real" / "video1"
+    real.mkdir(parents=True)
+    (real / "clip.mp4").write_bytes((media / "clip.mp4").read_bytes())
+    links = tmp_path / "links"
+    links.mkdir()
+    (links / "video1").symlink_to(real)
+    (links / "same-again").symlink_to(real)
+    (links / "loop").symlink_to(links)
+    out = tmp_path / "out.csv"
+    assert _run("--model", model, links, "--out", out) == 0
+    sources = {row["source"] for row in csv.DictReader(out.open())}
+    assert len(sources) == 1 and Path(sources.pop()).name == "clip.mp4"
+    assert f"{N_FRAMES} video frame(s)" in capsys.readouterr().err
+
+
 def _one_line_error(capsys) -> str:
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "\n" not in err and "Traceback" not in err

@@ -62,6 +62,17 @@ def test_broken_records_are_reported_and_others_still_read(tmp_path):
         read_run(bad)
 
 
+def test_symlinked_run_folders_are_found_once(tmp_path):
+    """``study`` and the dashboard read a folder of links to run folders (they found none)."""
+    _run(tmp_path / "elsewhere", "multi")
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    (runs / "suite").symlink_to(tmp_path / "elsewhere" / "suite")
+    (runs / "loop").symlink_to(runs)
+    assert find_runs(runs) == [runs / "suite" / "multi"]
+    assert [r.name for r in read_runs(runs)[0]] == ["multi"]
+
+
 def test_run_factors_describe_the_study_design():
     multi = run_factors({"tasks": ["expr", "au", "va"], "init": "runs/quick/uni-au", "pretrained_from": "uni-au",
                          "augment": "strong", "losses": {"expr": "focal", "au": "bce", "va": "ccc"},

@@ -40,7 +40,7 @@ from tqdm import tqdm
 
 from ..cli import UserError
 from ..images import ImageLoadError, is_image_file, load_image
-from ..io import atomic_write
+from ..io import atomic_write, files_under
 from ..progress import Progress, progress_iter
 from ..tasks import CHALLENGE_TO_KEY
 from .engines import ENGINES
@@ -110,7 +110,7 @@ def collect_inputs(paths: list[Path]) -> list[tuple[Path, str, bool]]:
     found = []
     for path in paths:
         if path.is_dir():
-            files = sorted(p for p in path.rglob("*") if p.is_file())
+            files = files_under(path)  # symlinked folders followed, each real folder once
             media = [(p, "image" if is_image_file(p) else "video", False)
                      for p in files if is_image_file(p) or is_video_file(p)]
             if not media:
