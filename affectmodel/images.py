@@ -10,6 +10,7 @@ import io
 import os
 import struct
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -33,11 +34,71 @@ def is_image_file(path: str | os.PathLike) -> bool:
     return Path(path).suffix.lower() in IMAGE_SUFFIXES
 
 
+def frame_count(path: str | os.PathLike) -> int:
+    """How many frames an image file holds: more than 1 for an animated GIF, WebP or PNG, 1 for a
+    still image or a file Pillow cannot open (:func:`load_image` then says why)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                return max(1, int(getattr(image, "n_frames", 1)))
+    except Exception:  # noqa: BLE001 - unreadable here means "not animated"; load_image reports it
+        return 1
+
+
+# Browsers show frames stored with (almost) no duration for 100 ms; so do we.
+MIN_FRAME_MS, DEFAULT_FRAME_MS = 20, 100
+
+
+def _frame_seconds(image: Image.Image) -> float:
+    duration = float(image.info.get("duration") or 0)
+    return (duration if duration >= MIN_FRAME_MS else DEFAULT_FRAME_MS) / 1000
+
+
+def frame_durations(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> list[float]:
+    """How long each frame of an image file is shown, in seconds (one entry for a still image).
+    Each frame is decoded (Pillow reads a WebP frame's duration only then), after the pixel check
+    of :func:`load_image`."""
+    try:
+        with open(path, "rb") as f, _open_image(f, max_pixels, str(path)) as image:
+            out = []
+            for index in range(max(1, int(getattr(image, "n_frames", 1)))):
+                image.seek(index)
+                image.load()
+                out.append(_frame_seconds(image))
+            return out
+    except ImageLoadError:
+        raise
+    except (OSError, EOFError, SyntaxError, ValueError, struct.error) as e:
+        raise ImageLoadError(f"{path}: corrupt image data ({e})") from None
+
+
+def iter_image_frames(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIXELS
+                      ) -> Iterator[tuple[float, np.ndarray]]:
+    """``(time in seconds, RGB array)`` for every frame of an (animated) image file, each frame
+    shown for its stored duration. Raises :class:`ImageLoadError` like :func:`load_image`."""
+    path = Path(path)
+    name = str(path)
+    with open(path, "rb") as f, _open_image(f, max_pixels, name) as image:
+        time_s = 0.0
+        for index in range(max(1, int(getattr(image, "n_frames", 1)))):
+            try:
+                image.seek(index)
+                image.load()
+                rgb = pil_to_rgb(image)
+            except (OSError, EOFError, SyntaxError, ValueError, struct.error) as e:
+                raise ImageLoadError(f"{name}: corrupt image data in frame {index + 1} ({e})") from None
+            yield time_s, rgb
+            time_s += _frame_seconds(image)
+
+
 def load_image(source: ImageSource, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Read an image into an ``(H, W, 3)`` uint8 RGB array.
 
     ``source`` is a path, raw bytes, a binary file object, a PIL image or a numpy array.
-    EXIF orientation is applied, so a portrait photo stored sideways comes out upright.
+    EXIF orientation is applied, so a portrait photo stored sideways comes out upright. An
+    animated image gives its first frame (:func:`frame_count` says how many it has;
+    :func:`iter_image_frames` reads them all).
     Raises :class:`ImageLoadError` for anything that is not a readable image within
     ``max_pixels`` (``None`` = no limit), and ``FileNotFoundError`` for a missing path.
     """
@@ -70,7 +131,8 @@ def _describe(source: object) -> str:
     return getattr(source, "name", None) or f"<{type(source).__name__}>"
 
 
-def _decode(stream: BinaryIO, max_pixels: int | None, name: str) -> np.ndarray:
+def _open_image(stream: BinaryIO, max_pixels: int | None, name: str) -> Image.Image:
+    """The image's header, checked against ``max_pixels`` before anything is decoded."""
     try:
         with warnings.catch_warnings():
             # Pillow warns above its own global limit; ours is checked explicitly below.
@@ -82,8 +144,16 @@ def _decode(stream: BinaryIO, max_pixels: int | None, name: str) -> np.ndarray:
         raise ImageLoadError(f"{name}: not an image file (or a format Pillow cannot read)") from None
     except (OSError, SyntaxError, ValueError) as e:
         raise ImageLoadError(f"{name}: corrupt image header ({e})") from None
-    with image:
+    try:
         _check_size(image.size, max_pixels, name)
+    except ImageLoadError:
+        image.close()
+        raise
+    return image
+
+
+def _decode(stream: BinaryIO, max_pixels: int | None, name: str) -> np.ndarray:
+    with _open_image(stream, max_pixels, name) as image:
         try:
             image.load()  # the full decode happens here: truncation and corruption show up now
         except OSError as e:

@@ -41,6 +41,7 @@ import pandas as pd
 from PIL import Image
 
 from affectmodel.hub.loading import model_info
+from affectmodel.images import frame_count
 from affectmodel.inference import (
     ImageLoadError,
     LiveFaceWindow,
@@ -440,15 +441,20 @@ def make_image_handlers(model: DemoModel):
         except (ImageLoadError, FileNotFoundError) as e:
             raise user_error(_readable(e, image_path), title="Cannot read this image") from None
         seconds = time.perf_counter() - start
-        message = None
+        notes = []
+        frames = frame_count(image_path)
+        if frames > 1:  # an animated GIF / WebP / PNG: one image here, every frame in the Video tab
+            notes.append(f"First frame of {frames} analysed (an animated image); the Video tab analyses every frame.")
+            log.info("predict_image on %s: first frame of %d analysed", Path(image_path).name, frames)
         if not faces:
-            message = "No face found in this image."
+            notes.append("No face found in this image.")
             gr.Warning("No face was found in this image. Try a larger, frontal, well-lit face.",
                        title="No face")
         annotated = _image_file(image_path, draw_predictions(rgb, numbered(faces)) if faces else rgb)
         label, aus, va = _face_views(model, faces, 0)
-        result = _image_result(faces, (rgb.shape[1], rgb.shape[0]), seconds, message)
-        return annotated, _summary(faces, seconds), label, aus, va, result
+        result = _image_result(faces, (rgb.shape[1], rgb.shape[0]), seconds, " ".join(notes) or None)
+        summary = _summary(faces, seconds) + (f"\n\n_{notes[0]}_" if frames > 1 else "")
+        return annotated, summary, label, aus, va, result
 
     @answers_errors("Cannot show this face")
     def select_face(name: str | None, result: dict | None):

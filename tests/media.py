@@ -134,3 +134,21 @@ def truncated_videos(root: str | Path, n_frames: int = 60) -> dict[str, Path]:
              cut_file(encode_video(root / "clip.webm", frames, codec="libvpx"), 0.8)]
     assert tuple(p.name for p in cuts) == TRUNCATED_VIDEOS
     return {p.name: p for p in cuts}
+
+
+ANIMATION_MS = (100, 100, 200, 100, 0, 100, 100, 300)  # 0: shown for 100 ms, as browsers do
+ANIMATION_TIMES = (0.0, 0.1, 0.2, 0.4, 0.5, 0.6, 0.7, 0.8)
+
+
+def animated_images(root: str | Path) -> dict[str, Path]:
+    """The same 8 frames of a face drifting right as an animated GIF, WebP and PNG (APNG), each
+    frame shown for ``ANIMATION_MS``."""
+    from PIL import Image
+
+    frames = [Image.fromarray(f) for f in moving_face_frames(len(ANIMATION_MS), size=(240, 150), step=4)]
+    out = {}
+    for suffix in ("gif", "webp", "png"):
+        path = Path(root) / f"animated.{suffix}"
+        frames[0].save(path, save_all=True, append_images=frames[1:], duration=list(ANIMATION_MS), loop=0)
+        out[suffix] = path
+    return out

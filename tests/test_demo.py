@@ -23,7 +23,7 @@ gr = pytest.importorskip("gradio")
 gradio_client = pytest.importorskip("gradio_client")
 skimage_data = pytest.importorskip("skimage.data")
 
-from media import truncated_videos  # noqa: E402
+from media import animated_images, truncated_videos  # noqa: E402
 from net import free_port  # noqa: E402
 
 from affectmodel.inference import probe_video, write_video_frames  # noqa: E402
@@ -269,6 +269,20 @@ def test_a_truncated_video_gets_a_message_naming_the_missing_share(server, tmp_p
     with pytest.raises(AppError, match=rf"{re.escape(name)}: truncated (file|video)\b.*\d+% (of the file is )?missing"):
         client.predict(handle_file(str(truncated_videos(tmp_path)[name])), 1, 1, api_name="/predict_video")
     assert "Traceback" not in capfd.readouterr().err
+
+
+def test_an_animated_image_says_first_frame_of_n_and_the_video_tab_reads_every_frame(server, tmp_path, caplog):
+    """An animated GIF or WebP was cut to its first frame without a word."""
+    caplog.set_level("INFO", logger="affectmodel.demo")  # demo.app's main() logs at INFO
+    _, client = server
+    for suffix, path in animated_images(tmp_path).items():
+        _, summary, *_, result = client.predict(handle_file(str(path)), api_name="/predict_image")
+        note = "First frame of 8 analysed (an animated image); the Video tab analyses every frame."
+        assert read_json(result)["message"] == note and note in summary and len(read_json(result)["faces"]) == 1
+        _, csv_path, *_ = client.predict(handle_file(str(path)), 1, 1, api_name="/predict_video")
+        assert sorted(pd.read_csv(csv_path)["frame"]) == list(range(8)), suffix
+    logged = [r.getMessage() for r in caplog.records if r.name == "affectmodel.demo"]
+    assert logged.count("predict_image on animated.gif: first frame of 8 analysed") == 1
 
 
 def test_full_queue_answers_busy(server, files):

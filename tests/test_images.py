@@ -5,10 +5,18 @@ import zlib
 
 import numpy as np
 import pytest
-from media import astronaut
+from media import ANIMATION_TIMES, animated_images, astronaut
 from PIL import Image
 
-from affectmodel.images import DEFAULT_MAX_PIXELS, ImageLoadError, array_to_rgb, load_image
+from affectmodel.images import (
+    DEFAULT_MAX_PIXELS,
+    ImageLoadError,
+    array_to_rgb,
+    frame_count,
+    frame_durations,
+    iter_image_frames,
+    load_image,
+)
 from affectmodel.inference.faces import create_detector
 
 
@@ -174,3 +182,31 @@ def test_arrays_of_any_dtype_and_channel_count():
     assert array_to_rgb(rgba)[0, 0].tolist() == [255, 255, 255]  # transparent -> white
     with pytest.raises(ImageLoadError, match="shape"):
         array_to_rgb(np.zeros((2, 2, 5), np.uint8))
+
+
+@pytest.mark.parametrize("suffix", ["gif", "webp", "png"])
+def test_animated_images_give_every_frame_with_its_time(tmp_path, suffix):
+    path = animated_images(tmp_path)[suffix]
+    assert frame_count(path) == 8
+    assert frame_durations(path) == pytest.approx([0.1, 0.1, 0.2, 0.1, 0.1, 0.1, 0.1, 0.3])  # 0 ms shown 100 ms
+    frames = list(iter_image_frames(path))
+    assert [t for t, _ in frames] == pytest.approx(ANIMATION_TIMES)
+    assert all(image.shape == (150, 240, 3) for _, image in frames)
+    assert np.abs(frames[0][1].astype(int) - load_image(path).astype(int)).max() == 0  # load_image: frame 1
+    assert np.abs(frames[7][1].astype(int) - frames[0][1].astype(int)).mean() > 5     # the face moved
+
+
+def test_still_and_unreadable_images_count_one_frame(tmp_path):
+    Image.fromarray(astronaut()).save(tmp_path / "still.png")
+    (tmp_path / "text.gif").write_text("not an image")
+    assert frame_count(tmp_path / "still.png") == 1 and frame_count(tmp_path / "text.gif") == 1
+    data = animated_images(tmp_path)["gif"].read_bytes()
+    (tmp_path / "cut.gif").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ImageLoadError, match="cut.gif: "):
+        list(iter_image_frames(tmp_path / "cut.gif"))
+    # an animated bomb: 2 frames of 8000 x 8000 in a 0.1 MB file, refused from the header
+    frames = [Image.new("L", (8000, 8000), i) for i in range(2)]
+    frames[0].save(tmp_path / "bomb.gif", save_all=True, append_images=frames[1:])
+    for read in (frame_durations, lambda p: list(iter_image_frames(p))):
+        with pytest.raises(ImageLoadError, match=r"bomb.gif: 8000x8000 = 64,000,000 pixels exceeds the limit"):
+            read(tmp_path / "bomb.gif")

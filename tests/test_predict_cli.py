@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 import torch
 from media import (
+    ANIMATION_TIMES,
+    animated_images,
     astronaut,
     face_tile,
     faces_image,
@@ -244,6 +246,19 @@ def test_a_folder_of_symlinked_video_folders_is_read_once_and_loops_are_cut(tmp_
     sources = {row["source"] for row in csv.DictReader(out.open())}
     assert len(sources) == 1 and Path(sources.pop()).name == "clip.mp4"
     assert f"{N_FRAMES} video frame(s)" in capsys.readouterr().err
+
+
+def test_animated_gif_and_webp_are_short_videos_every_frame_with_its_time(tmp_path, model, capsys):
+    """They gave one row: the first frame, as if it were the whole file's answer."""
+    files = animated_images(tmp_path)
+    out = tmp_path / "out.csv"
+    assert _run("--model", model, files["gif"], tmp_path, "--out", out) == 0  # given, and inside a folder
+    rows = list(csv.DictReader(out.open()))
+    for suffix in ("gif", "webp", "png"):
+        mine = [r for r in rows if Path(r["source"]).name == f"animated.{suffix}"]
+        times = sorted({float(r["time_s"]) for r in mine})
+        assert times == pytest.approx(ANIMATION_TIMES) and len(mine) == 8 * (2 if suffix == "gif" else 1), suffix
+    assert "in 0 image(s) and 32 video frame(s)" in capsys.readouterr().err
 
 
 def _one_line_error(capsys) -> str:

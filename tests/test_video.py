@@ -6,7 +6,9 @@ import av
 import numpy as np
 import pytest
 from media import (
+    ANIMATION_TIMES,
     TRUNCATED_VIDEOS,
+    animated_images,
     encode_video,
     moving_face_frames,
     small_model_dir,
@@ -167,6 +169,19 @@ def test_whole_videos_are_not_called_truncated(whole_videos):
         frames = list(iter_frames(path))
         assert len(frames) >= (30 if name in ("vfr.mkv", "vfr.webm", "vfr.mp4", "clip.mpg", "clip.ts")
                                else 10 if name == "edit_list.mp4" else 60), name
+
+
+@pytest.mark.parametrize("suffix", ["gif", "webp", "png"])
+def test_an_animated_image_is_read_as_a_short_video(tmp_path, predictor, suffix):
+    """FFmpeg cannot decode animated WebP ('broken video data after 0 frames'); GIF and WebP were
+    cut to their first frame where they were read as images."""
+    path = animated_images(tmp_path)[suffix]
+    info = probe_video(path)
+    assert (info.width, info.height, info.frame_count) == (240, 150, 8) and info.duration_s == pytest.approx(1.1)
+    assert [f.time_s for f in iter_frames(path)] == pytest.approx(ANIMATION_TIMES)
+    assert [f.index for f in iter_frames(path, every=3)] == [0, 3, 6]
+    rows = predict_video(predictor, path)
+    assert [r["frame"] for r in rows] == list(range(8)) and {r["track_id"] for r in rows} == {1}
 
 
 def test_rows_tracks_and_timestamps(raw_rows):

@@ -46,7 +46,14 @@ from ..tasks import CHALLENGE_TO_KEY
 from .engines import ENGINES
 from .faces import DEFAULT_DETECT_MAX_SIDE, DEFAULT_MIN_FACE_SIZE, DETECTORS, create_detector
 from .predictor import Predictor, flatten_record, largest_face, numbered
-from .video import VideoLoadError, VideoOptions, is_video_file, iter_video_predictions, probe_video
+from .video import (
+    VideoLoadError,
+    VideoOptions,
+    is_animated_image,
+    is_video_file,
+    iter_video_predictions,
+    probe_video,
+)
 
 FORMATS = ("table", "abaw")
 
@@ -105,19 +112,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 # ------------------------------------------------------------------ inputs
 
+def _kind(path: Path) -> str:
+    """An animated GIF, WebP or PNG is a short video: every frame gets its row, with its time (its
+    first frame alone would look like the whole file's answer)."""
+    return "video" if is_video_file(path) or is_animated_image(path) else "image"
+
+
 def collect_inputs(paths: list[Path]) -> list[tuple[Path, str, bool]]:
     """(path, "image"|"video", explicit) for every input; folders are searched recursively."""
     found = []
     for path in paths:
         if path.is_dir():
             files = files_under(path)  # symlinked folders followed, each real folder once
-            media = [(p, "image" if is_image_file(p) else "video", False)
-                     for p in files if is_image_file(p) or is_video_file(p)]
+            media = [(p, _kind(p), False) for p in files if is_image_file(p) or is_video_file(p)]
             if not media:
                 raise UserError(f"{path}: no images or videos found in this folder")
             found.extend(media)
         elif path.is_file():
-            found.append((path, "video" if is_video_file(path) else "image", True))
+            found.append((path, _kind(path), True))
         else:
             raise FileNotFoundError(f"input not found: {path}")
     return found

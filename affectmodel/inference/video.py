@@ -27,7 +27,9 @@ import av
 import av.container
 import av.video.stream
 import numpy as np
+from PIL import Image
 
+from ..images import ImageLoadError, frame_count, frame_durations, is_image_file, iter_image_frames
 from ..model_config import anchor_position
 from .draw import draw_predictions
 from .faces import Face
@@ -153,8 +155,36 @@ def _frame_count(stream, container, fps: Fraction) -> int | None:
     return None
 
 
+def is_animated_image(path: str | os.PathLike) -> bool:
+    """An image file with more than one frame (animated GIF, WebP or PNG): read as a short video,
+    every frame with its own time, by :func:`probe_video` and :func:`iter_frames` (FFmpeg cannot
+    decode animated WebP)."""
+    return is_image_file(path) and Path(path).is_file() and frame_count(path) > 1
+
+
+def _animated_frames(path: str | os.PathLike) -> Iterator[tuple[float, np.ndarray]]:
+    try:
+        yield from iter_image_frames(path)
+    except ImageLoadError as e:
+        raise VideoLoadError(str(e)) from None
+
+
+def _probe_animated(path: str | os.PathLike) -> VideoInfo:
+    try:
+        durations = frame_durations(path)
+    except ImageLoadError as e:
+        raise VideoLoadError(str(e)) from None
+    with Image.open(path) as image:
+        width, height, codec = image.width, image.height, (image.format or "image").lower()
+    duration = sum(durations)
+    return VideoInfo(str(path), width, height, len(durations) / duration, len(durations), round(duration, 6), codec)
+
+
 def probe_video(path: str | os.PathLike) -> VideoInfo:
-    """Size, frame rate, frame count and codec from the container (nothing is decoded)."""
+    """Size, frame rate, frame count and codec from the container (nothing is decoded; an
+    animated image is read through once for its frame times)."""
+    if is_animated_image(path):
+        return _probe_animated(path)
     with _open(path) as container:
         stream = container.streams.video[0]
         fps = _rate(stream)
@@ -176,6 +206,13 @@ def iter_frames(path: str | os.PathLike, every: int = 1, max_frames: int | None 
     """
     if every < 1:
         raise ValueError(f"every must be at least 1, got {every}")
+    if is_animated_image(path):
+        for index, (t, image) in enumerate(_animated_frames(path)):
+            if max_frames is not None and index >= max_frames:
+                return
+            if index % every == 0:
+                yield VideoFrame(index, round(t, 6), image)
+        return
     container = _open(path)
     try:
         stream = container.streams.video[0]
