@@ -113,6 +113,10 @@ def load_predictions(path: str | Path) -> Predictions:
         path = path / PREDICTIONS_FILE
     if not path.is_file():
         raise PredictionsError(f"no predictions file: {path}")
+    if path.stat().st_size == 0:
+        raise PredictionsError(f"{path}: empty file")
+    if not zipfile.is_zipfile(path):  # numpy would call other bytes "pickled data" and suggest unpickling them
+        raise PredictionsError(f"{path}: not a readable predictions file (not an .npz archive)")
     try:
         with np.load(path, allow_pickle=False) as data:
             arrays: Mapping[str, np.ndarray] = {k: data[k] for k in data.files}

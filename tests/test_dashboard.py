@@ -268,7 +268,7 @@ def test_records_used_in_part_are_named_above_the_figures(monkeypatch, tmp_path)
     seed2.write_text(json.dumps({**json.loads(seed2.read_text()), "P_VA": float("nan")}))
     at = run_app(monkeypatch, tmp_path)
     warning = next(w.value for w in at.warning if "could only be used in part" in w.value)
-    assert f"- {garbage}: not a readable predictions file" in warning
+    assert f"- {garbage}: not a readable predictions file (not an .npz archive)" in warning
     assert "quick/uni-va is estimated from its seeds' metrics.json figures alone" in warning
     assert "- seed 2 of quick/uni-va is left out of P_VA: its metrics.json holds nan for it" in warning
 

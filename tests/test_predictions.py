@@ -41,7 +41,12 @@ def test_shape_mismatch_is_refused():
 def test_unreadable_and_missing_files_name_the_file(tmp_path):
     bad = tmp_path / PREDICTIONS_FILE
     bad.write_bytes(b"not a zip")
-    with pytest.raises(PredictionsError, match=str(bad)):
+    with pytest.raises(PredictionsError, match=str(bad)) as info:
+        load_predictions(bad)
+    # numpy's own reason for such bytes ("pickled data ... load it unsafely") must not reach the user
+    assert str(info.value) == f"{bad}: not a readable predictions file (not an .npz archive)"
+    bad.write_bytes(b"")
+    with pytest.raises(PredictionsError, match=f"{bad}: empty file"):
         load_predictions(bad)
     with pytest.raises(PredictionsError, match="no predictions file"):
         load_predictions(tmp_path / "nowhere")

@@ -430,8 +430,9 @@ def test_an_unreadable_predictions_file_is_named_with_what_it_changes(tmp_path, 
     assert report.warnings[0].startswith(f"{path}: ")
     assert report.warnings[0].endswith("quick/uni-va is estimated from its seeds' metrics.json figures alone "
                                        "(intervals over seeds, not over validation videos)")
-    assert ("missing array(s) video, frame" if content == "wrong arrays" else "not a readable predictions file") \
-        in report.warnings[0]
+    assert {"wrong arrays": "missing array(s) video, frame", b"": "empty file"}.get(
+        content, "not a readable predictions file (not an .npz archive)") in report.warnings[0]
+    assert "pickle" not in report.warnings[0]
     c = next(c for c in report.comparisons if c.task == "va" and c.multi == "quick/multi")
     assert c.difference.high - c.difference.low > whole.difference.high - whole.difference.low
     assert report.as_dict()["warnings"] == report.warnings
