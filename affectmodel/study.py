@@ -1462,8 +1462,8 @@ def provenance_note(record: RunRecord) -> str:
         "No data fingerprint (a record older than data fingerprints)"
     code = record.config.get("code_version") or "not recorded"
     return (f"{data}. Code version {code}; trained on {machine_summary(record.machine)}. The same code, data, "
-            "configuration, seed and machine give the same figures; another CPU or thread count can give other "
-            "figures (docs/REPRODUCIBILITY.md says by how much).")
+            "configuration, seed and machine give the same figures; another CPU or thread count gives other "
+            "figures, by about what another seed would (docs/REPRODUCIBILITY.md).")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
