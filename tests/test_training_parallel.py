@@ -2,10 +2,8 @@
 the same records as a sequential suite, runs that start from another run wait for it, an
 interrupted parallel suite resumes, and a run folder locked by another process is left alone."""
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -43,7 +41,9 @@ name = "multi-from-expr"
 tasks = ["expr", "au", "va"]
 init = "uni-expr"
 """
-TIMING = ("train_time_s", "init_train_time_s", "images_per_second", "data_wait_share")
+# Not what a run computed: how fast, and where it ran (the machine record holds the environment, and
+# the suites run in a subprocess below set OMP_NUM_THREADS where the in-process sequential suite does not).
+TIMING = ("train_time_s", "init_train_time_s", "images_per_second", "data_wait_share", "machine")
 
 
 @pytest.fixture(scope="module")
@@ -113,29 +113,51 @@ def test_two_jobs_give_the_records_of_a_sequential_suite(tmp_path, bench, sequen
     assert (tmp_path / "out" / ".logs" / "uni-au_seed-0.log").is_file()
 
 
+# train.py's suite command whose own progress line "<run>: done in ..." sends Ctrl-C to its
+# process group (the suite and its jobs, as a terminal does) from inside the suite, as the first run
+# completes: the suite never gets to start the run initialised from uni-expr, whatever the timing.
+# Ctrl-C reaches a program in the foreground, where SIGINT has its default handler; a test run started
+# in the background by a shell without job control (a CI step, `pytest &`) inherits SIGINT *ignored*,
+# and the earlier version of this test then saw the whole suite finish (the CI failure of issue 22).
+INTERRUPT_AFTER_FIRST_RUN = """
+import os, signal, sys
+signal.signal(signal.SIGINT, signal.default_int_handler)
+import affectmodel.training.cli as cli
+
+def log(*args, **kwargs):
+    print(*args, **kwargs, flush=True)
+    if args and ": done in " in str(args[0]):
+        os.killpg(0, signal.SIGINT)
+
+cli.print = log
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_an_interrupted_parallel_suite_resumes_to_the_same_records(tmp_path, bench, sequential):
+    """Interrupted on a signal from the suite itself (its first completed run), not after a
+    sleep, with SIGINT's default handler whatever the test runner inherited: it used to wait for a
+    checkpoint file and interrupt then, and the whole suite could finish first (under load, or at
+    once where SIGINT was ignored)."""
     (tmp_path / "suite.toml").write_text(SUITE)
     out = tmp_path / "out"
-    cmd = [sys.executable, str(REPO / "train.py"), "suite", str(tmp_path / "suite.toml"), "--data", str(bench),
-           "--out", str(out), "--jobs", "2"]
+    args = ["suite", str(tmp_path / "suite.toml"), "--data", str(bench), "--out", str(out), "--jobs", "2"]
     env = {**os.environ, "PYTHONPATH": str(REPO), "TQDM_DISABLE": "1", "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
-    deadline = time.monotonic() + 240
-    checkpoint = out / "uni-au" / "seed-0" / "checkpoints" / "last.pt"
-    while not checkpoint.is_file() and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.1)
-    assert checkpoint.is_file(), proc.communicate()[0][-2000:]
-    os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C in a terminal reaches the suite and its jobs
-    output = proc.communicate(timeout=120)[0]
-    assert proc.returncode != 0, output
-    assert not is_complete(out / "uni-au" / "seed-0")
+    interrupted = subprocess.run([sys.executable, "-c", INTERRUPT_AFTER_FIRST_RUN, *args], env=env,
+                                 capture_output=True, text=True, timeout=400, check=False, start_new_session=True)
+    output = interrupted.stdout + interrupted.stderr
+    assert interrupted.returncode == 130, output[-2000:]
+    assert "interrupted: continue with --resume" in interrupted.stderr
+    assert output.count(": done in ") == 1 and "multi-from-expr/seed-0: training" not in output, output[-2000:]
+    complete = [name for name in ("uni-expr", "uni-au", "multi-from-expr") if is_complete(out / name / "seed-0")]
+    assert complete[:1] in (["uni-expr"], ["uni-au"]) and "multi-from-expr" not in complete, complete
 
-    again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=400, check=False)
+    again = subprocess.run([sys.executable, str(REPO / "train.py"), *args], env=env, capture_output=True, text=True,
+                           timeout=400, check=False)
     assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
-    assert "suite done" in again.stdout
+    assert f"suite done: {3 - len(complete)} trained, {len(complete)} already complete" in again.stdout
     for name in ("uni-expr", "uni-au", "multi-from-expr"):
         assert _metrics(out / name / "seed-0") == _metrics(sequential / name / "seed-0"), name
 
