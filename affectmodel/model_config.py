@@ -35,6 +35,17 @@ def anchor_position(window: int, causal: bool) -> int:
     return window - 1 if causal else window // 2
 
 
+def temporal_name(kind: str | None, window: object = None, causal: object = False) -> str:
+    """A model's temporal context in a few words (tables, the study's temporal factor): ``none``,
+    ``smooth w5`` (always causal) or ``gru w16 bidirectional`` / ``conv w16 causal``."""
+    kind = str(kind or "none")
+    if kind == "none":
+        return "none"
+    if kind == "smooth":
+        return f"smooth w{window if window is not None else '?'}"
+    return f"{kind} w{window if window is not None else '?'} {'causal' if causal else 'bidirectional'}"
+
+
 class CheckpointError(RuntimeError):
     """A checkpoint or weights file is missing, unreadable or does not match the model."""
 

@@ -442,3 +442,19 @@ def test_a_bidirectional_temporal_checkpoint_gives_a_row_per_frame(tmp_path, med
     assert [int(r["frame"]) for r in rows] == list(range(N_FRAMES))  # the last frames wait, none is lost
     with av.open(str(ann)) as container:
         assert sum(1 for _ in container.decode(container.streams.video[0])) == N_FRAMES
+
+
+def test_asking_for_onnx_on_a_temporal_model_says_to_use_torch(tmp_path, media, capsys):
+    """export refuses temporal models, so the refusal must not send the user to export."""
+    from affectmodel import AffectModel, ModelConfig
+
+    folder = AffectModel(ModelConfig(input_size=64, temporal="gru", window=8, causal=True)).save(tmp_path / "gru")
+    for engine in ("onnx", "onnx-int8"):
+        assert _run("--model", folder, media / "clip.mp4", "--engine", engine) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error: ") and "\n" not in err
+        assert "temporal model (gru w8 causal): ONNX does not cover temporal models" in err
+        assert "use --engine torch" in err and "make one with" not in err
+    # and the export it would have pointed to refuses the model too
+    assert main(["export", str(folder)]) != 0
+    assert "temporal model" in capsys.readouterr().err

@@ -13,7 +13,8 @@ a feature such as mirror averaging or a temporal model wraps ``run`` once for bo
   (stale, changed, mismatched) is reported as a warning and torch is used.
 * ``torch``: the PyTorch model (any device).
 * ``onnx`` / ``onnx-int8``: the verified fp32 / int8 graph on the CPU; refused in one line when the
-  folder has none or it fails its check.
+  folder has none or it fails its check, and for a temporal model (``conv``/``gru``: ONNX does not
+  cover them, ``auto`` runs them on torch).
 
 Importing this module does not import torch; only the torch engine does.
 """
@@ -25,7 +26,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
-from ..model_config import ModelConfig
+from ..model_config import LEARNED_KINDS, ModelConfig, temporal_name
 from ..records import MODEL_ONNX_FILE, MODEL_ONNX_INT8_FILE, ONNX_RECORD_FILE
 from .onnx_engine import OnnxEngine, OnnxMissingError, OnnxModelError
 
@@ -79,6 +80,15 @@ def open_engine(model: AffectModel | str | os.PathLike, engine: str = "auto", de
     # A Hub model: its ONNX files if it has them; the weights only when they will be read.
     folder = model_folder(model, revision, weights=False, optional=(ONNX_RECORD_FILE, graph))
     config = read_model_config(folder)
+    if config.temporal in LEARNED_KINDS:
+        # an exported graph reads one frame at a time; export refuses temporal models, so "export it"
+        # would be no advice: a temporal model's windows run on its PyTorch module
+        if engine != "auto":
+            kind = temporal_name(config.temporal, config.window, config.causal)
+            raise OnnxModelError(f"{folder} is a temporal model ({kind}): ONNX does not cover temporal models "
+                                 "(export refuses them; a graph reads one frame at a time): use --engine torch "
+                                 "(or auto)")
+        return _torch_engine(None, model_folder(model, revision), str(device))
     try:
         return OnnxEngine(folder, config, precision, threads)
     except OnnxModelError as e:
