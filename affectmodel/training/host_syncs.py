@@ -12,7 +12,9 @@ to the CPU with ``.cpu()``/``.tolist()`` is not counted (on a CUDA machine,
 """
 from __future__ import annotations
 
+import contextlib
 from collections import Counter
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -35,6 +37,17 @@ class HostSyncCounter(TorchDispatchMode):
     def __init__(self) -> None:
         super().__init__()
         self.by_op: Counter[str] = Counter()
+        self.counting = True
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """Operations in this block are not counted (e.g. an optimizer's CPU-side step counter,
+        which a CPU run cannot tell from a device read)."""
+        before, self.counting = self.counting, False
+        try:
+            yield
+        finally:
+            self.counting = before
 
     @property
     def total(self) -> int:
@@ -42,7 +55,9 @@ class HostSyncCounter(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         name = func.overloadpacket.__name__
-        if name in SYNCING_OPS:
+        if not self.counting:
+            pass
+        elif name in SYNCING_OPS:
             self.by_op[name] += 1
         elif name in ("index", "index_put", "index_put_") and _bool_index(args):
             self.by_op[f"{name} (boolean mask)"] += 1
