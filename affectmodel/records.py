@@ -55,6 +55,7 @@ from typing import Any
 
 from .data.marker import SYNTHETIC_DATASET as SYNTHETIC_DATASET  # declared with the marker; re-exported
 from .io import files_under
+from .model_config import temporal_name
 
 RUN_CONFIG_FILE = "config.json"     # the run's training options
 # A published model folder (``publish``, a Hub repository) holds the run's options under this name
@@ -92,9 +93,10 @@ HEALTH_KEY = "health"
 # config.json keys that the run record adds to the training options: facts about the run, not options.
 # Everything else in config.json is an option; the study treats the options in a configuration's
 # identity (affectmodel.training.identity) as its factors. ``dataset`` and ``model`` are the scope of a
-# comparison (the same data, the same network), never a factor.
+# comparison (the same data, the same network), never a factor. ``trunk`` (temporal runs): the per-frame
+# run whose frozen trunk the run reads (training.identity.trunk_facts), whose options the study uses.
 RUN_FACTS = frozenset({"config_id", "code_version", "label_spaces", "dataset", "model", "world_size",
-                       "pretrained_from", "init_run", "machine"})
+                       "pretrained_from", "init_run", "machine", "trunk"})
 
 
 class RunRecordError(ValueError):
@@ -277,11 +279,9 @@ def run_factors(config: dict[str, Any]) -> dict[str, str]:
 
 
 def _temporal_factor(config: dict[str, Any]) -> str:
-    """``none`` (per frame), else the module, window and direction: ``gru 16 causal``."""
-    kind = str(config.get("temporal") or "none")
-    if kind == "none":
-        return "none"
-    return f"{kind} {config.get('window', '?')} {'causal' if config.get('causal') else 'bidirectional'}"
+    """``none`` (per frame), else the module, window and direction: ``gru w16 causal`` (the study's
+    temporal level without the module's training: affectmodel.training.identity.temporal_level)."""
+    return temporal_name(config.get("temporal"), config.get("window"), config.get("causal"))
 
 
 @dataclass(frozen=True)

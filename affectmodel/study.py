@@ -52,7 +52,14 @@ from .statistics import (
 )
 from .summaries import SUMMARY_FILE, ValidationSummary, load_summary
 from .tasks import ABAW_BASELINES, AU_NAMES, LABEL_SPACES, MTL_METRIC, TASK_KEYS, get_task
-from .training.identity import BUDGET_OPTIONS, identity_values
+from .training.identity import (
+    BUDGET_FACTOR,
+    BUDGET_OPTIONS,
+    TEMPORAL_FACTOR,
+    fold_temporal,
+    identity_values,
+    temporal_rank,
+)
 
 # A readable summary of each run's main options (records.run_factors); the factors themselves are the
 # option columns (OPTION_PREFIX), every training option that varies.
@@ -370,7 +377,6 @@ def _join(items: Sequence[str]) -> str:
 # with: the tasks themselves and how tasks are weighted (a uni-task run has nothing to weigh).
 # Options given per task (``{task: value}``, e.g. ``losses``) are compared on the task compared only.
 TASK_ONLY_OPTIONS = frozenset({"tasks", "weighting"})
-BUDGET_FACTOR = "budget_steps"   # budgets are compared as one option: total optimiser steps
 VERDICTS = ("helped", "hurt", "no clear difference", "undecided", "unmatched")
 
 
@@ -478,20 +484,42 @@ def data_notes(configurations: Sequence[Configuration]) -> list[str]:
 def configuration_options(record: RunRecord) -> dict[str, Any]:
     """The options that make up what a run computed, as the study compares them: every option of its
     config.json in the training identity (:func:`affectmodel.training.identity.identity_values`; the
-    record's own facts, :data:`affectmodel.records.RUN_FACTS`, left out). Two adjustments: a run
+    record's own facts, :data:`affectmodel.records.RUN_FACTS`, left out). Three adjustments: a run
     initialised from another run has ``init`` = ``run:<that configuration>`` (its folder differs per
-    seed and machine), and the
-    budget options give way to one, ``budget_steps`` (own steps plus those of the run it started from;
-    epochs/steps/max_steps for older records without it)."""
+    seed and machine); the budget options give way to one, ``budget_steps`` (own steps plus those of
+    the run it started from; epochs/steps/max_steps for older records without it); and the temporal
+    options are one factor, ``temporal`` (:func:`affectmodel.training.identity.fold_temporal`): a
+    temporal run is the configuration of the per-frame run whose trunk it reads (config.json
+    ``trunk``) plus its temporal level, e.g. ``gru w16 causal (300 steps)``; a per-frame run's level
+    is ``none``."""
     world_size = record.config.get("world_size")
-    options = {k: v for k, v in identity_values(record.config, world_size if isinstance(world_size, int) else 1
-                                                ).items() if k not in RUN_FACTS and k not in BUDGET_OPTIONS}
-    init_run = record.config.get("init_run") or record.metrics.get("init_run")
+    values = identity_values(record.config, world_size if isinstance(world_size, int) else 1)
+    budget = _budget(record)
+    options = _study_options(values, record.config.get("init_run") or record.metrics.get("init_run"),
+                             budget if budget is not None else [record.config.get(k) for k in sorted(BUDGET_OPTIONS)])
+    steps = record.metrics.get("steps")
+    return fold_temporal(options, steps if isinstance(steps, int) and not isinstance(steps, bool) else None,
+                         _trunk_options(record))
+
+
+def _study_options(values: Mapping[str, Any], init_run: Any, budget: Any) -> dict[str, Any]:
+    options = {k: v for k, v in values.items() if k not in RUN_FACTS and k not in BUDGET_OPTIONS}
     if init_run:
         options["init"] = f"run:{init_run}"
-    budget = _budget(record)
-    options[BUDGET_FACTOR] = budget if budget is not None else [record.config.get(k) for k in sorted(BUDGET_OPTIONS)]
+    options[BUDGET_FACTOR] = budget
     return options
+
+
+def _trunk_options(record: RunRecord) -> dict[str, Any] | None:
+    """The study options of the per-frame run whose frozen trunk a temporal run reads, from the
+    facts it recorded (config.json ``trunk``: :func:`affectmodel.training.identity.trunk_facts`);
+    None for other runs and for a temporal run started from a model folder."""
+    trunk = record.config.get("trunk")
+    if not isinstance(trunk, Mapping) or not isinstance(trunk.get("options"), Mapping):
+        return None
+    budget = trunk.get("budget_steps")
+    return _study_options(trunk["options"], trunk.get("init_run"),
+                          budget if isinstance(budget, int) and not isinstance(budget, bool) else None)
 
 
 def comparison_scope(record: RunRecord) -> dict[str, Any]:
@@ -590,7 +618,9 @@ def factor_pairs(configurations: Sequence[Configuration]) -> list[tuple[str, Con
     tasks that differ in exactly one option of the training identity (the factor; a pair that differs
     in two options is never matched). The reference is the level most configurations of the data set
     use (the suite's default), then the shorter name; where a factor takes several levels among
-    configurations that are otherwise equal, each level is compared with that one reference."""
+    configurations that are otherwise equal, each level is compared with that one reference. The
+    temporal factor's reference is the baseline each level must beat (:func:`_temporal_pairs`): a
+    temporal module is compared with smoothing, smoothing with the per-frame model."""
     configs = list(configurations)
     pairs: list[tuple[str, Configuration, Configuration]] = []
     for i, a in enumerate(configs):
@@ -626,8 +656,36 @@ def factor_pairs(configurations: Sequence[Configuration]) -> list[tuple[str, Con
             return -usage(c, factor), len(c.key), c.key
 
         ordered = sorted(members.values(), key=order)
-        out += [(factor, ordered[0], other) for other in ordered[1:]]
+        if factor == TEMPORAL_FACTOR:
+            found = _temporal_pairs(ordered, {c.key: factor_level(c, factor) for c in ordered})
+        else:
+            found = [(factor, ordered[0], other) for other in ordered[1:]]
+        # two configurations equal in every option (one configuration under two names) are no comparison
+        out += [p for p in found if _level_of(identities[p[1].key], factor) != _level_of(identities[p[2].key], factor)]
     return sorted(out, key=lambda p: (p[1].dataset, p[0], p[1].tasks, p[1].key, p[2].key))
+
+
+def _level_of(identity: tuple[str, dict[str, str]] | None, factor: str) -> str | None:
+    return identity[1].get(factor, _ABSENT) if identity else None
+
+
+def _temporal_pairs(ordered: Sequence[Configuration], levels: Mapping[str, str]
+                    ) -> list[tuple[str, Configuration, Configuration]]:
+    """The temporal factor's pairs among configurations equal in everything else: each level against
+    the baseline it must beat, the nearest lower rank present (:func:`affectmodel.training.identity.
+    temporal_rank`): a temporal module against smoothing (else the per-frame model), smoothing against
+    the per-frame model; learned levels with no baseline present against the usual reference."""
+    rank = {c.key: temporal_rank(levels[c.key]) for c in ordered}
+    base = min(ordered, key=lambda c: rank[c.key])   # ordered: most used level, then the shorter name
+    out = []
+    for c in ordered:
+        lower = [o for o in ordered if rank[o.key] < rank[c.key]]
+        if lower:
+            top = max(rank[o.key] for o in lower)
+            out.append((TEMPORAL_FACTOR, next(o for o in lower if rank[o.key] == top), c))
+        elif c is not base:
+            out.append((TEMPORAL_FACTOR, base, c))
+    return out
 
 
 def factor_level(config: Configuration, factor: str, other: Configuration | None = None) -> str:

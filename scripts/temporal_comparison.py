@@ -1,28 +1,29 @@
 #!/usr/bin/env python
-"""Matched comparisons of the temporal suite (suites/temporal.toml) as a Markdown table.
+"""The study's temporal comparisons, broken down by the frames one frame cannot explain.
 
-    python scripts/temporal_comparison.py runs/temporal > runs/temporal/COMPARISON.md
+    python scripts/temporal_comparison.py runs/temporal --data data/synthetic-dynamic > runs/temporal/COMPARISON.md
 
-For each task set (expr, au, va, multi) every temporal configuration (gru, gru-causal, conv) is
-compared with the per-frame model plus today's smoothing (smooth-<tasks>), and smoothing with the
-raw per-frame model, on each task's headline metric (and P_MTL for the multi-task set): the
-difference of the means over seeds, paired on the same validation videos and frames, with its 95 %
-interval from :func:`affectmodel.statistics.difference` (video bootstrap and seed spread). A verdict
-("better" / "worse") needs the interval to exclude zero and at least two seeds a side; otherwise
-"no clear difference".
+``python -m affectmodel study`` compares every temporal module with smoothing on the same trunk, and
+smoothing with the per-frame model (the ``temporal`` factor: docs/STUDY.md, docs/TEMPORAL.md). This
+script takes exactly those pairs (:func:`affectmodel.study.factor_pairs`) and scores them again on
+subsets of the validation frames, with the study's statistics and verdict rules
+(:func:`affectmodel.statistics.difference`, :func:`affectmodel.study.verdict_of`,
+:func:`affectmodel.study.did_not_learn` on the subset's figures):
 
-``--data ROOT`` (the dynamic benchmark the suite ran on) adds the same comparisons on two subsets
-of the validation frames: those one frame cannot explain (onset or offset of an episode, or inside
-an occlusion, blur or head-turn burst: ``dynamics/<video>.csv``) and the others.
+* all frames (the study's own figures, as a cross-check);
+* with ``--data ROOT`` (the dynamic benchmark the runs used), the frames one frame cannot explain
+  (onset or offset of an episode, or inside an occlusion, blur or head-turn burst:
+  ``ROOT/dynamics/<video>.csv``) and the others. These need the benchmark's notes, which run records
+  do not carry, so the breakdown lives here rather than in the study.
 
-This is a stand-in until the study's factor comparisons (issue 25) read the ``temporal`` factor
-themselves; it uses the same statistics.
+A verdict needs the interval to exclude zero, two seeds or more a side, and both sides above their
+no-skill level on the frames compared.
 """
 from __future__ import annotations
 
 import argparse
 import sys
-from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -30,28 +31,19 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from affectmodel import study  # noqa: E402
 from affectmodel.data.synthetic_dynamics import ambiguous_frames, read_notes  # noqa: E402
-from affectmodel.predictions import PREDICTIONS_FILE, Predictions, load_predictions  # noqa: E402
+from affectmodel.predictions import Predictions  # noqa: E402
 from affectmodel.records import read_runs  # noqa: E402
-from affectmodel.statistics import ScoredRun, difference, estimate  # noqa: E402
-from affectmodel.tasks import AU_NAMES  # noqa: E402
+from affectmodel.statistics import DEFAULT_RESAMPLES, ScoredRun, difference, estimate  # noqa: E402
+from affectmodel.training.identity import TEMPORAL_FACTOR  # noqa: E402
 
-TASK_SETS = {"expr": ["P_EXPR"], "au": ["P_AU"], "va": ["P_VA"], "multi": ["P_EXPR", "P_AU", "P_VA", "P_MTL"]}
-CANDIDATES = ("gru", "gru-causal", "conv")
-
-
-def scored(records) -> dict[str, list[ScoredRun]]:
-    runs: dict[str, list[ScoredRun]] = defaultdict(list)
-    for rec in records:
-        thresholds = rec.metrics.get("au_thresholds")
-        thr = [float(thresholds[a]) for a in AU_NAMES] if isinstance(thresholds, dict) else None
-        name = str(rec.config.get("run") or rec.name)
-        runs[name].append(ScoredRun(load_predictions(rec.path / PREDICTIONS_FILE), thr, f"{name}/{rec.name}"))
-    return runs
+Subset = Callable[[str, np.ndarray], np.ndarray]  # (video, frames) -> rows kept
 
 
-def frame_subset(runs: dict[str, list[ScoredRun]], root: str, ambiguous: bool) -> dict[str, list[ScoredRun]]:
-    """The same runs restricted to the validation frames that are (or are not) ambiguous."""
+def ambiguity(root: str | Path) -> Callable[[bool], Subset]:
+    """Frame selectors from a dynamic benchmark's notes: ``select(True)`` keeps the frames one frame
+    cannot explain, ``select(False)`` the others."""
     cache: dict[str, np.ndarray] = {}
 
     def flags(video: str) -> np.ndarray:
@@ -62,68 +54,84 @@ def frame_subset(runs: dict[str, list[ScoredRun]], root: str, ambiguous: bool) -
             cache[video] = ambiguous_frames(notes)
         return cache[video]
 
-    out: dict[str, list[ScoredRun]] = {}
-    for name, scored_runs in runs.items():
-        out[name] = []
-        for run in scored_runs:
-            p = run.predictions
-            assert isinstance(p, Predictions)  # read from val_predictions.npz above, never a summary
-            keep = np.array([flags(v)[f - 1] == ambiguous for v, f in zip(p.video, p.frame, strict=True)])
-            out[name].append(ScoredRun(p.select(keep), run.au_thresholds, run.name))
+    def select(ambiguous: bool) -> Subset:
+        def keep(video: str, frames: np.ndarray) -> np.ndarray:
+            f = flags(video)
+            if frames.max(initial=0) > len(f):
+                raise SystemExit(f"{root}/dynamics/{video}.csv has {len(f)} frames; the runs predicted frame "
+                                 f"{int(frames.max())}: not the benchmark these runs used")
+            return f[frames - 1] == ambiguous
+        return keep
+
+    return select
+
+
+def restricted(config: study.Configuration, keep: Subset | None) -> list[ScoredRun] | None:
+    """The configuration's seeds scored on the kept validation frames only (None: no predictions)."""
+    runs = study.scored_runs(config)
+    if runs is None or keep is None:
+        return runs
+    out = []
+    for run in runs:
+        p = run.predictions
+        if not isinstance(p, Predictions):
+            return None  # a published summary has no frames to select
+        rows = np.zeros(len(p.video), dtype=bool)
+        for video in np.unique(p.video):
+            mine = p.video == video
+            rows[mine] = keep(str(video), p.frame[mine])
+        out.append(ScoredRun(p.select(rows), run.au_thresholds, run.name))
     return out
 
 
-def table(runs: dict[str, list[ScoredRun]], resamples: int) -> list[str]:
-    lines = ["| tasks | metric | per-frame | per-frame + smoothing | candidate | candidate's figure | "
-             "candidate - baseline [95 % interval] | verdict |", "|" + "---|" * 8]
-    for key, metrics in TASK_SETS.items():
-        base, smooth = runs.get(f"per-frame-{key}"), runs.get(f"smooth-{key}")
-        if not base or not smooth:
+def rows(configs: list[study.Configuration], keep: Subset | None, resamples: int) -> list[str]:
+    lines = []
+    for factor, ref, var in study.factor_pairs(configs):
+        if factor != TEMPORAL_FACTOR:
             continue
-        for metric in metrics:
-            b, s = estimate(base, metric, resamples), estimate(smooth, metric, resamples)
-            pairs = [("smoothing vs per-frame", smooth, base)]
-            pairs += [(f"{c} vs smoothing", runs[f"{c}-{key}"], smooth) for c in CANDIDATES if runs.get(f"{c}-{key}")]
-            for label, cand, ref in pairs:
-                c_est = estimate(cand, metric, resamples)
-                d = difference(cand, ref, metric, resamples)
-                lines.append(f"| {key} | {metric} | {b.mean:.3f} | {s.mean:.3f} | {label} | {c_est.mean:.3f} | "
-                             f"{cell(d)} | {verdict(d)} |")
+        ref_runs, var_runs = restricted(ref, keep), restricted(var, keep)
+        for task in ref.tasks:
+            metric = study.TASK_METRICS[task]
+            if ref_runs is None or var_runs is None:
+                lines.append(f"| {ref.name} | {metric} | {var.name} | - | - | - | no predictions to score |")
+                continue
+            ref_est, var_est = estimate(ref_runs, metric, resamples), estimate(var_runs, metric, resamples)
+            diff = difference(var_runs, ref_runs, metric, resamples)
+            failures = [f for f in (study.did_not_learn(var, metric, var_est),
+                                    study.did_not_learn(ref, metric, ref_est)) if f]
+            _, text = study.verdict_of(diff, metric, failures)
+            levels = f"{study.factor_level(var, factor)} vs {study.factor_level(ref, factor)}"
+            interval = f"{diff.mean:+.3f} [{diff.low:+.3f}, {diff.high:+.3f}]"
+            lines.append(f"| {'+'.join(ref.tasks)} | {metric} | {levels} ({var.name} vs {ref.name}) | "
+                         f"{ref_est.mean:.3f} | {var_est.mean:.3f} | {interval} | {text} |")
     return lines
 
 
-def cell(interval) -> str:
-    return f"{interval.mean:+.3f} [{interval.low:+.3f}, {interval.high:+.3f}]"
-
-
-def verdict(interval) -> str:
-    if not interval.seeds_known:
-        return "no verdict (fewer than 2 seeds a side)"
-    if interval.excludes_zero:
-        return "better" if interval.mean > 0 else "worse"
-    return "no clear difference"
+HEADER = ["| tasks | metric | variant vs reference | reference | variant | difference [95 % interval] | verdict |",
+          "|" + "---|" * 7]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("runs", help="the suite's output folder (runs/temporal)")
-    parser.add_argument("--resamples", type=int, default=1000)
+    parser.add_argument("runs", help="the suite's output folder (runs/temporal) or shipped records (results/temporal)")
+    parser.add_argument("--resamples", type=int, default=DEFAULT_RESAMPLES)
     parser.add_argument("--data", default=None, metavar="ROOT",
                         help="the dynamic benchmark the runs used: also compare on ambiguous / other frames")
     args = parser.parse_args(argv)
     records, errors = read_runs(args.runs)
-    runs = scored(records)
-    print("## All validation frames\n")
-    print("\n".join(table(runs, args.resamples)))
+    configs = study.group_configurations(study.index_runs(records))
+    sections: list[tuple[str, Subset | None]] = [("All validation frames (the study's comparisons)", None)]
     if args.data:
-        for ambiguous, title in ((True, "Frames one frame cannot explain (onset/offset, occlusion, blur, head turn)"),
-                                 (False, "The other frames (neutral stretches and apexes, unspoiled)")):
-            print(f"\n## {title}\n")
-            print("\n".join(table(frame_subset(runs, args.data, ambiguous), args.resamples)))
-    seeds = sorted({len(v) for v in runs.values()})
-    print(f"\nSeeds per configuration: {', '.join(map(str, seeds))}. Figures are means over seeds on the "
-          "validation split of the dynamic synthetic benchmark; intervals from the video bootstrap and the "
-          "seed spread (affectmodel.statistics.difference), paired on the same frames.")
+        select = ambiguity(args.data)
+        sections += [("Frames one frame cannot explain (onset/offset, occlusion, blur, head turn)", select(True)),
+                     ("The other frames (neutral stretches and apexes, unspoiled)", select(False))]
+    for title, keep in sections:
+        print(f"## {title}\n")
+        print("\n".join(HEADER + rows(configs, keep, args.resamples)) + "\n")
+    seeds = sorted({len(c.runs) for c in configs})
+    print(f"Seeds per configuration: {', '.join(map(str, seeds))}. Figures are means over seeds on the validation "
+          "split; intervals from the video bootstrap and the seed spread (affectmodel.statistics.difference), "
+          "paired on the same frames; verdicts by the study's rules (docs/STUDY.md).")
     for e in errors:
         print(f"\nunreadable: {e}")
     return 0

@@ -105,7 +105,7 @@ def write_run(root: Path, suite: str, name: str, *, tasks: str, scores: dict[str
         if "au" in keys:
             m["au_thresholds"] = dict(zip(AU_NAMES, thresholds, strict=True))
             m["P_AU_at_0.5"] = m["P_AU"]
-        own = steps or 100
+        own = 100 if steps is None else steps
         m.update({"steps": own, "images_seen": own * 32, "labels_seen": dict.fromkeys(keys, own * 30),
                   "budget_steps": own + init_steps, "init_run": init_run, "init_train_time_s": init_train_time_s,
                   "selection": {"split": "development", "videos": 4, "frames": 96}, "leakage": {}})
@@ -205,4 +205,53 @@ def write_seeded_study(root: Path, seeds: Sequence[int] = (0, 1, 2), multi_gain:
         init_run="uni-au", init_steps=100, init_train_time_s=50.0, train_time_s=60.0, images_per_second=350.0)
     add("multi-focal", "expr,au,va", dict(base), losses={"expr": "focal"}, train_time_s=60.0,
         images_per_second=350.0)
+    return out
+
+
+# The temporal suite's kinds (suites/temporal.toml): config.json options of each temporal run.
+TEMPORAL_KINDS: dict[str, dict[str, Any]] = {
+    "smooth": {"temporal": "smooth", "window": 5, "causal": True},
+    "gru": {"temporal": "gru", "window": 16, "causal": False},
+    "gru-causal": {"temporal": "gru", "window": 16, "causal": True},
+    "conv": {"temporal": "conv", "window": 16, "causal": False},
+}
+
+
+def write_temporal_study(root: Path, kinds: Sequence[str] = ("smooth", "gru", "gru-causal", "conv"),
+                         tasks: Sequence[str] = ("expr",), seeds: Sequence[int] = (0, 1),
+                         skill: dict[str, float] | None = None, trunk_steps: int = 150,
+                         temporal_steps: int = 300, suite: str = "temporal",
+                         options: dict[str, dict[str, Any]] | None = None, suffix: str = "") -> dict[str, list[Path]]:
+    """The temporal suite's records: per-frame-<t> (``t`` = a task or ``multi``) and, on it with the same
+    seed, <kind>-<t>, each temporal record holding its trunk's facts (config.json ``trunk``) as
+    training writes them (affectmodel.training.identity.trunk_facts). ``skill``: per configuration name
+    (default 0.5 on every task); ``options``: config.json overrides per configuration name; ``suffix``:
+    added to every name (a second set of trunks in the same suite)."""
+    import json
+
+    from affectmodel.training.identity import trunk_facts
+
+    root, skill, options = Path(root), skill or {}, options or {}
+    out: dict[str, list[Path]] = {}
+    for t in tasks:
+        keys = ",".join(parse_tasks("expr,au,va" if t == "multi" else t))
+        label = (t if t != "expr,au,va" else "multi") + suffix
+
+        def scores(name: str, keys: str = keys) -> dict[str, float]:
+            return {headline_metric([k]): skill.get(name, 0.5) for k in parse_tasks(keys)}
+
+        base = f"per-frame-{label}"
+        out[base] = [write_run(root, suite, base, tasks=keys, scores=scores(base), seed=s, steps=trunk_steps,
+                               options=options.get(base)) for s in seeds]
+        for kind in kinds:
+            name = f"{kind}-{label}"
+            out[name] = []
+            for s, trunk in zip(seeds, out[base], strict=True):
+                facts = trunk_facts(json.loads((trunk / "config.json").read_text()),
+                                    json.loads((trunk / "metrics.json").read_text()))
+                own = 0 if kind == "smooth" else temporal_steps
+                out[name].append(write_run(
+                    root, suite, name, tasks=keys, scores=scores(name), seed=s, steps=own, init=f"runs/{suite}/{base}",
+                    init_run=base, init_steps=trunk_steps,
+                    options={**TEMPORAL_KINDS[kind], "trunk": facts, **options.get(name, {})}))
     return out

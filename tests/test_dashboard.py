@@ -293,3 +293,22 @@ def test_hub_repositories_are_read_lazily_and_errors_shown(monkeypatch, tmp_path
     assert asked == [["someone/affect-multi", "someone/missing"]]
     assert list(study_frame(at)["run"]) == ["hub:someone/affect-multi"]
     assert any("repository not found" in w.value for w in at.warning)
+
+
+def test_factor_tab_compares_temporal_models_with_smoothing(monkeypatch, tmp_path):
+    """The temporal suite's records: the factor tab charts each temporal module against smoothing on the
+    same trunk, and smoothing against the per-frame model, with intervals and verdicts in words."""
+    from study_fixtures import write_temporal_study
+
+    write_temporal_study(tmp_path, kinds=("smooth", "gru"), seeds=(0, 1),
+                         skill={"per-frame-expr": 0.4, "smooth-expr": 0.4, "gru-expr": 0.9})
+    at = run_app(monkeypatch, tmp_path)
+    assert not at.exception, [e.value for e in at.exception]
+    (factor_bars,) = charts(at)["Matched factor comparisons: variant − reference"]
+    assert set(factor_bars["comparison"]) == {"temporal: gru w16 bidirectional (300 steps) vs smooth w5",
+                                              "temporal: smooth w5 vs none"}
+    gru = factor_bars[factor_bars["comparison"].str.startswith("temporal: gru")]
+    assert (gru["low"] > 0).all()
+    factor_table = next(df.value for df in at.dataframe if "comparison" in df.value.columns)
+    assert any(v.startswith("helped") for v in factor_table["verdict_text"])
+    assert "option: temporal" in study_frame(at).columns

@@ -190,6 +190,20 @@ def test_card_lists_matched_verdicts_from_the_study_report(tmp_path):
     assert "Factor comparisons" not in str(uni)  # uni-au differs from no configuration in one option
 
 
+def test_a_temporal_models_card_lists_its_comparison_with_smoothing(tmp_path):
+    from study_fixtures import write_temporal_study
+
+    from affectmodel import study
+    from affectmodel.records import read_runs
+    written = write_temporal_study(tmp_path / "runs", kinds=("smooth", "gru-causal"), seeds=(0, 1))
+    report = study.study_report(study.index_runs(read_runs(tmp_path / "runs")[0]), resamples=50)
+    card = str(build_model_card(read_run(written["gru-causal-expr"][0]), "me/gru-causal", report))
+    factors, _ = study.factors_of(report, read_run(written["gru-causal-expr"][0]))
+    assert [f.label for f in factors] == ["temporal: gru w16 causal (300 steps) vs smooth w5"]
+    assert (f"Expression, temporal: gru w16 causal (300 steps) vs smooth w5 (temporal/gru-causal-expr vs "
+            f"temporal/smooth-expr): {factors[0].verdict_text}") in card
+
+
 def test_card_states_temporal_window_and_causality():
     from affectmodel.hub.card import temporal_text
     from affectmodel.model import ModelConfig

@@ -82,7 +82,8 @@ def test_run_factors_describe_the_study_design():
                      "temporal": "none"}
     uni = run_factors({"tasks": ["va"], "init": "imagenet", "losses": {"va": "mse"}})
     temporal = run_factors({"tasks": ["au"], "temporal": "gru", "window": 16, "causal": True})
-    assert temporal["temporal"] == "gru 16 causal"
+    assert temporal["temporal"] == "gru w16 causal"
+    assert run_factors({"tasks": ["au"], "temporal": "smooth", "window": 5, "causal": True})["temporal"] == "smooth w5"
     assert uni["setting"] == "uni-task" and uni["init"] == "imagenet" and uni["weighting"] == "-"
     assert uni["pretraining"] == "none" and uni["augmentation"] == "none"
 

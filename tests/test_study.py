@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from study_fixtures import AFFWILD2, write_run, write_seeded_study, write_study_runs
+from study_fixtures import AFFWILD2, write_run, write_seeded_study, write_study_runs, write_temporal_study
 
 from affectmodel import statistics, study
 from affectmodel.records import RunRecord, read_runs
@@ -596,36 +596,48 @@ def test_a_pair_differing_in_two_factors_is_never_matched(tmp_path):
 
 def test_a_new_option_becomes_a_table_column_and_filter(tmp_path):
     _seeded(tmp_path, "multi", tasks="expr,au,va", seeds=(0,))
-    _seeded(tmp_path, "multi-gru", tasks="expr,au,va", seeds=(0,), options={"temporal": "gru", "window": 16})
+    _seeded(tmp_path, "multi-mixup", tasks="expr,au,va", seeds=(0,), options={"mixup": 0.2})
     table = study.study_table(study.index_runs(read_runs(tmp_path)[0]))
-    assert study.varying_options(study.index_runs(read_runs(tmp_path)[0])) == ["temporal", "window"]
-    assert dict(zip(table["run"], table[study.OPTION_PREFIX + "window"], strict=True)) == {
-        "quick/multi/seed-0": "none", "quick/multi-gru/seed-0": "16"}
-    assert study.filter_options(table)[study.OPTION_PREFIX + "temporal"] == ["gru", "none"]
+    assert study.varying_options(study.index_runs(read_runs(tmp_path)[0])) == ["mixup"]
+    assert dict(zip(table["run"], table[study.OPTION_PREFIX + "mixup"], strict=True)) == {
+        "quick/multi/seed-0": "none", "quick/multi-mixup/seed-0": "0.2"}
+    assert study.filter_options(table)[study.OPTION_PREFIX + "mixup"] == ["0.2", "none"]
+
+
+def test_the_temporal_options_are_one_column_and_filter(tmp_path):
+    write_temporal_study(tmp_path, kinds=("smooth", "gru-causal"), seeds=(0,))
+    table = study.study_table(study.index_runs(read_runs(tmp_path)[0]))
+    assert study.varying_options(study.index_runs(read_runs(tmp_path)[0])) == ["temporal"]
+    assert study.filter_options(table)[study.OPTION_PREFIX + "temporal"] == [
+        "gru w16 causal (300 steps)", "none", "smooth w5"]
 
 
 def test_factors_are_the_options_of_the_training_identity(tmp_path):
     """An option the study never heard of becomes a factor by being in the identity; options left out
     of the identity (machine settings, sync_bn) never make a comparison or stop one."""
     _seeded(tmp_path, "multi", tasks="expr,au,va", options={"threads": 1, "sync_bn": False})
-    _seeded(tmp_path, "multi-temporal", tasks="expr,au,va", options={"temporal": "gru", "window": 32,
-                                                                     "threads": 4, "sync_bn": True})
-    _seeded(tmp_path, "multi-window", tasks="expr,au,va", options={"temporal": "gru", "window": 64})
+    _seeded(tmp_path, "multi-mixup", tasks="expr,au,va", options={"mixup": 0.2, "threads": 4, "sync_bn": True})
+    _seeded(tmp_path, "multi-mixup-more", tasks="expr,au,va", options={"mixup": 0.4, "cutout": 8})
+    _seeded(tmp_path, "multi-cutout", tasks="expr,au,va", options={"mixup": 0.4, "cutout": 16})
     _seeded(tmp_path, "multi-threads", tasks="expr,au,va", options={"threads": 8, "workers": 3, "device": "cuda"})
     configs = _configs(tmp_path)
     assert study.option_differences(configs["quick/multi"], configs["quick/multi-threads"]) == []
-    assert study.option_differences(configs["quick/multi"], configs["quick/multi-temporal"]) == ["temporal", "window"]
+    assert study.option_differences(configs["quick/multi"], configs["quick/multi-mixup"]) == ["mixup"]
     pairs = {(f, a.key, b.key) for f, a, b in study.factor_pairs(list(configs.values()))}
-    assert pairs == {("window", "quick/multi-window", "quick/multi-temporal")}  # a tie: the shorter name
+    assert pairs == {("mixup", "quick/multi", "quick/multi-mixup"),
+                     ("cutout", "quick/multi-cutout", "quick/multi-mixup-more")}  # a tie: the shorter name
     from affectmodel.training.config import TrainConfig, config_id
     from affectmodel.training.identity import BUDGET_OPTIONS, IDENTITY_IGNORED, TEMPORAL_OPTIONS, identity_values
     options = {**TrainConfig(temporal="gru").to_dict(), "config_id": "x", "model": {}, "dataset": {}}
     record = RunRecord(tmp_path, options, {"budget_steps": 10})
     # every identity option of TrainConfig is a factor; the budget options are compared as one
     expected = {f for f in TrainConfig.__dataclass_fields__ if f not in IDENTITY_IGNORED} - BUDGET_OPTIONS
-    assert set(study.configuration_options(record)) == expected | {"budget_steps"}
+    # the temporal options are one factor, "temporal"; a per-frame run's level is "none"
+    folded = expected - set(TEMPORAL_OPTIONS) | {"budget_steps", "temporal"}
+    assert set(study.configuration_options(record)) == folded
     per_frame = RunRecord(tmp_path, {**options, "temporal": "none"}, {"budget_steps": 10})
-    assert set(study.configuration_options(per_frame)) == expected - set(TEMPORAL_OPTIONS) | {"budget_steps"}
+    assert set(study.configuration_options(per_frame)) == folded
+    assert study.configuration_options(per_frame)["temporal"] == "none"
     # the same values config_id hashes, under torchrun too (a per-process BatchNorm batch is a factor)
     two = TrainConfig(batch_size=64)
     assert identity_values(two.to_dict(), 2)["batchnorm_batch"] == 32 and config_id(two, world_size=2) != config_id(two)
@@ -707,3 +719,91 @@ def test_interaction_is_a_difference_of_matched_differences(tmp_path):
         assert f.verdict_text in text
     console = study.report_text(report)
     assert "multi-task effect × augment: strong vs light" in console
+
+
+# ------------------------------------------------------------------ the temporal factor
+
+def _pairs(root):
+    return {(f, a.name, b.name) for f, a, b in study.factor_pairs(list(_configs(root).values()))}
+
+
+def test_temporal_runs_differ_from_their_trunk_and_smoothing_in_one_factor(tmp_path):
+    """A temporal run is its trunk's configuration plus one factor, "temporal" (kind, window, direction,
+    its own steps): each temporal module is compared with smoothing on the same trunk, smoothing with the
+    per-frame model, whatever the window, direction and steps."""
+    write_temporal_study(tmp_path, tasks=("expr", "multi"))
+    configs = _configs(tmp_path)
+    gru, smooth, per_frame = (configs[f"temporal/{n}-expr"] for n in ("gru", "smooth", "per-frame"))
+    assert study.option_differences(gru, smooth) == ["temporal"]
+    assert study.option_differences(gru, per_frame) == ["temporal"]
+    assert study.configuration_options(next(iter(gru.runs.values())))["budget_steps"] == 150  # the trunk's
+    assert study.factor_level(gru, "temporal") == "gru w16 bidirectional (300 steps)"
+    assert study.factor_level(smooth, "temporal") == "smooth w5" and study.factor_level(per_frame, "temporal") == "none"
+    expected = set()
+    for t in ("expr", "multi"):
+        expected |= {("temporal", f"smooth-{t}", f"{k}-{t}") for k in ("gru", "gru-causal", "conv")}
+        expected.add(("temporal", f"per-frame-{t}", f"smooth-{t}"))
+    assert _pairs(tmp_path) == expected
+    # the multi-task effect is measured at each temporal level, and across levels (interactions)
+    multi = configs["temporal/gru-multi"]
+    assert {t: u.name for t, (u, _) in study.find_matches(multi, list(configs.values())).items() if u} == {
+        "expr": "gru-expr"}
+    found = {(i.factor, i.variant_level, i.reference_level) for i in study.interactions(list(configs.values()),
+                                                                                        resamples=20)}
+    assert ("temporal", "conv w16 bidirectional (300 steps)", "smooth w5") in found
+
+
+def test_a_temporal_pair_that_differs_in_anything_else_is_never_matched(tmp_path):
+    """Two trunks that differ in augmentation: a GRU on one is never compared with smoothing on the other
+    (two factors), but each GRU is compared with smoothing on its own trunk, and the two GRUs with each
+    other on the augmentation of their trunks. Options the temporal module was trained with that its
+    trunk was not (a learning rate) belong to its temporal level."""
+    write_temporal_study(tmp_path, kinds=("smooth", "gru"), options={"gru-expr": {"lr": 0.003}})
+    strong = {"augment": "strong"}
+    write_temporal_study(tmp_path, kinds=("smooth", "gru"), suffix="-strong",
+                         options={f"{n}-expr-strong": strong for n in ("per-frame", "smooth", "gru")})
+    configs = _configs(tmp_path)
+    assert study.option_differences(configs["temporal/gru-expr-strong"], configs["temporal/smooth-expr"]) == [
+        "augment", "temporal"]
+    assert study.factor_level(configs["temporal/gru-expr"], "temporal") == "gru w16 bidirectional (300 steps, lr=0.003)"
+    pairs = _pairs(tmp_path)
+    assert pairs == {
+        ("temporal", "per-frame-expr", "smooth-expr"), ("temporal", "smooth-expr", "gru-expr"),
+        ("temporal", "per-frame-expr-strong", "smooth-expr-strong"),
+        ("temporal", "smooth-expr-strong", "gru-expr-strong"),
+        ("augment", "per-frame-expr", "per-frame-expr-strong"), ("augment", "smooth-expr", "smooth-expr-strong")}
+    # gru-expr (lr 0.003 for its module) and gru-expr-strong differ in augment and in temporal: no pair
+    for f in _report(tmp_path, resamples=20).factors:
+        assert study.option_differences(configs[f.reference], configs[f.variant]) == [f.factor]
+
+
+def test_a_temporal_module_on_another_tasks_trunk_is_not_its_own_trunks_comparison(tmp_path):
+    """Expressions read over time from the multi-task trunk differ from the uni-task expression runs in
+    the trunk's tasks (trunk_tasks) as well: compared with smoothing on that same trunk only."""
+    from affectmodel.training.identity import TRUNK_TASKS, fold_temporal
+
+    trunk = {"tasks": ["expr", "au", "va"], "init": "random", "budget_steps": 150, "lr": 0.001,
+             "losses": {"expr": "ce", "au": "bce", "va": "ccc"}}
+    own = {"tasks": ["expr"], "init": "run:per-frame-multi", "budget_steps": 450, "lr": 0.001,
+           "losses": {"expr": "ce"}, "temporal": "gru", "window": 16, "causal": True}
+    folded = fold_temporal(own, 300, trunk)
+    assert folded[TRUNK_TASKS] == ["expr", "au", "va"] and folded["init"] == "random"
+    assert folded["temporal"] == "gru w16 causal (300 steps)"  # the expression loss is the trunk's: no recipe
+
+
+def test_temporal_verdicts_in_the_study_command(tmp_path):
+    """A GRU far better than smoothing is 'helped' with its interval; a convolution as good as smoothing
+    gets no verdict of its own; the per-frame model is the reference of smoothing."""
+    write_temporal_study(tmp_path, kinds=("smooth", "gru", "conv"), seeds=(0, 1),
+                         skill={"per-frame-expr": 0.4, "smooth-expr": 0.4, "gru-expr": 0.9, "conv-expr": 0.4})
+    out = subprocess.run([sys.executable, "-m", "affectmodel", "study", str(tmp_path), "--json"],
+                         capture_output=True, text=True, check=True).stdout
+    factors = {(f["variant"], f["reference"]): f for f in json.loads(out)["factor_comparisons"]}
+    gru = factors[("temporal/gru-expr", "temporal/smooth-expr")]
+    assert gru["factor"] == "temporal" and gru["verdict"] == "helped" and gru["difference"]["low"] > 0
+    assert gru["variant_level"] == "gru w16 bidirectional (300 steps)" and gru["reference_level"] == "smooth w5"
+    assert factors[("temporal/conv-expr", "temporal/smooth-expr")]["verdict"] != "helped"
+    assert ("temporal/smooth-expr", "temporal/per-frame-expr") in factors
+    text = subprocess.run([sys.executable, "-m", "affectmodel", "study", str(tmp_path)],
+                          capture_output=True, text=True, check=True).stdout
+    assert "temporal: gru w16 bidirectional (300 steps) vs smooth w5" in text

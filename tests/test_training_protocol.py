@@ -18,7 +18,7 @@ from affectmodel.training import run_training
 from affectmodel.training import trainer as trainer_mod
 from affectmodel.training.cli import main
 from affectmodel.training.config import TrainConfig
-from affectmodel.training.identity import BUDGET_OPTIONS, IDENTITY_IGNORED, TEMPORAL_OPTIONS
+from affectmodel.training.identity import BUDGET_OPTIONS, IDENTITY_IGNORED, TEMPORAL_FACTOR, TEMPORAL_OPTIONS
 from affectmodel.training.suite import run_suite
 
 DATASET = {"name": "tiny-test-set", "synthetic": True}
@@ -107,9 +107,12 @@ def test_val_predictions_rescore_to_the_recorded_figures_and_options_read_as_the
     record = read_run(run_dir)
     options = set(TrainConfig.__dataclass_fields__)
     assert set(record.config) - options <= RUN_FACTS, "config.json keys that are neither options nor run facts"
-    per_frame = set(TEMPORAL_OPTIONS)  # a per-frame run leaves them out of its identity (identity_values)
+    # a per-frame run leaves the temporal options out of its identity (identity_values); the study
+    # compares them as one factor, whose per-frame level is "none"
+    per_frame = set(TEMPORAL_OPTIONS)
     assert set(configuration_options(record)) == (options - IDENTITY_IGNORED - BUDGET_OPTIONS - per_frame) | {
-        BUDGET_FACTOR}
+        BUDGET_FACTOR, TEMPORAL_FACTOR}
+    assert configuration_options(record)[TEMPORAL_FACTOR] == "none"
 
 
 

@@ -220,24 +220,31 @@ def _planned_study(name: str, tmp_path) -> list:
     from affectmodel import study
     from affectmodel.records import RunRecord
     from affectmodel.training.config import config_id
+    from affectmodel.training.identity import trunk_facts
 
     runs = load_suite(REPO / "suites" / name, "DATA", tmp_path / "out")
     by_key = {(r.name, r.seed): r for r in runs}
+    records: dict[tuple[str, int], RunRecord] = {}
+
+    def own_steps(r) -> int:
+        return 0 if r.config.temporal == "smooth" else r.config.steps or 0  # smoothing trains nothing
 
     def budget(r) -> int:
-        own = r.config.steps or 0
-        return own + (budget(by_key[(r.init_from_run, r.seed)]) if r.init_from_run else 0)
+        return own_steps(r) + (budget(by_key[(r.init_from_run, r.seed)]) if r.init_from_run else 0)
 
-    records = []
-    for r in runs:
+    for r in runs:  # a suite lists a run after the run it starts from
         dataset = {"name": Path(r.config.data).name, "synthetic": True, "split": "validation"}
         init = by_key[(r.init_from_run, r.seed)] if r.init_from_run else None
         config = {**r.config.to_dict(), "suite": name, "run": r.name, "dataset": dataset,
                   "config_id": config_id(r.config, config_id(init.config) if init else None),
                   "init_run": r.init_from_run}
-        metrics = {"tasks": r.config.tasks, "dataset": dataset, "budget_steps": budget(r), "init_run": r.init_from_run}
-        records.append(RunRecord(tmp_path / r.name / f"seed-{r.seed}", config, metrics))
-    return study.group_configurations(study.index_runs(records))
+        if r.config.temporal != "none":  # as training.temporal writes it
+            trunk = records[(r.init_from_run, r.seed)]
+            config["trunk"] = trunk_facts(trunk.config, trunk.metrics)
+        metrics = {"tasks": r.config.tasks, "dataset": dataset, "budget_steps": budget(r), "steps": own_steps(r),
+                   "init_run": r.init_from_run}
+        records[(r.name, r.seed)] = RunRecord(tmp_path / r.name / f"seed-{r.seed}", config, metrics)
+    return study.group_configurations(study.index_runs(list(records.values())))
 
 
 def test_shipped_suites_answer_every_factor_with_matched_pairs(tmp_path):
@@ -280,3 +287,26 @@ def test_shipped_suites_compare_temporal_models_with_smoothing_on_the_same_trunk
     for tasks in (["expr"], ["au"], ["va"], ["expr", "au", "va"]):
         assert {(r.config.temporal, r.config.causal) for r in temporal if r.config.tasks == tasks} == kinds
         assert len({r.seed for r in temporal if r.config.tasks == tasks}) >= 3
+
+
+@pytest.mark.parametrize("name", ["temporal.toml", "study.toml"])
+def test_shipped_suites_give_the_study_its_temporal_comparisons(tmp_path, name):
+    """Planned from the suite's options (no training): for every task set, each temporal module is a
+    factor comparison with smoothing on the same trunk, smoothing one with the per-frame model, and a
+    multi-task temporal configuration is matched with the uni-task ones of the same temporal level."""
+    from affectmodel import study
+
+    configs = _planned_study(name, tmp_path)
+    pairs = {(f, a.name, b.name) for f, a, b in study.factor_pairs(configs) if f == "temporal"}
+    runs = load_suite(REPO / "suites" / name, "DATA", tmp_path / "out")
+    expected = set()
+    for r in {r.name: r for r in runs if r.config.temporal != "none"}.values():
+        smooth = next(s.name for s in runs if s.config.temporal == "smooth" and s.init_from_run == r.init_from_run)
+        expected.add(("temporal", r.init_from_run if r.config.temporal == "smooth" else smooth, r.name))
+    assert pairs == expected and len(pairs) == 16
+    levels = {study.factor_level(c, "temporal") for c in configs}
+    assert {"none", "smooth w5"} < levels and any(level.startswith("gru w16 causal (") for level in levels)
+    for multi in [c for c in configs if c.multi_task and study.factor_level(c, "temporal") != "none"]:
+        matched = study.find_matches(multi, configs)
+        assert all(u is not None and study.factor_level(u, "temporal") == study.factor_level(multi, "temporal")
+                   for u, _ in matched.values()), multi.name

@@ -42,6 +42,18 @@ def test_temporal_run_writes_a_complete_record_over_the_same_frames(per_frame, k
     assert metrics["steps"] == (0 if kind == "smooth" else 4) and metrics["init_run"] == "per-frame"
     assert record["temporal"] == kind
     assert record["config_id"] != json.loads((base / "config.json").read_text())["config_id"]
+    # the trunk it reads is recorded, so the study compares it with that run in one factor, "temporal"
+    assert record["trunk"]["run"] == "per-frame" and record["trunk"]["budget_steps"] == 3
+    from affectmodel.records import read_run
+    from affectmodel.study import configuration_options
+
+    mine, trunk_options = configuration_options(read_run(run)), configuration_options(read_run(base))
+    assert {k: v for k, v in mine.items() if k != "temporal"} == {k: v for k, v in trunk_options.items()
+                                                                  if k != "temporal"}
+    # the module's own training (its steps, and eval_every, which its trunk did not set) is in its level
+    assert mine["temporal"] == {"gru": "gru w4 bidirectional (4 steps, eval_every=2)",
+                                "conv": "conv w4 causal (4 steps, eval_every=2)",
+                                "smooth": "smooth w4 (eval_every=2)"}[kind] and trunk_options["temporal"] == "none"
     # one validation row per frame, the same frames (and order) as the per-frame run's
     ours, theirs = load_predictions(run / "val_predictions.npz"), load_predictions(base / "val_predictions.npz")
     assert list(ours.video) == list(theirs.video) and list(ours.frame) == list(theirs.frame)

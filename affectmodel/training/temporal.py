@@ -39,13 +39,14 @@ from ..losses import MultiTaskLoss
 from ..metrics import valid_rows
 from ..model import AffectModel, ModelConfig
 from ..predictions import PREDICTIONS_FILE, Predictions, save_predictions
-from ..records import MODEL_DIR, MODEL_WEIGHTS_FILE
+from ..records import METRICS_FILE, MODEL_DIR, MODEL_WEIGHTS_FILE, RUN_CONFIG_FILE
 from ..tasks import AU_NAMES, TASK_KEYS, get_label_space, get_task, headline_metric
 from ..temporal import LEARNED_KINDS, anchor_position
 from . import records_writer
 from .batches import SeededSamples, label_arrays, load_datasets, loss_statistics, prepare_run_data, sample_identity
 from .config import DEFAULT_EVALUATIONS, TrainConfig, TrainingError, config_id
 from .evaluation import plain, score
+from .identity import trunk_facts
 from .optim import build_optimizer, build_scheduler
 from .selection import validation_metrics
 
@@ -97,6 +98,19 @@ def _model_config(config: TrainConfig, base: AffectModel) -> ModelConfig:
     return ModelConfig(tasks=list(config.tasks), expression_space=b.expression_space, input_size=b.input_size,
                        mean=list(b.mean), std=list(b.std), dropout=config.dropout, temporal=config.temporal,
                        window=config.window, causal=config.causal)
+
+
+def trunk_record(init: Path) -> dict[str, Any] | None:
+    """What a temporal run records about the per-frame run it starts from (config.json ``trunk``:
+    :func:`affectmodel.training.identity.trunk_facts`); None for a model folder (no run record)."""
+    try:
+        config = json.loads((init / RUN_CONFIG_FILE).read_text(encoding="utf-8"))
+        metrics = json.loads((init / METRICS_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(config, dict) or not isinstance(metrics, dict) or not (init / MODEL_DIR).is_dir():
+        return None
+    return trunk_facts(config, metrics, init.name)
 
 
 def _mask_tasks(dataset: Any, tasks: list[str]) -> None:
@@ -355,6 +369,9 @@ class _TemporalRun:
                         "train_windows": len(self.train_windows)},
             "pretrained_from": self.init_info["run"] if self.init_info else None,
             "init_run": self.init_info["run"] if self.init_info else None,
+            # the per-frame run whose trunk this run reads: the study compares this run as that run's
+            # configuration plus one temporal factor (training.identity.fold_temporal)
+            "trunk": trunk_record(Path(config.init)),
             "model": {k: v for k, v in self.model_config.__dict__.items() if k != "labels"},
             "world_size": 1,
         })
