@@ -254,7 +254,12 @@ def test_demo_binds_to_loopback_unless_told_otherwise(monkeypatch, demo_run):
     from demo import app as demo_app
 
     launched = []
-    monkeypatch.setattr(gr.Blocks, "launch", lambda self, **kwargs: launched.append(kwargs))
+    def fake_launch(self, **kwargs):  # returns what Blocks.launch returns: (app, local URL, share URL)
+        launched.append(kwargs)
+        return None, f"http://{kwargs['server_name']}:{kwargs['server_port']}/", None
+
+    monkeypatch.setattr(gr.Blocks, "launch", fake_launch)
+    monkeypatch.setattr(gr.Blocks, "block_thread", lambda self: None)
     for name in ("SPACE_ID", "GRADIO_SERVER_NAME", "GRADIO_SERVER_PORT"):
         monkeypatch.delenv(name, raising=False)
     assert demo_app.main(["--model", str(demo_run)]) == 0
