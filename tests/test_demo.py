@@ -628,6 +628,28 @@ def test_main_rejects_a_missing_model_in_one_line(capsys, tmp_path):
     assert err.startswith("error:") and "nowhere" in err and "\n" not in err
 
 
+def test_the_engine_comes_from_the_option_then_the_environment_and_is_shown(monkeypatch, exported_model, tmp_path,
+                                                                           capsys):
+    monkeypatch.delenv("AFFECT_ENGINE", raising=False)
+    auto = demo_app.load_demo_model(str(exported_model))
+    assert auto.info["engine"] == "onnx" and "(engine onnx)" in demo_app.launch_line(auto)
+    assert "ONNX Runtime, `model.onnx`" in demo_app.about_markdown(auto.info, auto.predictor)
+    monkeypatch.setenv("AFFECT_ENGINE", "onnx-int8")
+    int8 = demo_app.load_demo_model(str(exported_model))
+    assert int8.predictor.engine_name == "onnx-int8"
+    assert "int8 `model.int8.onnx`" in demo_app.about_markdown(int8.info, int8.predictor)
+    assert demo_app.load_demo_model(str(exported_model), engine="torch").info["engine"] == "torch"
+    # asked for by name and impossible: one line at the command line, exit 2 (nothing is launched)
+    monkeypatch.delenv("AFFECT_ENGINE")
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        (plain / name).write_bytes((exported_model / name).read_bytes())
+    assert demo_app.main(["--model", str(plain), "--engine", "onnx"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "has no model.onnx" in err and "\n" not in err
+
+
 def test_binds_localhost_unless_on_a_space(monkeypatch):
     monkeypatch.delenv("SPACE_ID", raising=False)
     monkeypatch.delenv("GRADIO_SERVER_NAME", raising=False)
