@@ -97,7 +97,6 @@ def test_loading_benchmark_runs_tiny(tmp_path, monkeypatch):
         "demo cold start: build_demo (model load + app)").median
 
 
-@pytest.mark.slow  # two demo cold starts in fresh processes
 def test_onnx_benchmark_runs_tiny(tmp_path, monkeypatch, exported_model):
     """Speed and quality on the session's exported model (the benchmark's own models are a 112 px
     export and the trained default model, minutes to make)."""
@@ -106,7 +105,7 @@ def test_onnx_benchmark_runs_tiny(tmp_path, monkeypatch, exported_model):
     monkeypatch.setitem(onnx_inference.PARAMS, "tiny", {**onnx_inference.PARAMS["tiny"], "size": 64})
     result = onnx_inference.run("tiny", cache_dir=tmp_path)
     _check_result(result, "onnx_inference")
-    # the ONNX engine gives the torch path's faces, and no cold start of it imported torch (checked inside)
+    # the ONNX engine gives the torch path's faces
     assert result.row("quality, ONNX fp32: frames and photos with the same faces as torch").median == 1.0
     assert result.row("quality, ONNX fp32: largest valence/arousal difference from torch").median <= 1e-4
 
