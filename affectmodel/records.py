@@ -34,7 +34,12 @@ records use ``runs/<suite>/<run>/``) holds:
   (:mod:`affectmodel.predictions`), so a record can be rescored without the model.
 * ``history.csv``  - one row per evaluation: ``epoch``, ``step``, ``lr``, ``train_loss``,
   ``train_loss_<task>``, ``dev_<metric>`` (development-split scores; none with ``dev_fraction = 0``),
-  ``time_s``. Older records have ``val_<metric>`` (validation scores) instead.
+  ``dev_<task>_<field>`` per task for each health field (development split, ``collapsed`` as 0/1;
+  :mod:`affectmodel.health`), ``time_s``. Older records have ``val_<metric>`` (validation scores)
+  instead.
+* ``diverged.json`` - only in a run that diverged (a non-finite loss or weights): ``{"step",
+  "reason", "message"}`` (:data:`DIVERGED_FILE`, :func:`read_divergence`). Such a run has no
+  ``metrics.json`` and cannot be resumed.
 * ``model/``       - a folder that ``AffectModel.from_pretrained`` / :func:`affectmodel.load_model` loads,
   with the development-tuned AU thresholds; its config.json also names ``training_data``
   (``{"dataset", "fingerprint"}``), which loaders ignore. After ``python -m affectmodel export`` it
@@ -63,6 +68,7 @@ RUN_CONFIG_FILE = "config.json"     # the run's training options
 TRAINING_CONFIG_FILE = "training_config.json"
 METRICS_FILE = "metrics.json"
 HISTORY_FILE = "history.csv"
+DIVERGED_FILE = "diverged.json"     # a run that diverged: where and why (no metrics.json)
 MODEL_DIR = "model"
 # The model folder inside a run (and on the Hub), as AffectModel.save / PyTorchModelHubMixin writes it.
 MODEL_CONFIG_FILE = "config.json"   # the network's ModelConfig, not the run's options
@@ -195,6 +201,19 @@ class RunRecord:
 def is_complete(run_dir: str | Path) -> bool:
     run_dir = Path(run_dir)
     return (run_dir / METRICS_FILE).is_file() and (run_dir / MODEL_DIR / MODEL_WEIGHTS_FILE).is_file()
+
+
+def read_divergence(run_dir: str | Path) -> dict[str, Any] | None:
+    """What ``diverged.json`` says (``step``, ``reason``, ``message``), or None for a run that did not
+    diverge. An unreadable file still says the run diverged."""
+    path = Path(run_dir) / DIVERGED_FILE
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        data = None
+    return data if isinstance(data, dict) else {"message": f"diverged ({DIVERGED_FILE} is unreadable)"}
 
 
 def _read_json(path: Path) -> dict[str, Any]:

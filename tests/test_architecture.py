@@ -16,7 +16,8 @@ PACKAGE = ROOT / "affectmodel"
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("foundations", ("tasks", "images", "io", "locking", "lazy", "runtime", "progress", "provenance", "data.layout",
                      "data.marker")),
-    ("model", ("model", "model_config", "temporal", "losses", "metrics", "records", "predictions", "summaries")),
+    ("model", ("model", "model_config", "temporal", "losses", "metrics", "records", "predictions", "summaries",
+               "health")),
     ("data", ("data",)),
     ("statistics", ("statistics", "scoring")),
     ("model loading", ("hub.loading", "hub.model_index", "initialisation")),

@@ -117,6 +117,70 @@ def test_missing_data_and_out_are_reported(tmp_path, capsys):
     assert "absent" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("lr", ["1e30", "inf"])
+def test_a_diverging_run_exits_non_zero_with_one_line_and_no_record(tmp_path, bench, capsys, lr):
+    out = tmp_path / "run"
+    code = main(["--data", str(bench), "--out", str(out), "--device", "cpu", "--threads", "1", "--image-size", "32",
+                 "--batch-size", "8", "--steps", "4", "--eval-every", "2", "--lr", lr])
+    captured = capsys.readouterr()
+    err = captured.err.strip()
+    assert code != 0 and len(err.splitlines()) == 1 and "Traceback" not in captured.err + captured.out
+    assert err.startswith("error: diverged at step ") and "(try a lower --lr)" in err
+    assert not is_complete(out) and not (out / "metrics.json").exists()
+    assert json.loads((out / "diverged.json").read_text())["message"] in err
+
+
+DIVERGING_SUITE = """
+[suite]
+seeds = [0, 1]
+
+[defaults]
+image_size = 32
+batch_size = 8
+steps = 2
+dev_fraction = 0.0
+
+[[runs]]
+name = "uni-va"
+tasks = ["va"]
+lr = inf
+
+[[runs]]
+name = "multi"
+tasks = ["expr", "au", "va"]
+
+[[runs]]
+name = "multi-from-uni-va"
+tasks = ["expr", "au", "va"]
+init = "uni-va"
+"""
+
+
+def test_a_suite_goes_on_past_a_diverged_run_and_the_study_gets_no_verdict_from_it(tmp_path, bench, capsys):
+    from affectmodel.records import read_runs
+    from affectmodel.study import study_report
+
+    suite = tmp_path / "diverging.toml"
+    suite.write_text(DIVERGING_SUITE)
+    out = tmp_path / "runs"
+    argv = ["suite", str(suite), "--data", str(bench), "--out", str(out), "--device", "cpu", "--threads", "1"]
+    assert main(argv) == 1  # not finished: two runs diverged, two are blocked
+    printed = capsys.readouterr().out
+    # one step per evaluation period: the weights check after step 1 sees them first
+    assert "uni-va/seed-0: diverged at step 1: weights are not finite (try a lower --lr)" in printed
+    assert "multi-from-uni-va/seed-1: blocked: starts from uni-va/seed-1, which diverged" in printed
+    assert "suite done: 2 trained" in printed and "uni-va/seed-1: diverged" in printed
+    records, errors = read_runs(out)
+    assert not errors and sorted(r.name for r in records) == ["multi/seed-0", "multi/seed-1"]
+    report = study_report({r.name: r for r in records}, resamples=50)
+    # multi has nothing to be compared with: no helped/hurt verdict comes from the diverged side
+    assert report.comparisons and all(c.uni is None and c.verdict == "unmatched" for c in report.comparisons)
+    # again: the diverged runs are reported, not retried (resuming them would diverge again)
+    assert main(argv) == 1
+    assert "uni-va/seed-0: diverged at step 1: weights are not finite (try a lower --lr) (earlier; delete the " \
+           "folder to train it again)" in capsys.readouterr().out
+
+
 SUITE = """
 [suite]
 seeds = [3]

@@ -6,10 +6,12 @@ from _training_data import TinyAffectSet
 from safetensors.torch import load_file
 
 from affectmodel import load_model
+from affectmodel.health import FIELDS, health_record, health_report
 from affectmodel.losses import MultiTaskLoss
 from affectmodel.metrics import evaluate
 from affectmodel.model import AffectModel, ModelConfig
-from affectmodel.records import METRICS_FILE, is_complete, read_run
+from affectmodel.predictions import PREDICTIONS_FILE, load_predictions
+from affectmodel.records import METRICS_FILE, is_complete, read_run, run_health
 from affectmodel.tasks import AU_NAMES
 from affectmodel.training import TrainingError, run_training
 from affectmodel.training.batches import SeededSamples, loss_statistics
@@ -207,6 +209,21 @@ def test_run_record_follows_the_contract(straight_run):
     # metrics.json is written last: nothing in the folder is newer.
     newest = max(p.stat().st_mtime_ns for p in straight_run.rglob("*") if p.is_file())
     assert (straight_run / METRICS_FILE).stat().st_mtime_ns == newest
+
+
+def test_each_head_s_health_is_recorded_per_evaluation_and_for_the_reported_weights(straight_run):
+    record = read_run(straight_run)
+    # metrics.json: the health of the reported weights' validation outputs, as saved in the run
+    predictions = load_predictions(straight_run / PREDICTIONS_FILE)
+    expected = health_record(health_report(predictions.outputs, ["expr", "au", "va"]))
+    assert set(record.metrics["health"]) == set(expected)
+    for task, fields in expected.items():
+        assert record.metrics["health"][task] == pytest.approx(fields), task
+    assert set(run_health(record) or {}) == {"expr", "au", "va"}
+    # history.csv: every evaluation, every head, every field (the development split's outputs)
+    for row in record.history:
+        assert {f"dev_{t}_{f}" for t in ("expr", "au", "va") for f in FIELDS} <= set(row)
+        assert row["dev_va_collapsed"] in (0, 1) and 0 <= row["dev_va_saturated_share"] <= 1
 
 
 def test_saved_model_reproduces_the_recorded_validation_scores(straight_run):

@@ -177,7 +177,7 @@ def run_suite_command(args: argparse.Namespace) -> int:
     if main_process:
         trained = sum(r["status"] == "trained" for r in results)
         skipped = sum(r["status"] == "skipped" for r in results)
-        unfinished = [r for r in results if r["status"] in ("failed", "busy", "blocked")]
+        unfinished = [r for r in results if r["status"] in ("failed", "diverged", "busy", "blocked")]
         print(f"suite done: {trained} trained, {skipped} already complete"
               + (f", {len(unfinished)} not finished ("
                  + ", ".join(f"{os.path.relpath(r['path'], args.out)}: {r['status']}" for r in unfinished) + ")"

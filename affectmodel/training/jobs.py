@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..records import is_complete
+from ..records import is_complete, read_divergence
 from .config import ConfigError
 
 _DEVICE = re.compile(r"^(cpu|cuda:\d+)$")
@@ -138,7 +138,7 @@ def _last_line(path: Path) -> str:
 def run_jobs(runs: Sequence[Any], out: str | Path, slots: Sequence[str], log: Callable[[str], None] = print,
              poll_s: float = 0.2) -> list[dict[str, Any]]:
     """Train ``runs`` (suite runs still to train, in suite order) concurrently, one per slot;
-    returns one status dict per run ("trained", "failed", "busy", "blocked")."""
+    returns one status dict per run ("trained", "failed", "diverged", "busy", "blocked")."""
     out = Path(out)
     (out / LOG_FOLDER).mkdir(parents=True, exist_ok=True)
     by_out = {str(Path(r.config.out)): _key(r) for r in runs}
@@ -182,7 +182,8 @@ def run_jobs(runs: Sequence[Any], out: str | Path, slots: Sequence[str], log: Ca
                     status["status"] = "trained"
                     log(f"[{job.index}/{total}] {_key(job.run)}: done in {status['seconds']:.0f}s")
                 else:
-                    status["status"] = "busy" if code == BUSY_EXIT else "failed"
+                    diverged = read_divergence(Path(job.run.config.out)) is not None
+                    status["status"] = "busy" if code == BUSY_EXIT else "diverged" if diverged else "failed"
                     status["error"] = _last_line(_log_path(out, job.run)) or f"exit status {code}"
                     log(f"[{job.index}/{total}] {_key(job.run)}: {status['status']}: {status['error']}")
                 results[_key(job.run)] = status

@@ -17,7 +17,15 @@ from typing import Any
 from .. import __version__
 from ..io import write_json_atomic, write_text_atomic
 from ..model import AffectModel
-from ..records import HISTORY_FILE, METRIC_KEYS, METRICS_FILE, MODEL_CONFIG_FILE, MODEL_DIR, RUN_CONFIG_FILE
+from ..records import (
+    DIVERGED_FILE,
+    HISTORY_FILE,
+    METRIC_KEYS,
+    METRICS_FILE,
+    MODEL_CONFIG_FILE,
+    MODEL_DIR,
+    RUN_CONFIG_FILE,
+)
 from ..tasks import get_task
 
 
@@ -92,3 +100,8 @@ def write_model(run_dir: Path, model: AffectModel, training_data: Mapping[str, A
 def write_metrics(run_dir: Path, metrics: Mapping[str, Any]) -> Path:
     """Last file of a run: once it exists the run counts as complete."""
     return write_json_atomic(run_dir / METRICS_FILE, dict(metrics))
+
+
+def write_divergence(run_dir: Path, step: int, reason: str, message: str) -> Path:
+    """Mark a run that diverged (instead of ``metrics.json``): resume refuses it, readers skip it."""
+    return write_json_atomic(run_dir / DIVERGED_FILE, {"step": int(step), "reason": reason, "message": message})

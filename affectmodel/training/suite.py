@@ -42,8 +42,9 @@ from pathlib import Path
 from typing import Any
 
 from ..io import write_text_atomic
-from ..records import is_complete, read_runs, run_factors
+from ..records import is_complete, read_divergence, read_runs, run_factors
 from .config import ConfigError, TrainConfig, config_differences, config_from_mapping, normalise_keys, read_config_file
+from .divergence import TrainingDiverged
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 # Options the suite itself sets for every run.
@@ -184,7 +185,9 @@ def run_suite(path: str | Path, data: str | Path, out: str | Path, overrides: Ma
               only: Sequence[str] | None = None,
               train: Callable[[TrainConfig], Path] | None = None,
               log: Callable[[str], None] = print, slots: Sequence[str] | None = None) -> list[dict[str, Any]]:
-    """Train every run not yet complete, in order; returns one status dict per run.
+    """Train every run not yet complete, in order; returns one status dict per run ("trained",
+    "skipped", "not selected", "diverged": a non-finite loss or weights stopped it, the other runs
+    go on; "blocked": it starts from a run that diverged).
 
     ``train`` defaults to :func:`affectmodel.training.trainer.train_run` (injectable for tests).
     ``slots``: the devices of concurrent jobs (:func:`affectmodel.training.jobs.job_slots`); with
@@ -217,13 +220,28 @@ def run_suite(path: str | Path, data: str | Path, out: str | Path, overrides: Ma
             log(f"[{i}/{len(runs)}] {run.folder}: complete, skipped{_other_options(run, run_dir)}")
             results.append({**status, "status": "skipped"})
             continue
+        diverged = read_divergence(run_dir)
+        if diverged is not None:  # an earlier session's result; resuming it would diverge again
+            log(f"[{i}/{len(runs)}] {run.folder}: {diverged.get('message') or 'diverged'} "
+                "(earlier; delete the folder to train it again)")
+            results.append({**status, "status": "diverged", "error": str(diverged.get("message") or "diverged")})
+            continue
         init_folder = run_folder(run.init_from_run, run.seed) if run.init_from_run else None
+        if init_folder and read_divergence(out / init_folder) is not None:
+            log(f"[{i}/{len(runs)}] {run.folder}: blocked: starts from {init_folder}, which diverged")
+            results.append({**status, "status": "blocked", "error": f"starts from {init_folder}, which diverged"})
+            continue
         if init_folder and not is_complete(out / init_folder):
             raise ConfigError(f"run {run.folder!r} starts from run {init_folder!r}, which is not complete "
                               f"in {out}: run it first")
         log(f"[{i}/{len(runs)}] {run.folder}: training ({'+'.join(run.config.tasks)})")
         start = time.perf_counter()
-        train(run.config)
+        try:
+            train(run.config)
+        except TrainingDiverged as e:  # a result about this configuration: the others still train
+            log(f"[{i}/{len(runs)}] {run.folder}: {e}")
+            results.append({**status, "status": "diverged", "error": str(e)})
+            continue
         seconds = round(time.perf_counter() - start, 1)
         log(f"[{i}/{len(runs)}] {run.folder}: done in {seconds:.0f} s")
         results.append({**status, "status": "trained", "seconds": seconds})

@@ -35,13 +35,14 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 
 from ..data.fingerprint import fingerprint_change
+from ..health import HeadCheck, collapse_warning, health_columns, health_record, health_report, health_row
 from ..initialisation import build_model
 from ..locking import run_folder_lock
 from ..losses import MultiTaskLoss
 from ..model import AffectModel, ModelConfig
 from ..predictions import PREDICTIONS_FILE, Predictions, save_predictions
 from ..provenance import machine_facts
-from ..records import METRICS_FILE, MODEL_DIR, RUN_CONFIG_FILE, is_complete
+from ..records import METRICS_FILE, MODEL_DIR, RUN_CONFIG_FILE, is_complete, read_divergence
 from ..tasks import AU_NAMES, get_label_space, headline_metric
 from . import checkpoint as ckpt
 from . import distributed as dist_utils
@@ -63,6 +64,7 @@ from .batches import (
 )
 from .config import DEFAULT_EVALUATIONS, TrainConfig, TrainingError, config_differences, config_id
 from .console import RunConsole, step_count_note, summary_line
+from .divergence import DivergenceWatch, TrainingDiverged, check_outputs, nonfinite_tensors
 from .evaluation import plain, predict, score
 from .optim import build_optimizer, build_scheduler
 from .selection import validation_metrics
@@ -160,6 +162,11 @@ def check_run_folder(config: TrainConfig, world_size: int = 1) -> bool | None:
     if not config.out:
         raise TrainingError("no run folder given (--out runs/SUITE/NAME)")
     run_dir = Path(config.out)
+    diverged = read_divergence(run_dir)
+    if diverged is not None and not is_complete(run_dir):
+        raise TrainingError(f"{'cannot resume ' if config.resume else ''}{run_dir}: the run "
+                            f"{diverged.get('message') or 'diverged'}; start it again in another folder "
+                            "(or delete this one)")
     if is_complete(run_dir):
         if config.resume:
             # a complete run is kept as it is: options that differ would silently not apply
@@ -288,12 +295,18 @@ class Trainer:
                                                       prefix="dev_" if self.dev_loader is not None else None)
         if "au" in config.tasks and self.dev_loader is not None:
             self.columns.insert(self.columns.index("time_s"), "dev_P_AU_at_0.5")
+        if self.dev_loader is not None:  # each head's health at each evaluation (affectmodel.health)
+            at = self.columns.index("time_s")
+            self.columns[at:at] = health_columns(config.tasks, prefix="dev_")
+        self.dev_health: dict[str, HeadCheck] = {}
         self.console = RunConsole(self.run_dir.name, self.n_epochs, enabled=info.is_main)
         self.noted: set[str] = set()  # step-count notes already printed
         self.session_start = time.perf_counter()
         self.base_train_time = 0.0
         # Labelled frames per task since the last checkpoint, counted on the device (no host sync per step).
         self.label_counter = torch.zeros(len(self.tasks), dtype=torch.int64, device=self.device)
+        # The first step with a non-finite loss, on the device; read where the loss is read anyway.
+        self.divergence = DivergenceWatch(self.device)
 
     # ------------------------------------------------------------------ setup
 
@@ -427,6 +440,11 @@ class Trainer:
         """Continue from the checkpoint rank 0 reads (ranks on other machines may not see it)."""
         path = ckpt.checkpoint_path(self.run_dir)
         saved = dist_utils.on_rank0(lambda: ckpt.load_checkpoint(path), self.info)
+        broken = nonfinite_tensors(saved["module"].items())
+        if broken:
+            raise TrainingError(f"cannot resume {self.run_dir}: its checkpoint holds non-finite weights "
+                                f"({len(broken)} tensors, e.g. {broken[0]}): the run diverged; start it again in "
+                                "another folder with a lower --lr")
         self.module.load_state_dict(saved["module"])
         self.optimizer.load_state_dict(saved["optimizer"])
         self.scheduler.load_state_dict(saved["scheduler"])
@@ -471,6 +489,30 @@ class Trainer:
 
     def run(self) -> Path:
         state = self.state
+        try:
+            self.train_periods()
+            report = self.final_validation()
+            # rank 0 holds the outputs; every rank learns the verdict
+            dist_utils.on_rank0(lambda: check_outputs(report[2], state.best_step, "validation")
+                                if report is not None else None, self.info)
+        except TrainingDiverged as e:
+            if self.info.is_main:  # the folder says so; no metrics.json, and --resume refuses it
+                records_writer.write_divergence(self.run_dir, e.step, e.reason, str(e))
+            raise
+        if self.info.is_main:
+            assert report is not None
+            self.finish(*report)
+        dist_utils.barrier(self.info)
+        if self.progress and self.info.is_main:
+            assert report is not None
+            shown = report[0].get(self.headline)
+            self.progress(1.0, f"done: validation {self.headline} {shown:.3f}" if isinstance(shown, float) else "done")
+        return self.run_dir
+
+    def train_periods(self) -> None:
+        """Train and evaluate period after period until the budget is spent (raises
+        :class:`.divergence.TrainingDiverged` as soon as the loss, weights or outputs are not finite)."""
+        state = self.state
         self.console.start(state.epoch)
         try:
             while state.step < self.total_steps:
@@ -482,20 +524,13 @@ class Trainer:
                                        state.best_epoch == state.epoch and bool(metrics),
                                        time.perf_counter() - epoch_start, split="dev")
                 self.console.end_epoch(summary)
+                warning = collapse_warning(self.dev_health, f"epoch {state.epoch}, development split")
+                if warning:
+                    self.console.line(warning)
                 if self.progress and self.info.is_main:
                     self.progress(state.step / self.total_steps, summary)
         finally:
             self.console.close()
-        report = self.final_validation()
-        if self.info.is_main:
-            assert report is not None
-            self.finish(*report)
-        dist_utils.barrier(self.info)
-        if self.progress and self.info.is_main:
-            assert report is not None
-            shown = report[0].get(self.headline)
-            self.progress(1.0, f"done: validation {self.headline} {shown:.3f}" if isinstance(shown, float) else "done")
-        return self.run_dir
 
     def pass_loader(self, data_pass: int, skip: int) -> DataLoader:
         """The training loader set to pass ``data_pass`` over the data, past its first ``skip``
@@ -559,11 +594,15 @@ class Trainer:
                 break
             state.data_wait_s += time.perf_counter() - wait_start
             loss = self.train_batch(images, targets, sums)
+            checkpoint_now = bool(config.checkpoint_every and state.step % config.checkpoint_every == 0
+                                  and state.step_in_epoch < steps_this_epoch)
             if state.step_in_epoch % LOG_EVERY == 0 or state.step_in_epoch == steps_this_epoch:
                 shown = float(loss)
+                # the loss is read here anyway; the weights are checked at the period's end and below
+                self.divergence.check(state.step, distributed=self.info.distributed)
             self.console.step(shown)
-            if config.checkpoint_every and state.step % config.checkpoint_every == 0 \
-                    and state.step_in_epoch < steps_this_epoch:
+            if checkpoint_now:  # nothing non-finite is ever checkpointed
+                self.divergence.check(state.step, self.module, distributed=self.info.distributed)
                 state.step_time_s += time.perf_counter() - segment_start
                 reduced = self.reduce_sums(sums)
                 self.save_checkpoint(reduced)
@@ -575,6 +614,7 @@ class Trainer:
                               f"{state.step_in_epoch}/{steps_this_epoch}"
                               + (f" loss {shown:.3f}" if shown is not None else ""))
         state.step_time_s += time.perf_counter() - segment_start
+        self.divergence.check(state.step, self.module, distributed=self.info.distributed)
         return self.reduce_sums(sums)
 
     def reduce_sums(self, sums: torch.Tensor) -> list[float]:
@@ -604,6 +644,7 @@ class Trainer:
         if took:  # an fp16 step skipped for inf/NaN gradients leaves the schedule where it is
             self.scheduler.step()
         state.step += 1
+        self.divergence.observe(loss, state.step)
         state.step_in_epoch += 1
         state.images_seen += images.shape[0] * self.info.world_size
         part_values = torch.stack([parts[t] for t in self.tasks]).to(torch.float64)
@@ -639,11 +680,14 @@ class Trainer:
             return {}
         gathered = self.gathered_predictions(self.dev_loader)
 
-        def scores() -> dict[str, Any]:
+        def scores() -> tuple[dict[str, Any], dict[str, HeadCheck]]:
             assert gathered is not None
-            return score(gathered[1], gathered[2], self.config.tasks, self.config.expression_space)
+            check_outputs(gathered[1], self.state.step, "development")
+            return (score(gathered[1], gathered[2], self.config.tasks, self.config.expression_space),
+                    health_report(gathered[1], self.config.tasks, self.model_config.labels))
 
-        return dist_utils.on_rank0(scores, self.info)
+        metrics, self.dev_health = dist_utils.on_rank0(scores, self.info)
+        return metrics
 
     def end_epoch(self, sums: list[float], metrics: dict[str, Any]) -> dict[str, Any]:
         """History row, selection (best development score; without a development split, the
@@ -658,6 +702,8 @@ class Trainer:
         for key in ("P_EXPR", "P_AU", "P_VA", "P_MTL", "ccc_valence", "ccc_arousal", "P_AU_at_0.5"):
             if key in metrics:
                 row[f"dev_{key}"] = metrics[key]
+        if metrics:
+            row.update(health_row(self.dev_health, prefix="dev_"))
         if metrics:
             current = float(metrics.get(self.headline, 0.0))
             selected = current > state.best_score
@@ -722,6 +768,10 @@ class Trainer:
             video, frame, {t: outputs[t] for t in config.tasks}, {t: targets[t] for t in config.tasks},
             config.expression_space))
         init = self.init_info or {}
+        health = health_report(outputs, config.tasks, self.model_config.labels)
+        warning = collapse_warning(health, f"the reported weights (evaluation {state.best_epoch}) on validation")
+        if warning:
+            self.console.line(warning)
         metrics = {
             "tasks": list(config.tasks),
             "multi_task": config.multi_task,
@@ -729,6 +779,7 @@ class Trainer:
             "dataset": {"name": self.dataset.get("name"), "synthetic": bool(self.dataset.get("synthetic")),
                         "split": "validation", "fingerprint": fingerprint},
             **val_metrics,
+            "health": health_record(health),
             "selection": self.selection_record(),
             "best_epoch": state.best_epoch,
             "best_step": state.best_step,
