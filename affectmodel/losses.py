@@ -168,7 +168,7 @@ def _va_combine(mse_d: torch.Tensor, ccc_term_d: torch.Tensor, n: torch.Tensor
     return mse.float(), ccc.float()
 
 
-def va_loss(pred: torch.Tensor, target: torch.Tensor, kind: str = "ccc",
+def va_loss(pred: torch.Tensor, target: torch.Tensor, kind: str = get_task("va").default_loss,
             mse_weight: float = 0.5, global_batch: bool = False) -> torch.Tensor:
     """``ccc``: mean over valence and arousal of 1 - CCC on the batch's valid rows;
     ``mse``: mean squared error; ``ccc+mse``: (1 - mse_weight) * ccc + mse_weight * mse.
@@ -231,9 +231,9 @@ def au_pos_weight(positives: Sequence[float], negatives: Sequence[float],
 class LossConfig:
     """Which loss each task uses and how the task losses are combined."""
 
-    expr: str = "ce"
-    au: str = "bce"
-    va: str = "ccc"
+    expr: str = get_task("expr").default_loss   # each task's default, declared in affectmodel.tasks
+    au: str = get_task("au").default_loss
+    va: str = get_task("va").default_loss
     weighting: str = "fixed"                      # fixed | uncertainty
     task_weights: dict[str, float] = field(default_factory=lambda: {"expr": 1.0, "au": 1.0, "va": 1.0})
     label_smoothing: float = 0.0

@@ -31,6 +31,16 @@ from .model_config import (
 from .temporal import build_temporal
 
 
+def bound_va(values: torch.Tensor, kind: str, training: bool) -> torch.Tensor:
+    """Valence/arousal held in [-1, 1] (:data:`affectmodel.tasks.VA_BOUNDS`). In training, ``clamp``
+    gives the clamped values with the gradient of the identity (straight through), so the loss still
+    pulls back an output driven past a bound; otherwise exactly the clamp."""
+    if kind == "tanh":
+        return torch.tanh(values)
+    bounded = values.clamp(-1.0, 1.0)
+    return values + (bounded - values).detach() if training else bounded
+
+
 def _resnet_trunk(name: str) -> tuple[nn.Module, int]:
     net = getattr(torchvision.models, name)(weights=None)
     features = net.fc.in_features
@@ -94,14 +104,14 @@ class AffectModel(
     def head_outputs(self, z: torch.Tensor) -> dict[str, torch.Tensor]:
         """The task heads on features (..., F)."""
         z = self.dropout(z)
-        # Heads run in fp32 even under autocast: in bf16 the VA tanh saturates near 3.5 and its
-        # outputs are quantised to steps of about 0.004; the heads are a tiny share of the work.
+        # Heads run in fp32 even under autocast: in bf16 the VA outputs would be quantised to steps of
+        # about 0.004 (and tanh saturates near 3.5); the heads are a tiny share of the work.
         device_type = z.device.type if z.device.type in ("cuda", "cpu", "xpu", "mps") else "cpu"
         with torch.autocast(device_type=device_type, enabled=False):
             z = z.float()
             out = {k: head(z) for k, head in self.heads.items()}
             if "va" in out:
-                out["va"] = torch.tanh(out["va"])  # valence/arousal are bounded to [-1, 1]
+                out["va"] = bound_va(out["va"], self.config.va_bound, self.training)
         return out
 
     def au_thresholds(self) -> torch.Tensor:

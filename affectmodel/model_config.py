@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from .tasks import AU_NAMES, DEFAULT_EXPRESSION_SPACE, get_label_space, get_task, parse_tasks
+from .tasks import AU_NAMES, DEFAULT_EXPRESSION_SPACE, VA_BOUNDS, get_label_space, get_task, parse_tasks
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -68,6 +68,9 @@ class ModelConfig:
     temporal: str = "none"
     window: int = 1
     causal: bool = False
+    # How the VA outputs are held in [-1, 1] (affectmodel.tasks.VA_BOUNDS). The default reads the
+    # config.json of a model written before the field existed: those were all trained with tanh.
+    va_bound: str = "tanh"
     # Derived, written for readers of config.json outside this package; recomputed on load.
     labels: dict[str, list[str]] = field(default_factory=dict)
 
@@ -101,6 +104,8 @@ class ModelConfig:
                              f"got {self.window!r}")
         if not isinstance(self.causal, bool):
             raise ValueError(f"field 'causal' must be true or false, got {self.causal!r}")
+        if self.va_bound not in VA_BOUNDS:
+            raise ValueError(f"field 'va_bound' must be one of {', '.join(VA_BOUNDS)}, got {self.va_bound!r}")
         if self.temporal == "none":  # a per-frame model has no window
             self.window, self.causal = 1, False
         self.labels = {k: list(get_task(k, space).labels) for k in self.tasks}

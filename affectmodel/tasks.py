@@ -181,11 +181,18 @@ VA_TASK = TaskSpec(
     kind="regression",
     labels=VA_NAMES,
     invalid_code=-5,
-    losses=("ccc", "mse", "ccc+mse"),
+    # the first is the default: CCC alone pulls an output that does not yet follow the labels neither
+    # towards their mean nor their spread, so it drifts into the tanh bound (docs/TRAINING.md)
+    losses=("ccc+mse", "ccc", "mse"),
     metric="P_VA",
     annotation_header=VA_NAMES,
 )
 
+# How the valence/arousal outputs are held in [-1, 1] (ModelConfig.va_bound, train.py --va-bound).
+# "clamp": clamped, and in training the gradient passes the clamp unchanged, so an output driven past
+# a bound is pulled back by the loss at full strength. "tanh": what models were trained with before;
+# its slope vanishes at the bounds, and a head pushed there stays there (docs/TRAINING.md).
+VA_BOUNDS: tuple[str, ...] = ("clamp", "tanh")
 TASK_KEYS: tuple[str, ...] = ("expr", "au", "va")
 CHALLENGE_TO_KEY: dict[str, str] = {"EXPR": "expr", "AU": "au", "VA": "va"}
 TASK_WEIGHTINGS: tuple[str, ...] = ("fixed", "uncertainty")

@@ -245,6 +245,24 @@ def test_constant_predictions_ccc_loss_is_finite():
     assert torch.isfinite(pred.grad).all()
 
 
+def test_ccc_alone_does_not_pull_an_uncorrelated_output_back_but_ccc_plus_mse_does():
+    # An output that does not yet follow the labels (noise, too spread and off-centre), as at the
+    # start of training: 1 - CCC gives no gradient on its mean and almost none on its spread, so
+    # nothing stops Adam's steps from pushing it into the bound; the MSE term pulls both back.
+    g = torch.Generator().manual_seed(0)
+    target = torch.stack([torch.rand(512, generator=g) * 1.6 - 0.8, 0.25 + 0.4 * torch.randn(512, generator=g)], 1)
+    noise = torch.randn(512, 2, generator=g)
+    for kind, pulls in (("ccc", False), ("ccc+mse", True)):
+        shift = torch.zeros(2, requires_grad=True)
+        scale = torch.ones(2, requires_grad=True)
+        va_loss(0.9 + scale * 2.0 * noise + shift, target, kind).backward()
+        assert shift.grad is not None and scale.grad is not None
+        if pulls:  # the mean goes down towards the labels', the spread shrinks towards theirs
+            assert (shift.grad > 0.1).all() and (scale.grad > 0.1).all()
+        else:
+            assert shift.grad.abs().max() < 0.02 and scale.grad.abs().max() < 0.02
+
+
 # ------------------------------------------------------------------ class statistics
 
 def test_inverse_frequency_weights():

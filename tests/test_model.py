@@ -36,26 +36,50 @@ def test_expression_space_sets_head_size():
     assert model.config.labels["expr"][-1] == "Surprise"
 
 
-def test_va_is_bounded():
-    model = AffectModel(ModelConfig(tasks=["va"])).eval()
+@pytest.mark.parametrize("bound", ["clamp", "tanh"])
+def test_va_is_bounded(bound):
+    model = AffectModel(ModelConfig(tasks=["va"], va_bound=bound)).eval()
     with torch.no_grad():
         model.heads["va"].weight.mul_(1000)
         model.heads["va"].bias.fill_(50)
         out = model(images(4) * 100)["va"]
     assert out.min() >= -1 and out.max() <= 1
-    assert out.abs().max() > 0.99  # saturates, i.e. bounded by tanh rather than small by chance
+    assert out.abs().max() > 0.99  # saturates, i.e. bounded rather than small by chance
 
 
-def test_heads_run_in_fp32_under_bf16_autocast():
-    model = AffectModel(ModelConfig(tasks=["expr", "au", "va"])).eval()
+def test_a_clamped_va_output_keeps_its_gradient_at_the_bound_and_tanh_loses_it():
+    grads = {}
+    for bound in ("clamp", "tanh"):
+        model = AffectModel(ModelConfig(tasks=["va"], input_size=SIZE, va_bound=bound)).train()
+        with torch.no_grad():
+            model.heads["va"].bias.fill_(4.0)  # every output pushed far past +1
+        out = model(images(4))["va"]
+        assert out.max() <= 1 + 1e-6 and out.min() > 0.99
+        out.sum().backward()
+        grads[bound] = model.heads["va"].bias.grad
+    assert torch.allclose(grads["clamp"], torch.full((2,), 4.0))  # straight through: d out / d bias = 1
+    assert grads["tanh"].abs().max() < 0.05  # 1 - tanh(4)^2 is about 0.001 per image
+
+
+def test_va_bound_defaults_to_tanh_for_older_model_folders_and_is_validated():
+    assert ModelConfig().va_bound == "tanh"  # a config.json without the field: trained with tanh
+    assert AffectModel({"tasks": ["va"], "input_size": 32}).config.va_bound == "tanh"
+    with pytest.raises(ValueError, match="field 'va_bound' must be one of clamp, tanh"):
+        ModelConfig(va_bound="sigmoid")
+
+
+@pytest.mark.parametrize("bound", ["clamp", "tanh"])
+def test_heads_run_in_fp32_under_bf16_autocast(bound):
+    model = AffectModel(ModelConfig(tasks=["expr", "au", "va"], va_bound=bound)).eval()
     with torch.no_grad():
-        model.heads["va"].weight.mul_(20)  # pre-activations of a few units, where bf16 tanh is coarse
+        model.heads["va"].weight.mul_(20 if bound == "tanh" else 0.5)  # a few units, where bf16 is coarse
         x = images(8)
         with torch.autocast("cpu", dtype=torch.bfloat16):
             out = model(x)
             features = model.features(x)
         assert features.dtype == torch.bfloat16  # the trunk does run in bf16
-        expected = torch.tanh(model.heads["va"](features.float()))
+        raw = model.heads["va"](features.float())
+        expected = torch.tanh(raw) if bound == "tanh" else raw.clamp(-1, 1)
     assert all(v.dtype == torch.float32 for v in out.values())
     assert torch.allclose(out["va"], expected, atol=1e-6, rtol=0)
     assert not torch.equal(out["va"], out["va"].bfloat16().float())  # finer than bf16's steps

@@ -76,7 +76,7 @@ def test_task_specs():
     assert AU_TASK.head_size == 12 and AU_TASK.invalid_code == -1 and AU_TASK.metric == "P_AU"
     assert AU_TASK.default_loss == "bce" and AU_TASK.kind == "multilabel"
     assert VA_TASK.head_size == 2 and VA_TASK.invalid_code == -5 and VA_TASK.metric == "P_VA"
-    assert VA_TASK.default_loss == "ccc" and VA_TASK.annotation_header == ("valence", "arousal")
+    assert VA_TASK.default_loss == "ccc+mse" and VA_TASK.annotation_header == ("valence", "arousal")
     assert get_task("Au") is AU_TASK and get_task("VA") is VA_TASK
     with pytest.raises(ValueError, match="unknown task"):
         get_task("pose")

@@ -1,4 +1,6 @@
 """TrainConfig: defaults, TOML/YAML files, CLI precedence and clear errors."""
+import math
+
 import pytest
 
 from affectmodel.training.config import ConfigError, TrainConfig, config_differences, load_config
@@ -7,7 +9,7 @@ from affectmodel.training.config import ConfigError, TrainConfig, config_differe
 def test_defaults_are_valid_and_multi_task():
     c = TrainConfig()
     assert c.tasks == ["expr", "au", "va"] and c.multi_task
-    assert c.loss_config().expr == "ce" and c.loss_config().va == "ccc"
+    assert c.loss_config().expr == "ce" and c.loss_config().va == "ccc+mse"
 
 
 def test_toml_file_then_cli_overrides(tmp_path):
@@ -57,6 +59,46 @@ def test_config_differences_ignore_machine_options():
     saved = TrainConfig(tasks=["expr"], lr=0.1).to_dict()
     assert config_differences(saved, TrainConfig(tasks=["expr"], lr=0.1, workers=4, device="cpu")) == []
     assert config_differences(saved, TrainConfig(tasks=["expr"], lr=0.2)) == ["lr"]
+
+
+def test_options_added_later_keep_the_ids_and_resume_checks_of_older_runs():
+    from affectmodel.training.config import config_id
+
+    # warmup 0 and tanh-bounded VA outputs are what every run before these options computed: such a
+    # configuration keeps the id it had (the record lacked the keys), the new defaults get new ids
+    legacy = TrainConfig(tasks=["va"], warmup=0.0, va_bound="tanh", losses={"va": "ccc"})
+    old_record = {k: v for k, v in legacy.to_dict().items() if k not in ("warmup", "va_bound")}
+    assert config_id(legacy) == config_id(TrainConfig(**{**old_record, "warmup": 0.0, "va_bound": "tanh"}))
+    assert config_id(legacy) != config_id(legacy.replace(warmup=0.1))
+    assert config_differences(old_record, legacy) == []
+    assert config_differences(old_record, TrainConfig(tasks=["va"], losses={"va": "ccc"})) == ["va_bound", "warmup"]
+
+
+def test_warmup_scales_the_schedule_linearly_over_its_share_of_the_budget():
+    import torch
+
+    from affectmodel.training.optim import build_optimizer, build_scheduler
+
+    def rates(**options):
+        config = TrainConfig(lr=1.0, **options)
+        optimizer = build_optimizer(torch.nn.Linear(2, 2), config)
+        scheduler = build_scheduler(optimizer, config, steps_per_epoch=10, total_steps=40)
+        out = []
+        for _ in range(40):
+            out.append(optimizer.param_groups[0]["lr"])
+            optimizer.step()
+            scheduler.step()
+        return out
+
+    cosine = rates(warmup=0.1)  # 4 warm-up steps of the 40
+    assert cosine[:4] == pytest.approx([0.25 * 0.5 * (1 + math.cos(math.pi * s / 40)) * (s + 1) for s in range(4)])
+    assert cosine[10] == pytest.approx(0.5 * (1 + math.cos(math.pi * 10 / 40)))
+    assert rates(warmup=0.0) == pytest.approx([0.5 * (1 + math.cos(math.pi * s / 40)) for s in range(40)])
+    assert rates(warmup=0.1, schedule="none")[:6] == pytest.approx([0.25, 0.5, 0.75, 1.0, 1.0, 1.0])
+    stepped = rates(warmup=0.1, schedule="step", step_epochs=1, step_gamma=0.1)
+    assert stepped[3] == pytest.approx(1.0) and stepped[10] == pytest.approx(0.1)
+    with pytest.raises(ConfigError, match="warmup must be in"):
+        TrainConfig(warmup=1.0)
 
 
 # ------------------------------------------------------------------ one schema: fields -> CLI, files, records

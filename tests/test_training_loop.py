@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 import torch
-from _training_data import TinyAffectSet
+from _training_data import TinyAffectSet, ValenceArousalSet
 from safetensors.torch import load_file
 
 from affectmodel import load_model
@@ -77,6 +77,22 @@ def test_training_steps_reduce_the_loss_on_a_fixed_batch(tasks):
     optimizer = build_optimizer(module, TrainConfig(tasks=tasks, lr=1e-4))
     losses = [train_step(module, data.images, targets, optimizer)[0] for _ in range(8)]
     assert losses[-1] < 0.7 * losses[0], losses
+
+
+def test_a_va_head_under_the_default_recipe_learns_without_saturating(tmp_path):
+    # The default recipe (clamped VA outputs with a straight-through gradient, CCC + MSE, LR warm-up,
+    # AdamW, cosine) on images whose valence and arousal are visible. Measured over seeds 0-2: CCC
+    # 0.49-0.93 per dimension, at most 16 % of the development outputs at |v| >= 0.95 in any
+    # evaluation; the recipe before (tanh, 1 - CCC, no warm-up) ended with 53-75 % there, tanh alone
+    # with 34-53 % (docs/TRAINING.md).
+    config = TrainConfig(out=str(tmp_path / "va"), tasks=["va"], image_size=24, batch_size=16, steps=30,
+                         device="cpu", augment="none", threads=1, seed=0)
+    run_training(config, ValenceArousalSet(160, 24, seed=0), ValenceArousalSet(64, 24, seed=1), DATASET)
+    record = read_run(config.out)
+    health = record.metrics["health"]["va"]
+    assert not health["collapsed"] and health["output_spread"] > 0.2 and health["saturated_share"] < 0.15
+    assert max(row["dev_va_saturated_share"] for row in record.history) < 0.15
+    assert min(record.metrics["ccc_valence"], record.metrics["ccc_arousal"]) > 0.5
 
 
 @pytest.mark.parametrize("weighting", ["fixed", "uncertainty"])

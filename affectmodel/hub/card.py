@@ -162,7 +162,7 @@ def _labels_section(config: ModelConfig) -> str:
                   "  " + ", ".join(f"{au} {AU_DESCRIPTIONS[au]} (threshold {t:.2f})"
                                    for au, t in zip(specs["au"].labels, thresholds, strict=True))]
     if "va" in specs:
-        lines += ["- `va`: 2 values in [-1, 1] (tanh): "
+        lines += [f"- `va`: 2 values in [-1, 1] ({'clamped' if config.va_bound == 'clamp' else 'tanh'}): "
                   + "; ".join(f"{name} - {VA_DESCRIPTIONS[name]}" for name in specs["va"].labels)]
     return "\n".join(lines)
 

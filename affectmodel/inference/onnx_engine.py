@@ -88,7 +88,7 @@ def probe_batch(input_size: int, mean, std) -> np.ndarray:
 
 def activate(raw: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Raw head outputs -> what the predictor reports: expression softmax, AU sigmoid, VA as is
-    (already tanh-bounded by the network). Float32 numpy, the same for every engine."""
+    (already bounded to [-1, 1] by the network). Float32 numpy, the same for every engine."""
     out = {}
     for key, values in raw.items():
         x = np.asarray(values, dtype=np.float32)

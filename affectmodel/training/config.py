@@ -23,13 +23,14 @@ from typing import Any
 from ..data.samplers import SAMPLERS
 from ..data.transforms import AUGMENT_PRESETS
 from ..losses import LossConfig
-from ..tasks import TASK_KEYS, TASK_WEIGHTINGS, get_label_space, get_task, parse_tasks
+from ..tasks import TASK_KEYS, TASK_WEIGHTINGS, VA_BOUNDS, get_label_space, get_task, parse_tasks
 from ..temporal import MAX_WINDOW, TEMPORAL_KINDS
 
 # Which options make up a configuration's identity (and so the study's factors) is declared in
 # .identity, which imports nothing of the project, so that the study reads it without torch.
 from .identity import DATASET_LOCAL_KEYS as DATASET_LOCAL_KEYS
 from .identity import IDENTITY_IGNORED as IDENTITY_IGNORED
+from .identity import LEGACY_VALUES as LEGACY_VALUES
 from .identity import MACHINE_LOCAL_OPTIONS as MACHINE_LOCAL_OPTIONS
 from .identity import RESUME_MUTABLE as RESUME_MUTABLE
 from .identity import TEMPORAL_OPTIONS as TEMPORAL_OPTIONS
@@ -93,6 +94,10 @@ class TrainConfig:
                                             default_factory=lambda: dict.fromkeys(TASK_KEYS, 1.0),
                                             metavar="expr=1,au=1,va=1",
                                             help="fixed task weights (also weight_TASK = W)")
+    va_bound: str = option("clamp", group="losses", choices=VA_BOUNDS,
+                           help="how valence/arousal outputs are held in [-1, 1]: clamp (the gradient passes "
+                                "straight through in training, so the loss pulls an output back from a bound) or "
+                                "tanh (the recipe before; its slope vanishes at the bounds)")
     label_smoothing: float = option(0.0, group="losses", help="expression label smoothing")
     focal_gamma: float = option(2.0, group="losses", help="focal loss gamma")
     augment: str = option("light", group="data", choices=AUGMENT_PRESETS, help="augmentation preset")
@@ -110,6 +115,11 @@ class TrainConfig:
                                    help="stop after this many optimizer steps (a cap on the epochs or steps budget)")
     lr: float = option(1e-3, group="optimisation", help="peak learning rate")
     schedule: str = option("cosine", group="optimisation", choices=SCHEDULES, help="per-step LR schedule")
+    warmup: float = option(0.1, group="optimisation",
+                           help="share of the step budget over which the learning rate rises linearly to --lr, "
+                                "then follows the schedule (0: none). Adam's first steps move every weight by "
+                                "about --lr at once; without it a valence/arousal head saturated in 5 steps "
+                                "(docs/TRAINING.md)")
     step_epochs: int = option(3, group="optimisation", help="step schedule: decay every N epochs")
     step_gamma: float = option(0.1, group="optimisation", help="step schedule: decay factor")
     optimizer: str = option("adamw", group="optimisation", choices=OPTIMIZERS, help="optimizer")
@@ -206,6 +216,8 @@ class TrainConfig:
             raise ConfigError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
         if not 0.0 <= self.dev_fraction < 1.0:
             raise ConfigError(f"dev_fraction must be in [0, 1), got {self.dev_fraction}")
+        if not 0.0 <= self.warmup < 1.0:
+            raise ConfigError(f"warmup must be in [0, 1) (a share of the step budget), got {self.warmup}")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
         if self.temporal == "smooth":
@@ -395,4 +407,5 @@ def config_differences(saved: Mapping[str, Any], current: TrainConfig) -> list[s
     """Options of ``current`` that differ from a saved run config, ignoring those that may change
     on resume (device, workers...)."""
     now = current.to_dict()
-    return sorted(k for k in now if k not in RESUME_MUTABLE and k in saved and saved[k] != now[k])
+    return sorted(k for k in now if k not in RESUME_MUTABLE and (k in saved or k in LEGACY_VALUES)
+                  and saved.get(k, LEGACY_VALUES.get(k)) != now[k])

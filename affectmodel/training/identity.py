@@ -52,20 +52,28 @@ TEMPORAL_FACTOR = "temporal"
 # multi-task trunk): that trunk's tasks, an option of the study in its own right.
 TRUNK_TASKS = "trunk_tasks"
 _ABSENT = "<absent>"
+# Options added after runs were recorded, with the value that computes what those runs computed: a
+# saved config without the key had it (resume compares against it), and a configuration holding it
+# keeps the identity it had before the option existed (so it matches those older records).
+LEGACY_VALUES: dict[str, Any] = {"warmup": 0.0, "va_bound": "tanh"}
 
 
 def identity_values(options: Mapping[str, Any], world_size: int = 1) -> dict[str, Any]:
     """The options that make up a configuration's identity (what :func:`affectmodel.training.config.
     config_id` hashes, and what the study compares), from a configuration's options as config.json
     holds them. Per-frame runs (``temporal = "none"``) leave the temporal options out, so they keep
-    the ids they had before those options existed. Under ``world_size`` processes (torchrun) each
-    process normalises its share of the batch where SyncBatchNorm (``sync_bn``) or the global CCC
-    (``ccc_global_batch``) is off: that share is part of the identity (``batchnorm_batch``,
-    ``ccc_batch``); with both on, N processes compute what one does and share its identity."""
+    the ids they had before those options existed; so does an option at its :data:`LEGACY_VALUES`.
+    Under ``world_size`` processes (torchrun) each process normalises its share of the batch where
+    SyncBatchNorm (``sync_bn``) or the global CCC (``ccc_global_batch``) is off: that share is part
+    of the identity (``batchnorm_batch``, ``ccc_batch``); with both on, N processes compute what one
+    does and share its identity."""
     values = {k: v for k, v in options.items() if k not in IDENTITY_IGNORED}
     if values.get("temporal") == "none":
         for key in TEMPORAL_OPTIONS:
             values.pop(key, None)
+    for key, value in LEGACY_VALUES.items():
+        if key in values and values[key] == value:
+            values.pop(key)
     if world_size > 1:
         share = int(options["batch_size"]) // world_size
         if not options.get("sync_bn", False):
@@ -173,6 +181,6 @@ def _for_tasks(value: Any, tasks: Any) -> Any:
     return value
 
 
-__all__ = ["BUDGET_FACTOR", "BUDGET_OPTIONS", "DATASET_LOCAL_KEYS", "IDENTITY_IGNORED", "MACHINE_LOCAL_OPTIONS",
-           "RESUME_MUTABLE", "TEMPORAL_FACTOR", "TEMPORAL_OPTIONS", "TRUNK_TASKS", "fold_temporal", "identity_values",
-           "temporal_level", "temporal_rank", "trunk_facts"]
+__all__ = ["BUDGET_FACTOR", "BUDGET_OPTIONS", "DATASET_LOCAL_KEYS", "IDENTITY_IGNORED", "LEGACY_VALUES",
+           "MACHINE_LOCAL_OPTIONS", "RESUME_MUTABLE", "TEMPORAL_FACTOR", "TEMPORAL_OPTIONS", "TRUNK_TASKS",
+           "fold_temporal", "identity_values", "temporal_level", "temporal_rank", "trunk_facts"]

@@ -97,7 +97,7 @@ def _model_config(config: TrainConfig, base: AffectModel) -> ModelConfig:
                             f"image_size {b.input_size}: pass the same options")
     return ModelConfig(tasks=list(config.tasks), expression_space=b.expression_space, input_size=b.input_size,
                        mean=list(b.mean), std=list(b.std), dropout=config.dropout, temporal=config.temporal,
-                       window=config.window, causal=config.causal)
+                       window=config.window, causal=config.causal, va_bound=b.va_bound)
 
 
 def trunk_record(init: Path) -> dict[str, Any] | None:

@@ -152,7 +152,7 @@ def train_run(config: TrainConfig, progress: Progress | None = None) -> Path:
 
 def model_config_for(config: TrainConfig) -> ModelConfig:
     return ModelConfig(tasks=list(config.tasks), expression_space=config.expression_space,
-                       input_size=config.image_size, dropout=config.dropout)
+                       input_size=config.image_size, dropout=config.dropout, va_bound=config.va_bound)
 
 
 def check_run_folder(config: TrainConfig, world_size: int = 1) -> bool | None:
