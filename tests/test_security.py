@@ -122,7 +122,7 @@ def test_malicious_training_checkpoint_is_refused_on_resume(tmp_path, bench, cap
     run = tmp_path / "run"
     _malicious(ckpt.checkpoint_path(run), marker, lambda p: {"module": p, "state": {"step": 1}})
     config = {"data": str(bench), "out": str(run), "image_size": 32, "batch_size": 4, "device": "cpu",
-              "dev_fraction": 0.0}
+              "dev_fraction": 0.0, "va_bound": "clamp", "warmup": 0.1}  # today's defaults: only the checkpoint is wrong
     (run / "config.json").write_text(json.dumps(config))
     with pytest.raises(CheckpointError, match="cannot read checkpoint"):
         ckpt.load_checkpoint(ckpt.checkpoint_path(run))

@@ -72,6 +72,10 @@ def test_options_added_later_keep_the_ids_and_resume_checks_of_older_runs():
     assert config_id(legacy) != config_id(legacy.replace(warmup=0.1))
     assert config_differences(old_record, legacy) == []
     assert config_differences(old_record, TrainConfig(tasks=["va"], losses={"va": "ccc"})) == ["va_bound", "warmup"]
+    # and a resume names the values the old record computed with (it lacks the keys)
+    from affectmodel.training.config import saved_value
+    assert saved_value(old_record, "va_bound") == "tanh" and saved_value(old_record, "warmup") == 0.0
+    assert saved_value(old_record, "lr") == legacy.lr and saved_value(old_record, "no_such_option") is None
 
 
 def test_warmup_scales_the_schedule_linearly_over_its_share_of_the_budget():

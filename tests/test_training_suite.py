@@ -133,7 +133,8 @@ def _fake_complete_run(config):
     (run_dir / "config.json").write_text(json.dumps({"tasks": config.tasks, "init": config.init,
                                                      "pretrained_from": source, "losses": config.to_dict()["losses"],
                                                      "augment": config.augment, "run": config.run,
-                                                     "seed": config.seed}))
+                                                     "seed": config.seed, "va_bound": config.va_bound,
+                                                     "warmup": config.warmup}))
     scores = {"expr": "P_EXPR", "au": "P_AU", "va": "P_VA"}
     metrics = {scores[t]: 0.5 for t in config.tasks}
     if len(config.tasks) > 1:
@@ -170,6 +171,14 @@ def test_complete_runs_are_skipped_and_an_interrupted_suite_continues(tmp_path):
     assert lines[0] == "[1/3] uni-expr/seed-0: complete, skipped"
     assert lines[1] == ("[2/3] uni-au/seed-0: complete, skipped (WARNING: trained with other options than the "
                         "suite now gives: augment 'light' -> 'strong'; delete the run folder to train it again)")
+    # a record made before an option existed lacks its key: the log names the value it computed with
+    config = json.loads((out / "uni-expr" / "seed-0" / "config.json").read_text())
+    del config["va_bound"]
+    (out / "uni-expr" / "seed-0" / "config.json").write_text(json.dumps(config))
+    lines.clear()
+    run_suite(edited, "DATA", out, train=train, log=lines.append)
+    assert lines[0] == ("[1/3] uni-expr/seed-0: complete, skipped (WARNING: trained with other options than the "
+                        "suite now gives: va_bound 'tanh' -> 'clamp'; delete the run folder to train it again)")
 
 
 def test_only_and_missing_init_run(tmp_path):

@@ -408,4 +408,10 @@ def config_differences(saved: Mapping[str, Any], current: TrainConfig) -> list[s
     on resume (device, workers...)."""
     now = current.to_dict()
     return sorted(k for k in now if k not in RESUME_MUTABLE and (k in saved or k in LEGACY_VALUES)
-                  and saved.get(k, LEGACY_VALUES.get(k)) != now[k])
+                  and saved_value(saved, k) != now[k])
+
+
+def saved_value(saved: Mapping[str, Any], key: str) -> Any:
+    """An option's value in a saved run config; an option added since (:data:`LEGACY_VALUES`) that
+    the config lacks had its legacy value."""
+    return saved.get(key, LEGACY_VALUES.get(key))

@@ -43,7 +43,15 @@ from typing import Any
 
 from ..io import write_text_atomic
 from ..records import is_complete, read_divergence, read_runs, run_factors
-from .config import ConfigError, TrainConfig, config_differences, config_from_mapping, normalise_keys, read_config_file
+from .config import (
+    ConfigError,
+    TrainConfig,
+    config_differences,
+    config_from_mapping,
+    normalise_keys,
+    read_config_file,
+    saved_value,
+)
 from .divergence import TrainingDiverged
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -262,7 +270,7 @@ def _other_options(run: SuiteRun, run_dir: Path) -> str:
         return ""
     now = run.config.to_dict()
     return (" (WARNING: trained with other options than the suite now gives: "
-            + ", ".join(f"{k} {saved[k]!r} -> {now[k]!r}" for k in changed)
+            + ", ".join(f"{k} {saved_value(saved, k)!r} -> {now[k]!r}" for k in changed)
             + "; delete the run folder to train it again)")
 
 

@@ -62,7 +62,7 @@ from .batches import (
     sample_identity,
     valid_label_counts,
 )
-from .config import DEFAULT_EVALUATIONS, TrainConfig, TrainingError, config_differences, config_id
+from .config import DEFAULT_EVALUATIONS, TrainConfig, TrainingError, config_differences, config_id, saved_value
 from .console import RunConsole, step_count_note, summary_line
 from .divergence import DivergenceWatch, TrainingDiverged, check_outputs, nonfinite_tensors
 from .evaluation import plain, predict, score
@@ -193,7 +193,7 @@ def _same_options(run_dir: Path, config: TrainConfig, what: str, advice: str = "
     if changed:
         now = config.to_dict()
         raise TrainingError(f"cannot resume {run_dir}: options differ from {what}: "
-                            + ", ".join(f"{k} ({saved[k]!r} -> {now[k]!r})" for k in changed) + advice)
+                            + ", ".join(f"{k} ({saved_value(saved, k)!r} -> {now[k]!r})" for k in changed) + advice)
     return saved
 
 
