@@ -97,6 +97,16 @@ def default_runs_dir(args: argparse.Namespace) -> Path:
     return Path(chosen) if chosen else SHIPPED_RUNS
 
 
+def shown_path(path: Path) -> str:
+    """A folder as the sidebar shows it: relative to the working folder when inside it (``results/quick``
+    from the repository), so that a screenshot or a screen share shows no local absolute path."""
+    resolved = Path(path).expanduser().resolve()
+    try:
+        return resolved.relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        return str(resolved)
+
+
 def make_runs_hint() -> str:
     """How to make a runs folder: the commands in the quick suite's header (synthetic data, then the suite)."""
     commands = []
@@ -117,7 +127,7 @@ def make_runs_hint() -> str:
 def sidebar_sources(args: argparse.Namespace) -> tuple[str, list[str]]:
     default = default_runs_dir(args)
     st.sidebar.header("Sources")
-    runs_dir = st.sidebar.text_input("Runs folder", value=str(Path(default).expanduser().resolve()),
+    runs_dir = st.sidebar.text_input("Runs folder", value=shown_path(default),
                                      key="runs_dir", help="A folder of run records, e.g. runs/quick")
     hub_text = st.sidebar.text_area("Hub model repositories (optional)", value="\n".join(args.hub),
                                     key="hub_repos", placeholder="owner/model, one per line", height=80)

@@ -188,12 +188,23 @@ def test_without_arguments_the_dashboard_opens_on_the_shipped_records(monkeypatc
         (tmp_path / "dashboard" / name).write_text((source / name).read_text())
     write_seeded_study(tmp_path / "results", seeds=(0, 1), suite="quick")
     monkeypatch.delenv("AFFECT_RUNS_DIR", raising=False)
+    monkeypatch.chdir(tmp_path)  # launched from the repository, as the README says
     at = AppTest.from_file(str(tmp_path / "dashboard" / "app.py"), default_timeout=TIMEOUT).run()
     assert not at.exception, [e.value for e in at.exception]
-    assert at.text_input(key="runs_dir").value == str((tmp_path / "results" / "quick").resolve())
+    # relative to the working folder: a screenshot shows no local absolute path
+    assert at.text_input(key="runs_dir").value == "results/quick"
     assert "quick/multi/seed-1" in set(study_frame(at)["run"])
     at.text_input(key="runs_dir").set_value(str(tmp_path / "elsewhere")).run()  # the sidebar still chooses
     assert any("does not exist" in e.value for e in at.error)
+
+
+def test_a_runs_folder_outside_the_working_folder_is_shown_whole(monkeypatch, tmp_path):
+    write_seeded_study(tmp_path / "runs", seeds=(0,), suite="quick")
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")
+    at = run_app(monkeypatch, tmp_path / "runs" / "quick")
+    assert at.text_input(key="runs_dir").value == str((tmp_path / "runs" / "quick").resolve())
+    assert "quick/multi/seed-0" in set(study_frame(at)["run"])
 
 
 def test_seeded_study_shows_intervals_seeds_and_plain_verdicts(monkeypatch, tmp_path):
