@@ -60,6 +60,16 @@ def test_temporal_run_writes_a_complete_record_over_the_same_frames(per_frame, k
     assert all(np.isfinite(v).all() for v in ours.outputs.values())
     history = (run / "history.csv").read_text().splitlines()
     assert len(history) == (2 if kind == "smooth" else 4)  # header, step 0 (, 2, 4)
+    # each head's health, at each evaluation and for the reported weights, as a per-frame run records it
+    from affectmodel.records import run_health
+
+    assert set(metrics["health"]) == {"expr", "au", "va"}
+    health = run_health(read_run(run))
+    assert health is not None and all(np.isfinite(h.output_spread) for h in health.values())
+    assert {f"dev_{t}_collapsed" for t in ("expr", "au", "va")} <= set(history[0].split(","))
+    # trained and scored on the per-frame run's data: the same data fingerprint
+    assert read_run(run).data_fingerprint == read_run(base).data_fingerprint is not None
+    assert metrics["dataset"]["fingerprint"] == read_run(base).data_fingerprint
     model = load_model(run)  # through the one loader: config fields and weight shapes checked
     assert model.config.temporal == kind and model.config.window == 4
     assert (model.temporal is not None) == (kind != "smooth")
@@ -81,6 +91,29 @@ def test_smooth_averages_the_per_frame_outputs_over_the_track(per_frame):
     expected = np.mean(raw.outputs["va"][v][:4], axis=0) if frame[v][3] - frame[v][0] == 3 else None
     if expected is not None:
         assert np.allclose(smooth.outputs["va"][np.flatnonzero(v)[3]], expected, atol=1e-4)
+
+
+def test_a_collapsed_head_is_recorded_and_named(per_frame, tmp_path, capsys):
+    """A temporal run on a model whose VA head says the same for every face: its record marks the head
+    collapsed (so the study gives no verdict from it) and the console names it."""
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from affectmodel.records import MODEL_DIR, MODEL_WEIGHTS_FILE, collapsed_heads, read_run
+
+    _, shared, base = per_frame
+    data = shutil.copytree(shared, tmp_path / "data", ignore=shutil.ignore_patterns(".affectmodel-cache"))
+    flat = tmp_path / "flat-va"
+    shutil.copytree(base / MODEL_DIR, flat)
+    state = load_file(flat / MODEL_WEIGHTS_FILE)
+    save_file({k: torch.zeros_like(v) if k.startswith("heads.va.") else v for k, v in state.items()},
+              flat / MODEL_WEIGHTS_FILE)
+    run = train_run(TrainConfig(data=str(data), out=str(tmp_path / "smooth"), init=str(flat), temporal="smooth",
+                                window=4, **COMMON))
+    assert collapsed_heads(read_run(run)) == ["va"]
+    assert "collapsed head: va (valence constant" in capsys.readouterr().out
 
 
 def test_uni_task_temporal_run_from_a_multi_task_model(per_frame):

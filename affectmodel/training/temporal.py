@@ -32,6 +32,7 @@ from torch.utils.data import DataLoader
 
 from ..data.cache import CACHE_FOLDER
 from ..data.sequences import Windows, frame_windows, training_windows
+from ..health import HeadCheck, collapse_warning, health_columns, health_record, health_report, health_row
 from ..hub.loading import load_model
 from ..io import atomic_write
 from ..locking import run_folder_lock
@@ -45,6 +46,7 @@ from ..temporal import LEARNED_KINDS, anchor_position
 from . import records_writer
 from .batches import SeededSamples, label_arrays, load_datasets, loss_statistics, prepare_run_data, sample_identity
 from .config import DEFAULT_EVALUATIONS, TrainConfig, TrainingError, config_id
+from .console import RunConsole
 from .evaluation import plain, score
 from .identity import trunk_facts
 from .optim import build_optimizer, build_scheduler
@@ -270,9 +272,11 @@ class _TemporalRun:
         return predict_frames(model, self.features[split], self.windows[split], self.anchor,
                               smooth=self.config.temporal == "smooth")
 
-    def evaluate(self, model: AffectModel) -> dict[str, Any]:
-        return score(self.predict(model, "development"), self.labels["development"], self.tasks,
-                     self.config.expression_space)
+    def evaluate(self, model: AffectModel) -> tuple[dict[str, Any], dict[str, HeadCheck]]:
+        """Development scores and each head's health (:mod:`affectmodel.health`) at one evaluation."""
+        outputs = self.predict(model, "development")
+        return (score(outputs, self.labels["development"], self.tasks, self.config.expression_space),
+                health_report(outputs, self.tasks, self.model_config.labels))
 
     def train(self, started: float) -> Path:
         config = self.config
@@ -287,15 +291,18 @@ class _TemporalRun:
         period = max(1, min(total, config.eval_every or math.ceil(max(total, 1) / DEFAULT_EVALUATIONS)))
         history: list[dict[str, Any]] = []
         columns = records_writer.history_columns(self.tasks, config.multi_task, prefix="dev_")
+        at = columns.index("time_s")  # each head's health at each evaluation, as the per-frame trainer records it
+        columns[at:at] = health_columns(self.tasks, prefix="dev_")
         best: dict[str, Any] = {"score": -math.inf}
 
         def evaluation(step: int, losses: list[float], lr: float) -> None:
-            metrics = self.evaluate(model)
+            metrics, health = self.evaluate(model)
             row: dict[str, Any] = {"epoch": len(history), "step": step, "lr": lr,
                                    "train_loss": float(np.mean(losses)) if losses else None,
                                    "time_s": round(time.perf_counter() - started, 3)}
             row.update({f"dev_{k}": metrics[k] for k in ("P_EXPR", "P_AU", "P_VA", "P_MTL", "ccc_valence",
                                                           "ccc_arousal") if k in metrics})
+            row.update(health_row(health, prefix="dev_"))
             history.append(plain(row))
             records_writer.write_history(self.run_dir, history, columns)
             current = float(metrics.get(self.headline, -math.inf))
@@ -385,11 +392,17 @@ class _TemporalRun:
         metrics = validation_metrics(outputs, targets, config.tasks, config.expression_space, thresholds)
         if "au" in config.tasks and "au_thresholds" in metrics:
             model.config.au_thresholds = [float(metrics["au_thresholds"][a]) for a in AU_NAMES]
-        records_writer.write_model(self.run_dir, model)
+        fingerprint = (self.dataset.get("fingerprint") or {}).get("digest")
+        records_writer.write_model(self.run_dir, model,
+                                   {"dataset": self.dataset.get("name"), "fingerprint": fingerprint})
         video, frame = sample_identity(self.sets["validation"], np.arange(len(self.sets["validation"])))
         save_predictions(self.run_dir / PREDICTIONS_FILE, Predictions(
             video, frame, {t: outputs[t] for t in config.tasks}, {t: targets[t] for t in config.tasks},
             config.expression_space))
+        health = health_report(outputs, config.tasks, self.model_config.labels)
+        warning = collapse_warning(health, f"the reported weights (step {best['step']}) on validation")
+        if warning:
+            RunConsole(self.run_dir.name, 1, interactive=False).line(warning)
         init = self.init_info or {}
         n_classes = len(get_label_space(config.expression_space))
         elapsed = time.perf_counter() - started
@@ -398,8 +411,9 @@ class _TemporalRun:
             "multi_task": config.multi_task,
             "headline_metric": self.headline,
             "dataset": {"name": self.dataset.get("name"), "synthetic": bool(self.dataset.get("synthetic")),
-                        "split": "validation"},
+                        "split": "validation", "fingerprint": fingerprint},
             **metrics,
+            "health": health_record(health),
             "selection": {"split": "development", "frames": len(self.sets["development"]),
                           "metric": self.headline,
                           "rule": f"best development {self.headline} over {best['evaluations']} evaluations "
