@@ -86,8 +86,9 @@ def run(mode: str = "full") -> FamilyResult:
                         (">=", TARGET_FPS_SHARE)))
     # latency of a live (causal) frame: one window through the temporal module and the heads
     causal = models[f"GRU, {w} frames, causal"]
-    features = np.random.default_rng(0).standard_normal((1, window, causal.model.n_features)).astype(np.float32)
     one_crop = [np.zeros((base.input_size, base.input_size, 3), np.uint8)]
+    width = causal.features(one_crop).shape[1]  # the trunk's features (twice: with the face's mirror image)
+    features = np.random.default_rng(0).standard_normal((1, window, width)).astype(np.float32)
     latency = interleaved({"window": lambda: causal.window_outputs(features, window - 1),
                            "trunk": lambda: causal.features(one_crop)}, p["latency_repeats"], warmup=3)
     rows += [

@@ -14,8 +14,8 @@ PACKAGE = ROOT / "affectmodel"
 # Lowest first, as drawn in docs/ARCHITECTURE.md ("Layers"). A module belongs to the longest
 # prefix listed here.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("foundations", ("tasks", "images", "io", "locking", "lazy", "runtime", "progress", "provenance", "data.layout",
-                     "data.marker")),
+    ("foundations", ("tasks", "images", "io", "locking", "lazy", "runtime", "progress", "provenance", "alignment",
+                     "data.layout", "data.marker")),
     ("model", ("model", "model_config", "temporal", "losses", "metrics", "records", "predictions", "summaries",
                "health")),
     ("data", ("data",)),

@@ -66,7 +66,7 @@ def test_several_faces_left_to_right_in_one_forward_pass(predictor):
         records = predictor.predict_image(image)
     finally:
         handle.remove()
-    assert calls == [3]  # one batched forward for all faces
+    assert calls == [6]  # one batched forward for all faces and their mirror images
     assert len(records) == 3
     xs = [(r["box"][0] + r["box"][2]) / 2 for r in records]
     assert xs == sorted(xs) and np.allclose(xs, centres, atol=12)
@@ -99,12 +99,36 @@ def test_forward_matches_the_model_in_eval_mode(predictor):
     std = torch.tensor(predictor.model.config.std)[:, None, None]
     x = (torch.from_numpy(crop).float().permute(2, 0, 1)[None] / 255.0 - mean) / std
     with torch.no_grad():
-        out = predictor.model.eval()(x)
+        out, mirrored = predictor.model.eval()(x), predictor.model(x.flip(-1))
+    plain = Predictor(predictor.model, detector=None, mirror=False).forward([crop])
+    assert np.allclose(plain["expr"], torch.softmax(out["expr"], 1).numpy(), atol=1e-5)
+    assert np.allclose(plain["au"], torch.sigmoid(out["au"]).numpy(), atol=1e-5)
+    assert np.allclose(plain["va"], out["va"].numpy(), atol=1e-5)
+    # by default: the mean of the face's and its mirror image's readings
     got = predictor.forward([crop])
-    assert np.allclose(got["expr"], torch.softmax(out["expr"], 1).numpy(), atol=1e-5)
-    assert np.allclose(got["au"], torch.sigmoid(out["au"]).numpy(), atol=1e-5)
-    assert np.allclose(got["va"], out["va"].numpy(), atol=1e-5)
+    both = {k: [out[k], mirrored[k]] for k in out}
+    assert np.allclose(got["expr"], np.mean([torch.softmax(v, 1).numpy() for v in both["expr"]], 0), atol=1e-5)
+    assert np.allclose(got["au"], np.mean([torch.sigmoid(v).numpy() for v in both["au"]], 0), atol=1e-5)
+    assert np.allclose(got["va"], np.mean([v.numpy() for v in both["va"]], 0), atol=1e-5)
     assert not predictor.model.training
+
+
+def test_a_face_and_its_mirror_image_get_the_same_answer(predictor):
+    rng = np.random.default_rng(5)
+    crops = [rng.integers(0, 256, (64, 64, 3), dtype=np.uint8) for _ in range(3)]
+    crops.append(align_face(astronaut(), predictor.detect(astronaut())[0].landmarks, 64))
+    flipped = [np.ascontiguousarray(c[:, ::-1]) for c in crops]
+    a, b = predictor.forward(crops), predictor.forward(flipped)
+    for key in a:
+        assert np.allclose(a[key], b[key], atol=1e-5), key
+    # the model alone is not symmetric: without mirroring the two readings differ
+    plain = Predictor(predictor.model, detector=None, mirror=False)
+    assert not np.allclose(plain.forward(crops)["expr"], plain.forward(flipped)["expr"], atol=1e-3)
+    # whole images: the astronaut and her mirror image
+    image = astronaut()
+    left, right = predictor.predict_image(image)[0], predictor.predict_image(np.ascontiguousarray(image[:, ::-1]))[0]
+    assert top_expression(left)[0] == top_expression(right)[0]
+    assert left["valence"] == pytest.approx(right["valence"], abs=0.02)
 
 
 def test_crops_of_any_size_are_resized(predictor):

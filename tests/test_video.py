@@ -369,6 +369,26 @@ def test_temporal_model_gives_a_row_per_frame_and_face(tmp_path, clip, predictor
     assert sum(windows) == len(rows) and max(windows) > 2  # windows of many faces per forward pass
 
 
+def test_a_temporal_model_reads_a_video_and_its_mirror_image_alike(tmp_path, predictor):
+    trained = temporal_predictor(tmp_path, predictor, "gru", True, trained=True)
+    crops = [np.random.default_rng(k).integers(0, 256, (64, 64, 3), dtype=np.uint8) for k in range(4)]
+    mirrored = [np.ascontiguousarray(c[:, ::-1]) for c in crops]
+    # mirror averaging (the default): each frame's features and its mirror image's ride side by side
+    features = trained.features(crops)
+    assert features.shape == (4, 2 * trained.model.n_features)
+    a = trained.window_outputs(features[None], 3)
+    b = trained.window_outputs(trained.features(mirrored)[None], 3)
+    for key in a:
+        assert np.allclose(a[key], b[key], atol=1e-5), key
+    # the network alone reads the two windows differently; the average is the mean of its two readings
+    alone = Predictor(trained.model, detector=None, mirror=False)
+    plain = alone.window_outputs(alone.features(crops)[None], 3)
+    flipped = alone.window_outputs(alone.features(mirrored)[None], 3)
+    assert not np.allclose(plain["va"], flipped["va"], atol=1e-4)
+    for key in a:
+        assert np.allclose(a[key], 0.5 * (plain[key] + flipped[key]), atol=1e-5), key
+
+
 def test_smooth_model_smooths_its_own_outputs(tmp_path, clip, predictor, raw_rows):
     smooth = temporal_predictor(tmp_path, predictor, "smooth", True, trained=False)
     rows = predict_video(smooth, clip, VideoOptions(max_frames=8))

@@ -98,12 +98,21 @@ class Predictor:
     (then only :meth:`predict_crops` works). ``batch_size`` caps one forward pass. ``detect_max_side``
     (a detector name only) overrides the detection scale (:data:`.faces.DEFAULT_DETECT_MAX_SIDE`;
     0 = full resolution); crops always come from the full-resolution image.
+
+    ``mirror`` (default on): :meth:`forward` also reads each face as its mirror image, in the same
+    pass, and averages the two readings (probabilities, AU probabilities, valence/arousal).
+    Expressions, the 12 AUs (all bilateral) and valence/arousal do not change under a horizontal
+    flip, but a network need not be exactly symmetric: a face and its mirror image then get the same
+    answer. It doubles the network's work per face. A temporal model reads the mirrored video too:
+    :meth:`features` holds each frame's features and its mirror image's side by side, and
+    :meth:`window_outputs` averages the two windows' readings.
     """
 
     def __init__(self, model: AffectModel | str | os.PathLike, detector: FaceDetector | str | None = "retinaface",
                  device: str = "cpu", batch_size: int = 64, align_margin: float = DEFAULT_MARGIN,
                  box_margin: float = DEFAULT_BOX_MARGIN, min_face_size: float | None = None,
-                 detect_max_side: int | None = None, engine: str = "auto", threads: int | None = None):
+                 detect_max_side: int | None = None, engine: str = "auto", threads: int | None = None,
+                 mirror: bool = True):
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         self.engine: Engine = open_engine(model, engine, str(device), threads)
@@ -126,7 +135,11 @@ class Predictor:
             detector = create_detector(detector, **options)
         self.detector = detector
         config = self.config = self.engine.config
-        self.batch_size = fit_batch_size(int(config.input_size), batch_size)
+        self.mirror = bool(mirror)
+        # the mirror images share a pass: half as many faces per pass within the same memory
+        self.batch_size = fit_batch_size(int(config.input_size), batch_size * (2 if self.mirror else 1))
+        if self.mirror:
+            self.batch_size = max(1, self.batch_size // 2)
         self.align_margin = align_margin
         self.box_margin = box_margin
         self.tasks: tuple[str, ...] = tuple(config.tasks)
@@ -155,13 +168,18 @@ class Predictor:
         return preprocess_crops(crops, self.config)
 
     def forward(self, crops: Sequence[np.ndarray]) -> Outputs:
-        """Probabilities / values for each crop, in chunks of ``batch_size`` (each crop read alone,
-        also by a temporal model: videos go through :meth:`features` and :meth:`window_outputs`)."""
+        """Probabilities / values for each crop (averaged with its mirror image's when ``mirror``), in
+        chunks of ``batch_size`` crops (each crop read alone, also by a temporal model: videos go
+        through :meth:`features` and :meth:`window_outputs`)."""
         parts: dict[str, list[np.ndarray]] = {k: [] for k in self.tasks}
         for start in range(0, len(crops), self.batch_size):
-            out = activate(self.engine.run(self.preprocess(crops[start:start + self.batch_size])))
+            x = self.preprocess(crops[start:start + self.batch_size])
+            n = len(x)
+            if self.mirror:  # one pass: the crops, then their mirror images (NHWC: flip the width axis)
+                x = np.concatenate([x, x[:, :, ::-1]])
+            out = activate(self.engine.run(x))
             for key in self.tasks:
-                parts[key].append(out[key])
+                parts[key].append(0.5 * (out[key][:n] + out[key][n:]) if self.mirror else out[key])
         return self._checked(parts, len(crops))
 
     @property
@@ -176,7 +194,8 @@ class Predictor:
         return self.model
 
     def features(self, crops: Sequence[np.ndarray]) -> np.ndarray:
-        """Per-frame trunk features (n, F) float32 of each crop, in chunks of ``batch_size`` (torch engine)."""
+        """Per-frame trunk features (n, F) float32 of each crop, in chunks of ``batch_size`` (torch
+        engine); with ``mirror`` (n, 2F): the crop's features, then its mirror image's."""
         import torch
 
         model = self._temporal_model()
@@ -185,12 +204,19 @@ class Predictor:
         with torch.inference_mode():
             for s in range(0, len(crops), self.batch_size):
                 x = torch.from_numpy(self.preprocess(crops[s:s + self.batch_size])).permute(0, 3, 1, 2)
-                parts.append(model.features(x.to(device)).float().cpu())
-        return torch.cat(parts).numpy() if parts else np.zeros((0, model.n_features), np.float32)
+                n = len(x)
+                if self.mirror:  # one pass: the crops, then their mirror images (NCHW: flip the width axis)
+                    x = torch.cat([x, x.flip(-1)])
+                f = model.features(x.to(device)).float().cpu()
+                parts.append(torch.cat([f[:n], f[n:]], dim=1) if self.mirror else f)
+        width = model.n_features * (2 if self.mirror else 1)
+        return torch.cat(parts).numpy() if parts else np.zeros((0, width), np.float32)
 
     def window_outputs(self, windows: np.ndarray, anchor: int) -> Outputs:
         """Outputs of the frame at slot ``anchor`` of each window of trunk features (n, W, F): the
-        temporal module, then the heads; windows in chunks of ``batch_size``."""
+        temporal module, then the heads; windows in chunks of ``batch_size``. With ``mirror`` the
+        windows hold :meth:`features`' (n, W, 2F): the window and its mirror image's are read in one
+        pass and their outputs averaged."""
         import torch
 
         model = self._temporal_model()
@@ -199,10 +225,13 @@ class Predictor:
         with torch.inference_mode():
             for start in range(0, len(windows), self.batch_size):
                 z = torch.from_numpy(np.ascontiguousarray(windows[start:start + self.batch_size], np.float32))
+                n = len(z)
+                if self.mirror:
+                    z = torch.cat(z.chunk(2, dim=-1))
                 out = model.sequence_outputs(z.to(device))
                 raw = {k: v[:, anchor].float().cpu().numpy() for k, v in out.items()}
                 for key, values in activate(raw).items():
-                    parts[key].append(values)
+                    parts[key].append(0.5 * (values[:n] + values[n:]) if self.mirror else values)
         return self._checked(parts, len(windows))
 
     def _checked(self, parts: dict[str, list[np.ndarray]], n: int) -> Outputs:
