@@ -33,7 +33,8 @@ from dashboard import charts  # noqa: E402
 
 FACTOR_TITLES = {"dataset": "Data set", "setting": "Setting", "tasks": "Tasks", "init": "Initialisation",
                  "pretraining": "Pre-training", "augmentation": "Augmentation", "losses": "Losses",
-                 "weighting": "Task weighting", "temporal": "Temporal context"}
+                 "weighting": "Task weighting", "temporal": "Temporal context", "augment": "Augmentation",
+                 "budget_steps": "Budget (steps)", "task_weights": "Task weights"}  # keys: columns or option names
 # Scores first, then cost, then the factors: the columns a reader compares come before the long ones.
 TABLE_COLUMNS = {"run": "Run", "seed": "Seed", "setting": "Setting", "tasks": "Tasks", "P_EXPR": "P_EXPR",
                  "P_AU": "P_AU",
@@ -175,7 +176,8 @@ def sidebar_filters(table: pd.DataFrame) -> pd.DataFrame:
     selections = {}
     for column, options in study.filter_options(table).items():
         if len(options) > 1:
-            title = FACTOR_TITLES.get(column, column.removeprefix(study.OPTION_PREFIX))
+            name = column.removeprefix(study.OPTION_PREFIX)
+            title = FACTOR_TITLES.get(name, name)
             selections[column] = st.sidebar.multiselect(title, options, key=f"filter_{column}", placeholder="all")
     return study.filter_table(table, selections)
 

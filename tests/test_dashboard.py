@@ -146,6 +146,7 @@ def test_sidebar_filters_change_table_and_headline(monkeypatch, runs_dir, writte
     assert matched[0]["baseline"].notna().all()
 
     at.multiselect(key="filter_dataset").set_value(["synthetic-affect"]).run()
+    assert at.multiselect(key="filter_option: losses").label == "Losses"  # a title, not the option's name
     at.multiselect(key="filter_option: losses").set_value(["expr=focal, au=bce, va=ccc"]).run()
     assert list(study_frame(at)["run"]) == ["quick/multi-focal"]
 
