@@ -23,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
-VIEWPORT = {"width": 1400, "height": 1450}
+WIDTH, HEIGHT = 1400, 1450
 
 
 def free_port() -> int:
@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
             try:
-                page = browser.new_page(viewport=VIEWPORT)
+                page = browser.new_page(viewport={"width": WIDTH, "height": HEIGHT})
                 page.goto(url, wait_until="domcontentloaded")
                 page.wait_for_selector('[data-testid="stMetric"]', timeout=90_000)
                 page.wait_for_selector('[data-testid="stTable"]', timeout=90_000)
