@@ -863,11 +863,12 @@ def verdict_of(difference: Interval | None, metric: str, failures: Sequence[str]
     d, lo, hi = difference.mean, difference.low, difference.high
     level = f"{difference.level:.0%}".replace("%", " %")
     if not (math.isfinite(lo) and math.isfinite(hi)):
-        return "undecided", (f"undecided: {d:+.3f} {metric}, but no interval (one seed and no validation "
+        return "undecided", (f"undecided: {d:+.3f} {metric}, but no interval (one seed and no readable validation "
                              "predictions to resample)")
     if difference.n_videos == 0:
         span = f"{lo:+.3f} to {hi:+.3f} over seeds only"
-        return "undecided", f"undecided: {d:+.3f} {metric} ({span}; no validation predictions to resample videos)"
+        return "undecided", (f"undecided: {d:+.3f} {metric} ({span}; no readable validation predictions to "
+                             "resample videos)")
     if not difference.seeds_known:
         return "undecided", (f"undecided: one seed on a side, so run-to-run spread is unknown ({d:+.3f} {metric}; "
                              f"{lo:+.3f} to {hi:+.3f} over validation videos only)")
