@@ -44,6 +44,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from ..alignment import canonical_template
 from ..io import write_json_atomic, write_text_atomic
 from ..progress import Progress
 from ..provenance import image_library_versions
@@ -63,7 +64,7 @@ from .synthetic_faces import (
 
 DATASET_NAME = SYNTHETIC_DATASET
 FOLDER_SPLITS = {"train": "train", "validation": "validation"}  # folder-per-class layout
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3  # 3: faces framed like aligned crops, smiles bare the teeth, AU6 cheeks, soft shading
 SPLIT_FOLDERS = {split: names[0] for split, names in SPLIT_DIRS.items()}  # the newer layout's names
 
 # Prototypical AU combinations (intensity at the expression's apex), keyed by ABAW-8 label.
@@ -173,12 +174,26 @@ class SyntheticSequence:
             background = random_background(np.random.default_rng(self.background_seed), size)
         hidden = dict(zip(HIDDEN_AUS, self.hidden_au[t].tolist(), strict=True))
         img = render_face(self.au_intensity[t], self.frame_params(t), size, background=background,
-                          occluder=self.occluders[t], hidden_au=hidden)
+                          occluder=self.occluders[t], hidden_au=hidden, framing=crop_framing(size, self.pose[t]))
         n = self.nuisance
         n = ImageNuisance(light_direction=n.light_direction, light_strength=n.light_strength,
                           brightness=float(self.light[t, 0]), contrast=n.contrast,
                           blur=float(self.light[t, 1]), noise=n.noise)
         return apply_nuisance(img, n, rng)
+
+
+def crop_framing(size: int, pose: np.ndarray) -> np.ndarray:
+    """Where a frame's eye centres, nose tip and mouth corners go (5, 2): the aligned-crop template
+    of :mod:`affectmodel.alignment` (what inference aligns real faces onto), moved by a little of
+    the frame's scale, shift and roll, as a detector's landmarks move a real alignment. Derived from
+    the pose already drawn (no new random draws: labels and sequences stay as they were)."""
+    _, _, roll, scale, shift_x, shift_y = (float(v) for v in pose)
+    template = canonical_template(size)
+    centre = size / 2.0
+    angle = math.radians(0.3 * roll)
+    k = 1.0 + 0.5 * (scale - 1.0)
+    turn = k * np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
+    return centre + (template - centre) @ turn.T + size * np.array([shift_x, shift_y])
 
 
 def _smooth(x: np.ndarray, sigma: float) -> np.ndarray:
@@ -653,7 +668,8 @@ def contact_sheet(path: str | Path | None = None, columns: int = 6, size: int = 
         for col_i, ident in enumerate(identities):
             if col_i < clean:
                 au, hidden = prototype_intensities(name, 1.0, rng)
-                img = render_face(au, ident, size, background=(200, 200, 205), hidden_au=hidden)
+                img = render_face(au, ident, size, background=(200, 200, 205), hidden_au=hidden,
+                                  framing=canonical_template(size))
             else:
                 seq = sample_sequence(40, rng, cfg, identity=ident)
                 # pick a frame of this expression at its apex
