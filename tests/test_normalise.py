@@ -6,7 +6,7 @@ from media import astronaut
 from PIL import Image
 
 from affectmodel.data.batch_augment import augment_batch
-from affectmodel.data.normalise import normalisation, normalise_into
+from affectmodel.data.normalise import normalisation, normalise_image_into, normalise_into
 from affectmodel.data.transforms import preprocess
 from affectmodel.inference.align import align_face
 from affectmodel.inference.predictor import preprocess_crops
@@ -45,3 +45,14 @@ def test_normalise_into_works_in_place_with_the_shared_constants():
     assert out is x
     scale, shift = normalisation((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
     assert np.array_equal(out, np.arange(12, dtype=np.float32).reshape(2, 2, 3) * 20 * scale - shift)
+
+
+def test_normalise_image_into_equals_normalise_into_bit_for_bit():
+    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+    rng = np.random.default_rng(1)
+    for shape in ((112, 112, 3), (7, 5, 3), (1, 1, 3)):
+        image = rng.integers(0, 256, shape, dtype=np.uint8)
+        batch = np.full((2, *shape), np.nan, np.float32)
+        out = normalise_image_into(image, batch[1], mean, std)
+        assert np.shares_memory(out, batch) and np.isnan(batch[0]).all()  # written into its slot only
+        assert np.array_equal(batch[1], normalise_into(image.astype(np.float32), mean, std))

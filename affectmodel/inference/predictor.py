@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
-from ..data.normalise import PreprocessConfig, normalise_into
+from ..data.normalise import PreprocessConfig, normalise_image_into
 from ..images import ImageSource, array_to_rgb, load_image
 from ..model_config import LEARNED_KINDS, au_thresholds_of, forward_memory_bytes
 from ..runtime import available_memory_bytes
@@ -82,8 +82,8 @@ def preprocess_crops(crops: Sequence[np.ndarray], config: PreprocessConfig) -> n
         if crop.shape[:2] != (size, size):
             shrink = crop.shape[0] > size or crop.shape[1] > size
             crop = cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
-        batch[i] = crop
-    return normalise_into(batch, config.mean, config.std)
+        normalise_image_into(np.ascontiguousarray(crop), batch[i], config.mean, config.std)
+    return batch
 
 
 class Predictor:
