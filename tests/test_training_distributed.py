@@ -30,9 +30,9 @@ SCRIPT = textwrap.dedent('''
     from affectmodel.training.config import TrainConfig
 
     rank = int(os.environ["RANK"])
-    out, report, mode = sys.argv[1], sys.argv[2], sys.argv[3]
+    report, runs = sys.argv[1], sys.argv[2:]  # runs: MODE=FOLDER, trained one after the other
     digests = []
-    real_predict = trainer.predict
+    real_predict, real_batch = trainer.predict, trainer.Trainer.train_batch
 
     def predict_and_fingerprint(model, *args, **kwargs):
         # Called once per epoch on every rank: DDP keeps the parameters identical, and every rank
@@ -42,38 +42,41 @@ SCRIPT = textwrap.dedent('''
         digests.append([hashlib.sha256(params).hexdigest(), hashlib.sha256(buffers).hexdigest()])
         return real_predict(model, *args, **kwargs)
 
+    def stop_after_three(self, *args):
+        if self.state.step == 3:
+            raise SystemExit(3)
+        return real_batch(self, *args)
+
+    def unreadable(path):
+        raise FileNotFoundError(path)
+
     trainer.predict = predict_and_fingerprint
-    if mode == "interrupt":  # every rank stops after 3 optimizer steps (a killed job)
-        real_batch = trainer.Trainer.train_batch
-
-        def stop_after_three(self, *args):
-            if self.state.step == 3:
-                raise SystemExit(3)
-            return real_batch(self, *args)
-
-        trainer.Trainer.train_batch = stop_after_three
-    if mode == "resume" and rank == 1:
-        # Rank 1 is on a machine that cannot see the run folder: left to itself it would start
-        # fresh. Rank 0 decides and reads the checkpoint for every rank.
-        trainer.check_run_folder = lambda config: False
-        def unreadable(path):
-            raise FileNotFoundError(path)
-        ckpt.load_checkpoint = unreadable
-    config = TrainConfig(out=out, resume=mode == "resume", **{config!r})
-    # 20 images in 5 videos: one video held out for development, 16 to train on
-    trainer.run_training(config, TinyAffectSet(20, seed=0), TinyAffectSet(7, seed=1),
-                         {{"name": "tiny", "synthetic": True}})
-    with open(os.path.join(report, f"{{mode}}-rank{{rank}}.json"), "w") as f:
-        json.dump({{"digests": digests, "world": torch.distributed.get_world_size()}}, f)
+    for run in runs:
+        mode, out = run.split("=", 1)
+        digests.clear()
+        if mode == "interrupt":  # every rank stops after 3 optimizer steps (a killed job)
+            trainer.Trainer.train_batch = stop_after_three
+        if mode == "resume" and rank == 1:
+            # Rank 1 is on a machine that cannot see the run folder: left to itself it would start
+            # fresh. Rank 0 decides and reads the checkpoint for every rank.
+            trainer.check_run_folder = lambda config: False
+            ckpt.load_checkpoint = unreadable
+        config = TrainConfig(out=out, resume=mode == "resume", **{config!r})
+        # 20 images in 5 videos: one video held out for development, 16 to train on
+        trainer.run_training(config, TinyAffectSet(20, seed=0), TinyAffectSet(7, seed=1),
+                             {{"name": "tiny", "synthetic": True}})
+        with open(os.path.join(report, f"{{mode}}-rank{{rank}}.json"), "w") as f:
+            json.dump({{"digests": digests, "world": torch.distributed.get_world_size()}}, f)
 ''')
 
 
-def _torchrun(tmp_path, run_dir, mode, expect=0):
+def _torchrun(tmp_path, runs, expect=0):
+    """One torchrun launch of 2 processes training ``runs`` ((mode, folder) pairs) one after the other."""
     script = tmp_path / "ddp_train.py"
     script.write_text(SCRIPT.format(tests=str(REPO / "tests"), repo=str(REPO), config=CONFIG))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                           str(script), str(run_dir), str(tmp_path), mode],
+                           str(script), str(tmp_path), *(f"{mode}={folder}" for mode, folder in runs)],
                           capture_output=True, text=True, timeout=220, env=env, cwd=tmp_path, check=False)
     assert (proc.returncode == 0) == (expect == 0), proc.stderr[-3000:]
     return proc
@@ -86,8 +89,10 @@ def _comparable(metrics):
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_two_cpu_processes_train_one_run_and_resume_as_rank0_decides(tmp_path):
-    run_dir = tmp_path / "run"
-    _torchrun(tmp_path, run_dir, "straight")
+    run_dir, resumed_dir = tmp_path / "run", tmp_path / "resumed"
+    # One launch (process start-ups are most of the cost): the uninterrupted run, then another
+    # run of the same configuration interrupted after 3 steps (mid-epoch 2).
+    _torchrun(tmp_path, [("straight", run_dir), ("interrupt", resumed_dir)], expect=3)
     ranks = [json.loads((tmp_path / f"straight-rank{r}.json").read_text()) for r in (0, 1)]
     assert ranks[0]["world"] == ranks[1]["world"] == 2
     # Each rank saw different data, yet parameters AND BatchNorm buffers were identical at every
@@ -108,9 +113,8 @@ def test_two_cpu_processes_train_one_run_and_resume_as_rank0_decides(tmp_path):
     assert record.metrics["steps"] == 4 and record.metrics["images_seen"] == 32
     assert not (run_dir / "checkpoints").exists()
 
-    # Interrupted after 3 steps (mid-epoch 2), then resumed with rank 1 blind to the folder.
-    resumed_dir = tmp_path / "resumed"
-    _torchrun(tmp_path, resumed_dir, "interrupt", expect=3)
+    # The interrupted run (after 3 steps, mid-epoch 2) is resumed with rank 1 blind to the folder.
+    assert not (tmp_path / "interrupt-rank0.json").exists()  # it never reached its end
     saved = torch.load(resumed_dir / "checkpoints" / "last.pt", weights_only=True)
     assert saved["state"]["step"] == 3 and len(saved["rng_ranks"]) == 2  # each rank's own RNG state
     # One process cannot continue what two started: refused with one line, the checkpoint kept.
@@ -119,7 +123,7 @@ def test_two_cpu_processes_train_one_run_and_resume_as_rank0_decides(tmp_path):
         run_training(TrainConfig(out=str(resumed_dir), resume=True, **CONFIG), TinyAffectSet(20, seed=0),
                      TinyAffectSet(7, seed=1), {"name": "tiny", "synthetic": True})
     assert (resumed_dir / "checkpoints" / "last.pt").is_file()
-    _torchrun(tmp_path, resumed_dir, "resume")
+    _torchrun(tmp_path, [("resume", resumed_dir)])
     resumed = read_run(resumed_dir)
     # On CPU with the same thread count, resuming gives the uninterrupted run's results exactly.
     assert _comparable(resumed.metrics) == _comparable(record.metrics)
