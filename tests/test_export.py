@@ -28,6 +28,7 @@ def test_the_export_writes_checked_graphs_and_their_figures(exported_model):
     assert fp32["check"]["top_expression_agreement"] == 1.0
     assert int8["precision"] == "int8" and int8["calibration"].startswith(f"{export.CALIBRATION_FACES} generated")
     assert int8["check"]["max_abs_diff"]["va"] <= 0.05
+    assert int8["quantisation"] == export.INT8_DEFAULT.to_dict() and "quantisation" not in fp32
     assert (exported_model / "model.int8.onnx").stat().st_size < 0.4 * (exported_model / "model.onnx").stat().st_size
     assert not [p for p in exported_model.iterdir() if p.name.startswith(".")]  # no work files left
 
@@ -155,3 +156,49 @@ def test_calibration_images_give_face_crops(tmp_path, capsys):
     (folder / "sub" / "photo.jpg").unlink()
     with pytest.raises(export.ExportError, match="no face crops or faces in its images"):
         export.image_crops(folder, size=64)
+
+
+def test_int8_settings_name_the_nodes_left_in_float(exported_model):
+    import onnx
+
+    graph = onnx.load(str(exported_model / "model.onnx")).graph
+    shapes = {t.name: list(t.dims) for t in graph.initializer}
+    by_name = {n.name: n for n in graph.node}
+    heads = export.float_nodes(graph, ("heads",))
+    assert len(heads) == 3 and {by_name[n].op_type for n in heads} <= {"Gemm", "MatMul"}
+    (first,) = export.float_nodes(graph, ("first_conv",))
+    assert by_name[first].input[0] == "images" and shapes[by_name[first].input[1]] == [64, 3, 7, 7]
+    last = export.float_nodes(graph, ("last_block",))  # ResNet-18's layer4: four 3x3 convs and a 1x1 downsample
+    assert sorted(shapes[by_name[n].input[1]][1:] for n in last) == [[256, 1, 1], [256, 3, 3]] + [[512, 3, 3]] * 3
+    assert set(export.float_nodes(graph, ("heads", "first_conv"))) == {*heads, first}
+    with pytest.raises(ValueError, match="unknown keep_float"):
+        export.float_nodes(graph, ("heads", "everything"))
+
+
+def test_quantize_int8_follows_its_settings(exported_model, tmp_path):
+    """A non-default setting reaches the graph: the first convolution kept in float reads the float
+    input directly (no QuantizeLinear of ``images``) with float weights."""
+    import dataclasses
+
+    import onnx
+
+    from affectmodel.model_config import ModelConfig
+
+    config = ModelConfig(**{k: v for k, v in json.loads((exported_model / "config.json").read_text()).items()
+                            if k in ModelConfig.__dataclass_fields__})
+    faces = export.generated_faces(8, 64, 1)
+    graphs = {}
+    for name, settings in (("default", export.INT8_DEFAULT),
+                           ("first", dataclasses.replace(export.INT8_DEFAULT, keep_float=("heads", "first_conv")))):
+        work = tmp_path / name
+        work.mkdir()
+        export.quantize_int8(exported_model / "model.onnx", work / "int8.onnx", faces, config, work, settings)
+        graphs[name] = onnx.load(str(work / "int8.onnx")).graph
+    readers = {name: [n.op_type for n in g.node if "images" in n.input and n.op_type != "Shape"]
+               for name, g in graphs.items()}
+    assert readers == {"default": ["QuantizeLinear"], "first": ["Conv"]}
+    first_conv = next(n for n in graphs["first"].node if n.op_type == "Conv" and n.input[0] == "images")
+    assert first_conv.input[1] in {t.name for t in graphs["first"].initializer}  # a float weight, not dequantised
+    with pytest.raises(ValueError, match="unknown int8 settings"):
+        export.quantize_int8(exported_model / "model.onnx", tmp_path / "x.onnx", faces, config, tmp_path,
+                             dataclasses.replace(export.INT8_DEFAULT, method="guess"))

@@ -244,10 +244,50 @@ def compare(precision: str, got: dict[str, np.ndarray], reference: dict[str, np.
     return GraphCheck(precision, faces, max_diff, mean_diff, agreement, not failures, failures)
 
 
+@dataclass(frozen=True)
+class Int8Settings:
+    """How ``quantize_int8`` makes the int8 graph (onnxruntime's static quantisation), recorded in
+    ``onnx.json``. The default was chosen on held-out real faces among the alternatives each field
+    names (``scripts/int8_settings.py``; figures in docs/INFERENCE.md)."""
+
+    format: str = "qdq"              # "qdq" (QuantizeLinear/DequantizeLinear pairs) or "qoperator" (QLinearConv...)
+    per_channel: bool = True         # one weight scale per output channel (else one per tensor)
+    reduce_range: bool = False       # 7-bit weights (for CPUs without VNNI, whose int8 products can saturate)
+    activations: str = "uint8"       # "uint8" (asymmetric ranges) or "int8" (symmetric ranges)
+    method: str = "minmax"           # activation ranges: "minmax", "percentile" (99.999 %) or "entropy"
+    keep_float: tuple[str, ...] = ("heads",)   # left in float: "heads" (Gemm), "first_conv", "last_block" (512-ch)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"format": self.format, "per_channel": self.per_channel, "reduce_range": self.reduce_range,
+                "activations": self.activations, "method": self.method, "keep_float": list(self.keep_float)}
+
+
+INT8_DEFAULT = Int8Settings()
+
+
+def float_nodes(graph, keep_float: Sequence[str]) -> list[str]:
+    """Names of the nodes of an ONNX ``graph`` (ResNet trunk + heads) that ``keep_float`` leaves in float."""
+    unknown = set(keep_float) - {"heads", "first_conv", "last_block"}
+    if unknown:
+        raise ValueError(f"unknown keep_float parts {sorted(unknown)}")
+    weights = {t.name: list(t.dims) for t in graph.initializer}
+    convs = [n for n in graph.node if n.op_type == "Conv"]
+    names = []
+    if "heads" in keep_float:
+        names += [n.name for n in graph.node if n.op_type in ("Gemm", "MatMul")]
+    if "first_conv" in keep_float:
+        names += [n.name for n in convs if n.input[0] == INPUT_NAME]
+    if "last_block" in keep_float and convs:
+        widest = max(weights.get(n.input[1], [0])[0] for n in convs)
+        names += [n.name for n in convs if weights.get(n.input[1], [0])[0] == widest]
+    return names
+
+
 def quantize_int8(fp32_path: Path, out_path: Path, calibration: Sequence[np.ndarray], config: ModelConfig,
-                  work: Path) -> None:
-    """Static int8 quantisation (QDQ, per-channel int8 weights, uint8 activations with ranges from
-    ``calibration`` faces); the task heads (Gemm) stay in float."""
+                  work: Path, settings: Int8Settings = INT8_DEFAULT) -> None:
+    """Static int8 quantisation: int8 weights, activations with ranges from ``calibration`` faces,
+    as ``settings`` say (default: QDQ, per-channel weights, asymmetric uint8 activations with
+    min/max ranges; the task heads (Gemm) stay in float)."""
     try:
         import onnx
         from onnxruntime.quantization import (
@@ -261,10 +301,15 @@ def quantize_int8(fp32_path: Path, out_path: Path, calibration: Sequence[np.ndar
     except ImportError as e:
         raise ExportError(f"int8 quantisation needs the export extra (onnx): {e}") from None
 
+    formats = {"qdq": QuantFormat.QDQ, "qoperator": QuantFormat.QOperator}
+    methods = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
+               "entropy": CalibrationMethod.Entropy}
+    activations = {"uint8": QuantType.QUInt8, "int8": QuantType.QInt8}
+    if settings.format not in formats or settings.method not in methods or settings.activations not in activations:
+        raise ValueError(f"unknown int8 settings {settings.to_dict()}")
     prepared = work / "prepared.onnx"
     quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
-    heads = [node.name for node in onnx.load(str(prepared), load_external_data=False).graph.node
-             if node.op_type in ("Gemm", "MatMul")]
+    keep = float_nodes(onnx.load(str(prepared), load_external_data=False).graph, settings.keep_float)
 
     class Faces(CalibrationDataReader):
         def __init__(self) -> None:
@@ -274,10 +319,12 @@ def quantize_int8(fp32_path: Path, out_path: Path, calibration: Sequence[np.ndar
         def get_next(self):
             return next(self.batches, None)
 
-    quantize_static(str(prepared), str(out_path), Faces(), quant_format=QuantFormat.QDQ, per_channel=True,
-                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                    calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=heads,
-                    extra_options={"CalibTensorRangeSymmetric": False})
+    quantize_static(str(prepared), str(out_path), Faces(), quant_format=formats[settings.format],
+                    per_channel=settings.per_channel, reduce_range=settings.reduce_range,
+                    activation_type=activations[settings.activations], weight_type=QuantType.QInt8,
+                    calibrate_method=methods[settings.method], nodes_to_exclude=keep,
+                    extra_options={"CalibTensorRangeSymmetric": False,
+                                   "ActivationSymmetric": settings.activations == "int8"})
 
 
 def _nchw(batch_nhwc: np.ndarray) -> np.ndarray:
@@ -372,6 +419,7 @@ def export_onnx(source: str | os.PathLike, int8: bool = False, calibration: str 
                 entries[PRECISIONS[precision]] = {
                     "precision": precision, "sha256": file_sha256(path), "bytes": path.stat().st_size,
                     "weights_sha256": weights_sha, "check": result.to_dict(), "probe": probe,
+                    **({} if precision == "fp32" else {"quantisation": INT8_DEFAULT.to_dict()}),
                     "calibration": (None if precision == "fp32" else
                                     str(calibration) if calibration is not None else
                                     f"{CALIBRATION_FACES} generated faces (seed {CALIBRATION_SEED})"),
@@ -445,4 +493,5 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-__all__ = ["ExportError", "ExportResult", "GraphCheck", "compare", "export_onnx", "generated_faces"]
+__all__ = ["INT8_DEFAULT", "ExportError", "ExportResult", "GraphCheck", "Int8Settings", "compare", "export_onnx",
+           "float_nodes", "generated_faces", "image_crops", "quantize_int8"]
