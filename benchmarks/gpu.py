@@ -61,8 +61,8 @@ PARAMS: dict[str, dict[str, Any]] = {
     "full": {"size": 112, "batch": 256, "warmup": 15, "steps": 60, "bare_warmup": 10, "bare_steps": 50,
              "sync_steps": 5, "videos": 24, "frames": 60, "fit_epochs": 6, "fit_batch": 128,
              "resume_steps": 40, "resume_at": 25},
-    "smoke": {"size": 32, "batch": 8, "warmup": 2, "steps": 4, "bare_warmup": 1, "bare_steps": 2,
-              "sync_steps": 2, "videos": 6, "frames": 8, "fit_epochs": 4, "fit_batch": 8,
+    "smoke": {"size": 32, "batch": 8, "warmup": 1, "steps": 2, "bare_warmup": 1, "bare_steps": 1,
+              "sync_steps": 1, "videos": 6, "frames": 8, "fit_epochs": 4, "fit_batch": 8,
               "resume_steps": 6, "resume_at": 3},
 }
 UNI, MULTI = ["expr"], ["expr", "au", "va"]
@@ -492,70 +492,91 @@ def gpus_for_ddp(device: str) -> int:
     return torch.cuda.device_count() if device.startswith("cuda") else 2
 
 
-def torchrun(spec: dict[str, Any], n: int, work: Path, device: str) -> tuple[int, dict[str, Any], str]:
-    """Run this script's DDP worker under torchrun with ``n`` processes; (exit status, rank 0's
-    result, last error line)."""
+def torchrun(jobs: list[dict[str, Any]], n: int, work: Path, device: str) -> tuple[int, list[dict[str, Any]], str]:
+    """Run this script's DDP worker under torchrun with ``n`` processes, doing ``jobs`` one after the
+    other in the same processes (one start-up of torchrun and its processes, which costs more than a
+    small job itself); (exit status, rank 0's result of each job, {} for a job that did not report,
+    last error line)."""
     handle, name = tempfile.mkstemp(prefix="ddp-", suffix=".json", dir=work)
     os.close(handle)
     spec_path = Path(name)
-    result_path = spec_path.with_suffix(".out.json")
-    spec_path.write_text(json.dumps({**spec, "result": str(result_path), "device": device}), encoding="utf-8")
+    results = [spec_path.with_suffix(f".out{i}.json") for i in range(len(jobs))]
+    spec_path.write_text(json.dumps({"device": device, "jobs": [{**job, "result": str(path)}
+                                                                 for job, path in zip(jobs, results, strict=True)]}),
+                         encoding="utf-8")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(n),
            str(Path(__file__).resolve()), "--ddp-worker", str(spec_path)]
     env = {**os.environ, "TQDM_DISABLE": "1", "PYTHONPATH": str(ROOT)}
     if not device.startswith("cuda"):
         env["OMP_NUM_THREADS"] = "1"
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, check=False)
-    result = json.loads(result_path.read_text(encoding="utf-8")) if result_path.is_file() else {}
+    reported = [json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {} for path in results]
     lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
     errors = [line for line in lines if "Error" in line or line.startswith("error")]
-    return proc.returncode, result, (errors or lines or [f"exit status {proc.returncode}"])[-1]
+    return proc.returncode, reported, (errors or lines or [f"exit status {proc.returncode}"])[-1]
+
+
+def _stopping(train_batch: Callable[..., Any], at: int, report: Path | None) -> Callable[..., Any]:
+    """``Trainer.train_batch`` that ends the process (exit status 3) when the run reaches step ``at``,
+    first writing ``{"stopped_at": step}`` to ``report`` (rank 0): the resume leg checks where it stopped."""
+    def stop(self: Any, *args: Any) -> Any:
+        if self.state.step == at:
+            if report is not None:
+                report.write_text(json.dumps({"stopped_at": self.state.step}), encoding="utf-8")
+            raise SystemExit(3)
+        return train_batch(self, *args)
+
+    return stop
 
 
 def ddp_worker(spec_path: str) -> int:
-    """One torchrun process: a steady-state run, or the interrupted / resumed halves of the resume leg."""
+    """One torchrun process: its jobs in order, each a steady-state run or the interrupted / resumed
+    half of the resume leg (an interrupted half ends the process, so it comes last)."""
     spec = json.loads(Path(spec_path).read_text(encoding="utf-8"))
-    device, p, mode = spec["device"], spec["params"], spec["mode"]
+    device = spec["device"]
     from affectmodel.training import distributed as dist_utils
     from affectmodel.training import trainer as trainer_mod
     from affectmodel.training.config import TrainConfig
 
-    if mode == "time":
-        result = steady_state_run(spec["values"], p, device)
-    else:
-        config = TrainConfig(**spec["values"], device=_device_type(device), resume=mode == "resume")
-        if mode == "interrupt":  # every rank stops after a checkpoint, as a killed job would
+    rank0 = int(os.environ.get("RANK", "0")) == 0
+    for job in spec["jobs"]:
+        p, mode = job["params"], job["mode"]
+        began = time.perf_counter()
+        if mode == "time":
+            result = steady_state_run(job["values"], p, device)
+        else:
+            config = TrainConfig(**job["values"], device=_device_type(device), resume=mode == "resume")
             real_batch = trainer_mod.Trainer.train_batch
+            if mode == "interrupt":  # every rank stops after a checkpoint, as a killed job would
+                trainer_mod.Trainer.train_batch = _stopping(real_batch, p["resume_at"],  # type: ignore[method-assign]
+                                                            Path(job["result"]) if rank0 else None)
+            run_dir = trainer_mod.train_run(config)
+            trainer_mod.Trainer.train_batch = real_batch  # type: ignore[method-assign]
+            result = {}
+            if dist_utils.env_world_size() <= 1 or rank0:
+                from affectmodel.records import read_run
 
-            def stop(self: Any, *args: Any) -> Any:
-                if self.state.step == p["resume_at"]:
-                    raise SystemExit(3)
-                return real_batch(self, *args)
-
-            trainer_mod.Trainer.train_batch = stop  # type: ignore[assignment]
-        run_dir = trainer_mod.train_run(config)
-        result = {}
-        if dist_utils.env_world_size() <= 1 or int(os.environ.get("RANK", "0")) == 0:
-            from affectmodel.records import read_run
-
-            record = read_run(run_dir)
-            losses = [row.get("train_loss") for row in record.history]
-            result = {"steps": record.metrics.get("steps"), "world_size": record.metrics.get("world_size"),
-                      "config_id": record.config_id, "train_loss": losses,
-                      "finite": all(isinstance(v, (int, float)) and math.isfinite(v) for v in losses)}
-    if result and int(os.environ.get("RANK", "0")) == 0:
-        Path(spec["result"]).write_text(json.dumps(result), encoding="utf-8")
+                record = read_run(run_dir)
+                losses = [row.get("train_loss") for row in record.history]
+                result = {"steps": record.metrics.get("steps"), "world_size": record.metrics.get("world_size"),
+                          "config_id": record.config_id, "train_loss": losses,
+                          "finite": all(isinstance(v, (int, float)) and math.isfinite(v) for v in losses)}
+        if result and rank0:
+            result["wall_s"] = round(time.perf_counter() - began, 1)  # this job's own, without the start-up
+            Path(job["result"]).write_text(json.dumps(result), encoding="utf-8")
     dist_utils.cleanup()
     return 0
 
 
 def ddp_legs(data: Path, device: str, p: dict[str, Any], work: Path, one_gpu: dict[str, Any]) -> dict[str, Any]:
     """Scaling (and SyncBN on GPUs) on every GPU, against the one-GPU loop ``one_gpu`` at the same
-    per-GPU batch; the resume leg on every GPU (one process with one GPU)."""
+    per-GPU batch; the resume leg on every GPU (one process with one GPU). The timed runs and the
+    interrupted half of the resume leg share one torchrun launch; the resumed half has its own."""
     n = gpus_for_ddp(device)
     legs: dict[str, Any] = {"processes": n, "backend": "nccl" if device.startswith("cuda") else "gloo"}
     base = {"data": str(data), "tasks": MULTI, "image_size": p["size"], "batch_size": p["batch"] * n,
             "limit_val": p["batch"] * n, "cache": ""}
+    timed: list[tuple[str, dict[str, Any]]] = []
     if n < 2:
         legs["scaling"] = {"skipped": f"{n} GPU visible: DDP scaling needs at least 2"}
     else:
@@ -563,16 +584,7 @@ def ddp_legs(data: Path, device: str, p: dict[str, Any], work: Path, one_gpu: di
         for name, sync_bn in variants:
             out = work / f"ddp-{name}"
             shutil.rmtree(out, ignore_errors=True)
-            started = time.perf_counter()
-            code, result, error = torchrun({"mode": "time", "params": p,
-                                            "values": {**base, "out": str(out), "sync_bn": sync_bn}}, n, work, device)
-            shutil.rmtree(out, ignore_errors=True)
-            if code != 0 or not result:
-                legs[name] = {"error": error}
-                continue
-            result["wall_s"] = round(time.perf_counter() - started, 1)
-            result["scaling_efficiency"] = round(result["images_per_s"] / (n * one_gpu["images_per_s"]), 3)
-            legs[name] = result
+            timed.append((name, {"mode": "time", "params": p, "values": {**base, "out": str(out), "sync_bn": sync_bn}}))
     # resume: a run interrupted after a checkpoint, then resumed to its end (SyncBN on CPU gloo too)
     out = work / "ddp-resume"
     shutil.rmtree(out, ignore_errors=True)
@@ -581,11 +593,24 @@ def ddp_legs(data: Path, device: str, p: dict[str, Any], work: Path, one_gpu: di
               "batch_size": p["batch"] * procs, "steps": p["resume_steps"], "eval_every": p["resume_steps"] // 2,
               "checkpoint_every": max(1, p["resume_at"] - 2), "dev_fraction": 0, "limit_val": p["batch"] * procs,
               "sync_bn": procs > 1}
+    interrupt = {"mode": "interrupt", "params": p, "values": values}
+    first, reported, first_error = torchrun([job for _, job in timed] + [interrupt], procs, work, device)
+    for (name, job), result in zip(timed, reported, strict=False):
+        shutil.rmtree(job["values"]["out"], ignore_errors=True)
+        if not result:
+            legs[name] = {"error": first_error}
+            continue
+        result["scaling_efficiency"] = round(result["images_per_s"] / (n * one_gpu["images_per_s"]), 3)
+        legs[name] = result
+    stopped = reported[-1]
+    if not stopped and not all(reported[:-1]):  # a timed run failed and ended the launch: the interrupted half alone
+        shutil.rmtree(out, ignore_errors=True)
+        first, (stopped,), first_error = torchrun([interrupt], procs, work, device)
     started = time.perf_counter()
-    first, _, first_error = torchrun({"mode": "interrupt", "params": p, "values": values}, procs, work, device)
-    code, result, error = torchrun({"mode": "resume", "params": p, "values": values}, procs, work, device)
+    code, (result,), error = torchrun([{"mode": "resume", "params": p, "values": values}], procs, work, device)
     shutil.rmtree(out, ignore_errors=True)
-    interrupted = first != 0  # the first half must stop early (exit status 3 on every rank)
+    # the first half must stop early, where it was meant to (exit status 3 on every rank)
+    interrupted = first != 0 and stopped.get("stopped_at") == p["resume_at"]
     legs["resume"] = ({"error": error if code != 0 else f"the first half did not stop ({first_error})"}
                       if code != 0 or not interrupted or not result else
                       {**result, "processes": procs, "interrupted_at": p["resume_at"],

@@ -33,6 +33,7 @@ def test_smoke_mode_runs_every_leg_and_writes_json_and_a_table(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads((tmp_path / "gpu.json").read_text())
     assert results["mode"] == "smoke" and results["ok"]
+    p = results["params"]
     for name in ("uni", "multi", "forward_uni", "forward_multi"):
         row = results["bare_step"][name]
         assert row["images_per_s"] > 0 and row["peak_memory_mb"] > 0
@@ -42,7 +43,8 @@ def test_smoke_mode_runs_every_leg_and_writes_json_and_a_table(tmp_path):
             assert row["images_per_s"] > 0 and 0 <= row["data_wait_share"] <= 1 and row["of_bare"] > 0
             assert row["peak_memory_mb"] > 0
             # steady state: warm-up and timed steps inside one pass over the (repeated) training set
-            assert row["passes"] == 1 and row["train_frames"] >= 6 * 8
+            assert row["passes"] == 1 and row["train_frames"] >= (p["warmup"] + p["steps"]) * p["batch"]
+            assert row["timed_steps"] == p["steps"] >= 2
     ddp = results["ddp"]
     assert ddp["backend"] == "gloo" and ddp["scaling"]["world_size"] == 2
     assert ddp["scaling"]["scaling_efficiency"] > 0 and ddp["scaling"]["peak_memory_mb"] > 0
@@ -113,3 +115,44 @@ def test_study_estimate_schedules_every_run_of_the_suite_on_eight_gpus():
     assert slow["hours"] > 1.7 * fast["hours"]  # half the speed, nearly twice the time (start-up is fixed)
     uni_task = fast["longest_run_hours"]["uni-task"] * 3600  # 30,000 steps of 256 plus evaluations and start-up
     assert 30_000 * 256 / 10_000 < uni_task < 30_000 * 256 / 10_000 * 1.5
+
+
+def _fake_torchrun(outcomes, calls):
+    """``gpu.torchrun`` replaced: each launch pops its outcome (exit status, {mode: result}, error)
+    and reports per job; ``calls`` gets each launch's job modes."""
+
+    def torchrun(jobs, n, work, device):
+        calls.append([job["mode"] for job in jobs])
+        code, results, error = outcomes.pop(0)
+        return code, [results.get(job["mode"], {}) for job in jobs], error
+
+    return torchrun
+
+
+@pytest.mark.parametrize("case", ["ok", "timed run fails", "first half crashes"])
+def test_ddp_legs_share_a_launch_and_a_crash_is_not_an_interruption(monkeypatch, tmp_path, case):
+    p = gpu.PARAMS["smoke"]
+    timed = {"images_per_s": 40.0, "world_size": 2}
+    resumed = {"steps": p["resume_steps"], "world_size": 2, "finite": True}
+    stopped = {"stopped_at": p["resume_at"]}
+    outcomes = {
+        "ok": [(3, {"time": timed, "interrupt": stopped}, ""), (0, {"resume": resumed}, "")],
+        # the timed run ends the launch before the interrupted half starts: that half gets a launch of its own
+        "timed run fails": [(1, {}, "RuntimeError: boom"), (3, {"interrupt": stopped}, ""),
+                            (0, {"resume": resumed}, "")],
+        # a first half that crashed (no stop report) is not an interruption, even if the resume then completes
+        "first half crashes": [(1, {"time": timed}, "RuntimeError: boom"), (0, {"resume": resumed}, "")],
+    }[case]
+    calls: list[list[str]] = []
+    monkeypatch.setattr(gpu, "torchrun", _fake_torchrun(outcomes, calls))
+    legs = gpu.ddp_legs(tmp_path, "cpu", p, tmp_path, {"images_per_s": 25.0})
+    assert not outcomes  # every launch expected was made, and no other
+    if case == "ok":
+        assert calls == [["time", "interrupt"], ["resume"]]
+        assert legs["scaling"]["scaling_efficiency"] == 0.8 and legs["resume"]["completed"]
+    elif case == "timed run fails":
+        assert calls == [["time", "interrupt"], ["interrupt"], ["resume"]]
+        assert legs["scaling"] == {"error": "RuntimeError: boom"} and legs["resume"]["completed"]
+    else:
+        assert "error" in legs["resume"] and "did not stop" in legs["resume"]["error"]
+        assert "completed" not in legs["resume"]
