@@ -208,13 +208,16 @@ def run(args: argparse.Namespace) -> int:
     report: dict = {"date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "machine": machine(),
                     "settings": {"images": args.images, "videos": args.videos, "sequential": args.sequential}}
     started = time.perf_counter()
+    phases: dict[str, float] = {}  # seconds of each phase, connecting included in the first
     client = Client(args.url, verbose=False, max_workers=args.images + args.videos + 4)
     try:
         jobs = [("/predict_video", (video, 1, 3))] * args.videos + [("/predict_image", (image,))] * args.images
         tallies = burst(client, jobs, args.timeout)
         report["burst"] = {name.strip("/"): t.report() for name, t in tallies.items()}
+        phases["burst"] = round(time.perf_counter() - started, 1)
         report["sequential"] = sequential(client, image, args.sequential, args.server_pid, args.rss_every,
                                           args.timeout)
+        phases["sequential"] = round(time.perf_counter() - started - sum(phases.values()), 1)
     finally:
         client.close()
     if args.busy_url:
@@ -228,6 +231,9 @@ def run(args: argparse.Namespace) -> int:
             busy_client.close()
     report["load_average_after"] = [round(v, 2) for v in os.getloadavg()]
     report["seconds"] = round(time.perf_counter() - started, 1)
+    if args.busy_url:
+        phases["busy_burst"] = round(report["seconds"] - sum(phases.values()), 1)
+    report["phase_seconds"] = phases
     text = json.dumps(report, indent=2)
     if args.out:
         Path(args.out).write_text(text + "\n")
