@@ -283,20 +283,19 @@ def _row_keys(runs: Sequence[ScoredRun]) -> list[np.ndarray]:
     """Integer (video, frame) keys per run, comparable across runs (faster than the string keys).
     Runs usually share one validation set: identical video columns are looked up once."""
     distinct: list[np.ndarray] = []
+    which: list[int] = []  # per run, its video column's index in distinct
     for r in runs:
         video = _predictions(r).video
-        if not any(video is d or (video.shape == d.shape and np.array_equal(video, d)) for d in distinct):
+        found = next((k for k, d in enumerate(distinct)
+                      if video is d or (video.shape == d.shape and np.array_equal(video, d))), None)
+        if found is None:
+            found = len(distinct)
             distinct.append(video)
+        which.append(found)
     vocabulary = np.unique(np.concatenate(distinct))
     codes = [np.searchsorted(vocabulary, d).astype(np.int64) for d in distinct]
     span = max(int(_predictions(r).frame.max(initial=0)) for r in runs) + 2
-    out = []
-    for r in runs:
-        video = _predictions(r).video
-        code = next(c for d, c in zip(distinct, codes, strict=True)
-                    if video is d or (video.shape == d.shape and np.array_equal(video, d)))
-        out.append(code * span + _predictions(r).frame + 1)
-    return out
+    return [codes[k] * span + _predictions(r).frame + 1 for r, k in zip(runs, which, strict=True)]
 
 
 def _common_rows(runs: Sequence[ScoredRun], keys: Sequence[np.ndarray], task: str) -> list[np.ndarray]:
@@ -333,6 +332,8 @@ def _prepare(sides: Sequence[Sequence[ScoredRun]], metric: str) -> tuple[list[li
     first = _predictions(runs[0])
     levels = no_skill_levels({t: first.targets[t][per_task_rows[t][0]] for t in tasks}, first.expression_space)
     no_skill = float(sum(levels[get_task(t).metric] for t in tasks))
+    # Every run's rows of a task are in one shared (video, frame) order: their video codes are run 0's.
+    codes = {t: np.searchsorted(videos, first.video[per_task_rows[t][0]]) for t in tasks}
     prepared: list[list[dict]] = []
     i = 0
     for side in sides:
@@ -341,8 +342,7 @@ def _prepare(sides: Sequence[Sequence[ScoredRun]], metric: str) -> tuple[list[li
             by_task = {}
             for t in tasks:
                 sub = _predictions(run).select(per_task_rows[t][i])
-                codes = np.searchsorted(videos, sub.video)
-                by_task[t] = video_statistics(sub, t, codes, len(videos),
+                by_task[t] = video_statistics(sub, t, codes[t], len(videos),
                                               run.au_thresholds if t == "au" else None)
             side_stats.append(by_task)
             i += 1

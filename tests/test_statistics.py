@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 
 import numpy as np
@@ -13,6 +14,7 @@ from affectmodel.statistics import ScoredRun
 from affectmodel.tasks import AU_NAMES
 
 K = 8  # expression classes (ABAW-8)
+ONE_HOT = np.eye(K, dtype=np.float32)
 
 
 def _random_predictions(seed: int, n_videos: int = 12, frames: int = 40, tasks=("expr", "au", "va"),
@@ -103,18 +105,26 @@ def test_cluster_bootstrap_is_wider_than_frame_count_suggests_when_videos_differ
 
 # ----------------------------------------------------------------------------- calibration by simulation
 
+@functools.cache
+def _validation_frames(n_videos: int, frames: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Video names, frame numbers and (balanced) expression labels of a simulated validation set,
+    made once per shape: every simulated run reads them (never writes)."""
+    video = np.repeat(np.arange(n_videos).astype(str), frames)
+    frame = np.tile(np.arange(1, frames + 1), n_videos)
+    truth = np.tile(np.arange(frames) % K, n_videos)
+    return video, frame, truth
+
+
 def _simulated_run(rng, video_effect, effect_logit, seed_sd_logit, interaction_sd, frames):
     """Expression predictions whose accuracy depends on the video (shared by every model), the seed,
     and a model-by-video interaction; balanced classes, so P_EXPR is close to the accuracy."""
     n_videos = len(video_effect)
     logit = 0.0 + effect_logit + video_effect + rng.normal(0, seed_sd_logit) + rng.normal(0, interaction_sd, n_videos)
     p_correct = 1 / (1 + np.exp(-np.repeat(logit, frames)))
-    truth = np.tile(np.arange(frames) % K, n_videos)
+    video, frame, truth = _validation_frames(n_videos, frames)
     correct = rng.random(len(truth)) < p_correct
     pred = np.where(correct, truth, (truth + rng.integers(1, K, len(truth))) % K)
-    video = np.repeat(np.arange(n_videos).astype(str), frames)
-    frame = np.tile(np.arange(1, frames + 1), n_videos)
-    return ScoredRun(Predictions(video, frame, {"expr": np.eye(K, dtype=np.float32)[pred]}, {"expr": truth}))
+    return ScoredRun(Predictions(video, frame, {"expr": ONE_HOT[pred]}, {"expr": truth}))
 
 
 def _simulate(n_studies: int, effect_logit: float, seed: int, n_videos: int = 70, frames: int = 60,
