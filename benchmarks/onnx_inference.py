@@ -61,13 +61,25 @@ TARGET_SAME_FACES = 0.99
 TARGET_SAME_TOP = {"onnx": 0.99, "onnx-int8": 0.95}
 
 
+def _exported(folder: Path) -> bool:
+    """Whether ``folder`` holds both graphs, the int8 one made with the exporter's current settings
+    (a cached export from other settings is made again)."""
+    from affectmodel.inference.export import INT8_DEFAULT
+
+    try:
+        entry = json.loads((folder / "onnx.json").read_text())["files"]["model.int8.onnx"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return (folder / "model.int8.onnx").is_file() and entry.get("quantisation") == INT8_DEFAULT.to_dict()
+
+
 def speed_model(size: int, cache_dir: Path | None = None) -> Path:
     """A randomly initialised multi-task model folder exported to fp32 and int8 (cached)."""
     from affectmodel import AffectModel, ModelConfig
     from affectmodel.inference import export
 
     folder = Path(cache_dir or CACHE_DIR) / f"onnx_model_{size}px"
-    if (folder / "onnx.json").is_file() and (folder / "model.int8.onnx").is_file():
+    if _exported(folder):
         return folder
     import torch
 
@@ -87,7 +99,7 @@ def quality_model(cache_dir: Path | None = None) -> Path:
     cache = Path(cache_dir or CACHE_DIR)
     run = ensure_default_model(cache / "default-model")
     folder = cache / "default-model-onnx"
-    if not ((folder / "onnx.json").is_file() and (folder / "model.int8.onnx").is_file()):
+    if not _exported(folder):
         shutil.rmtree(folder, ignore_errors=True)
         shutil.copytree(run / "model", folder)
         export.export_onnx(folder, int8=True)
@@ -102,16 +114,59 @@ def _predictors(folder: Path) -> dict:
     return {"torch": first, **{name: Predictor(folder, detector=first.detector, engine=name) for name in ENGINES[1:]}}
 
 
+SINGLE = ":single read"  # per-face keys of the engines with mirror averaging off
+
+
 def per_face(folder: Path, size: int, batch: int, repeats: int) -> dict[str, list[float]]:
-    """Seconds per face of ``forward`` on ``batch`` crops, for each engine, interleaved."""
+    """Seconds per face of ``forward`` on ``batch`` crops, for each engine, interleaved: with the
+    predictor's default mirror averaging (each face read with its mirror image: keys are the engine
+    names) and without it (``<engine>:single read``: one network read per face)."""
     from affectmodel.inference import Predictor
 
     rng = np.random.default_rng(0)
     crops = [rng.integers(0, 256, (size, size, 3), dtype=np.uint8) for _ in range(batch)]
-    predictors = {name: Predictor(folder, detector=None, engine=name, batch_size=max(64, batch)) for name in ENGINES}
-    calls = {name: functools.partial(p.forward, crops) for name, p in predictors.items()}
+    calls = {}
+    for mirror, suffix in ((True, ""), (False, SINGLE)):
+        for name in ENGINES:
+            # ONNX Runtime at PyTorch's thread count (each engine's default is one thread per core;
+            # made explicit so that the comparison stays fair where the two counts differ)
+            predictor = Predictor(folder, detector=None, engine=name, batch_size=max(64, batch), mirror=mirror,
+                                  threads=None if name == "torch" else torch_threads())
+            calls[name + suffix] = functools.partial(predictor.forward, crops)
     times = interleaved(calls, repeats, warmup=2)
     return {name: [t / batch for t in values] for name, values in times.items()}
+
+
+def conv_gflop_per_face(folder: Path) -> float:
+    """Floating-point operations of the network's convolutions for one face (2 per multiply-add),
+    counted on the PyTorch model of ``folder`` (the heads add about 0.01 %)."""
+    import torch
+
+    from affectmodel.hub.loading import load_folder
+
+    model = load_folder(folder).eval()
+    flops: list[float] = []
+
+    def count(module, inputs, output) -> None:
+        kh, kw = module.kernel_size
+        flops.append(2.0 * output[0].numel() * module.in_channels // module.groups * kh * kw)
+
+    hooks = [m.register_forward_hook(count) for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    with torch.inference_mode():
+        model(torch.zeros(1, 3, model.config.input_size, model.config.input_size))
+    for hook in hooks:
+        hook.remove()
+    return sum(flops) / 1e9
+
+
+def gemm_peak(size: int, repeats: int) -> list[float]:
+    """GFLOP/s of a ``size``-cubed float32 matrix product in PyTorch (MKL) at its thread count: about
+    the most a float32 engine's convolutions can reach on this CPU."""
+    import torch
+
+    a, b = torch.rand(size, size), torch.rand(size, size)
+    times = interleaved({"gemm": lambda: a @ b}, repeats, warmup=2)["gemm"]
+    return [2.0 * size ** 3 / t / 1e9 for t in times]
 
 
 def video_runs(folder: Path, clip: Path, repeats: int) -> tuple[dict[str, list[float]], int]:
@@ -207,6 +262,12 @@ def cold_start(folder: Path) -> dict:
     return {**json.loads(done.stdout.strip().splitlines()[-1]), "total_s": total}
 
 
+def torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
 def run(mode: str = "full", cache_dir: Path | None = None) -> FamilyResult:
     from .video_e2e import make_video
 
@@ -216,6 +277,8 @@ def run(mode: str = "full", cache_dir: Path | None = None) -> FamilyResult:
     size, batch = p["size"], p["batch"]
     folder = speed_model(size, cache)
     faces = per_face(folder, size, batch, p["repeats"])
+    gflop = conv_gflop_per_face(folder)
+    peak = gemm_peak(2048 if mode != "tiny" else 256, max(3, p["repeats"]))
     width, height = (640, 360) if mode != "tiny" else (320, 180)
     clip = make_video(p["clip_s"], width, height, cache_dir=cache)
     video, frames = video_runs(folder, clip, p["video_repeats"])
@@ -237,11 +300,25 @@ def run(mode: str = "full", cache_dir: Path | None = None) -> FamilyResult:
     ms = lambda values: [v * 1e3 for v in values]  # noqa: E731
     fps = {name: [frames / t for t in values] for name, values in video.items()}
     rows = [
-        *[Row(f"per face, batch {batch}, {name}", ms(faces[name]), "ms") for name in ENGINES],
+        *[Row(f"per face, batch {batch}, {name}, mirror averaging on (default)", ms(faces[name]), "ms")
+          for name in ENGINES],
         Row(f"per face, batch {batch}: ONNX fp32 / torch", ratios(faces["onnx"], faces["torch"]), "x",
             ("<=", TARGET_FACE_RATIO)),
         Row(f"per face, batch {batch}: ONNX int8 / torch", ratios(faces["onnx-int8"], faces["torch"]), "x",
             ("<=", TARGET_FACE_RATIO)),
+        *[Row(f"per face, batch {batch}, {name}, mirror averaging off", ms(faces[name + SINGLE]), "ms")
+          for name in ENGINES],
+        *[Row(f"per face, batch {batch}, mirror averaging off: {label} / torch",
+              ratios(faces[name + SINGLE], faces["torch" + SINGLE]), "x") for name, label in
+          (("onnx", "ONNX fp32"), ("onnx-int8", "ONNX int8"))],
+        Row(f"float32 convolutions per face ({size} px, one read)", [gflop], "GFLOP"),
+        *[Row(f"convolution throughput, {name}, mirror averaging off", [gflop / t for t in faces[name + SINGLE]],
+              "GFLOP/s", note="the whole forward's time per face, preprocessing included") for name in ENGINES[:2]],
+        Row(f"float32 matrix product peak (2048^3, torch, {torch_threads()} threads)", peak, "GFLOP/s"),
+        Row("one read per face at that peak: a bound for float32 convolutions", [gflop / v * 1e3 for v in peak], "ms"),
+        Row("that bound / torch per face, mirror averaging off",
+            [gflop / float(np.median(peak)) / t for t in faces["torch" + SINGLE]], "x",
+            note=f"above {TARGET_FACE_RATIO}: float32 convolutions cannot reach the target on this CPU"),
         Row("video, torch, detection every frame", fps["torch:every frame"], "fps"),
         *[Row(f"video, {name}, library defaults", fps[f"{name}:defaults"], "fps") for name in ENGINES],
         *[Row(f"per frame, {name}, library defaults", ms([t / frames for t in video[f"{name}:defaults"]]), "ms")
@@ -281,10 +358,16 @@ def run(mode: str = "full", cache_dir: Path | None = None) -> FamilyResult:
                             [q["same_top"]], "share", note=f"{q['faces']} faces"))
     q = checks["onnx"]["real"]
     notes = [f"Per face: `Predictor.forward` on {batch} random {size} px crops (preprocessing, the engine, "
-             "softmax/sigmoid); torch in channels_last with its default threads, onnxruntime with its default "
-             "threads (one per core) and no spinning. Video: a generated 640x360 clip of a real face "
+             "softmax/sigmoid) with the predictor's default mirror averaging (each face and its mirror image in one "
+             f"pass: {2 * batch} images through the network, both engines alike) and without it (one read a face); "
+             f"torch in channels_last with its default threads ({torch_threads()}), onnxruntime at the same thread "
+             "count, no spinning. The float32 bound: the convolutions' operations of one read divided by the "
+             "speed of a large float32 matrix product (MKL, the same threads): direct or matrix-product "
+             "convolutions in float32 (what oneDNN and MLAS run here) do not run faster than that. "
+             "Video: a generated 640x360 clip of a real face "
              f"({frames} frames at 25 fps), decode + detect + track + predict, no annotation. Quality: the default "
-             "demo model (synthetic benchmark) exported with the real checks, torch engine as the reference, on "
+             "demo model (synthetic benchmark) exported with the real checks, torch engine as the reference (both "
+             "with the default mirror averaging), on "
              f"the clip's frames and the demo's {checks['photos']} example photos ({q['faces']} faces in "
              f"{q['frames']} frames and photos; the targets), and on the demo's synthetic clip (context); a face is "
              "the same when its box overlaps the torch path's by IoU >= 0.99. The clip's frames show one face, so "

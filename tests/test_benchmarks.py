@@ -1,7 +1,9 @@
 """Smoke tests of the benchmarks: every family runs at tiny sizes and returns well-formed rows.
 
 No timing is asserted here (targets live in benchmarks/RESULTS.md, measured on purpose)."""
+import json
 import math
+import shutil
 
 import pytest
 
@@ -189,3 +191,15 @@ def test_temporal_video_benchmark_runs_tiny(tmp_path, monkeypatch):
     _check_result(result, "temporal_video")
     assert "Faces predicted per pass: 0" not in result.notes[0]
     assert len(result.notes[0].split(":")[1].split("(")[0].split(",")) == 1  # every model saw the same faces
+
+
+def test_onnx_benchmark_remakes_an_export_made_with_other_int8_settings(tmp_path, exported_model):
+    assert onnx_inference._exported(exported_model)
+    folder = tmp_path / "model"
+    shutil.copytree(exported_model, folder)
+    record = json.loads((folder / "onnx.json").read_text())
+    record["files"]["model.int8.onnx"]["quantisation"]["per_channel"] = False
+    (folder / "onnx.json").write_text(json.dumps(record))
+    assert not onnx_inference._exported(folder)
+    (folder / "onnx.json").unlink()
+    assert not onnx_inference._exported(folder)
