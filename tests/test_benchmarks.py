@@ -45,14 +45,20 @@ def test_every_family_has_a_module():
         assert set(module.PARAMS) == set(common.MODES)
 
 
+@pytest.fixture(scope="module")
+def model_limit_tiny() -> common.FamilyResult:
+    """One tiny run of the model-limit family, read by the tests below (each run takes seconds)."""
+    return model_limit.run("tiny")
+
+
 @pytest.mark.parametrize("family", ["model_limit", "multitask_saving"])
-def test_model_benchmarks_run_tiny(family):
-    result = MODULES[family].run("tiny")
+def test_model_benchmarks_run_tiny(family, request):
+    result = request.getfixturevalue("model_limit_tiny") if family == "model_limit" else MODULES[family].run("tiny")
     _check_result(result, family)
 
 
-def test_model_limit_ratio_is_predictor_over_best_bare_trunk():
-    result = model_limit.run("tiny")
+def test_model_limit_ratio_is_predictor_over_best_bare_trunk(model_limit_tiny):
+    result = model_limit_tiny
     bare = [min(a, b) for a, b in zip(result.rows[2].values, result.rows[3].values, strict=True)]
     predictor = result.row(f"predictor.predict_crops, batch {model_limit.PARAMS['tiny']['batch']}").values
     ratio = result.row(f"predictor / bare trunk, batch {model_limit.PARAMS['tiny']['batch']}").values
@@ -97,6 +103,8 @@ def test_loading_benchmark_runs_tiny(tmp_path, monkeypatch):
     _check_result(result, "loading")
     assert result.row("demo cold start: whole fresh process").median >= result.row(
         "demo cold start: build_demo (model load + app)").median
+    # what bounds the cold start, read from -X importtime (tiny: from the cold-start process itself)
+    assert any("-X importtime" in note and "gradio" in note and "torch " in note for note in result.notes)
 
 
 def test_onnx_benchmark_runs_tiny(tmp_path, monkeypatch, exported_model):
