@@ -62,7 +62,7 @@ PARAMS: dict[str, dict[str, Any]] = {
              "sync_steps": 5, "videos": 24, "frames": 60, "fit_epochs": 6, "fit_batch": 128,
              "resume_steps": 40, "resume_at": 25},
     "smoke": {"size": 32, "batch": 8, "warmup": 1, "steps": 2, "bare_warmup": 1, "bare_steps": 1,
-              "sync_steps": 1, "videos": 6, "frames": 8, "fit_epochs": 4, "fit_batch": 8,
+              "sync_steps": 1, "videos": 6, "frames": 8, "fit_epochs": 4, "fit_batch": 16,
               "resume_steps": 6, "resume_at": 3},
 }
 UNI, MULTI = ["expr"], ["expr", "au", "va"]
