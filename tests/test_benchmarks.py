@@ -211,3 +211,22 @@ def test_onnx_benchmark_remakes_an_export_made_with_other_int8_settings(tmp_path
     assert not onnx_inference._exported(folder)
     (folder / "onnx.json").unlink()
     assert not onnx_inference._exported(folder)
+
+
+def test_default_model_check_reads_the_validation_floors_and_real_faces(tmp_path):
+    from media import small_model_dir
+
+    from benchmarks import default_model as check
+
+    (tmp_path / "metrics.json").write_text(json.dumps(
+        {"P_EXPR": 0.5, "P_AU": 0.6, "ccc_valence": 0.7, "selection": {"scores": {"ccc_arousal": 0.9}}}))
+    # the validation figures are the top-level ones; the development split's (selection) are not read
+    assert check.validation_figures(tmp_path) == {"ccc_valence": 0.7, "ccc_arousal": None, "P_EXPR": 0.5,
+                                                  "P_AU": 0.6}
+    report = check.read_real_faces(small_model_dir(tmp_path, input_size=64))
+    # the example photos (astronaut, her crop, her and her mirror image, the cameraman) and LFW's faces
+    assert report["faces"] >= 90 and report["smiling_faces"] == 4 + len(check.LFW_SMILES)
+    assert report["mirror_agreement_averaged"] == 1.0  # by construction: why the network alone is reported
+    assert 0 <= report["mirror_agreement_network_alone"] < 1  # an untrained network is not symmetric
+    assert sum(report["top_expressions"].values()) == report["faces"] == len(report["per_face"])
+    assert report["valence"]["min"] <= report["valence"]["max"] and 0 <= report["arousal"]["saturated_share"] <= 1
