@@ -106,12 +106,14 @@ def quality_model(cache_dir: Path | None = None) -> Path:
     return folder
 
 
-def _predictors(folder: Path) -> dict:
-    """A predictor per engine, sharing one face detector."""
+def _predictors(folder: Path, mirror: bool = True) -> dict:
+    """A predictor per engine, sharing one face detector (``mirror``: the predictor's mirror averaging,
+    on by default)."""
     from affectmodel.inference import Predictor
 
-    first = Predictor(folder, engine="torch")
-    return {"torch": first, **{name: Predictor(folder, detector=first.detector, engine=name) for name in ENGINES[1:]}}
+    first = Predictor(folder, engine="torch", mirror=mirror)
+    return {"torch": first, **{name: Predictor(folder, detector=first.detector, engine=name, mirror=mirror)
+                               for name in ENGINES[1:]}}
 
 
 SINGLE = ":single read"  # per-face keys of the engines with mirror averaging off
@@ -216,13 +218,13 @@ def _agreement(pairs: list[tuple[list[dict], list[dict]]]) -> dict:
             "flipped_margin_max": float(max(flipped_margins, default=0.0))}
 
 
-def quality(folder: Path, clip: Path) -> dict:
+def quality(folder: Path, clip: Path, mirror: bool = True) -> dict:
     """Each ONNX engine against the torch engine (today's path) with the video defaults: on ``clip``
     (a real face) and the demo's example photos (the target), and on the demo's synthetic clip (the
-    default model's own domain, for context)."""
+    default model's own domain, for context); all engines with mirror averaging ``mirror``."""
     from affectmodel.inference import VideoOptions, iter_video_predictions
 
-    predictors = _predictors(folder)
+    predictors = _predictors(folder, mirror)
     photos = sorted((ROOT / "demo" / "examples").glob("*.jpg"))
     records = {name: {"real": [fp.faces for fp in iter_video_predictions(p, clip, VideoOptions())]
                       + [p.predict_image(str(path)) for path in photos],
@@ -296,6 +298,7 @@ def run(mode: str = "full", cache_dir: Path | None = None) -> FamilyResult:
             any(s["torch"] or s["engine"] != "onnx" for s in starts["onnx"]):
         raise RuntimeError(f"cold starts did not run the engines they should: {starts}")
     checks = quality(quality_model(cache), clip)
+    single_checks = quality(quality_model(cache), clip, mirror=False)
 
     ms = lambda values: [v * 1e3 for v in values]  # noqa: E731
     fps = {name: [frames / t for t in values] for name, values in video.items()}
@@ -356,6 +359,10 @@ def run(mode: str = "full", cache_dir: Path | None = None) -> FamilyResult:
             q = checks[name]["synthetic"]
             rows.append(Row(f"quality, {label}, synthetic clip (the model's own domain): same top expression",
                             [q["same_top"]], "share", note=f"{q['faces']} faces"))
+        q = single_checks[name]["real"]
+        rows.append(Row(f"quality, {label}, mirror averaging off (both engines): faces with the same top expression "
+                        "as torch", [q["same_top"]], "share",
+                        note=f"largest torch margin where they differ {q['flipped_margin_max']:.3g}"))
     q = checks["onnx"]["real"]
     notes = [f"Per face: `Predictor.forward` on {batch} random {size} px crops (preprocessing, the engine, "
              "softmax/sigmoid) with the predictor's default mirror averaging (each face and its mirror image in one "
@@ -367,7 +374,7 @@ def run(mode: str = "full", cache_dir: Path | None = None) -> FamilyResult:
              "Video: a generated 640x360 clip of a real face "
              f"({frames} frames at 25 fps), decode + detect + track + predict, no annotation. Quality: the default "
              "demo model (synthetic benchmark) exported with the real checks, torch engine as the reference (both "
-             "with the default mirror averaging), on "
+             "with the default mirror averaging; for context also both without it), on "
              f"the clip's frames and the demo's {checks['photos']} example photos ({q['faces']} faces in "
              f"{q['frames']} frames and photos; the targets), and on the demo's synthetic clip (context); a face is "
              "the same when its box overlaps the torch path's by IoU >= 0.99. The clip's frames show one face, so "
