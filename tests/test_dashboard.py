@@ -324,3 +324,22 @@ def test_factor_tab_compares_temporal_models_with_smoothing(monkeypatch, tmp_pat
     factor_table = next(df.value for df in at.dataframe if "comparison" in df.value.columns)
     assert any(v.startswith("helped") for v in factor_table["verdict_text"])
     assert "option: temporal" in study_frame(at).columns
+
+
+SHIPPED_TEMPORAL = Path(APP).parent.parent / "results" / "temporal"
+
+
+def test_the_dashboard_opens_the_shipped_temporal_study(monkeypatch):
+    """results/temporal (the temporal suite's shipped records, 20 configurations x 3 seeds): no run has a
+    collapsed head, and the factor tab shows every temporal comparison with an interval and a verdict."""
+    from affectmodel.records import collapsed_heads, run_health
+
+    records = read_runs(SHIPPED_TEMPORAL)[0]
+    assert len(records) == 60 and all(run_health(r) is not None and not collapsed_heads(r) for r in records)
+    at = run_app(monkeypatch, SHIPPED_TEMPORAL)
+    (bars,) = charts(at)["Matched factor comparisons: variant − reference"]
+    # smoothing vs per-frame, and gru, causal gru and conv vs smoothing: once per uni-task set, per task for multi
+    assert len(bars) == 4 * (1 + 1 + 1 + 3) and (bars["low"] < bars["high"]).all()
+    table = next(df.value for df in at.dataframe if "comparison" in df.value.columns)
+    assert len(table) == len(bars) and set(table["comparison"].str.split(":").str[0]) == {"temporal"}
+    assert all(v.startswith(("helped", "hurt", "no clear difference", "undecided")) for v in table["verdict_text"])
