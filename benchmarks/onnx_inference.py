@@ -119,15 +119,20 @@ def _predictors(folder: Path, mirror: bool = True) -> dict:
 SINGLE = ":single read"  # per-face keys of the engines with mirror averaging off
 
 
-def per_face(folder: Path, size: int, batch: int, repeats: int) -> dict[str, list[float]]:
+def per_face(folder: Path, size: int, batch: int, repeats: int, gemm_size: int) -> dict[str, list[float]]:
     """Seconds per face of ``forward`` on ``batch`` crops, for each engine, interleaved: with the
     predictor's default mirror averaging (each face read with its mirror image: keys are the engine
-    names) and without it (``<engine>:single read``: one network read per face)."""
+    names) and without it (``<engine>:single read``: one network read per face). In the same rounds,
+    ``gemm``: GFLOP/s of a ``gemm_size``-cubed float32 matrix product in PyTorch (MKL) at its thread
+    count, about the most a float32 engine's convolutions can reach on this CPU (measured in the same
+    rounds, so that a busy machine slows it as it slows the engines)."""
+    import torch
+
     from affectmodel.inference import Predictor
 
     rng = np.random.default_rng(0)
     crops = [rng.integers(0, 256, (size, size, 3), dtype=np.uint8) for _ in range(batch)]
-    calls = {}
+    calls: dict = {}
     for mirror, suffix in ((True, ""), (False, SINGLE)):
         for name in ENGINES:
             # ONNX Runtime at PyTorch's thread count (each engine's default is one thread per core;
@@ -135,8 +140,12 @@ def per_face(folder: Path, size: int, batch: int, repeats: int) -> dict[str, lis
             predictor = Predictor(folder, detector=None, engine=name, batch_size=max(64, batch), mirror=mirror,
                                   threads=None if name == "torch" else torch_threads())
             calls[name + suffix] = functools.partial(predictor.forward, crops)
+    a, b = torch.rand(gemm_size, gemm_size), torch.rand(gemm_size, gemm_size)
+    calls["gemm"] = lambda: a @ b
     times = interleaved(calls, repeats, warmup=2)
-    return {name: [t / batch for t in values] for name, values in times.items()}
+    out = {name: [t / batch for t in values] for name, values in times.items() if name != "gemm"}
+    out["gemm"] = [2.0 * gemm_size ** 3 / t / 1e9 for t in times["gemm"]]
+    return out
 
 
 def conv_gflop_per_face(folder: Path) -> float:
@@ -159,16 +168,6 @@ def conv_gflop_per_face(folder: Path) -> float:
     for hook in hooks:
         hook.remove()
     return sum(flops) / 1e9
-
-
-def gemm_peak(size: int, repeats: int) -> list[float]:
-    """GFLOP/s of a ``size``-cubed float32 matrix product in PyTorch (MKL) at its thread count: about
-    the most a float32 engine's convolutions can reach on this CPU."""
-    import torch
-
-    a, b = torch.rand(size, size), torch.rand(size, size)
-    times = interleaved({"gemm": lambda: a @ b}, repeats, warmup=2)["gemm"]
-    return [2.0 * size ** 3 / t / 1e9 for t in times]
 
 
 def video_runs(folder: Path, clip: Path, repeats: int) -> tuple[dict[str, list[float]], int]:
@@ -278,9 +277,10 @@ def run(mode: str = "full", cache_dir: Path | None = None) -> FamilyResult:
     cache = Path(cache_dir or CACHE_DIR)
     size, batch = p["size"], p["batch"]
     folder = speed_model(size, cache)
-    faces = per_face(folder, size, batch, p["repeats"])
+    gemm_size = 2048 if mode != "tiny" else 256
+    faces = per_face(folder, size, batch, p["repeats"], gemm_size)
     gflop = conv_gflop_per_face(folder)
-    peak = gemm_peak(2048 if mode != "tiny" else 256, max(3, p["repeats"]))
+    peak = faces["gemm"]
     width, height = (640, 360) if mode != "tiny" else (320, 180)
     clip = make_video(p["clip_s"], width, height, cache_dir=cache)
     video, frames = video_runs(folder, clip, p["video_repeats"])
@@ -317,10 +317,10 @@ def run(mode: str = "full", cache_dir: Path | None = None) -> FamilyResult:
         Row(f"float32 convolutions per face ({size} px, one read)", [gflop], "GFLOP"),
         *[Row(f"convolution throughput, {name}, mirror averaging off", [gflop / t for t in faces[name + SINGLE]],
               "GFLOP/s", note="the whole forward's time per face, preprocessing included") for name in ENGINES[:2]],
-        Row(f"float32 matrix product peak (2048^3, torch, {torch_threads()} threads)", peak, "GFLOP/s"),
+        Row(f"float32 matrix product peak ({gemm_size}^3, torch, {torch_threads()} threads)", peak, "GFLOP/s"),
         Row("one read per face at that peak: a bound for float32 convolutions", [gflop / v * 1e3 for v in peak], "ms"),
         Row("that bound / torch per face, mirror averaging off",
-            [gflop / float(np.median(peak)) / t for t in faces["torch" + SINGLE]], "x",
+            ratios([gflop / v for v in peak], faces["torch" + SINGLE]), "x",
             note=f"above {TARGET_FACE_RATIO}: float32 convolutions cannot reach the target on this CPU"),
         Row("video, torch, detection every frame", fps["torch:every frame"], "fps"),
         *[Row(f"video, {name}, library defaults", fps[f"{name}:defaults"], "fps") for name in ENGINES],
@@ -369,8 +369,9 @@ def run(mode: str = "full", cache_dir: Path | None = None) -> FamilyResult:
              f"pass: {2 * batch} images through the network, both engines alike) and without it (one read a face); "
              f"torch in channels_last with its default threads ({torch_threads()}), onnxruntime at the same thread "
              "count, no spinning. The float32 bound: the convolutions' operations of one read divided by the "
-             "speed of a large float32 matrix product (MKL, the same threads): direct or matrix-product "
-             "convolutions in float32 (what oneDNN and MLAS run here) do not run faster than that. "
+             "speed of a large float32 matrix product (MKL, the same threads, timed in the same rounds): "
+             "direct or matrix-product convolutions in float32 (what oneDNN and MLAS run here) do not run "
+             "faster than that. "
              "Video: a generated 640x360 clip of a real face "
              f"({frames} frames at 25 fps), decode + detect + track + predict, no annotation. Quality: the default "
              "demo model (synthetic benchmark) exported with the real checks, torch engine as the reference (both "
