@@ -36,7 +36,8 @@ def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 90) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"streamlit exited with {proc.returncode}")
+            output = proc.stdout.read() if proc.stdout else ""  # a caller that piped it gets the reason
+            raise RuntimeError(f"streamlit exited with {proc.returncode}" + (f":\n{output}" if output else ""))
         try:
             with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as r:
                 if r.status == 200:

@@ -9,20 +9,19 @@ import os
 import shutil
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 from net import free_port
 from study_fixtures import write_seeded_study
 
+# one way to start and reach the dashboard, shared with the screenshot script
+from scripts.dashboard_screenshot import CHROMIUM_ARGS, wait_healthy
+
 REPO = Path(__file__).resolve().parent.parent
 APP = REPO / "dashboard" / "app.py"
 OUT = REPO / "test-output"
 CHROMIUM = shutil.which("chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
 
 pytestmark = [
     pytest.mark.browser,
@@ -30,20 +29,6 @@ pytestmark = [
 ]
 
 
-
-
-def _wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"streamlit exited with {proc.returncode}:\n{proc.stdout.read()}")
-        try:
-            with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.3)
-    raise TimeoutError(f"streamlit did not answer on {url} within {timeout} s")
 
 
 @pytest.fixture
@@ -60,7 +45,7 @@ def dashboard_url(tmp_path):
         cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait_healthy(url, proc)
+        wait_healthy(url, proc, timeout=60)
         yield url
     finally:
         proc.terminate()
@@ -115,7 +100,7 @@ def test_dashboard_on_the_shipped_study_in_chromium(tmp_path):
     from playwright.sync_api import sync_playwright
 
     try:
-        _wait_healthy(url, proc)
+        wait_healthy(url, proc, timeout=60)
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             try:
