@@ -16,7 +16,7 @@ from net import free_port
 from study_fixtures import write_seeded_study
 
 # one way to start and reach the dashboard, shared with the screenshot script
-from scripts.dashboard_screenshot import CHROMIUM_ARGS, wait_healthy
+from scripts.dashboard_screenshot import CHROMIUM_ARGS, stop, wait_healthy
 
 REPO = Path(__file__).resolve().parent.parent
 APP = REPO / "dashboard" / "app.py"
@@ -48,11 +48,7 @@ def dashboard_url(tmp_path):
         wait_healthy(url, proc, timeout=60)
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc)
 
 
 def test_dashboard_renders_headline_and_table_in_chromium(dashboard_url):
@@ -124,11 +120,7 @@ def test_dashboard_on_the_shipped_study_in_chromium(tmp_path):
             finally:
                 browser.close()
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc)
     assert "Did multi-task learning help?" in body and "synthetic-affect (synthetic benchmark)" in body
     assert "quick/multi against one model per task" in body and "Traceback" not in body
     assert len(tables) >= 2 and overflow == 0 and cut == 0  # the cost and comparison tables, whole
