@@ -156,6 +156,16 @@ def test_render_lists_targets_and_misses():
     assert "bounded by conv2d" in text and "## Machine" in text
 
 
+def test_results_md_is_what_the_renderer_writes_from_results_json():
+    """RESULTS.md is generated: a hand edit (the GPU section was one) would be lost at the next
+    `run.py --only NAME`, which renders the whole file again. Edit the renderer's text instead."""
+    import json
+
+    from benchmarks.run import RESULTS_JSON, RESULTS_MD
+
+    assert render(json.loads(RESULTS_JSON.read_text())) == RESULTS_MD.read_text()
+
+
 def _row(name, median, low, high, unit, target="—", n=3):
     return {"name": name, "median": median, "min": low, "max": high, "n": n, "unit": unit, "target": target,
             "met": None, "note": ""}
