@@ -63,6 +63,13 @@ def test_model_limit_ratio_is_predictor_over_best_bare_trunk(model_limit_tiny):
     predictor = result.row(f"predictor.predict_crops, batch {model_limit.PARAMS['tiny']['batch']}").values
     ratio = result.row(f"predictor / bare trunk, batch {model_limit.PARAMS['tiny']['batch']}").values
     assert ratio == pytest.approx([p / b for p, b in zip(predictor, bare, strict=True)])
+    # the predictor as users get it (mirror averaging on) is the target; one read a face is context
+    batch = model_limit.PARAMS["tiny"]["batch"]
+    single = result.row(f"predictor.predict_crops, mirror averaging off, batch {batch}").values
+    single_ratio = result.row(f"predictor / bare trunk, mirror averaging off, batch {batch}")
+    assert single_ratio.target is None
+    assert single_ratio.values == pytest.approx([p / b for p, b in zip(single, bare, strict=True)])
+    assert "mirror" in result.notes[0]
 
 
 @pytest.mark.slow
