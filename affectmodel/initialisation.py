@@ -10,7 +10,6 @@ import os
 from pathlib import Path
 
 import torch
-import torchvision
 
 from .hub.loading import load_model, read_weights_file
 from .model import AffectModel, CheckpointError, ModelConfig
@@ -49,6 +48,8 @@ def load_backbone(model: AffectModel, source: str | os.PathLike) -> None:
 
 def load_imagenet(model: AffectModel) -> None:
     """torchvision's ImageNet weights for the trunk; offline, explain how to supply the file."""
+    import torchvision  # only here: importing it costs about 1.3 s (affectmodel/resnet.py says why)
+
     weights = torchvision.models.get_model_weights(model.config.backbone).IMAGENET1K_V1
     try:
         state = weights.get_state_dict(progress=False)

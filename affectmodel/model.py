@@ -10,7 +10,6 @@ import os
 from pathlib import Path
 
 import torch
-import torchvision
 from huggingface_hub import PyTorchModelHubMixin
 from torch import nn
 
@@ -28,6 +27,7 @@ from .model_config import (
     au_thresholds_of,
     forward_memory_bytes,
 )
+from .resnet import resnet
 from .temporal import build_temporal
 
 
@@ -42,9 +42,9 @@ def bound_va(values: torch.Tensor, kind: str, training: bool) -> torch.Tensor:
 
 
 def _resnet_trunk(name: str) -> tuple[nn.Module, int]:
-    net = getattr(torchvision.models, name)(weights=None)
+    net = resnet(name)  # torchvision's network, without importing torchvision (affectmodel/resnet.py)
     features = net.fc.in_features
-    net.fc = nn.Identity()
+    net.fc = nn.Identity()  # type: ignore[assignment]  # features out: the heads classify
     return net, features
 
 

@@ -161,7 +161,8 @@ def run(mode: str = "full") -> FamilyResult:
     if imports:
         listed = ", ".join(f"{name} {sec:.1f} s" for name, sec in sorted(imports.items(), key=lambda kv: -kv[1]))
         notes.append("What bounds the cold start: imports. `python -X importtime -c 'import demo.app'` (one run, "
-                     f"cumulative seconds of each package's first import): {listed}. torchvision's share is mostly "
-                     "torch._dynamo, which torchvision.ops imports.")
+                     f"cumulative seconds of each package's first import): {listed}."
+                     + (" torchvision's share is mostly torch._dynamo, which torchvision.ops imports."
+                        if "torchvision" in imports else ""))
     return FamilyResult("loading", "Loading: annotations and demo cold start", rows, params=p, notes=notes,
                         seconds=time.perf_counter() - started)

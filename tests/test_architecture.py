@@ -16,8 +16,8 @@ PACKAGE = ROOT / "affectmodel"
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("foundations", ("tasks", "images", "io", "locking", "lazy", "runtime", "progress", "provenance", "alignment",
                      "data.layout", "data.marker")),
-    ("model", ("model", "model_config", "temporal", "losses", "metrics", "records", "predictions", "summaries",
-               "health")),
+    ("model", ("model", "model_config", "resnet", "temporal", "losses", "metrics", "records", "predictions",
+               "summaries", "health")),
     ("data", ("data",)),
     ("statistics", ("statistics", "scoring")),
     ("model loading", ("hub.loading", "hub.model_index", "initialisation")),

@@ -63,6 +63,13 @@ def test_model_limit_ratio_is_predictor_over_best_bare_trunk(model_limit_tiny):
     predictor = result.row(f"predictor.predict_crops, batch {model_limit.PARAMS['tiny']['batch']}").values
     ratio = result.row(f"predictor / bare trunk, batch {model_limit.PARAMS['tiny']['batch']}").values
     assert ratio == pytest.approx([p / b for p, b in zip(predictor, bare, strict=True)])
+    # the predictor as users get it (mirror averaging on) is the target; one read a face is context
+    batch = model_limit.PARAMS["tiny"]["batch"]
+    single = result.row(f"predictor.predict_crops, mirror averaging off, batch {batch}").values
+    single_ratio = result.row(f"predictor / bare trunk, mirror averaging off, batch {batch}")
+    assert single_ratio.target is None
+    assert single_ratio.values == pytest.approx([p / b for p, b in zip(single, bare, strict=True)])
+    assert "mirror" in result.notes[0]
 
 
 @pytest.mark.slow
@@ -154,6 +161,16 @@ def test_render_lists_targets_and_misses():
     assert "| model_limit | ratio | 1.45x | ≤ 1.25 | NOT met |" in text
     assert "| model_limit | speed | 30.0 fps | ≥ 25.0 fps | met |" in text
     assert "bounded by conv2d" in text and "## Machine" in text
+
+
+def test_results_md_is_what_the_renderer_writes_from_results_json():
+    """RESULTS.md is generated: a hand edit (the GPU section was one) would be lost at the next
+    `run.py --only NAME`, which renders the whole file again. Edit the renderer's text instead."""
+    import json
+
+    from benchmarks.run import RESULTS_JSON, RESULTS_MD
+
+    assert render(json.loads(RESULTS_JSON.read_text())) == RESULTS_MD.read_text()
 
 
 def _row(name, median, low, high, unit, target="—", n=3):

@@ -13,13 +13,13 @@ from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from ..model import ModelConfig
+from ..model_config import ModelConfig
 from ..predictions import PREDICTIONS_FILE
 from ..records import SYNTHETIC_DATASET, RunRecord, run_factors
 from ..study import StudyReport, comparisons_of, factors_of, provenance_note, run_estimates, selection_note
 from ..summaries import SUMMARY_FILE
 from ..tasks import ABAW_BASELINES, AU_DESCRIPTIONS, VA_DESCRIPTIONS, get_label_space, headline_metric, task_specs
-from ..training.config import DATASET_LOCAL_KEYS, MACHINE_LOCAL_OPTIONS
+from ..training.identity import DATASET_LOCAL_KEYS, MACHINE_LOCAL_OPTIONS
 from .model_index import CARD_METRICS, dataset_type
 
 # Each task gets its own model-index entry (the Hub groups results by task type and data set
