@@ -246,16 +246,35 @@ def test_sigkill_at_random_moments_then_resume_equals_an_uninterrupted_run(bench
     assert_same_result(run, reference)
 
 
-@pytest.mark.parametrize("kill_in", ["checkpoint:3", "history:2"])
-def test_sigkill_in_the_middle_of_a_write_leaves_the_record_whole(bench, reference, wrapper, tmp_path, kill_in,
+KILLS_IN_A_WRITE = ["checkpoint:3", "history:2"]
+
+
+@pytest.fixture(scope="module")
+def killed_in_a_write(bench, wrapper, tmp_path_factory) -> dict[str, tuple[Path, int, bytes]]:
+    """The training command killed inside a write, once per ``KILL_IN``: ``(run folder, exit status,
+    stderr)``. The two processes are started together: each trains on one thread, so they share the
+    machine's cores instead of waiting for each other (where each dies depends on a write, not on time)."""
+    started = {}
+    for kill_in in KILLS_IN_A_WRITE:
+        run = tmp_path_factory.mktemp("killed_in_a_write") / "run"
+        started[kill_in] = run, subprocess.Popen([sys.executable, str(wrapper), *_train_cmd(bench, run)[1:]], cwd=REPO,
+                                                 env={**_env(), "KILL_IN": kill_in}, stdout=subprocess.DEVNULL,
+                                                 stderr=subprocess.PIPE)
+    done = {}
+    for kill_in, (run, process) in started.items():
+        _, stderr = process.communicate(timeout=300)
+        done[kill_in] = run, process.returncode, stderr
+    return done
+
+
+@pytest.mark.parametrize("kill_in", KILLS_IN_A_WRITE)
+def test_sigkill_in_the_middle_of_a_write_leaves_the_record_whole(bench, reference, killed_in_a_write, kill_in,
                                                                  capsys):
     """checkpoint:3 - the third checkpoint half written (the second is used); history:2 - the
     second epoch's history.csv half written (the first epoch's stays). A resume with other options
     or without --resume is refused first."""
-    run = tmp_path / "run"
-    result = subprocess.run([sys.executable, str(wrapper), *_train_cmd(bench, run)[1:]], cwd=REPO,
-                            env={**_env(), "KILL_IN": kill_in}, capture_output=True, timeout=300, check=False)
-    assert result.returncode == -signal.SIGKILL, result.stderr.decode()[-2000:]
+    run, returncode, stderr = killed_in_a_write[kill_in]
+    assert returncode == -signal.SIGKILL, stderr.decode()[-2000:]
     step = check_run_record(run)
     leftovers = sorted(p.name for p in run.rglob(".*.tmp"))
     assert leftovers, "the kill happened mid-write, so a hidden temporary file is expected"
