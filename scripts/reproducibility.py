@@ -101,22 +101,29 @@ def compare(reference: Sequence[RunRecord], other: Sequence[RunRecord],
     return {"rows": rows, "summary": summary,
             "only_reference": [f"{c}/seed-{s}" for c, s in sorted(set(ref) - set(oth), key=str)],
             "only_other": [f"{c}/seed-{s}" for c, s in sorted(set(oth) - set(ref), key=str)],
-            "fingerprints": {"reference": sorted({str(r.data_fingerprint) for r in reference}),
-                             "other": sorted({str(r.data_fingerprint) for r in other})},
+            # over the runs compared: a side's other runs (e.g. a pre-training run on another set)
+            # say nothing about whether the compared runs saw the same data
+            "fingerprints": {"reference": sorted({str(ref[k].data_fingerprint) for k in common}),
+                             "other": sorted({str(oth[k].data_fingerprint) for k in common})},
+            "different_data": [f"{c}/seed-{s}" for c, s in common
+                               if str(ref[(c, s)].data_fingerprint) != str(oth[(c, s)].data_fingerprint)],
             "machines": {"reference": sorted({machine_summary(r.machine) for r in reference}),
                          "other": sorted({machine_summary(r.machine) for r in other})}}
 
 
 def data_warning(result: Mapping[str, Any]) -> str | None:
-    """A sentence when the two sides' data fingerprints differ or are unknown (then the figures
-    cannot tell the machine from the data)."""
+    """A sentence when the data fingerprints of the runs compared differ or are unknown (then the
+    figures cannot tell the machine from the data)."""
     ref, oth = result["fingerprints"]["reference"], result["fingerprints"]["other"]
     if "None" in ref or "None" in oth:
         return ("Some records carry no data fingerprint: whether both sides trained on the same data is unknown "
                 "(compare `python -m affectmodel data-info DATA` on both machines).")
-    if ref != oth:
-        return (f"The data differ (fingerprints {', '.join(ref)} against {', '.join(oth)}): the differences below "
-                "mix the data with the machine.")
+    if result.get("different_data") or ref != oth:
+        runs = result.get("different_data") or []
+        listed = ", ".join(runs[:5]) + (", ..." if len(runs) > 5 else "")
+        named = f" in {len(runs)} of the runs compared ({listed})" if runs else ""
+        return (f"The data differ{named} (fingerprints {', '.join(ref)} against {', '.join(oth)}): the differences "
+                "below mix the data with the machine.")
     return None
 
 

@@ -61,6 +61,27 @@ def test_compare_says_when_the_data_differ_or_are_unknown(tmp_path):
     assert script.compare(fewer, a)["only_other"] == ["uni-expr/seed-1"]
 
 
+def test_compare_judges_the_data_on_the_runs_it_compares(tmp_path):
+    """A reference with a further run on another data set (the quick suite's pre-training run on the
+    folder set) against a rerun of some configurations on the same data: no warning; a compared
+    run on other data is named."""
+    reference = _suite(tmp_path / "a", "a" * 16)
+    write_run(tmp_path / "a", "quick", "pretrain-expr", tasks="expr", scores={"P_EXPR": 0.3}, seed=0,
+              dataset={"name": "synthetic-affect-folders", "synthetic": True, "split": "validation",
+                       "fingerprint": "c" * 16})
+    reference = read_runs(tmp_path / "a")[0]
+    rerun = _suite(tmp_path / "b", "a" * 16)
+    result = script.compare(reference, rerun)
+    assert result["only_reference"] == ["pretrain-expr/seed-0"]
+    assert script.data_warning(result) is None
+    path = tmp_path / "b" / "quick" / "uni-va" / "seed-2" / "metrics.json"
+    metrics = json.loads(path.read_text())
+    metrics["dataset"]["fingerprint"] = "d" * 16
+    path.write_text(json.dumps(metrics))
+    warning = script.data_warning(script.compare(reference, read_runs(tmp_path / "b")[0]))
+    assert warning is not None and "1 of the runs compared (uni-va/seed-2)" in warning
+
+
 def test_synth_check_compares_fingerprints_across_variants(tmp_path):
     variants = {"default": {}, "one-thread": {"OMP_NUM_THREADS": "1"}}
     found = script.synth_check(tmp_path, ["--videos", "2", "--frames", "2", "--size", "24"], variants)
