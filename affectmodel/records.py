@@ -85,6 +85,9 @@ SEED_FOLDER = re.compile(r"^seed-(\d+)$")
 # user's cache; ``--model default`` / ``load_model("default")`` name it.
 DEFAULT_MODEL_NAME = "default"
 DEFAULT_DIR_ENV = "AFFECT_DEFAULT_MODEL_DIR"
+# Its recipe, in the suites/ folder next to the package: in a checkout and in a published Space
+# folder alike (publish-space copies both).
+DEFAULT_SUITE = Path(__file__).resolve().parents[1] / "suites" / "demo.toml"
 # config.json keys that do not change what is trained: the seed, where things are, how fast, on
 # what machine, and the identity fields themselves. A configuration id ignores them (and the study's
 # matching: runs from two machines are compared, on the same data).
@@ -107,6 +110,23 @@ RUN_FACTS = frozenset({"config_id", "code_version", "label_spaces", "dataset", "
 
 class RunRecordError(ValueError):
     """A run folder is incomplete or one of its files is malformed."""
+
+
+def recipe_changed(folder: Path, suite: Path = DEFAULT_SUITE) -> bool:
+    """True when the default model in ``folder`` was built from another recipe than ``suite``: the
+    ``suite.toml`` that travels with the model differs from the current one in content (comments
+    aside). A folder without it (placed there by hand, or built before the recipe travelled) is not
+    judged."""
+    import tomllib
+
+    built_from = Path(folder) / "suite.toml"
+    if not built_from.is_file() or not Path(suite).is_file():
+        return False
+    try:
+        with open(built_from, "rb") as old, open(suite, "rb") as new:
+            return tomllib.load(old) != tomllib.load(new)
+    except (OSError, tomllib.TOMLDecodeError):
+        return True  # an unreadable recipe copy says nothing the model can be trusted on
 
 
 def default_model_dir() -> Path:

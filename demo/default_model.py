@@ -16,8 +16,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from affectmodel.records import is_complete
-from affectmodel.training.default_model import DEFAULT_DIR_ENV, default_model_dir, ensure_default_model
+from affectmodel.training.default_model import DEFAULT_DIR_ENV, default_model_dir, ensure_default_model, needs_build
 
 MODEL_ENV = "AFFECT_MODEL"
 
@@ -46,7 +45,7 @@ def choose_model(source: str | None = None) -> ModelChoice:
     if os.environ.get(MODEL_ENV):
         return ModelChoice(os.environ[MODEL_ENV], "environment")
     folder = default_model_dir()
-    built = not is_complete(folder)
+    built = needs_build(folder)
     return ModelChoice(str(ensure_default_model(folder)), "default", built)
 
 
@@ -65,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     folder = Path(args.dir).expanduser() if args.dir else default_model_dir()
     if args.rebuild and folder.exists():
         shutil.rmtree(folder)
-    built = not is_complete(folder)
+    built = needs_build(folder)
     ensure_default_model(folder)
     print(f"{'built' if built else 'reused'}: {folder}")
     return 0

@@ -387,6 +387,14 @@ def test_default_names_the_demos_default_model_once_built(tmp_path, monkeypatch)
     monkeypatch.setenv(DEFAULT_DIR_ENV, str(run))
     assert resolve_source("default") == resolve_source(str(run))
     assert tuple(load_model("default").tasks) == ("expr", "au", "va")
+    # built from an older suites/demo.toml: named, never used silently
+    from affectmodel.training.default_model import DEFAULT_SUITE
+
+    (run / "suite.toml").write_text(DEFAULT_SUITE.read_text().replace("[suite]", "[suite]\nold_recipe = true", 1))
+    with pytest.raises(MissingFileError, match=r"built from an older suites/demo\.toml.*--rebuild"):
+        resolve_source("default")
+    (run / "suite.toml").write_text(DEFAULT_SUITE.read_text())
+    assert resolve_source("default") == resolve_source(str(run))
     local = make_run(tmp_path / "here", name="x", tasks=("au",))
     local.rename(tmp_path / "default")
     assert resolve_source("default").location == "default" and tuple(load_model("default").tasks) == ("au",)

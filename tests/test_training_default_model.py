@@ -20,6 +20,28 @@ def test_default_model_is_reused_once_built(monkeypatch, tmp_path):
     assert default_model.ensure_default_model() == run
 
 
+def test_a_default_model_from_an_older_recipe_is_built_again(monkeypatch, tmp_path):
+    """A model whose travelling suite.toml differs from suites/demo.toml in content is rebuilt (and
+    the new build replaces it); a comment-only difference, or a hand-placed folder without the
+    recipe, is reused."""
+    run = make_run(tmp_path)
+    monkeypatch.setenv(DEFAULT_DIR_ENV, str(run))
+    built = []
+
+    def fake_build(folder, suite, overrides=None, data=None):
+        built.append(folder)
+        return folder
+
+    monkeypatch.setattr(default_model, "build_default_model", fake_build)
+    assert default_model.ensure_default_model() == run and built == []  # no recipe copy: reused
+    (run / "suite.toml").write_text("# built long ago\n" + DEFAULT_SUITE.read_text())
+    assert not default_model.recipe_changed(run)
+    assert default_model.ensure_default_model() == run and built == []  # comments aside: the same recipe
+    (run / "suite.toml").write_text(DEFAULT_SUITE.read_text().replace("[suite]", "[suite]\nold_recipe = true", 1))
+    assert default_model.recipe_changed(run) and default_model.needs_build(run)
+    assert default_model.ensure_default_model() == run and built == [run]
+
+
 def test_default_model_recipe_is_the_demo_suite():
     runs = load_suite(DEFAULT_SUITE, "DATA", "OUT")
     assert [r.name for r in runs] == [SUITE_RUN]
@@ -61,3 +83,10 @@ def test_default_model_build_runs_the_demo_suite(tmp_path):
     info = model_info(str(folder))
     assert info["synthetic"] is True and info["input_size"] == 32
     assert sorted(p.name for p in tmp_path.iterdir()) == ["default-model"]  # no temp folders left
+    # built from an older recipe: the next call builds again and the new model takes its place
+    (folder / "suite.toml").write_text(DEFAULT_SUITE.read_text().replace("[suite]", "[suite]\nold_recipe = true", 1))
+    tiny = {"videos": 2, "frames": 10, "size": 64}
+    again = default_model.ensure_default_model(folder, overrides=overrides, data=tiny)
+    assert again == folder and not default_model.recipe_changed(folder)
+    assert (folder / "model" / "model.safetensors").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["default-model"]

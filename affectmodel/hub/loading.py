@@ -36,6 +36,7 @@ from ..records import (
     MODEL_WEIGHTS_FILE,
     default_model_dir,
     is_complete,
+    recipe_changed,
 )
 
 LEGACY_WEIGHTS_FILE = "pytorch_model.bin"  # read with weights_only=True only
@@ -137,6 +138,10 @@ def _default_model_source() -> ModelSource:
         raise MissingFileError(
             f"the default model is not built yet (looked in {folder}): launch the demo once "
             f"(`python app.py`) or build it with `python -m demo.default_model`, then try again")
+    if recipe_changed(folder):
+        raise MissingFileError(
+            f"the default model in {folder} was built from an older suites/demo.toml: rebuild it with "
+            f"`python -m demo.default_model --rebuild` (or launch the demo once), then try again")
     return ModelSource("run", str(folder), None)
 
 

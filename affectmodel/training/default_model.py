@@ -6,8 +6,10 @@ benchmark to generate, its single ``[[runs]]`` entry the training run. :func:`en
 generates the benchmark in a temporary folder next to the destination, trains the suite through
 :func:`affectmodel.training.run_suite` (a few minutes on CPU) and moves the finished run folder into
 place in one rename, so an interrupted build leaves nothing half-written and a finished one is
-reused by every later launch. The result is a normal run folder, so ``model_info`` reports it as
-trained on the synthetic benchmark and the demo says so on its first screen.
+reused by every later launch, until ``suites/demo.toml`` changes: a model built from another
+recipe (the ``suite.toml`` that travels with it differs) is built again. The result is a normal run
+folder, so ``model_info`` reports it as trained on the synthetic benchmark and the demo says so on
+its first screen.
 
 It lives in ``$AFFECT_DEFAULT_MODEL_DIR`` (default ``~/.cache/affectmodel/default-model``, under
 ``$XDG_CACHE_HOME`` when set).
@@ -22,11 +24,8 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from ..records import DEFAULT_DIR_ENV, default_model_dir, is_complete
+from ..records import DEFAULT_DIR_ENV, DEFAULT_SUITE, default_model_dir, is_complete, recipe_changed
 
-# The recipe, in the suites/ folder next to the package: in a checkout and in a published Space
-# folder alike (publish-space copies both).
-DEFAULT_SUITE = Path(__file__).resolve().parents[2] / "suites" / "demo.toml"
 SUITE_RUN = "default"   # the one [[runs]] entry of the suite
 _DATA_KEYS = {"videos", "frames", "size", "seed"}
 
@@ -43,12 +42,21 @@ def read_demo_suite(path: Path = DEFAULT_SUITE) -> dict[str, Any]:
     return {k: int(v) for k, v in data.items()}
 
 
+def needs_build(folder: Path, suite: Path = DEFAULT_SUITE) -> bool:
+    """The default model must be (re)built: missing, incomplete, or from an older recipe."""
+    return not is_complete(folder) or recipe_changed(folder, suite)
+
+
 def ensure_default_model(folder: Path | None = None, suite: Path = DEFAULT_SUITE,
                          overrides: dict[str, Any] | None = None, data: dict[str, Any] | None = None) -> Path:
-    """The default run folder, trained now if it does not exist yet (complete runs are reused)."""
+    """The default run folder, trained now if it does not exist yet or was built from an older
+    recipe (a complete run of the current recipe is reused)."""
     folder = Path(folder) if folder is not None else default_model_dir()
-    if is_complete(folder):
+    if not needs_build(folder, suite):
         return folder
+    if is_complete(folder):
+        # a model from an older suites/demo.toml would keep answering with the old recipe's flaws
+        print(f"The default model in {folder} was built from an older {suite.name}: building it again.", flush=True)
     return build_default_model(folder, suite, overrides, data)
 
 
@@ -74,6 +82,9 @@ def build_default_model(folder: Path, suite: Path = DEFAULT_SUITE, overrides: di
             raise RuntimeError(f"training the default model did not produce a complete run in {run_dir}")
         if (out / "suite.toml").is_file():   # the recipe travels with the model
             shutil.copy2(out / "suite.toml", run_dir / "suite.toml")
+        if folder.exists() and recipe_changed(folder, suite):  # the old recipe's model makes way
+            old = Path(tmp) / "replaced"
+            os.replace(folder, old)
         try:
             os.replace(run_dir, folder)
         except OSError:  # another process finished first (or an old incomplete folder is in the way)
@@ -85,4 +96,4 @@ def build_default_model(folder: Path, suite: Path = DEFAULT_SUITE, overrides: di
 
 
 __all__ = ["DEFAULT_DIR_ENV", "DEFAULT_SUITE", "SUITE_RUN", "build_default_model", "default_model_dir",
-           "ensure_default_model", "read_demo_suite"]
+           "ensure_default_model", "needs_build", "read_demo_suite", "recipe_changed"]
