@@ -42,7 +42,7 @@ tasks = ["expr", "au", "va"]
 init = "uni-expr"
 """
 # Not what a run computed: how fast, and where it ran (the machine record holds the environment, and
-# the suites run in a subprocess below set OMP_NUM_THREADS where the in-process sequential suite does not).
+# the suites run in a subprocess below set OMP_NUM_THREADS where the in-process parallel suite does not).
 TIMING = ("train_time_s", "init_train_time_s", "images_per_second", "data_wait_share", "machine")
 
 
@@ -53,12 +53,34 @@ def bench(tmp_path_factory):
     return root
 
 
+def _env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(REPO), "TQDM_DISABLE": "1", "OMP_NUM_THREADS": "1"}
+
+
 @pytest.fixture(scope="module")
 def sequential(tmp_path_factory, bench):
+    """The reference records: the suite run sequentially (no --jobs) by ``train.py suite``. Its process
+    is started here and waited for where a test first reads the records (``sequential()``), so that
+    it trains while that test's parallel jobs do: every run trains on one thread, and the machine
+    has more than one core."""
     folder = tmp_path_factory.mktemp("sequential")
     (folder / "suite.toml").write_text(SUITE)
-    run_suite(folder / "suite.toml", bench, folder / "out", log=lambda _: None)
-    return folder / "out"
+    process = subprocess.Popen([sys.executable, str(REPO / "train.py"), "suite", str(folder / "suite.toml"),
+                                "--data", str(bench), "--out", str(folder / "out")], env=_env(),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+    stderr: list[str] = []
+
+    def records() -> Path:
+        if process.returncode is None:
+            stderr.append(process.communicate(timeout=400)[1])
+        assert process.returncode == 0, stderr[0][-2000:]
+        return folder / "out"
+
+    yield records
+    if process.poll() is None:  # no test read it (deselected): not left running
+        process.kill()
+        process.communicate()
 
 
 def _metrics(run_dir):
@@ -104,7 +126,7 @@ def test_two_jobs_give_the_records_of_a_sequential_suite(tmp_path, bench, sequen
     assert [r["status"] for r in results] == ["trained"] * 3, results
     for name in ("uni-expr", "uni-au", "multi-from-expr"):
         folder = f"{name}/seed-0"
-        assert _metrics(tmp_path / "out" / folder) == _metrics(sequential / folder), name
+        assert _metrics(tmp_path / "out" / folder) == _metrics(sequential() / folder), name
     # The two independent runs started together; the one initialised from uni-expr waited for it.
     starts = [line for line in lines if ": training" in line]
     assert "uni-expr" in starts[0] and "uni-au" in starts[1] and "multi-from-expr" in starts[2]
@@ -136,7 +158,7 @@ sys.exit(cli.main(sys.argv[1:]))
 
 @pytest.mark.slow
 @pytest.mark.timeout(600)
-def test_an_interrupted_parallel_suite_resumes_to_the_same_records(tmp_path, bench, sequential):
+def test_an_interrupted_parallel_suite_resumes_to_the_same_records(tmp_path, bench, sequential, capsys):
     """Interrupted on a signal from the suite itself (its first completed run), not after a
     sleep, with SIGINT's default handler whatever the test runner inherited: it used to wait for a
     checkpoint file and interrupt then, and the whole suite could finish first (under load, or at
@@ -144,7 +166,7 @@ def test_an_interrupted_parallel_suite_resumes_to_the_same_records(tmp_path, ben
     (tmp_path / "suite.toml").write_text(SUITE)
     out = tmp_path / "out"
     args = ["suite", str(tmp_path / "suite.toml"), "--data", str(bench), "--out", str(out), "--jobs", "2"]
-    env = {**os.environ, "PYTHONPATH": str(REPO), "TQDM_DISABLE": "1", "OMP_NUM_THREADS": "1"}
+    env = _env()
     interrupted = subprocess.run([sys.executable, "-c", INTERRUPT_AFTER_FIRST_RUN, *args], env=env,
                                  capture_output=True, text=True, timeout=400, check=False, start_new_session=True)
     output = interrupted.stdout + interrupted.stderr
@@ -154,12 +176,14 @@ def test_an_interrupted_parallel_suite_resumes_to_the_same_records(tmp_path, ben
     complete = [name for name in ("uni-expr", "uni-au", "multi-from-expr") if is_complete(out / name / "seed-0")]
     assert complete[:1] in (["uni-expr"], ["uni-au"]) and "multi-from-expr" not in complete, complete
 
-    again = subprocess.run([sys.executable, str(REPO / "train.py"), *args], env=env, capture_output=True, text=True,
-                           timeout=400, check=False)
-    assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
-    assert f"suite done: {3 - len(complete)} trained, {len(complete)} already complete" in again.stdout
+    # Started again (in this process: its jobs are fresh processes all the same), it resumes.
+    from affectmodel.training.cli import main
+
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert f"suite done: {3 - len(complete)} trained, {len(complete)} already complete" in printed, printed[-2000:]
     for name in ("uni-expr", "uni-au", "multi-from-expr"):
-        assert _metrics(out / name / "seed-0") == _metrics(sequential / name / "seed-0"), name
+        assert _metrics(out / name / "seed-0") == _metrics(sequential() / name / "seed-0"), name
 
 
 def test_a_run_locked_by_another_process_is_reported_busy_and_the_suite_fails(tmp_path, bench, capsys):
