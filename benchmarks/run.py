@@ -192,13 +192,12 @@ no longer met. Nothing was tuned to meet them again; mirror averaging stays the 
 - **model_limit**, predictor / bare trunk at batch 32: 2.01x (target 1.25x; 1.03x on 2026-12-03, one read a
   face). The ratio now holds the second read. With mirror averaging off, in the same interleaved rounds, the
   predictor is at 1.01x of the bare trunk: preprocessing, heads and records still cost next to nothing.
-- **video_e2e**, speed-up of the library's defaults over detecting every frame: 1.68x (target 2x; 2.07x on
-  2026-12-03). The defaults save detection work only; the forward pass, now twice as long a face, is a
-  larger share of every frame's cost, so the same saving is a smaller ratio. (This run had no mirror-off
-  variant; the benchmark now times one in the same rounds, not yet run in full on a quiet machine. The ONNX
-  benchmark's torch rows give the same picture across runs: its defaults over detection every frame 2.20x
-  at 08:02 before mirror averaging, 1.74x in this run.) The defaults
-  still run at 90 fps on this clip and find the same faces as detection on every frame. The ONNX engines
+- **video_e2e**, speed-up of the library's defaults over detecting every frame: 1.82x (target 2x; 2.07x on
+  2026-12-03, one read a face). The defaults save detection work only; the forward pass, now twice as long a
+  face, is a larger share of every frame's cost, so the same saving is a smaller ratio. Measured in the same
+  interleaved rounds (14:14, quiet machine, under the CPU lock): with mirror averaging off the speed-up is
+  2.37x (2.14-2.40) and the defaults run at 136 fps instead of 94.5. The defaults
+  still find the same faces as detection on every frame. The ONNX engines
   meet the video target (fp32 2.10x, int8 3.72x of torch detecting every frame, section "ONNX Runtime").
 """
 
