@@ -54,6 +54,7 @@ import json
 import math
 import os
 import re
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -117,8 +118,6 @@ def recipe_changed(folder: Path, suite: Path = DEFAULT_SUITE) -> bool:
     ``suite.toml`` that travels with the model differs from the current one in content (comments
     aside). A folder without it (placed there by hand, or built before the recipe travelled) is not
     judged."""
-    import tomllib
-
     built_from = Path(folder) / "suite.toml"
     if not built_from.is_file() or not Path(suite).is_file():
         return False

@@ -118,12 +118,11 @@ def data_warning(result: Mapping[str, Any]) -> str | None:
     if "None" in ref or "None" in oth:
         return ("Some records carry no data fingerprint: whether both sides trained on the same data is unknown "
                 "(compare `python -m affectmodel data-info DATA` on both machines).")
-    if result.get("different_data") or ref != oth:
-        runs = result.get("different_data") or []
+    runs = result["different_data"]  # fingerprint sets that differ always have a pair that differs
+    if runs:
         listed = ", ".join(runs[:5]) + (", ..." if len(runs) > 5 else "")
-        named = f" in {len(runs)} of the runs compared ({listed})" if runs else ""
-        return (f"The data differ{named} (fingerprints {', '.join(ref)} against {', '.join(oth)}): the differences "
-                "below mix the data with the machine.")
+        return (f"The data differ in {len(runs)} of the runs compared ({listed}) (fingerprints {', '.join(ref)} "
+                f"against {', '.join(oth)}): the differences below mix the data with the machine.")
     return None
 
 

@@ -82,9 +82,8 @@ def build_default_model(folder: Path, suite: Path = DEFAULT_SUITE, overrides: di
             raise RuntimeError(f"training the default model did not produce a complete run in {run_dir}")
         if (out / "suite.toml").is_file():   # the recipe travels with the model
             shutil.copy2(out / "suite.toml", run_dir / "suite.toml")
-        if folder.exists() and recipe_changed(folder, suite):  # the old recipe's model makes way
-            old = Path(tmp) / "replaced"
-            os.replace(folder, old)
+        if recipe_changed(folder, suite):  # the old recipe's model makes way
+            os.replace(folder, Path(tmp) / "replaced")
         try:
             os.replace(run_dir, folder)
         except OSError:  # another process finished first (or an old incomplete folder is in the way)
